@@ -1,0 +1,129 @@
+// Package api holds what the client protocols (HTTP in internal/api/httpapi, RESP
+// in internal/api/resp) need from a node: the Service interface, declared here
+// by its users, and the request and reply types they share.
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// Service is what a node offers to client protocols. Implemented by internal/node.
+type Service interface {
+	// Put writes key=value. Returns ErrNotLeader (with the leader in the
+	// *NotLeaderError) when this node is not the leader and cannot forward.
+	Put(ctx context.Context, key, value []byte, w WriteOptions) (WriteResult, error)
+	// Delete removes key, with the same semantics as Put.
+	Delete(ctx context.Context, key []byte, w WriteOptions) (WriteResult, error)
+	// Get reads key at the given consistency. Found=false if absent.
+	Get(ctx context.Context, key []byte, c Consistency) (ReadResult, error)
+	// Count returns the number of keys in this node's applied state (DBSIZE).
+	Count(ctx context.Context) (int, error)
+	// Status describes this node and, on the leader, its followers.
+	Status() NodeStatus
+	// Rollbacks lists the entries this node discarded from its log.
+	Rollbacks() ([]Rollback, error)
+	// TransferLeadership hands leadership to node `to` and returns once it leads.
+	TransferLeadership(ctx context.Context, to string) error
+	// WaitReplicas waits until at least n followers hold index durably, or the
+	// context ends; returns how many do (Redis WAIT semantics).
+	WaitReplicas(ctx context.Context, index uint64, n int) (int, error)
+	// MaxValueBytes is the largest value accepted.
+	MaxValueBytes() int
+}
+
+// WriteOptions says how a write must be acknowledged.
+type WriteOptions struct {
+	Ack     repl.Ack
+	Timeout time.Duration // 0 = the node's default
+	Default bool          // true = use the node's default ack mode (Ack ignored)
+}
+
+// WriteResult is the reply to a write. On ErrWriteTimeout and ErrOutcomeUnknown
+// it is still filled in with what was achieved.
+type WriteResult struct {
+	Index         uint64
+	Term          uint64
+	Durability    string // ack mode met: "async", "semi-sync", "sync", "majority"; or "" if none
+	Replicas      int    // followers that made it durable
+	Committed     bool
+	LeaderDurable bool
+}
+
+// Consistency is a read level.
+type Consistency uint8
+
+// Read levels.
+const (
+	Linearizable Consistency = iota // leader under lease or read index; followers forward
+	Stale                           // this node's applied state
+)
+
+// ParseConsistency parses "linearizable" or "stale".
+func ParseConsistency(s string) (Consistency, error) {
+	switch s {
+	case "", "linearizable":
+		return Linearizable, nil
+	case "stale":
+		return Stale, nil
+	}
+	return 0, ErrBadConsistency
+}
+
+// ReadResult is the reply to a read.
+type ReadResult struct {
+	Found bool
+	Value []byte
+	Index uint64 // version: log index that last changed the key (0 if absent)
+	// For stale reads: how far behind this node may be.
+	LagEntries uint64
+	LagMillis  int64
+}
+
+// FollowerInfo is the leader's view of one follower.
+type FollowerInfo struct {
+	ID            string `json:"id"`
+	MatchIndex    uint64 `json:"match_index"`
+	LagEntries    uint64 `json:"lag_entries"`
+	LagMillis     int64  `json:"lag_ms"`
+	LastContactMs int64  `json:"last_contact_ms"`
+}
+
+// NodeStatus is /v1/status.
+type NodeStatus struct {
+	ID           string         `json:"id"`
+	Role         string         `json:"role"`
+	Term         uint64         `json:"term"`
+	Leader       string         `json:"leader"`
+	LeaderHTTP   string         `json:"leader_http"`
+	LeaderRESP   string         `json:"leader_resp"`
+	LastIndex    uint64         `json:"last_index"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	LagMillis    int64          `json:"lag_ms"`
+	Followers    []FollowerInfo `json:"followers,omitempty"`
+}
+
+// Rollback is one discarded write.
+type Rollback struct {
+	Term  uint64 `json:"term"`
+	Index uint64 `json:"index"`
+	Op    string `json:"op"`
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Errors a Service returns (wrapped).
+var (
+	ErrNotLeader      = errors.New("not the leader")
+	ErrNoLeader       = errors.New("no leader is known")
+	ErrWriteTimeout   = errors.New("ack mode not met in time; the outcome is not final")
+	ErrOutcomeUnknown = errors.New("leadership lost while the write was in flight; outcome unknown")
+	ErrBadConsistency = errors.New("unknown consistency level (want linearizable or stale)")
+	ErrEmptyKey       = errors.New("empty key")
+	ErrValueTooLarge  = errors.New("value too large")
+	ErrStopped        = errors.New("node stopped")
+)
