@@ -1,0 +1,26 @@
+# Trireme build and test entry points. `make test` is the command CI runs.
+GO ?= go
+
+.PHONY: test build vet fuzz sim-long
+
+build:
+	$(GO) build -o bin/trireme ./cmd/trireme
+
+vet:
+	$(GO) vet ./...
+
+# The full default suite: unit, scenario, simulator (300+ seeds), node and system
+# tests, then the proof that the simulator catches each deliberately broken protocol.
+test: vet
+	$(GO) test -timeout 30m ./...
+	$(GO) test -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
+
+# Short fuzzing pass over every decoder (set FUZZTIME for longer).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/entry
+
+# Many more simulator seeds (set SEEDS).
+SEEDS ?= 10000
+sim-long:
+	TRIREME_SIM_SEEDS=$(SEEDS) $(GO) test -timeout 0 -run TestSimulation ./internal/sim
