@@ -1,0 +1,162 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/trireme-db/trireme/internal/entry"
+)
+
+// benchStore opens a store with production-like settings.
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Logger = testConfig().Logger
+	if v := os.Getenv("TRIREME_STORE_BENCH_MEMTABLE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("TRIREME_STORE_BENCH_MEMTABLE=%q: %v", v, err)
+		}
+		cfg.MemTableBytes = n
+	}
+	s, err := Open(b.TempDir(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+const benchKeys = 50_000
+
+func benchKey(dst []byte, i int) []byte { return fmt.Appendf(dst[:0], "key%08d", i) }
+
+// preload writes benchKeys keys with 100-byte values and flushes.
+func preload(b *testing.B, s *Store) {
+	b.Helper()
+	val := bytes.Repeat([]byte("v"), 100)
+	ents := make([]entry.Entry, 0, 1000)
+	for i := 0; i < benchKeys; i++ {
+		ents = append(ents, entry.Entry{Term: 1, Index: uint64(i + 1), Kind: entry.KindPut, Key: benchKey(nil, i), Value: val})
+		if len(ents) == cap(ents) {
+			mustApply(b, s, ents...)
+			ents = ents[:0]
+		}
+	}
+	if len(ents) > 0 {
+		mustApply(b, s, ents...)
+	}
+	if err := s.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkApply applies batches of puts with 100-byte values over a keyspace
+// of 1M keys (mostly inserts, some overwrites).
+func BenchmarkApply(b *testing.B) {
+	for _, batch := range []int{1, 64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := benchStore(b)
+			rng := rand.New(rand.NewPCG(1, 2))
+			val := bytes.Repeat([]byte("v"), 100)
+			ents := make([]entry.Entry, batch)
+			keys := make([][]byte, batch)
+			for i := range ents {
+				keys[i] = make([]byte, 0, 16)
+				ents[i] = entry.Entry{Term: 1, Kind: entry.KindPut, Value: val}
+			}
+			next := uint64(1)
+			b.SetBytes(int64(batch * 100))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				for i := range ents {
+					keys[i] = benchKey(keys[i], rng.IntN(1_000_000))
+					ents[i].Key = keys[i]
+					ents[i].Index = next
+					next++
+				}
+				if err := s.Apply(ents); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+// BenchmarkGet reads random existing keys (flushed to sstables, warm cache).
+func BenchmarkGet(b *testing.B) {
+	s := benchStore(b)
+	preload(b, s)
+	rng := rand.New(rand.NewPCG(3, 4))
+	key := make([]byte, 0, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		key = benchKey(key, rng.IntN(benchKeys))
+		_, _, found, err := s.Get(key)
+		if err != nil || !found {
+			b.Fatalf("Get(%s): found=%v err=%v", key, found, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
+}
+
+// BenchmarkScan scans 100 keys from a random start in a View.
+func BenchmarkScan(b *testing.B) {
+	s := benchStore(b)
+	preload(b, s)
+	rng := rand.New(rand.NewPCG(5, 6))
+	start := make([]byte, 0, 16)
+	const limit = 100
+	var keys int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		v, err := s.View()
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = benchKey(start, rng.IntN(benchKeys-limit))
+		err = v.Scan(start, nil, limit, func(k, val []byte, ver uint64) bool {
+			keys++
+			return true
+		})
+		v.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if keys != b.N*limit {
+		b.Fatalf("scanned %d keys, want %d", keys, b.N*limit)
+	}
+	b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkExport measures snapshot export throughput.
+func BenchmarkExport(b *testing.B) {
+	s := benchStore(b)
+	preload(b, s)
+	var n int64
+	b.ResetTimer()
+	for b.Loop() {
+		cw := &countWriter{}
+		if _, err := s.Export(cw, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+		n = cw.n
+	}
+	b.SetBytes(n)
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+var _ io.Writer = (*countWriter)(nil)

@@ -1,0 +1,84 @@
+// Package store owns Trireme's state machine: the current value of every key,
+// kept in Pebble, built by applying committed log entries in index order.
+//
+// It promises:
+//   - Apply is atomic per call (one Pebble batch) and idempotent: entries at or
+//     below the applied index are skipped, and a gap is refused with ErrGap.
+//     The applied index (and its term) and the live key count are written in
+//     the same batch as the data, so they always describe the stored state.
+//   - Each key carries its version: the index of the log entry that last set it.
+//   - Reads (Get, View) see only whole applied batches; a View is a consistent
+//     Pebble snapshot at one applied index.
+//   - The store never rolls back: only committed entries are applied.
+//
+// # Crash contract
+//
+// Pebble runs with its own WAL disabled; the Trireme WAL (internal/wal) is the
+// only log. Applied batches sit in Pebble's memtable until it is flushed, and a
+// crash loses whatever was not flushed. After a crash the store reopens at some
+// applied index A with DurableIndex() <= A <= the last applied index, in a state
+// that is exactly the result of applying entries 1..A (memtables flush whole
+// batches, in order). The node must therefore:
+//
+//  1. keep every WAL entry above DurableIndex() (drop WAL prefixes only at or
+//     below it; call Flush to move it forward);
+//  2. on restart, replay the WAL from AppliedIndex()+1 (Apply skips anything at
+//     or below the applied index anyway).
+//
+// Close flushes, so after a clean Close DurableIndex equals AppliedIndex. A
+// failed Pebble write or flush is sticky: every later Apply, Flush and Import
+// returns ErrFailed.
+//
+// # Key layout
+//
+// Every Pebble key begins with one prefix byte, so user keys and metadata
+// never collide. Byte by byte (all integers little-endian):
+//
+//	Pebble key             Pebble value
+//	0x00 'f'               uint32 format version (FormatVersion, 1)
+//	0x00 'a'               uint64 applied index, uint64 applied term
+//	0x00 'n'               uint64 number of live user keys
+//	0x01 <user key bytes>  uint64 version (index of the last change), then the value bytes
+//
+// User keys may be empty and may hold any bytes. 0x02 is the exclusive upper
+// bound of the user key space. The prefix bytes, the metadata keys and the
+// value header are part of the on-disk format.
+//
+// # Directory layout
+//
+// The store directory holds a file CURRENT naming the active Pebble directory
+// ("db-000001\n"), and that directory. Import builds a new Pebble directory
+// next to it and switches CURRENT atomically (write temporary file, fsync,
+// rename, fsync directory); Open removes any db-* directory that CURRENT does
+// not name (an interrupted import).
+//
+// # Snapshot stream
+//
+// Export writes, and Import reads, this stream (integers little-endian, CRCs
+// are CRC-32C, Castagnoli):
+//
+//	header (32 bytes):
+//	  0   8  magic "TRSNAP\x00\x01" (SnapshotMagic)
+//	  8   4  uint32 stream format version (SnapshotVersion, 1)
+//	  12  8  uint64 applied index
+//	  20  8  uint64 applied term
+//	  28  4  uint32 CRC of bytes 0..27
+//	then frames, each:
+//	  0   1  frame type: 1 data, 2 end
+//	  1   4  uint32 sequence number (0, 1, 2, ... in stream order)
+//	  5   4  uint32 payload length P (at most MaxChunkBytes)
+//	  9   4  uint32 CRC of bytes 0..8 followed by the payload
+//	  13  P  payload
+//	data payload: one or more records, each:
+//	  uint32 key length K, K key bytes, uint64 version,
+//	  uint32 value length V, V value bytes
+//	  (keys strictly increasing across the whole stream;
+//	  1 <= version <= applied index)
+//	end payload (24 bytes): uint64 number of keys, uint64 applied index,
+//	  uint64 applied term (both repeated from the header).
+//
+// The end frame is the last frame; Import reads nothing after it. Import
+// verifies every CRC, the sequence numbers, the key order and the totals; on
+// any failure it returns an error wrapping ErrBadSnapshot that names the
+// stream offset, and the store is unchanged.
+package store

@@ -1,0 +1,618 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/trireme-db/trireme/internal/entry"
+)
+
+// Errors. Each is returned wrapped; check with errors.Is.
+var (
+	ErrClosed        = errors.New("store: closed")
+	ErrGap           = errors.New("store: gap in applied entries")
+	ErrBadEntry      = errors.New("store: bad entry")
+	ErrCorrupt       = errors.New("store: corrupt state")
+	ErrIncompatible  = errors.New("store: incompatible format")
+	ErrFailed        = errors.New("store: failed (a write or flush error is sticky)")
+	ErrBadSnapshot   = errors.New("store: bad snapshot stream")
+	ErrStaleSnapshot = errors.New("store: snapshot older than applied state")
+	ErrInvalidArg    = errors.New("store: invalid argument")
+)
+
+// Config configures a Store.
+type Config struct {
+	// Logger receives the store's and Pebble's log lines. Required.
+	Logger *slog.Logger
+	// CacheBytes is the size of Pebble's block cache in bytes. Must be >= 0;
+	// 0 gives Pebble's minimum.
+	CacheBytes int64
+	// MemTableBytes is the size of one Pebble memtable in bytes: how much
+	// applied state may wait in memory before Pebble flushes it on its own.
+	// Larger means fewer flushes but a longer WAL replay after a crash.
+	// Must be at least 64 KiB and below 4 GiB.
+	MemTableBytes int64
+	// ExportChunkBytes is the default payload size of an exported snapshot
+	// chunk, used when Export is given chunkBytes <= 0. Must be in
+	// [1, MaxChunkBytes].
+	ExportChunkBytes int
+}
+
+// DefaultConfig returns a Config with production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Logger:           slog.Default(),
+		CacheBytes:       64 << 20,
+		MemTableBytes:    32 << 20,
+		ExportChunkBytes: 1 << 20,
+	}
+}
+
+// Validate reports the first invalid field of c.
+func (c Config) Validate() error {
+	switch {
+	case c.Logger == nil:
+		return fmt.Errorf("%w: Config.Logger is nil", ErrInvalidArg)
+	case c.CacheBytes < 0:
+		return fmt.Errorf("%w: Config.CacheBytes is %d, must be >= 0", ErrInvalidArg, c.CacheBytes)
+	case c.MemTableBytes < 64<<10 || c.MemTableBytes >= 4<<30:
+		return fmt.Errorf("%w: Config.MemTableBytes is %d, must be in [64 KiB, 4 GiB)", ErrInvalidArg, c.MemTableBytes)
+	case c.ExportChunkBytes < 1 || c.ExportChunkBytes > MaxChunkBytes:
+		return fmt.Errorf("%w: Config.ExportChunkBytes is %d, must be in [1, %d]", ErrInvalidArg, c.ExportChunkBytes, MaxChunkBytes)
+	}
+	return nil
+}
+
+// handle is one open Pebble database. It is reference counted so that an
+// Import can replace the database while Views of the old one are still open:
+// the old one is closed (and its directory removed) when the last user
+// releases it.
+type handle struct {
+	db     *pebble.DB
+	name   string // directory name under the store directory
+	path   string
+	refs   atomic.Int64
+	remove atomic.Bool // remove the directory after the last release
+	log    *slog.Logger
+}
+
+func (h *handle) release() {
+	n := h.refs.Add(-1)
+	if n > 0 {
+		return
+	}
+	if n < 0 {
+		panic(fmt.Sprintf("store: handle %s released too often (refs %d)", h.name, n))
+	}
+	if err := h.db.Close(); err != nil {
+		h.log.Error("store: closing pebble", "dir", h.path, "err", err)
+	}
+	if h.remove.Load() {
+		if err := os.RemoveAll(h.path); err != nil {
+			h.log.Error("store: removing replaced database", "dir", h.path, "err", err)
+		}
+	}
+}
+
+// Store is Trireme's state machine on Pebble. It is safe for concurrent use:
+// Apply and Import serialize on a mutex (the node calls Apply from one
+// goroutine); Flush and all reads (Get, Count, View, Export, AppliedIndex,
+// DurableIndex) may be called from any goroutine at any time.
+type Store struct {
+	cfg Config
+	dir string
+	log *slog.Logger
+
+	// writeMu serializes Apply and Import (the writers).
+	writeMu sync.Mutex
+	// touched is Apply's scratch map: keys written earlier in the current
+	// batch and whether they exist afterwards. Guarded by writeMu.
+	touched map[string]bool
+
+	// mu guards h and closed. Readers take it shared to acquire a reference
+	// on h; Import takes it exclusive to swap h; Apply reads h under writeMu
+	// (h only changes with both locks held).
+	mu     sync.RWMutex
+	h      *handle
+	closed bool
+
+	applied     atomic.Uint64 // applied index
+	appliedTerm atomic.Uint64
+	count       atomic.Int64  // live user keys
+	durable     atomic.Uint64 // applied index known to be in flushed sstables
+	failed      atomic.Pointer[error]
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
+	}
+	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, touched: make(map[string]bool)}
+	name, err := readCurrent(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeStrays(dir, name, s.log); err != nil {
+		return nil, err
+	}
+	var h *handle
+	if name == "" {
+		name = dbName(1)
+		h, err = s.createDB(name)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeCurrent(dir, name); err != nil {
+			h.release()
+			return nil, err
+		}
+	} else {
+		h, err = s.openDB(name, false)
+		if err != nil {
+			return nil, err
+		}
+	}
+	index, term, count, err := readMeta(h.db, h.path)
+	if err != nil {
+		h.release()
+		return nil, err
+	}
+	s.h = h
+	s.applied.Store(index)
+	s.appliedTerm.Store(term)
+	s.count.Store(count)
+	// Pebble's WAL is off, so everything Open finds came from flushed sstables.
+	s.durable.Store(index)
+	s.log.Info("store: opened", "dir", dir, "db", name, "index", index, "term", term, "keys", count)
+	return s, nil
+}
+
+// pebbleOptions returns the Pebble options the store always uses.
+func (s *Store) pebbleOptions() *pebble.Options {
+	opts := &pebble.Options{
+		DisableWAL:         true, // the Trireme WAL is the only log
+		MemTableSize:       uint64(s.cfg.MemTableBytes),
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{s.log},
+	}
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
+	return opts
+}
+
+func (s *Store) openDB(name string, create bool) (*handle, error) {
+	path := filepath.Join(s.dir, name)
+	opts := s.pebbleOptions()
+	opts.ErrorIfNotExists = !create
+	opts.ErrorIfExists = create
+	cache := pebble.NewCache(s.cfg.CacheBytes)
+	opts.Cache = cache
+	db, err := pebble.Open(path, opts)
+	cache.Unref() // the DB holds its own reference
+	if err != nil {
+		return nil, fmt.Errorf("store: opening pebble in %s: %w", path, err)
+	}
+	h := &handle{db: db, name: name, path: path, log: s.log}
+	h.refs.Store(1)
+	return h, nil
+}
+
+// createDB creates a new Pebble database holding only the format metadata
+// (applied index 0, no keys), flushed.
+func (s *Store) createDB(name string) (*handle, error) {
+	h, err := s.openDB(name, true)
+	if err != nil {
+		return nil, err
+	}
+	b := h.db.NewBatch()
+	_ = b.Set(metaKeyFormat, encodeFormat(), nil)
+	_ = b.Set(metaKeyApplied, encodeApplied(0, 0), nil)
+	_ = b.Set(metaKeyCount, encodeUint64(0), nil)
+	err = h.db.Apply(b, pebble.NoSync)
+	_ = b.Close()
+	if err == nil {
+		err = h.db.Flush()
+	}
+	if err != nil {
+		h.release()
+		_ = os.RemoveAll(h.path)
+		return nil, fmt.Errorf("store: initializing %s: %w", h.path, err)
+	}
+	return h, nil
+}
+
+// readMeta reads and checks the metadata of an open database.
+func readMeta(r pebble.Reader, path string) (index, term uint64, count int64, err error) {
+	get := func(k []byte, size int) ([]byte, error) {
+		v, c, err := r.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s: metadata key %q missing", ErrCorrupt, path, k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: reading metadata key %q: %w", path, k, err)
+		}
+		defer c.Close()
+		if len(v) != size {
+			return nil, fmt.Errorf("%w: %s: metadata key %q is %d bytes, want %d", ErrCorrupt, path, k, len(v), size)
+		}
+		return append([]byte(nil), v...), nil
+	}
+	f, err := get(metaKeyFormat, 4)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if v := binary.LittleEndian.Uint32(f); v != FormatVersion {
+		return 0, 0, 0, fmt.Errorf("%w: %s has format version %d, this build reads %d", ErrIncompatible, path, v, FormatVersion)
+	}
+	a, err := get(metaKeyApplied, 16)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	n, err := get(metaKeyCount, 8)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cnt := binary.LittleEndian.Uint64(n)
+	if cnt > 1<<62 {
+		return 0, 0, 0, fmt.Errorf("%w: %s: key count %d", ErrCorrupt, path, cnt)
+	}
+	return binary.LittleEndian.Uint64(a), binary.LittleEndian.Uint64(a[8:]), int64(cnt), nil
+}
+
+// acquire returns the current database with a reference the caller must release.
+func (s *Store) acquire() (*handle, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.h.refs.Add(1)
+	return s.h, nil
+}
+
+func (s *Store) failure() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records a sticky failure and returns it.
+func (s *Store) fail(op string, err error) error {
+	err = fmt.Errorf("%w: %s: %w", ErrFailed, op, err)
+	s.failed.CompareAndSwap(nil, &err)
+	s.log.Error("store: failed", "op", op, "err", err)
+	return *s.failed.Load()
+}
+
+// Apply applies committed entries in one Pebble batch, with the new applied
+// index and key count. Entries at or below the applied index are skipped; the
+// rest must be contiguous and start at AppliedIndex()+1, else nothing is
+// applied and the error wraps ErrGap. An entry of unknown kind, or a put or
+// delete at index 0, gives ErrBadEntry and applies nothing.
+func (s *Store) Apply(ents []entry.Entry) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.failure(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	applied := s.applied.Load()
+	for len(ents) > 0 && ents[0].Index <= applied {
+		ents = ents[1:]
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	next := applied + 1
+	for i := range ents {
+		e := &ents[i]
+		if e.Index != next {
+			return fmt.Errorf("%w: entry %d of the batch has index %d, want %d (applied %d)", ErrGap, i, e.Index, next, applied)
+		}
+		if !e.Kind.Valid() {
+			return fmt.Errorf("%w: index %d has unknown kind %d", ErrBadEntry, e.Index, e.Kind)
+		}
+		next++
+	}
+
+	db := s.h.db
+	b := db.NewBatch()
+	defer b.Close()
+	clear(s.touched)
+	count := s.count.Load()
+	var kbuf, vbuf []byte
+	for i := range ents {
+		e := &ents[i]
+		switch e.Kind {
+		case entry.KindPut, entry.KindDelete:
+		default:
+			continue // no-op and config entries only advance the applied index
+		}
+		kbuf = userKey(kbuf[:0], e.Key)
+		existed, ok := s.touched[string(e.Key)]
+		if !ok {
+			var err error
+			existed, err = exists(db, kbuf)
+			if err != nil {
+				return fmt.Errorf("store: apply index %d: reading key: %w", e.Index, err)
+			}
+		}
+		if e.Kind == entry.KindPut {
+			vbuf = encodeValue(vbuf[:0], e.Index, e.Value)
+			_ = b.Set(kbuf, vbuf, nil) // Set copies
+			if !existed {
+				count++
+			}
+			s.touched[string(e.Key)] = true
+		} else {
+			if existed {
+				_ = b.Delete(kbuf, nil)
+				count--
+			}
+			s.touched[string(e.Key)] = false
+		}
+	}
+	last := &ents[len(ents)-1]
+	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
+	_ = b.Set(metaKeyCount, encodeUint64(uint64(count)), nil)
+	if err := db.Apply(b, pebble.NoSync); err != nil {
+		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
+	}
+	s.count.Store(count)
+	s.appliedTerm.Store(last.Term)
+	s.applied.Store(last.Index)
+	return nil
+}
+
+func exists(r pebble.Reader, k []byte) (bool, error) {
+	_, c, err := r.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, c.Close()
+}
+
+// AppliedIndex returns the index of the last applied entry (0 if none).
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// AppliedTerm returns the term of the entry at AppliedIndex (0 if none).
+func (s *Store) AppliedTerm() uint64 { return s.appliedTerm.Load() }
+
+// Get returns a copy of key's value and its version (the index that last set
+// it). found is false if the key does not exist.
+func (s *Store) Get(key []byte) (value []byte, version uint64, found bool, err error) {
+	h, err := s.acquire()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer h.release()
+	return get(h.db, key)
+}
+
+func get(r pebble.Reader, key []byte) (value []byte, version uint64, found bool, err error) {
+	raw, c, err := r.Get(userKey(nil, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	defer c.Close()
+	v, ver, err := decodeValue(key, raw)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return append(make([]byte, 0, len(v)), v...), ver, true, nil
+}
+
+// Count returns the number of live keys (as of AppliedIndex).
+func (s *Store) Count() (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.count.Load(), nil
+}
+
+// Flush writes all applied state to sstables on disk and advances
+// DurableIndex to the applied index read at the start of the call.
+func (s *Store) Flush() error {
+	if err := s.failure(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	h := s.h
+	h.refs.Add(1)
+	// Read under mu: Import swaps h and the applied index together.
+	index := s.applied.Load()
+	s.mu.RUnlock()
+	defer h.release()
+	// Every batch up to index is in a memtable that this Flush writes out.
+	if err := h.db.Flush(); err != nil {
+		return s.fail(fmt.Sprintf("flush at index %d", index), err)
+	}
+	s.raiseDurable(index)
+	return nil
+}
+
+func (s *Store) raiseDurable(index uint64) {
+	for {
+		cur := s.durable.Load()
+		if index <= cur || s.durable.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+// DurableIndex returns an applied index known to be on disk: after a crash
+// the store reopens at this index or later. It is a lower bound (Pebble may
+// have flushed more on its own). WAL entries at or below it may be dropped.
+func (s *Store) DurableIndex() uint64 { return s.durable.Load() }
+
+// Close flushes the store (unless it has failed) and closes it. Views still
+// open keep the underlying database open until they are closed. Close is
+// idempotent.
+func (s *Store) Close() error {
+	return s.close(true)
+}
+
+// close closes the store, flushing first if flush is set. Tests call
+// close(false) to simulate a crash: Pebble's memtable is lost.
+func (s *Store) close(flush bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var err error
+	if flush && s.failure() == nil {
+		err = s.Flush()
+		if errors.Is(err, ErrClosed) {
+			return nil
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	h := s.h
+	s.mu.Unlock()
+	h.release()
+	return err
+}
+
+// Directory management.
+
+const currentFile = "CURRENT"
+
+var dbNameRE = regexp.MustCompile(`^db-[0-9]{6,}$`)
+
+func dbName(n uint64) string { return fmt.Sprintf("db-%06d", n) }
+
+func dbNumber(name string) uint64 {
+	n, _ := strconv.ParseUint(strings.TrimPrefix(name, "db-"), 10, 64)
+	return n
+}
+
+// readCurrent returns the database directory named by CURRENT, or "" if
+// there is no CURRENT file.
+func readCurrent(dir string) (string, error) {
+	path := filepath.Join(dir, currentFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: reading %s: %w", path, err)
+	}
+	name := strings.TrimSuffix(string(b), "\n")
+	if !dbNameRE.MatchString(name) {
+		return "", fmt.Errorf("%w: %s at offset 0: %q is not a database name", ErrCorrupt, path, b)
+	}
+	return name, nil
+}
+
+// writeCurrent atomically points CURRENT at name: temporary file, fsync,
+// rename, fsync of the directory.
+func writeCurrent(dir, name string) error {
+	tmp := filepath.Join(dir, currentFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("store: creating %s: %w", tmp, err)
+	}
+	_, err = io.WriteString(f, name+"\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, currentFile))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("store: writing %s: %w", filepath.Join(dir, currentFile), err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// removeStrays removes db-* directories other than keep (left by an
+// interrupted import or creation) and a stale CURRENT.tmp.
+func removeStrays(dir, keep string, log *slog.Logger) error {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("store: listing %s: %w", dir, err)
+	}
+	for _, de := range des {
+		n := de.Name()
+		if (dbNameRE.MatchString(n) && n != keep) || n == currentFile+".tmp" {
+			log.Warn("store: removing leftover from an interrupted import", "path", filepath.Join(dir, n))
+			if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+				return fmt.Errorf("store: removing %s: %w", filepath.Join(dir, n), err)
+			}
+		}
+	}
+	return nil
+}
+
+// pebbleLogger sends Pebble's log lines to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble on a broken invariant; it must not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := "pebble: fatal: " + fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic(msg)
+}
