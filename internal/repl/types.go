@@ -108,9 +108,9 @@ const (
 	MsgVoteResp       MsgType = 4  // Reject=false grants
 	MsgApp            MsgType = 5  // leader appends Entries after (LogTerm, Index); Commit = leader commit
 	MsgAppResp        MsgType = 6  // Index = highest index durable on the follower that matches the leader; or Reject with hints
-	MsgHeartbeat      MsgType = 7  // leader liveness; Commit = min(leader commit, follower match); Context = read round
+	MsgHeartbeat      MsgType = 7  // leader liveness; Commit = min(leader commit, follower match); Index = leader commit; Context = read round
 	MsgHeartbeatResp  MsgType = 8  // Context echoed
-	MsgTimeoutNow     MsgType = 9  // leadership transfer: campaign now, ignoring stickiness
+	MsgTimeoutNow     MsgType = 9  // leadership transfer: campaign now, ignoring stickiness (its MsgVotes carry Context = 1)
 	MsgSnapshotNeeded MsgType = 10 // reserved: the follower needs a snapshot (log compacted)
 )
 
@@ -249,13 +249,34 @@ type ReadResult struct {
 //     Results: reply to the writers.
 //  6. Call Advance(rd) to tell the core all of this is done.
 type Ready struct {
-	HardState        HardState     // empty if unchanged
-	Entries          []entry.Entry // to append to the local log (see step 2)
-	Discarded        []entry.Entry // removed from the log: journal them (step 1)
-	Messages         []Message     // send after persisting (step 3)
-	CommittedEntries []entry.Entry // apply in order (step 4)
-	Reads            []ReadResult  // serve after applying (step 5)
-	Results          []Result      // finished proposals (step 5)
+	// HardState must be persisted (step 2) before any Message of this Ready
+	// is sent: a vote or a new term must survive a crash. Empty if unchanged.
+	HardState HardState
+	// Entries are appended to the local log durably in step 2, before the
+	// Messages are sent. If Entries[0].Index <= the log's last index, the log
+	// is first truncated after Entries[0].Index-1 (the entries removed are in
+	// Discarded of this Ready or an earlier one). After Advance the core
+	// reads them back through Storage.
+	Entries []entry.Entry
+	// Discarded are entries removed from the log by a conflicting append
+	// (never committed), in index order. Write them to the rollback journal
+	// durably in step 1, before the truncation in step 2 is persisted. It may
+	// include entries that were still in the core and never reached the disk.
+	Discarded []entry.Entry
+	// Messages are sent in step 3, only after step 2 is durable: a
+	// follower's MsgAppResp acknowledges entries as durable, a MsgVoteResp
+	// relies on the persisted vote.
+	Messages []Message
+	// CommittedEntries are applied to the store in step 4, in order. They
+	// are committed and already durable locally (confirmed by an earlier
+	// Advance), contiguous with what was applied before.
+	CommittedEntries []entry.Entry
+	// Reads are served in step 5, after CommittedEntries are applied: a
+	// ReadResult with Err == nil may be served once the store has applied
+	// its Index, which it has by then. One with Err set is answered with it.
+	Reads []ReadResult
+	// Results are finished proposals, answered to the writers in step 5.
+	Results []Result
 }
 
 // Empty reports whether rd contains no work.
@@ -305,9 +326,16 @@ type Config struct {
 	MaxInflightMsgs             int    // max unacknowledged MsgApps per follower
 	DefaultProposalTimeoutTicks int
 	MaxPendingProposals         int // proposals beyond this are refused with ErrBusy
+	// MaxApplyBytes bounds the encoded size of Ready.CommittedEntries (at least
+	// one entry is always returned); 0 = no bound.
+	MaxApplyBytes int
 
 	Rand   *rand.Rand   // seeded source for election timeouts (required)
 	Logger *slog.Logger // nil = discard
+
+	// Bugs enables deliberate protocol bugs for checker tests. It is an empty
+	// struct unless built with the replbugs tag.
+	Bugs Bugs
 }
 
 // Errors returned by the core.
@@ -322,6 +350,11 @@ var (
 	ErrInvalidConfig  = errors.New("repl: invalid config")
 	ErrUnknownPeer    = errors.New("repl: unknown peer")
 	ErrNotEnoughPeers = errors.New("repl: not enough followers for the ack mode")
+	// Added by the core implementation:
+	ErrMalformedMessage  = errors.New("repl: malformed message")
+	ErrDuplicateProposal = errors.New("repl: duplicate pending proposal id")
+	ErrBadProposal       = errors.New("repl: invalid proposal")
+	ErrBadTransferTarget = errors.New("repl: invalid leadership transfer target")
 )
 
 // FollowerStatus is the leader's view of one follower.
@@ -345,7 +378,9 @@ type Status struct {
 	Commit       uint64
 	Applied      uint64
 	LeaderCommit uint64 // follower: highest commit index heard from the leader
-	// TicksSinceLeader: follower: ticks since the leader was last heard (staleness).
+	// TicksSinceLeader: follower: ticks since the leader was last heard
+	// (staleness); counted from start-up if no leader was heard since (then
+	// LeaderCommit is 0). Always 0 on the leader.
 	TicksSinceLeader int
 	LeaseValid       bool             // leader: lease currently valid
 	Transferring     NodeID           // leader: transfer target, None if none

@@ -1,0 +1,21 @@
+//go:build replbugs
+
+package repl
+
+// Bugs switches on deliberate protocol bugs, to prove that the simulator's
+// checkers catch them. Compiled only with the replbugs build tag.
+type Bugs struct {
+	// VoteWithoutLogCheck grants votes without the "at least as up to date" check.
+	VoteWithoutLogCheck bool
+	// CommitOldTerm advances the commit index by counting replicas of entries
+	// from earlier terms (the Raft paper's figure 8 mistake).
+	CommitOldTerm bool
+	// LeaseWithoutStickiness makes followers grant votes and pre-votes even when
+	// they heard from a live leader recently, so a new leader can be elected
+	// while the old one still believes its lease is valid.
+	LeaseWithoutStickiness bool
+}
+
+func (b Bugs) voteWithoutLogCheck() bool    { return b.VoteWithoutLogCheck }
+func (b Bugs) commitOldTerm() bool          { return b.CommitOldTerm }
+func (b Bugs) leaseWithoutStickiness() bool { return b.LeaseWithoutStickiness }

@@ -1,0 +1,100 @@
+package repl
+
+func (c *Core) hardState() HardState {
+	return HardState{Term: c.term, Vote: c.vote, Commit: c.log.committed}
+}
+
+// HasReady reports whether Ready would return work. (It first builds the
+// MsgApps that proposals deferred, so that a true answer means real work.)
+func (c *Core) HasReady() bool {
+	c.flush()
+	return c.hardState() != c.prevHS || len(c.log.unhanded()) > 0 || len(c.msgs) > 0 ||
+		len(c.discarded) > 0 || len(c.results) > 0 || len(c.readResults) > 0 ||
+		c.log.applicableTo() > c.log.applying || c.readsReleasable()
+}
+
+// Ready returns the pending work and hands it over: the next call returns only
+// newer work. Process it in the order documented on Ready, then call
+// Advance(rd). Ready may be called again before Advance (for a pipelined
+// runtime) provided the batches are processed in order.
+func (c *Core) Ready() Ready {
+	c.flush()
+	var rd Ready
+	if hs := c.hardState(); hs != c.prevHS {
+		rd.HardState = hs
+		c.prevHS = hs
+	}
+	if ents := c.log.unhanded(); len(ents) > 0 {
+		rd.Entries = ents[:len(ents):len(ents)]
+		c.log.handed = c.log.lastIndex()
+	}
+	rd.Discarded, c.discarded = c.discarded, nil
+	rd.Messages, c.msgs = c.msgs, nil
+	c.rs.roundQueued = false
+	if to := c.log.applicableTo(); to > c.log.applying {
+		ents, err := c.log.entries(c.log.applying+1, to+1, c.cfg.MaxApplyBytes)
+		if err != nil {
+			c.logger.Error("reading committed entries", "index", c.log.applying+1, "err", err)
+		} else if len(ents) > 0 {
+			rd.CommittedEntries = ents
+			c.log.applying = ents[len(ents)-1].Index
+		}
+	}
+	c.releaseReads()
+	rd.Reads, c.readResults = c.readResults, nil
+	rd.Results, c.results = c.results, nil
+	return rd
+}
+
+// Advance tells the core that rd has been fully processed: its entries are
+// durable in Storage and its committed entries applied.
+func (c *Core) Advance(rd Ready) {
+	if n := len(rd.Entries); n > 0 {
+		last := rd.Entries[n-1]
+		c.log.stableTo(last.Index, last.Term)
+	}
+	if n := len(rd.CommittedEntries); n > 0 {
+		if i := rd.CommittedEntries[n-1].Index; i > c.log.applied {
+			c.log.applied = i
+		}
+	}
+	if c.role == RoleLeader && len(rd.Entries) > 0 {
+		if c.maybeCommit() {
+			c.needBcast = true
+		}
+		c.props.evaluate(c)
+	}
+}
+
+// Status returns a snapshot of the core's state.
+func (c *Core) Status() Status {
+	s := Status{
+		ID:           c.id,
+		Role:         c.role,
+		Term:         c.term,
+		Vote:         c.vote,
+		Lead:         c.lead,
+		LastIndex:    c.log.lastIndex(),
+		StableIndex:  c.log.stableIndex(),
+		Commit:       c.log.committed,
+		Applied:      c.log.applied,
+		LeaderCommit: c.leaderCommit,
+		LeaseValid:   c.leaseValid(),
+		Transferring: c.transferee,
+	}
+	if c.role == RoleLeader {
+		s.LeaderCommit = c.log.committed
+		s.TicksSinceLeader = 0
+		s.Followers = make([]FollowerStatus, 0, len(c.followers))
+		for _, pr := range c.followers {
+			s.Followers = append(s.Followers, FollowerStatus{
+				ID: pr.id, Match: pr.match, Next: pr.next,
+				TicksSinceContact: int(c.now - pr.lastContact),
+				Inflight:          pr.inflight.count,
+			})
+		}
+	} else {
+		s.TicksSinceLeader = c.ticksSinceLeader
+	}
+	return s
+}

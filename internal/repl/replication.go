@@ -1,0 +1,408 @@
+package repl
+
+import (
+	"sort"
+
+	"github.com/trireme-db/trireme/internal/entry"
+)
+
+type progressState uint8
+
+const (
+	// stateProbe: one MsgApp at a time, waiting for its answer; used after a
+	// rejection, and at the start of a term, to find where logs match.
+	stateProbe progressState = iota
+	// stateReplicate: pipelining, up to MaxInflightMsgs unacknowledged MsgApps.
+	stateReplicate
+)
+
+// progress is the leader's view of one follower.
+type progress struct {
+	id           NodeID
+	match, next  uint64
+	state        progressState
+	probeSent    bool // probe: a MsgApp is out, wait for its answer
+	inflight     inflights
+	recentActive bool  // heard from since the last check-quorum
+	lastContact  int64 // tick of the last message from it
+	ackedCtx     uint64
+	matchAtHB    uint64 // match when the last heartbeat response came
+}
+
+func newProgress(id NodeID, next uint64, maxInflight int) *progress {
+	return &progress{id: id, next: next, inflight: inflights{buf: make([]uint64, maxInflight)}}
+}
+
+func (pr *progress) becomeProbe(next uint64) {
+	pr.state = stateProbe
+	pr.next = max(next, pr.match+1)
+	pr.probeSent = false
+	pr.inflight.reset()
+}
+
+func (pr *progress) becomeReplicate() {
+	pr.state = stateReplicate
+	pr.next = pr.match + 1
+	pr.probeSent = false
+	pr.inflight.reset()
+}
+
+// inflights is a ring of the last indexes of unacknowledged MsgApps.
+type inflights struct {
+	buf          []uint64
+	start, count int
+}
+
+func (in *inflights) full() bool { return in.count == len(in.buf) }
+func (in *inflights) reset()     { in.start, in.count = 0, 0 }
+func (in *inflights) add(i uint64) {
+	in.buf[(in.start+in.count)%len(in.buf)] = i
+	in.count++
+}
+
+func (in *inflights) freeLE(i uint64) {
+	for in.count > 0 && in.buf[in.start] <= i {
+		in.start = (in.start + 1) % len(in.buf)
+		in.count--
+	}
+}
+
+// sendAppend sends one MsgApp to pr if flow control allows. With allowEmpty it
+// sends even when there are no entries to carry (to probe, or to carry the
+// commit index). It reports whether a message was sent.
+func (c *Core) sendAppend(pr *progress, allowEmpty bool) bool {
+	if pr.state == stateProbe && pr.probeSent {
+		return false
+	}
+	if pr.state == stateReplicate && pr.inflight.full() {
+		return false
+	}
+	last := c.log.lastIndex()
+	if pr.next > last+1 {
+		pr.next = last + 1
+	}
+	prev := pr.next - 1
+	prevTerm, err := c.log.term(prev)
+	if err != nil {
+		c.logger.Warn("follower needs entries no longer in the log", "peer", string(pr.id), "index", prev, "err", err)
+		c.send(Message{Type: MsgSnapshotNeeded, To: pr.id, Term: c.term, Index: prev})
+		pr.probeSent = true
+		pr.state = stateProbe
+		return false
+	}
+	var ents []entry.Entry
+	if pr.next <= last {
+		ents, err = c.log.entries(pr.next, last+1, c.cfg.MaxMsgBytes)
+		if err != nil {
+			c.logger.Error("reading entries to send", "peer", string(pr.id), "index", pr.next, "err", err)
+			return false
+		}
+	}
+	if len(ents) == 0 && !allowEmpty {
+		return false
+	}
+	c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: prevTerm,
+		Commit: c.log.committed, Entries: ents})
+	switch pr.state {
+	case stateReplicate:
+		if n := len(ents); n > 0 {
+			pr.next = ents[n-1].Index + 1
+			pr.inflight.add(ents[n-1].Index)
+		}
+	case stateProbe:
+		pr.probeSent = true
+	}
+	return true
+}
+
+// sendAppends sends pr everything flow control allows; with allowEmpty at
+// least one message if possible.
+func (c *Core) sendAppends(pr *progress, allowEmpty bool) {
+	if !c.sendAppend(pr, allowEmpty) {
+		return
+	}
+	for pr.state == stateReplicate && c.sendAppend(pr, false) {
+	}
+}
+
+// flush sends what Propose, becomeLeader and commit advances deferred, so
+// that many proposals between two Readys share one MsgApp per follower.
+func (c *Core) flush() {
+	if c.role != RoleLeader || !c.needBcast {
+		return
+	}
+	c.needBcast = false
+	for _, pr := range c.followers {
+		c.sendAppends(pr, true)
+	}
+}
+
+func (c *Core) handleAppend(m Message) {
+	c.leaderCommit = m.Commit
+	if commit := c.log.committed; m.Index < commit {
+		// Entries at or below the commit index are already here (they
+		// match every leader's log). Keep only the part above it.
+		if m.Index+uint64(len(m.Entries)) <= commit {
+			c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: commit})
+			return
+		}
+		k := commit - m.Index
+		m.LogTerm = m.Entries[k-1].Term
+		m.Entries = m.Entries[k:]
+		m.Index = commit
+	}
+	if !c.log.matchTerm(m.Index, m.LogTerm) {
+		hintTerm, hintIndex := c.rejectHint(m.Index)
+		c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: m.Index, Reject: true,
+			HintTerm: hintTerm, HintIndex: hintIndex})
+		return
+	}
+	lastNew := m.Index + uint64(len(m.Entries))
+	if ci := c.log.findConflict(m.Entries); ci != 0 {
+		// validate refused conflicts at or below the commit index.
+		if last := c.log.lastIndex(); ci <= last {
+			gone, err := c.log.entries(ci, last+1, 0)
+			if err != nil {
+				c.logger.Error("reading entries to discard", "index", ci, "err", err)
+			}
+			c.discarded = append(c.discarded, gone...)
+			c.logger.Info("truncating divergent log suffix", "index", ci, "count", last-ci+1, "term", c.term)
+		}
+		c.log.truncateAndAppend(m.Entries[ci-m.Index-1:])
+	}
+	c.log.commitTo(min(m.Commit, lastNew))
+	c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: lastNew})
+}
+
+// rejectHint computes the fast-backtracking hint for a MsgApp whose previous
+// entry at index does not match: the local term at index (0 if the log is
+// shorter) and the first local index of that term (last index + 1 if shorter).
+// Terms never decrease along a log, so the first index of a term is found by
+// binary search; the search stays above the commit index, which matches the
+// leader.
+func (c *Core) rejectHint(index uint64) (uint64, uint64) {
+	last := c.log.lastIndex()
+	if index > last {
+		return 0, last + 1
+	}
+	t, err := c.log.term(index)
+	if err != nil {
+		return 0, c.log.committed + 1
+	}
+	lo := max(c.log.committed+1, c.log.firstIndex())
+	if lo > index {
+		return t, index
+	}
+	// first i in [lo, index] with term(i) >= t
+	first := searchIndex(lo, index, func(i uint64) bool {
+		ti, err := c.log.term(i)
+		return err != nil || ti >= t
+	})
+	return t, first
+}
+
+// searchIndex returns the smallest i in [lo, hi] for which f is true, given
+// that f is monotone (false then true) and f(hi) is true.
+func searchIndex(lo, hi uint64, f func(uint64) bool) uint64 {
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if f(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+func (c *Core) handleHeartbeat(m Message) {
+	c.leaderCommit = m.Index
+	c.log.commitTo(min(m.Commit, c.log.lastIndex()))
+	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Term: c.term, Context: m.Context})
+}
+
+func (c *Core) stepLeader(m Message) error {
+	pr := c.prs[m.From]
+	if pr == nil {
+		return nil
+	}
+	switch m.Type {
+	case MsgAppResp:
+		pr.recentActive = true
+		pr.lastContact = c.now
+		c.handleAppResp(pr, m)
+	case MsgHeartbeatResp:
+		pr.recentActive = true
+		pr.lastContact = c.now
+		c.handleHeartbeatResp(pr, m)
+	}
+	return nil
+}
+
+func (c *Core) handleAppResp(pr *progress, m Message) {
+	if m.Reject {
+		if m.Index <= pr.match {
+			return // stale
+		}
+		if pr.state == stateProbe && m.Index != pr.next-1 {
+			return // answer to an older probe
+		}
+		next := c.backtrack(m)
+		pr.becomeProbe(next)
+		c.logger.Debug("follower rejected append", "peer", string(pr.id), "index", m.Index, "next", pr.next)
+		c.sendAppends(pr, true)
+		return
+	}
+	if m.Index > c.log.lastIndex() {
+		c.logger.Warn("follower acknowledged beyond our log", "peer", string(pr.id), "index", m.Index)
+		return
+	}
+	updated := m.Index > pr.match
+	if updated {
+		pr.match = m.Index
+	}
+	if pr.next < m.Index+1 {
+		pr.next = m.Index + 1
+	}
+	switch pr.state {
+	case stateProbe:
+		if m.Index >= pr.match {
+			pr.becomeReplicate()
+		}
+	case stateReplicate:
+		pr.inflight.freeLE(m.Index)
+	}
+	if updated {
+		if c.maybeCommit() {
+			c.needBcast = true
+		}
+		c.props.evaluate(c)
+		c.maybeSendTimeoutNow(pr)
+	}
+	c.sendAppends(pr, false)
+}
+
+// backtrack picks the next index to probe after a rejection, skipping a whole
+// term per round trip (see DESIGN.md). The result is below the rejected
+// next index (m.Index+1), so probing always makes progress.
+func (c *Core) backtrack(m Message) uint64 {
+	next := m.Index
+	if m.HintTerm != 0 && m.Index >= 1 {
+		// Our last entry of term HintTerm below m.Index, if any: the
+		// follower's entries of that term match ours up to there.
+		lo, hi := c.log.firstIndex(), min(m.Index-1, c.log.lastIndex())
+		if lo <= hi {
+			// first i in [lo, hi+1] with term(i) > HintTerm (hi+1 stands for "none")
+			k := searchIndex(lo, hi+1, func(i uint64) bool {
+				if i > hi {
+					return true
+				}
+				t, err := c.log.term(i)
+				return err != nil || t > m.HintTerm
+			})
+			if k > lo {
+				if t, err := c.log.term(k - 1); err == nil && t == m.HintTerm {
+					return max(min(next, k), 1)
+				}
+			}
+		}
+	}
+	if m.HintIndex >= 1 {
+		next = min(next, m.HintIndex)
+	}
+	return max(next, 1)
+}
+
+// maybeCommit advances the commit index to the highest index durable on a
+// quorum (the leader counts itself only for entries it has made durable),
+// provided that entry is from the current term.
+func (c *Core) maybeCommit() bool {
+	matches := make([]uint64, 0, len(c.peers))
+	matches = append(matches, c.log.stableIndex())
+	for _, pr := range c.followers {
+		matches = append(matches, pr.match)
+	}
+	sort.Slice(matches, func(i, j int) bool { return matches[i] > matches[j] })
+	mci := matches[c.quorum-1]
+	if mci <= c.log.committed {
+		return false
+	}
+	if !c.bugs.commitOldTerm() {
+		if t, err := c.log.term(mci); err != nil || t != c.term {
+			return false
+		}
+	}
+	c.log.commitTo(mci)
+	return true
+}
+
+func (c *Core) tickLeader() {
+	c.heartbeatElapsed++
+	c.electionElapsed++
+	if c.electionElapsed >= c.cfg.ElectionTicks {
+		c.electionElapsed = 0
+		if c.cfg.CheckQuorum {
+			active := 1
+			for _, pr := range c.followers {
+				if pr.recentActive {
+					active++
+				}
+				pr.recentActive = false
+			}
+			if active < c.quorum {
+				c.logger.Warn("lost contact with a quorum; stepping down", "term", c.term)
+				c.becomeFollower(c.term, None)
+				return
+			}
+		}
+	}
+	if c.transferee != None {
+		c.transferElapsed++
+		if c.transferElapsed >= c.cfg.ElectionTicks {
+			c.abortTransfer("timed out")
+		}
+	}
+	if c.heartbeatElapsed >= c.cfg.HeartbeatTicks {
+		c.heartbeatElapsed = 0
+		c.bcastHeartbeat()
+	}
+	c.props.expire(c)
+	c.expireReads()
+	c.maybePriorityTransfer()
+}
+
+// bcastHeartbeat starts a new heartbeat round.
+func (c *Core) bcastHeartbeat() {
+	ctx := c.rs.newRound(c.now)
+	for _, pr := range c.followers {
+		c.send(Message{Type: MsgHeartbeat, To: pr.id, Term: c.term,
+			Commit: min(pr.match, c.log.committed), Index: c.log.committed, Context: ctx})
+	}
+	c.updateReadQuorum()
+}
+
+func (c *Core) handleHeartbeatResp(pr *progress, m Message) {
+	if m.Context > pr.ackedCtx && m.Context <= c.rs.ctx {
+		pr.ackedCtx = m.Context
+		c.updateReadQuorum()
+	}
+	if pr.match < c.log.lastIndex() {
+		switch pr.state {
+		case stateProbe:
+			pr.probeSent = false
+			c.sendAppends(pr, true)
+		case stateReplicate:
+			if pr.match == pr.matchAtHB {
+				// No progress since the last heartbeat answer: messages may
+				// have been lost. An empty MsgApp at next-1, outside flow
+				// control, either acknowledges everything or is rejected
+				// and sends the follower back to probing.
+				prev := pr.next - 1
+				if t, err := c.log.term(prev); err == nil {
+					c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: t, Commit: c.log.committed})
+				}
+			}
+		}
+	}
+	pr.matchAtHB = pr.match
+}
