@@ -1,0 +1,260 @@
+package wal
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/trireme-db/trireme/internal/entry"
+)
+
+// Ticket identifies a submitted append; Wait on it to learn when it is durable.
+type Ticket uint64
+
+// batch is a run of submitted entry records, encoded, not yet written.
+type batch struct {
+	buf     []byte        // the records, back to back
+	recs    []recMeta     // one per record
+	first   uint64        // index of the first record
+	lastSeq uint64        // ticket of the last submission in the batch
+	done    chan struct{} // closed when the batch is durable or the log failed
+}
+
+type recMeta struct {
+	term uint64
+	size uint32 // record size, header included
+}
+
+// maxRetainedBatchBytes bounds the buffer a batch keeps for reuse, so that one
+// burst does not pin memory forever.
+const maxRetainedBatchBytes = 8 << 20
+
+func (b *batch) reset() {
+	b.buf, b.recs, b.first, b.lastSeq, b.done = b.buf[:0], b.recs[:0], 0, 0, nil
+	if cap(b.buf) > maxRetainedBatchBytes {
+		b.buf, b.recs = nil, nil
+	}
+}
+
+// Append appends ents, which must continue the log (the first index is
+// LastIndex()+1 counting entries already submitted, the rest consecutive), and
+// returns when they are durable. Concurrent calls share fsyncs (group commit).
+// It returns ErrNotContiguous, ErrTooLarge or ErrInvalid for bad input, and the
+// sticky ErrSyncFailed/ErrWriteFailed after a write-path failure.
+//
+// Concurrent appenders must agree on who appends which indexes; for that, use
+// Submit (which fixes the order) and Wait.
+func (l *Log) Append(ents []entry.Entry) error {
+	t, err := l.Submit(ents)
+	if err != nil {
+		return err
+	}
+	return l.Wait(t)
+}
+
+// Submit checks ents and queues them for the log's writer goroutine, after
+// everything submitted before, and returns a Ticket for Wait. Submit does not
+// wait for I/O, so the caller can do other work (such as sending the entries to
+// peers) before it waits. ents is not retained.
+func (l *Log) Submit(ents []entry.Entry) (Ticket, error) {
+	if len(ents) == 0 {
+		return 0, nil
+	}
+	for k := range ents {
+		e := &ents[k]
+		switch {
+		case !e.Kind.Valid():
+			return 0, fmt.Errorf("%w: entry %d has unknown kind %d", ErrInvalid, e.Index, e.Kind)
+		case len(e.Value) > l.cfg.MaxValueBytes:
+			return 0, fmt.Errorf("%w: entry %d value is %d bytes, limit %d", ErrTooLarge, e.Index, len(e.Value), l.cfg.MaxValueBytes)
+		case e.Size() > l.cfg.MaxEntryBytes:
+			return 0, fmt.Errorf("%w: entry %d is %d bytes encoded, limit %d", ErrTooLarge, e.Index, e.Size(), l.cfg.MaxEntryBytes)
+		case k > 0 && e.Index != ents[k-1].Index+1:
+			return 0, fmt.Errorf("%w: entry %d follows entry %d in one append", ErrNotContiguous, e.Index, ents[k-1].Index)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.excl && !l.closed && l.failed == nil {
+		l.cond.Wait()
+	}
+	switch {
+	case l.closed:
+		return 0, ErrClosed
+	case l.failed != nil:
+		return 0, l.failed
+	case ents[0].Index != l.next:
+		return 0, fmt.Errorf("%w: append starts at %d, want %d", ErrNotContiguous, ents[0].Index, l.next)
+	}
+	b := l.pend
+	if len(b.recs) == 0 {
+		b.first = ents[0].Index
+		b.done = make(chan struct{})
+		l.writerCond.Signal()
+	}
+	for k := range ents {
+		n := len(b.buf)
+		b.buf = AppendEntryRecord(b.buf, &ents[k])
+		b.recs = append(b.recs, recMeta{term: ents[k].Term, size: uint32(len(b.buf) - n)})
+	}
+	l.next += uint64(len(ents))
+	l.seq++
+	b.lastSeq = l.seq
+	return Ticket(l.seq), nil
+}
+
+// Wait returns when the entries of ticket t are durable, or with the sticky
+// write-path error. Only the waiters of a batch are woken when it is done.
+func (l *Log) Wait(t Ticket) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		var ch chan struct{}
+		switch {
+		case uint64(t) <= l.durableSeq:
+			return nil
+		case l.failed != nil:
+			return l.failed
+		case l.closed:
+			return ErrClosed
+		case uint64(t) > l.seq:
+			return fmt.Errorf("%w: ticket %d was never issued", ErrInvalid, t)
+		case l.inflight != nil && uint64(t) <= l.inflight.lastSeq:
+			ch = l.inflight.done
+		default:
+			ch = l.pend.done
+		}
+		if ch == nil {
+			panic(fmt.Sprintf("wal: ticket %d is neither durable (%d), in flight nor pending", t, l.durableSeq))
+		}
+		l.mu.Unlock()
+		<-ch
+		l.mu.Lock()
+	}
+}
+
+// runWriter is the writer goroutine: it writes and fsyncs whatever has been
+// submitted, one batch at a time, so all appends submitted while one fsync
+// runs share the next one (group commit).
+func (l *Log) runWriter() {
+	defer close(l.writerDone)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		for !l.closed && (len(l.pend.recs) == 0 || l.busy || l.failed != nil) {
+			l.writerCond.Wait()
+		}
+		if l.closed {
+			return
+		}
+		l.busy = true
+		l.flushLocked()
+		l.busy = false
+		l.cond.Broadcast()
+		// Let the goroutines this flush just released run (and typically
+		// submit again) before taking the next batch: one scheduler pass
+		// costs microseconds, an fsync hundreds of them.
+		l.mu.Unlock()
+		runtime.Gosched()
+		l.mu.Lock()
+	}
+}
+
+// flushLocked writes and fsyncs the pending batch and publishes it. The caller
+// holds mu and owns the write path (busy); mu is released during I/O.
+func (l *Log) flushLocked() {
+	b := l.pend
+	if len(b.recs) == 0 || l.failed != nil {
+		return
+	}
+	l.pend, l.spare, l.inflight = l.spare, nil, b
+	active := l.segs[len(l.segs)-1]
+	pos, prevTerm := active.size, l.lastTerm
+	l.mu.Unlock()
+	chunks, err := l.writeBatch(b, active, pos, prevTerm)
+	l.mu.Lock()
+	l.inflight = nil
+	if err != nil {
+		l.failLocked(err)
+		close(b.done)
+		return
+	}
+	// Publish: index the records, then advance last and durableSeq.
+	r := 0
+	for _, c := range chunks {
+		off := c.start
+		for ; r < c.end; r++ {
+			c.seg.offs = append(c.seg.offs, uint32(off))
+			off += int64(b.recs[r].size)
+		}
+		c.seg.size = off
+	}
+	idx := b.first
+	for _, m := range b.recs {
+		if len(l.runs) == 0 || l.runs[len(l.runs)-1].term != m.term {
+			l.runs = append(l.runs, termRun{start: idx, term: m.term})
+		}
+		idx++
+	}
+	l.last = idx - 1
+	l.lastTerm = b.recs[len(b.recs)-1].term
+	l.durableSeq = b.lastSeq
+	l.flushes++
+	l.written += uint64(len(b.recs))
+	close(b.done)
+	b.reset()
+	l.spare = b
+}
+
+// chunk says that records [.., end) of a batch went to seg starting at start
+// (records from the previous chunk's end).
+type chunk struct {
+	seg   *segment
+	start int64
+	end   int
+}
+
+// writeBatch writes the batch's records at the end of active (whose size is
+// pos), starting new segments as they fill, and fsyncs every segment written.
+// Called by the owner of the write path, without mu.
+func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) ([]chunk, error) {
+	var chunks []chunk
+	seg, start := active, pos
+	a, aOff := 0, 0 // first record (and its buffer offset) not yet written
+	bOff := 0
+	for r, m := range b.recs {
+		if pos > segmentHeaderEnd && pos+int64(m.size) > l.cfg.SegmentBytes {
+			if r > a {
+				if err := l.writeSync(seg, b.buf[aOff:bOff]); err != nil {
+					return nil, err
+				}
+			}
+			chunks = append(chunks, chunk{seg: seg, start: start, end: r})
+			if r > 0 {
+				prevTerm = b.recs[r-1].term
+			}
+			next, err := l.createSegment(segmentHeader{first: b.first + uint64(r), prevTerm: prevTerm})
+			if err != nil {
+				return nil, err
+			}
+			l.mu.Lock()
+			l.segs = append(l.segs, next)
+			l.mu.Unlock()
+			seg, start, pos = next, segmentHeaderEnd, segmentHeaderEnd
+			a, aOff = r, bOff
+		}
+		pos += int64(m.size)
+		bOff += int(m.size)
+	}
+	if err := l.writeSync(seg, b.buf[aOff:]); err != nil {
+		return nil, err
+	}
+	return append(chunks, chunk{seg: seg, start: start, end: len(b.recs)}), nil
+}
+
+// writeSync appends p to seg's file and fsyncs it.
+func (l *Log) writeSync(seg *segment, p []byte) error {
+	if _, err := seg.f.Write(p); err != nil {
+		return fmt.Errorf("%w: append to %s: %v", ErrWriteFailed, seg.path, err)
+	}
+	return l.syncFile(seg.f)
+}

@@ -1,0 +1,72 @@
+package wal
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/vfs"
+)
+
+// Limits on Config values.
+const (
+	minSegmentBytes  = 1 << 10
+	maxSegmentBytes  = 1 << 30 // offsets are kept as uint32
+	maxEntryBytesCap = 1 << 28
+)
+
+// MaxVoteBytes is the largest vote (node id) SetHardState accepts. Part of the
+// hard-state format.
+const MaxVoteBytes = 1024
+
+// Config configures a Log.
+type Config struct {
+	// SegmentBytes is the target size of a segment file, in bytes. A new
+	// segment is started before a record would take the current one past it
+	// (a segment holding a single larger record may exceed it).
+	// Default 64 MiB; allowed 1 KiB to 1 GiB.
+	SegmentBytes int64
+	// MaxValueBytes is the largest entry value Append accepts, in bytes.
+	// Default 1 MiB.
+	MaxValueBytes int
+	// MaxEntryBytes is the largest encoded entry (entry.Size) Append accepts,
+	// in bytes. Default 4 MiB; at most 256 MiB.
+	MaxEntryBytes int
+	// FS is the file system. Default vfs.OS{}.
+	FS vfs.FS
+	// Logger receives recovery and failure reports. Nil discards them.
+	Logger *slog.Logger
+	// NoSync skips every fsync. UNSAFE: acknowledged entries can be lost on a
+	// crash or power loss. For tests and benchmarks only.
+	NoSync bool
+}
+
+// DefaultConfig returns the default configuration (real file system, logs
+// discarded).
+func DefaultConfig() Config {
+	return Config{
+		SegmentBytes:  64 << 20,
+		MaxValueBytes: 1 << 20,
+		MaxEntryBytes: 4 << 20,
+		FS:            vfs.OS{},
+		Logger:        slog.New(slog.DiscardHandler),
+	}
+}
+
+// Validate reports the first bad field, by name.
+func (c Config) Validate() error {
+	switch {
+	case c.SegmentBytes < minSegmentBytes || c.SegmentBytes > maxSegmentBytes:
+		return fmt.Errorf("wal: Config.SegmentBytes = %d, want %d..%d", c.SegmentBytes, minSegmentBytes, maxSegmentBytes)
+	case c.MaxEntryBytes < entry.HeaderSize || c.MaxEntryBytes > maxEntryBytesCap:
+		return fmt.Errorf("wal: Config.MaxEntryBytes = %d, want %d..%d", c.MaxEntryBytes, entry.HeaderSize, maxEntryBytesCap)
+	case c.MaxValueBytes <= 0:
+		return fmt.Errorf("wal: Config.MaxValueBytes = %d, want > 0", c.MaxValueBytes)
+	case c.MaxValueBytes > c.MaxEntryBytes-entry.HeaderSize:
+		return fmt.Errorf("wal: Config.MaxValueBytes = %d does not fit in Config.MaxEntryBytes = %d (entry header is %d bytes)",
+			c.MaxValueBytes, c.MaxEntryBytes, entry.HeaderSize)
+	case c.FS == nil:
+		return fmt.Errorf("wal: Config.FS is nil")
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+// Package wal is Trireme's write-ahead log: a durable, segmented, checksummed
+// log of entry.Entry values addressed by index, plus the node's hard state.
+//
+// It owns everything under its directory and promises:
+//
+//   - Append returns only when its entries are durable (fsynced); concurrent
+//     appenders share one fdatasync (group commit).
+//   - Indexes are contiguous: an append that does not start right after the
+//     last index fails with ErrNotContiguous; there are never silent gaps.
+//   - Recovery verifies every record. A torn last record of the last segment
+//     (an append that a crash interrupted, never acknowledged) is cut off and
+//     logged; any other damage refuses to open with ErrCorrupt naming the file
+//     and offset. Acknowledged entries are never dropped silently.
+//   - An I/O error on the write path is fatal and sticky: a failed fsync is never
+//     retried, and every later write returns ErrSyncFailed (or ErrWriteFailed).
+//   - All methods are safe for concurrent use; reads run concurrently with
+//     appends.
+//
+// # Files
+//
+// The directory holds segment files named by the index of their first entry,
+// as 20 decimal digits ("00000000000000000001.wal"), and one "hardstate" file.
+// New files are written under a ".tmp" name, fsynced, renamed into place and
+// the directory fsynced; leftover ".tmp" files are removed on open.
+//
+// # Record format
+//
+// A segment is a sequence of records. All integers are little-endian. A record
+// is, byte by byte:
+//
+//	offset  size  field
+//	0       4     length N of the payload (uint32)
+//	4       4     CRC-32C (Castagnoli) of bytes [8, 9+N): the kind and the payload
+//	8       1     kind (1 entry, 2 segment header)
+//	9       N     payload
+//
+// An entry record's payload is the entry's encoding (package entry), so the
+// payload is also the wire form and entry.Size() == N. The first record of every
+// segment is a segment header record whose 28-byte payload is:
+//
+//	offset  size  field
+//	0       8     magic "TRWALSEG"
+//	8       4     segment format version (1)
+//	12      8     index of the segment's first entry (equal to the file name)
+//	20      8     term of the entry before it (0 for index 1)
+//
+// The header's second field lets the log remember the term at FirstIndex()-1
+// after compaction deletes older segments. Entry records follow with
+// consecutive indexes. RecordHeaderSize, the kind values, the magic and the
+// version are part of the format: changing them breaks existing logs.
+//
+// # Hard state
+//
+// The "hardstate" file holds (term, vote, commit), rewritten whole by
+// SetHardState through a temporary file, fsync, rename and directory fsync:
+//
+//	offset  size  field
+//	0       4     magic "TRHS"
+//	4       1     version (1)
+//	5       8     term
+//	13      8     commit
+//	21      2     vote length V (at most MaxVoteBytes)
+//	23      V     vote (node id)
+//	23+V    4     CRC-32C of bytes [0, 23+V)
+//
+// # Recovery rules
+//
+// Every record of every segment is decoded and checked (checksum, kind, entry
+// encoding, index), segments must follow each other without a gap, and each
+// segment header must agree with its file name and with the previous
+// segment's last term. At the first bad record of the last segment, the rest
+// of the file is taken for a torn write, and cut off (with a slog warning
+// naming the file, offset and byte count), only when one of these holds:
+//
+//   - fewer than RecordHeaderSize bytes remain (a cut header);
+//   - the declared length runs past the end of the file, the bytes that are
+//     there do not verify as a complete record with a damaged length field,
+//     and no verifiable record of the next entry starts anywhere after it (a
+//     damaged length field in the middle of the file would hide one);
+//   - all remaining bytes are zero (space the file system extended but never
+//     wrote).
+//
+// Anything else, and any bad record in an earlier segment, is ErrCorrupt,
+// reported as a *CorruptError with the file and the offset of the bad record.
+// See DESIGN.md for why.
+//
+// # Appending
+//
+// Append = Submit + Wait. Submit checks and encodes the entries and queues them
+// in order; a single writer goroutine writes everything queued with one write
+// per segment touched and one fdatasync, then wakes exactly the waiters of
+// that batch (group commit). Submit lets a caller queue entries, do other work
+// (send them to followers), and Wait later.
+package wal

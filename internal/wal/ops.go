@@ -1,0 +1,184 @@
+package wal
+
+import (
+	"fmt"
+	"sort"
+)
+
+// acquire takes the write path exclusively for TruncateAfter, DropBefore or
+// Close: it waits for the current writer, blocks new submissions, and writes
+// everything already submitted. It returns with mu held; release undoes it.
+// The error is the sticky failure (the caller still owns the write path and
+// must call release).
+func (l *Log) acquire() error {
+	l.mu.Lock()
+	for l.busy {
+		l.cond.Wait()
+	}
+	l.busy, l.excl = true, true
+	if l.closed {
+		return ErrClosed
+	}
+	l.flushLocked()
+	return l.failed
+}
+
+// release gives up the write path taken by acquire. Needs mu; unlocks it.
+func (l *Log) release() {
+	l.busy, l.excl = false, false
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// TruncateAfter removes entries after index i, durably: when it returns, a crash
+// cannot bring them back. Entries submitted but not yet written are written
+// first (and then removed if above i). i >= LastIndex() is a no-op; i below
+// FirstIndex()-1 is ErrCompacted. Whole segments past i are deleted, newest
+// first, so that a crash midway leaves a shorter but valid log.
+func (l *Log) TruncateAfter(i uint64) error {
+	if err := l.acquire(); err != nil {
+		l.release()
+		return err
+	}
+	if i >= l.last {
+		l.release()
+		return nil
+	}
+	if i+1 < l.first {
+		first := l.first
+		l.release()
+		return fmt.Errorf("%w: truncate after %d, first index is %d", ErrCompacted, i, first)
+	}
+	l.mu.Unlock()
+	err := l.truncateAfter(i)
+	l.mu.Lock()
+	if err != nil {
+		l.failLocked(err)
+		err = l.failed
+	}
+	l.release()
+	return err
+}
+
+// truncateAfter does TruncateAfter's work. The caller owns the write path.
+func (l *Log) truncateAfter(i uint64) error {
+	l.filesMu.Lock()
+	defer l.filesMu.Unlock()
+	// Update the index first, so readers never see removed entries.
+	l.mu.Lock()
+	k := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].first > i+1 }) - 1
+	keep, removed := l.segs[k], append([]*segment(nil), l.segs[k+1:]...)
+	l.segs = l.segs[:k+1]
+	n := int(i + 1 - keep.first) // entries kept in keep
+	newSize := int64(segmentHeaderEnd)
+	if n > 0 {
+		newSize = keep.recordEnd(n - 1)
+	}
+	keep.offs = keep.offs[:n]
+	keep.size = newSize
+	r := sort.Search(len(l.runs), func(r int) bool { return l.runs[r].start > i })
+	l.runs = l.runs[:r]
+	l.last, l.next = i, i+1
+	if i+1 == l.first {
+		l.lastTerm = l.segs[0].prevTerm
+	} else {
+		l.lastTerm = l.termLocked(i)
+	}
+	l.mu.Unlock()
+
+	for j := len(removed) - 1; j >= 0; j-- {
+		s := removed[j]
+		s.f.Close()
+		if err := l.fs.Remove(s.path); err != nil {
+			return fmt.Errorf("%w: remove %s: %v", ErrWriteFailed, s.path, err)
+		}
+		if err := l.syncDir(); err != nil {
+			return err
+		}
+	}
+	if err := keep.f.Truncate(newSize); err != nil {
+		return fmt.Errorf("%w: truncate %s to %d: %v", ErrWriteFailed, keep.path, newSize, err)
+	}
+	return l.syncFile(keep.f)
+}
+
+// DropBefore discards entries before index i (compaction). Only whole segments
+// are deleted, oldest first, and never the last one, so the log may keep
+// entries below i: FirstIndex() tells what is left. The term of
+// FirstIndex()-1 stays known. i above LastIndex()+1 is treated as
+// LastIndex()+1.
+func (l *Log) DropBefore(i uint64) error {
+	if err := l.acquire(); err != nil {
+		l.release()
+		return err
+	}
+	if i <= l.first {
+		l.release()
+		return nil
+	}
+	l.mu.Unlock()
+	err := l.dropBefore(i)
+	l.mu.Lock()
+	if err != nil {
+		l.failLocked(err)
+		err = l.failed
+	}
+	l.release()
+	return err
+}
+
+func (l *Log) dropBefore(i uint64) error {
+	l.filesMu.Lock()
+	defer l.filesMu.Unlock()
+	l.mu.Lock()
+	i = min(i, l.last+1)
+	k := 0
+	for k < len(l.segs)-1 && l.segs[k+1].first <= i {
+		k++
+	}
+	removed := append([]*segment(nil), l.segs[:k]...)
+	l.segs = append(l.segs[:0:0], l.segs[k:]...)
+	l.first = l.segs[0].first
+	r := sort.Search(len(l.runs), func(r int) bool { return l.runs[r].start > l.first }) - 1
+	if r > 0 {
+		l.runs = append(l.runs[:0:0], l.runs[r:]...)
+	}
+	l.mu.Unlock()
+	for _, s := range removed {
+		s.f.Close()
+		if err := l.fs.Remove(s.path); err != nil {
+			return fmt.Errorf("%w: remove %s: %v", ErrWriteFailed, s.path, err)
+		}
+		if err := l.syncDir(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close writes everything submitted, then closes the files. Later calls on the
+// log return ErrClosed (Close itself included).
+func (l *Log) Close() error {
+	l.hsMu.Lock()
+	defer l.hsMu.Unlock()
+	err := l.acquire()
+	if err == ErrClosed {
+		l.release()
+		return ErrClosed
+	}
+	l.mu.Unlock()
+	l.filesMu.Lock()
+	l.mu.Lock()
+	l.closed = true
+	l.writerCond.Signal()
+	var cerr error
+	for _, s := range l.segs {
+		if e := s.f.Close(); e != nil && cerr == nil {
+			cerr = fmt.Errorf("wal: close %s: %w", s.path, e)
+		}
+	}
+	l.filesMu.Unlock()
+	l.release()
+	<-l.writerDone
+	return cerr
+}

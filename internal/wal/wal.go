@@ -1,0 +1,394 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/trireme-db/trireme/internal/vfs"
+)
+
+const (
+	segmentSuffix = ".wal"
+	tmpSuffix     = ".tmp"
+	hardStateName = "hardstate"
+)
+
+// Log is an open write-ahead log. All methods are safe for concurrent use.
+//
+// Locking: filesMu is taken before mu. Readers hold filesMu shared while they
+// read segment files; operations that truncate, remove or close segment files
+// hold it exclusively. The write path (appending and fsyncing) is owned by
+// whichever goroutine set busy (the writer goroutine, or an exclusive operation
+// such as TruncateAfter); it writes without holding mu and takes mu only to
+// publish what became durable.
+type Log struct {
+	dir    string
+	cfg    Config
+	fs     vfs.FS
+	logger *slog.Logger
+
+	hsMu    sync.Mutex // serializes SetHardState and Close
+	filesMu sync.RWMutex
+
+	mu         sync.Mutex
+	cond       *sync.Cond    // on mu; broadcast when busy, excl, failed or closed change
+	writerCond *sync.Cond    // on mu; signalled when the writer goroutine has work
+	writerDone chan struct{} // closed when the writer goroutine exits
+
+	// Guarded by mu.
+	segs       []*segment // ordered by first index; the last one is appended to
+	runs       []termRun  // terms of entries [first, last]
+	first      uint64     // FirstIndex
+	last       uint64     // LastIndex (durable)
+	lastTerm   uint64     // term of last (or of first-1 if the log is empty)
+	hs         HardState
+	closed     bool
+	failed     error  // sticky write-path failure
+	busy       bool   // a goroutine owns the write path
+	excl       bool   // an exclusive operation runs: Submit waits
+	next       uint64 // index the next submitted entry must have
+	seq        uint64 // last ticket issued
+	durableSeq uint64 // all tickets <= durableSeq are durable
+	pend       *batch // submitted, not yet written
+	inflight   *batch // being written, or nil
+	spare      *batch // an empty batch to reuse (nil while one is in flight)
+	flushes    uint64 // batches written
+	written    uint64 // entries written
+}
+
+// segment is one segment file.
+type segment struct {
+	first    uint64 // index of its first entry (also in its name)
+	prevTerm uint64 // term of entry first-1
+	path     string
+	f        vfs.File // opened O_RDWR|O_APPEND
+	offs     []uint32 // guarded by Log.mu: offset of entry first+k's record
+	size     int64    // guarded by Log.mu: end of the last durable record
+}
+
+func (s *segment) lastIndex() uint64 { return s.first + uint64(len(s.offs)) - 1 }
+
+// recordEnd returns the end offset of the k-th record. Needs Log.mu.
+func (s *segment) recordEnd(k int) int64 {
+	if k+1 < len(s.offs) {
+		return int64(s.offs[k+1])
+	}
+	return s.size
+}
+
+func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentSuffix) }
+
+func parseSegmentName(name string) (uint64, bool) {
+	digits, ok := strings.CutSuffix(name, segmentSuffix)
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	first, err := strconv.ParseUint(digits, 10, 64)
+	return first, err == nil
+}
+
+// Open opens (creating if needed) the log in dir and recovers it: every record
+// is verified, a torn tail of the last segment is cut off (and logged), and any
+// other damage fails with an error wrapping ErrCorrupt.
+func Open(dir string, cfg Config) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{
+		dir:    filepath.Clean(dir),
+		cfg:    cfg,
+		fs:     cfg.FS,
+		logger: cfg.Logger,
+		pend:   &batch{},
+		spare:  &batch{},
+	}
+	l.cond = sync.NewCond(&l.mu)
+	l.writerCond = sync.NewCond(&l.mu)
+	l.writerDone = make(chan struct{})
+	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wal: create %s: %w", l.dir, err)
+	}
+	if err := l.recover(); err != nil {
+		for _, s := range l.segs {
+			s.f.Close()
+		}
+		return nil, err
+	}
+	go l.runWriter()
+	return l, nil
+}
+
+func (l *Log) path(name string) string { return filepath.Join(l.dir, name) }
+
+func (l *Log) recover() error {
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: list %s: %w", l.dir, err)
+	}
+	var firsts []uint64
+	removedTmp := false
+	for _, name := range names {
+		if strings.HasSuffix(name, tmpSuffix) {
+			l.logger.Info("wal: removing leftover temporary file", "file", l.path(name))
+			if err := l.fs.Remove(l.path(name)); err != nil {
+				return fmt.Errorf("wal: remove %s: %w", l.path(name), err)
+			}
+			removedTmp = true
+			continue
+		}
+		if first, ok := parseSegmentName(name); ok {
+			firsts = append(firsts, first)
+		}
+	}
+	if removedTmp {
+		if err := l.syncDir(); err != nil {
+			return err
+		}
+	}
+	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+
+	if l.hs, err = l.loadHardState(); err != nil {
+		return err
+	}
+	if len(firsts) == 0 {
+		s, err := l.createSegment(segmentHeader{first: 1})
+		if err != nil {
+			return err
+		}
+		l.segs = []*segment{s}
+		l.first, l.last, l.next = 1, 0, 1
+		return nil
+	}
+
+	var buf []byte
+	for k, first := range firsts {
+		path := l.path(segmentName(first))
+		f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("wal: open %s: %w", path, err)
+		}
+		s := &segment{first: first, path: path, f: f}
+		l.segs = append(l.segs, s)
+		info, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("wal: stat %s: %w", path, err)
+		}
+		if info.Size() > maxSegmentBytes+maxEntryBytesCap+segmentHeaderEnd {
+			return corruptf(path, 0, "segment is %d bytes, larger than any segment this log writes", info.Size())
+		}
+		if int64(cap(buf)) < info.Size() {
+			buf = make([]byte, info.Size())
+		}
+		buf = buf[:info.Size()]
+		if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
+			return fmt.Errorf("wal: read %s: %w", path, err)
+		}
+		res, err := scanSegment(buf, path, first)
+		if err != nil {
+			return err
+		}
+		isLast := k == len(firsts)-1
+		if res.end < int64(len(buf)) {
+			if !isLast || !res.torn {
+				return corruptf(path, res.end, "%s", reason(res.bad))
+			}
+			if err := l.repairTail(s, res.end, int64(len(buf)), res.bad); err != nil {
+				return err
+			}
+		}
+		s.prevTerm, s.offs, s.size = res.hdr.prevTerm, res.offs, res.end
+		if k == 0 {
+			l.first, l.last, l.lastTerm = first, first-1, s.prevTerm
+		} else {
+			prev := l.segs[k-1]
+			if first != l.last+1 {
+				return corruptf(prev.path, prev.size, "segment ends at index %d but the next segment %s starts at %d", l.last, path, first)
+			}
+			if s.prevTerm != l.lastTerm {
+				return corruptf(path, 0, "segment header says entry %d has term %d, but it has term %d", first-1, s.prevTerm, l.lastTerm)
+			}
+		}
+		l.runs = appendRuns(l.runs, res.runs)
+		l.last += uint64(len(res.offs))
+		l.lastTerm = res.lastTerm
+	}
+	l.next = l.last + 1
+	return nil
+}
+
+// appendRuns appends runs to dst, merging a run that continues dst's last term.
+func appendRuns(dst, runs []termRun) []termRun {
+	for _, r := range runs {
+		if len(dst) > 0 && dst[len(dst)-1].term == r.term {
+			continue
+		}
+		dst = append(dst, r)
+	}
+	return dst
+}
+
+// repairTail cuts the torn tail [end, size) off the last segment, durably.
+func (l *Log) repairTail(s *segment, end, size int64, why error) error {
+	l.logger.Warn("wal: cutting torn tail of last segment",
+		"file", s.path, "offset", end, "bytes", size-end, "err", why)
+	if err := s.f.Truncate(end); err != nil {
+		return fmt.Errorf("wal: truncate torn tail of %s at %d: %w", s.path, end, err)
+	}
+	if err := l.syncFile(s.f); err != nil {
+		return err
+	}
+	return nil
+}
+
+// createSegment creates a segment file holding only its header: written under
+// a temporary name, fsynced, renamed, and the directory fsynced.
+func (l *Log) createSegment(h segmentHeader) (*segment, error) {
+	path := l.path(segmentName(h.first))
+	tmp := path + tmpSuffix
+	f, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
+	}
+	fail := func(err error) (*segment, error) {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Write(appendSegmentHeader(nil, h)); err != nil {
+		return fail(fmt.Errorf("%w: write %s: %v", ErrWriteFailed, tmp, err))
+	}
+	if err := l.syncFile(f); err != nil {
+		return fail(err)
+	}
+	if err := l.fs.Rename(tmp, path); err != nil {
+		return fail(fmt.Errorf("%w: rename %s: %v", ErrWriteFailed, tmp, err))
+	}
+	if err := l.syncDir(); err != nil {
+		return fail(err)
+	}
+	return &segment{first: h.first, prevTerm: h.prevTerm, path: path, f: f, size: segmentHeaderEnd}, nil
+}
+
+func (l *Log) syncFile(f vfs.File) error {
+	if l.cfg.NoSync {
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%w: %v", ErrSyncFailed, err)
+	}
+	return nil
+}
+
+func (l *Log) syncDir() error {
+	if l.cfg.NoSync {
+		return nil
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("%w: %v", ErrSyncFailed, err)
+	}
+	return nil
+}
+
+// failLocked makes err the sticky failure (if none yet). Needs mu.
+func (l *Log) failLocked(err error) {
+	if l.failed == nil {
+		l.failed = err
+		l.logger.Error("wal: write path failed; the log is now read-only", "err", err)
+		if l.pend.done != nil {
+			close(l.pend.done) // its waiters learn of the failure
+		}
+	}
+	l.cond.Broadcast()
+}
+
+// fail is failLocked for callers that do not hold mu.
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failLocked(err)
+	return l.failed
+}
+
+// FirstIndex returns the index of the first entry held (1 for a log never
+// compacted). An empty log has LastIndex() == FirstIndex()-1.
+func (l *Log) FirstIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
+}
+
+// LastIndex returns the index of the last durable entry (0 when empty).
+func (l *Log) LastIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// Term returns the term of entry i for i in [FirstIndex()-1, LastIndex()];
+// Term(0) is 0. Below that range the error wraps both ErrCompacted and
+// ErrUnavailable; above it, ErrUnavailable.
+func (l *Log) Term(i uint64) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case i == 0:
+		return 0, nil
+	case l.closed:
+		return 0, ErrClosed
+	case i == l.first-1:
+		return l.segs[0].prevTerm, nil
+	case i < l.first:
+		return 0, fmt.Errorf("%w: %w: term of %d, first index is %d", ErrUnavailable, ErrCompacted, i, l.first)
+	case i > l.last:
+		return 0, fmt.Errorf("%w: term of %d, last index is %d", ErrUnavailable, i, l.last)
+	}
+	return l.termLocked(i), nil
+}
+
+// termLocked returns the term of i in [first, last]. Needs mu.
+func (l *Log) termLocked(i uint64) uint64 {
+	k := sort.Search(len(l.runs), func(k int) bool { return l.runs[k].start > i }) - 1
+	if k < 0 {
+		panic(fmt.Sprintf("wal: no term run for index %d (first %d, last %d, runs %v)", i, l.first, l.last, l.runs))
+	}
+	return l.runs[k].term
+}
+
+// HardState returns the last hard state set (zero for a new log).
+func (l *Log) HardState() HardState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hs
+}
+
+// Stats are counters for monitoring.
+type Stats struct {
+	FirstIndex, LastIndex uint64
+	Segments              int
+	Flushes               uint64 // group commits written (one fdatasync each, plus one per segment roll)
+	Entries               uint64 // entries written since Open
+}
+
+// Stats returns current counters.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{FirstIndex: l.first, LastIndex: l.last, Segments: len(l.segs), Flushes: l.flushes, Entries: l.written}
+}
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// isNotExist reports whether err says a file does not exist.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
