@@ -1,0 +1,21 @@
+//go:build replbugs
+
+package sim
+
+import "github.com/trireme-db/trireme/internal/repl"
+
+// bugsCompiled reports whether this binary can inject the test-only bugs.
+const bugsCompiled = true
+
+// applyCoreBugs switches on the core's test-only bugs.
+func applyCoreBugs(cfg *repl.Config, b Bugs) {
+	cfg.Bugs = repl.Bugs{
+		VoteWithoutLogCheck:    b.VoteWithoutLogCheck,
+		CommitOldTerm:          b.CommitOldTerm,
+		LeaseWithoutStickiness: b.LeaseWithoutStickiness,
+	}
+}
+
+// bugAckBeforeFsync reports whether the simulated runtime acknowledges
+// (sends, applies, answers, advances) before its disk write is durable.
+func bugAckBeforeFsync(b Bugs) bool { return b.AckBeforeFsync }

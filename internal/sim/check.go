@@ -1,0 +1,416 @@
+package sim
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// ident is an entry's identity, comparable.
+type ident struct {
+	term  uint64
+	kind  entry.Kind
+	key   string
+	value string
+	req   uint64
+}
+
+func identOf(e entry.Entry) ident {
+	return ident{term: e.Term, kind: e.Kind, key: string(e.Key), value: string(e.Value), req: e.RequestID}
+}
+
+type logKey struct{ index, term uint64 }
+
+type logRec struct {
+	id       ident
+	prevTerm uint64
+}
+
+// checker holds the ground truth collected across the run.
+type checker struct {
+	c *cluster
+	// committed: index -> the entry some node applied there (all must agree).
+	committed  map[uint64]ident
+	maxApplied uint64
+	// firstApply: request id -> history clock when first applied anywhere.
+	firstApply map[uint64]int64
+	reqIndex   map[uint64]uint64 // request id -> index where it was applied
+	// logs: (index, term) -> entry and previous term, over every durable log.
+	logs map[logKey]logRec
+	// leaderOf: term -> the node seen leading it.
+	leaderOf      map[uint64]repl.NodeID
+	maxLeaderTerm uint64
+	// mustSurvive: acknowledged writes whose mode guarantees survival.
+	mustSurvive []*op
+	// journaled: request ids found in some rollback journal.
+	journaled map[uint64]bool
+}
+
+func newChecker(c *cluster) *checker {
+	return &checker{
+		c:          c,
+		committed:  map[uint64]ident{},
+		firstApply: map[uint64]int64{},
+		reqIndex:   map[uint64]uint64{},
+		logs:       map[logKey]logRec{},
+		leaderOf:   map[uint64]repl.NodeID{},
+		journaled:  map[uint64]bool{},
+	}
+}
+
+// persisted checks log matching for entries just made durable on n.
+func (k *checker) persisted(n *simNode, ents []entry.Entry) {
+	for _, e := range ents {
+		prev, err := n.disk.Term(e.Index - 1)
+		if err != nil {
+			k.c.fail("log-matching", "%s: no term for index %d below a durable entry: %v", n.id, e.Index-1, err)
+			return
+		}
+		if e.Term < prev {
+			k.c.fail("log-terms", "%s: entry %s follows an entry of term %d", n.id, describeEntry(e), prev)
+			return
+		}
+		key := logKey{e.Index, e.Term}
+		rec := logRec{id: identOf(e), prevTerm: prev}
+		if old, ok := k.logs[key]; ok {
+			if old != rec {
+				k.c.fail("log-matching", "%s: entry %s (prev term %d) differs from another log's entry at the same index and term (%+v, prev term %d)",
+					n.id, describeEntry(e), prev, old.id, old.prevTerm)
+				return
+			}
+			continue
+		}
+		k.logs[key] = rec
+	}
+}
+
+// applied checks that every node applies the same entry at each index.
+func (k *checker) applied(n *simNode, e entry.Entry) {
+	id := identOf(e)
+	if old, ok := k.committed[e.Index]; ok {
+		if old != id {
+			k.c.fail("committed-changed", "%s applies %s at index %d, but %+v was applied there before", n.id, describeEntry(e), e.Index, old)
+		}
+		return
+	}
+	k.committed[e.Index] = id
+	if e.Index > k.maxApplied {
+		k.maxApplied = e.Index
+	}
+	if e.RequestID != 0 {
+		if _, ok := k.firstApply[e.RequestID]; !ok {
+			k.firstApply[e.RequestID] = k.c.histNow()
+			k.reqIndex[e.RequestID] = e.Index
+		}
+	}
+	for _, o := range k.mustSurvive {
+		if o.res.Index == e.Index && o.res.Term != e.Term {
+			k.c.fail("acked-lost", "op%d acknowledged (%s) at %d/%d but %s applied %s there", o.id, o.ack.Mode, o.res.Index, o.res.Term, n.id, describeEntry(e))
+			return
+		}
+	}
+}
+
+// discarded checks that a truncated entry was never committed.
+func (k *checker) discarded(n *simNode, e entry.Entry) {
+	if e.RequestID != 0 {
+		k.journaled[e.RequestID] = true
+	}
+	if old, ok := k.committed[e.Index]; ok && old == identOf(e) {
+		k.c.fail("committed-discarded", "%s discards %s, which was applied (committed)", n.id, describeEntry(e))
+	}
+	for _, o := range k.mustSurvive {
+		if o.res.Index == e.Index && o.res.Term == e.Term {
+			k.c.fail("acked-lost", "%s discards %s, acknowledged to op%d with mode %s", n.id, describeEntry(e), o.id, o.ack.Mode)
+			return
+		}
+	}
+}
+
+// guaranteed reports whether an acknowledged write with mode a must survive.
+func (k *checker) guaranteed(a repl.Ack) bool {
+	switch a.Mode {
+	case repl.AckMajority, repl.AckSync:
+		return true
+	case repl.AckSemiSync:
+		return a.Replicas+1 > k.c.cfg.Nodes/2
+	}
+	return false
+}
+
+// acked checks an OK result against the durability it claims.
+func (k *checker) acked(n *simNode, o *op) {
+	r := o.res
+	c := k.c
+	if t, err := n.disk.Term(r.Index); !c.cfg.EndToEndOnly && (err != nil || t != r.Term || r.Index == 0) {
+		c.fail("ack-not-durable", "op%d acknowledged (%s) at %d/%d but the leader %s does not hold it durably (term %d, %v)",
+			o.id, o.ack.Mode, r.Index, r.Term, n.id, t, err)
+		return
+	}
+	d := r.Durability
+	ok := d.LeaderDurable
+	switch o.ack.Mode {
+	case repl.AckMajority:
+		ok = d.Committed
+	case repl.AckSync:
+		ok = ok && d.Replicas >= c.cfg.Nodes-1
+	case repl.AckSemiSync:
+		ok = ok && d.Replicas >= o.ack.Replicas
+	}
+	if !ok {
+		c.fail("ack-durability", "op%d acknowledged with mode %s/%d but durability %+v", o.id, o.ack.Mode, o.ack.Replicas, d)
+		return
+	}
+	if k.guaranteed(o.ack) {
+		if id, ok := k.committed[r.Index]; ok && id.term != r.Term {
+			c.fail("acked-lost", "op%d acknowledged (%s) at %d/%d but %+v was applied there", o.id, o.ack.Mode, r.Index, r.Term, id)
+			return
+		}
+		k.mustSurvive = append(k.mustSurvive, o)
+	}
+}
+
+// step runs the per-step checks: one leader per term, leader completeness.
+func (k *checker) step() {
+	c := k.c
+	for _, n := range c.nodes {
+		if !n.up {
+			continue
+		}
+		st := n.core.Status()
+		if int(st.Term) > c.stats.MaxTerm {
+			c.stats.MaxTerm = int(st.Term)
+		}
+		if st.Role != repl.RoleLeader {
+			continue
+		}
+		if who, ok := k.leaderOf[st.Term]; ok {
+			if who != n.id {
+				c.fail("one-leader-per-term", "%s and %s both lead term %d", who, n.id, st.Term)
+				return
+			}
+		} else {
+			k.leaderOf[st.Term] = n.id
+			c.stats.LeaderChanges++
+			c.newLeader(n)
+			c.tr.add(c.now, "leader %s term=%d last=%d commit=%d", n.id, st.Term, st.LastIndex, st.Commit)
+			if st.Term > k.maxLeaderTerm {
+				k.maxLeaderTerm = st.Term
+			}
+		}
+		// Leader completeness, once per term, when the leader's log is
+		// all durable and no later leader has been seen.
+		if n.leaderChecked != st.Term && !n.waiting && st.LastIndex == n.log.LastIndex() && st.Term == k.maxLeaderTerm {
+			n.leaderChecked = st.Term
+			k.completeness(n, st.Term)
+		}
+	}
+}
+
+func (k *checker) completeness(n *simNode, term uint64) {
+	c := k.c
+	for i := uint64(1); i <= k.maxApplied; i++ {
+		id, ok := k.committed[i]
+		if !ok {
+			continue
+		}
+		if i > n.log.LastIndex() {
+			c.fail("leader-completeness", "%s leads term %d with last index %d but index %d was committed (%+v)", n.id, term, n.log.LastIndex(), i, id)
+			return
+		}
+		if got := identOf(n.log.ents[i-1]); got != id {
+			c.fail("leader-completeness", "%s leads term %d with %+v at index %d, but %+v was committed there", n.id, term, got, i, id)
+			return
+		}
+	}
+	for _, o := range k.mustSurvive {
+		t, err := n.log.Term(o.res.Index)
+		if err != nil || t != o.res.Term {
+			c.fail("leader-completeness", "%s leads term %d without op%d acknowledged (%s) at %d/%d (term there %d, %v)",
+				n.id, term, o.id, o.ack.Mode, o.res.Index, o.res.Term, t, err)
+			return
+		}
+	}
+}
+
+// final runs the end-of-run checks on a converged cluster.
+func (k *checker) final() {
+	c := k.c
+	l := c.nodes[c.leader()]
+	commit := l.core.Status().Commit
+	// Identical applied state and logs up to the commit index.
+	for _, n := range c.nodes {
+		if n.applied != commit {
+			c.fail("convergence", "%s applied %d, leader commit %d", n.id, n.applied, commit)
+			return
+		}
+		if len(n.kv) != len(l.kv) {
+			c.fail("convergence", "%s holds %d keys, leader %s %d", n.id, len(n.kv), l.id, len(l.kv))
+			return
+		}
+		for key, v := range l.kv {
+			if n.kv[key] != v {
+				c.fail("convergence", "%s has %s=%q, leader %s has %q", n.id, key, n.kv[key], l.id, v)
+				return
+			}
+		}
+		if n.disk.LastIndex() < commit {
+			c.fail("convergence", "%s durable log ends at %d below commit %d", n.id, n.disk.LastIndex(), commit)
+			return
+		}
+		for i := uint64(1); i <= commit; i++ {
+			if identOf(n.disk.ents[i-1]) != identOf(l.disk.ents[i-1]) {
+				c.fail("convergence", "%s and %s differ at committed index %d: %s vs %s", n.id, l.id, i, describeEntry(n.disk.ents[i-1]), describeEntry(l.disk.ents[i-1]))
+				return
+			}
+			if id, ok := k.committed[i]; !ok || id != identOf(l.disk.ents[i-1]) {
+				c.fail("committed-changed", "final log of %s has %s at %d, applied entry was %+v", l.id, describeEntry(l.disk.ents[i-1]), i, id)
+				return
+			}
+		}
+	}
+	// Guaranteed writes survive.
+	for _, o := range k.mustSurvive {
+		id, ok := k.committed[o.res.Index]
+		if !ok || o.res.Index > commit || id.term != o.res.Term || id.req != o.id {
+			c.fail("acked-lost", "op%d acknowledged (%s/%d) at %d/%d is not in the final state (%+v)", o.id, o.ack.Mode, o.ack.Replicas, o.res.Index, o.res.Term, id)
+			return
+		}
+	}
+	// Acknowledged writes that were lost must be in a rollback journal.
+	for _, o := range c.wl.ops {
+		if !o.isWrite() {
+			continue
+		}
+		_, applied := k.firstApply[o.id]
+		if applied && k.journaled[o.id] {
+			c.stats.JournaledApplied++
+		}
+		if o.state != opOK || applied {
+			continue
+		}
+		c.stats.LostAcked++
+		if !k.journaled[o.id] {
+			c.fail("lost-unjournaled", "op%d acknowledged (%s/%d) at %d/%d was lost and is in no rollback journal", o.id, o.ack.Mode, o.ack.Replicas, o.res.Index, o.res.Term)
+			return
+		}
+		c.tr.add(c.now, "lost-journaled op%d %s", o.id, o.ack.Mode)
+	}
+	k.linearizable()
+}
+
+// regInput is a register operation for porcupine.
+type regInput struct {
+	write bool
+	value string
+}
+
+var registerModel = porcupine.Model{
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(regInput)
+		if in.write {
+			return true, in.value
+		}
+		return output.(string) == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(regInput)
+		if in.write {
+			return fmt.Sprintf("put(%q)", in.value)
+		}
+		return fmt.Sprintf("get() -> %q", output)
+	},
+}
+
+// linearizable checks linearizable reads and writes per key with porcupine.
+//
+// Writes: one that never took effect anywhere (never applied) is left out; a
+// lost acknowledged one is checked by the journal rule instead. One that was
+// applied took effect at the latest when it was first applied, so its return
+// is the earlier of its answer and its first apply. Reads: successful
+// linearizable reads only.
+func (k *checker) linearizable() {
+	c := k.c
+	byKey := map[string][]porcupine.Operation{}
+	var keys []string
+	add := func(key string, op porcupine.Operation) {
+		if _, ok := byKey[key]; !ok {
+			keys = append(keys, key)
+		}
+		byKey[key] = append(byKey[key], op)
+	}
+	for _, o := range c.wl.ops {
+		switch {
+		case o.isWrite():
+			fa, applied := k.firstApply[o.id]
+			if !applied {
+				continue
+			}
+			ret := fa
+			if o.state == opOK && o.ret < ret {
+				ret = o.ret
+			}
+			add(o.key, porcupine.Operation{ClientId: o.client, Input: regInput{write: true, value: o.value}, Call: o.call, Output: "", Return: ret})
+		case o.kind == opLinRead && o.state == opOK:
+			c.stats.ReadsChecked++
+			add(o.key, porcupine.Operation{ClientId: o.client, Input: regInput{}, Call: o.call, Output: o.value, Return: o.ret})
+		}
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		h := byKey[key]
+		switch porcupine.CheckOperationsTimeout(registerModel, h, 20*time.Second) {
+		case porcupine.Illegal:
+			viz := ""
+			if c.cfg.VisualizePath != "" {
+				_, info := porcupine.CheckOperationsVerbose(registerModel, h, 20*time.Second)
+				if err := porcupine.VisualizePath(registerModel, info, c.cfg.VisualizePath); err != nil {
+					viz = fmt.Sprintf(" (visualization failed: %v)", err)
+				} else {
+					viz = " (visualization in " + c.cfg.VisualizePath + ")"
+				}
+			}
+			c.fail("linearizability", "history of key %s (%d operations) is not linearizable%s; %s", key, len(h), viz, k.explainStale(key))
+			return
+		case porcupine.Unknown:
+			c.stats.LinUnknown++
+		}
+	}
+}
+
+// explainStale looks for the simplest witness of a non-linearizable key
+// history: a read that returned the value of a write at log index i although
+// a write at an index above i had completed before the read began.
+func (k *checker) explainStale(key string) string {
+	wl := k.c.wl
+	byValue := map[string]*op{}
+	for _, o := range wl.ops {
+		if o.kind == opPut && o.key == key {
+			byValue[o.value] = o
+		}
+	}
+	for _, r := range wl.ops {
+		if r.kind != opLinRead || r.state != opOK || r.key != key {
+			continue
+		}
+		seen := uint64(0)
+		if w := byValue[r.value]; w != nil {
+			seen = k.reqIndex[w.id]
+		}
+		for _, w := range wl.ops {
+			if !w.isWrite() || w.key != key || w.state != opOK || w.ret >= r.call {
+				continue
+			}
+			if idx, ok := k.reqIndex[w.id]; ok && idx > seen {
+				return fmt.Sprintf("stale read: op%d (client %d, node n%d) read %q (log index %d) but op%d %s %q at index %d was acknowledged before the read began",
+					r.id, r.client, r.node+1, r.value, seen, w.id, w.kind, w.value, idx)
+			}
+		}
+	}
+	return "no single stale read found (replay with -sim.viz=FILE for porcupine's visualization)"
+}

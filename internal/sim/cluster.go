@@ -1,0 +1,800 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// simNode is one node's simulated runtime: it drives a repl.Core through the
+// Ready contract against a simulated disk, a per-node KV store and the
+// simulated network.
+type simNode struct {
+	idx  int
+	id   repl.NodeID
+	core *repl.Core // nil while down
+	up   bool
+
+	downUntil int64
+
+	paused     bool
+	pausedAt   int64
+	pauseUntil int64
+	pauseDrop  bool           // messages to the paused node are dropped (else held)
+	held       []repl.Message // messages held while paused
+
+	// log is what the core reads through repl.Storage; disk is what survives
+	// a crash. They are the same object unless the AckBeforeFsync bug runs.
+	log     *memLog
+	disk    *memLog
+	pending []diskWrite // disk writes not yet durable, in order
+	waiting bool        // a Ready is taken and waits for its disk write
+
+	kv      map[string]string // applied state
+	applied uint64
+	journal []entry.Entry // rollback journal (durable)
+
+	driftSign int   // +1 fast clock, -1 slow clock, 0 none
+	nextDrift int64 // tick of the next drift adjustment
+
+	leaderChecked uint64 // last term whose leader-completeness check ran
+	campaigning   bool   // was a (pre-)candidate at the last lease-attack look
+	crashAt       int64  // scheduled crash tick, 0 = none
+}
+
+// diskWrite is a pending persistence of one Ready's hard state and entries.
+type diskWrite struct {
+	due  int64
+	hs   repl.HardState
+	ents []entry.Entry
+	rd   *repl.Ready // the Ready to finish once durable (nil in AckBeforeFsync mode)
+}
+
+// cluster is one simulation run.
+type cluster struct {
+	cfg   Config
+	rng   *rand.Rand
+	now   int64
+	seq   int64 // history clock: increases at every call and return
+	nodes []*simNode
+	peers []repl.Peer
+	net   *network
+	tr    *tracer
+	stats Stats
+	chk   *checker
+	wl    *workload
+
+	partUntil int64 // 0 = no partition active
+	attacking bool  // the active partition is a lease attack
+	healing   bool
+	err       *Violation
+}
+
+// Run runs one simulation and returns its result. It returns an error only
+// for an invalid Config; broken guarantees are in Result.Err.
+func Run(cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Faults.MaxDown == 0 {
+		cfg.Faults.MaxDown = cfg.Nodes - 1
+	}
+	c := &cluster{
+		cfg: cfg,
+		rng: rand.New(rand.NewSource(cfg.Seed)),
+		net: newNetwork(cfg.Nodes),
+		tr:  newTracer(cfg.KeepTrace, cfg.TraceTail, cfg.Logger),
+	}
+	c.chk = newChecker(c)
+	c.wl = newWorkload(c)
+	for i := 0; i < cfg.Nodes; i++ {
+		c.peers = append(c.peers, repl.Peer{ID: nodeID(i), Priority: 1})
+	}
+	c.tr.add(0, "start seed=%d nodes=%d profile=%s steps=%d bugs=%+v", cfg.Seed, cfg.Nodes, cfg.Profile, cfg.Steps, cfg.Bugs)
+	for i := 0; i < cfg.Nodes; i++ {
+		n := &simNode{idx: i, id: nodeID(i), kv: map[string]string{}}
+		n.disk = &memLog{}
+		n.log = n.disk
+		if cfg.Faults.DriftEvery > 0 {
+			n.driftSign = c.rng.Intn(3) - 1
+			n.nextDrift = int64(cfg.Faults.DriftEvery + c.rng.Intn(cfg.Faults.DriftEvery))
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes {
+		c.start(n)
+	}
+	c.run()
+	res := &Result{
+		Seed: cfg.Seed, Nodes: cfg.Nodes, Profile: cfg.Profile,
+		TraceHash: c.tr.sum(), TraceLines: c.tr.lines, TraceTail: c.tr.tail(),
+		Stats: c.stats,
+	}
+	res.Stats.Runs = 1
+	if c.tr.full != nil {
+		res.Trace = c.tr.full.String()
+	}
+	if c.err != nil {
+		res.Err = c.err
+	}
+	return res, nil
+}
+
+func nodeID(i int) repl.NodeID { return repl.NodeID(fmt.Sprintf("n%d", i+1)) }
+
+func (c *cluster) nodeIndex(id repl.NodeID) int {
+	for i, n := range c.nodes {
+		if n.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// fail records the first violation; later ones are ignored.
+func (c *cluster) fail(invariant, format string, args ...any) {
+	if c.err != nil {
+		return
+	}
+	c.err = &Violation{Invariant: invariant, Tick: c.now, Detail: fmt.Sprintf(format, args...)}
+	c.tr.add(c.now, "VIOLATION %s: %s", invariant, c.err.Detail)
+}
+
+// histNow advances and returns the history clock that orders calls and
+// returns for porcupine (finer than ticks).
+func (c *cluster) histNow() int64 { c.seq++; return c.seq }
+
+func (c *cluster) chance(p float64) bool {
+	if p <= 0 {
+		return false
+	}
+	return c.rng.Float64() < p
+}
+
+func (c *cluster) run() {
+	for c.now = 1; c.now <= int64(c.cfg.Steps) && c.err == nil; c.now++ {
+		c.step(true)
+	}
+	if c.err != nil {
+		c.stats.Ticks = int(c.now)
+		return
+	}
+	c.healAll()
+	converged := false
+	end := c.now + int64(c.cfg.HealTicks)
+	for ; c.now < end && c.err == nil; c.now++ {
+		c.step(false)
+		if c.wl.idle() && c.converged() {
+			converged = true
+			break
+		}
+	}
+	c.stats.Ticks = int(c.now)
+	if c.err != nil {
+		return
+	}
+	if !converged {
+		c.fail("liveness", "no convergence after %d healed ticks: %s", c.cfg.HealTicks, c.describeNodes())
+		return
+	}
+	c.tr.add(c.now, "converged %s", c.describeNodes())
+	c.chk.final()
+}
+
+// step runs one tick: faults, clocks, network, disk, clients, Ready
+// processing, then the per-step checks.
+func (c *cluster) step(faulty bool) {
+	c.tr.add(c.now, "tick")
+	c.expireFaults()
+	if faulty {
+		c.injectFaults()
+	}
+	for _, n := range c.nodes {
+		if n.up && !n.paused {
+			c.tickNode(n)
+		}
+	}
+	c.deliver()
+	for _, n := range c.nodes {
+		c.completeWrites(n)
+	}
+	c.wl.step(faulty)
+	for _, n := range c.nodes {
+		c.pump(n)
+	}
+	if c.err == nil {
+		c.chk.step()
+	}
+}
+
+func (c *cluster) tickNode(n *simNode) {
+	ticks := 1
+	if n.driftSign != 0 && c.now >= n.nextDrift {
+		ticks += n.driftSign
+		n.nextDrift = c.now + int64(c.cfg.Faults.DriftEvery+c.rng.Intn(c.cfg.Faults.DriftEvery))
+		c.stats.DriftTicks++
+		c.tr.add(c.now, "drift %s %+d", n.id, n.driftSign)
+	}
+	for i := 0; i < ticks; i++ {
+		n.core.Tick()
+	}
+}
+
+func (c *cluster) deliver() {
+	for {
+		f, ok := c.net.popDue(c.now)
+		if !ok {
+			return
+		}
+		m := f.m
+		from, to := c.nodeIndex(m.From), c.nodeIndex(m.To)
+		if from < 0 || to < 0 {
+			c.fail("message", "message with unknown endpoint: %s", describeMsg(m))
+			return
+		}
+		if c.net.blocked[from][to] {
+			c.stats.Drops++
+			c.tr.add(c.now, "drop-partition %s", describeMsg(m))
+			continue
+		}
+		n := c.nodes[to]
+		if !n.up {
+			c.stats.Drops++
+			c.tr.add(c.now, "drop-down %s", describeMsg(m))
+			continue
+		}
+		if n.paused {
+			if n.pauseDrop {
+				c.stats.Drops++
+				c.tr.add(c.now, "drop-paused %s", describeMsg(m))
+			} else {
+				n.held = append(n.held, m)
+				c.tr.add(c.now, "hold %s", describeMsg(m))
+			}
+			continue
+		}
+		c.stepNode(n, m)
+	}
+}
+
+func (c *cluster) stepNode(n *simNode, m repl.Message) {
+	c.stats.MsgsDelivered++
+	c.tr.add(c.now, "deliver %s", describeMsg(m))
+	if err := n.core.Step(m); err != nil {
+		c.stats.StepErrors++
+		c.tr.add(c.now, "step-error %s: %v", n.id, err)
+	}
+}
+
+func (c *cluster) send(m repl.Message) {
+	c.stats.MsgsSent++
+	if c.nodeIndex(m.To) < 0 || c.nodeIndex(m.From) < 0 {
+		c.fail("message", "message with unknown endpoint: %s", describeMsg(m))
+		return
+	}
+	f := c.cfg.Faults
+	if c.chance(f.Drop) {
+		c.stats.Drops++
+		c.tr.add(c.now, "drop %s", describeMsg(m))
+		return
+	}
+	copies := 1
+	if c.chance(f.Duplicate) {
+		copies = 2
+		c.stats.Duplicates++
+	}
+	for k := 0; k < copies; k++ {
+		delay := f.DelayMin + c.rng.Intn(f.DelayMax-f.DelayMin+1)
+		if c.chance(f.SlowLink) {
+			delay += c.rng.Intn(4*f.DelayMax + 1)
+			c.stats.SlowMsgs++
+		}
+		c.net.push(c.now+int64(delay), m)
+		c.tr.add(c.now, "send +%d %s", delay, describeMsg(m))
+	}
+}
+
+// pump processes Ready batches of n until it has none or must wait for disk.
+func (c *cluster) pump(n *simNode) {
+	for i := 0; i < 16 && c.err == nil; i++ {
+		if !n.up || n.paused || n.waiting || !n.core.HasReady() {
+			return
+		}
+		rd := n.core.Ready()
+		c.handleReady(n, &rd)
+	}
+}
+
+func (c *cluster) handleReady(n *simNode, rd *repl.Ready) {
+	// 1. Rollback journal, durable before the truncation is.
+	for _, e := range rd.Discarded {
+		n.journal = append(n.journal, e)
+		c.stats.Discarded++
+		c.tr.add(c.now, "discard %s %s", n.id, describeEntry(e))
+		c.chk.discarded(n, e)
+	}
+	persist := !rd.HardState.IsEmpty() || len(rd.Entries) > 0
+	if !persist {
+		c.finishReady(n, rd)
+		return
+	}
+	due := c.now + int64(c.rng.Intn(c.cfg.Faults.DiskDelayMax+1))
+	if bugAckBeforeFsync(c.cfg.Bugs) {
+		// Bug: the write reaches the page cache (what the core reads) at
+		// once and everything downstream proceeds; the disk catches up later.
+		if err := n.log.write(rd.HardState, rd.Entries); err != nil {
+			c.fail("storage", "%s: %v", n.id, err)
+			return
+		}
+		n.pending = append(n.pending, diskWrite{due: due, hs: rd.HardState, ents: rd.Entries})
+		c.tr.add(c.now, "write-cached %s %s due=%d", n.id, describeWrite(rd.HardState, rd.Entries), due)
+		c.finishReady(n, rd)
+		return
+	}
+	n.waiting = true
+	n.pending = append(n.pending, diskWrite{due: due, hs: rd.HardState, ents: rd.Entries, rd: rd})
+	c.tr.add(c.now, "write %s %s due=%d", n.id, describeWrite(rd.HardState, rd.Entries), due)
+	c.completeWrites(n)
+}
+
+// completeWrites makes due disk writes durable and finishes their Ready.
+func (c *cluster) completeWrites(n *simNode) {
+	for c.err == nil && n.up && !n.paused && len(n.pending) > 0 && n.pending[0].due <= c.now {
+		w := n.pending[0]
+		n.pending = n.pending[1:]
+		c.persist(n, w.hs, w.ents)
+		if w.rd != nil {
+			n.waiting = false
+			c.finishReady(n, w.rd)
+		}
+	}
+}
+
+// persist makes a write durable on n's disk and checks log matching.
+func (c *cluster) persist(n *simNode, hs repl.HardState, ents []entry.Entry) {
+	if err := n.disk.write(hs, ents); err != nil {
+		c.fail("storage", "%s: %v", n.id, err)
+		return
+	}
+	c.tr.add(c.now, "durable %s %s", n.id, describeWrite(hs, ents))
+	c.chk.persisted(n, ents)
+}
+
+// finishReady runs steps 3-6 of the Ready contract. A mid-Ready crash may cut
+// it short.
+func (c *cluster) finishReady(n *simNode, rd *repl.Ready) {
+	crashAt := -1
+	if c.chance(c.cfg.Faults.CrashMidReady) && !c.healing && c.downCount() < c.cfg.Faults.MaxDown {
+		crashAt = c.rng.Intn(3)
+	}
+	midCrash := func(point int) bool {
+		if crashAt != point {
+			return false
+		}
+		c.stats.CrashesMidReady++
+		c.tr.add(c.now, "crash-mid-ready %s point=%d", n.id, point)
+		c.crash(n)
+		return true
+	}
+	if midCrash(0) {
+		return
+	}
+	for _, m := range rd.Messages {
+		c.send(m)
+	}
+	if midCrash(1) {
+		return
+	}
+	for _, e := range rd.CommittedEntries {
+		c.apply(n, e)
+		if c.err != nil {
+			return
+		}
+	}
+	if midCrash(2) {
+		return
+	}
+	for _, r := range rd.Reads {
+		c.wl.readDone(n, r)
+	}
+	for _, r := range rd.Results {
+		c.wl.resultDone(n, r)
+	}
+	n.core.Advance(*rd)
+}
+
+func (c *cluster) apply(n *simNode, e entry.Entry) {
+	if e.Index != n.applied+1 {
+		c.fail("apply-order", "%s applies index %d after %d", n.id, e.Index, n.applied)
+		return
+	}
+	if !bugAckBeforeFsync(c.cfg.Bugs) && !c.cfg.EndToEndOnly {
+		if t, err := n.disk.Term(e.Index); err != nil || t != e.Term || e.Index == 0 {
+			c.fail("apply-not-durable", "%s applies %s not in its durable log (term %d, %v)", n.id, describeEntry(e), t, err)
+			return
+		}
+	}
+	c.chk.applied(n, e)
+	switch e.Kind {
+	case entry.KindPut:
+		n.kv[string(e.Key)] = string(e.Value)
+	case entry.KindDelete:
+		delete(n.kv, string(e.Key))
+	}
+	n.applied = e.Index
+	c.stats.Applied++
+	c.tr.add(c.now, "apply %s %s", n.id, describeEntry(e))
+}
+
+func (c *cluster) coreConfig(n *simNode) repl.Config {
+	t := c.cfg.Timing
+	cfg := repl.Config{
+		ID:                          n.id,
+		Peers:                       c.peers,
+		HeartbeatTicks:              t.HeartbeatTicks,
+		ElectionTicks:               t.ElectionTicks,
+		LeaseTicks:                  t.LeaseTicks,
+		DriftTicks:                  t.DriftTicks,
+		CheckQuorum:                 true,
+		PreVote:                     true,
+		Applied:                     n.applied,
+		MaxMsgBytes:                 c.cfg.MaxMsgBytes,
+		MaxInflightMsgs:             c.cfg.MaxInflight,
+		DefaultProposalTimeoutTicks: t.ProposalTicks,
+		MaxPendingProposals:         256,
+		Rand:                        rand.New(rand.NewSource(c.rng.Int63())),
+	}
+	applyCoreBugs(&cfg, c.cfg.Bugs)
+	return cfg
+}
+
+// start (re)creates n's core from its durable state.
+func (c *cluster) start(n *simNode) {
+	if bugAckBeforeFsync(c.cfg.Bugs) {
+		n.log = n.disk.clone()
+	} else {
+		n.log = n.disk
+	}
+	if n.applied > n.disk.LastIndex() {
+		n.kv, n.applied = map[string]string{}, 0
+	}
+	core, err := repl.New(c.coreConfig(n), n.log)
+	if err != nil {
+		c.fail("restart", "%s: repl.New: %v", n.id, err)
+		return
+	}
+	n.core, n.up = core, true
+	n.paused, n.held, n.waiting, n.pending = false, nil, false, nil
+	c.tr.add(c.now, "start %s hs=%+v last=%d applied=%d", n.id, n.disk.hs, n.disk.LastIndex(), n.applied)
+}
+
+func (c *cluster) crash(n *simNode) {
+	c.stats.Crashes++
+	c.tr.add(c.now, "crash %s pending=%d", n.id, len(n.pending))
+	if len(n.pending) > 0 && c.chance(c.cfg.Faults.TornWrite) {
+		// The OS flushed part of the unsynced write: its hard state record
+		// and a prefix of its entries.
+		w := n.pending[0]
+		k := c.rng.Intn(len(w.ents) + 1)
+		c.stats.TornWrites++
+		c.tr.add(c.now, "torn-write %s keep=%d/%d", n.id, k, len(w.ents))
+		c.persist(n, w.hs, w.ents[:k])
+	}
+	n.pending, n.waiting, n.core, n.up = nil, false, nil, false
+	n.paused, n.held = false, nil
+	if bugAckBeforeFsync(c.cfg.Bugs) || c.chance(c.cfg.Faults.StoreLoss) {
+		n.kv, n.applied = map[string]string{}, 0
+		c.stats.StoreLosses++
+		c.tr.add(c.now, "store-lost %s", n.id)
+	}
+	n.downUntil = c.now + 1 + int64(c.rng.Intn(c.cfg.Faults.DownTicksMax))
+	c.wl.nodeCrashed(n)
+}
+
+func (c *cluster) downCount() int {
+	k := 0
+	for _, n := range c.nodes {
+		if !n.up {
+			k++
+		}
+	}
+	return k
+}
+
+// leader returns the index of the up node that is leader with the highest
+// term, or -1.
+func (c *cluster) leader() int {
+	best, bestTerm := -1, uint64(0)
+	for i, n := range c.nodes {
+		if !n.up {
+			continue
+		}
+		st := n.core.Status()
+		if st.Role == repl.RoleLeader && (best < 0 || st.Term > bestTerm) {
+			best, bestTerm = i, st.Term
+		}
+	}
+	return best
+}
+
+func (c *cluster) expireFaults() {
+	if c.partUntil > 0 && c.now >= c.partUntil {
+		c.net.heal()
+		c.partUntil, c.attacking = 0, false
+		c.stats.Heals++
+		c.tr.add(c.now, "heal")
+	}
+	for _, n := range c.nodes {
+		if !n.up && c.now >= n.downUntil {
+			c.stats.Restarts++
+			c.start(n)
+		}
+	}
+	for _, n := range c.nodes {
+		if n.up && n.paused && c.now >= n.pauseUntil {
+			c.resume(n)
+		}
+	}
+}
+
+func (c *cluster) resume(n *simNode) {
+	missed := c.now - n.pausedAt
+	c.tr.add(c.now, "resume %s missed=%d held=%d", n.id, missed, len(n.held))
+	n.paused = false
+	// The runtime measures elapsed time: ticks missed while paused are
+	// delivered at once, before any message, capped like internal/node's
+	// catch-up at two election timeouts (every timer has expired by then).
+	if limit := int64(2 * c.cfg.Timing.ElectionTicks); missed > limit {
+		missed = limit
+	}
+	for i := int64(0); i < missed; i++ {
+		n.core.Tick()
+	}
+	held := n.held
+	n.held = nil
+	for _, m := range held {
+		c.stepNode(n, m)
+	}
+	c.completeWrites(n)
+}
+
+func (c *cluster) healAll() {
+	c.healing = true
+	c.net.heal()
+	c.partUntil = 0
+	c.tr.add(c.now, "heal-all")
+	for _, n := range c.nodes {
+		if !n.up {
+			n.downUntil = c.now
+		}
+		if n.paused {
+			n.pauseUntil = c.now
+		}
+	}
+}
+
+// newLeader may schedule a crash of a freshly elected leader (the "figure 8"
+// pattern: leaders that die right after election leave divergent logs).
+func (c *cluster) newLeader(n *simNode) {
+	if c.healing || !c.chance(c.cfg.Faults.NewLeaderCrash) {
+		return
+	}
+	n.crashAt = c.now + 1 + int64(c.rng.Intn(4))
+	c.tr.add(c.now, "schedule-crash %s at=%d", n.id, n.crashAt)
+}
+
+func (c *cluster) injectFaults() {
+	f := c.cfg.Faults
+	for _, n := range c.nodes {
+		if n.crashAt > 0 && c.now >= n.crashAt {
+			n.crashAt = 0
+			if n.up && c.downCount() < f.MaxDown {
+				c.stats.NewLeaderCrashes++
+				c.crash(n)
+			}
+		}
+	}
+	if c.partUntil == 0 && c.chance(f.Partition) {
+		c.startPartition()
+	}
+	if c.chance(f.Crash) && c.downCount() < f.MaxDown {
+		var cand []int
+		if l := c.leader(); l >= 0 && c.chance(f.LeaderCrashBias) {
+			cand = []int{l}
+		} else {
+			for i, n := range c.nodes {
+				if n.up {
+					cand = append(cand, i)
+				}
+			}
+		}
+		if len(cand) > 0 {
+			c.crash(c.nodes[cand[c.rng.Intn(len(cand))]])
+		}
+	}
+	if c.chance(f.Pause) {
+		// At most one node is paused at a time.
+		var cand []int
+		for i, n := range c.nodes {
+			if n.paused {
+				cand = nil
+				break
+			}
+			if n.up {
+				cand = append(cand, i)
+			}
+		}
+		if len(cand) > 0 {
+			n := c.nodes[cand[c.rng.Intn(len(cand))]]
+			n.paused, n.pausedAt = true, c.now
+			n.pauseUntil = c.now + 1 + int64(c.rng.Intn(f.PauseTicksMax))
+			n.pauseDrop = c.chance(f.PauseDrop)
+			c.stats.Pauses++
+			c.tr.add(c.now, "pause %s until=%d drop=%t", n.id, n.pauseUntil, n.pauseDrop)
+		}
+	}
+	if c.chance(f.Transfer) {
+		if l := c.leader(); l >= 0 && !c.nodes[l].paused {
+			to := c.rng.Intn(len(c.nodes) - 1)
+			if to >= l {
+				to++
+			}
+			err := c.nodes[l].core.TransferLeadership(c.nodes[to].id)
+			c.stats.Transfers++
+			c.tr.add(c.now, "transfer %s -> %s: %v", c.nodes[l].id, c.nodes[to].id, err)
+		}
+	}
+	if f.LeaseAttack > 0 && !c.attacking {
+		c.leaseAttack()
+	}
+}
+
+// leaseAttack isolates a leader at the moment another node campaigns against
+// it: the situation leader stickiness exists for.
+func (c *cluster) leaseAttack() {
+	l := c.leader()
+	if l < 0 || c.nodes[l].paused {
+		return
+	}
+	ls := c.nodes[l].core.Status()
+	if !ls.LeaseValid {
+		return
+	}
+	for i, n := range c.nodes {
+		if i == l || !n.up || n.paused {
+			continue
+		}
+		st := n.core.Status()
+		campaigning := st.Role == repl.RolePreCandidate || st.Role == repl.RoleCandidate
+		fresh := campaigning && !n.campaigning
+		n.campaigning = campaigning
+		// A fresh campaign by a node whose log is as long as the leader's:
+		// only stickiness stops it from winning.
+		if fresh && st.Term >= ls.Term && st.LastIndex >= ls.LastIndex && c.chance(c.cfg.Faults.LeaseAttack) {
+			var others []int
+			for j := range c.nodes {
+				if j != l {
+					others = append(others, j)
+				}
+			}
+			c.net.cut([]int{l}, others)
+			c.partUntil = c.now + int64(c.cfg.Timing.ElectionTicks*3)
+			c.attacking = true
+			c.stats.LeaseAttacks++
+			c.tr.add(c.now, "lease-attack isolate %s (campaigner %s) links: %s", c.nodes[l].id, n.id, c.net.describe())
+			return
+		}
+	}
+}
+
+func (c *cluster) startPartition() {
+	f := c.cfg.Faults
+	kinds := f.PartitionKinds
+	if len(kinds) == 0 {
+		kinds = []PartitionKind{PartSymmetric, PartOneWay, PartBridge, PartIsolateLeader, PartLeaderOneWay}
+	}
+	k := kinds[c.rng.Intn(len(kinds))]
+	nn := len(c.nodes)
+	perm := c.rng.Perm(nn)
+	switch k {
+	case PartSymmetric:
+		size := 1 + c.rng.Intn(nn-1)
+		c.net.cut(perm[:size], perm[size:])
+		c.stats.PartSymmetric++
+	case PartOneWay:
+		links := 1 + c.rng.Intn(nn)
+		for i := 0; i < links; i++ {
+			from, to := c.rng.Intn(nn), c.rng.Intn(nn)
+			if from != to {
+				c.net.blocked[from][to] = true
+			}
+		}
+		c.stats.PartOneWay++
+	case PartBridge:
+		rest := perm[1:]
+		half := len(rest) / 2
+		c.net.cut(rest[:half], rest[half:])
+		c.stats.PartBridge++
+	case PartIsolateLeader:
+		l := c.leader()
+		if l < 0 {
+			l = perm[0]
+		}
+		var others []int
+		for j := 0; j < nn; j++ {
+			if j != l {
+				others = append(others, j)
+			}
+		}
+		c.net.cut([]int{l}, others)
+		c.stats.PartIsolateLeader++
+	case PartLeaderOneWay:
+		l := c.leader()
+		if l < 0 {
+			l = perm[0]
+		}
+		to := perm[0]
+		if to == l {
+			to = perm[1]
+		}
+		c.net.blocked[l][to] = true
+		c.stats.PartLeaderOneWay++
+	}
+	c.partUntil = c.now + 1 + int64(c.rng.Intn(f.PartitionTicksMax))
+	c.tr.add(c.now, "partition %s until=%d links: %s", k, c.partUntil, c.net.describe())
+}
+
+func (c *cluster) describeNodes() string {
+	var parts []string
+	for _, n := range c.nodes {
+		if !n.up {
+			parts = append(parts, fmt.Sprintf("%s:down", n.id))
+			continue
+		}
+		st := n.core.Status()
+		parts = append(parts, fmt.Sprintf("%s:%s/t%d/lead=%s/last=%d/commit=%d/applied=%d/paused=%t",
+			n.id, st.Role, st.Term, st.Lead, st.LastIndex, st.Commit, n.applied, n.paused))
+	}
+	return strings.Join(parts, " ")
+}
+
+// converged reports whether the healed cluster has one leader that every node
+// follows, and every node has applied everything the leader committed.
+func (c *cluster) converged() bool {
+	l := c.leader()
+	if l < 0 {
+		return false
+	}
+	ls := c.nodes[l].core.Status()
+	if ls.Commit < ls.LastIndex {
+		return false
+	}
+	for _, n := range c.nodes {
+		if !n.up || n.paused || n.waiting || len(n.pending) > 0 {
+			return false
+		}
+		st := n.core.Status()
+		if st.Term != ls.Term || st.Lead != ls.ID || st.Commit != ls.Commit || n.applied != ls.Commit {
+			return false
+		}
+	}
+	return true
+}
+
+func describeEntry(e entry.Entry) string {
+	return fmt.Sprintf("%d/%d %s %q=%q r%d", e.Index, e.Term, e.Kind, e.Key, e.Value, e.RequestID)
+}
+
+func describeWrite(hs repl.HardState, ents []entry.Entry) string {
+	s := ""
+	if !hs.IsEmpty() {
+		s = fmt.Sprintf("hs=%d/%s/%d", hs.Term, hs.Vote, hs.Commit)
+	}
+	if len(ents) > 0 {
+		s += fmt.Sprintf(" ents=[%d..%d]t%d", ents[0].Index, ents[len(ents)-1].Index, ents[len(ents)-1].Term)
+	}
+	return s
+}
