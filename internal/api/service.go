@@ -13,8 +13,8 @@ import (
 
 // Service is what a node offers to client protocols. Implemented by internal/node.
 type Service interface {
-	// Put writes key=value. Returns ErrNotLeader (with the leader in the
-	// *NotLeaderError) when this node is not the leader and cannot forward.
+	// Put writes key=value. A follower forwards the write to the leader;
+	// ErrNoLeader when no leader is known.
 	Put(ctx context.Context, key, value []byte, w WriteOptions) (WriteResult, error)
 	// Delete removes key, with the same semantics as Put.
 	Delete(ctx context.Context, key []byte, w WriteOptions) (WriteResult, error)
@@ -125,5 +125,6 @@ var (
 	ErrBadConsistency = errors.New("unknown consistency level (want linearizable or stale)")
 	ErrEmptyKey       = errors.New("empty key")
 	ErrValueTooLarge  = errors.New("value too large")
+	ErrKeyTooLarge    = errors.New("key too large")
 	ErrStopped        = errors.New("node stopped")
 )
