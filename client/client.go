@@ -1,0 +1,559 @@
+// Package client is the Go client for Trireme's HTTP API (v1).
+//
+// A Client knows a list of endpoints (the nodes' HTTP addresses). It finds
+// the leader through /v1/status and sends writes and linearizable reads
+// there; when there is no leader (an election is running) it retries until
+// Config.RetryFor has passed; when a node answers that it is not the leader,
+// it follows the leader it names. Errors are typed: check them with
+// errors.Is against ErrNotFound, ErrNoLeader, ErrWriteTimeout,
+// ErrOutcomeUnknown, ErrBadRequest and ErrUnavailable, and use errors.As
+// with *Error for the HTTP status and, for writes, what was achieved.
+//
+// The client retries a request when the node said there is no leader
+// (nothing was proposed), named another leader, or could not be reached. A
+// write whose connection broke after it was sent may thus be applied twice;
+// puts and deletes of the same value are idempotent in the final state, but
+// the second one takes another log index. A write that timed out (504) or
+// whose outcome is unknown is never retried.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors a Client returns (wrapped in *Error or with details).
+var (
+	ErrNotFound       = errors.New("key not found")
+	ErrNoLeader       = errors.New("the cluster has no leader (an election may be running)")
+	ErrWriteTimeout   = errors.New("the write's ack mode was not met in time; its outcome is not final")
+	ErrOutcomeUnknown = errors.New("the leader changed while the write was in flight; its outcome is unknown")
+	ErrBadRequest     = errors.New("bad request")
+	ErrUnavailable    = errors.New("no endpoint answered")
+	ErrNoEndpoints    = errors.New("no endpoints given")
+)
+
+// Error is an error reply from a node.
+type Error struct {
+	Endpoint string
+	Status   int    // HTTP status
+	Message  string // the node's "error" field
+	// Result is what a write achieved, for ErrWriteTimeout and ErrOutcomeUnknown.
+	Result *WriteResult
+	kind   error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Endpoint, e.Message, e.Status)
+}
+
+// Unwrap returns the sentinel error matching the reply.
+func (e *Error) Unwrap() error { return e.kind }
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are nodes' HTTP addresses: "host:port" or "http://host:port".
+	Endpoints []string
+	// HTTPClient is used for every request; nil = a client with keep-alive and
+	// a 30s overall timeout per request.
+	HTTPClient *http.Client
+	// RetryFor bounds how long a request retries while there is no leader or
+	// no endpoint answers (default 5s; 0 = DefaultConfig's).
+	RetryFor time.Duration
+}
+
+// DefaultConfig returns a Config with a 5s retry budget and no endpoints.
+func DefaultConfig() Config { return Config{RetryFor: 5 * time.Second} }
+
+// Validate checks that there is at least one endpoint and that each parses.
+func (c Config) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("client: Config.Endpoints: %w", ErrNoEndpoints)
+	}
+	for _, e := range c.Endpoints {
+		if _, err := normalize(e); err != nil {
+			return fmt.Errorf("client: Config.Endpoints: %w", err)
+		}
+	}
+	if c.RetryFor < 0 {
+		return fmt.Errorf("client: Config.RetryFor %v is negative", c.RetryFor)
+	}
+	return nil
+}
+
+func normalize(e string) (string, error) {
+	e = strings.TrimSpace(e)
+	if e == "" {
+		return "", errors.New("empty endpoint")
+	}
+	if !strings.Contains(e, "://") {
+		e = "http://" + e
+	}
+	u, err := url.Parse(e)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("bad endpoint %q", e)
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host, "/"), nil
+}
+
+// Client talks to a Trireme cluster. It is safe for concurrent use.
+type Client struct {
+	endpoints []string
+	hc        *http.Client
+	retryFor  time.Duration
+
+	mu     sync.Mutex
+	leader string // cached leader endpoint, "" = unknown
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.RetryFor == 0 {
+		cfg.RetryFor = DefaultConfig().RetryFor
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{hc: cfg.HTTPClient, retryFor: cfg.RetryFor}
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	for _, e := range cfg.Endpoints {
+		n, _ := normalize(e)
+		c.endpoints = append(c.endpoints, n)
+	}
+	return c, nil
+}
+
+// Endpoints returns the client's endpoints, normalized to http://host:port.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// WriteOptions say how a write is acknowledged. The zero value asks for the
+// node's default ack mode and timeout.
+type WriteOptions struct {
+	Ack      string        // "", "async", "semi-sync", "sync" or "majority"
+	Replicas int           // for semi-sync (0 = the server's default, 1)
+	Timeout  time.Duration // 0 = the node's default
+}
+
+func (o WriteOptions) query() url.Values {
+	q := url.Values{}
+	if o.Ack != "" {
+		q.Set("ack", o.Ack)
+	}
+	if o.Replicas > 0 {
+		q.Set("replicas", fmt.Sprint(o.Replicas))
+	}
+	if o.Timeout > 0 {
+		q.Set("timeout", o.Timeout.String())
+	}
+	return q
+}
+
+// WriteResult is what a write achieved.
+type WriteResult struct {
+	Index      uint64 `json:"index"`
+	Term       uint64 `json:"term"`
+	Durability string `json:"durability"`
+	Replicas   int    `json:"replicas"`
+	Committed  bool   `json:"committed"`
+	// LeaderDurable: the write is fsynced on the leader.
+	LeaderDurable bool `json:"leader_durable"`
+}
+
+// Reached describes, for a person, what the write achieved.
+func (r WriteResult) Reached() string {
+	where := "not durable anywhere yet"
+	switch {
+	case r.LeaderDurable && r.Replicas > 0:
+		where = fmt.Sprintf("durable on the leader and %d follower(s)", r.Replicas)
+	case r.LeaderDurable:
+		where = "durable on the leader only"
+	case r.Replicas > 0:
+		where = fmt.Sprintf("durable on %d follower(s)", r.Replicas)
+	}
+	commit := "not committed"
+	if r.Committed {
+		commit = "committed (on a majority)"
+	}
+	return fmt.Sprintf("%s, %s, at index %d term %d", where, commit, r.Index, r.Term)
+}
+
+// ReadOptions choose how a read is served.
+type ReadOptions struct {
+	Consistency string // "" or "linearizable" (leader), or "stale" (any node)
+	// Endpoint, for stale reads, names the node to read from (default: the
+	// first endpoint that answers).
+	Endpoint string
+}
+
+// ReadResult is a value read.
+type ReadResult struct {
+	Value      []byte
+	Index      uint64 // log index that last changed the key
+	LagMillis  int64  // stale reads: how far behind the node may be
+	LagEntries uint64
+	Endpoint   string // the node that answered
+}
+
+// FollowerInfo is the leader's view of one follower.
+type FollowerInfo struct {
+	ID            string `json:"id"`
+	MatchIndex    uint64 `json:"match_index"`
+	LagEntries    uint64 `json:"lag_entries"`
+	LagMillis     int64  `json:"lag_ms"`
+	LastContactMs int64  `json:"last_contact_ms"`
+}
+
+// Status is one node's /v1/status.
+type Status struct {
+	ID           string         `json:"id"`
+	Role         string         `json:"role"`
+	Term         uint64         `json:"term"`
+	Leader       string         `json:"leader"`
+	LeaderHTTP   string         `json:"leader_http"`
+	LeaderRESP   string         `json:"leader_resp"`
+	LastIndex    uint64         `json:"last_index"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	LagMillis    int64          `json:"lag_ms"`
+	Followers    []FollowerInfo `json:"followers,omitempty"`
+}
+
+// Rollback is one write a node discarded from its log (and journaled).
+type Rollback struct {
+	Term  uint64 `json:"term"`
+	Index uint64 `json:"index"`
+	Op    string `json:"op"`
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Put writes key=value.
+func (c *Client) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, error) {
+	return c.write(ctx, http.MethodPut, key, value, o)
+}
+
+// Delete removes key.
+func (c *Client) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, error) {
+	return c.write(ctx, http.MethodDelete, key, nil, o)
+}
+
+func kvPath(key []byte) string { return "/v1/kv/" + url.PathEscape(string(key)) }
+
+func (c *Client) write(ctx context.Context, method string, key, value []byte, o WriteOptions) (WriteResult, error) {
+	if len(key) == 0 {
+		return WriteResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	var res WriteResult
+	p := kvPath(key) + "?" + o.query().Encode()
+	err := c.toLeader(ctx, func(ep string) error {
+		body, err := c.do(ctx, method, ep, p, value)
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) && len(body) > 0 && e.Result == nil {
+				var r WriteResult
+				if json.Unmarshal(body, &r) == nil && r.Index > 0 {
+					e.Result = &r
+				}
+			}
+			return err
+		}
+		return json.Unmarshal(body, &res)
+	})
+	return res, err
+}
+
+// Get reads key.
+func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
+	if len(key) == 0 {
+		return ReadResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	q := url.Values{}
+	if o.Consistency != "" {
+		q.Set("consistency", o.Consistency)
+	}
+	p := kvPath(key) + "?" + q.Encode()
+	var out ReadResult
+	read := func(ep string) error {
+		body, err := c.do(ctx, http.MethodGet, ep, p, nil)
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Value      string `json:"value"`
+			Encoding   string `json:"encoding"`
+			Index      uint64 `json:"index"`
+			LagMillis  int64  `json:"lag_ms"`
+			LagEntries uint64 `json:"lag_entries"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return fmt.Errorf("%s: bad reply: %w", ep, err)
+		}
+		v := []byte(r.Value)
+		if r.Encoding == "base64" {
+			if v, err = base64.StdEncoding.DecodeString(r.Value); err != nil {
+				return fmt.Errorf("%s: bad base64 value: %w", ep, err)
+			}
+		}
+		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep}
+		return nil
+	}
+	if o.Consistency == "stale" {
+		if o.Endpoint != "" {
+			ep, err := normalize(o.Endpoint)
+			if err != nil {
+				return out, fmt.Errorf("%w: %v", ErrBadRequest, err)
+			}
+			return out, read(ep)
+		}
+		return out, c.anyEndpoint(ctx, read)
+	}
+	return out, c.toLeader(ctx, read)
+}
+
+// Status returns the /v1/status of the node at endpoint.
+func (c *Client) Status(ctx context.Context, endpoint string) (Status, error) {
+	ep, err := normalize(endpoint)
+	if err != nil {
+		return Status{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	var st Status
+	body, err := c.do(ctx, http.MethodGet, ep, "/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("%s: bad status reply: %w", ep, err)
+	}
+	return st, nil
+}
+
+// EndpointStatus is one endpoint's status or the error reaching it.
+type EndpointStatus struct {
+	Endpoint string
+	Status   Status
+	Err      error
+}
+
+// Statuses asks every endpoint for its status, in parallel.
+func (c *Client) Statuses(ctx context.Context) []EndpointStatus {
+	out := make([]EndpointStatus, len(c.endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range c.endpoints {
+		wg.Go(func() {
+			st, err := c.Status(ctx, ep)
+			out[i] = EndpointStatus{Endpoint: ep, Status: st, Err: err}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Rollbacks returns the rollback journal of the node at endpoint.
+func (c *Client) Rollbacks(ctx context.Context, endpoint string) ([]Rollback, error) {
+	ep, err := normalize(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	body, err := c.do(ctx, http.MethodGet, ep, "/v1/rollbacks", nil)
+	if err != nil {
+		return nil, err
+	}
+	var rbs []Rollback
+	if err := json.Unmarshal(body, &rbs); err != nil {
+		return nil, fmt.Errorf("%s: bad rollbacks reply: %w", ep, err)
+	}
+	return rbs, nil
+}
+
+// Transfer asks the leader to hand leadership to node id, and returns once
+// id leads.
+func (c *Client) Transfer(ctx context.Context, to string) error {
+	if to == "" {
+		return fmt.Errorf("%w: no target node", ErrBadRequest)
+	}
+	err := c.toLeader(ctx, func(ep string) error {
+		_, err := c.do(ctx, http.MethodPost, ep, "/v1/leader/transfer?to="+url.QueryEscape(to), nil)
+		return err
+	})
+	if err == nil {
+		c.setLeader("")
+	}
+	return err
+}
+
+// Leader returns the leader's endpoint, discovering it if needed.
+func (c *Client) Leader(ctx context.Context) (string, error) {
+	var ep string
+	err := c.retry(ctx, func() error {
+		var err error
+		ep, err = c.findLeader(ctx)
+		return err
+	})
+	return ep, err
+}
+
+func (c *Client) setLeader(ep string) {
+	c.mu.Lock()
+	c.leader = ep
+	c.mu.Unlock()
+}
+
+// findLeader asks every endpoint for its status; a leader wins, else the
+// leader a node names.
+func (c *Client) findLeader(ctx context.Context) (string, error) {
+	sts := c.Statuses(ctx)
+	named := ""
+	var errs []error
+	for _, s := range sts {
+		if s.Err != nil {
+			errs = append(errs, s.Err)
+			continue
+		}
+		if s.Status.Role == "leader" {
+			c.setLeader(s.Endpoint)
+			return s.Endpoint, nil
+		}
+		if s.Status.LeaderHTTP != "" && named == "" {
+			named, _ = normalize(s.Status.LeaderHTTP)
+		}
+	}
+	if named != "" {
+		c.setLeader(named)
+		return named, nil
+	}
+	if len(errs) == len(sts) {
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	}
+	return "", ErrNoLeader
+}
+
+// retryable reports whether err means "try again shortly": no leader, or no
+// endpoint reachable (nothing was proposed).
+func retryable(err error) bool {
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrUnavailable)
+}
+
+func (c *Client) retry(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(c.retryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !retryable(err) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (while retrying: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// toLeader runs f against the leader, rediscovering it on a connection error
+// or a not-leader reply, and retrying while there is none.
+func (c *Client) toLeader(ctx context.Context, f func(ep string) error) error {
+	return c.retry(ctx, func() error {
+		c.mu.Lock()
+		ep := c.leader
+		c.mu.Unlock()
+		if ep == "" {
+			var err error
+			if ep, err = c.findLeader(ctx); err != nil {
+				return err
+			}
+		}
+		err := f(ep)
+		var e *Error
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &e) && e.Status == http.StatusMisdirectedRequest:
+			c.setLeader("")
+			return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
+		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader):
+			c.setLeader("")
+		}
+		return err
+	})
+}
+
+// anyEndpoint runs f against each endpoint in turn until one answers.
+func (c *Client) anyEndpoint(ctx context.Context, f func(ep string) error) error {
+	return c.retry(ctx, func() error {
+		var errs []error
+		for _, ep := range c.endpoints {
+			err := f(ep)
+			if err == nil || !errors.Is(err, ErrUnavailable) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// do sends one request and maps an error reply to *Error. It returns the
+// body for error replies too.
+func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, ep+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: reading the reply: %v", ErrUnavailable, ep, err)
+	}
+	if resp.StatusCode < 300 {
+		return b, nil
+	}
+	var eb struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(b, &eb)
+	if eb.Error == "" {
+		eb.Error = strings.TrimSpace(string(b))
+	}
+	e := &Error{Endpoint: ep, Status: resp.StatusCode, Message: eb.Error}
+	switch {
+	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/kv/"):
+		e.kind = ErrNotFound
+	case resp.StatusCode == http.StatusGatewayTimeout:
+		e.kind = ErrWriteTimeout
+	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, "outcome unknown"):
+		e.kind = ErrOutcomeUnknown
+	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, "no leader"):
+		e.kind = ErrNoLeader
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		e.kind = ErrUnavailable
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		e.kind = ErrBadRequest
+	}
+	return b, e
+}

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/cluster"
+)
+
+const putDetails = `
+Writes KEY=VALUE through the leader (found automatically) and prints the
+index, term, the durability reached and the number of followers that hold
+the write. A write whose ack mode is not met before --timeout fails with
+what it reached: its outcome is then not final.
+
+Examples:
+  trireme put greeting hello                        # the node's default mode (majority)
+  trireme put greeting hello --ack async            # fsynced on the leader only
+  trireme put greeting hello --ack semi-sync --replicas 1
+  trireme put greeting hello --ack sync --timeout 2s
+  trireme put k v --endpoints 127.0.0.1:8001,127.0.0.1:8002
+` + endpointHelp
+
+const delDetails = `
+Deletes KEY, with the same ack flags as put.
+
+Examples:
+  trireme del greeting
+  trireme del greeting --ack majority
+` + endpointHelp
+
+const getDetails = `
+Reads KEY and prints its value. Linearizable reads (the default) go to the
+leader and see every acknowledged write; stale reads are served by any node
+(--node picks one) from its applied state and report how far behind it may be.
+
+Examples:
+  trireme get greeting
+  trireme get greeting --consistency stale --node n3
+` + endpointHelp
+
+const statusDetails = `
+Prints a table of every node: role, term, leader, last/commit/applied
+indexes and how far it lags. A node that does not answer is shown as down.
+
+Example:
+  trireme status
+` + endpointHelp
+
+const rollbacksDetails = `
+Prints the writes that nodes discarded from their logs when they rejoined
+after losing leadership (typically async writes nobody else had). Every
+node is asked unless --node is given.
+
+Examples:
+  trireme rollbacks
+  trireme rollbacks --node n1
+` + endpointHelp
+
+const transferDetails = `
+Asks the leader to hand leadership to node --to (a planned switchover: the
+leader brings it up to date, then it campaigns). Returns once it leads.
+
+Example:
+  trireme transfer --to n2
+` + endpointHelp
+
+const endpointHelp = `
+The cluster is found through --endpoints (HTTP addresses), else
+$TRIREME_ENDPOINTS, else DATA/cluster.json (DATA = --data, default
+./trireme-data, as written by trireme up).`
+
+type endpointOpts struct {
+	endpoints string
+	data      string
+	timeout   time.Duration
+}
+
+func (e *endpointOpts) register(fs *flag.FlagSet) {
+	fs.StringVar(&e.endpoints, "endpoints", "", "nodes' HTTP addresses, comma-separated (default $TRIREME_ENDPOINTS or DATA/cluster.json)")
+	fs.StringVar(&e.data, "data", "./trireme-data", "data directory of a cluster started with trireme up")
+	fs.DurationVar(&e.timeout, "wait", 15*time.Second, "give up after this long")
+}
+
+// resolve returns the endpoints and, when known, the node ids by endpoint.
+func (e *endpointOpts) resolve() ([]string, map[string]string, error) {
+	names := map[string]string{}
+	if e.endpoints != "" {
+		return strings.Split(e.endpoints, ","), names, nil
+	}
+	if env := os.Getenv("TRIREME_ENDPOINTS"); env != "" {
+		return strings.Split(env, ","), names, nil
+	}
+	spec, err := cluster.LoadSpec(e.data)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("no cluster found: give --endpoints HOST:PORT,..., set TRIREME_ENDPOINTS, or start one with `trireme up` (looked for %s)",
+				filepath.Join(e.data, cluster.SpecFile))
+		}
+		return nil, nil, err
+	}
+	var eps []string
+	for _, n := range spec.Nodes {
+		eps = append(eps, n.HTTP)
+		names["http://"+n.HTTP] = n.ID
+	}
+	return eps, names, nil
+}
+
+func (e *endpointOpts) client() (*client.Client, map[string]string, error) {
+	eps, names, err := e.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(client.Config{Endpoints: eps, RetryFor: e.timeout})
+	return c, names, err
+}
+
+// explain turns a client error into a sentence for a person.
+func explain(err error) string {
+	var ce *client.Error
+	switch {
+	case errors.Is(err, client.ErrWriteTimeout) && errors.As(err, &ce) && ce.Result != nil:
+		return fmt.Sprintf("the write's ack mode was not met in time. Its outcome is not final (it may still survive or be lost). It reached: %s", ce.Result.Reached())
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		return "the leader changed while the write was in flight: it may or may not have been applied; read the key to find out. (" + err.Error() + ")"
+	case errors.Is(err, client.ErrNoLeader):
+		return "the cluster has no leader right now (an election is running, or too few nodes are up); see trireme status"
+	case errors.Is(err, client.ErrUnavailable):
+		return "no node answered; is the cluster running? (`trireme up` starts one; `trireme status` shows the nodes). (" + err.Error() + ")"
+	case errors.Is(err, client.ErrNotFound):
+		return "key not found"
+	case errors.As(err, &ce):
+		return ce.Message
+	}
+	return err.Error()
+}
+
+func writeFlags(name string) (*flag.FlagSet, *struct {
+	endpointOpts
+	ack      string
+	replicas int
+	timeout  time.Duration
+}) {
+	o := &struct {
+		endpointOpts
+		ack      string
+		replicas int
+		timeout  time.Duration
+	}{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&o.ack, "ack", "", "ack mode: async, semi-sync, sync or majority (default: the node's)")
+	fs.IntVar(&o.replicas, "replicas", 0, "followers a semi-sync write waits for (default 1)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "how long the write may wait for its ack mode (default: the node's)")
+	o.register(fs)
+	return fs, o
+}
+
+func runPut(args []string, stdout, stderr io.Writer) int {
+	return runWrite("put", args, stdout, stderr)
+}
+func runDel(args []string, stdout, stderr io.Writer) int {
+	return runWrite("del", args, stdout, stderr)
+}
+
+func runWrite(name string, args []string, stdout, stderr io.Writer) int {
+	fs, o := writeFlags(name)
+	pos, err := parse(fs, name, args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	want := 2
+	if name == "del" {
+		want = 1
+	}
+	if len(pos) != want {
+		c, _ := lookup(name)
+		fmt.Fprintf(stderr, "trireme %s: want %d argument(s): trireme %s %s\n", name, want, name, c.usage)
+		return 2
+	}
+	if pos[0] == "" {
+		fmt.Fprintf(stderr, "trireme %s: the key is empty\n", name)
+		return 2
+	}
+	cl, _, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme %s: %v\n", name, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.endpointOpts.timeout+o.timeout)
+	defer cancel()
+	wo := client.WriteOptions{Ack: o.ack, Replicas: o.replicas, Timeout: o.timeout}
+	var res client.WriteResult
+	if name == "put" {
+		res, err = cl.Put(ctx, []byte(pos[0]), []byte(pos[1]), wo)
+	} else {
+		res, err = cl.Delete(ctx, []byte(pos[0]), wo)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme %s: %s\n", name, explain(err))
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK index=%d term=%d durability=%s replicas=%d\n", res.Index, res.Term, res.Durability, res.Replicas)
+	return 0
+}
+
+func getFlags() (*flag.FlagSet, *struct {
+	endpointOpts
+	consistency, node string
+}) {
+	o := &struct {
+		endpointOpts
+		consistency, node string
+	}{}
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	fs.StringVar(&o.consistency, "consistency", "linearizable", "linearizable (through the leader) or stale (any node)")
+	fs.StringVar(&o.node, "node", "", "for stale reads: the node to read from (id from cluster.json, or HTTP address)")
+	o.register(fs)
+	return fs, o
+}
+
+func runGet(args []string, stdout, stderr io.Writer) int {
+	fs, o := getFlags()
+	pos, err := parse(fs, "get", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		fmt.Fprintf(stderr, "trireme get: want one non-empty KEY\n")
+		return 2
+	}
+	if o.consistency != "linearizable" && o.consistency != "stale" {
+		fmt.Fprintf(stderr, "trireme get: --consistency %q: want linearizable or stale\n", o.consistency)
+		return 2
+	}
+	cl, names, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme get: %v\n", err)
+		return 1
+	}
+	ro := client.ReadOptions{Consistency: o.consistency}
+	if o.node != "" {
+		if o.consistency != "stale" {
+			fmt.Fprintf(stderr, "trireme get: --node applies to --consistency stale only\n")
+			return 2
+		}
+		ro.Endpoint = o.node
+		for ep, id := range names {
+			if id == o.node {
+				ro.Endpoint = ep
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	r, err := cl.Get(ctx, []byte(pos[0]), ro)
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme get: %s\n", explain(err))
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n", r.Value)
+	if o.consistency == "stale" {
+		fmt.Fprintf(stderr, "(index %d, from %s, lag %d entries / %d ms)\n", r.Index, nameOf(names, r.Endpoint), r.LagEntries, r.LagMillis)
+	}
+	return 0
+}
+
+func nameOf(names map[string]string, ep string) string {
+	if id, ok := names[ep]; ok {
+		return id
+	}
+	return ep
+}
+
+func adminFlags(name string) (*flag.FlagSet, *struct {
+	endpointOpts
+	node, to string
+}) {
+	o := &struct {
+		endpointOpts
+		node, to string
+	}{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	switch name {
+	case "rollbacks":
+		fs.StringVar(&o.node, "node", "", "ask only this node (id from cluster.json, or HTTP address)")
+	case "transfer":
+		fs.StringVar(&o.to, "to", "", "id of the node that should lead (required)")
+	}
+	o.register(fs)
+	return fs, o
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs, o := adminFlags("status")
+	pos, err := parse(fs, "status", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trireme status: unexpected argument %q\n", pos[0])
+		return 2
+	}
+	cl, names, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme status: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(o.timeout, 3*time.Second))
+	defer cancel()
+	sts := cl.Statuses(ctx)
+	fmt.Fprint(stdout, cluster.FormatStatus(sts, names))
+	for _, s := range sts {
+		if s.Err == nil {
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "trireme status: no node answered; is the cluster running?\n")
+	return 1
+}
+
+func runRollbacks(args []string, stdout, stderr io.Writer) int {
+	fs, o := adminFlags("rollbacks")
+	pos, err := parse(fs, "rollbacks", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trireme rollbacks: unexpected argument %q\n", pos[0])
+		return 2
+	}
+	cl, names, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme rollbacks: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(o.timeout, 5*time.Second))
+	defer cancel()
+	eps := cl.Endpoints()
+	if o.node != "" {
+		eps = []string{o.node}
+		for ep, id := range names {
+			if id == o.node {
+				eps = []string{ep}
+			}
+		}
+	}
+	sort.Strings(eps)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tTERM\tINDEX\tOP\tKEY\tVALUE")
+	total, failed := 0, 0
+	for _, ep := range eps {
+		rbs, err := cl.Rollbacks(ctx, ep)
+		if err != nil {
+			fmt.Fprintf(stderr, "trireme rollbacks: %s: %s\n", nameOf(names, ep), explain(err))
+			failed++
+			continue
+		}
+		for _, r := range rbs {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%q\t%q\n", nameOf(names, ep), r.Term, r.Index, r.Op, r.Key, r.Value)
+			total++
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d discarded write(s)\n", total)
+	if failed == len(eps) {
+		return 1
+	}
+	return 0
+}
+
+func runTransfer(args []string, stdout, stderr io.Writer) int {
+	fs, o := adminFlags("transfer")
+	pos, err := parse(fs, "transfer", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trireme transfer: unexpected argument %q (use --to ID)\n", pos[0])
+		return 2
+	}
+	if o.to == "" {
+		fmt.Fprintf(stderr, "trireme transfer: --to ID is required\n")
+		return 2
+	}
+	cl, _, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme transfer: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	if err := cl.Transfer(ctx, o.to); err != nil {
+		fmt.Fprintf(stderr, "trireme transfer: %s\n", explain(err))
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: %s leads\n", o.to)
+	return 0
+}

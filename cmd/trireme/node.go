@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api/httpapi"
+	"github.com/trireme-db/trireme/internal/api/resp"
+	"github.com/trireme-db/trireme/internal/node"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+const nodeDetails = `
+Runs one Trireme node: the replicated log, the store, the HTTP API (--http)
+and the Redis protocol (--resp). Every node of a cluster gets the same
+--cluster list. The node stops cleanly on SIGINT or SIGTERM and exits
+non-zero on a fatal error (a failed fsync, corruption on disk).
+
+Ack modes (--ack, the default for writes that do not choose):
+  async        durable (fsynced) on the leader
+  semi-sync    durable on the leader and on --replicas followers
+  sync         durable on the leader and on every follower
+  majority     committed: durable on a majority (the safe default)
+
+Example (three terminals):
+  trireme node --id n1 --data d/n1 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
+      --http 127.0.0.1:8001 --resp 127.0.0.1:9001
+  trireme node --id n2 --data d/n2 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
+      --http 127.0.0.1:8002 --resp 127.0.0.1:9002
+  trireme node --id n3 --data d/n3 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
+      --http 127.0.0.1:8003 --resp 127.0.0.1:9003
+`
+
+type nodeOpts struct {
+	id, data, cluster, httpAddr, respAddr, respPeers string
+	ack                                              string
+	replicas                                         int
+	heartbeat, election, writeTimeout                time.Duration
+	priority, maxValue                               int
+	logLevel                                         string
+}
+
+func nodeFlags() (*flag.FlagSet, *nodeOpts) {
+	d := node.DefaultConfig()
+	o := &nodeOpts{}
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.StringVar(&o.id, "id", "", "this node's id; must be in --cluster (required)")
+	fs.StringVar(&o.data, "data", "", "data directory: WAL, store, rollback journal (required)")
+	fs.StringVar(&o.cluster, "cluster", "", "every member: id=host:port of its peer address, comma-separated (required)")
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8001", "HTTP API listen address (empty = no HTTP)")
+	fs.StringVar(&o.respAddr, "resp", "127.0.0.1:9001", "Redis protocol listen address (empty = no RESP)")
+	fs.StringVar(&o.respPeers, "resp-peers", "", "other nodes' RESP addresses, id=host:port,... (for INFO replication and ROLE)")
+	fs.StringVar(&o.ack, "ack", d.DefaultAck.Mode.String(), "default ack mode: async, semi-sync, sync or majority")
+	fs.IntVar(&o.replicas, "replicas", 1, "followers a semi-sync write waits for (with --ack semi-sync)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", d.Heartbeat, "leader heartbeat interval")
+	fs.DurationVar(&o.election, "election-timeout", d.ElectionTimeout, "minimum election timeout (randomized up to 2x); >= 3 x --heartbeat")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", d.WriteTimeout, "default time a write waits for its ack mode")
+	fs.IntVar(&o.priority, "priority", d.Priority, "leadership priority: 0 never leads; higher takes over when caught up")
+	fs.IntVar(&o.maxValue, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return fs, o
+}
+
+// nodeConfig turns flags into a node.Config and a logger, naming the bad flag.
+func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return node.Config{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := node.DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.HTTPAddr, cfg.RESPAddr = o.id, o.data, o.httpAddr, o.respAddr
+	if o.id == "" {
+		return cfg, nil, errors.New("--id is required")
+	}
+	if o.data == "" {
+		return cfg, nil, errors.New("--data is required")
+	}
+	if o.cluster == "" {
+		return cfg, nil, errors.New("--cluster is required (id=host:port,...)")
+	}
+	members, err := node.ParseCluster(o.cluster)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.Cluster = members
+	mode, err := repl.ParseAckMode(o.ack)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--ack: %w", err)
+	}
+	cfg.DefaultAck = repl.Ack{Mode: mode}
+	if mode == repl.AckSemiSync {
+		if o.replicas < 1 || o.replicas >= len(members) {
+			return cfg, nil, fmt.Errorf("--replicas %d must be from 1 to %d (the number of followers)", o.replicas, len(members)-1)
+		}
+		cfg.DefaultAck.Replicas = o.replicas
+	}
+	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
+	cfg.Priority, cfg.MaxValueBytes = o.priority, o.maxValue
+	cfg.Logger = logger
+	for _, a := range []struct{ flag, addr string }{{"--http", o.httpAddr}, {"--resp", o.respAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return cfg, nil, fmt.Errorf("%s %q: %v", a.flag, a.addr, err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, logger, nil
+}
+
+func parsePeers(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	ms, err := node.ParseCluster(s)
+	if err != nil {
+		return nil, fmt.Errorf("--resp-peers: %w", err)
+	}
+	for _, m := range ms {
+		out[m.ID] = m.PeerAddr
+	}
+	return out, nil
+}
+
+func runNode(args []string, stdout, stderr io.Writer) int {
+	fs, o := nodeFlags()
+	pos, err := parse(fs, "node", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "trireme node: %v\n", err)
+		return 2
+	}
+	if len(pos) > 0 {
+		return fail(fmt.Errorf("unexpected argument %q (flags start with --)", pos[0]))
+	}
+	cfg, logger, err := nodeConfig(o, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	peers, err := parsePeers(o.respPeers)
+	if err != nil {
+		return fail(err)
+	}
+
+	// Listen before starting the node, so that a taken port fails fast.
+	var hln, rln net.Listener
+	if o.httpAddr != "" {
+		if hln, err = net.Listen("tcp", o.httpAddr); err != nil {
+			return fail(fmt.Errorf("--http %s: %w", o.httpAddr, err))
+		}
+	}
+	if o.respAddr != "" {
+		if rln, err = net.Listen("tcp", o.respAddr); err != nil {
+			if hln != nil {
+				hln.Close()
+			}
+			return fail(fmt.Errorf("--resp %s: %w", o.respAddr, err))
+		}
+	}
+
+	n, err := node.Start(cfg)
+	if err != nil {
+		if hln != nil {
+			hln.Close()
+		}
+		if rln != nil {
+			rln.Close()
+		}
+		fmt.Fprintf(stderr, "trireme node: starting node %s: %v\n", o.id, err)
+		return 1
+	}
+	logger.Info("node started", "data", o.data, "http", o.httpAddr, "resp", o.respAddr, "cluster", o.cluster)
+
+	serveErr := make(chan error, 2)
+	var hs *http.Server
+	if hln != nil {
+		hs = &http.Server{Handler: httpapi.New(n, n.Metrics(), logger), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("HTTP server: %w", err)
+			}
+		}()
+	}
+	var rs *resp.Server
+	if rln != nil {
+		rcfg := resp.DefaultConfig()
+		rcfg.Logger, rcfg.PeerRESP, rcfg.Version = logger, peers, version
+		rs = resp.New(n, rcfg)
+		go func() {
+			if err := rs.Serve(rln); err != nil {
+				serveErr <- fmt.Errorf("RESP server: %w", err)
+			}
+		}()
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	code := 0
+	select {
+	case s := <-sig:
+		logger.Info("stopping", "signal", s.String())
+	case err := <-n.Fatal():
+		logger.Error("fatal node error; stopping", "err", err)
+		code = 1
+	case err := <-serveErr:
+		logger.Error("client server failed; stopping", "err", err)
+		code = 1
+	}
+	if hs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(ctx)
+		cancel()
+		hs.Close()
+	}
+	if rs != nil {
+		rs.Close()
+	}
+	if err := n.Stop(); err != nil {
+		logger.Error("stopping the node", "err", err)
+		code = 1
+	}
+	logger.Info("stopped", "exit_code", code)
+	return code
+}

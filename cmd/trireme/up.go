@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/cluster"
+)
+
+const upDetails = `
+Starts a local cluster: --nodes node processes (this binary, run as
+"trireme node") on 127.0.0.1, with their data under --data. Node i gets the
+peer port BASE+i, the HTTP port BASE+1000+i and the RESP port BASE+2000+i
+(BASE = --base-port). The layout is saved in DATA/cluster.json; running
+trireme up again on the same --data restarts the same cluster with its data
+(--nodes and --base-port are then taken from cluster.json).
+
+With --node ID, it starts only node ID of an existing cluster (from
+DATA/cluster.json) in the foreground, replacing this process with
+"trireme node ..." (to bring back a node you killed while trireme up runs).
+
+It prints the endpoints, then a line each time the cluster changes (leader,
+term, a node going down or coming back, a follower falling behind). Ctrl-C
+stops every node cleanly. Node logs go to DATA/logs/ID.log.
+
+Examples:
+  trireme up
+  trireme up --nodes 5 --data /tmp/t5 --base-port 17001
+  trireme up --ack async --heartbeat 100ms --election-timeout 1s
+  trireme up --node n1          # restart node n1 of ./trireme-data (foreground)
+`
+
+type upOpts struct {
+	nodes, base      int
+	data, ack        string
+	heartbeat, elect time.Duration
+	logLevel         string
+	quiet            bool
+	only             string
+}
+
+func upFlags() (*flag.FlagSet, *upOpts) {
+	o := &upOpts{}
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes")
+	fs.StringVar(&o.data, "data", "./trireme-data", "data directory of the cluster")
+	fs.IntVar(&o.base, "base-port", 7001, "first peer port (HTTP = +1000, RESP = +2000)")
+	fs.StringVar(&o.ack, "ack", "", "nodes' default ack mode (default: majority)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "nodes' heartbeat interval (default: the node's)")
+	fs.DurationVar(&o.elect, "election-timeout", 0, "nodes' minimum election timeout (default: the node's)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
+	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
+	return fs, o
+}
+
+func runUp(args []string, stdout, stderr io.Writer) int {
+	fs, o := upFlags()
+	pos, err := parse(fs, "up", args, stdout, stderr)
+	if err != nil {
+		return exitParse(err)
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "trireme up: %v\n", err)
+		return 1
+	}
+	if len(pos) > 0 {
+		return fail(fmt.Errorf("unexpected argument %q", pos[0]))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	spec, err := cluster.LoadSpec(o.data)
+	fromFile := err == nil
+	switch {
+	case err == nil && o.only != "":
+	case err == nil:
+		fmt.Fprintf(stdout, "Restarting the cluster in %s (%d nodes, from %s).\n", o.data, len(spec.Nodes), cluster.SpecFile)
+		if set["nodes"] && o.nodes != len(spec.Nodes) {
+			fmt.Fprintf(stderr, "trireme up: note: --nodes %d ignored: %s has %d nodes (use another --data for a new cluster)\n",
+				o.nodes, filepath.Join(o.data, cluster.SpecFile), len(spec.Nodes))
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if spec, err = cluster.NewSpec(o.nodes, o.base); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "Creating a %d-node cluster in %s.\n", o.nodes, o.data)
+	default:
+		return fail(err)
+	}
+
+	if o.only != "" && !fromFile {
+		return fail(fmt.Errorf("--node %s: no cluster in %s (start it with trireme up first)", o.only, o.data))
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(fmt.Errorf("finding this binary: %w", err))
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.Binary, cfg.DataDir, cfg.Spec = exe, o.data, spec
+	cfg.NodeArgs = []string{"--log-level", o.logLevel}
+	if o.ack != "" {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--ack", o.ack)
+	}
+	if o.heartbeat > 0 {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--heartbeat", o.heartbeat.String())
+	}
+	if o.elect > 0 {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--election-timeout", o.elect.String())
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cl, err := cluster.New(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if o.only != "" {
+		n, err := cl.Node(o.only)
+		if err != nil {
+			return fail(fmt.Errorf("--node: %w", err))
+		}
+		args := append([]string{exe}, cl.Args(n)...)
+		fmt.Fprintf(stderr, "trireme up: starting %s: %s\n", n.ID, strings.Join(args, " "))
+		return fail(syscall.Exec(exe, args, os.Environ()))
+	}
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if err := cl.StartAll(); err != nil {
+		cl.StopAll()
+		return fail(err)
+	}
+	// Watch for nodes that exit on their own.
+	for _, n := range spec.Nodes {
+		done, exitErr, err := cl.Exited(n.ID)
+		if err != nil {
+			continue
+		}
+		go func() {
+			select {
+			case <-done:
+				if ctx.Err() == nil {
+					fmt.Fprintf(stdout, "%s  node %s exited: %v (log: %s; restart it with: trireme up --data %s --node %s)\n",
+						time.Now().Format("15:04:05.000"), n.ID, exitErr(), cl.LogPath(n.ID), o.data, n.ID)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+
+	printEndpoints(stdout, cl)
+
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	leader, err := cl.WaitLeader(wctx, "")
+	wcancel()
+	if err != nil {
+		fmt.Fprintf(stdout, "No leader yet (%v); node logs are in %s.\n", err, filepath.Join(cl.DataDir(), "logs"))
+	} else {
+		fmt.Fprintf(stdout, "Leader: %s. Watching the cluster (Ctrl-C stops every node):\n", leader)
+	}
+	if !o.quiet {
+		go cl.Watch(ctx, 200*time.Millisecond, func(line string) {
+			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
+		})
+	}
+
+	s := <-sig
+	first := time.Now()
+	cancel()
+	fmt.Fprintf(stdout, "\n%s: stopping every node (again to kill them)...\n", s)
+	go func() {
+		for range sig {
+			// Ignore duplicates delivered together (e.g. to the process and its group).
+			if time.Since(first) > time.Second {
+				break
+			}
+		}
+		fmt.Fprintln(stderr, "trireme up: second signal: killing the nodes")
+		for _, n := range spec.Nodes {
+			cl.Kill(n.ID)
+		}
+	}()
+	if err := cl.StopAll(); err != nil {
+		fmt.Fprintf(stderr, "trireme up: some nodes did not stop cleanly: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Stopped. Run trireme up --data %s again to restart this cluster with its data.\n", o.data)
+	return 0
+}
+
+func printEndpoints(w io.Writer, cl *cluster.Cluster) {
+	spec := cl.Spec()
+	fmt.Fprintf(w, "\n%-4s  %-21s  %-21s  %-21s\n", "NODE", "HTTP", "RESP (Redis)", "PEER")
+	for _, n := range spec.Nodes {
+		fmt.Fprintf(w, "%-4s  %-21s  %-21s  %-21s\n", n.ID, n.HTTP, n.RESP, n.Peer)
+	}
+	first := spec.Nodes[0]
+	fmt.Fprintf(w, `
+Talk to it (any node; writes go to the leader):
+  curl -X PUT --data-binary hello 'http://%[1]s/v1/kv/greeting?ack=majority'
+  curl 'http://%[1]s/v1/kv/greeting'
+  curl 'http://%[1]s/v1/status'
+  redis-cli -h %[2]s -p %[3]d SET greeting hello
+  redis-cli -h %[2]s -p %[3]d GET greeting
+  trireme put greeting hello --ack sync --data %[4]s
+  trireme status --data %[4]s
+
+`, first.HTTP, hostOf(first.RESP), cluster.Port(first.RESP), cl.DataDir())
+}
+
+func hostOf(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i]
+		}
+	}
+	return addr
+}

@@ -1,0 +1,434 @@
+// Package httpapi serves Trireme's HTTP/JSON API (version 1) on top of an
+// api.Service.
+//
+// Routes:
+//
+//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR   body = value
+//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR
+//	GET    /v1/kv/{key}?consistency=linearizable|stale&raw=1
+//	GET    /v1/status
+//	GET    /v1/rollbacks
+//	POST   /v1/leader/transfer?to=ID[&timeout=DUR]
+//	GET    /metrics                                       (delegated)
+//
+// It promises: every reply to a /v1 request other than a raw read is JSON;
+// every error is a JSON object {"error": "..."} with a 4xx status for bad
+// input and a 5xx status for a node that cannot serve; a write reply always
+// says what was achieved (index, term, durability, replicas), including when
+// its ack mode was not met in time (504). Keys are the path-unescaped bytes
+// after /v1/kv/ (so "%2F" is part of a key, and paths are never cleaned).
+// Values are read with a size limit (svc.MaxValueBytes) and never fully
+// buffered beyond it.
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// Errors for bad requests (wrapped with details).
+var (
+	ErrBadRequest = errors.New("bad request")
+)
+
+// MaxTimeout is the longest write or transfer timeout a client may ask for.
+const MaxTimeout = 10 * time.Minute
+
+// DefaultTransferTimeout bounds POST /v1/leader/transfer when no timeout is given.
+const DefaultTransferTimeout = 10 * time.Second
+
+const kvPrefix = "/v1/kv/"
+
+type handler struct {
+	svc     api.Service
+	metrics http.Handler
+	log     *slog.Logger
+}
+
+// New returns the HTTP handler for svc. metrics serves /metrics (nil = 404).
+// logger may be nil (logs are then discarded).
+func New(svc api.Service, metrics http.Handler, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &handler{svc: svc, metrics: metrics, log: logger}
+}
+
+// ServeHTTP routes by hand rather than with http.ServeMux, so that key paths
+// are neither cleaned nor redirected.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(path, kvPrefix):
+		key, err := ParseKey(path)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			h.get(w, r, key)
+		case http.MethodPut, http.MethodPost:
+			h.put(w, r, key)
+		case http.MethodDelete:
+			h.del(w, r, key)
+		default:
+			methodNotAllowed(w, "GET, HEAD, PUT, POST, DELETE")
+		}
+	case path == "/v1/kv" || path == kvPrefix:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: empty key (use /v1/kv/{key})", ErrBadRequest))
+	case path == "/v1/status":
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		writeJSON(w, http.StatusOK, h.svc.Status())
+	case path == "/v1/rollbacks":
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		h.rollbacks(w)
+	case path == "/v1/leader/transfer":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		h.transfer(w, r)
+	case path == "/metrics":
+		if h.metrics == nil {
+			writeError(w, http.StatusNotFound, errors.New("metrics are not enabled"))
+			return
+		}
+		h.metrics.ServeHTTP(w, r)
+	default:
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	}
+}
+
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	methodNotAllowed(w, method)
+	return false
+}
+
+func methodNotAllowed(w http.ResponseWriter, allowed string) {
+	w.Header().Set("Allow", allowed)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allowed))
+}
+
+// ParseKey returns the key in an escaped /v1/kv/{key} path: the
+// path-unescaped bytes after the prefix. It fails on an empty key or a bad
+// escape.
+func ParseKey(escapedPath string) ([]byte, error) {
+	raw, ok := strings.CutPrefix(escapedPath, kvPrefix)
+	if !ok {
+		return nil, fmt.Errorf("%w: path must start with %s", ErrBadRequest, kvPrefix)
+	}
+	if raw == "" {
+		return nil, fmt.Errorf("%w: empty key (use /v1/kv/{key})", ErrBadRequest)
+	}
+	k, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %q is not a valid escaped path: %v", ErrBadRequest, raw, err)
+	}
+	if k == "" {
+		return nil, fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	return []byte(k), nil
+}
+
+// ParseWriteOptions parses the ack, replicas and timeout query parameters of
+// a write. No ack parameter means the node's default mode.
+func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
+	var w api.WriteOptions
+	mode := q.Get("ack")
+	reps := q.Get("replicas")
+	if mode == "" {
+		if reps != "" {
+			return w, fmt.Errorf("%w: replicas=%q needs ack=semi-sync", ErrBadRequest, reps)
+		}
+		w.Default = true
+	} else {
+		m, err := repl.ParseAckMode(mode)
+		if err != nil {
+			return w, fmt.Errorf("%w: ack: %v", ErrBadRequest, err)
+		}
+		w.Ack.Mode = m
+		if m == repl.AckSemiSync {
+			w.Ack.Replicas = 1
+			if reps != "" {
+				n, err := strconv.Atoi(reps)
+				if err != nil || n < 1 || n > 1000 {
+					return w, fmt.Errorf("%w: replicas=%q: want a whole number from 1 to 1000", ErrBadRequest, reps)
+				}
+				w.Ack.Replicas = n
+			}
+		} else if reps != "" {
+			return w, fmt.Errorf("%w: replicas=%q applies only to ack=semi-sync, not %s", ErrBadRequest, reps, mode)
+		}
+	}
+	d, err := parseTimeout(q.Get("timeout"))
+	if err != nil {
+		return w, err
+	}
+	w.Timeout = d
+	return w, nil
+}
+
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: timeout=%q is not a duration (examples: 500ms, 2s)", ErrBadRequest, s)
+	}
+	if d <= 0 || d > MaxTimeout {
+		return 0, fmt.Errorf("%w: timeout=%q must be above 0 and at most %s", ErrBadRequest, s, MaxTimeout)
+	}
+	return d, nil
+}
+
+// ParseReadOptions parses the consistency and raw query parameters of a read.
+func ParseReadOptions(q url.Values) (api.Consistency, bool, error) {
+	c, err := api.ParseConsistency(q.Get("consistency"))
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: consistency=%q: %v", ErrBadRequest, q.Get("consistency"), err)
+	}
+	raw := false
+	switch q.Get("raw") {
+	case "", "0", "false":
+	case "1", "true":
+		raw = true
+	default:
+		return 0, false, fmt.Errorf("%w: raw=%q: want 1 or 0", ErrBadRequest, q.Get("raw"))
+	}
+	return c, raw, nil
+}
+
+// WriteReply is the JSON reply to PUT and DELETE.
+type WriteReply struct {
+	Index      uint64 `json:"index"`
+	Term       uint64 `json:"term"`
+	Durability string `json:"durability"`
+	Replicas   int    `json:"replicas"`
+	Committed  bool   `json:"committed"`
+	// LeaderDurable: the write is fsynced on the leader.
+	LeaderDurable bool   `json:"leader_durable"`
+	Error         string `json:"error,omitempty"`
+}
+
+// ReadReply is the JSON reply to GET /v1/kv/{key}.
+type ReadReply struct {
+	Key         string  `json:"key"`
+	KeyEncoding string  `json:"key_encoding,omitempty"`
+	Value       string  `json:"value"`
+	Encoding    string  `json:"encoding,omitempty"`
+	Index       uint64  `json:"index"`
+	LagMillis   *int64  `json:"lag_ms,omitempty"`
+	LagEntries  *uint64 `json:"lag_entries,omitempty"`
+}
+
+// encodeBytes returns b as a JSON-friendly string and "" when it is valid
+// UTF-8, or as base64 and "base64".
+func encodeBytes(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
+	opts, err := ParseWriteOptions(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	limit := h.svc.MaxValueBytes()
+	if r.ContentLength > int64(limit) {
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%w: %d bytes (limit %d)", api.ErrValueTooLarge, r.ContentLength, limit))
+		return
+	}
+	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err))
+		return
+	}
+	if len(value) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%w: more than %d bytes (limit %d)", api.ErrValueTooLarge, limit, limit))
+		return
+	}
+	res, err := h.svc.Put(r.Context(), key, value, opts)
+	h.writeResult(w, r, res, err)
+}
+
+func (h *handler) del(w http.ResponseWriter, r *http.Request, key []byte) {
+	opts, err := ParseWriteOptions(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res, err := h.svc.Delete(r.Context(), key, opts)
+	h.writeResult(w, r, res, err)
+}
+
+func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.WriteResult, err error) {
+	rep := WriteReply{Index: res.Index, Term: res.Term, Durability: res.Durability,
+		Replicas: res.Replicas, Committed: res.Committed, LeaderDurable: res.LeaderDurable}
+	if err == nil {
+		writeJSON(w, http.StatusOK, rep)
+		return
+	}
+	switch {
+	case errors.Is(err, api.ErrWriteTimeout):
+		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + res.Reached() + " (" + err.Error() + ")"
+		writeJSON(w, http.StatusGatewayTimeout, rep)
+	case errors.Is(err, api.ErrOutcomeUnknown):
+		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + res.Reached()
+		writeJSON(w, http.StatusServiceUnavailable, rep)
+	default:
+		h.writeServiceError(w, r, err)
+	}
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
+	c, raw, err := ParseReadOptions(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res, err := h.svc.Get(r.Context(), key, c)
+	if err != nil {
+		h.writeServiceError(w, r, err)
+		return
+	}
+	if !res.Found {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "key not found"})
+		return
+	}
+	if raw {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Trireme-Index", strconv.FormatUint(res.Index, 10))
+		w.Header().Set("Content-Length", strconv.Itoa(len(res.Value)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(res.Value)
+		}
+		return
+	}
+	rep := ReadReply{Index: res.Index}
+	rep.Key, rep.KeyEncoding = encodeBytes(key)
+	rep.Value, rep.Encoding = encodeBytes(res.Value)
+	if c == api.Stale {
+		lm, le := res.LagMillis, res.LagEntries
+		rep.LagMillis, rep.LagEntries = &lm, &le
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (h *handler) rollbacks(w http.ResponseWriter) {
+	rbs, err := h.svc.Rollbacks()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("reading the rollback journal: %w", err))
+		return
+	}
+	if rbs == nil {
+		rbs = []api.Rollback{}
+	}
+	writeJSON(w, http.StatusOK, rbs)
+}
+
+func (h *handler) transfer(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	to := q.Get("to")
+	if to == "" {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: missing to=ID (the node that should lead)", ErrBadRequest))
+		return
+	}
+	d, err := parseTimeout(q.Get("timeout"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if d == 0 {
+		d = DefaultTransferTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	defer cancel()
+	if err := h.svc.TransferLeadership(ctx, to); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			writeError(w, http.StatusGatewayTimeout, fmt.Errorf("leadership transfer to %s not done within %s: %w", to, d, err))
+			return
+		}
+		h.writeServiceError(w, r, fmt.Errorf("leadership transfer to %s: %w", to, err))
+		return
+	}
+	st := h.svc.Status()
+	writeJSON(w, http.StatusOK, map[string]any{"leader": to, "term": st.Term})
+}
+
+// writeServiceError maps a service error to a status code.
+func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, err)
+	case errors.Is(err, api.ErrNotLeader):
+		st := h.svc.Status()
+		writeJSON(w, http.StatusMisdirectedRequest, map[string]string{
+			"error": err.Error(), "leader": st.Leader, "leader_http": st.LeaderHTTP})
+	case errors.Is(err, api.ErrNoLeader):
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader: %w", err))
+	case errors.Is(err, repl.ErrTransferring):
+		// Nothing was proposed: clients retry, as during an election.
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader for a moment (retry): %w", err))
+	case errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout), errors.Is(err, repl.ErrLeadershipLost):
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("unavailable (retry): %w", err))
+	case errors.Is(err, repl.ErrNotEnoughPeers), errors.Is(err, repl.ErrBadTransferTarget), errors.Is(err, repl.ErrUnknownPeer):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, api.ErrStopped):
+		writeError(w, http.StatusServiceUnavailable, err)
+	case errors.Is(err, api.ErrWriteTimeout), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, err)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this reply.
+		writeError(w, 499, err)
+	default:
+		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, err)
+	}
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"error":"encoding the reply failed"}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,457 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/api/apitest"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+func mustServer(t *testing.T, f *apitest.Fake) *httptest.Server {
+	t.Helper()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "trireme_test_metric 1\n")
+	})
+	srv := httptest.NewServer(New(f, metrics, nil))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func mustDo(t *testing.T, c *http.Client, method, u string, body []byte) (int, []byte, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+func mustJSON(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("reply is not a JSON object: %q: %v", b, err)
+	}
+	return m
+}
+
+func TestPutGetDelete(t *testing.T) {
+	f := apitest.NewFake("n2", "n3")
+	srv := mustServer(t, f)
+	c := srv.Client()
+
+	code, b, _ := mustDo(t, c, "PUT", srv.URL+"/v1/kv/hello", []byte("world"))
+	if code != 200 {
+		t.Fatalf("PUT: %d %s", code, b)
+	}
+	m := mustJSON(t, b)
+	if m["index"] != 1.0 || m["term"] != 1.0 || m["durability"] != "majority" || m["replicas"] != 2.0 {
+		t.Fatalf("PUT reply %v", m)
+	}
+	if w, _ := f.LastWrite(); !w.Default {
+		t.Fatalf("no ack param should ask for the default mode, got %+v", w)
+	}
+
+	code, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/kv/hello", nil)
+	m = mustJSON(t, b)
+	if code != 200 || m["key"] != "hello" || m["value"] != "world" || m["index"] != 1.0 {
+		t.Fatalf("GET: %d %v", code, m)
+	}
+	if _, ok := m["lag_ms"]; ok {
+		t.Fatalf("linearizable read must not report lag: %v", m)
+	}
+	code, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/kv/hello?consistency=stale", nil)
+	m = mustJSON(t, b)
+	if _, ok := m["lag_ms"]; code != 200 || !ok || m["lag_entries"] == nil {
+		t.Fatalf("stale GET: %d %v", code, m)
+	}
+
+	code, b, _ = mustDo(t, c, "DELETE", srv.URL+"/v1/kv/hello?ack=async", nil)
+	if m := mustJSON(t, b); code != 200 || m["index"] != 2.0 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	code, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/kv/hello", nil)
+	if m := mustJSON(t, b); code != 404 || m["error"] == nil {
+		t.Fatalf("GET after delete: %d %s", code, b)
+	}
+}
+
+func TestAckModes(t *testing.T) {
+	tests := []struct {
+		query    string
+		down     []string
+		wantCode int
+		wantMode repl.AckMode
+		wantReps int
+		wantDur  string
+	}{
+		{"ack=async", nil, 200, repl.AckAsync, 0, "async"},
+		{"ack=semi-sync", nil, 200, repl.AckSemiSync, 1, "semi-sync"},
+		{"ack=semi-sync&replicas=2", nil, 200, repl.AckSemiSync, 2, "semi-sync"},
+		{"ack=sync", nil, 200, repl.AckSync, 0, "sync"},
+		{"ack=majority", nil, 200, repl.AckMajority, 0, "majority"},
+		{"ack=sync&timeout=50ms", []string{"n3"}, 504, repl.AckSync, 0, "majority"},
+		{"ack=semi-sync&replicas=1", []string{"n3"}, 200, repl.AckSemiSync, 1, "semi-sync"},
+		{"ack=semi-sync&replicas=2&timeout=30ms", []string{"n3"}, 504, repl.AckSemiSync, 2, "majority"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			f := apitest.NewFake("n2", "n3")
+			for _, id := range tc.down {
+				f.SetDown(id, true)
+			}
+			srv := mustServer(t, f)
+			code, b, _ := mustDo(t, srv.Client(), "PUT", srv.URL+"/v1/kv/k?"+tc.query, []byte("v"))
+			if code != tc.wantCode {
+				t.Fatalf("code %d, want %d: %s", code, tc.wantCode, b)
+			}
+			m := mustJSON(t, b)
+			if m["durability"] != tc.wantDur {
+				t.Fatalf("durability %v, want %s: %s", m["durability"], tc.wantDur, b)
+			}
+			if m["index"] != 1.0 || m["term"] != 1.0 {
+				t.Fatalf("reply lacks index/term: %s", b)
+			}
+			if code == 504 && !strings.Contains(fmt.Sprint(m["error"]), "not final") {
+				t.Fatalf("504 must say the outcome is not final: %s", b)
+			}
+			w, n := f.LastWrite()
+			if n != 1 || w.Default || w.Ack.Mode != tc.wantMode || w.Ack.Replicas != tc.wantReps {
+				t.Fatalf("service saw %+v (%d writes), want mode %v replicas %d", w, n, tc.wantMode, tc.wantReps)
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := apitest.NewFake("n2", "n3")
+	f.SetMaxValueBytes(16)
+	srv := mustServer(t, f)
+	tests := []struct {
+		method, path string
+		body         string
+		want         int
+		mention      string
+	}{
+		{"PUT", "/v1/kv/", "v", 400, "empty key"},
+		{"GET", "/v1/kv", "", 400, "empty key"},
+		{"PUT", "/v1/kv/k?ack=fast", "v", 400, "ack"},
+		{"PUT", "/v1/kv/k?ack=semi-sync&replicas=0", "v", 400, "replicas"},
+		{"PUT", "/v1/kv/k?ack=semi-sync&replicas=x", "v", 400, "replicas"},
+		{"PUT", "/v1/kv/k?ack=sync&replicas=2", "v", 400, "semi-sync"},
+		{"PUT", "/v1/kv/k?replicas=2", "v", 400, "semi-sync"},
+		{"PUT", "/v1/kv/k?timeout=soon", "v", 400, "timeout"},
+		{"PUT", "/v1/kv/k?timeout=-1s", "v", 400, "timeout"},
+		{"DELETE", "/v1/kv/k?ack=nope", "", 400, "ack"},
+		{"GET", "/v1/kv/k?consistency=eventual", "", 400, "consistency"},
+		{"GET", "/v1/kv/k?raw=maybe", "", 400, "raw"},
+		{"PUT", "/v1/kv/k", strings.Repeat("x", 17), 413, "too large"},
+		{"PATCH", "/v1/kv/k", "", 405, "not allowed"},
+		{"DELETE", "/v1/status", "", 405, "not allowed"},
+		{"GET", "/v1/leader/transfer?to=n2", "", 405, "not allowed"},
+		{"POST", "/v1/leader/transfer", "", 400, "to=ID"},
+		{"GET", "/v2/nothing", "", 404, "no such endpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			var body []byte
+			if tc.body != "" {
+				body = []byte(tc.body)
+			}
+			code, b, _ := mustDo(t, srv.Client(), tc.method, srv.URL+tc.path, body)
+			if code != tc.want {
+				t.Fatalf("code %d, want %d: %s", code, tc.want, b)
+			}
+			m := mustJSON(t, b)
+			if e, _ := m["error"].(string); !strings.Contains(e, tc.mention) {
+				t.Fatalf("error %q should mention %q", e, tc.mention)
+			}
+		})
+	}
+	if _, n := f.LastWrite(); n != 0 {
+		t.Fatalf("bad requests reached the service: %d writes", n)
+	}
+}
+
+// A body larger than the limit without a Content-Length (chunked) is cut off
+// at the limit and refused.
+func TestChunkedBodyOverLimit(t *testing.T) {
+	f := apitest.NewFake("n2")
+	f.SetMaxValueBytes(1000)
+	srv := mustServer(t, f)
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := bytes.Repeat([]byte("a"), 100)
+		for range 50 {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("PUT", srv.URL+"/v1/kv/big", pr)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Fatalf("code %d, want 413", resp.StatusCode)
+	}
+	if _, ok := f.Value("big"); ok {
+		t.Fatal("an oversized value was stored")
+	}
+}
+
+func TestKeysAreBytes(t *testing.T) {
+	f := apitest.NewFake("n2")
+	srv := mustServer(t, f)
+	c := srv.Client()
+	tests := []struct{ escaped, key string }{
+		{"a%2Fb", "a/b"},
+		{"a/b//c", "a/b//c"},
+		{"sp%20ace", "sp ace"},
+		{"%00%FF", "\x00\xff"},
+		{"..", ".."},
+		{"%E2%9C%93", "✓"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.escaped, func(t *testing.T) {
+			code, b, _ := mustDo(t, c, "PUT", srv.URL+"/v1/kv/"+tc.escaped, []byte("v-"+tc.escaped))
+			if code != 200 {
+				t.Fatalf("PUT %d %s", code, b)
+			}
+			v, ok := f.Value(tc.key)
+			if !ok || string(v) != "v-"+tc.escaped {
+				t.Fatalf("stored under the wrong key: %q -> %q %v", tc.key, v, ok)
+			}
+			code, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/kv/"+tc.escaped, nil)
+			m := mustJSON(t, b)
+			key, _ := m["key"].(string)
+			if m["key_encoding"] == "base64" {
+				kb, _ := base64.StdEncoding.DecodeString(key)
+				key = string(kb)
+			}
+			if code != 200 || key != tc.key {
+				t.Fatalf("GET %d key %q, want %q", code, key, tc.key)
+			}
+		})
+	}
+}
+
+func TestBinaryValues(t *testing.T) {
+	f := apitest.NewFake("n2")
+	srv := mustServer(t, f)
+	c := srv.Client()
+	val := []byte{0xff, 0x00, 0xfe, 'x'}
+	if code, b, _ := mustDo(t, c, "PUT", srv.URL+"/v1/kv/bin", val); code != 200 {
+		t.Fatalf("PUT %d %s", code, b)
+	}
+	code, b, _ := mustDo(t, c, "GET", srv.URL+"/v1/kv/bin", nil)
+	m := mustJSON(t, b)
+	if code != 200 || m["encoding"] != "base64" {
+		t.Fatalf("GET %d %s", code, b)
+	}
+	got, err := base64.StdEncoding.DecodeString(m["value"].(string))
+	if err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("base64 value %q -> %x, want %x", m["value"], got, val)
+	}
+	code, b, h := mustDo(t, c, "GET", srv.URL+"/v1/kv/bin?raw=1", nil)
+	if code != 200 || !bytes.Equal(b, val) || h.Get("X-Trireme-Index") != "1" {
+		t.Fatalf("raw GET %d %x %v", code, b, h)
+	}
+	// Text stays text.
+	mustDo(t, c, "PUT", srv.URL+"/v1/kv/txt", []byte("héllo"))
+	_, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/kv/txt", nil)
+	if m := mustJSON(t, b); m["value"] != "héllo" || m["encoding"] != nil {
+		t.Fatalf("text value: %s", b)
+	}
+}
+
+func TestServiceErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		method  string
+		want    int
+		mention string
+	}{
+		{"no leader put", api.ErrNoLeader, "PUT", 503, "no leader"},
+		{"no leader get", api.ErrNoLeader, "GET", 503, "no leader"},
+		{"outcome unknown", fmt.Errorf("w: %w", api.ErrOutcomeUnknown), "PUT", 503, "outcome unknown"},
+		{"stopped", api.ErrStopped, "DELETE", 503, "stopped"},
+		{"not leader", api.ErrNotLeader, "PUT", 421, "not the leader"},
+		{"internal", errors.New("disk on fire"), "PUT", 500, "disk on fire"},
+		{"too large", api.ErrValueTooLarge, "PUT", 413, "too large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := apitest.NewFake("n2")
+			srv := mustServer(t, f)
+			f.FailNext(tc.err)
+			code, b, _ := mustDo(t, srv.Client(), tc.method, srv.URL+"/v1/kv/k", []byte("v"))
+			if code != tc.want {
+				t.Fatalf("code %d, want %d: %s", code, tc.want, b)
+			}
+			if e, _ := mustJSON(t, b)["error"].(string); !strings.Contains(e, tc.mention) {
+				t.Fatalf("error %q should mention %q", e, tc.mention)
+			}
+		})
+	}
+}
+
+func TestStatusRollbacksTransferMetrics(t *testing.T) {
+	f := apitest.NewFake("n2", "n3")
+	srv := mustServer(t, f)
+	c := srv.Client()
+
+	code, b, _ := mustDo(t, c, "GET", srv.URL+"/v1/rollbacks", nil)
+	if code != 200 || strings.TrimSpace(string(b)) != "[]" {
+		t.Fatalf("empty rollbacks: %d %s", code, b)
+	}
+	f.AddRollback(api.Rollback{Term: 1, Index: 7, Op: "put", Key: "k", Value: "lost"})
+	_, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/rollbacks", nil)
+	var rbs []api.Rollback
+	if err := json.Unmarshal(b, &rbs); err != nil || len(rbs) != 1 || rbs[0].Index != 7 || rbs[0].Value != "lost" {
+		t.Fatalf("rollbacks %s: %v", b, err)
+	}
+
+	mustDo(t, c, "PUT", srv.URL+"/v1/kv/a", []byte("1"))
+	code, b, _ = mustDo(t, c, "GET", srv.URL+"/v1/status", nil)
+	var st api.NodeStatus
+	if err := json.Unmarshal(b, &st); err != nil || code != 200 || st.Role != "leader" || st.LastIndex != 1 || len(st.Followers) != 2 {
+		t.Fatalf("status %d %s: %v", code, b, err)
+	}
+
+	code, b, _ = mustDo(t, c, "POST", srv.URL+"/v1/leader/transfer?to=n9", nil)
+	if code != 500 || !strings.Contains(string(b), "n9") {
+		t.Fatalf("transfer to unknown node: %d %s", code, b)
+	}
+	code, b, _ = mustDo(t, c, "POST", srv.URL+"/v1/leader/transfer?to=n3", nil)
+	if m := mustJSON(t, b); code != 200 || m["leader"] != "n3" {
+		t.Fatalf("transfer: %d %s", code, b)
+	}
+	if st := f.Status(); st.Leader != "n3" {
+		t.Fatalf("leader after transfer: %q", st.Leader)
+	}
+
+	code, b, _ = mustDo(t, c, "GET", srv.URL+"/metrics", nil)
+	if code != 200 || !strings.Contains(string(b), "trireme_test_metric") {
+		t.Fatalf("metrics: %d %s", code, b)
+	}
+}
+
+// Keep-alive: many requests reuse one connection.
+func TestKeepAlive(t *testing.T) {
+	f := apitest.NewFake("n2")
+	srv := httptest.NewUnstartedServer(New(f, nil, nil))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := srv.Client()
+	for i := range 20 {
+		code, b, _ := mustDo(t, c, "PUT", fmt.Sprintf("%s/v1/kv/k%d", srv.URL, i), []byte("v"))
+		if code != 200 {
+			t.Fatalf("PUT %d %s", code, b)
+		}
+	}
+	srv.Close()
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("20 sequential requests used %d connections, want 1", n)
+	}
+}
+
+func TestParseWriteOptions(t *testing.T) {
+	tests := []struct {
+		q       string
+		want    api.WriteOptions
+		wantErr bool
+	}{
+		{"", api.WriteOptions{Default: true}, false},
+		{"timeout=2s", api.WriteOptions{Default: true, Timeout: 2 * time.Second}, false},
+		{"ack=async", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}}, false},
+		{"ack=semi-sync&replicas=3", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 3}}, false},
+		{"ack=semisync", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 1}}, false},
+		{"ack=majority&timeout=100ms", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}, Timeout: 100 * time.Millisecond}, false},
+		{"ack=MAJORITY", api.WriteOptions{}, true},
+		{"timeout=11m", api.WriteOptions{}, true},
+		{"timeout=0s", api.WriteOptions{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.q, func(t *testing.T) {
+			q, _ := url.ParseQuery(tc.q)
+			got, err := ParseWriteOptions(q)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if err != nil && !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("error %v does not wrap ErrBadRequest", err)
+			}
+		})
+	}
+}
+
+// FuzzParse checks that path and query parsing never panics, that a parsed
+// key is never empty, and that parsed options are within their bounds.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"/v1/kv/a", "/v1/kv/%2F%00", "/v1/kv/", "/v1/kv/%zz", "/x"} {
+		f.Add(s, "ack=semi-sync&replicas=2&timeout=1s&consistency=stale&raw=1")
+	}
+	f.Add("/v1/kv/k", "ack=%ZZ&replicas=-1&timeout=9999999h")
+	f.Fuzz(func(t *testing.T, path, query string) {
+		if k, err := ParseKey(path); err == nil && len(k) == 0 {
+			t.Fatalf("empty key accepted from %q", path)
+		}
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		if w, err := ParseWriteOptions(q); err == nil {
+			if w.Timeout < 0 || w.Timeout > MaxTimeout {
+				t.Fatalf("timeout %v out of bounds from %q", w.Timeout, query)
+			}
+			if w.Ack.Mode == repl.AckSemiSync && w.Ack.Replicas < 1 {
+				t.Fatalf("semi-sync with %d replicas from %q", w.Ack.Replicas, query)
+			}
+			if w.Default && q.Get("ack") != "" {
+				t.Fatalf("default mode despite ack=%q", q.Get("ack"))
+			}
+		}
+		_, _, _ = ParseReadOptions(q)
+	})
+}

@@ -1,0 +1,255 @@
+package resp
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/trireme-db/trireme/internal/api"
+)
+
+func msDuration(ms int64) time.Duration {
+	const max = int64(time.Duration(1<<62) / time.Millisecond)
+	if ms > max {
+		ms = max
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// globMatch matches Redis-style glob patterns (*, ?, [...]); a malformed
+// pattern matches only itself.
+func globMatch(pattern, s string) bool {
+	ok, err := path.Match(pattern, s)
+	if err != nil {
+		return pattern == s
+	}
+	return ok
+}
+
+// commandTable lists every command the server knows, with Redis's arity
+// convention and key positions (for COMMAND).
+func (s *Server) commandTable() map[string]*command {
+	list := []*command{
+		{name: "ping", arity: -1, flags: []string{"fast"}, run: s.cmdPing},
+		{name: "echo", arity: 2, flags: []string{"fast"}, run: func(c redcon.Conn, _ *connState, a [][]byte) { c.WriteBulk(a[1]) }},
+		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, run: s.cmdGet},
+		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdMGet},
+		{name: "exists", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdExists},
+		{name: "ttl", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, run: s.cmdTTL},
+		{name: "set", arity: -3, flags: []string{"write", "denyoom"}, first: 1, last: 1, step: 1, run: s.cmdSet},
+		{name: "del", arity: -2, flags: []string{"write"}, first: 1, last: -1, step: 1, run: s.cmdDel},
+		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, run: s.cmdDBSize},
+		{name: "info", arity: -1, flags: []string{"loading", "stale"}, run: s.cmdInfo},
+		{name: "role", arity: 1, flags: []string{"loading", "stale", "fast"}, run: s.cmdRole},
+		{name: "wait", arity: 3, flags: []string{}, run: s.cmdWait},
+		{name: "waitaof", arity: 4, flags: []string{}, run: s.cmdWaitAOF},
+		{name: "hello", arity: -1, flags: []string{"noscript", "loading", "stale", "fast"}, run: s.cmdHello},
+		{name: "client", arity: -2, flags: []string{"loading", "stale"}, run: s.cmdClient},
+		{name: "command", arity: -1, flags: []string{"loading", "stale"}, run: s.cmdCommand},
+		{name: "config", arity: -2, flags: []string{"admin", "loading", "stale"}, run: s.cmdConfig},
+		{name: "select", arity: 2, flags: []string{"loading", "stale", "fast"}, run: s.cmdSelect},
+		{name: "quit", arity: -1, flags: []string{"fast"}, run: s.cmdQuit},
+		{name: "readonly", arity: 1, flags: []string{"fast"}, run: s.cmdReadOnly},
+		{name: "readwrite", arity: 1, flags: []string{"fast"}, run: s.cmdReadOnly},
+		{name: "trireme.ack", arity: -1, flags: []string{"fast"}, run: s.cmdAck},
+		{name: "trireme.consistency", arity: -1, flags: []string{"fast"}, run: s.cmdConsistency},
+	}
+	m := make(map[string]*command, len(list))
+	for _, c := range list {
+		m[c.name] = c
+	}
+	return m
+}
+
+func writeCommandInfo(c redcon.Conn, d *command) {
+	c.WriteArray(6)
+	c.WriteBulkString(d.name)
+	c.WriteInt(d.arity)
+	c.WriteArray(len(d.flags))
+	for _, f := range d.flags {
+		c.WriteString(f)
+	}
+	c.WriteInt(d.first)
+	c.WriteInt(d.last)
+	c.WriteInt(d.step)
+}
+
+func (s *Server) cmdCommand(c redcon.Conn, st *connState, args [][]byte) {
+	names := slices.Sorted(maps.Keys(s.cmds))
+	if len(args) == 1 {
+		c.WriteArray(len(names))
+		for _, n := range names {
+			writeCommandInfo(c, s.cmds[n])
+		}
+		return
+	}
+	switch lower(args[1]) {
+	case "count":
+		c.WriteInt(len(s.cmds))
+	case "docs":
+		// Docs are optional for clients (redis-cli uses them for hints);
+		// an empty map means "no docs".
+		c.WriteArray(0)
+	case "info":
+		c.WriteArray(len(args) - 2)
+		for _, a := range args[2:] {
+			if d, ok := s.cmds[lower(a)]; ok {
+				writeCommandInfo(c, d)
+			} else {
+				c.WriteNull()
+			}
+		}
+	case "list":
+		c.WriteArray(len(names))
+		for _, n := range names {
+			c.WriteBulkString(n)
+		}
+	default:
+		c.WriteError(fmt.Sprintf("ERR unknown subcommand '%s'. Try COMMAND HELP.", clip(args[1])))
+	}
+}
+
+// hostPort splits a RESP address for INFO and ROLE; a missing address gives
+// the node id and port 0.
+func (s *Server) hostPort(id, addr string) (string, int) {
+	if addr == "" {
+		addr = s.cfg.PeerRESP[id]
+	}
+	if h, p, err := net.SplitHostPort(addr); err == nil {
+		port, _ := strconv.Atoi(p)
+		return h, port
+	}
+	return id, 0
+}
+
+// onlineMillis is how recently a follower must have been heard from to be
+// listed as a connected replica.
+const onlineMillis = 5000
+
+func connected(fs []api.FollowerInfo) []api.FollowerInfo {
+	var out []api.FollowerInfo
+	for _, f := range fs {
+		if f.LastContactMs >= 0 && f.LastContactMs < onlineMillis {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s *Server) replicationInfo(b *strings.Builder, st api.NodeStatus) {
+	b.WriteString("# Replication\r\n")
+	if st.Role == "leader" {
+		fs := connected(st.Followers)
+		fmt.Fprintf(b, "role:master\r\nconnected_slaves:%d\r\n", len(fs))
+		for i, f := range fs {
+			h, p := s.hostPort(f.ID, "")
+			fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=online,offset=%d,lag=%d\r\n",
+				i, h, p, f.MatchIndex, f.LastContactMs/1000)
+		}
+		fmt.Fprintf(b, "master_failover_state:no-failover\r\nmaster_replid:%040x\r\nmaster_repl_offset:%d\r\n", st.Term, st.LastIndex)
+	} else {
+		h, p := s.hostPort(st.Leader, st.LeaderRESP)
+		link := "up"
+		if st.Leader == "" {
+			link, h, p = "down", "", 0
+		}
+		fmt.Fprintf(b, "role:slave\r\nmaster_host:%s\r\nmaster_port:%d\r\nmaster_link_status:%s\r\n", h, p, link)
+		fmt.Fprintf(b, "master_last_io_seconds_ago:%d\r\nmaster_sync_in_progress:0\r\n", st.LagMillis/1000)
+		fmt.Fprintf(b, "slave_repl_offset:%d\r\nslave_read_only:0\r\nreplica_announced:1\r\nconnected_slaves:0\r\n", st.AppliedIndex)
+		fmt.Fprintf(b, "master_replid:%040x\r\nmaster_repl_offset:%d\r\n", st.Term, st.AppliedIndex)
+	}
+	fmt.Fprintf(b, "trireme_node:%s\r\ntrireme_role:%s\r\ntrireme_term:%d\r\ntrireme_leader:%s\r\n", st.ID, st.Role, st.Term, st.Leader)
+	fmt.Fprintf(b, "trireme_last_index:%d\r\ntrireme_commit_index:%d\r\ntrireme_applied_index:%d\r\n", st.LastIndex, st.CommitIndex, st.AppliedIndex)
+}
+
+var infoSections = []string{"server", "clients", "persistence", "replication", "keyspace"}
+
+func (s *Server) cmdInfo(c redcon.Conn, st *connState, args [][]byte) {
+	want := map[string]bool{}
+	for _, a := range args[1:] {
+		switch sec := lower(a); sec {
+		case "all", "everything", "default":
+			for _, n := range infoSections {
+				want[n] = true
+			}
+		default:
+			want[sec] = true
+		}
+	}
+	if len(want) == 0 {
+		for _, n := range infoSections {
+			want[n] = true
+		}
+	}
+	status := s.svc.Status()
+	var b strings.Builder
+	for _, sec := range infoSections {
+		if !want[sec] {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		switch sec {
+		case "server":
+			fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\ntrireme_version:%s\r\ntrireme_node:%s\r\n",
+				RedisVersion, s.cfg.Version, status.ID)
+			if a := s.listenAddr(); a != "" {
+				if _, p, err := net.SplitHostPort(a); err == nil {
+					fmt.Fprintf(&b, "tcp_port:%s\r\n", p)
+				}
+			}
+		case "clients":
+			fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\n", s.conns.Load())
+		case "persistence":
+			b.WriteString("# Persistence\r\nloading:0\r\naof_enabled:1\r\nrdb_bgsave_in_progress:0\r\n")
+		case "replication":
+			s.replicationInfo(&b, status)
+		case "keyspace":
+			b.WriteString("# Keyspace\r\n")
+			if n, err := s.svc.Count(s.ctx); err == nil && n > 0 {
+				fmt.Fprintf(&b, "db0:keys=%d,expires=0,avg_ttl=0\r\n", n)
+			}
+		}
+	}
+	c.WriteBulkString(b.String())
+}
+
+func (s *Server) cmdRole(c redcon.Conn, st *connState, args [][]byte) {
+	status := s.svc.Status()
+	if status.Role == "leader" {
+		fs := connected(status.Followers)
+		c.WriteArray(3)
+		c.WriteBulkString("master")
+		c.WriteInt64(int64(status.LastIndex))
+		c.WriteArray(len(fs))
+		for _, f := range fs {
+			h, p := s.hostPort(f.ID, "")
+			c.WriteArray(3)
+			c.WriteBulkString(h)
+			c.WriteBulkString(strconv.Itoa(p))
+			c.WriteBulkString(strconv.FormatUint(f.MatchIndex, 10))
+		}
+		return
+	}
+	h, p := s.hostPort(status.Leader, status.LeaderRESP)
+	state := "connected"
+	if status.Leader == "" {
+		state, h, p = "connect", "", 0
+	}
+	c.WriteArray(5)
+	c.WriteBulkString("slave")
+	c.WriteBulkString(h)
+	c.WriteInt(p)
+	c.WriteBulkString(state)
+	c.WriteInt64(int64(status.AppliedIndex))
+}

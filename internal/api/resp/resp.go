@@ -1,0 +1,709 @@
+// Package resp serves the Redis protocol (RESP2) on top of an api.Service, so
+// that redis-cli, redis-benchmark and Redis client libraries work against any
+// Trireme node unchanged.
+//
+// It owns the per-connection state (ack mode, read consistency, the index of
+// the connection's last write for WAIT, client name) and the translation of
+// service errors into Redis-style error replies. It promises: a malformed
+// frame gets an "ERR Protocol error" reply and closes only that connection;
+// an unknown command or a wrong number of arguments gets an error reply like
+// Redis's and the connection stays usable; pipelined commands are answered in
+// order; nothing a client sends panics the server.
+//
+// Trireme-specific commands (see docs/API.md):
+//
+//	TRIREME.ACK [default|async|semi-sync [K]|sync|majority]  (alias CLIENT ACK ...)
+//	TRIREME.CONSISTENCY [linearizable|stale]                 (READONLY = stale, READWRITE = linearizable)
+package resp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// RedisVersion is the Redis version the server reports (INFO, HELLO). Some
+// clients enable features by version; 7.2 is what the command set mimics.
+const RedisVersion = "7.2.0"
+
+// Config configures a Server.
+type Config struct {
+	// Logger receives connection errors. nil = discard.
+	Logger *slog.Logger
+	// PeerRESP maps node ids to their RESP addresses ("host:port"); used to
+	// describe followers in INFO replication and ROLE. Optional: a follower
+	// without an entry is shown with ip=<its id> and port=0.
+	PeerRESP map[string]string
+	// Version is Trireme's version string, shown in INFO server.
+	Version string
+}
+
+// DefaultConfig returns a Config with no peers and version "dev".
+func DefaultConfig() Config { return Config{Version: "dev"} }
+
+// Validate checks the PeerRESP addresses.
+func (c Config) Validate() error {
+	for id, a := range c.PeerRESP {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("resp: Config.PeerRESP[%q] = %q: %w", id, a, err)
+		}
+	}
+	return nil
+}
+
+// Server is a RESP server for one node.
+type Server struct {
+	svc    api.Service
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	nextID atomic.Int64
+	conns  atomic.Int64
+	cmds   map[string]*command
+
+	mu     sync.Mutex
+	rs     *redcon.Server
+	ln     net.Listener
+	closed bool
+}
+
+// New returns a Server for svc.
+func New(svc api.Service, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	s.cmds = s.commandTable()
+	return s
+}
+
+// Serve is a shorthand for New(svc, cfg with logger).Serve(ln). Closing ln
+// stops it and closes its connections.
+func Serve(ln net.Listener, svc api.Service, logger *slog.Logger) error {
+	cfg := DefaultConfig()
+	cfg.Logger = logger
+	return New(svc, cfg).Serve(ln)
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closedConn)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.rs, s.ln = rs, ln
+	s.mu.Unlock()
+	return rs.Serve(ln)
+}
+
+// Close stops accepting, closes every connection and cancels the requests in
+// flight.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.cancel()
+	if s.ln != nil {
+		return s.ln.Close() // redcon closes its connections when Accept fails
+	}
+	return nil
+}
+
+// connState is the per-connection state.
+type connState struct {
+	id        int64
+	name      string
+	lib       string
+	write     api.WriteOptions
+	read      api.Consistency
+	lastIndex uint64 // index of this connection's last write, for WAIT
+}
+
+func (s *Server) accept(c redcon.Conn) bool {
+	st := &connState{id: s.nextID.Add(1), write: api.WriteOptions{Default: true}}
+	c.SetContext(st)
+	s.conns.Add(1)
+	return true
+}
+
+func (s *Server) closedConn(c redcon.Conn, err error) {
+	s.conns.Add(-1)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("resp connection closed", "remote", c.RemoteAddr(), "err", err)
+	}
+}
+
+// command is one entry of the command table.
+type command struct {
+	name  string
+	arity int // Redis convention: N = exactly N args (with the name), -N = at least N
+	flags []string
+	first int // first key argument position (0 = none)
+	last  int // last key position (-1 = last argument)
+	step  int
+	run   func(c redcon.Conn, st *connState, args [][]byte)
+}
+
+func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		st = &connState{write: api.WriteOptions{Default: true}}
+		c.SetContext(st)
+	}
+	if len(cmd.Args) == 0 {
+		return
+	}
+	name := strings.ToLower(string(cmd.Args[0]))
+	def, ok := s.cmds[name]
+	if !ok {
+		c.WriteError(unknownCommand(cmd.Args))
+		return
+	}
+	n := len(cmd.Args)
+	if (def.arity > 0 && n != def.arity) || (def.arity < 0 && n < -def.arity) {
+		c.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+		return
+	}
+	def.run(c, st, cmd.Args)
+}
+
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ERR unknown command '%s', with args beginning with: ", clip(args[0]))
+	for i, a := range args[1:] {
+		if i == 10 {
+			break
+		}
+		fmt.Fprintf(&b, "'%s' ", clip(a))
+	}
+	return b.String()
+}
+
+// clip shortens a client-supplied argument for an error message and removes
+// characters that would break a RESP simple string.
+func clip(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, string(b))
+}
+
+func lower(b []byte) string { return strings.ToLower(string(b)) }
+
+// serviceError turns a service error into a RESP error line.
+func (s *Server) serviceError(err error) string {
+	switch {
+	case errors.Is(err, api.ErrNoLeader):
+		return "CLUSTERDOWN no leader"
+	case errors.Is(err, api.ErrNotLeader):
+		st := s.svc.Status()
+		if st.LeaderRESP != "" {
+			return fmt.Sprintf("READONLY this node is not the leader; the leader is %s at %s", st.Leader, st.LeaderRESP)
+		}
+		return "READONLY this node is not the leader and cannot forward"
+	case errors.Is(err, api.ErrStopped):
+		return "CLUSTERDOWN node stopped"
+	case errors.Is(err, repl.ErrTransferring), errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout),
+		errors.Is(err, repl.ErrLeadershipLost):
+		// Nothing was done: clients (go-redis) retry TRYAGAIN.
+		return "TRYAGAIN " + clip([]byte(err.Error()))
+	case errors.Is(err, api.ErrOutcomeUnknown):
+		return "UNKNOWN " + clip([]byte(err.Error()))
+	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge),
+		errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
+		return "ERR " + err.Error()
+	case errors.Is(err, context.Canceled):
+		return "ERR server shutting down"
+	}
+	s.log.Warn("resp request failed", "err", err)
+	return "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// writeError answers a failed write. A timeout says what was achieved.
+func (s *Server) writeError(c redcon.Conn, st *connState, res api.WriteResult, err error) {
+	if res.Index > 0 {
+		st.lastIndex = res.Index
+	}
+	if errors.Is(err, api.ErrWriteTimeout) {
+		c.WriteError("TIMEOUT ack mode not met in time; the outcome is not final; reached: " + res.Reached())
+		return
+	}
+	if errors.Is(err, api.ErrOutcomeUnknown) {
+		c.WriteError("UNKNOWN outcome unknown (leadership lost while the write was in flight); reached: " + res.Reached())
+		return
+	}
+	c.WriteError(s.serviceError(err))
+}
+
+func (s *Server) cmdPing(c redcon.Conn, st *connState, args [][]byte) {
+	switch len(args) {
+	case 1:
+		c.WriteString("PONG")
+	case 2:
+		c.WriteBulk(args[1])
+	default:
+		c.WriteError("ERR wrong number of arguments for 'ping' command")
+	}
+}
+
+func (s *Server) cmdGet(c redcon.Conn, st *connState, args [][]byte) {
+	res, err := s.svc.Get(s.ctx, args[1], st.read)
+	if err != nil {
+		c.WriteError(s.serviceError(err))
+		return
+	}
+	if !res.Found {
+		c.WriteNull()
+		return
+	}
+	c.WriteBulk(res.Value)
+}
+
+func (s *Server) cmdMGet(c redcon.Conn, st *connState, args [][]byte) {
+	vals := make([][]byte, 0, len(args)-1)
+	found := make([]bool, 0, len(args)-1)
+	for _, k := range args[1:] {
+		res, err := s.svc.Get(s.ctx, k, st.read)
+		if err != nil {
+			c.WriteError(s.serviceError(err))
+			return
+		}
+		vals = append(vals, res.Value)
+		found = append(found, res.Found)
+	}
+	c.WriteArray(len(vals))
+	for i, v := range vals {
+		if found[i] {
+			c.WriteBulk(v)
+		} else {
+			c.WriteNull()
+		}
+	}
+}
+
+func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
+	for _, o := range args[3:] {
+		switch lower(o) {
+		case "keepttl":
+			// No key has an expiry, so keeping it is a no-op.
+		case "ex", "px", "exat", "pxat":
+			c.WriteError(fmt.Sprintf("ERR SET option %s is not supported: Trireme keys do not expire", strings.ToUpper(string(o))))
+			return
+		case "nx", "xx", "get":
+			c.WriteError(fmt.Sprintf("ERR SET option %s is not supported: Trireme has no atomic read-modify-write yet", strings.ToUpper(string(o))))
+			return
+		default:
+			c.WriteError("ERR syntax error")
+			return
+		}
+	}
+	res, err := s.svc.Put(s.ctx, args[1], args[2], st.write)
+	if err != nil {
+		s.writeError(c, st, res, err)
+		return
+	}
+	st.lastIndex = res.Index
+	c.WriteString("OK")
+}
+
+func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
+	n := 0
+	for _, k := range args[1:] {
+		res, err := s.svc.Get(s.ctx, k, api.Linearizable)
+		if err != nil {
+			c.WriteError(s.serviceError(err))
+			return
+		}
+		if !res.Found {
+			continue
+		}
+		wr, err := s.svc.Delete(s.ctx, k, st.write)
+		if err != nil {
+			s.writeError(c, st, wr, err)
+			return
+		}
+		st.lastIndex = wr.Index
+		n++
+	}
+	c.WriteInt(n)
+}
+
+func (s *Server) cmdExists(c redcon.Conn, st *connState, args [][]byte) {
+	n := 0
+	for _, k := range args[1:] {
+		res, err := s.svc.Get(s.ctx, k, st.read)
+		if err != nil {
+			c.WriteError(s.serviceError(err))
+			return
+		}
+		if res.Found {
+			n++
+		}
+	}
+	c.WriteInt(n)
+}
+
+func (s *Server) cmdTTL(c redcon.Conn, st *connState, args [][]byte) {
+	res, err := s.svc.Get(s.ctx, args[1], st.read)
+	if err != nil {
+		c.WriteError(s.serviceError(err))
+		return
+	}
+	if res.Found {
+		c.WriteInt(-1)
+	} else {
+		c.WriteInt(-2)
+	}
+}
+
+func (s *Server) cmdDBSize(c redcon.Conn, st *connState, args [][]byte) {
+	n, err := s.svc.Count(s.ctx)
+	if err != nil {
+		c.WriteError(s.serviceError(err))
+		return
+	}
+	c.WriteInt(n)
+}
+
+func (s *Server) cmdSelect(c redcon.Conn, st *connState, args [][]byte) {
+	if string(args[1]) == "0" {
+		c.WriteString("OK")
+		return
+	}
+	if _, err := strconv.Atoi(string(args[1])); err != nil {
+		c.WriteError("ERR value is not an integer or out of range")
+		return
+	}
+	c.WriteError("ERR DB index is out of range (Trireme has a single database, 0)")
+}
+
+func (s *Server) cmdQuit(c redcon.Conn, st *connState, args [][]byte) {
+	c.WriteString("OK")
+	c.Close()
+}
+
+// parseAck parses TRIREME.ACK's arguments.
+func parseAck(args [][]byte) (api.WriteOptions, error) {
+	mode := lower(args[0])
+	if mode == "default" {
+		if len(args) > 1 {
+			return api.WriteOptions{}, errors.New("ERR syntax error: DEFAULT takes no replica count")
+		}
+		return api.WriteOptions{Default: true}, nil
+	}
+	m, err := repl.ParseAckMode(mode)
+	if err != nil {
+		return api.WriteOptions{}, fmt.Errorf("ERR unknown ack mode '%s' (want default, async, semi-sync [K], sync or majority)", clip(args[0]))
+	}
+	w := api.WriteOptions{Ack: repl.Ack{Mode: m}}
+	if m == repl.AckSemiSync {
+		w.Ack.Replicas = 1
+	}
+	if len(args) > 2 {
+		return w, errors.New("ERR syntax error: too many arguments")
+	}
+	if len(args) == 2 {
+		if m != repl.AckSemiSync {
+			return w, fmt.Errorf("ERR a replica count applies only to semi-sync, not %s", m)
+		}
+		k, err := strconv.Atoi(string(args[1]))
+		if err != nil || k < 1 || k > 1000 {
+			return w, errors.New("ERR replica count must be a whole number from 1 to 1000")
+		}
+		w.Ack.Replicas = k
+	}
+	return w, nil
+}
+
+func ackString(w api.WriteOptions) string {
+	if w.Default {
+		return "default"
+	}
+	if w.Ack.Mode == repl.AckSemiSync {
+		return fmt.Sprintf("semi-sync %d", w.Ack.Replicas)
+	}
+	return w.Ack.Mode.String()
+}
+
+// cmdAck is TRIREME.ACK [mode [K]]: with no argument it returns the
+// connection's ack mode.
+func (s *Server) cmdAck(c redcon.Conn, st *connState, args [][]byte) {
+	if len(args) == 1 {
+		c.WriteBulkString(ackString(st.write))
+		return
+	}
+	w, err := parseAck(args[1:])
+	if err != nil {
+		c.WriteError(err.Error())
+		return
+	}
+	st.write = w
+	c.WriteString("OK")
+}
+
+func (s *Server) cmdConsistency(c redcon.Conn, st *connState, args [][]byte) {
+	if len(args) == 1 {
+		if st.read == api.Stale {
+			c.WriteBulkString("stale")
+		} else {
+			c.WriteBulkString("linearizable")
+		}
+		return
+	}
+	if len(args) > 2 {
+		c.WriteError("ERR wrong number of arguments for 'trireme.consistency' command")
+		return
+	}
+	r, err := api.ParseConsistency(lower(args[1]))
+	if err != nil || len(args[1]) == 0 {
+		c.WriteError(fmt.Sprintf("ERR unknown consistency '%s' (want linearizable or stale)", clip(args[1])))
+		return
+	}
+	st.read = r
+	c.WriteString("OK")
+}
+
+func (s *Server) cmdReadOnly(c redcon.Conn, st *connState, args [][]byte) {
+	if lower(args[0]) == "readonly" {
+		st.read = api.Stale
+	} else {
+		st.read = api.Linearizable
+	}
+	c.WriteString("OK")
+}
+
+func (s *Server) cmdClient(c redcon.Conn, st *connState, args [][]byte) {
+	sub := lower(args[1])
+	switch sub {
+	case "setinfo":
+		if len(args) != 4 {
+			c.WriteError("ERR wrong number of arguments for 'client|setinfo' command")
+			return
+		}
+		switch lower(args[2]) {
+		case "lib-name", "lib-ver":
+			if lower(args[2]) == "lib-name" {
+				st.lib = string(args[3])
+			}
+			c.WriteString("OK")
+		default:
+			c.WriteError(fmt.Sprintf("ERR Unrecognized option '%s'", clip(args[2])))
+		}
+	case "setname":
+		if len(args) != 3 {
+			c.WriteError("ERR wrong number of arguments for 'client|setname' command")
+			return
+		}
+		if strings.ContainsAny(string(args[2]), " \n\r") {
+			c.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		st.name = string(args[2])
+		c.WriteString("OK")
+	case "getname":
+		if st.name == "" {
+			c.WriteNull()
+		} else {
+			c.WriteBulkString(st.name)
+		}
+	case "id":
+		c.WriteInt64(st.id)
+	case "info":
+		c.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 lib-name=%s ack=%s\n",
+			st.id, c.RemoteAddr(), st.name, st.lib, strings.ReplaceAll(ackString(st.write), " ", ":")))
+	case "ack":
+		s.cmdAck(c, st, args[1:])
+	default:
+		c.WriteError(fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT HELP.", clip(args[1])))
+	}
+}
+
+// cmdHello answers HELLO like Redis for protocol 2 and refuses 3 with
+// NOPROTO, which clients (go-redis) take as "fall back to RESP2".
+func (s *Server) cmdHello(c redcon.Conn, st *connState, args [][]byte) {
+	rest := args[1:]
+	if len(rest) > 0 {
+		v, err := strconv.Atoi(string(rest[0]))
+		if err != nil {
+			c.WriteError("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 {
+			c.WriteError("NOPROTO sorry, this protocol version is not supported (Trireme speaks RESP2)")
+			return
+		}
+		rest = rest[1:]
+	}
+	for len(rest) > 0 {
+		switch lower(rest[0]) {
+		case "auth":
+			if len(rest) < 3 {
+				c.WriteError("ERR Syntax error in HELLO option 'auth'")
+				return
+			}
+			rest = rest[3:] // no authentication configured: accept, as Redis does for the default user
+		case "setname":
+			if len(rest) < 2 {
+				c.WriteError("ERR Syntax error in HELLO option 'setname'")
+				return
+			}
+			st.name = string(rest[1])
+			rest = rest[2:]
+		default:
+			c.WriteError(fmt.Sprintf("ERR Syntax error in HELLO option '%s'", clip(rest[0])))
+			return
+		}
+	}
+	role := "master"
+	if s.svc.Status().Role != "leader" {
+		role = "replica"
+	}
+	c.WriteArray(14)
+	c.WriteBulkString("server")
+	c.WriteBulkString("redis")
+	c.WriteBulkString("version")
+	c.WriteBulkString(RedisVersion)
+	c.WriteBulkString("proto")
+	c.WriteInt(2)
+	c.WriteBulkString("id")
+	c.WriteInt64(st.id)
+	c.WriteBulkString("mode")
+	c.WriteBulkString("standalone")
+	c.WriteBulkString("role")
+	c.WriteBulkString(role)
+	c.WriteBulkString("modules")
+	c.WriteArray(0)
+}
+
+func (s *Server) cmdConfig(c redcon.Conn, st *connState, args [][]byte) {
+	switch lower(args[1]) {
+	case "get":
+		if len(args) < 3 {
+			c.WriteError("ERR wrong number of arguments for 'config|get' command")
+			return
+		}
+		params := map[string]string{
+			"save":               "",
+			"appendonly":         "yes",
+			"appendfsync":        "always",
+			"databases":          "1",
+			"maxmemory":          "0",
+			"port":               "0",
+			"bind":               "",
+			"protected-mode":     "no",
+			"timeout":            "0",
+			"maxclients":         "10000",
+			"proto-max-bulk-len": strconv.Itoa(s.svc.MaxValueBytes()),
+		}
+		if ln := s.listenAddr(); ln != "" {
+			if h, p, err := net.SplitHostPort(ln); err == nil {
+				params["port"], params["bind"] = p, h
+			}
+		}
+		var out []string
+		seen := map[string]bool{}
+		for _, pat := range args[2:] {
+			for _, k := range sortedKeys(params) {
+				if !seen[k] && globMatch(lower(pat), k) {
+					seen[k] = true
+					out = append(out, k, params[k])
+				}
+			}
+		}
+		c.WriteArray(len(out))
+		for _, v := range out {
+			c.WriteBulkString(v)
+		}
+	case "set", "resetstat", "rewrite":
+		c.WriteError("ERR CONFIG " + strings.ToUpper(string(args[1])) + " is not supported by Trireme; configure nodes with trireme node flags")
+	default:
+		c.WriteError(fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG HELP.", clip(args[1])))
+	}
+}
+
+func (s *Server) listenAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+func (s *Server) cmdWait(c redcon.Conn, st *connState, args [][]byte) {
+	n, err1 := strconv.Atoi(string(args[1]))
+	ms, err2 := strconv.ParseInt(string(args[2]), 10, 64)
+	if err1 != nil || err2 != nil || n < 0 {
+		c.WriteError("ERR value is not an integer or out of range")
+		return
+	}
+	if ms < 0 {
+		c.WriteError("ERR timeout is negative")
+		return
+	}
+	got, err := s.waitReplicas(st, n, ms)
+	if err != nil {
+		c.WriteError(s.serviceError(err))
+		return
+	}
+	c.WriteInt(got)
+}
+
+func (s *Server) waitReplicas(st *connState, n int, ms int64) (int, error) {
+	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+	if ms > 0 {
+		ctx, cancel = context.WithTimeout(s.ctx, msDuration(ms))
+	}
+	defer cancel()
+	return s.svc.WaitReplicas(ctx, st.lastIndex, n)
+}
+
+// cmdWaitAOF is WAITAOF numlocal numreplicas timeout. Every Trireme write is
+// fsynced on the leader before it is acknowledged, so numlocal is 1 once the
+// connection has written (and 1 with nothing to wait for).
+func (s *Server) cmdWaitAOF(c redcon.Conn, st *connState, args [][]byte) {
+	local, err1 := strconv.Atoi(string(args[1]))
+	n, err2 := strconv.Atoi(string(args[2]))
+	ms, err3 := strconv.ParseInt(string(args[3]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || local < 0 || n < 0 {
+		c.WriteError("ERR value is not an integer or out of range")
+		return
+	}
+	if ms < 0 {
+		c.WriteError("ERR timeout is negative")
+		return
+	}
+	if local > 1 {
+		c.WriteError("ERR WAITAOF numlocal can be at most 1 (the local node)")
+		return
+	}
+	got, err := s.waitReplicas(st, n, ms)
+	if err != nil {
+		c.WriteError(s.serviceError(err))
+		return
+	}
+	c.WriteArray(2)
+	c.WriteInt(1)
+	c.WriteInt(got)
+}

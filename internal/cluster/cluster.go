@@ -1,0 +1,650 @@
+// Package cluster supervises a local Trireme cluster of node processes: it
+// lays out the cluster (ids, peer, HTTP and RESP addresses on loopback) in
+// DATA/cluster.json, starts each node as a `trireme node` process, and can
+// stop (SIGTERM), kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT) and
+// restart them, and wait for a leader. `trireme up`, the system tests and
+// the fault-injection harness use it.
+//
+// It promises: the same data directory always gives the same cluster (ids,
+// addresses, per-node data directories), so a restart resumes with its data;
+// cluster.json is written atomically; every process it starts is stopped by
+// StopAll (and killed if the supervisor dies, through the parent-death
+// signal); a node's output goes to DATA/logs/ID.log.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/trireme-db/trireme/client"
+)
+
+// Errors.
+var (
+	ErrUnknownNode = errors.New("cluster: unknown node")
+	ErrNotRunning  = errors.New("cluster: node is not running")
+	ErrRunning     = errors.New("cluster: node is already running")
+	ErrNoLeader    = errors.New("cluster: no leader")
+)
+
+// SpecFile is the name of the cluster layout file in the data directory.
+const SpecFile = "cluster.json"
+
+// NodeSpec describes one node of a local cluster.
+type NodeSpec struct {
+	ID   string `json:"id"`
+	Peer string `json:"peer"` // host:port for node-to-node traffic
+	HTTP string `json:"http"` // host:port of the HTTP API
+	RESP string `json:"resp"` // host:port of the Redis protocol
+	Dir  string `json:"dir"`  // data directory, relative to the cluster's
+}
+
+// Spec is the layout of a local cluster (the content of cluster.json).
+type Spec struct {
+	Nodes []NodeSpec `json:"nodes"`
+}
+
+// NewSpec lays out n nodes n1..nN on 127.0.0.1: node i (from 0) gets peer
+// port base+i, HTTP port base+1000+i and RESP port base+2000+i.
+func NewSpec(n, base int) (Spec, error) {
+	if n < 1 || n > 99 {
+		return Spec{}, fmt.Errorf("cluster: --nodes %d must be from 1 to 99", n)
+	}
+	if base < 1024 || base+2000+n > 65535 {
+		return Spec{}, fmt.Errorf("cluster: --base-port %d must be from 1024 to %d", base, 65535-2000-n)
+	}
+	var s Spec
+	for i := range n {
+		s.Nodes = append(s.Nodes, NodeSpec{
+			ID:   fmt.Sprintf("n%d", i+1),
+			Peer: fmt.Sprintf("127.0.0.1:%d", base+i),
+			HTTP: fmt.Sprintf("127.0.0.1:%d", base+1000+i),
+			RESP: fmt.Sprintf("127.0.0.1:%d", base+2000+i),
+			Dir:  fmt.Sprintf("n%d", i+1),
+		})
+	}
+	return s, nil
+}
+
+// FreeSpec lays out n nodes on free loopback ports chosen by the kernel (for
+// tests; a port may in principle be taken again before the node binds it).
+func FreeSpec(n int) (Spec, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	port := func() (string, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		lns = append(lns, l)
+		return l.Addr().String(), nil
+	}
+	var s Spec
+	for i := range n {
+		var ns NodeSpec
+		ns.ID = fmt.Sprintf("n%d", i+1)
+		ns.Dir = ns.ID
+		for _, p := range []*string{&ns.Peer, &ns.HTTP, &ns.RESP} {
+			a, err := port()
+			if err != nil {
+				return Spec{}, fmt.Errorf("cluster: finding a free port: %w", err)
+			}
+			*p = a
+		}
+		s.Nodes = append(s.Nodes, ns)
+	}
+	return s, nil
+}
+
+// Validate checks ids and addresses.
+func (s Spec) Validate() error {
+	if len(s.Nodes) == 0 {
+		return errors.New("cluster: spec has no nodes")
+	}
+	ids, addrs := map[string]bool{}, map[string]string{}
+	for _, n := range s.Nodes {
+		if n.ID == "" || strings.ContainsAny(n.ID, "=, /") {
+			return fmt.Errorf("cluster: bad node id %q", n.ID)
+		}
+		if ids[n.ID] {
+			return fmt.Errorf("cluster: duplicate node id %q", n.ID)
+		}
+		ids[n.ID] = true
+		if n.Dir == "" || filepath.IsAbs(n.Dir) || strings.Contains(n.Dir, "..") {
+			return fmt.Errorf("cluster: node %s: dir %q must be a relative path inside the data directory", n.ID, n.Dir)
+		}
+		for what, a := range map[string]string{"peer": n.Peer, "http": n.HTTP, "resp": n.RESP} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("cluster: node %s: bad %s address %q: %v", n.ID, what, a, err)
+			}
+			if other, dup := addrs[a]; dup {
+				return fmt.Errorf("cluster: nodes %s and %s share the address %s", other, n.ID, a)
+			}
+			addrs[a] = n.ID
+		}
+	}
+	return nil
+}
+
+// ClusterFlag is the --cluster value: "n1=peer1,n2=peer2,...".
+func (s Spec) ClusterFlag() string {
+	parts := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		parts[i] = n.ID + "=" + n.Peer
+	}
+	return strings.Join(parts, ",")
+}
+
+// RESPPeersFlag is the --resp-peers value: "n1=resp1,...".
+func (s Spec) RESPPeersFlag() string {
+	parts := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		parts[i] = n.ID + "=" + n.RESP
+	}
+	return strings.Join(parts, ",")
+}
+
+// HTTPEndpoints lists the nodes' HTTP addresses.
+func (s Spec) HTTPEndpoints() []string {
+	out := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		out[i] = n.HTTP
+	}
+	return out
+}
+
+// LoadSpec reads DATA/cluster.json. It returns an error wrapping
+// os.ErrNotExist when there is none.
+func LoadSpec(dataDir string) (Spec, error) {
+	p := filepath.Join(dataDir, SpecFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Spec{}, err
+	}
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Spec{}, fmt.Errorf("cluster: %s: %w", p, err)
+	}
+	if err := s.Validate(); err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return s, nil
+}
+
+// Save writes DATA/cluster.json atomically (temporary file, fsync, rename,
+// directory fsync).
+func (s Spec) Save(dataDir string) error {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	// A unique temporary name: several processes may save at once.
+	f, err := os.CreateTemp(dataDir, SpecFile+".tmp*")
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename, a no-op
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: fsync %s: %w", tmp, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dataDir, SpecFile)); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	d, err := os.Open(dataDir)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cluster: fsync %s: %w", dataDir, err)
+	}
+	return nil
+}
+
+// Config configures a Cluster.
+type Config struct {
+	// Binary is the trireme executable to run as `Binary node ...`.
+	Binary string
+	// DataDir holds cluster.json, each node's data directory and logs/.
+	DataDir string
+	// Spec is the layout; it is saved to DataDir/cluster.json by New.
+	Spec Spec
+	// NodeArgs are extra flags for every node (e.g. --heartbeat 50ms).
+	NodeArgs []string
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL (default 10s).
+	StopTimeout time.Duration
+	// Logger receives process events; nil = discard.
+	Logger *slog.Logger
+	// Output, if set, also receives every node's output (each line as written).
+	Output io.Writer
+}
+
+// DefaultConfig returns a Config with a 10s stop timeout.
+func DefaultConfig() Config { return Config{StopTimeout: 10 * time.Second} }
+
+// Validate checks the fields.
+func (c Config) Validate() error {
+	if c.Binary == "" {
+		return errors.New("cluster: Config.Binary is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("cluster: Config.DataDir is empty")
+	}
+	if c.StopTimeout <= 0 {
+		return fmt.Errorf("cluster: Config.StopTimeout %v must be > 0", c.StopTimeout)
+	}
+	return c.Spec.Validate()
+}
+
+// Cluster supervises the node processes of one local cluster.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	client *client.Client
+
+	mu    sync.Mutex
+	procs map[string]*proc // running (or paused) processes by id
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // exit status, valid after done
+	log  *os.File
+}
+
+// New checks cfg and saves the spec to DataDir/cluster.json.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = DefaultConfig().StopTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cfg.DataDir = abs
+	if err := cfg.Spec.Save(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cl, err := client.New(client.Config{Endpoints: cfg.Spec.HTTPEndpoints(), RetryFor: 5 * time.Second,
+		HTTPClient: nil})
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{cfg: cfg, log: cfg.Logger, client: cl, procs: map[string]*proc{}}, nil
+}
+
+// Spec returns the cluster's layout.
+func (c *Cluster) Spec() Spec { return c.cfg.Spec }
+
+// DataDir is the cluster's data directory (absolute).
+func (c *Cluster) DataDir() string { return c.cfg.DataDir }
+
+// Client returns a client for every node's HTTP endpoint.
+func (c *Cluster) Client() *client.Client { return c.client }
+
+// Node returns the spec of node id.
+func (c *Cluster) Node(id string) (NodeSpec, error) {
+	for _, n := range c.cfg.Spec.Nodes {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	return NodeSpec{}, fmt.Errorf("%w: %q", ErrUnknownNode, id)
+}
+
+// LogPath is where node id's output goes.
+func (c *Cluster) LogPath(id string) string {
+	return filepath.Join(c.cfg.DataDir, "logs", id+".log")
+}
+
+// NodeDir is node id's data directory.
+func (c *Cluster) NodeDir(n NodeSpec) string { return filepath.Join(c.cfg.DataDir, n.Dir) }
+
+// Args returns the command-line arguments that start node id.
+func (c *Cluster) Args(n NodeSpec) []string {
+	args := []string{"node", "--id", n.ID, "--data", c.NodeDir(n), "--cluster", c.cfg.Spec.ClusterFlag(),
+		"--http", n.HTTP, "--resp", n.RESP, "--resp-peers", c.cfg.Spec.RESPPeersFlag()}
+	return append(args, c.cfg.NodeArgs...)
+}
+
+// StartAll starts every node that is not running.
+func (c *Cluster) StartAll() error {
+	for _, n := range c.cfg.Spec.Nodes {
+		if c.Running(n.ID) {
+			continue
+		}
+		if err := c.Start(n.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts node id's process.
+func (c *Cluster) Start(id string) error {
+	n, err := c.Node(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.procs[id]; ok {
+		return fmt.Errorf("%w: %s", ErrRunning, id)
+	}
+	lf, err := os.OpenFile(c.LogPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	cmd := exec.Command(c.cfg.Binary, c.Args(n)...)
+	var out io.Writer = lf
+	if c.cfg.Output != nil {
+		out = io.MultiWriter(lf, c.cfg.Output)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	// Own process group: a Ctrl-C in the terminal reaches the supervisor
+	// only, which stops the nodes in order. Parent death kills the node.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return fmt.Errorf("cluster: starting %s: %w", id, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: lf}
+	c.procs[id] = p
+	c.log.Info("node started", "node", id, "pid", cmd.Process.Pid)
+	go func() {
+		p.err = cmd.Wait()
+		lf.Close()
+		close(p.done)
+		c.log.Info("node exited", "node", id, "err", p.err)
+	}()
+	return nil
+}
+
+// Running reports whether node id's process is alive (possibly paused).
+func (c *Cluster) Running(id string) bool {
+	c.mu.Lock()
+	p := c.procs[id]
+	c.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exited returns a channel closed when node id's current process exits, and
+// a function returning its exit error. It fails if the node was never started.
+func (c *Cluster) Exited(id string) (<-chan struct{}, func() error, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.procs[id]
+	if p == nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
+	return p.done, func() error { return p.err }, nil
+}
+
+// Pid returns node id's process id.
+func (c *Cluster) Pid(id string) (int, error) {
+	p, err := c.live(id)
+	if err != nil {
+		return 0, err
+	}
+	return p.cmd.Process.Pid, nil
+}
+
+func (c *Cluster) live(id string) (*proc, error) {
+	if _, err := c.Node(id); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	p := c.procs[id]
+	c.mu.Unlock()
+	if p == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
+	select {
+	case <-p.done:
+		c.forget(id, p)
+		return nil, fmt.Errorf("%w: %s (exited: %v)", ErrNotRunning, id, p.err)
+	default:
+	}
+	return p, nil
+}
+
+func (c *Cluster) forget(id string, p *proc) {
+	c.mu.Lock()
+	if c.procs[id] == p {
+		delete(c.procs, id)
+	}
+	c.mu.Unlock()
+}
+
+// Stop sends SIGTERM to node id (and SIGCONT, in case it is paused), waits
+// for it to exit, and kills it after Config.StopTimeout. It returns the
+// process's exit error, or nil for a clean exit.
+func (c *Cluster) Stop(id string) error {
+	p, err := c.live(id)
+	if err != nil {
+		return err
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	t := time.NewTimer(c.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		c.log.Warn("node did not stop in time; killing it", "node", id, "timeout", c.cfg.StopTimeout)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	c.forget(id, p)
+	if p.err != nil {
+		return fmt.Errorf("cluster: node %s: %w", id, p.err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to node id and waits for it to die.
+func (c *Cluster) Kill(id string) error {
+	p, err := c.live(id)
+	if err != nil {
+		return err
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	c.forget(id, p)
+	c.log.Info("node killed", "node", id)
+	return nil
+}
+
+// Pause sends SIGSTOP to node id and waits (up to a second) until the
+// kernel shows it stopped.
+func (c *Cluster) Pause(id string) error {
+	if err := c.signal(id, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	pid, err := c.Pid(id)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return nil // no procfs: trust the signal
+		}
+		// The state follows the command name in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("cluster: node %s did not stop after SIGSTOP", id)
+}
+
+// Resume sends SIGCONT to node id.
+func (c *Cluster) Resume(id string) error { return c.signal(id, syscall.SIGCONT) }
+
+func (c *Cluster) signal(id string, sig syscall.Signal) error {
+	p, err := c.live(id)
+	if err != nil {
+		return err
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("cluster: signal %v to %s: %w", sig, id, err)
+	}
+	return nil
+}
+
+// Restart stops node id (if running) and starts it again.
+func (c *Cluster) Restart(id string) error {
+	if c.Running(id) {
+		if err := c.Stop(id); err != nil {
+			c.log.Warn("node exited with an error while stopping", "node", id, "err", err)
+		}
+	}
+	return c.Start(id)
+}
+
+// StopAll stops every running node, in parallel, and returns their errors.
+func (c *Cluster) StopAll() error {
+	c.mu.Lock()
+	var ids []string
+	for id := range c.procs {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			if err := c.Stop(id); err != nil && !errors.Is(err, ErrNotRunning) {
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Status asks node id for its status.
+func (c *Cluster) Status(ctx context.Context, id string) (client.Status, error) {
+	n, err := c.Node(id)
+	if err != nil {
+		return client.Status{}, err
+	}
+	return c.client.Status(ctx, n.HTTP)
+}
+
+// Leader returns the id of the node that says it leads with the highest
+// term among the running nodes, or ErrNoLeader.
+func (c *Cluster) Leader(ctx context.Context) (string, client.Status, error) {
+	var best client.Status
+	for _, n := range c.cfg.Spec.Nodes {
+		if !c.Running(n.ID) {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		st, err := c.client.Status(sctx, n.HTTP)
+		cancel()
+		if err == nil && st.Role == "leader" && st.Term >= best.Term {
+			best = st
+		}
+	}
+	if best.ID == "" {
+		return "", best, ErrNoLeader
+	}
+	return best.ID, best, nil
+}
+
+// WaitLeader waits until a running node leads and, if except is not empty,
+// that it is not node except. It polls every 25ms.
+func (c *Cluster) WaitLeader(ctx context.Context, except string) (string, error) {
+	for {
+		id, _, err := c.Leader(ctx)
+		if err == nil && id != except {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w within the deadline: %w", ErrNoLeader, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// WaitReady waits until node id answers /v1/status.
+func (c *Cluster) WaitReady(ctx context.Context, id string) error {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := c.Status(sctx, id)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !c.Running(id) {
+			return fmt.Errorf("%w: %s exited (see %s)", ErrNotRunning, id, c.LogPath(id))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: node %s not ready: %w (last error: %v)", id, ctx.Err(), err)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// Port returns the port of a host:port address.
+func Port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain doubles as a fake node process: with TRIREME_FAKE_NODE=1 the test
+// binary parses the node flags, serves /v1/status on --http (n1 leads, the
+// others follow) and exits 0 on SIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("TRIREME_FAKE_NODE") == "1" {
+		os.Exit(fakeNode(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeNode(args []string) int {
+	if len(args) == 0 || args[0] != "node" {
+		fmt.Fprintln(os.Stderr, "fake node: want 'node' subcommand")
+		return 2
+	}
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	id := fs.String("id", "", "")
+	data := fs.String("data", "", "")
+	httpAddr := fs.String("http", "", "")
+	fs.String("cluster", "", "")
+	fs.String("resp", "", "")
+	fs.String("resp-peers", "", "")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if err := os.MkdirAll(*data, 0o755); err != nil {
+		return 1
+	}
+	role := "follower"
+	if *id == "n1" {
+		role = "leader"
+	}
+	srv := &http.Server{Addr: *httpAddr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"id": *id, "role": role, "term": 3, "leader": "n1"})
+	})}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	go srv.ListenAndServe()
+	fmt.Println("fake node", *id, "up")
+	<-sig
+	fmt.Println("fake node", *id, "stopping")
+	srv.Close()
+	return 0
+}
+
+func mustCluster(t *testing.T, n int) *Cluster {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRIREME_FAKE_NODE", "1")
+	spec, err := FreeSpec(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Binary, cfg.DataDir, cfg.Spec = exe, t.TempDir(), spec
+	cfg.StopTimeout = 5 * time.Second
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.StopAll() })
+	return c
+}
+
+func TestSpec(t *testing.T) {
+	s, err := NewSpec(3, 7001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ClusterFlag(); got != "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003" {
+		t.Fatalf("ClusterFlag %q", got)
+	}
+	if s.Nodes[2].HTTP != "127.0.0.1:8003" || s.Nodes[0].RESP != "127.0.0.1:9001" {
+		t.Fatalf("layout %+v", s.Nodes)
+	}
+	dir := t.TempDir()
+	if err := s.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSpec(dir)
+	if err != nil || got.ClusterFlag() != s.ClusterFlag() || got.Nodes[1] != s.Nodes[1] {
+		t.Fatalf("LoadSpec: %+v %v", got, err)
+	}
+	if _, err := LoadSpec(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LoadSpec of an empty dir: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, SpecFile), []byte("{nope"), 0o644)
+	if _, err := LoadSpec(dir); err == nil || !strings.Contains(err.Error(), SpecFile) {
+		t.Fatalf("corrupt cluster.json: %v", err)
+	}
+
+	bad := []struct {
+		name string
+		edit func(*Spec)
+	}{
+		{"duplicate id", func(s *Spec) { s.Nodes[1].ID = "n1" }},
+		{"shared address", func(s *Spec) { s.Nodes[1].HTTP = s.Nodes[0].Peer }},
+		{"bad address", func(s *Spec) { s.Nodes[0].RESP = "nowhere" }},
+		{"escaping dir", func(s *Spec) { s.Nodes[0].Dir = "../x" }},
+		{"id with comma", func(s *Spec) { s.Nodes[0].ID = "a,b" }},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := NewSpec(3, 7001)
+			tc.edit(&s)
+			if err := s.Validate(); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	if _, err := NewSpec(0, 7001); err == nil {
+		t.Fatal("0 nodes accepted")
+	}
+	if _, err := NewSpec(3, 64000); err == nil {
+		t.Fatal("ports past 65535 accepted")
+	}
+}
+
+func TestSupervise(t *testing.T) {
+	c := mustCluster(t, 3)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range c.Spec().Nodes {
+		if err := c.WaitReady(ctx, n.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id, err := c.WaitLeader(ctx, ""); err != nil || id != "n1" {
+		t.Fatalf("leader %q %v", id, err)
+	}
+	if err := c.Start("n2"); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second start: %v", err)
+	}
+	// Pause: the node stops answering; resume: it answers again.
+	if err := c.Pause("n2"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if _, err := c.Status(sctx, "n2"); err == nil {
+		t.Fatal("a paused node answered")
+	}
+	scancel()
+	if err := c.Resume("n2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	// Kill -9.
+	done, exitErr, _ := c.Exited("n3")
+	if err := c.Kill("n3"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if exitErr() == nil || c.Running("n3") {
+		t.Fatalf("killed node: running=%v exit=%v", c.Running("n3"), exitErr())
+	}
+	if err := c.Kill("n3"); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("kill of a dead node: %v", err)
+	}
+	// Restart.
+	if err := c.Start("n3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	// Stop of a paused node still works (SIGCONT follows SIGTERM).
+	c.Pause("n3")
+	if err := c.Stop("n3"); err != nil {
+		t.Fatalf("clean stop of a paused node: %v", err)
+	}
+	// Stop of the leader: no leader among the rest.
+	if err := c.Stop("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Leader(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("leader after stopping n1: %v", err)
+	}
+	if err := c.StopAll(); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := os.ReadFile(c.LogPath("n3"))
+	if strings.Count(string(log), "fake node n3 up") != 2 || !strings.Contains(string(log), "stopping") {
+		t.Fatalf("n3's log:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(c.DataDir(), SpecFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node("n9"); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("unknown node: %v", err)
+	}
+}

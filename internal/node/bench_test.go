@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// BenchmarkClusterPut measures writes through the leader of a 3-node cluster
+// over loopback TCP, many concurrent writers (group commit), per ack mode.
+// go test -run XXX -bench ClusterPut -benchtime 3s ./internal/node/
+func BenchmarkClusterPut(b *testing.B) {
+	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}, {Mode: repl.AckSync}} {
+		b.Run(ack.Mode.String()+"/1-client", func(b *testing.B) {
+			c := benchCluster(b)
+			l := c.nodes[c.leader()]
+			value := make([]byte, 100)
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if _, err := l.Put(ctx, fmt.Appendf(nil, "key-%d", i), value, api.WriteOptions{Ack: ack}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+		})
+		b.Run(ack.Mode.String()+"/64-clients", func(b *testing.B) {
+			c := benchCluster(b)
+			l := c.nodes[c.leader()]
+			value := make([]byte, 100)
+			var seq atomic.Uint64
+			b.SetParallelism(32) // x GOMAXPROCS (2 here) = 64 writers
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					k := fmt.Appendf(nil, "key-%d", seq.Add(1))
+					if _, err := l.Put(ctx, k, value, api.WriteOptions{Ack: ack}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+		})
+	}
+}
+
+// BenchmarkFailover measures, with the default timings (50 ms heartbeat,
+// 300 ms election timeout), the time from stopping the leader of a 3-node TCP
+// cluster to the first successful majority write through a surviving node.
+// go test -run XXX -bench Failover -benchtime 10x ./internal/node/
+func BenchmarkFailover(b *testing.B) {
+	c := benchCluster(b)
+	var total time.Duration
+	var worst time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		li := c.leader()
+		fi := c.follower(li)
+		mustPut(b, c.nodes[li], "before", fmt.Sprint(i), repl.Ack{Mode: repl.AckMajority})
+		start := time.Now()
+		c.stop(li)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := c.nodes[fi].Put(ctx, []byte("after"), []byte("x"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}})
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Since(start) > 20*time.Second {
+				b.Fatalf("no successful write 20s after the leader stopped: %v", err)
+			}
+		}
+		d := time.Since(start)
+		total += d
+		worst = max(worst, d)
+		c.start(li)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/failover")
+	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+}
+
+// benchCluster is a 3-node TCP cluster with the default timings (the test
+// clusters use shorter ones to run faster).
+func benchCluster(b *testing.B) *testCluster {
+	c := newTestCluster(b, 3, false)
+	for i := range c.cfgs {
+		c.stop(i)
+		c.cfgs[i].Heartbeat = DefaultConfig().Heartbeat
+		c.cfgs[i].ElectionTimeout = DefaultConfig().ElectionTimeout
+		c.start(i)
+	}
+	return c
+}

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/store"
+	"github.com/trireme-db/trireme/internal/transport"
+	"github.com/trireme-db/trireme/internal/wal"
+)
+
+// ErrConfig is returned (wrapped) for a bad configuration; the message names the flag.
+var ErrConfig = errors.New("node: bad configuration")
+
+// Member is one voting member of the cluster.
+type Member struct {
+	ID       string
+	PeerAddr string // host:port for node-to-node traffic
+}
+
+// Config configures one node.
+type Config struct {
+	// ID is this node's id (--id); must be one of Cluster.
+	ID string
+	// DataDir holds the WAL, the store, the rollback journal, LOCK and identity.json (--data).
+	DataDir string
+	// Cluster lists every voting member, this node included (--cluster).
+	Cluster []Member
+	// HTTPAddr and RESPAddr are this node's client addresses, advertised to peers
+	// so that they can name the leader's endpoints. Either may be empty.
+	HTTPAddr, RESPAddr string
+	// DefaultAck is the ack mode of writes that ask for the default.
+	DefaultAck repl.Ack
+	// Heartbeat is the leader's heartbeat interval (default 50ms).
+	Heartbeat time.Duration
+	// ElectionTimeout is the minimum election timeout (default 300ms); each node
+	// randomizes in [E, 2E). Must be >= 3*Heartbeat.
+	ElectionTimeout time.Duration
+	// Priority: 0 never leads; a higher one takes over when caught up (default 1).
+	Priority int
+	// WriteTimeout is the default time a write may wait for its ack mode (default 5s).
+	WriteTimeout time.Duration
+	// MaxValueBytes is the largest value accepted (default 1 MiB, at most 8 MiB).
+	MaxValueBytes int
+	// Logger receives the node's logs; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the node's Prometheus metrics; nil = a registry of the
+	// node's own, served by Node.Metrics.
+	Registerer prometheus.Registerer
+
+	// Peers of other nodes' priorities, by id; missing ids get priority 1.
+	// (Each node's own Priority is authoritative for itself; this lets every
+	// core know the others'.)
+	Priorities map[string]int
+	// Transport, if set, replaces the TCP transport (tests use transport.Mem).
+	Transport transport.Transport
+	// PeerListener, if set, is used instead of listening on this node's PeerAddr.
+	PeerListener net.Listener
+	// Store and WAL tune the storage layers; zero values mean their defaults.
+	Store store.Config
+	WAL   wal.Config
+	// Seed seeds the election-timeout randomness; 0 = derived from the clock and ID.
+	Seed int64
+}
+
+// DefaultConfig returns the defaults; ID, DataDir and Cluster must still be set.
+func DefaultConfig() Config {
+	return Config{
+		DefaultAck:      repl.Ack{Mode: repl.AckMajority},
+		Heartbeat:       50 * time.Millisecond,
+		ElectionTimeout: 300 * time.Millisecond,
+		Priority:        1,
+		WriteTimeout:    5 * time.Second,
+		MaxValueBytes:   1 << 20,
+	}
+}
+
+// maxValueLimit bounds MaxValueBytes so that one entry always fits in a frame.
+const maxValueLimit = 8 << 20
+
+// Validate checks every field and names the flag to fix.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: --id is empty", ErrConfig)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --data (DataDir) is empty", ErrConfig)
+	}
+	if len(c.Cluster) == 0 {
+		return fmt.Errorf("%w: --cluster is empty (want id=host:port,...)", ErrConfig)
+	}
+	ids := map[string]bool{}
+	addrs := map[string]string{}
+	for _, m := range c.Cluster {
+		if m.ID == "" || strings.ContainsAny(m.ID, "=, ") {
+			return fmt.Errorf("%w: --cluster: bad node id %q", ErrConfig, m.ID)
+		}
+		if ids[m.ID] {
+			return fmt.Errorf("%w: --cluster: duplicate node id %q", ErrConfig, m.ID)
+		}
+		ids[m.ID] = true
+		if _, _, err := net.SplitHostPort(m.PeerAddr); err != nil {
+			return fmt.Errorf("%w: --cluster: node %q has a bad peer address %q: %v", ErrConfig, m.ID, m.PeerAddr, err)
+		}
+		if other, dup := addrs[m.PeerAddr]; dup {
+			return fmt.Errorf("%w: --cluster: nodes %q and %q share the peer address %s", ErrConfig, other, m.ID, m.PeerAddr)
+		}
+		addrs[m.PeerAddr] = m.ID
+	}
+	if !ids[c.ID] {
+		return fmt.Errorf("%w: --id %q is not in --cluster (members: %s)", ErrConfig, c.ID, strings.Join(c.memberIDs(), ", "))
+	}
+	for id := range c.Priorities {
+		if !ids[id] {
+			return fmt.Errorf("%w: Priorities names %q, which is not in --cluster", ErrConfig, id)
+		}
+	}
+	switch m := c.DefaultAck.Mode; m {
+	case repl.AckAsync, repl.AckSync, repl.AckMajority:
+	case repl.AckSemiSync:
+		if c.DefaultAck.Replicas < 1 {
+			return fmt.Errorf("%w: --ack semi-sync needs replicas >= 1", ErrConfig)
+		}
+	default:
+		return fmt.Errorf("%w: --ack: %v", ErrConfig, repl.ErrBadAckMode)
+	}
+	if c.Heartbeat <= 0 {
+		return fmt.Errorf("%w: --heartbeat %v must be > 0", ErrConfig, c.Heartbeat)
+	}
+	if c.ElectionTimeout < 3*c.Heartbeat {
+		return fmt.Errorf("%w: --election-timeout %v must be >= 3 x --heartbeat (%v)", ErrConfig, c.ElectionTimeout, c.Heartbeat)
+	}
+	if c.Priority < 0 {
+		return fmt.Errorf("%w: --priority %d must be >= 0", ErrConfig, c.Priority)
+	}
+	if c.WriteTimeout <= 0 {
+		return fmt.Errorf("%w: --write-timeout %v must be > 0", ErrConfig, c.WriteTimeout)
+	}
+	if c.MaxValueBytes <= 0 || c.MaxValueBytes > maxValueLimit {
+		return fmt.Errorf("%w: --max-value-bytes %d must be in [1, %d]", ErrConfig, c.MaxValueBytes, maxValueLimit)
+	}
+	return nil
+}
+
+func (c *Config) memberIDs() []string {
+	ids := make([]string, len(c.Cluster))
+	for i, m := range c.Cluster {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// ParseCluster parses "n1=127.0.0.1:7001,n2=127.0.0.1:7002,...".
+func ParseCluster(s string) ([]Member, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, fmt.Errorf("%w: --cluster is empty (want id=host:port,...)", ErrConfig)
+	}
+	var out []Member
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%w: --cluster: %q is not id=host:port", ErrConfig, part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%w: --cluster: %q: bad address: %v", ErrConfig, part, err)
+		}
+		out = append(out, Member{ID: id, PeerAddr: addr})
+	}
+	return out, nil
+}
+
+// ClusterID is the cluster's identity: a hash of the sorted member list.
+func ClusterID(members []Member) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = m.ID + "=" + m.PeerAddr
+	}
+	slices.Sort(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,51 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
+)
+
+// FuzzHandleForward: whatever a peer forwards, a (single-node) leader answers
+// with a response and never panics.
+func FuzzHandleForward(f *testing.F) {
+	for _, r := range []transport.ForwardRequest{
+		{Op: transport.OpPut, Key: []byte("k"), Value: []byte("v"), Ack: repl.Ack{Mode: repl.AckMajority}},
+		{Op: transport.OpPut, Key: []byte("k"), Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 5}},
+		{Op: transport.OpPut, Key: []byte("k"), Ack: repl.Ack{Mode: 77}, TimeoutMs: 1 << 63},
+		{Op: transport.OpDelete, Key: []byte("k"), DefaultAck: true},
+		{Op: transport.OpGet, Key: []byte("k")},
+		{Op: transport.OpGet},
+		{Op: transport.OpTransfer, Key: []byte("nobody")},
+	} {
+		f.Add(transport.AppendForwardRequest(nil, &r))
+	}
+	cfg := soloConfig(f, filepath.Join(f.TempDir(), "data"), []Member{{"n1", "127.0.0.1:7001"}})
+	n, err := Start(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer n.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Status().Role != "leader" {
+		if time.Now().After(deadline) {
+			f.Fatal("single node never became leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := transport.DecodeFrame(b, 1<<20)
+		if err != nil || fr.Type != transport.FrameForwardRequest {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if resp := n.HandleForward(ctx, "n1", fr.Request); resp == nil {
+			t.Fatal("nil response")
+		}
+	})
+}

@@ -1,0 +1,87 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics. Gauges are set by the Ready loop.
+type metrics struct {
+	role, term, lastIndex, commitIndex, appliedIndex prometheus.Gauge
+	followerLagEntries, followerLagSeconds           *prometheus.GaugeVec
+	writeSeconds                                     *prometheus.HistogramVec
+	electionsStarted, electionsWon                   prometheus.Counter
+	failoverSeconds                                  prometheus.Histogram
+	rollbacks                                        prometheus.Counter
+	readyBatches                                     prometheus.Counter
+	readyEntries                                     prometheus.Counter
+	fatal                                            prometheus.Gauge
+
+	handler    http.Handler
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+}
+
+// unregister removes the node's collectors, so that a node restarted in the
+// same process can register again.
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
+	var gatherer prometheus.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	} else {
+		gatherer = prometheus.DefaultGatherer
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": nodeID}, reg)
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trireme", Name: name, Help: help})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trireme", Name: name, Help: help})
+	}
+	m := &metrics{
+		role:         g("role", "Role of this node: 0 follower, 1 pre-candidate, 2 candidate, 3 leader."),
+		term:         g("term", "Current term."),
+		lastIndex:    g("last_index", "Last index in the local log."),
+		commitIndex:  g("commit_index", "Highest index known committed."),
+		appliedIndex: g("applied_index", "Highest index applied to the store."),
+		followerLagEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "trireme", Name: "follower_lag_entries",
+			Help: "Leader only: entries a follower lacks (leader last index - follower match)."}, []string{"follower"}),
+		followerLagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "trireme", Name: "follower_lag_seconds",
+			Help: "Leader only: time since the follower last held the leader's last index."}, []string{"follower"}),
+		writeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "trireme", Name: "write_duration_seconds",
+			Help:    "Latency of writes proposed on this node, by ack mode and outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"ack", "outcome"}),
+		electionsStarted: c("elections_started_total", "Elections this node started (became candidate)."),
+		electionsWon:     c("elections_won_total", "Elections this node won (became leader)."),
+		failoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "trireme", Name: "failover_duration_seconds",
+			Help:    "Time this node spent without a known leader, from losing one to knowing the next.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		rollbacks:    c("rollbacks_total", "Log entries discarded by this node and written to the rollback journal."),
+		readyBatches: c("ready_batches_total", "Ready batches processed."),
+		readyEntries: c("ready_entries_total", "Entries appended to the WAL through Ready batches."),
+		fatal:        g("fatal", "1 once the node stopped on a fatal error."),
+	}
+	m.reg = reg
+	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
+		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
+		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.fatal} {
+		if err := reg.Register(col); err != nil {
+			m.unregister()
+			return nil, err
+		}
+		m.collectors = append(m.collectors, col)
+	}
+	m.handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
+	return m, nil
+}

@@ -1,0 +1,575 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
+)
+
+// Put implements api.Service.
+func (n *Node) Put(ctx context.Context, key, value []byte, w api.WriteOptions) (api.WriteResult, error) {
+	return n.write(ctx, entry.KindPut, key, value, w, false)
+}
+
+// Delete implements api.Service.
+func (n *Node) Delete(ctx context.Context, key []byte, w api.WriteOptions) (api.WriteResult, error) {
+	return n.write(ctx, entry.KindDelete, key, nil, w, false)
+}
+
+// MaxValueBytes implements api.Service.
+func (n *Node) MaxValueBytes() int { return n.cfg.MaxValueBytes }
+
+// Count implements api.Service.
+func (n *Node) Count(ctx context.Context) (int, error) {
+	if n.stopped() {
+		return 0, api.ErrStopped
+	}
+	c, err := n.store.Count()
+	return int(c), err
+}
+
+// Rollbacks implements api.Service.
+func (n *Node) Rollbacks() ([]api.Rollback, error) { return n.journal.list() }
+
+// Status implements api.Service.
+func (n *Node) Status() api.NodeStatus {
+	s, _ := n.status()
+	st := s.st
+	out := api.NodeStatus{
+		ID:           n.cfg.ID,
+		Role:         st.Role.String(),
+		Term:         st.Term,
+		Leader:       string(st.Lead),
+		LastIndex:    st.LastIndex,
+		CommitIndex:  st.Commit,
+		AppliedIndex: st.Applied,
+		Followers:    s.followers,
+	}
+	if n.stopped() {
+		out.Role = "stopped"
+	}
+	if st.Lead != repl.None {
+		out.LeaderHTTP, out.LeaderRESP = n.clientAddrs(st.Lead)
+	}
+	if st.Role != repl.RoleLeader {
+		out.LagMillis = n.lagMillis(st, time.Now().Sub(s.at))
+	}
+	return out
+}
+
+func (n *Node) clientAddrs(id repl.NodeID) (httpAddr, respAddr string) {
+	if id == n.id {
+		return n.cfg.HTTPAddr, n.cfg.RESPAddr
+	}
+	if pi, ok := n.tr.Peer(id); ok {
+		return pi.HTTPAddr, pi.RESPAddr
+	}
+	return "", ""
+}
+
+// lagMillis is a follower's staleness: time since it last heard the leader.
+func (n *Node) lagMillis(st repl.Status, sincePublish time.Duration) int64 {
+	return (time.Duration(st.TicksSinceLeader)*n.tick + sincePublish).Milliseconds()
+}
+
+// notLeader builds the error a node returns when it cannot serve or forward.
+func (n *Node) notLeader(lead repl.NodeID) error {
+	if lead == repl.None {
+		return api.ErrNoLeader
+	}
+	h, r := n.clientAddrs(lead)
+	return fmt.Errorf("%w: the leader is %s (http %s, resp %s)", api.ErrNotLeader, lead, h, r)
+}
+
+// waitLeader waits up to one election timeout for a known leader.
+func (n *Node) waitLeader(ctx context.Context) (*snapshot, error) {
+	return n.waitStatus(ctx, n.cfg.ElectionTimeout, func(s *snapshot) bool { return s.st.Lead != repl.None })
+}
+
+// waitStatus waits up to d (or ctx) for cond on a published status. It returns
+// the last status, and errTimeout, ctx's error or api.ErrStopped if cond never held.
+func (n *Node) waitStatus(ctx context.Context, d time.Duration, cond func(*snapshot) bool) (*snapshot, error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		s, ch := n.status()
+		if cond(s) {
+			return s, nil
+		}
+		if n.stopped() {
+			return s, api.ErrStopped
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return s, errTimeout
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-n.doneCh:
+		}
+	}
+}
+
+var errTimeout = errors.New("node: timed out")
+
+// write proposes on the leader or forwards to it. forwarded=true means the
+// request came from a follower: never forward again.
+func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
+	if len(key) == 0 {
+		return api.WriteResult{}, api.ErrEmptyKey
+	}
+	if len(key) > MaxKeyBytes {
+		return api.WriteResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeyBytes)
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return api.WriteResult{}, fmt.Errorf("%w: %d bytes, limit %d", api.ErrValueTooLarge, len(value), n.cfg.MaxValueBytes)
+	}
+	ack := w.Ack
+	if w.Default {
+		ack = n.cfg.DefaultAck
+	}
+	switch ack.Mode {
+	case repl.AckAsync, repl.AckSync, repl.AckMajority:
+	case repl.AckSemiSync:
+		if ack.Replicas < 1 {
+			return api.WriteResult{}, fmt.Errorf("%w: semi-sync needs at least 1 replica", repl.ErrBadAckMode)
+		}
+	default:
+		return api.WriteResult{}, fmt.Errorf("%w: %v", repl.ErrBadAckMode, ack.Mode)
+	}
+	timeout := w.Timeout
+	if timeout <= 0 {
+		timeout = n.cfg.WriteTimeout
+	}
+	timeout = min(timeout, maxForwardTimeoutMs*time.Millisecond) // no overflow below
+	// The core answers OutcomeTimeout after `timeout`; the extra time covers
+	// waiting for a leader and a forwarding round trip.
+	ctx, cancel := context.WithTimeout(ctx, timeout+2*n.cfg.ElectionTimeout+time.Second)
+	defer cancel()
+	// Copy: the caller may reuse its buffers once we return, but the entry lives on.
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	key, value = buf[:len(key):len(key)], buf[len(key):]
+	if kind == entry.KindDelete {
+		value = nil
+	}
+
+	waitedForLeader := false
+	for attempt := 0; ; attempt++ {
+		if n.stopped() {
+			return api.WriteResult{}, api.ErrStopped
+		}
+		s, _ := n.status()
+		switch {
+		case s.st.Role == repl.RoleLeader:
+			res, err := n.proposeLocal(ctx, kind, key, value, ack, timeout)
+			if errors.Is(err, repl.ErrTransferring) && attempt < 20 {
+				// A planned switchover is under way: wait for it, then retry
+				// here or at the new leader. Nothing was written.
+				n.waitStatus(ctx, n.cfg.ElectionTimeout/4, func(s2 *snapshot) bool { return s2.st.Role != repl.RoleLeader })
+				continue
+			}
+			if errors.Is(err, repl.ErrNotLeader) {
+				// Lost leadership before the proposal was taken: nothing was written.
+				if forwarded {
+					return api.WriteResult{}, n.notLeader(repl.None)
+				}
+				if _, werr := n.waitStatus(ctx, n.cfg.ElectionTimeout, func(s2 *snapshot) bool { return s2 != s && s2.st.Role != repl.RoleLeader }); werr != nil && !errors.Is(werr, errTimeout) {
+					return api.WriteResult{}, werr
+				}
+				continue
+			}
+			return res, err
+		case forwarded:
+			return api.WriteResult{}, n.notLeader(s.st.Lead)
+		case s.st.Lead == repl.None:
+			if waitedForLeader {
+				return api.WriteResult{}, api.ErrNoLeader
+			}
+			waitedForLeader = true
+			if _, err := n.waitLeader(ctx); err != nil {
+				if errors.Is(err, errTimeout) {
+					return api.WriteResult{}, api.ErrNoLeader
+				}
+				return api.WriteResult{}, err
+			}
+			continue
+		}
+		op := transport.OpPut
+		if kind == entry.KindDelete {
+			op = transport.OpDelete
+		}
+		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
+			Ack: ack, TimeoutMs: uint64(timeout.Milliseconds())})
+		if err != nil {
+			if ctx.Err() != nil {
+				return api.WriteResult{}, fmt.Errorf("%w: forwarding to %s: %w", api.ErrOutcomeUnknown, s.st.Lead, ctx.Err())
+			}
+			if errors.Is(err, transport.ErrNotSent) {
+				// Certainly not sent (no connection to the leader we know): wait
+				// for a connection or news of another leader, and retry.
+				if attempt >= 10 {
+					return api.WriteResult{}, fmt.Errorf("%w: cannot reach leader %s: %w", api.ErrNoLeader, s.st.Lead, err)
+				}
+				n.waitStatus(ctx, n.cfg.Heartbeat*2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
+				continue
+			}
+			return api.WriteResult{}, fmt.Errorf("%w: forwarding to %s: %w", api.ErrOutcomeUnknown, s.st.Lead, err)
+		}
+		if resp.Code == transport.CodeNotLeader || resp.Code == transport.CodeNoLeader {
+			// The target was not the leader: nothing was written. Wait for news and retry.
+			if attempt >= 5 {
+				return api.WriteResult{}, api.ErrNoLeader
+			}
+			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
+			continue
+		}
+		return resp.Write, codeErr(resp, true)
+	}
+}
+
+func (n *Node) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-n.doneCh:
+	}
+}
+
+// proposeLocal hands a write to the core and waits for its Result.
+func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration) (api.WriteResult, error) {
+	req := &propReq{
+		p:     repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)},
+		start: time.Now(),
+		done:  make(chan propResp, 1),
+	}
+	select {
+	case n.propCh <- req:
+	case <-ctx.Done():
+		return api.WriteResult{}, ctx.Err()
+	case <-n.doneCh:
+		return api.WriteResult{}, api.ErrStopped
+	}
+	var r propResp
+	select {
+	case r = <-req.done:
+	case <-ctx.Done():
+		return api.WriteResult{}, fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())
+	case <-n.doneCh:
+		select {
+		case r = <-req.done:
+		default:
+			return api.WriteResult{}, fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)
+		}
+	}
+	if r.err != nil {
+		return api.WriteResult{}, r.err
+	}
+	res := r.res
+	out := api.WriteResult{Index: res.Index, Term: res.Term, Replicas: res.Durability.Replicas,
+		Committed: res.Durability.Committed, LeaderDurable: res.Durability.LeaderDurable}
+	n.m.writeSeconds.WithLabelValues(ack.Mode.String(), res.Outcome.String()).Observe(time.Since(req.start).Seconds())
+	switch res.Outcome {
+	case repl.OutcomeOK:
+		out.Durability = ack.Mode.String()
+		return out, nil
+	case repl.OutcomeTimeout:
+		return out, fmt.Errorf("%w (%s wanted; leader durable %v, %d replicas, committed %v)", api.ErrWriteTimeout,
+			ack.Mode, out.LeaderDurable, out.Replicas, out.Committed)
+	default:
+		return out, api.ErrOutcomeUnknown
+	}
+}
+
+// Get implements api.Service.
+func (n *Node) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
+	if len(key) == 0 {
+		return api.ReadResult{}, api.ErrEmptyKey
+	}
+	switch c {
+	case api.Stale:
+		return n.getStale(key)
+	case api.Linearizable:
+		return n.getLinearizable(ctx, key, false)
+	}
+	return api.ReadResult{}, api.ErrBadConsistency
+}
+
+func (n *Node) getStale(key []byte) (api.ReadResult, error) {
+	if n.stopped() {
+		return api.ReadResult{}, api.ErrStopped
+	}
+	s, _ := n.status()
+	v, ver, found, err := n.store.Get(key)
+	if err != nil {
+		return api.ReadResult{}, err
+	}
+	out := api.ReadResult{Found: found, Value: v, Index: ver}
+	if s.st.Role != repl.RoleLeader {
+		if s.st.LeaderCommit > s.st.Applied {
+			out.LagEntries = s.st.LeaderCommit - s.st.Applied
+		}
+		out.LagMillis = n.lagMillis(s.st, time.Since(s.at))
+	}
+	return out, nil
+}
+
+func (n *Node) getLinearizable(ctx context.Context, key []byte, forwarded bool) (api.ReadResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout+2*n.cfg.ElectionTimeout)
+	defer cancel()
+	waitedForLeader := false
+	for attempt := 0; ; attempt++ {
+		if n.stopped() {
+			return api.ReadResult{}, api.ErrStopped
+		}
+		if attempt > 8 {
+			return api.ReadResult{}, api.ErrNoLeader
+		}
+		s, _ := n.status()
+		switch {
+		case s.st.Role == repl.RoleLeader:
+			res, err := n.readLocal(ctx, key)
+			if errors.Is(err, repl.ErrNotLeader) || errors.Is(err, repl.ErrLeadershipLost) {
+				if forwarded {
+					return api.ReadResult{}, n.notLeader(repl.None)
+				}
+				n.waitStatus(ctx, n.cfg.ElectionTimeout, func(s2 *snapshot) bool { return s2 != s && s2.st.Role != repl.RoleLeader })
+				continue
+			}
+			return res, err
+		case forwarded:
+			return api.ReadResult{}, n.notLeader(s.st.Lead)
+		case s.st.Lead == repl.None:
+			if waitedForLeader {
+				return api.ReadResult{}, api.ErrNoLeader
+			}
+			waitedForLeader = true
+			if _, err := n.waitLeader(ctx); err != nil {
+				if errors.Is(err, errTimeout) {
+					return api.ReadResult{}, api.ErrNoLeader
+				}
+				return api.ReadResult{}, err
+			}
+			continue
+		}
+		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpGet, Key: key, Consistency: api.Linearizable})
+		if err != nil {
+			if ctx.Err() != nil {
+				return api.ReadResult{}, ctx.Err()
+			}
+			n.sleep(ctx, n.cfg.Heartbeat)
+			continue // reads are safe to retry
+		}
+		if resp.Code == transport.CodeNotLeader || resp.Code == transport.CodeNoLeader || resp.Code == transport.CodeStopped {
+			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
+			continue
+		}
+		return resp.Read, codeErr(resp, false)
+	}
+}
+
+// readLocal gets a read point from the core, waits until it is applied, then reads.
+func (n *Node) readLocal(ctx context.Context, key []byte) (api.ReadResult, error) {
+	req := &readReq{done: make(chan repl.ReadResult, 1)}
+	select {
+	case n.readCh <- req:
+	case <-ctx.Done():
+		return api.ReadResult{}, ctx.Err()
+	case <-n.doneCh:
+		return api.ReadResult{}, api.ErrStopped
+	}
+	var r repl.ReadResult
+	select {
+	case r = <-req.done:
+	case <-ctx.Done():
+		return api.ReadResult{}, ctx.Err()
+	case <-n.doneCh:
+		return api.ReadResult{}, api.ErrStopped
+	}
+	if r.Err != nil {
+		if errors.Is(r.Err, repl.ErrReadTimeout) {
+			return api.ReadResult{}, fmt.Errorf("%w: cannot confirm leadership: %w", api.ErrNoLeader, r.Err)
+		}
+		return api.ReadResult{}, r.Err
+	}
+	// The Ready that carried r applied through r.Index before delivering it.
+	if a := n.store.AppliedIndex(); a < r.Index {
+		return api.ReadResult{}, fmt.Errorf("node: read point %d not applied (applied %d): broken Ready contract", r.Index, a)
+	}
+	v, ver, found, err := n.store.Get(key)
+	if err != nil {
+		return api.ReadResult{}, err
+	}
+	return api.ReadResult{Found: found, Value: v, Index: ver}, nil
+}
+
+// TransferLeadership implements api.Service.
+func (n *Node) TransferLeadership(ctx context.Context, to string) error {
+	return n.transfer(ctx, repl.NodeID(to), false)
+}
+
+func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) error {
+	if !n.members[to] {
+		return fmt.Errorf("%w: %q is not a member of the cluster", repl.ErrBadTransferTarget, to)
+	}
+	s, err := n.waitLeader(ctx)
+	if err != nil {
+		if errors.Is(err, errTimeout) {
+			return api.ErrNoLeader
+		}
+		return err
+	}
+	switch {
+	case s.st.Lead == to:
+		return nil
+	case s.st.Role == repl.RoleLeader:
+		errc := make(chan error, 1)
+		select {
+		case n.ctlCh <- func() { errc <- n.core.TransferLeadership(to) }:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.doneCh:
+			return api.ErrStopped
+		}
+		if err := <-errc; err != nil {
+			return err
+		}
+	case forwarded:
+		return n.notLeader(s.st.Lead)
+	default:
+		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpTransfer, Key: []byte(to)})
+		if err != nil {
+			return fmt.Errorf("node: forward leadership transfer to %s: %w", s.st.Lead, err)
+		}
+		if err := codeErr(resp, false); err != nil {
+			return err
+		}
+	}
+	_, err = n.waitStatus(ctx, 10*n.cfg.ElectionTimeout, func(s *snapshot) bool { return s.st.Lead == to })
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("node: leadership did not move to %s within %v", to, 10*n.cfg.ElectionTimeout)
+	}
+	return err
+}
+
+// WaitReplicas implements api.Service.
+func (n *Node) WaitReplicas(ctx context.Context, index uint64, want int) (int, error) {
+	count := func(s *snapshot) int {
+		c := 0
+		for _, f := range s.st.Followers {
+			if f.Match >= index {
+				c++
+			}
+		}
+		return c
+	}
+	for {
+		s, ch := n.status()
+		if s.st.Role != repl.RoleLeader {
+			return 0, n.notLeader(s.st.Lead)
+		}
+		c := count(s)
+		if c >= want {
+			return c, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return c, nil
+		case <-n.doneCh:
+			return c, api.ErrStopped
+		}
+	}
+}
+
+// maxForwardTimeoutMs bounds the write timeout a peer may ask for (1 hour).
+const maxForwardTimeoutMs = 3600 * 1000
+
+// HandleForward implements transport.Handler: a follower's client operation.
+func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transport.ForwardRequest) *transport.ForwardResponse {
+	var resp transport.ForwardResponse
+	var err error
+	switch req.Op {
+	case transport.OpPut, transport.OpDelete:
+		kind := entry.KindPut
+		if req.Op == transport.OpDelete {
+			kind = entry.KindDelete
+		}
+		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond}
+		resp.Write, err = n.write(ctx, kind, req.Key, req.Value, w, true)
+	case transport.OpGet:
+		resp.Read, err = n.getLinearizable(ctx, req.Key, true)
+	case transport.OpTransfer:
+		err = n.transfer(ctx, repl.NodeID(req.Key), true)
+	default:
+		err = fmt.Errorf("unknown forwarded operation %d", req.Op)
+	}
+	s, _ := n.status()
+	resp.Leader = s.st.Lead
+	if err != nil {
+		resp.Code = errCode(err)
+		resp.Message = err.Error()
+	}
+	return &resp
+}
+
+var codeOf = []struct {
+	err  error
+	code transport.ErrCode
+}{
+	{api.ErrNotLeader, transport.CodeNotLeader},
+	{repl.ErrNotLeader, transport.CodeNotLeader},
+	{api.ErrNoLeader, transport.CodeNoLeader},
+	{api.ErrWriteTimeout, transport.CodeWriteTimeout},
+	{api.ErrOutcomeUnknown, transport.CodeOutcomeUnknown},
+	{api.ErrEmptyKey, transport.CodeEmptyKey},
+	{api.ErrValueTooLarge, transport.CodeValueTooLarge},
+	{api.ErrStopped, transport.CodeStopped},
+}
+
+func errCode(err error) transport.ErrCode {
+	for _, c := range codeOf {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The leader gave up (its transport closed, or its deadline passed):
+		// for a write the follower reports an unknown outcome, a read retries.
+		return transport.CodeStopped
+	}
+	return transport.CodeOther
+}
+
+// codeErr turns a forwarded response's code back into the api error. For
+// writes, a leader that stopped mid-request leaves the outcome unknown.
+func codeErr(resp *transport.ForwardResponse, write bool) error {
+	if resp.Code == transport.CodeOK {
+		return nil
+	}
+	msg := fmt.Sprintf("leader %s: %s", resp.Leader, resp.Message)
+	switch resp.Code {
+	case transport.CodeStopped:
+		if write {
+			return fmt.Errorf("%w: %s", api.ErrOutcomeUnknown, msg)
+		}
+		return fmt.Errorf("%w: %s", api.ErrStopped, msg)
+	case transport.CodeOther:
+		return errors.New(msg)
+	}
+	for _, c := range codeOf {
+		if c.code == resp.Code {
+			return fmt.Errorf("%w (%s)", c.err, msg)
+		}
+	}
+	return errors.New(msg)
+}

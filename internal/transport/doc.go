@@ -1,0 +1,106 @@
+// Package transport owns peer messaging between Trireme nodes: the binary frame
+// format, a TCP transport (one outbound connection per peer, bounded lossy
+// queues, reconnect with backoff, an authenticated-by-membership handshake) and
+// an in-memory transport for tests that can cut links.
+//
+// It promises: Send never blocks (a full queue drops, like a lossy network; the
+// protocol retries); a frame from a peer is delivered only after a handshake
+// naming a known node id of the same cluster, and only if its From matches that
+// id; the decoder never panics on bad bytes and refuses frames over the limit.
+//
+// # Frame format
+//
+// All integers are little-endian. Every frame is:
+//
+//	offset  size  field
+//	0       4     length L (uint32): bytes after this field (type + body); 1 <= L <= max
+//	4       1     frame type (FrameType)
+//	5       L-1   body
+//
+// Strings are str16: a uint16 length then the bytes. Byte strings are bytes32: a
+// uint32 length then the bytes.
+//
+// Handshake (type 1), sent first by each side (dialer first, acceptor replies):
+//
+//	4   magic 0x31495254 ("TRI1")
+//	1   protocol version (1)
+//	str16 cluster id, str16 node id, str16 HTTP address, str16 RESP address
+//
+// Handshake reject (type 2), sent by the acceptor before closing: str16 reason.
+//
+// Message (type 3), one repl.Message:
+//
+//	1   message type (repl.MsgType)
+//	8   term, 8 log term, 8 index, 8 commit, 8 hint term, 8 hint index, 8 context
+//	1   flags (bit 0: reject)
+//	str16 from, str16 to
+//	4   entry count N, then N times: 4 length E, E bytes of internal/entry encoding
+//
+// Forward request (type 4), follower to leader:
+//
+//	8   request id (connection-local)
+//	1   op (1 put, 2 delete, 3 linearizable get, 4 leadership transfer to key)
+//	1   ack mode (repl.AckMode), 4 replicas (uint32)
+//	1   flags (bit 0: use the leader's default ack)
+//	8   timeout in ms (0 = leader's default)
+//	1   consistency (api.Consistency)
+//	bytes32 key, bytes32 value
+//
+// Forward response (type 5), leader to follower, on the same connection:
+//
+//	8   request id
+//	1   error code (ErrCode), str16 error text, str16 known leader id
+//	8   write index, 8 write term, str16 durability, 4 replicas (uint32)
+//	1   flags (bit 0 committed, bit 1 leader durable, bit 2 found)
+//	8   read version index, 8 lag entries, 8 lag ms (int64 bits)
+//	bytes32 read value
+//
+// A decoded frame must use exactly L bytes. The constants and values above are
+// part of the wire format.
+package transport
+
+import (
+	"context"
+	"errors"
+
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// Handler receives what peers send. HandleMessage must not block for long;
+// HandleForward runs on its own goroutine and may block until ctx ends.
+type Handler interface {
+	HandleMessage(m repl.Message)
+	HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse
+}
+
+// PeerInfo is what a node learned about a peer from its handshake.
+type PeerInfo struct {
+	ID       repl.NodeID
+	HTTPAddr string
+	RESPAddr string
+}
+
+// Transport carries protocol messages and forwarded client requests between nodes.
+type Transport interface {
+	// Start begins accepting and delivering to h. Called once.
+	Start(h Handler) error
+	// Send queues m for m.To without blocking; it is dropped if the queue is
+	// full or the peer unknown.
+	Send(m repl.Message)
+	// Forward sends req to node `to` and waits for its response or ctx.
+	Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error)
+	// Peer returns the client endpoints learned from to's handshake.
+	Peer(id repl.NodeID) (PeerInfo, bool)
+	// Close stops everything; Send then drops and Forward fails.
+	Close() error
+}
+
+// Errors returned (wrapped) by transports.
+var (
+	ErrUnknownPeer  = errors.New("transport: unknown peer")
+	ErrClosed       = errors.New("transport: closed")
+	ErrNotConnected = errors.New("transport: connection to peer lost")
+	// ErrNotSent: a forwarded request was certainly not sent (no connection).
+	ErrNotSent   = errors.New("transport: request not sent, peer not connected")
+	ErrHandshake = errors.New("transport: handshake refused")
+)

@@ -1,0 +1,479 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// FrameType says what a frame carries. Part of the wire format.
+type FrameType uint8
+
+// Frame types. Part of the wire format (values must not change).
+const (
+	FrameHandshake       FrameType = 1 // first frame in each direction of a connection
+	FrameHandshakeReject FrameType = 2 // the acceptor refuses the handshake; body = reason
+	FrameMessage         FrameType = 3 // one repl.Message
+	FrameForwardRequest  FrameType = 4 // a client operation forwarded to the leader
+	FrameForwardResponse FrameType = 5 // the answer to a FrameForwardRequest
+)
+
+func (t FrameType) String() string {
+	switch t {
+	case FrameHandshake:
+		return "handshake"
+	case FrameHandshakeReject:
+		return "handshake-reject"
+	case FrameMessage:
+		return "message"
+	case FrameForwardRequest:
+		return "forward-request"
+	case FrameForwardResponse:
+		return "forward-response"
+	}
+	return fmt.Sprintf("frame(%d)", uint8(t))
+}
+
+// Format constants. Part of the wire format.
+const (
+	// FrameHeaderSize is the length prefix (4) plus the type byte (1).
+	FrameHeaderSize = 5
+	// HandshakeMagic opens every handshake body ("TRI1").
+	HandshakeMagic uint32 = 0x31495254
+	// ProtocolVersion is the handshake's protocol version.
+	ProtocolVersion = 1
+	// DefaultMaxFrameBytes is the default limit on a frame's length field.
+	DefaultMaxFrameBytes = 16 << 20
+)
+
+// Errors returned (wrapped) by the codec.
+var (
+	// ErrMalformedFrame: the bytes are not a valid frame.
+	ErrMalformedFrame = errors.New("transport: malformed frame")
+	// ErrFrameTooLarge: a frame's length exceeds the configured maximum.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+)
+
+// Handshake is the first frame each side of a connection sends. It names the
+// cluster and the node, and advertises the node's client endpoints.
+type Handshake struct {
+	ClusterID string
+	NodeID    repl.NodeID
+	HTTPAddr  string
+	RESPAddr  string
+}
+
+// ForwardOp is the client operation a ForwardRequest carries. Part of the wire format.
+type ForwardOp uint8
+
+// Forwarded operations.
+const (
+	OpPut      ForwardOp = 1
+	OpDelete   ForwardOp = 2
+	OpGet      ForwardOp = 3 // linearizable read
+	OpTransfer ForwardOp = 4 // leadership transfer to Key (a node id)
+)
+
+// ForwardRequest is a client operation a follower hands to the leader.
+type ForwardRequest struct {
+	ID          uint64 // connection-local request id, set by the transport
+	Op          ForwardOp
+	Key         []byte
+	Value       []byte
+	Ack         repl.Ack
+	DefaultAck  bool   // use the leader's default ack mode
+	TimeoutMs   uint64 // 0 = the leader's default
+	Consistency api.Consistency
+}
+
+// ErrCode is the error class of a ForwardResponse. Part of the wire format.
+type ErrCode uint8
+
+// Error codes.
+const (
+	CodeOK             ErrCode = 0
+	CodeNotLeader      ErrCode = 1
+	CodeNoLeader       ErrCode = 2
+	CodeWriteTimeout   ErrCode = 3
+	CodeOutcomeUnknown ErrCode = 4
+	CodeEmptyKey       ErrCode = 5
+	CodeValueTooLarge  ErrCode = 6
+	CodeStopped        ErrCode = 7
+	CodeOther          ErrCode = 8
+)
+
+// ForwardResponse is the leader's answer to a ForwardRequest.
+type ForwardResponse struct {
+	ID      uint64
+	Code    ErrCode
+	Message string      // error text when Code != CodeOK
+	Leader  repl.NodeID // the responder's known leader (hint for CodeNotLeader)
+	Write   api.WriteResult
+	Read    api.ReadResult
+}
+
+// Frame is one decoded frame; exactly one of the pointer fields matching Type is set.
+type Frame struct {
+	Type      FrameType
+	Handshake *Handshake
+	Reject    string
+	Message   *repl.Message
+	Request   *ForwardRequest
+	Response  *ForwardResponse
+}
+
+// AppendHandshake appends a handshake frame to dst.
+func AppendHandshake(dst []byte, h *Handshake) []byte {
+	start, dst := beginFrame(dst, FrameHandshake)
+	dst = binary.LittleEndian.AppendUint32(dst, HandshakeMagic)
+	dst = append(dst, ProtocolVersion)
+	dst = appendStr16(dst, h.ClusterID)
+	dst = appendStr16(dst, string(h.NodeID))
+	dst = appendStr16(dst, h.HTTPAddr)
+	dst = appendStr16(dst, h.RESPAddr)
+	return endFrame(dst, start)
+}
+
+// AppendHandshakeReject appends a handshake-reject frame carrying reason.
+func AppendHandshakeReject(dst []byte, reason string) []byte {
+	start, dst := beginFrame(dst, FrameHandshakeReject)
+	dst = appendStr16(dst, reason)
+	return endFrame(dst, start)
+}
+
+// AppendMessage appends a message frame to dst.
+func AppendMessage(dst []byte, m *repl.Message) []byte {
+	start, dst := beginFrame(dst, FrameMessage)
+	dst = append(dst, byte(m.Type))
+	dst = binary.LittleEndian.AppendUint64(dst, m.Term)
+	dst = binary.LittleEndian.AppendUint64(dst, m.LogTerm)
+	dst = binary.LittleEndian.AppendUint64(dst, m.Index)
+	dst = binary.LittleEndian.AppendUint64(dst, m.Commit)
+	dst = binary.LittleEndian.AppendUint64(dst, m.HintTerm)
+	dst = binary.LittleEndian.AppendUint64(dst, m.HintIndex)
+	dst = binary.LittleEndian.AppendUint64(dst, m.Context)
+	var flags byte
+	if m.Reject {
+		flags |= 1
+	}
+	dst = append(dst, flags)
+	dst = appendStr16(dst, string(m.From))
+	dst = appendStr16(dst, string(m.To))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Entries)))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Size()))
+		dst = entry.AppendEncode(dst, e)
+	}
+	return endFrame(dst, start)
+}
+
+// AppendForwardRequest appends a forward-request frame to dst.
+func AppendForwardRequest(dst []byte, r *ForwardRequest) []byte {
+	start, dst := beginFrame(dst, FrameForwardRequest)
+	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
+	dst = append(dst, byte(r.Op), byte(r.Ack.Mode))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(clampInt(r.Ack.Replicas)))
+	var flags byte
+	if r.DefaultAck {
+		flags |= 1
+	}
+	dst = append(dst, flags)
+	dst = binary.LittleEndian.AppendUint64(dst, r.TimeoutMs)
+	dst = append(dst, byte(r.Consistency))
+	dst = appendBytes32(dst, r.Key)
+	dst = appendBytes32(dst, r.Value)
+	return endFrame(dst, start)
+}
+
+// AppendForwardResponse appends a forward-response frame to dst.
+func AppendForwardResponse(dst []byte, r *ForwardResponse) []byte {
+	start, dst := beginFrame(dst, FrameForwardResponse)
+	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
+	dst = append(dst, byte(r.Code))
+	dst = appendStr16(dst, r.Message)
+	dst = appendStr16(dst, string(r.Leader))
+	w := &r.Write
+	dst = binary.LittleEndian.AppendUint64(dst, w.Index)
+	dst = binary.LittleEndian.AppendUint64(dst, w.Term)
+	dst = appendStr16(dst, w.Durability)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(clampInt(w.Replicas)))
+	var flags byte
+	if w.Committed {
+		flags |= 1
+	}
+	if w.LeaderDurable {
+		flags |= 2
+	}
+	if r.Read.Found {
+		flags |= 4
+	}
+	dst = append(dst, flags)
+	dst = binary.LittleEndian.AppendUint64(dst, r.Read.Index)
+	dst = binary.LittleEndian.AppendUint64(dst, r.Read.LagEntries)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Read.LagMillis))
+	dst = appendBytes32(dst, r.Read.Value)
+	return endFrame(dst, start)
+}
+
+// ReadFrame reads one frame from r into a fresh buffer and decodes it. Decoded
+// byte fields alias that buffer (which is never reused). io.EOF is returned
+// only when r ends cleanly before the first byte of a frame.
+func ReadFrame(r io.Reader, maxBytes int) (Frame, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if n == 0 {
+		return Frame{}, fmt.Errorf("%w: zero length", ErrMalformedFrame)
+	}
+	if maxBytes > 0 && uint64(n) > uint64(maxBytes) {
+		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxBytes)
+	}
+	buf := make([]byte, 4+int(n))
+	copy(buf, hdr[:])
+	if _, err := io.ReadFull(r, buf[4:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	return DecodeFrame(buf, maxBytes)
+}
+
+// DecodeFrame decodes exactly one frame occupying all of b. Byte fields alias b.
+// It never panics; bad bytes give an error wrapping ErrMalformedFrame, and a
+// length over maxBytes (if > 0) gives ErrFrameTooLarge.
+func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
+	if len(b) < FrameHeaderSize {
+		return Frame{}, fmt.Errorf("%w: %d bytes, need at least %d", ErrMalformedFrame, len(b), FrameHeaderSize)
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if maxBytes > 0 && uint64(n) > uint64(maxBytes) {
+		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxBytes)
+	}
+	if uint64(n) != uint64(len(b)-4) {
+		return Frame{}, fmt.Errorf("%w: length field %d, have %d bytes", ErrMalformedFrame, n, len(b)-4)
+	}
+	d := decoder{b: b[5:]}
+	f := Frame{Type: FrameType(b[4])}
+	switch f.Type {
+	case FrameHandshake:
+		h := &Handshake{}
+		if magic := d.u32(); magic != HandshakeMagic && d.err == nil {
+			return Frame{}, fmt.Errorf("%w: bad handshake magic %#x", ErrMalformedFrame, magic)
+		}
+		if v := d.u8(); v != ProtocolVersion && d.err == nil {
+			return Frame{}, fmt.Errorf("%w: unsupported protocol version %d", ErrMalformedFrame, v)
+		}
+		h.ClusterID = d.str16()
+		h.NodeID = repl.NodeID(d.str16())
+		h.HTTPAddr = d.str16()
+		h.RESPAddr = d.str16()
+		f.Handshake = h
+	case FrameHandshakeReject:
+		f.Reject = d.str16()
+	case FrameMessage:
+		f.Message = d.message()
+	case FrameForwardRequest:
+		r := &ForwardRequest{}
+		r.ID = d.u64()
+		r.Op = ForwardOp(d.u8())
+		r.Ack.Mode = repl.AckMode(d.u8())
+		r.Ack.Replicas = int(d.u32())
+		r.DefaultAck = d.u8()&1 != 0
+		r.TimeoutMs = d.u64()
+		r.Consistency = api.Consistency(d.u8())
+		r.Key = d.bytes32()
+		r.Value = d.bytes32()
+		if d.err == nil && (r.Op < OpPut || r.Op > OpTransfer) {
+			d.fail("unknown forward op %d", r.Op)
+		}
+		f.Request = r
+	case FrameForwardResponse:
+		r := &ForwardResponse{}
+		r.ID = d.u64()
+		r.Code = ErrCode(d.u8())
+		r.Message = d.str16()
+		r.Leader = repl.NodeID(d.str16())
+		r.Write.Index = d.u64()
+		r.Write.Term = d.u64()
+		r.Write.Durability = d.str16()
+		r.Write.Replicas = int(d.u32())
+		flags := d.u8()
+		r.Write.Committed = flags&1 != 0
+		r.Write.LeaderDurable = flags&2 != 0
+		r.Read.Found = flags&4 != 0
+		r.Read.Index = d.u64()
+		r.Read.LagEntries = d.u64()
+		r.Read.LagMillis = int64(d.u64())
+		r.Read.Value = d.bytes32()
+		if d.err == nil && r.Code > CodeOther {
+			d.fail("unknown error code %d", r.Code)
+		}
+		f.Response = r
+	default:
+		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrMalformedFrame, b[4])
+	}
+	if d.err != nil {
+		return Frame{}, fmt.Errorf("%s frame: %w", f.Type, d.err)
+	}
+	if len(d.b) != 0 {
+		return Frame{}, fmt.Errorf("%w: %s frame has %d trailing bytes", ErrMalformedFrame, f.Type, len(d.b))
+	}
+	return f, nil
+}
+
+func beginFrame(dst []byte, t FrameType) (int, []byte) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, byte(t))
+	return start, dst
+}
+
+func endFrame(dst []byte, start int) []byte {
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+func clampInt(v int) int {
+	if v < 0 {
+		return 0
+	}
+	if uint64(v) > 0xffffffff {
+		return 0xffffffff
+	}
+	return v
+}
+
+// appendStr16 appends a string with a uint16 length; longer strings are cut
+// (strings on the wire are ids, addresses and error texts).
+func appendStr16(dst []byte, s string) []byte {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
+}
+
+func appendBytes32(dst []byte, b []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...)
+}
+
+// decoder reads fields from b; the first error sticks and later reads return zeros.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformedFrame}, args...)...)
+	}
+}
+
+func (d *decoder) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.fail("field of %d bytes, %d left", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u8() uint8 {
+	if v := d.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (d *decoder) u16() uint16 {
+	if v := d.take(2); v != nil {
+		return binary.LittleEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (d *decoder) u32() uint32 {
+	if v := d.take(4); v != nil {
+		return binary.LittleEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (d *decoder) u64() uint64 {
+	if v := d.take(8); v != nil {
+		return binary.LittleEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (d *decoder) str16() string {
+	n := d.u16()
+	return string(d.take(uint64(n)))
+}
+
+func (d *decoder) bytes32() []byte {
+	n := d.u32()
+	v := d.take(uint64(n))
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+func (d *decoder) message() *repl.Message {
+	m := &repl.Message{}
+	m.Type = repl.MsgType(d.u8())
+	m.Term = d.u64()
+	m.LogTerm = d.u64()
+	m.Index = d.u64()
+	m.Commit = d.u64()
+	m.HintTerm = d.u64()
+	m.HintIndex = d.u64()
+	m.Context = d.u64()
+	m.Reject = d.u8()&1 != 0
+	m.From = repl.NodeID(d.str16())
+	m.To = repl.NodeID(d.str16())
+	count := d.u32()
+	if d.err != nil {
+		return nil
+	}
+	if m.Type < repl.MsgPreVote || m.Type > repl.MsgSnapshotNeeded {
+		d.fail("unknown message type %d", m.Type)
+		return nil
+	}
+	// Each entry needs at least 4+HeaderSize bytes: bound the count before allocating.
+	if uint64(count) > uint64(len(d.b))/(4+entry.HeaderSize) {
+		d.fail("%d entries cannot fit in %d bytes", count, len(d.b))
+		return nil
+	}
+	if count > 0 {
+		m.Entries = make([]entry.Entry, 0, count)
+	}
+	for i := uint32(0); i < count; i++ {
+		n := d.u32()
+		b := d.take(uint64(n))
+		if d.err != nil {
+			return nil
+		}
+		e, err := entry.Decode(b)
+		if err != nil {
+			d.err = fmt.Errorf("%w: entry %d: %w", ErrMalformedFrame, i, err)
+			return nil
+		}
+		m.Entries = append(m.Entries, e)
+	}
+	return m
+}

@@ -1,0 +1,189 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+// Network is an in-memory network of Mem transports for tests. Links can be
+// cut one way or both ways and healed. Every message goes through the frame
+// codec, so nothing is shared between sender and receiver.
+type Network struct {
+	mu  sync.Mutex
+	eps map[repl.NodeID]*Mem        // guarded by mu
+	cut map[[2]repl.NodeID]struct{} // directional cuts {from, to}, guarded by mu
+}
+
+// NewNetwork returns an empty, fully connected network.
+func NewNetwork() *Network {
+	return &Network{eps: make(map[repl.NodeID]*Mem), cut: make(map[[2]repl.NodeID]struct{})}
+}
+
+// Endpoint creates (or replaces, for a restarted node) the transport of info.ID.
+// queueLen bounds its inbox; beyond it messages are dropped.
+func (n *Network) Endpoint(info PeerInfo, queueLen int) *Mem {
+	if queueLen <= 0 {
+		queueLen = 1024
+	}
+	m := &Mem{net: n, info: info, inbox: make(chan []byte, queueLen), closed: make(chan struct{})}
+	n.mu.Lock()
+	n.eps[info.ID] = m
+	n.mu.Unlock()
+	return m
+}
+
+// Cut drops everything sent from `from` to `to` (one way).
+func (n *Network) Cut(from, to repl.NodeID) {
+	n.mu.Lock()
+	n.cut[[2]repl.NodeID{from, to}] = struct{}{}
+	n.mu.Unlock()
+}
+
+// Partition cuts the link between a and b both ways.
+func (n *Network) Partition(a, b repl.NodeID) {
+	n.Cut(a, b)
+	n.Cut(b, a)
+}
+
+// Isolate cuts id from every other endpoint, both ways.
+func (n *Network) Isolate(id repl.NodeID) {
+	n.mu.Lock()
+	ids := make([]repl.NodeID, 0, len(n.eps))
+	for o := range n.eps {
+		ids = append(ids, o)
+	}
+	n.mu.Unlock()
+	for _, o := range ids {
+		if o != id {
+			n.Partition(id, o)
+		}
+	}
+}
+
+// Heal restores every link.
+func (n *Network) Heal() {
+	n.mu.Lock()
+	clear(n.cut)
+	n.mu.Unlock()
+}
+
+// route returns the live endpoint for to if the from->to link is up.
+func (n *Network) route(from, to repl.NodeID) *Mem {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, cut := n.cut[[2]repl.NodeID{from, to}]; cut {
+		return nil
+	}
+	return n.eps[to]
+}
+
+// Mem is one node's endpoint on a Network.
+type Mem struct {
+	net    *Network
+	info   PeerInfo
+	inbox  chan []byte
+	closed chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	handler Handler // guarded by mu
+}
+
+// Start implements Transport.
+func (m *Mem) Start(h Handler) error {
+	m.mu.Lock()
+	m.handler = h
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			select {
+			case <-m.closed:
+				return
+			case b := <-m.inbox:
+				f, err := DecodeFrame(b, 0)
+				if err != nil || f.Type != FrameMessage {
+					continue
+				}
+				h.HandleMessage(*f.Message)
+			}
+		}
+	}()
+	return nil
+}
+
+func (m *Mem) live() bool {
+	select {
+	case <-m.closed:
+		return false
+	default:
+		return true
+	}
+}
+
+// Send implements Transport.
+func (m *Mem) Send(msg repl.Message) {
+	if !m.live() {
+		return
+	}
+	dst := m.net.route(m.info.ID, msg.To)
+	if dst == nil || !dst.live() {
+		return
+	}
+	select {
+	case dst.inbox <- AppendMessage(nil, &msg):
+	default:
+	}
+}
+
+// Forward implements Transport. The request and response both need the link up.
+func (m *Mem) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error) {
+	if !m.live() {
+		return nil, ErrClosed
+	}
+	dst := m.net.route(m.info.ID, to)
+	if dst == nil || !dst.live() {
+		return nil, fmt.Errorf("%w: %s", ErrNotSent, to)
+	}
+	dst.mu.Lock()
+	h := dst.handler
+	dst.mu.Unlock()
+	if h == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotSent, to)
+	}
+	f, err := DecodeFrame(AppendForwardRequest(nil, req), 0)
+	if err != nil {
+		return nil, err
+	}
+	resp := h.HandleForward(ctx, m.info.ID, f.Request)
+	if m.net.route(to, m.info.ID) == nil {
+		return nil, fmt.Errorf("%w: response from %s lost", ErrNotConnected, to)
+	}
+	f, err = DecodeFrame(AppendForwardResponse(nil, resp), 0)
+	if err != nil {
+		return nil, err
+	}
+	return f.Response, nil
+}
+
+// Peer implements Transport.
+func (m *Mem) Peer(id repl.NodeID) (PeerInfo, bool) {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	if ep := m.net.eps[id]; ep != nil {
+		return ep.info, true
+	}
+	return PeerInfo{}, false
+}
+
+// Close implements Transport.
+func (m *Mem) Close() error {
+	m.once.Do(func() { close(m.closed) })
+	m.wg.Wait()
+	return nil
+}

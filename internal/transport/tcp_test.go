@@ -1,0 +1,277 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/entry"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+type recHandler struct {
+	id   repl.NodeID
+	msgs chan repl.Message
+}
+
+func newRec(id repl.NodeID) *recHandler {
+	return &recHandler{id: id, msgs: make(chan repl.Message, 1024)}
+}
+
+func (h *recHandler) HandleMessage(m repl.Message) { h.msgs <- m }
+
+func (h *recHandler) HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse {
+	if string(req.Key) == "block" {
+		<-ctx.Done()
+		return &ForwardResponse{Code: CodeStopped}
+	}
+	return &ForwardResponse{Leader: h.id, Read: api.ReadResult{Found: true, Value: append([]byte(string(from)+":"), req.Key...)}}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func mustTCP(t *testing.T, cluster string, id repl.NodeID, ln net.Listener, peers map[repl.NodeID]string) *TCP {
+	t.Helper()
+	cfg := DefaultTCPConfig()
+	cfg.ClusterID = cluster
+	cfg.Self = PeerInfo{ID: id, HTTPAddr: "http-" + string(id), RESPAddr: "resp-" + string(id)}
+	cfg.Peers = peers
+	cfg.Listener = ln
+	tr, err := NewTCP(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+func waitMsg(t *testing.T, h *recHandler, d time.Duration) (repl.Message, bool) {
+	t.Helper()
+	select {
+	case m := <-h.msgs:
+		return m, true
+	case <-time.After(d):
+		return repl.Message{}, false
+	}
+}
+
+// sendUntil resends m until h receives something (the first sends may be
+// dropped while the connection comes up: the transport is lossy by design).
+func sendUntil(t *testing.T, tr Transport, h *recHandler, m repl.Message) repl.Message {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tr.Send(m)
+		if got, ok := waitMsg(t, h, 20*time.Millisecond); ok {
+			return got
+		}
+	}
+	t.Fatalf("message %v never delivered", m.Type)
+	return repl.Message{}
+}
+
+func TestTCPMessagesAndForward(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	ha, hb := newRec("a"), newRec("b")
+	a.Start(ha)
+	b.Start(hb)
+
+	m := repl.Message{Type: repl.MsgApp, From: "a", To: "b", Term: 2, Index: 1, LogTerm: 1,
+		Entries: []entry.Entry{{Term: 2, Index: 2, Kind: entry.KindPut, Key: []byte("k"), Value: []byte("v")}}}
+	got := sendUntil(t, a, hb, m)
+	if got.Type != repl.MsgApp || got.From != "a" || len(got.Entries) != 1 || string(got.Entries[0].Value) != "v" {
+		t.Fatalf("got %+v", got)
+	}
+	// In-order delivery over one connection.
+	for i := uint64(1); i <= 100; i++ {
+		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: i})
+	}
+	for i := uint64(1); i <= 100; i++ {
+		got, ok := waitMsg(t, hb, 5*time.Second)
+		if !ok || got.Term != i {
+			t.Fatalf("heartbeat %d: got term %d ok=%v", i, got.Term, ok)
+		}
+	}
+	// The other direction, and forwarding.
+	sendUntil(t, b, ha, repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := a.Forward(ctx, "b", &ForwardRequest{Op: OpGet, Key: []byte("key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Leader != "b" || string(resp.Read.Value) != "a:key" {
+		t.Fatalf("forward response %+v", resp)
+	}
+	// A forward whose handler blocks ends with the caller's context.
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := a.Forward(short, "b", &ForwardRequest{Op: OpGet, Key: []byte("block")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("blocked forward: %v", err)
+	}
+	if _, err := a.Forward(ctx, "zz", &ForwardRequest{Op: OpGet}); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("forward to unknown peer: %v", err)
+	}
+	// Both learned each other's client endpoints from the handshakes.
+	for _, c := range []struct {
+		tr   *TCP
+		peer repl.NodeID
+	}{{a, "b"}, {b, "a"}} {
+		pi, ok := c.tr.Peer(c.peer)
+		if !ok || pi.HTTPAddr != "http-"+string(c.peer) || pi.RESPAddr != "resp-"+string(c.peer) {
+			t.Fatalf("peer info for %s: %+v %v", c.peer, pi, ok)
+		}
+	}
+}
+
+func TestTCPRefusesHandshake(t *testing.T) {
+	tests := []struct {
+		name string
+		hs   Handshake
+		want string
+	}{
+		{"other cluster", Handshake{ClusterID: "other", NodeID: "a"}, "cluster"},
+		{"unknown node", Handshake{ClusterID: "c", NodeID: "zz"}, "not a member"},
+		{"own id", Handshake{ClusterID: "c", NodeID: "b"}, "not a member"},
+	}
+	lb := mustListen(t)
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": "127.0.0.1:1"})
+	hb := newRec("b")
+	b.Start(hb)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", lb.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write(AppendHandshake(nil, &tc.hs))
+			c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: tc.hs.NodeID, To: "b"}))
+			f, err := ReadFrame(c, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Type != FrameHandshakeReject || !strings.Contains(f.Reject, tc.want) {
+				t.Fatalf("got %s %q, want a reject containing %q", f.Type, f.Reject, tc.want)
+			}
+		})
+	}
+	if m, ok := waitMsg(t, hb, 100*time.Millisecond); ok {
+		t.Fatalf("message delivered after a refused handshake: %+v", m)
+	}
+
+	// A whole transport of another cluster never gets a message through.
+	la := mustListen(t)
+	a := mustTCP(t, "other", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
+	a.Start(newRec("a"))
+	for range 20 {
+		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b"})
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m, ok := waitMsg(t, hb, 100*time.Millisecond); ok {
+		t.Fatalf("message from another cluster delivered: %+v", m)
+	}
+}
+
+func TestTCPForgedSenderDropped(t *testing.T) {
+	lb := mustListen(t)
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": "127.0.0.1:1", "x": "127.0.0.1:1"})
+	hb := newRec("b")
+	b.Start(hb)
+	c, err := net.Dial("tcp", lb.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(AppendHandshake(nil, &Handshake{ClusterID: "c", NodeID: "a"}))
+	if f, err := ReadFrame(c, 1<<20); err != nil || f.Type != FrameHandshake || f.Handshake.NodeID != "b" {
+		t.Fatalf("handshake reply: %v %+v", err, f)
+	}
+	c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: "x", To: "b", Term: 1}))
+	c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2}))
+	m, ok := waitMsg(t, hb, 5*time.Second)
+	if !ok || m.From != "a" || m.Term != 2 {
+		t.Fatalf("got %+v ok=%v, want only the message from a", m, ok)
+	}
+	// Garbage after the handshake closes the connection without harm.
+	c.Write([]byte{1, 0, 0, 0, 99})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after a malformed frame")
+	}
+}
+
+func TestTCPReconnects(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	addrB := lb.Addr().String()
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": addrB})
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	hb := newRec("b")
+	a.Start(newRec("a"))
+	b.Start(hb)
+	sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	b.Close()
+
+	ln, err := net.Listen("tcp", addrB)
+	if err != nil {
+		t.Skipf("cannot listen again on %s: %v", addrB, err)
+	}
+	b2 := mustTCP(t, "c", "b", ln, map[repl.NodeID]string{"a": la.Addr().String()})
+	hb2 := newRec("b")
+	b2.Start(hb2)
+	got := sendUntil(t, a, hb2, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
+	if got.Term != 2 {
+		t.Fatalf("after reconnect got %+v", got)
+	}
+}
+
+func TestMemNetwork(t *testing.T) {
+	n := NewNetwork()
+	a := n.Endpoint(PeerInfo{ID: "a", HTTPAddr: "ha"}, 16)
+	b := n.Endpoint(PeerInfo{ID: "b", HTTPAddr: "hb"}, 16)
+	ha, hb := newRec("a"), newRec("b")
+	a.Start(ha)
+	b.Start(hb)
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+
+	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	if m, ok := waitMsg(t, hb, 5*time.Second); !ok || m.Term != 1 {
+		t.Fatalf("connected: %+v %v", m, ok)
+	}
+	n.Cut("a", "b")
+	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
+	if _, err := a.Forward(ctx, "b", &ForwardRequest{Op: OpGet}); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("forward over a cut link: %v", err)
+	}
+	b.Send(repl.Message{Type: repl.MsgHeartbeat, From: "b", To: "a", Term: 3})
+	if m, ok := waitMsg(t, ha, 5*time.Second); !ok || m.Term != 3 {
+		t.Fatalf("reverse direction of a one-way cut: %+v %v", m, ok)
+	}
+	if m, ok := waitMsg(t, hb, 50*time.Millisecond); ok {
+		t.Fatalf("delivered over a cut link: %+v", m)
+	}
+	n.Heal()
+	resp, err := a.Forward(ctx, "b", &ForwardRequest{Op: OpGet, Key: []byte("k")})
+	if err != nil || string(resp.Read.Value) != "a:k" {
+		t.Fatalf("forward after heal: %v %+v", err, resp)
+	}
+	if pi, ok := a.Peer("b"); !ok || pi.HTTPAddr != "hb" {
+		t.Fatalf("peer info %+v", pi)
+	}
+}
