@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ type nodeOpts struct {
 	heartbeat, election, writeTimeout                time.Duration
 	priority, maxValue                               int
 	logLevel                                         string
+	clusterID, priorities                            string
 }
 
 func nodeFlags() (*flag.FlagSet, *nodeOpts) {
@@ -58,6 +60,8 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.id, "id", "", "this node's id; must be in --cluster (required)")
 	fs.StringVar(&o.data, "data", "", "data directory: WAL, store, rollback journal (required)")
 	fs.StringVar(&o.cluster, "cluster", "", "every member: id=host:port of its peer address, comma-separated (required)")
+	fs.StringVar(&o.clusterID, "cluster-id", "", "cluster identity shared by all members (default: a hash of --cluster); set it when members reach each other through different addresses")
+	fs.StringVar(&o.priorities, "priorities", "", "other members' priorities, id=N,... (missing ids: 1), so a leader knows whom to hand over to")
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8001", "HTTP API listen address (empty = no HTTP)")
 	fs.StringVar(&o.respAddr, "resp", "127.0.0.1:9001", "Redis protocol listen address (empty = no RESP)")
 	fs.StringVar(&o.respPeers, "resp-peers", "", "other nodes' RESP addresses, id=host:port,... (for INFO replication and ROLE)")
@@ -95,6 +99,18 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 		return cfg, nil, err
 	}
 	cfg.Cluster = members
+	cfg.ClusterID = o.clusterID
+	if o.priorities != "" {
+		cfg.Priorities = map[string]int{}
+		for _, part := range strings.Split(o.priorities, ",") {
+			id, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+			p, err := strconv.Atoi(n)
+			if !ok || err != nil || p < 0 {
+				return cfg, nil, fmt.Errorf("--priorities: %q: want id=N with N >= 0", part)
+			}
+			cfg.Priorities[id] = p
+		}
+	}
 	mode, err := repl.ParseAckMode(o.ack)
 	if err != nil {
 		return cfg, nil, fmt.Errorf("--ack: %w", err)

@@ -36,6 +36,11 @@ type Config struct {
 	DataDir string
 	// Cluster lists every voting member, this node included (--cluster).
 	Cluster []Member
+	// ClusterID, if set, is the cluster's identity (--cluster-id); peers with
+	// another one are refused, and the data directory remembers it. Empty: a
+	// hash of the sorted member list (ClusterID(Cluster)). Set it when nodes
+	// reach each other through different addresses (proxies, NAT).
+	ClusterID string
 	// HTTPAddr and RESPAddr are this node's client addresses, advertised to peers
 	// so that they can name the leader's endpoints. Either may be empty.
 	HTTPAddr, RESPAddr string
@@ -181,7 +186,15 @@ func ParseCluster(s string) ([]Member, error) {
 	return out, nil
 }
 
-// ClusterID is the cluster's identity: a hash of the sorted member list.
+// clusterID is the configured ClusterID, or the hash of the member list.
+func (c *Config) clusterID() string {
+	if c.ClusterID != "" {
+		return c.ClusterID
+	}
+	return ClusterID(c.Cluster)
+}
+
+// ClusterID is the default cluster identity: a hash of the sorted member list.
 func ClusterID(members []Member) string {
 	parts := make([]string, len(members))
 	for i, m := range members {

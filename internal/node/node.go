@@ -32,8 +32,8 @@ import (
 	"github.com/trireme-db/trireme/internal/wal"
 )
 
-// ErrKeyTooLarge is returned for keys over MaxKeyBytes.
-var ErrKeyTooLarge = errors.New("key too large")
+// ErrKeyTooLarge is returned (wrapped) for keys over MaxKeyBytes.
+var ErrKeyTooLarge = api.ErrKeyTooLarge
 
 // MaxKeyBytes is the largest key accepted.
 const MaxKeyBytes = 64 << 10
@@ -129,7 +129,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		cfg:          cfg,
 		log:          cfg.Logger.With("node", cfg.ID),
 		id:           repl.NodeID(cfg.ID),
-		clusterID:    ClusterID(cfg.Cluster),
+		clusterID:    cfg.clusterID(),
 		members:      make(map[repl.NodeID]bool),
 		tick:         max(cfg.Heartbeat/tickDivisor, time.Millisecond),
 		msgCh:        make(chan repl.Message, 4096),
