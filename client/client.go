@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
 )
 
 // Errors a Client returns (wrapped in *Error or with details).
@@ -173,20 +175,8 @@ type WriteResult struct {
 
 // Reached describes, for a person, what the write achieved.
 func (r WriteResult) Reached() string {
-	where := "not durable anywhere yet"
-	switch {
-	case r.LeaderDurable && r.Replicas > 0:
-		where = fmt.Sprintf("durable on the leader and %d follower(s)", r.Replicas)
-	case r.LeaderDurable:
-		where = "durable on the leader only"
-	case r.Replicas > 0:
-		where = fmt.Sprintf("durable on %d follower(s)", r.Replicas)
-	}
-	commit := "not committed"
-	if r.Committed {
-		commit = "committed (on a majority)"
-	}
-	return fmt.Sprintf("%s, %s, at index %d term %d", where, commit, r.Index, r.Term)
+	return api.WriteResult{Index: r.Index, Term: r.Term, Replicas: r.Replicas,
+		Committed: r.Committed, LeaderDurable: r.LeaderDurable}.Reached()
 }
 
 // ReadOptions choose how a read is served.
