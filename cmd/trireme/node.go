@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -51,6 +52,7 @@ type nodeOpts struct {
 	priority, maxValue                               int
 	logLevel                                         string
 	clusterID, priorities                            string
+	pprofAddr                                        string
 }
 
 func nodeFlags() (*flag.FlagSet, *nodeOpts) {
@@ -73,6 +75,7 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.IntVar(&o.priority, "priority", d.Priority, "leadership priority: 0 never leads; higher takes over when caught up")
 	fs.IntVar(&o.maxValue, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
 	return fs, o
 }
 
@@ -226,6 +229,22 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 				serveErr <- fmt.Errorf("RESP server: %w", err)
 			}
 		}()
+	}
+
+	if o.pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		ps := &http.Server{Addr: o.pprofAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ps.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Warn("pprof server", "addr", o.pprofAddr, "err", err)
+			}
+		}()
+		defer ps.Close()
 	}
 
 	sig := make(chan os.Signal, 1)

@@ -65,6 +65,11 @@ type Node struct {
 	stopCh chan struct{}
 	doneCh chan struct{}
 
+	applyCh     chan applyJob // run loop -> applier, in Ready order
+	applierDone chan struct{} // closed when the applier has ended
+	applyFailed chan struct{} // closed by the applier after a store error
+	applyErr    error         // the store error; read after applyFailed is closed
+
 	fatalCh   chan error
 	fatalOnce sync.Once
 	stopOnce  sync.Once
@@ -88,7 +93,13 @@ type Node struct {
 	tickBase      time.Time // wall-clock start of the core's tick count
 	ticksDone     int64     // ticks given to the core since tickBase
 	electionTicks int
-	hsPending     wal.HardState // a commit-only change not yet persisted
+	inflight      []inflightReady // Readies waiting for their WAL write, in order
+	walLast       uint64          // last index submitted to the WAL
+	lastTicket    wal.Ticket      // last WAL ticket submitted
+	durableTicket wal.Ticket      // every ticket up to this one is durable
+	walDone       <-chan struct{} // wal.Done(durableTicket+1) while a ticket is outstanding, else nil
+	heldProps     []*propReq      // proposals held while a WAL write is in flight
+	hsPending     wal.HardState   // a commit-only change not yet persisted
 	hsDirty       bool
 	hsSavedAt     time.Time
 }
@@ -98,12 +109,45 @@ type propReq struct {
 	p     repl.Proposal
 	start time.Time
 	done  chan propResp // buffered 1
+	more  []*propReq    // the rest of a batch, proposed right after p, in order
 }
 
 type propResp struct {
-	res repl.Result
-	err error
+	res     repl.Result
+	err     error
+	refused bool // the core refused the proposal: nothing was written
 }
+
+// applyJob is the part of one Ready that follows the WAL write: committed
+// entries to apply, then the reads and writers to answer. The applier
+// goroutine runs jobs in order.
+type applyJob struct {
+	ents    []entry.Entry
+	reads   []readDone
+	results []propDone
+}
+
+type readDone struct {
+	w *readReq
+	r repl.ReadResult
+}
+
+type propDone struct {
+	w *propReq
+	r repl.Result
+}
+
+// inflightReady is a Ready whose WAL write (or an earlier one) is not yet
+// durable: its held messages and its Advance wait for ticket.
+type inflightReady struct {
+	rd     repl.Ready
+	held   []repl.Message
+	ticket wal.Ticket
+}
+
+// maxInflightReadies bounds the Readies the run loop hands out before the
+// oldest one's WAL write completes (the WAL merges them into few fsyncs).
+const maxInflightReadies = 64
 
 // readReq is one linearizable read waiting for its read point.
 type readReq struct {
@@ -139,6 +183,9 @@ func Start(cfg Config) (_ *Node, err error) {
 		stopCh:       make(chan struct{}),
 		doneCh:       make(chan struct{}),
 		fatalCh:      make(chan error, 1),
+		applyCh:      make(chan applyJob, 64),
+		applierDone:  make(chan struct{}),
+		applyFailed:  make(chan struct{}),
 		changed:      make(chan struct{}),
 		pendingProps: make(map[uint64]*propReq),
 		pendingReads: make(map[uint64]*readReq),
@@ -231,7 +278,9 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 		n.tr = tcp
 	}
+	n.walLast = n.wal.LastIndex()
 	n.publish(time.Now())
+	go n.applier()
 	go n.run()
 	if err := n.tr.Start(n); err != nil {
 		n.Stop()
@@ -390,6 +439,12 @@ func (n *Node) HandleMessage(m repl.Message) {
 // run is the one goroutine that owns the core. See DESIGN.md.
 func (n *Node) run() {
 	defer close(n.doneCh)
+	defer func() {
+		// Let the applier finish (it answers every job handed to it)
+		// before the storage can be closed.
+		close(n.applyCh)
+		<-n.applierDone
+	}()
 	n.tickBase = time.Now()
 	ticker := time.NewTicker(n.tick)
 	defer ticker.Stop()
@@ -414,9 +469,16 @@ func (n *Node) run() {
 			n.read(r)
 		case f := <-n.ctlCh:
 			f()
+		case <-n.applyFailed:
+			n.loopErr = n.applyErr
+		case <-n.walDone:
+			n.onPersisted()
 		}
 		n.drain()
-		err := n.processReady()
+		err := n.loopErr
+		if err == nil {
+			err = n.processReady()
+		}
 		if err == nil {
 			err = n.loopErr
 		}
@@ -428,6 +490,92 @@ func (n *Node) run() {
 			return
 		}
 		n.publish(now)
+	}
+}
+
+// onPersisted records the WAL tickets that are now durable (n.walDone has
+// fired), completes the in-flight Readies they cover, and releases held
+// proposals.
+func (n *Node) onPersisted() {
+	for n.durableTicket < n.lastTicket {
+		t := n.durableTicket + 1
+		select {
+		case <-n.wal.Done(t):
+		default:
+			n.walDone = n.wal.Done(t)
+			n.completeInflight()
+			n.maybeReleaseHeld()
+			return
+		}
+		if err := n.wal.Wait(t); err != nil { // returns at once
+			if n.loopErr == nil {
+				n.loopErr = fmt.Errorf("node: append entries to the WAL: %w", err)
+			}
+			n.walDone = nil
+			return
+		}
+		n.durableTicket = t
+	}
+	n.walDone = nil
+	n.completeInflight()
+	n.maybeReleaseHeld()
+}
+
+func (n *Node) maybeReleaseHeld() {
+	if n.walBatchesInFlight() < maxWALBatchesInFlight {
+		n.releaseHeld()
+	}
+}
+
+// completeInflight sends the held messages of, and advances, every in-flight
+// Ready whose WAL write is durable, oldest first.
+func (n *Node) completeInflight() {
+	k := 0
+	for ; k < len(n.inflight) && n.inflight[k].ticket <= n.durableTicket; k++ {
+		f := &n.inflight[k]
+		for _, m := range f.held {
+			n.tr.Send(m)
+		}
+		n.core.Advance(f.rd)
+	}
+	if k > 0 {
+		rest := copy(n.inflight, n.inflight[k:])
+		clear(n.inflight[rest:])
+		n.inflight = n.inflight[:rest]
+	}
+}
+
+// applier applies committed entries and then answers the reads and writes
+// of the same Ready, one job at a time in Ready order, so that the store's
+// Apply overlaps the run loop's next WAL write. After a store error it
+// answers every later job with errors and the run loop stops (applyFailed).
+func (n *Node) applier() {
+	defer close(n.applierDone)
+	var failed error
+	for job := range n.applyCh {
+		if failed == nil && len(job.ents) > 0 {
+			if err := n.store.Apply(job.ents); err != nil {
+				failed = fmt.Errorf("node: apply entries %d..%d to the store: %w", job.ents[0].Index,
+					job.ents[len(job.ents)-1].Index, err)
+				n.applyErr = failed
+				close(n.applyFailed)
+			}
+		}
+		if failed != nil {
+			for _, d := range job.reads {
+				d.w.done <- repl.ReadResult{ID: d.r.ID, Err: api.ErrStopped}
+			}
+			for _, d := range job.results {
+				d.w.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
+			}
+			continue
+		}
+		for _, d := range job.reads {
+			d.w.done <- d.r
+		}
+		for _, d := range job.results {
+			d.w.done <- propResp{res: d.r}
+		}
 	}
 }
 
@@ -472,13 +620,61 @@ func (n *Node) step(m repl.Message) {
 }
 
 func (n *Node) propose(p *propReq) {
+	if n.walBatchesInFlight() >= maxWALBatchesInFlight {
+		// One WAL write is being fsynced and another is queued behind it:
+		// collect proposals until the first is durable, so that they go
+		// out as one batch (one Ready, one MsgApp per follower, one WAL
+		// submission) instead of one each. They could not be fsynced
+		// sooner anyway, and the WAL never idles (one batch stays queued).
+		n.heldProps = append(n.heldProps, p)
+		return
+	}
+	n.proposeNow(p)
+}
+
+// maxWALBatchesInFlight is how many WAL submissions may be outstanding
+// before new proposals are held back (see propose).
+const maxWALBatchesInFlight = 2
+
+// walBatchesInFlight counts the WAL submissions not yet known durable (the
+// run loop is the WAL's only submitter, so tickets are consecutive).
+func (n *Node) walBatchesInFlight() int { return int(n.lastTicket - n.durableTicket) }
+
+// releaseHeld proposes the proposals collected while a WAL write was in
+// flight, in arrival order.
+func (n *Node) releaseHeld() {
+	for i, p := range n.heldProps {
+		n.proposeNow(p)
+		n.heldProps[i] = nil
+	}
+	n.heldProps = n.heldProps[:0]
+}
+
+func (n *Node) proposeNow(p *propReq) {
+	err := n.propose1(p)
+	// A batch (PutBatch) is proposed in order with no other input in
+	// between; after a refusal nothing more of it is proposed, so that the
+	// caller can retry the refused suffix in order.
+	for _, q := range p.more {
+		if err != nil {
+			q.done <- propResp{err: err, refused: true}
+			continue
+		}
+		err = n.propose1(q)
+	}
+}
+
+// propose1 hands one proposal to the core; an error means it was refused
+// (nothing written) and has been answered.
+func (n *Node) propose1(p *propReq) error {
 	n.nextID++
 	p.p.ID = n.nextID
 	if err := n.core.Propose(p.p); err != nil {
-		p.done <- propResp{err: err}
-		return
+		p.done <- propResp{err: err, refused: true}
+		return err
 	}
 	n.pendingProps[p.p.ID] = p
+	return nil
 }
 
 func (n *Node) read(r *readReq) {
@@ -493,6 +689,12 @@ func (n *Node) read(r *readReq) {
 
 // failAll answers every waiting caller when the loop ends.
 func (n *Node) failAll() {
+	for _, p := range n.heldProps {
+		for _, q := range append([]*propReq{p}, p.more...) {
+			q.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
+		}
+	}
+	n.heldProps = nil
 	for id, p := range n.pendingProps {
 		p.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
 		delete(n.pendingProps, id)
@@ -504,9 +706,19 @@ func (n *Node) failAll() {
 }
 
 // processReady handles every Ready the core has, in the order the Ready
-// contract (internal/repl/types.go) requires. Any error is fatal.
+// contract (internal/repl/types.go) requires, pipelined as the contract
+// allows (see DESIGN.md): the entries are submitted to the WAL and the loop
+// goes on; MsgApp and MsgHeartbeat leave at once; every other message, and
+// Advance, wait until this Ready's entries and all earlier ones are durable
+// (onPersisted). The committed entries are applied, and their reads and
+// writes answered, by the applier goroutine. Any error is fatal.
 func (n *Node) processReady() error {
-	for n.core.HasReady() {
+	for len(n.inflight) < maxInflightReadies && n.core.HasReady() {
+		select {
+		case <-n.applyFailed:
+			return n.applyErr
+		default:
+		}
 		rd := n.core.Ready()
 		n.m.readyBatches.Inc()
 		// 1. Journal discarded entries before the log forgets them.
@@ -518,54 +730,100 @@ func (n *Node) processReady() error {
 			n.log.Warn("discarded log entries into the rollback journal", "count", len(rd.Discarded),
 				"index", rd.Discarded[0].Index, "term", rd.Discarded[0].Term)
 		}
-		// 2. Entries then HardState, durably.
+		// 2. Entries: submitted to the WAL, whose writer writes and fsyncs
+		// them while the loop goes on. A conflicting suffix is truncated
+		// first (TruncateAfter writes what is pending, then truncates).
 		if len(rd.Entries) > 0 {
-			if first := rd.Entries[0].Index; first <= n.wal.LastIndex() {
+			first := rd.Entries[0].Index
+			if first <= n.walLast {
 				if err := n.wal.TruncateAfter(first - 1); err != nil {
 					return fmt.Errorf("node: truncate WAL after index %d: %w", first-1, err)
 				}
 			}
-			if err := n.wal.Append(rd.Entries); err != nil {
-				return fmt.Errorf("node: append %d entries to the WAL at index %d: %w", len(rd.Entries), rd.Entries[0].Index, err)
+			t, err := n.wal.Submit(rd.Entries)
+			if err != nil {
+				return fmt.Errorf("node: append %d entries to the WAL at index %d: %w", len(rd.Entries), first, err)
+			}
+			n.walLast = rd.Entries[len(rd.Entries)-1].Index
+			n.lastTicket = t
+			if n.walDone == nil {
+				n.walDone = n.wal.Done(t)
 			}
 			n.m.readyEntries.Add(float64(len(rd.Entries)))
 		}
+		// 2. HardState: a term or vote change is durable when saveHardState
+		// returns (a commit-only change is a hint, written later).
 		if !rd.HardState.IsEmpty() {
 			hs := wal.HardState{Term: rd.HardState.Term, Vote: string(rd.HardState.Vote), Commit: rd.HardState.Commit}
 			if err := n.saveHardState(hs, false); err != nil {
 				return err
 			}
 		}
-		// 3. Messages, only now that what they depend on is durable.
+		// 3. Messages. MsgApp and MsgHeartbeat may leave before the entries
+		// are durable (the leader counts its own entries only after
+		// Advance); everything else (MsgAppResp acknowledges durable
+		// entries) waits until this and every earlier WAL write is durable.
+		waitFor := n.lastTicket
+		pending := waitFor > n.durableTicket || len(n.inflight) > 0
+		var held []repl.Message
 		for _, m := range rd.Messages {
-			if m.To != n.id {
+			switch {
+			case m.To == n.id:
+			case !pending || m.Type == repl.MsgApp || m.Type == repl.MsgHeartbeat:
 				n.tr.Send(m)
+			default:
+				held = append(held, m)
 			}
 		}
-		// 4. Apply committed entries in one batch.
-		if len(rd.CommittedEntries) > 0 {
-			if err := n.store.Apply(rd.CommittedEntries); err != nil {
-				return fmt.Errorf("node: apply entries %d..%d to the store: %w", rd.CommittedEntries[0].Index,
-					rd.CommittedEntries[len(rd.CommittedEntries)-1].Index, err)
+		// 4-5. Apply committed entries, then serve reads and answer writers,
+		// on the applier. These entries were durable before this Ready (the
+		// core hands out only entries an earlier Advance confirmed), and the
+		// reads and results depend only on earlier Readies.
+		if job := n.applyJob(&rd); len(job.ents) > 0 || len(job.reads) > 0 || len(job.results) > 0 {
+			select {
+			case n.applyCh <- job:
+			case <-n.applyFailed:
+				n.failJob(job)
+				return n.applyErr
 			}
 		}
-		// 5. Reads and results.
-		for _, r := range rd.Reads {
-			if w := n.pendingReads[r.ID]; w != nil {
-				delete(n.pendingReads, r.ID)
-				w.done <- r
-			}
+		// 6. Advance now, or when the WAL says (onPersisted).
+		if !pending {
+			n.core.Advance(rd)
+			continue
 		}
-		for _, r := range rd.Results {
-			if w := n.pendingProps[r.ID]; w != nil {
-				delete(n.pendingProps, r.ID)
-				w.done <- propResp{res: r}
-			}
-		}
-		// 6.
-		n.core.Advance(rd)
+		n.inflight = append(n.inflight, inflightReady{rd: rd, held: held, ticket: waitFor})
 	}
 	return nil
+}
+
+// applyJob takes rd's committed entries, reads and results, resolving the
+// waiting callers.
+func (n *Node) applyJob(rd *repl.Ready) applyJob {
+	job := applyJob{ents: rd.CommittedEntries}
+	for _, r := range rd.Reads {
+		if w := n.pendingReads[r.ID]; w != nil {
+			delete(n.pendingReads, r.ID)
+			job.reads = append(job.reads, readDone{w: w, r: r})
+		}
+	}
+	for _, r := range rd.Results {
+		if w := n.pendingProps[r.ID]; w != nil {
+			delete(n.pendingProps, r.ID)
+			job.results = append(job.results, propDone{w: w, r: r})
+		}
+	}
+	return job
+}
+
+// failJob answers the callers of a job the applier will never run.
+func (n *Node) failJob(job applyJob) {
+	for _, d := range job.reads {
+		d.w.done <- repl.ReadResult{ID: d.r.ID, Err: api.ErrStopped}
+	}
+	for _, d := range job.results {
+		d.w.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
+	}
 }
 
 // hardStateCommitInterval bounds how often a change of the commit index alone
@@ -586,7 +844,12 @@ func (n *Node) saveHardState(hs wal.HardState, force bool) error {
 		n.hsPending, n.hsDirty = hs, true
 		return nil
 	}
-	if err := n.wal.SetHardState(hs); err != nil {
+	// The entries of the current Ready may still be in flight: never record
+	// a commit index beyond the durable log (it is a hint; the core relearns
+	// the rest).
+	w := hs
+	w.Commit = min(w.Commit, n.wal.LastIndex())
+	if err := n.wal.SetHardState(w); err != nil {
 		return fmt.Errorf("node: persist hard state (term %d, commit %d): %w", hs.Term, hs.Commit, err)
 	}
 	n.hsSavedAt, n.hsDirty = time.Now(), false
@@ -605,6 +868,9 @@ func (n *Node) flushHardState(force bool) error {
 // the gauges and the election and failover metrics.
 func (n *Node) publish(now time.Time) {
 	st := n.core.Status()
+	// The core counts entries applied when they are handed out; the store
+	// applies them a little later, on the applier.
+	st.Applied = min(st.Applied, n.store.AppliedIndex())
 	m := n.m
 	if st.Role != n.prevRole {
 		switch st.Role {

@@ -118,18 +118,8 @@ func (n *Node) waitStatus(ctx context.Context, d time.Duration, cond func(*snaps
 
 var errTimeout = errors.New("node: timed out")
 
-// write proposes on the leader or forwards to it. forwarded=true means the
-// request came from a follower: never forward again.
-func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
-	if len(key) == 0 {
-		return api.WriteResult{}, api.ErrEmptyKey
-	}
-	if len(key) > MaxKeyBytes {
-		return api.WriteResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeyBytes)
-	}
-	if len(value) > n.cfg.MaxValueBytes {
-		return api.WriteResult{}, fmt.Errorf("%w: %d bytes, limit %d", api.ErrValueTooLarge, len(value), n.cfg.MaxValueBytes)
-	}
+// writeParams resolves a write's ack mode and timeout.
+func (n *Node) writeParams(w api.WriteOptions) (repl.Ack, time.Duration, error) {
 	ack := w.Ack
 	if w.Default {
 		ack = n.cfg.DefaultAck
@@ -138,16 +128,136 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 	case repl.AckAsync, repl.AckSync, repl.AckMajority:
 	case repl.AckSemiSync:
 		if ack.Replicas < 1 {
-			return api.WriteResult{}, fmt.Errorf("%w: semi-sync needs at least 1 replica", repl.ErrBadAckMode)
+			return ack, 0, fmt.Errorf("%w: semi-sync needs at least 1 replica", repl.ErrBadAckMode)
 		}
 	default:
-		return api.WriteResult{}, fmt.Errorf("%w: %v", repl.ErrBadAckMode, ack.Mode)
+		return ack, 0, fmt.Errorf("%w: %v", repl.ErrBadAckMode, ack.Mode)
 	}
 	timeout := w.Timeout
 	if timeout <= 0 {
 		timeout = n.cfg.WriteTimeout
 	}
 	timeout = min(timeout, maxForwardTimeoutMs*time.Millisecond) // no overflow below
+	return ack, timeout, nil
+}
+
+// checkWrite validates a write's key and value.
+func (n *Node) checkWrite(key, value []byte) error {
+	if len(key) == 0 {
+		return api.ErrEmptyKey
+	}
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeyBytes)
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", api.ErrValueTooLarge, len(value), n.cfg.MaxValueBytes)
+	}
+	return nil
+}
+
+// PutBatch writes keys[i]=values[i] in order with the same options, as if
+// by Put one after another: each is its own log entry, the entries are in
+// slice order, and there is one result and one error per key. On the leader
+// the whole batch reaches the protocol core in one step (one channel send,
+// one group commit); a suffix the core refuses (leadership moved) and every
+// write on a follower go through Put's path (forwarding, retries), still in
+// order. The RESP server uses it for pipelined SETs.
+func (n *Node) PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteOptions) ([]api.WriteResult, []error) {
+	res := make([]api.WriteResult, len(keys))
+	errs := make([]error, len(keys))
+	done := 0
+	if s, _ := n.status(); s.st.Role == repl.RoleLeader && len(keys) > 1 {
+		done = n.proposeBatch(ctx, keys, values, w, res, errs)
+	}
+	for i := done; i < len(keys); i++ {
+		res[i], errs[i] = n.write(ctx, entry.KindPut, keys[i], values[i], w, false)
+	}
+	return res, errs
+}
+
+// proposeBatch proposes the valid writes of a batch on this node in one
+// step and fills in res and errs. It returns how many writes it settled:
+// writes from the first refused one on were not written and are left to the
+// caller.
+func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.WriteOptions, res []api.WriteResult, errs []error) int {
+	ack, timeout, err := n.writeParams(w)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return len(keys)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout+2*n.cfg.ElectionTimeout+time.Second)
+	defer cancel()
+	size := 0
+	for i := range keys {
+		size += len(keys[i]) + len(values[i])
+	}
+	buf := make([]byte, 0, size) // one copy for the batch: callers reuse their buffers
+	reqs := make([]*propReq, len(keys))
+	idx := make([]int, 0, len(keys)) // op index of each proposed request
+	now := time.Now()
+	var head *propReq
+	for i := range keys {
+		if errs[i] = n.checkWrite(keys[i], values[i]); errs[i] != nil {
+			continue
+		}
+		o := len(buf)
+		buf = append(buf, keys[i]...)
+		k := buf[o:len(buf):len(buf)]
+		o = len(buf)
+		buf = append(buf, values[i]...)
+		v := buf[o:len(buf):len(buf)]
+		r := &propReq{
+			p:     repl.Proposal{Kind: entry.KindPut, Key: k, Value: v, Ack: ack, TimeoutTicks: n.ticks(timeout)},
+			start: now,
+			done:  make(chan propResp, 1),
+		}
+		reqs[i] = r
+		if head == nil {
+			head = r
+		} else {
+			head.more = append(head.more, r)
+		}
+		idx = append(idx, i)
+	}
+	if head == nil {
+		return len(keys)
+	}
+	select {
+	case n.propCh <- head:
+	case <-ctx.Done():
+		return 0 // nothing proposed: the caller's path reports the context
+	case <-n.doneCh:
+		for _, i := range idx {
+			errs[i] = api.ErrStopped
+		}
+		return len(keys)
+	}
+	for _, i := range idx {
+		r, ok := n.waitProp(ctx, reqs[i])
+		if ok && r.refused {
+			return i // this one and every later one were not written
+		}
+		if !ok {
+			res[i], errs[i] = api.WriteResult{}, r.err
+			continue
+		}
+		res[i], errs[i] = n.writeOutcome(reqs[i], r, ack)
+	}
+	return len(keys)
+}
+
+// write proposes on the leader or forwards to it. forwarded=true means the
+// request came from a follower: never forward again.
+func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
+	if err := n.checkWrite(key, value); err != nil {
+		return api.WriteResult{}, err
+	}
+	ack, timeout, err := n.writeParams(w)
+	if err != nil {
+		return api.WriteResult{}, err
+	}
 	// The core answers OutcomeTimeout after `timeout`; the extra time covers
 	// waiting for a leader and a forwarding round trip.
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*n.cfg.ElectionTimeout+time.Second)
@@ -259,18 +369,33 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 	case <-n.doneCh:
 		return api.WriteResult{}, api.ErrStopped
 	}
-	var r propResp
+	r, ok := n.waitProp(ctx, req)
+	if !ok {
+		return api.WriteResult{}, r.err
+	}
+	return n.writeOutcome(req, r, ack)
+}
+
+// waitProp waits for req's answer. ok is false if the wait ended first
+// (r.err then says why: the outcome is unknown).
+func (n *Node) waitProp(ctx context.Context, req *propReq) (r propResp, ok bool) {
 	select {
 	case r = <-req.done:
+		return r, true
 	case <-ctx.Done():
-		return api.WriteResult{}, fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())
+		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())}, false
 	case <-n.doneCh:
 		select {
 		case r = <-req.done:
+			return r, true
 		default:
-			return api.WriteResult{}, fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)
+			return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}, false
 		}
 	}
+}
+
+// writeOutcome turns a proposal's answer into the write's reply.
+func (n *Node) writeOutcome(req *propReq, r propResp, ack repl.Ack) (api.WriteResult, error) {
 	if r.err != nil {
 		return api.WriteResult{}, r.err
 	}

@@ -60,7 +60,18 @@
 //
 // A pipelined runtime may call Ready again before the previous Advance,
 // provided it processes the batches strictly in order and calls Advance for
-// each, in order.
+// each, in order. Pipelined, "step 2 is durable" in step 3 means: the entries
+// of this Ready and of every earlier one are durable.
+//
+// Steps 4 and 5 may run apart from steps 2, 3 and 6 (internal/node hands them
+// to an applier goroutine as soon as it has the Ready, and calls Advance when
+// step 2 is durable, without waiting for them), provided that (a) they run in
+// Ready order, and (b) each Ready's reads and results are delivered only after
+// its CommittedEntries (and all earlier ones) are applied. This is safe
+// because they depend only on earlier Readies: CommittedEntries were
+// confirmed durable by an earlier Advance, and Reads and Results were decided
+// by earlier inputs. The core counts an entry as applied when it is handed out
+// (Status.Applied may then run ahead of the store).
 //
 // # Storage
 //

@@ -160,3 +160,47 @@ type countWriter struct{ n int64 }
 func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// BenchmarkCount measures Count over 50,000 keys: "scan" with nothing
+// remembered (after Open, or after more than 65,536 keys were written since
+// the last Count), "after-64-writes" when 64 keys were written since the
+// last Count (one point read each).
+func BenchmarkCount(b *testing.B) {
+	b.Run("scan", func(b *testing.B) {
+		s := benchStore(b)
+		preload(b, s)
+		b.ResetTimer()
+		for b.Loop() {
+			s.writeMu.Lock()
+			s.ctr.drop()
+			s.writeMu.Unlock()
+			if n, err := s.Count(); err != nil || n != benchKeys {
+				b.Fatalf("Count = %d, %v", n, err)
+			}
+		}
+	})
+	b.Run("after-64-writes", func(b *testing.B) {
+		s := benchStore(b)
+		preload(b, s)
+		if _, err := s.Count(); err != nil {
+			b.Fatal(err)
+		}
+		val := bytes.Repeat([]byte("v"), 100)
+		ents := make([]entry.Entry, 64)
+		next := uint64(benchKeys + 1)
+		rng := rand.New(rand.NewPCG(3, 4))
+		b.ResetTimer()
+		for b.Loop() {
+			b.StopTimer()
+			for i := range ents {
+				ents[i] = entry.Entry{Term: 1, Index: next, Kind: entry.KindPut, Key: benchKey(nil, rng.IntN(2*benchKeys)), Value: val}
+				next++
+			}
+			mustApply(b, s, ents...)
+			b.StartTimer()
+			if _, err := s.Count(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

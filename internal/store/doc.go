@@ -4,7 +4,7 @@
 // It promises:
 //   - Apply is atomic per call (one Pebble batch) and idempotent: entries at or
 //     below the applied index are skipped, and a gap is refused with ErrGap.
-//     The applied index (and its term) and the live key count are written in
+//     The applied index (and its term) are written in
 //     the same batch as the data, so they always describe the stored state.
 //   - Each key carries its version: the index of the log entry that last set it.
 //   - Reads (Get, View) see only whole applied batches; a View is a consistent
@@ -35,9 +35,9 @@
 // never collide. Byte by byte (all integers little-endian):
 //
 //	Pebble key             Pebble value
-//	0x00 'f'               uint32 format version (FormatVersion, 1)
+//	0x00 'f'               uint32 format version (FormatVersion, 2; 1 is also read)
 //	0x00 'a'               uint64 applied index, uint64 applied term
-//	0x00 'n'               uint64 number of live user keys
+//	0x00 'n'               format 1 only: a key count, now ignored
 //	0x01 <user key bytes>  uint64 version (index of the last change), then the value bytes
 //
 // User keys may be empty and may hold any bytes. 0x02 is the exclusive upper

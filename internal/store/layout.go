@@ -17,12 +17,19 @@ const (
 var (
 	metaKeyFormat  = []byte{prefixMeta, 'f'} // uint32 LE: FormatVersion
 	metaKeyApplied = []byte{prefixMeta, 'a'} // uint64 LE applied index, uint64 LE applied term
-	metaKeyCount   = []byte{prefixMeta, 'n'} // uint64 LE: number of live user keys
+	metaKeyCount   = []byte{prefixMeta, 'n'} // format 1 only: uint64 LE number of live user keys (now ignored)
 )
 
 // FormatVersion is the store's on-disk format version, kept under the format
-// metadata key. Open refuses a store with any other version. Part of the format.
-const FormatVersion uint32 = 1
+// metadata key. Open refuses a store with any version other than this one and
+// formatVersion1. Part of the format.
+//
+// Version 2 no longer maintains a key count under metaKeyCount (Count is
+// computed, see counter); a version 1 store opens unchanged (its stale count
+// key is ignored).
+const FormatVersion uint32 = 2
+
+const formatVersion1 uint32 = 1
 
 // versionSize is the size of the version header in front of every stored value.
 // Part of the format.
@@ -66,7 +73,5 @@ func encodeApplied(index, term uint64) []byte {
 	binary.LittleEndian.PutUint64(b[8:], term)
 	return b
 }
-
-func encodeUint64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
 func encodeFormat() []byte { return binary.LittleEndian.AppendUint32(nil, FormatVersion) }

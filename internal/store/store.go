@@ -118,9 +118,10 @@ type Store struct {
 
 	// writeMu serializes Apply and Import (the writers).
 	writeMu sync.Mutex
-	// touched is Apply's scratch map: keys written earlier in the current
-	// batch and whether they exist afterwards. Guarded by writeMu.
-	touched map[string]bool
+	// ctr keeps the key count (see counter). Guarded by writeMu.
+	ctr counter
+	// countMu serializes Count.
+	countMu sync.Mutex
 
 	// mu guards h and closed. Readers take it shared to acquire a reference
 	// on h; Import takes it exclusive to swap h; Apply reads h under writeMu
@@ -131,7 +132,6 @@ type Store struct {
 
 	applied     atomic.Uint64 // applied index
 	appliedTerm atomic.Uint64
-	count       atomic.Int64  // live user keys
 	durable     atomic.Uint64 // applied index known to be in flushed sstables
 	failed      atomic.Pointer[error]
 }
@@ -144,7 +144,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
-	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, touched: make(map[string]bool)}
+	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger}
 	name, err := readCurrent(dir)
 	if err != nil {
 		return nil, err
@@ -169,7 +169,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	index, term, count, err := readMeta(h.db, h.path)
+	index, term, err := readMeta(h.db, h.path)
 	if err != nil {
 		h.release()
 		return nil, err
@@ -177,10 +177,9 @@ func Open(dir string, cfg Config) (*Store, error) {
 	s.h = h
 	s.applied.Store(index)
 	s.appliedTerm.Store(term)
-	s.count.Store(count)
 	// Pebble's WAL is off, so everything Open finds came from flushed sstables.
 	s.durable.Store(index)
-	s.log.Info("store: opened", "dir", dir, "db", name, "index", index, "term", term, "keys", count)
+	s.log.Info("store: opened", "dir", dir, "db", name, "index", index, "term", term)
 	return s, nil
 }
 
@@ -223,7 +222,6 @@ func (s *Store) createDB(name string) (*handle, error) {
 	b := h.db.NewBatch()
 	_ = b.Set(metaKeyFormat, encodeFormat(), nil)
 	_ = b.Set(metaKeyApplied, encodeApplied(0, 0), nil)
-	_ = b.Set(metaKeyCount, encodeUint64(0), nil)
 	err = h.db.Apply(b, pebble.NoSync)
 	_ = b.Close()
 	if err == nil {
@@ -237,8 +235,9 @@ func (s *Store) createDB(name string) (*handle, error) {
 	return h, nil
 }
 
-// readMeta reads and checks the metadata of an open database.
-func readMeta(r pebble.Reader, path string) (index, term uint64, count int64, err error) {
+// readMeta reads and checks the metadata of an open database. (Format 1 also
+// kept a key count under metaKeyCount; it is ignored.)
+func readMeta(r pebble.Reader, path string) (index, term uint64, err error) {
 	get := func(k []byte, size int) ([]byte, error) {
 		v, c, err := r.Get(k)
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -255,24 +254,16 @@ func readMeta(r pebble.Reader, path string) (index, term uint64, count int64, er
 	}
 	f, err := get(metaKeyFormat, 4)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, err
 	}
-	if v := binary.LittleEndian.Uint32(f); v != FormatVersion {
-		return 0, 0, 0, fmt.Errorf("%w: %s has format version %d, this build reads %d", ErrIncompatible, path, v, FormatVersion)
+	if v := binary.LittleEndian.Uint32(f); v != FormatVersion && v != formatVersion1 {
+		return 0, 0, fmt.Errorf("%w: %s has format version %d, this build reads %d and %d", ErrIncompatible, path, v, formatVersion1, FormatVersion)
 	}
 	a, err := get(metaKeyApplied, 16)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, err
 	}
-	n, err := get(metaKeyCount, 8)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	cnt := binary.LittleEndian.Uint64(n)
-	if cnt > 1<<62 {
-		return 0, 0, 0, fmt.Errorf("%w: %s: key count %d", ErrCorrupt, path, cnt)
-	}
-	return binary.LittleEndian.Uint64(a), binary.LittleEndian.Uint64(a[8:]), int64(cnt), nil
+	return binary.LittleEndian.Uint64(a), binary.LittleEndian.Uint64(a[8:]), nil
 }
 
 // acquire returns the current database with a reference the caller must release.
@@ -340,47 +331,31 @@ func (s *Store) Apply(ents []entry.Entry) error {
 	db := s.h.db
 	b := db.NewBatch()
 	defer b.Close()
-	clear(s.touched)
-	count := s.count.Load()
 	var kbuf, vbuf []byte
 	for i := range ents {
 		e := &ents[i]
 		switch e.Kind {
-		case entry.KindPut, entry.KindDelete:
-		default:
-			continue // no-op and config entries only advance the applied index
-		}
-		kbuf = userKey(kbuf[:0], e.Key)
-		existed, ok := s.touched[string(e.Key)]
-		if !ok {
-			var err error
-			existed, err = exists(db, kbuf)
-			if err != nil {
-				return fmt.Errorf("store: apply index %d: reading key: %w", e.Index, err)
-			}
-		}
-		if e.Kind == entry.KindPut {
+		case entry.KindPut:
+			kbuf = userKey(kbuf[:0], e.Key)
 			vbuf = encodeValue(vbuf[:0], e.Index, e.Value)
 			_ = b.Set(kbuf, vbuf, nil) // Set copies
-			if !existed {
-				count++
-			}
-			s.touched[string(e.Key)] = true
-		} else {
-			if existed {
-				_ = b.Delete(kbuf, nil)
-				count--
-			}
-			s.touched[string(e.Key)] = false
+			s.ctr.track(e.Key, true)
+		case entry.KindDelete:
+			kbuf = userKey(kbuf[:0], e.Key)
+			_ = b.Delete(kbuf, nil)
+			s.ctr.track(e.Key, false)
+		default:
+			// no-op and config entries only advance the applied index
 		}
 	}
 	last := &ents[len(ents)-1]
 	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
-	_ = b.Set(metaKeyCount, encodeUint64(uint64(count)), nil)
 	if err := db.Apply(b, pebble.NoSync); err != nil {
+		s.ctr.drop() // the dirty keys no longer describe the database
+		s.ctr.gen++
 		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
 	}
-	s.count.Store(count)
+	s.ctr.afterApply()
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
 	return nil
@@ -428,16 +403,6 @@ func get(r pebble.Reader, key []byte) (value []byte, version uint64, found bool,
 		return nil, 0, false, err
 	}
 	return append(make([]byte, 0, len(v)), v...), ver, true, nil
-}
-
-// Count returns the number of live keys (as of AppliedIndex).
-func (s *Store) Count() (int64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return 0, ErrClosed
-	}
-	return s.count.Load(), nil
 }
 
 // Flush writes all applied state to sstables on disk and advances
@@ -506,6 +471,8 @@ func (s *Store) close(flush bool) error {
 	s.closed = true
 	h := s.h
 	s.mu.Unlock()
+	s.ctr.drop()
+	s.ctr.gen++
 	h.release()
 	return err
 }

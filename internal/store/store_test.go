@@ -393,7 +393,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("missing metadata", func(t *testing.T) {
 		dir := t.TempDir()
 		s := mustOpen(t, dir)
-		if err := s.h.db.Delete(metaKeyCount, pebble.NoSync); err != nil {
+		if err := s.h.db.Delete(metaKeyApplied, pebble.NoSync); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -451,5 +451,67 @@ func TestFlushAdvancesDurable(t *testing.T) {
 	}
 	if s.DurableIndex() != 9 {
 		t.Fatalf("DurableIndex = %d, want 9", s.DurableIndex())
+	}
+}
+
+// TestCountConcurrent checks Count against a model while another goroutine
+// applies puts and deletes, with a small limit on remembered keys so that
+// both the incremental and the scanning path run, concurrently with Apply.
+func TestCountConcurrent(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	s.ctr.max = 5
+	const n = 600
+	// Entry i puts key i%37 when (i/37) is even, else deletes it; the live
+	// count after applying index i is computed by replaying the same rule.
+	ent := func(i uint64) entry.Entry {
+		k := fmt.Sprintf("k%02d", i%37)
+		if (i/37)%2 == 0 {
+			return put(i, k, "v")
+		}
+		return del(i, k)
+	}
+	want := make([]int64, n+1)
+	live := map[string]bool{}
+	for i := uint64(1); i <= n; i++ {
+		e := ent(i)
+		live[string(e.Key)] = e.Kind == entry.KindPut
+		c := int64(0)
+		for _, ok := range live {
+			if ok {
+				c++
+			}
+		}
+		want[i] = c
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := uint64(1); i <= n; i++ {
+			mustApply(t, s, ent(i))
+		}
+	}()
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		lo := s.AppliedIndex()
+		got, err := s.Count()
+		hi := s.AppliedIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := false
+		for i := lo; i <= hi; i++ {
+			ok = ok || want[i] == got
+		}
+		if !ok {
+			t.Fatalf("Count = %d while applied went %d..%d; want one of %v", got, lo, hi, want[lo:hi+1])
+		}
+	}
+	if got, err := s.Count(); err != nil || got != want[n] {
+		t.Fatalf("final Count = %d, %v; want %d", got, err, want[n])
 	}
 }

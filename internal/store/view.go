@@ -15,7 +15,9 @@ type View struct {
 	snap    *pebble.Snapshot
 	applied uint64
 	term    uint64
-	count   int64
+
+	countOnce sync.Once
+	count     int64
 
 	mu     sync.RWMutex // guards closed; held shared while reading
 	closed bool
@@ -28,13 +30,13 @@ func (s *Store) View() (*View, error) {
 		return nil, err
 	}
 	snap := h.db.NewSnapshot()
-	index, term, count, err := readMeta(snap, h.path)
+	index, term, err := readMeta(snap, h.path)
 	if err != nil {
 		_ = snap.Close()
 		h.release()
 		return nil, err
 	}
-	return &View{h: h, snap: snap, applied: index, term: term, count: count}, nil
+	return &View{h: h, snap: snap, applied: index, term: term}, nil
 }
 
 // AppliedIndex returns the applied index the view reflects.
@@ -43,8 +45,23 @@ func (v *View) AppliedIndex() uint64 { return v.applied }
 // AppliedTerm returns the term of the entry at AppliedIndex.
 func (v *View) AppliedTerm() uint64 { return v.term }
 
-// Count returns the number of live keys in the view.
-func (v *View) Count() int64 { return v.count }
+// Count returns the number of live keys in the view, or -1 if the view is
+// closed or unreadable. The first call scans the view's keys; later calls
+// return the same number.
+func (v *View) Count() int64 {
+	v.countOnce.Do(func() {
+		v.mu.RLock()
+		defer v.mu.RUnlock()
+		v.count = -1
+		if v.closed {
+			return
+		}
+		if n, err := countKeys(v.snap); err == nil {
+			v.count = n
+		}
+	})
+	return v.count
+}
 
 // Get returns a copy of key's value in the view and its version.
 func (v *View) Get(key []byte) (value []byte, version uint64, found bool, err error) {

@@ -157,13 +157,14 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 					}
 					return true
 				})
+				vc := v.Count()
 				v.Close()
 				if err != nil {
 					errc <- err
 					return
 				}
-				if uint64(cnt) != idx || int64(cnt) != v.Count() {
-					errc <- fmt.Errorf("view at index %d has %d keys, count %d", idx, cnt, v.Count())
+				if uint64(cnt) != idx || int64(cnt) != vc {
+					errc <- fmt.Errorf("view at index %d has %d keys, count %d", idx, cnt, vc)
 					return
 				}
 			}

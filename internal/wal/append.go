@@ -132,6 +132,24 @@ func (l *Log) Wait(t Ticket) error {
 	}
 }
 
+// Done returns a channel that is closed once ticket t is durable, or the log
+// has failed or closed: then Wait(t) returns at once with the outcome. It
+// lets a caller select on durability alongside other events.
+func (l *Log) Done(t Ticket) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case uint64(t) <= l.durableSeq || l.failed != nil || l.closed || uint64(t) > l.seq:
+		c := make(chan struct{})
+		close(c)
+		return c
+	case l.inflight != nil && uint64(t) <= l.inflight.lastSeq:
+		return l.inflight.done
+	default:
+		return l.pend.done
+	}
+}
+
 // runWriter is the writer goroutine: it writes and fsyncs whatever has been
 // submitted, one batch at a time, so all appends submitted while one fsync
 // runs share the next one (group commit).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/vfs"
@@ -748,4 +749,50 @@ func flip(b []byte, i int) []byte {
 	c := append([]byte(nil), b...)
 	c[i] ^= 1
 	return c
+}
+
+// TestDone checks that Done's channel closes once the ticket is durable (or
+// the log has failed), after which Wait returns at once.
+func TestDone(t *testing.T) {
+	mem := vfs.NewMem()
+	l := mustOpen(t, "/wal", testConfig(mem))
+	defer l.Close()
+	var tickets []Ticket
+	for i := uint64(1); i <= 20; i += 4 {
+		tk, err := l.Submit(makeEntries(i, 4, constTerm(1), 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	for _, tk := range tickets {
+		select {
+		case <-l.Done(tk):
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Done(%d) never closed", tk)
+		}
+		if st := l.Stats(); st.LastIndex < uint64(tk)*4 {
+			t.Fatalf("Done(%d) closed with the log durable only to %d", tk, st.LastIndex)
+		}
+		if err := l.Wait(tk); err != nil {
+			t.Fatalf("Wait(%d) after Done: %v", tk, err)
+		}
+	}
+	select {
+	case <-l.Done(tickets[len(tickets)-1] + 1): // never issued: closed, Wait reports it
+	default:
+		t.Fatal("Done on a ticket never issued should be closed")
+	}
+	// A failed fsync closes the channel and Wait reports the failure.
+	mem.SetFaults(vfs.Faults{Sync: func(string) error { return errInjected }})
+	tk, err := l.Submit(makeEntries(21, 1, constTerm(1), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Done(tk):
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done never closed after a failed fsync")
+	}
+	wantErr(t, "Wait after a failed fsync", l.Wait(tk), ErrSyncFailed)
 }

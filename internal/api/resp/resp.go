@@ -318,13 +318,66 @@ func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
 			return
 		}
 	}
+	if bp, ok := s.svc.(BatchPutter); ok && len(args) == 3 {
+		if next := c.PeekPipeline(); len(next) > 0 && isPlainSet(next[0]) {
+			s.setPipeline(c, st, bp, args)
+			return
+		}
+	}
 	res, err := s.svc.Put(s.ctx, args[1], args[2], st.write)
+	s.setReply(c, st, res, err)
+}
+
+func (s *Server) setReply(c redcon.Conn, st *connState, res api.WriteResult, err error) {
 	if err != nil {
 		s.writeError(c, st, res, err)
 		return
 	}
 	st.lastIndex = res.Index
 	c.WriteString("OK")
+}
+
+// BatchPutter is implemented by a service that can take several writes at
+// once, in order (internal/node does): each key is its own write, as if Put
+// were called for each in slice order, with one result and one error per key.
+// The server uses it for runs of pipelined SETs.
+type BatchPutter interface {
+	PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteOptions) ([]api.WriteResult, []error)
+}
+
+// isPlainSet reports whether cmd is SET key value with no options.
+func isPlainSet(cmd redcon.Command) bool {
+	return len(cmd.Args) == 3 && len(cmd.Args[0]) == 3 && strings.EqualFold(string(cmd.Args[0]), "set")
+}
+
+// setPipeline serves a plain SET (first) followed by the rest of the
+// connection's pipeline: every run of consecutive plain SETs becomes one
+// PutBatch (written in order, so the effects are those of executing them one
+// by one); every other command runs in its turn, after the run before it has
+// been answered. Replies are written in command order.
+func (s *Server) setPipeline(c redcon.Conn, st *connState, bp BatchPutter, first [][]byte) {
+	rest := c.ReadPipeline()
+	i := 0
+	keys, vals := [][]byte{first[1]}, [][]byte{first[2]}
+	for {
+		for i < len(rest) && isPlainSet(rest[i]) {
+			keys, vals = append(keys, rest[i].Args[1]), append(vals, rest[i].Args[2])
+			i++
+		}
+		res, errs := bp.PutBatch(s.ctx, keys, vals, st.write)
+		for k := range keys {
+			s.setReply(c, st, res[k], errs[k])
+		}
+		for i < len(rest) && !isPlainSet(rest[i]) {
+			s.handle(c, rest[i])
+			i++
+		}
+		if i == len(rest) {
+			return
+		}
+		keys, vals = append(keys[:0], rest[i].Args[1]), append(vals[:0], rest[i].Args[2])
+		i++
+	}
 }
 
 func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
