@@ -14,6 +14,7 @@ vet:
 test: vet
 	$(GO) test -timeout 30m ./...
 	$(GO) test -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
+	cd bench && $(GO) test -timeout 10m ./...
 
 # Short fuzzing pass over every decoder (set FUZZTIME for longer).
 FUZZTIME ?= 20s

@@ -1,0 +1,125 @@
+// Command trireme-bench compares Trireme with Redis and etcd on this
+// machine and writes a markdown report, JSON results and SVG charts.
+//
+//	cd bench && go run ./cmd/trireme-bench -profile short
+//	go run -C bench ./cmd/trireme-bench -profile full -out ../docs/bench
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/trireme-db/trireme/bench"
+)
+
+func main() {
+	bench.RunEtcdMemberIfAsked()
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("trireme-bench", flag.ContinueOnError)
+	profile := fs.String("profile", "short", "tiny, short (about a minute) or full (under 20 minutes)")
+	systems := fs.String("systems", "trireme,redis,etcd", "systems to measure, comma-separated")
+	parts := fs.String("parts", "disk,load,failover,catchup,memory", "parts to run, comma-separated")
+	out := fs.String("out", "bench-results", "directory for report.md, results.json and the SVG charts")
+	bin := fs.String("trireme-bin", "", "trireme binary to run (default: build cmd/trireme from -repo)")
+	repo := fs.String("repo", "", "Trireme checkout (default: found above the working directory)")
+	work := fs.String("work", "", "directory for the systems' data (default: a temporary one, removed at the end)")
+	keep := fs.Bool("keep", false, "keep the data directory")
+	seed := fs.Uint64("seed", 1, "load generator seed")
+	only := fs.String("only", "", "regexp: run only the load runs whose system/workload/variant matches (e.g. 'trireme/write/(async|majority)')")
+	clients := fs.String("clients", "", "override the profile's client counts, comma-separated (e.g. 64)")
+	duration := fs.Duration("duration", 0, "override the profile's measured time per load run")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	p, ok := bench.Profiles()[*profile]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "trireme-bench: -profile %q: want tiny, short or full\n", *profile)
+		return 2
+	}
+	if *duration > 0 {
+		p.Duration = *duration
+	}
+	if *clients != "" {
+		p.Clients = nil
+		for _, x := range strings.Split(*clients, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(x))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "trireme-bench: -clients %q: want positive integers\n", *clients)
+				return 2
+			}
+			p.Clients = append(p.Clients, n)
+		}
+	}
+	var onlyFn func(string) bool
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "trireme-bench: -only: %v\n", err)
+			return 2
+		}
+		onlyFn = re.MatchString
+	}
+	split := func(flagName, s string, allowed []string) ([]string, error) {
+		var outs []string
+		for _, x := range strings.Split(s, ",") {
+			x = strings.TrimSpace(x)
+			if x == "" {
+				continue
+			}
+			if !slices.Contains(allowed, x) {
+				return nil, fmt.Errorf("-%s: unknown %q (want some of %s)", flagName, x, strings.Join(allowed, ","))
+			}
+			outs = append(outs, x)
+		}
+		return outs, nil
+	}
+	sys, err := split("systems", *systems, []string{"trireme", "redis", "etcd"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "trireme-bench:", err)
+		return 2
+	}
+	pts, err := split("parts", *parts, []string{"disk", "load", "failover", "catchup", "memory"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "trireme-bench:", err)
+		return 2
+	}
+	if *bin == "" && slices.Contains(sys, "trireme") {
+		start := *repo
+		if start == "" {
+			start = "."
+		}
+		r, err := bench.FindRepo(start)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "trireme-bench:", err)
+			return 2
+		}
+		*repo = r
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := bench.Config{Profile: p, Systems: sys, Parts: pts, TriremeBin: *bin, Repo: *repo,
+		WorkDir: *work, Keep: *keep, Progress: os.Stderr, Seed: *seed, Only: onlyFn}
+	res, runErr := bench.Run(ctx, cfg)
+	res.Command = "trireme-bench " + strings.Join(args, " ")
+	if err := bench.WriteReport(res, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "trireme-bench: writing the report:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "report: %s/report.md, results: %s/results.json\n", *out, *out)
+	if runErr != nil {
+		fmt.Fprintln(os.Stderr, "trireme-bench: some parts failed:", runErr)
+		return 1
+	}
+	return 0
+}

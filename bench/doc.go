@@ -1,0 +1,18 @@
+// Package bench is Trireme's comparative benchmark: it starts a 3-node
+// Trireme cluster (real `trireme node` processes), Redis (a primary and two
+// replicas, appendonly yes, appendfsync always) and etcd (three embedded
+// members, each in its own process), all on loopback with fsync on, drives
+// them with one closed-loop load generator, and measures throughput and
+// latency per ack mode and read level, failover time, follower catch-up,
+// and memory.
+//
+// It lives in its own module so that etcd's dependencies stay out of
+// Trireme's. It promises: every figure it reports was measured in the same
+// run, on the same machine, with the command recorded in the results; a
+// system that is not installed (redis-server) is skipped with a message,
+// never silently. It makes no pass/fail judgement on speed: targets are
+// reported as met or not.
+//
+// Run it with `go run ./cmd/trireme-bench -profile short` from bench/ (or
+// `go run -C bench ./cmd/trireme-bench ...` from the repository root).
+package bench

@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// WriteReport writes results.json, report.md and the SVG charts into dir.
+// The charts are named throughput-WORKLOAD-SIZE.svg and
+// latency-WORKLOAD-SIZE.svg; report.md links them by name.
+func WriteReport(res *Results, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	charts, err := writeCharts(res, dir)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(res, charts)), 0o644)
+}
+
+func seriesName(r LoadResult) string { return r.System + " " + r.Variant }
+
+// writeCharts draws, per workload and value size, throughput against
+// clients and p99 latency against throughput.
+func writeCharts(res *Results, dir string) ([]string, error) {
+	var names []string
+	for _, w := range []string{"write", "read", "mixed"} {
+		var sizes []int
+		for _, r := range res.Load {
+			if r.Workload == w && !slices.Contains(sizes, r.ValueBytes) {
+				sizes = append(sizes, r.ValueBytes)
+			}
+		}
+		for _, size := range sizes {
+			var order []string
+			byName := map[string][]LoadResult{}
+			for _, r := range res.Load {
+				if r.Workload != w || r.ValueBytes != size {
+					continue
+				}
+				n := seriesName(r)
+				if _, ok := byName[n]; !ok {
+					order = append(order, n)
+				}
+				byName[n] = append(byName[n], r)
+			}
+			tc := Chart{Title: fmt.Sprintf("%s, %d B values: throughput", w, size), XLabel: "concurrent clients",
+				YLabel: "operations per second", XLog: true, YLog: true}
+			lc := Chart{Title: fmt.Sprintf("%s, %d B values: p99 latency vs throughput", w, size),
+				XLabel: "operations per second", YLabel: "p99 latency (ms)", XLog: true, YLog: true}
+			for _, n := range order {
+				rs := byName[n]
+				slices.SortFunc(rs, func(a, b LoadResult) int { return a.Clients - b.Clients })
+				var tp, lp [][2]float64
+				for _, r := range rs {
+					tp = append(tp, [2]float64{float64(r.Clients), r.OpsPerSec})
+					lp = append(lp, [2]float64{r.OpsPerSec, r.P99us / 1000})
+				}
+				tc.Series = append(tc.Series, Series{Name: n, Points: tp})
+				lc.Series = append(lc.Series, Series{Name: n, Points: lp})
+			}
+			for kind, c := range map[string]Chart{"throughput": tc, "latency": lc} {
+				name := fmt.Sprintf("%s-%s-%d.svg", kind, w, size)
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(c.SVG()), 0o644); err != nil {
+					return nil, err
+				}
+			}
+			names = append(names, fmt.Sprintf("throughput-%s-%d.svg", w, size), fmt.Sprintf("latency-%s-%d.svg", w, size))
+		}
+	}
+	return names, nil
+}
+
+func fx(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
+
+// Markdown renders the results as markdown tables; charts are file names
+// relative to the report.
+func Markdown(res *Results, charts []string) string {
+	var b strings.Builder
+	m := res.Machine
+	fmt.Fprintf(&b, "# Trireme benchmark report (profile %s)\n\n", res.Profile)
+	fmt.Fprintf(&b, "Started %s, took %.0f s. Command: `%s`\n\n", res.Started.Format("2006-01-02 15:04 MST"), res.Seconds, res.Command)
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %d GiB, Linux %s, %s; %s; etcd %s. Everything (the three systems' processes and the load generator) runs on this one machine, over loopback.\n\n",
+		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.Redis, m.Etcd)
+	if len(res.Skipped) > 0 {
+		fmt.Fprintf(&b, "Skipped: %s.\n\n", strings.Join(res.Skipped, ", "))
+	}
+	if len(res.Notes) > 0 {
+		b.WriteString("Notes from the run:\n\n")
+		for _, n := range res.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		b.WriteString("\n")
+	}
+	if d := res.Disk; d != nil {
+		fmt.Fprintf(&b, "## Disk\n\n| sequential write (1 MiB writes, one fsync) | 4 KiB write+fsync p50 | p99 | fsyncs/s (one at a time) |\n|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %.0f MB/s (%d MiB) | %.0f µs | %.0f µs | %.0f |\n\n", d.SeqWriteMBps, d.SeqWriteBytes>>20, d.FsyncP50us, d.FsyncP99us, d.FsyncPerSecond)
+	}
+	if len(res.Targets) > 0 {
+		fmt.Fprintf(&b, "## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n")
+		for _, t := range res.Targets {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Name, t.Goal, t.Measured, t.Met)
+		}
+		b.WriteString("\n")
+	}
+	for _, w := range []string{"write", "read", "mixed"} {
+		var rows []LoadResult
+		for _, r := range res.Load {
+			if r.Workload == w {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s workload\n\n", map[string]string{"write": "Write", "read": "Read", "mixed": "Mixed (50% writes, 50% reads)"}[w])
+		b.WriteString("Ratios are Trireme's figure divided by its peer's (same value size and clients): above 1 is better for throughput, below 1 is better for latency.\n\n")
+		b.WriteString("Server CPU is the CPU time of all of the system's processes per operation; client CPU is the load generator's.\n\n")
+		b.WriteString("| system | variant | value | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU µs/op | client CPU µs/op | peer | ops/s ratio | p50 ratio | p99 ratio | p99.9 ratio |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			peer := r.Peer
+			if peer == "" {
+				peer = "–"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d B | %d | %.0f | %.2f | %.2f | %.2f | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n",
+				r.System, r.Variant, r.ValueBytes, r.Clients, r.OpsPerSec, r.P50us/1000, r.P99us/1000, r.P999us/1000,
+				r.Errors, r.ServerCPUus, r.ClientCPUus, peer, fx(r.ThroughputRatio), fx(r.P50Ratio), fx(r.P99Ratio), fx(r.P999Ratio))
+		}
+		b.WriteString("\n")
+		for _, c := range charts {
+			if strings.Contains(c, "-"+w+"-") {
+				fmt.Fprintf(&b, "![%s](%s)\n", strings.TrimSuffix(c, ".svg"), c)
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(res.Failover) > 0 {
+		b.WriteString("## Failover (kill -9 of the leader to the first successful write)\n\n")
+		b.WriteString("| system | settings | trials | median ms | p90 ms | min ms | max ms |\n|---|---|---|---|---|---|---|\n")
+		for _, f := range res.Failover {
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |\n", f.System, f.Settings, len(f.TrialsMs), f.MedianMs, f.P90Ms, f.MinMs, f.MaxMs)
+		}
+		b.WriteString("\n")
+	}
+	if c := res.CatchUp; c != nil {
+		b.WriteString("## Catch-up of a follower\n\n")
+		b.WriteString("| missed | entries | catch-up time (process start to applied) | catch-up MB/s | of which start-up s | disk sequential write MB/s | write rate while it was down MB/s |\n|---|---|---|---|---|---|---|\n")
+		disk := "–"
+		if res.Disk != nil {
+			disk = fmt.Sprintf("%.0f", res.Disk.SeqWriteMBps)
+		}
+		fmt.Fprintf(&b, "| %d MiB (%d B values) | %d | %.2f s | %.1f | %.2f | %s | %.1f |\n\n", c.Bytes>>20, c.ValueBytes, c.Entries, c.Seconds, c.MBPerSec, c.ReadySeconds, disk, c.WriteMBps)
+	}
+	if len(res.Memory) > 0 {
+		b.WriteString("## Memory (VmRSS)\n\n| system | process | values | value size | empty MiB | loaded MiB | bytes per value |\n|---|---|---|---|---|---|---|\n")
+		for _, x := range res.Memory {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d B | %.1f | %.1f | %.0f |\n", x.System, x.Role, x.Values, x.ValueBytes, x.EmptyRSSMB, x.RSSMB, x.BytesPer)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,560 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Profile sets how much the benchmark measures and for how long.
+type Profile struct {
+	Name           string
+	ValueSizes     []int         // bytes
+	Clients        []int         // concurrent closed-loop clients
+	Warmup         time.Duration // per load run, not measured
+	Duration       time.Duration // per load run, measured
+	Keys           int           // key space of the load runs (preloaded)
+	FailoverTrials int
+	CatchUpBytes   int64
+	CatchUpValue   int // value size of the catch-up writes, bytes
+	MemoryValues   int // 100-byte values for the memory figure
+	DiskBytes      int64
+	Fsyncs         int
+}
+
+// Profiles returns the named profiles: "tiny" (the CI smoke test),
+// "short" (about a minute) and "full" (under 20 minutes).
+func Profiles() map[string]Profile {
+	return map[string]Profile{
+		"tiny": {Name: "tiny", ValueSizes: []int{100}, Clients: []int{4}, Warmup: 100 * time.Millisecond,
+			Duration: time.Second, Keys: 1000, FailoverTrials: 1, CatchUpBytes: 2 << 20, CatchUpValue: 16 << 10,
+			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50},
+		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
+			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
+			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200},
+		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
+			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
+			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000},
+	}
+}
+
+// Config configures a benchmark run.
+type Config struct {
+	Profile Profile
+	// Systems to measure: any of "trireme", "redis", "etcd".
+	Systems []string
+	// Parts to run: any of "load", "failover", "catchup", "memory", "disk".
+	Parts []string
+	// TriremeBin is the trireme binary; empty = build it from Repo.
+	TriremeBin string
+	// Repo is the checkout of github.com/trireme-db/trireme (to build the binary).
+	Repo string
+	// WorkDir holds every system's data (a temporary directory if empty;
+	// removed at the end unless Keep).
+	WorkDir string
+	Keep    bool
+	// Progress receives one line per step.
+	Progress io.Writer
+	// Seed seeds the load generator.
+	Seed uint64
+	// Only, if set, keeps the load runs for which it returns true, given
+	// "system/workload/variant" (e.g. "trireme/write/async").
+	Only func(run string) bool
+}
+
+// DefaultConfig returns the short profile, every system and every part,
+// seed 1, progress discarded.
+func DefaultConfig() Config {
+	return Config{Profile: Profiles()["short"], Systems: []string{"trireme", "redis", "etcd"},
+		Parts: []string{"disk", "load", "failover", "catchup", "memory"}, Seed: 1}
+}
+
+// Validate checks the fields and names the bad one.
+func (c Config) Validate() error {
+	p := c.Profile
+	switch {
+	case len(p.ValueSizes) == 0 || slices.ContainsFunc(p.ValueSizes, func(n int) bool { return n < 1 }):
+		return fmt.Errorf("bench: Config.Profile.ValueSizes %v: want positive sizes", p.ValueSizes)
+	case len(p.Clients) == 0 || slices.ContainsFunc(p.Clients, func(n int) bool { return n < 1 }):
+		return fmt.Errorf("bench: Config.Profile.Clients %v: want positive counts", p.Clients)
+	case p.Duration <= 0 || p.Warmup < 0:
+		return fmt.Errorf("bench: Config.Profile.Duration %v / Warmup %v: want > 0 / >= 0", p.Duration, p.Warmup)
+	case p.Keys < 1:
+		return fmt.Errorf("bench: Config.Profile.Keys %d: want >= 1", p.Keys)
+	case p.FailoverTrials < 1 || p.CatchUpBytes < 1 || p.CatchUpValue < 1 || p.MemoryValues < 1 || p.DiskBytes < 1 || p.Fsyncs < 1:
+		return fmt.Errorf("bench: Config.Profile %q: FailoverTrials, CatchUpBytes, CatchUpValue, MemoryValues, DiskBytes and Fsyncs must be >= 1", p.Name)
+	}
+	for _, s := range c.Systems {
+		if !slices.Contains([]string{"trireme", "redis", "etcd"}, s) {
+			return fmt.Errorf("bench: Config.Systems: unknown system %q", s)
+		}
+	}
+	for _, s := range c.Parts {
+		if !slices.Contains([]string{"disk", "load", "failover", "catchup", "memory"}, s) {
+			return fmt.Errorf("bench: Config.Parts: unknown part %q", s)
+		}
+	}
+	if slices.Contains(c.Systems, "trireme") && c.TriremeBin == "" && c.Repo == "" {
+		return errors.New("bench: Config.TriremeBin and Config.Repo are both empty: one is needed to run Trireme")
+	}
+	return nil
+}
+
+// Results is everything a run measured.
+type Results struct {
+	Profile  string           `json:"profile"`
+	Started  time.Time        `json:"started"`
+	Seconds  float64          `json:"seconds"`
+	Machine  Machine          `json:"machine"`
+	Disk     *DiskResult      `json:"disk,omitempty"`
+	Load     []LoadResult     `json:"load"`
+	Failover []FailoverResult `json:"failover"`
+	CatchUp  *CatchUpResult   `json:"catch_up,omitempty"`
+	Memory   []MemoryResult   `json:"memory"`
+	Skipped  []string         `json:"skipped,omitempty"`
+	Notes    []string         `json:"notes,omitempty"`
+	Targets  []Target         `json:"targets"`
+	Command  string           `json:"command"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	MemoryGiB int    `json:"memory_gib"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	Redis     string `json:"redis"`
+	Etcd      string `json:"etcd"`
+}
+
+func describeMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), Etcd: "v3.7.3 (embedded, go.etcd.io/etcd/server/v3)"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &kb)
+		m.MemoryGiB = int((kb + 1<<19) >> 20)
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		m.Redis = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+func (c Config) has(list []string, x string) bool {
+	for _, s := range list {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// runner carries one run's state.
+type runner struct {
+	cfg     Config
+	res     *Results
+	start   time.Time
+	total   int // load runs planned
+	done    int
+	progErr error
+}
+
+// progress shows a line from a measurement; lines with "NOTE:" also go
+// into the results' notes.
+func (r *runner) progress(s string) {
+	if _, rest, ok := strings.Cut(s, "NOTE: "); ok {
+		r.res.Notes = append(r.res.Notes, rest)
+	}
+	r.say("%s", s)
+}
+
+// note records a remark in the results and shows it.
+func (r *runner) note(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	r.res.Notes = append(r.res.Notes, s)
+	r.say("NOTE: %s", s)
+}
+
+func (r *runner) say(format string, args ...any) {
+	el := time.Since(r.start).Round(time.Second)
+	fmt.Fprintf(r.cfg.Progress, "[%6s] %s\n", el, fmt.Sprintf(format, args...))
+}
+
+// Run runs the benchmark and returns its results (also on a partial
+// failure, with the error).
+func Run(ctx context.Context, cfg Config) (*Results, error) {
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if len(cfg.Systems) == 0 {
+		cfg.Systems = []string{"trireme", "redis", "etcd"}
+	}
+	if len(cfg.Parts) == 0 {
+		cfg.Parts = []string{"disk", "load", "failover", "catchup", "memory"}
+	}
+	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine()}
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
+	r := &runner{cfg: cfg, res: res, start: time.Now()}
+	defer func() { res.Seconds = time.Since(r.start).Seconds() }()
+	if cfg.WorkDir == "" {
+		d, err := os.MkdirTemp("", "trireme-bench-")
+		if err != nil {
+			return res, err
+		}
+		cfg.WorkDir = d
+		r.cfg.WorkDir = d
+		if !cfg.Keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	r.say("profile %s, systems %v, parts %v, data in %s", cfg.Profile.Name, cfg.Systems, cfg.Parts, cfg.WorkDir)
+	needTrireme := cfg.has(cfg.Systems, "trireme")
+	if needTrireme && cfg.TriremeBin == "" {
+		r.say("building cmd/trireme from %s", cfg.Repo)
+		bin, err := BuildTrireme(ctx, cfg.Repo, cfg.WorkDir)
+		if err != nil {
+			return res, err
+		}
+		r.cfg.TriremeBin = bin
+	}
+	var errs []error
+	step := func(name string, f func() error) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := f(); err != nil {
+			r.say("%s: ERROR: %v", name, err)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if cfg.has(cfg.Parts, "disk") {
+		step("disk", func() error {
+			d, err := MeasureDisk(cfg.WorkDir, cfg.Profile.DiskBytes, cfg.Profile.Fsyncs)
+			if err != nil {
+				return err
+			}
+			res.Disk = &d
+			r.say("disk: sequential write %.0f MB/s; 4 KiB write+fsync p50 %.0f µs, %.0f/s", d.SeqWriteMBps, d.FsyncP50us, d.FsyncPerSecond)
+			return nil
+		})
+	}
+	if cfg.has(cfg.Parts, "load") || cfg.has(cfg.Parts, "failover") {
+		step("systems", func() error { return r.systems(ctx) })
+	}
+	if needTrireme && cfg.has(cfg.Parts, "catchup") {
+		step("catch-up", func() error {
+			c, err := TriremeCatchUp(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-catchup"),
+				cfg.Profile.CatchUpBytes, cfg.Profile.CatchUpValue, r.progress)
+			if err != nil {
+				return err
+			}
+			res.CatchUp = &c
+			if !cfg.Keep {
+				os.RemoveAll(filepath.Join(cfg.WorkDir, "trireme-catchup"))
+			}
+			return nil
+		})
+	}
+	if cfg.has(cfg.Parts, "memory") {
+		if needTrireme {
+			step("memory trireme", func() error {
+				m, err := TriremeMemory(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-memory"),
+					cfg.Profile.MemoryValues, 100, r.progress)
+				res.Memory = append(res.Memory, m...)
+				for _, x := range m {
+					r.say("memory: trireme %s: %.1f MiB resident (%.1f MiB empty) with %d values", x.Role, x.RSSMB, x.EmptyRSSMB, x.Values)
+				}
+				if !cfg.Keep {
+					os.RemoveAll(filepath.Join(cfg.WorkDir, "trireme-memory"))
+				}
+				return err
+			})
+		}
+		if cfg.has(cfg.Systems, "redis") && !cfg.has(res.Skipped, "redis") {
+			step("memory redis", func() error {
+				m, err := RedisMemory(ctx, filepath.Join(cfg.WorkDir, "redis-memory"), cfg.Profile.MemoryValues, 100)
+				if errors.Is(err, ErrNoRedis) {
+					r.say("memory redis: SKIPPED: %v", err)
+					return nil
+				}
+				res.Memory = append(res.Memory, m...)
+				for _, x := range m {
+					r.say("memory: redis %s: %.1f MiB resident (%.1f MiB empty) with %d values", x.Role, x.RSSMB, x.EmptyRSSMB, x.Values)
+				}
+				return err
+			})
+		}
+	}
+	AddPeers(res.Load)
+	res.Targets = CheckTargets(res)
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return res, errors.Join(errs...)
+}
+
+// loadVariants lists, per workload, the variants of one system.
+type loadVariants map[Workload][]Variant
+
+// system is one started system with its load variants.
+type system struct {
+	name    string
+	vs      loadVariants
+	preload Variant
+	stop    func()
+}
+
+// runLoads preloads every system's key space and runs every (size,
+// workload, clients) cell on each system in turn, so that peers are
+// measured minutes apart at most, under the same background load.
+func (r *runner) runLoads(ctx context.Context, systems []*system) error {
+	p := r.cfg.Profile
+	r.total = r.done
+	for _, sy := range systems {
+		for w, vs := range sy.vs {
+			for _, v := range vs {
+				if r.cfg.Only == nil || r.cfg.Only(sy.name+"/"+string(w)+"/"+v.Name) {
+					r.total += len(p.ValueSizes) * len(p.Clients)
+				}
+			}
+		}
+	}
+	for _, size := range p.ValueSizes {
+		for _, sy := range systems {
+			r.say("%s: preloading %d keys of %d B", sy.name, p.Keys, size)
+			retries, err := Preload(ctx, sy.preload, p.Keys, size, 16, 30*time.Second)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sy.name, err)
+			}
+			if retries > 0 {
+				r.note("%s: %d preload writes were retried", sy.name, retries)
+			}
+		}
+		for _, w := range []Workload{WorkWrite, WorkRead, WorkMixed} {
+			for _, c := range p.Clients {
+				for _, sy := range systems {
+					for _, v := range sy.vs[w] {
+						if r.cfg.Only != nil && !r.cfg.Only(sy.name+"/"+string(w)+"/"+v.Name) {
+							continue
+						}
+						spec := LoadSpec{Workload: w, ValueBytes: size, Clients: c, Keys: p.Keys, Warmup: p.Warmup,
+							Duration: p.Duration, OpTimeout: 10 * time.Second, Seed: r.cfg.Seed + uint64(r.done)}
+						lr, err := RunLoad(ctx, v, spec)
+						if err != nil {
+							return err
+						}
+						r.done++
+						r.res.Load = append(r.res.Load, lr)
+						msg := ""
+						if lr.Errors > 0 {
+							msg = fmt.Sprintf("  %d errors, first: %s", lr.Errors, lr.FirstError)
+						}
+						r.say("[%d/%d] %-7s %-5s %-20s %4d B %3d clients: %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  cpu/op %4.0f+%3.0f µs%s",
+							r.done, r.total, sy.name, w, v.Name, size, c, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000, lr.P999us/1000,
+							lr.ServerCPUus, lr.ClientCPUus, msg)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// startTrireme starts the Trireme cluster and its variants.
+func (r *runner) startTrireme(ctx context.Context) (*Trireme, *system, error) {
+	dir := filepath.Join(r.cfg.WorkDir, "trireme")
+	r.say("trireme: starting 3 node processes")
+	t, err := StartTrireme(ctx, r.cfg.TriremeBin, dir, 3, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	sy := &system{name: "trireme", stop: func() {
+		t.Stop()
+		if !r.cfg.Keep {
+			os.RemoveAll(dir)
+		}
+	}}
+	mk := func(name, ack string, k int, cons string) Variant {
+		if err != nil {
+			return Variant{}
+		}
+		var v Variant
+		v, err = t.Variant(ctx, name, ack, k, cons)
+		return v
+	}
+	sy.vs = loadVariants{
+		WorkWrite: {mk("async", "async", 0, "linearizable"), mk("semi-sync K=1", "semi-sync", 1, "linearizable"),
+			mk("sync", "sync", 0, "linearizable"), mk("majority", "majority", 0, "linearizable")},
+		WorkRead: {mk("linearizable", "majority", 0, "linearizable"), mk("stale", "majority", 0, "stale")},
+		WorkMixed: {mk("majority + linearizable", "majority", 0, "linearizable"),
+			mk("async + stale", "async", 0, "stale")},
+	}
+	sy.preload = mk("majority", "majority", 0, "linearizable")
+	if err != nil {
+		sy.stop()
+		return nil, nil, err
+	}
+	return t, sy, nil
+}
+
+// startRedis starts Redis and its variants; nil, nil, nil if redis-server
+// is not installed.
+func (r *runner) startRedis(ctx context.Context) (*system, error) {
+	dir := filepath.Join(r.cfg.WorkDir, "redis")
+	r.say("redis: starting a primary and 2 replicas (appendonly yes, appendfsync always)")
+	rd, err := StartRedis(ctx, dir, 2)
+	if errors.Is(err, ErrNoRedis) {
+		r.say("redis: SKIPPED: %v", err)
+		r.res.Skipped = append(r.res.Skipped, "redis")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &system{name: "redis", stop: func() {
+		rd.Stop()
+		if !r.cfg.Keep {
+			os.RemoveAll(dir)
+		}
+	}, vs: loadVariants{
+		WorkWrite: {rd.Variant("SET", 0), rd.Variant("SET+WAIT 1", 1), rd.Variant("SET+WAIT 2", 2)},
+		WorkRead:  {rd.Variant("GET", 0)},
+		WorkMixed: {rd.Variant("SET + GET", 0)},
+	}, preload: rd.Variant("SET", 0)}, nil
+}
+
+// startEtcd starts etcd and its variants.
+func (r *runner) startEtcd(ctx context.Context) (*Etcd, *system, error) {
+	dir := filepath.Join(r.cfg.WorkDir, "etcd")
+	r.say("etcd: starting 3 member processes (embedded etcd, fsync on)")
+	e, err := StartEtcd(ctx, dir, 3)
+	if err != nil {
+		return nil, nil, err
+	}
+	sy := &system{name: "etcd", stop: func() {
+		e.Stop()
+		if !r.cfg.Keep {
+			os.RemoveAll(dir)
+		}
+	}}
+	mk := func(name string, ser bool) Variant {
+		if err != nil {
+			return Variant{}
+		}
+		var v Variant
+		v, err = e.Variant(ctx, name, ser)
+		return v
+	}
+	sy.vs = loadVariants{
+		WorkWrite: {mk("put", false)},
+		WorkRead:  {mk("linearizable get", false), mk("serializable get", true)},
+		WorkMixed: {mk("put + linearizable get", false)},
+	}
+	sy.preload = mk("put", false)
+	if err != nil {
+		sy.stop()
+		return nil, nil, err
+	}
+	return e, sy, nil
+}
+
+// systems starts the selected systems, runs the load and failover parts,
+// and stops them.
+func (r *runner) systems(ctx context.Context) error {
+	var started []*system
+	defer func() {
+		for _, sy := range started {
+			sy.stop()
+		}
+	}()
+	var t *Trireme
+	var e *Etcd
+	var redisSys *system
+	if r.cfg.has(r.cfg.Systems, "trireme") {
+		tt, sy, err := r.startTrireme(ctx)
+		if err != nil {
+			return fmt.Errorf("trireme: %w", err)
+		}
+		t, started = tt, append(started, sy)
+	}
+	if r.cfg.has(r.cfg.Systems, "redis") {
+		sy, err := r.startRedis(ctx)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if sy != nil {
+			redisSys, started = sy, append(started, sy)
+		}
+	}
+	if r.cfg.has(r.cfg.Systems, "etcd") {
+		ee, sy, err := r.startEtcd(ctx)
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		e, started = ee, append(started, sy)
+	}
+	if r.cfg.has(r.cfg.Parts, "load") {
+		var st0 uint64
+		if t != nil {
+			if _, st, err := t.Cluster().Leader(ctx); err == nil {
+				st0 = st.Term
+			}
+		}
+		if err := r.runLoads(ctx, started); err != nil {
+			return err
+		}
+		if t != nil {
+			if _, st1, err := t.Cluster().Leader(ctx); err == nil && st0 != 0 {
+				if st1.Term != st0 {
+					r.note("trireme: the term changed from %d to %d during the load runs (leader elections under load)", st0, st1.Term)
+				} else {
+					r.say("trireme: no leader election during the load runs (term %d throughout)", st0)
+				}
+			}
+		}
+	}
+	if redisSys != nil {
+		// Idle, but out of the way of the failover timings.
+		redisSys.stop()
+		started = slices.DeleteFunc(started, func(s *system) bool { return s == redisSys })
+	}
+	if r.cfg.has(r.cfg.Parts, "failover") {
+		if t != nil {
+			f, err := TriremeFailover(ctx, t, r.cfg.Profile.FailoverTrials, r.progress)
+			if err != nil {
+				return err
+			}
+			r.res.Failover = append(r.res.Failover, f)
+		}
+		if e != nil {
+			f, err := EtcdFailover(ctx, e, r.cfg.Profile.FailoverTrials, r.progress)
+			if err != nil {
+				return err
+			}
+			r.res.Failover = append(r.res.Failover, f)
+		}
+	}
+	return nil
+}

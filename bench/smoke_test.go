@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	RunEtcdMemberIfAsked() // the etcd members are this test binary, re-run
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the tiny profile against every system (Redis only if
+// redis-server is installed) and checks that every part produced figures
+// and a report. It asserts no speed.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke test starts real clusters; skipped with -short")
+	}
+	repo, err := FindRepo(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	systems := []string{"trireme", "redis", "etcd"}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Log("SKIPPING Redis: redis-server is not installed (apt-get install redis-server); Trireme and etcd still run")
+		systems = []string{"trireme", "etcd"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := Profiles()["tiny"]
+	var progress strings.Builder
+	cfg := Config{Profile: p, Systems: systems, Repo: repo, WorkDir: t.TempDir(), Progress: &progress, Seed: 1}
+	res, err := Run(ctx, cfg)
+	t.Log("progress:\n" + progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	per := map[string]int{"trireme": 8, "redis": 5, "etcd": 4}
+	want := 0
+	for _, s := range systems {
+		want += per[s]
+	}
+	if len(res.Load) != want {
+		t.Errorf("load runs: got %d, want %d", len(res.Load), want)
+	}
+	for _, r := range res.Load {
+		if r.Ops == 0 {
+			t.Errorf("%s %s %s: no operation completed (errors %d, first: %s)", r.System, r.Variant, r.Workload, r.Errors, r.FirstError)
+		}
+		if r.P50us <= 0 || r.P99us < r.P50us || r.P999us < r.P99us {
+			t.Errorf("%s %s %s: quantiles out of order: p50 %v p99 %v p99.9 %v", r.System, r.Variant, r.Workload, r.P50us, r.P99us, r.P999us)
+		}
+	}
+	if len(res.Failover) != 2 {
+		t.Errorf("failover results: got %d, want 2 (trireme, etcd)", len(res.Failover))
+	}
+	for _, f := range res.Failover {
+		if len(f.TrialsMs) != p.FailoverTrials || f.MedianMs <= 0 {
+			t.Errorf("failover %s: %+v", f.System, f)
+		}
+	}
+	if res.CatchUp == nil || res.CatchUp.MBPerSec <= 0 {
+		t.Errorf("catch-up: %+v", res.CatchUp)
+	}
+	if res.Disk == nil || res.Disk.SeqWriteMBps <= 0 {
+		t.Errorf("disk: %+v", res.Disk)
+	}
+	if len(res.Memory) == 0 || res.Memory[0].RSSMB <= 0 {
+		t.Errorf("memory: %+v", res.Memory)
+	}
+	out := t.TempDir()
+	if err := WriteReport(res, out); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"## Write workload", "## Failover", "## Catch-up", "## Memory", "throughput-write-100.svg"} {
+		if !strings.Contains(string(md), s) {
+			t.Errorf("report.md lacks %q", s)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(out, "throughput-write-100.svg"))
+	if err != nil || !strings.Contains(string(svg), "<polyline") {
+		t.Errorf("throughput chart: err %v, no line drawn", err)
+	}
+}

@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/cluster"
+)
+
+// FindRepo walks up from dir to the checkout of github.com/trireme-db/trireme.
+func FindRepo(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		f, err := os.Open(filepath.Join(d, "go.mod"))
+		if err == nil {
+			s := bufio.NewScanner(f)
+			first := ""
+			if s.Scan() {
+				first = strings.TrimSpace(s.Text())
+			}
+			f.Close()
+			if first == "module github.com/trireme-db/trireme" {
+				return d, nil
+			}
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no checkout of github.com/trireme-db/trireme above %s (use -trireme-bin)", dir)
+		}
+	}
+}
+
+// BuildTrireme builds cmd/trireme of the checkout at repo into dir.
+func BuildTrireme(ctx context.Context, repo, dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "bin", "trireme")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/trireme")
+	cmd.Dir = repo
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/trireme in %s: %w\n%s", repo, err, out)
+	}
+	return bin, nil
+}
+
+// Trireme is a local Trireme cluster of real node processes.
+type Trireme struct {
+	cl  *cluster.Cluster
+	log *slog.Logger
+}
+
+// StartTrireme starts an n-node cluster of binary under dir with the
+// nodes' default settings (plus nodeArgs) and waits for a leader.
+func StartTrireme(ctx context.Context, binary, dir string, n int, nodeArgs []string, log *slog.Logger) (*Trireme, error) {
+	spec, err := cluster.FreeSpec(n)
+	if err != nil {
+		return nil, err
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
+	cfg.NodeArgs = append([]string{"--log-level", "warn"}, nodeArgs...)
+	cl, err := cluster.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trireme{cl: cl, log: log}
+	if err := cl.StartAll(); err != nil {
+		t.Stop()
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, ns := range spec.Nodes {
+		if err := cl.WaitReady(wctx, ns.ID); err != nil {
+			t.Stop()
+			return nil, err
+		}
+	}
+	if _, err := cl.WaitLeader(wctx, ""); err != nil {
+		t.Stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Cluster is the supervisor of the node processes.
+func (t *Trireme) Cluster() *cluster.Cluster { return t.cl }
+
+// Stop stops every node.
+func (t *Trireme) Stop() error { return t.cl.StopAll() }
+
+// Leader returns the current leader's spec, waiting up to 10s for one.
+func (t *Trireme) Leader(ctx context.Context) (cluster.NodeSpec, error) {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	id, err := t.cl.WaitLeader(wctx, "")
+	if err != nil {
+		return cluster.NodeSpec{}, err
+	}
+	return t.cl.Node(id)
+}
+
+// RESPAddrs returns every node's RESP address, the leader's first.
+func (t *Trireme) RESPAddrs(ctx context.Context) ([]string, error) {
+	l, err := t.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{l.RESP}
+	for _, ns := range t.cl.Spec().Nodes {
+		if ns.ID != l.ID {
+			out = append(out, ns.RESP)
+		}
+	}
+	return out, nil
+}
+
+// Variant returns a RESP variant: writes with ack mode ack (and K
+// replicas for semi-sync), reads at level consistency; all connections go
+// to the leader unless consistency is "stale", which spreads them over
+// every node.
+func (t *Trireme) Variant(ctx context.Context, name, ack string, k int, consistency string) (Variant, error) {
+	addrs, err := t.RESPAddrs(ctx)
+	if err != nil {
+		return Variant{}, err
+	}
+	ackCmd := []any{"TRIREME.ACK", ack}
+	if ack == "semi-sync" {
+		ackCmd = append(ackCmd, k)
+	}
+	setup := [][]any{ackCmd, {"TRIREME.CONSISTENCY", consistency}}
+	pick := func() []string { return addrs[:1] }
+	if consistency == "stale" {
+		pick = func() []string { return addrs }
+	}
+	return respVariant("trireme", name, pick, setup, 0, t.Pids), nil
+}
+
+// Pids returns the running nodes' process ids.
+func (t *Trireme) Pids() []int {
+	var out []int
+	for _, ns := range t.cl.Spec().Nodes {
+		if p, err := t.cl.Pid(ns.ID); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// NodePid returns the process id of node id.
+func (t *Trireme) NodePid(id string) (int, error) { return t.cl.Pid(id) }
+
+// errNoProgress is returned when a wait makes no progress.
+var errNoProgress = errors.New("bench: no progress")

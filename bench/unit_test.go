@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Repo = "/somewhere"
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default config with a repo: %v", err)
+	}
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"no sizes", func(c *Config) { c.Profile.ValueSizes = nil }, "ValueSizes"},
+		{"zero clients", func(c *Config) { c.Profile.Clients = []int{0} }, "Clients"},
+		{"no duration", func(c *Config) { c.Profile.Duration = 0 }, "Duration"},
+		{"no keys", func(c *Config) { c.Profile.Keys = 0 }, "Keys"},
+		{"no trials", func(c *Config) { c.Profile.FailoverTrials = 0 }, "FailoverTrials"},
+		{"unknown system", func(c *Config) { c.Systems = []string{"mysql"} }, "Systems"},
+		{"unknown part", func(c *Config) { c.Parts = []string{"fuzz"} }, "Parts"},
+		{"no binary", func(c *Config) { c.Repo = "" }, "TriremeBin"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			c.Profile.Clients = append([]int(nil), ok.Profile.Clients...)
+			tc.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestAddPeersAndTargets(t *testing.T) {
+	rs := []LoadResult{
+		{System: "trireme", Variant: "majority", Workload: "write", ValueBytes: 100, Clients: 64, OpsPerSec: 3000, P50us: 1000, P99us: 4000, P999us: 8000},
+		{System: "etcd", Variant: "put", Workload: "write", ValueBytes: 100, Clients: 64, OpsPerSec: 1000, P50us: 2000, P99us: 5000, P999us: 8000},
+		{System: "trireme", Variant: "async", Workload: "write", ValueBytes: 100, Clients: 64, OpsPerSec: 1000},
+		{System: "redis", Variant: "SET", Workload: "write", ValueBytes: 100, Clients: 16, OpsPerSec: 1000}, // other clients: no peer
+	}
+	AddPeers(rs)
+	if rs[0].Peer != "etcd put" || rs[0].ThroughputRatio != 3 || rs[0].P50Ratio != 0.5 || rs[0].P99Ratio != 0.8 || rs[0].P999Ratio != 1 {
+		t.Errorf("majority vs etcd: %+v", rs[0])
+	}
+	if rs[2].Peer != "" || rs[2].ThroughputRatio != 0 {
+		t.Errorf("async has no Redis run at 64 clients, got peer %q ratio %v", rs[2].Peer, rs[2].ThroughputRatio)
+	}
+	res := &Results{Load: rs, Failover: []FailoverResult{{System: "trireme", MedianMs: 300}, {System: "etcd", MedianMs: 1000}}}
+	met := map[string]string{}
+	for _, tg := range CheckTargets(res) {
+		met[tg.Name] = tg.Met
+	}
+	if got := met["majority writes vs etcd put, 100 B, 64 clients"]; got != "yes" {
+		t.Errorf("majority target: %q, want yes (3x, lower p99)", got)
+	}
+	if got := met["async writes vs Redis SET, 100 B, 64 clients"]; got != "not measured" {
+		t.Errorf("async target: %q, want not measured", got)
+	}
+	if got := met["failover (kill -9 of the leader to the first successful write)"]; got != "yes" {
+		t.Errorf("failover target: %q, want yes (300 <= 1000/2)", got)
+	}
+	res.Failover[0].MedianMs = 600
+	for _, tg := range CheckTargets(res) {
+		if strings.HasPrefix(tg.Name, "failover") && tg.Met != "no" {
+			t.Errorf("failover 600 vs 1000 ms: met %q, want no", tg.Met)
+		}
+	}
+}
+
+func TestChartSVG(t *testing.T) {
+	c := Chart{Title: "a <b>", XLabel: "clients", YLabel: "ops/s", XLog: true, YLog: true, Series: []Series{
+		{Name: "trireme async", Points: [][2]float64{{1, 1000}, {64, 10000}}},
+		{Name: "redis SET", Points: [][2]float64{{1, 3000}, {64, 40000}}},
+	}}
+	svg := c.SVG()
+	for _, want := range []string{"<svg", "a &lt;b&gt;", "trireme async", `stroke-dasharray="6,4"`, "</svg>"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+	if n := strings.Count(svg, "<polyline"); n != 2 {
+		t.Errorf("%d lines drawn, want 2", n)
+	}
+	if empty := (Chart{Title: "none"}).SVG(); !strings.Contains(empty, "no data") {
+		t.Errorf("empty chart: %s", empty)
+	}
+}
+
+func TestProcCPUAndRSS(t *testing.T) {
+	pid := os.Getpid()
+	c0, err := procCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until procCPU shows 30ms more (it counts in 10ms ticks), for at
+	// most 5s of wall time: the machine may be shared.
+	deadline := time.Now().Add(5 * time.Second)
+	x := 0
+	var c1 time.Duration
+	for time.Now().Before(deadline) {
+		for range 1000000 {
+			x++
+		}
+		if c1, err = procCPU(pid); err != nil {
+			t.Fatal(err)
+		}
+		if c1-c0 >= 30*time.Millisecond {
+			break
+		}
+	}
+	if c1-c0 < 30*time.Millisecond {
+		t.Errorf("spinning for 5s: CPU went from %v to %v only (loop ran %d times)", c0, c1, x)
+	}
+	rss, err := RSS(pid)
+	if err != nil || rss < 1<<20 {
+		t.Errorf("RSS = %d, %v; want over 1 MiB", rss, err)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Error("procCPU(-1) succeeded")
+	}
+}
