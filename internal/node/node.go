@@ -678,6 +678,11 @@ func (n *Node) propose1(p *propReq) error {
 }
 
 func (n *Node) read(r *readReq) {
+	// The core's clock must be current before it judges its lease: after a
+	// stall (SIGSTOP, a VM pause) a read can reach the loop before the
+	// ticker's catch-up, and a lease that expired in real time would still
+	// look valid (test/chaos TestPausedLeaderServesNoStaleRead).
+	n.tickUpTo(time.Now())
 	n.nextID++
 	id := n.nextID
 	if err := n.core.Read(repl.ReadRequest{ID: id, Level: repl.ReadLinearizable}); err != nil {

@@ -44,3 +44,25 @@ func TestTickCatchUp(t *testing.T) {
 		t.Fatalf("core still a follower after %d ticks: %+v", n.ticksDone, st)
 	}
 }
+
+// TestReadCatchesUpTicksFirst: a linearizable read brings the core's clock up
+// to date before the core judges its lease. After a stall (SIGSTOP, a VM
+// pause) a read could otherwise reach the loop before the ticker's catch-up
+// and be served under a lease that expired in real time, by a leader that
+// was already replaced (found by test/chaos TestPausedLeaderServesNoStaleRead).
+func TestReadCatchesUpTicksFirst(t *testing.T) {
+	rc := repl.DefaultConfig()
+	rc.ID = "n1"
+	rc.Peers = []repl.Peer{{ID: "n1", Priority: 1}, {ID: "n2", Priority: 1}, {ID: "n3", Priority: 1}}
+	rc.Rand = rand.New(rand.NewSource(1))
+	core, err := repl.New(rc, repl.NewMemoryStorage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{core: core, tick: 10 * time.Millisecond, tickBase: time.Now().Add(-time.Second),
+		electionTicks: 30, pendingReads: map[uint64]*readReq{}}
+	n.read(&readReq{done: make(chan repl.ReadResult, 1)})
+	if n.ticksDone < 60 {
+		t.Fatalf("after a 1s stall the read ran with %d ticks done, want the catch-up (>= 60) first", n.ticksDone)
+	}
+}

@@ -1,0 +1,23 @@
+// Package chaos injects faults into a cluster of real `trireme node`
+// processes and checks what clients saw, Jepsen-style.
+//
+// It owns: the fault proxies (one TCP proxy per directed peer link, Link and
+// Net, which can cut, slow or drop traffic); the process supervisor (Procs:
+// start, kill -9, SIGSTOP/SIGCONT, restart on the same data directory); the
+// nemesis (Nemesis: partitions of several shapes, kills, pauses, slow and
+// lossy links, and failover timing); the workloads (single-key registers and a
+// set of unique inserts, over HTTP and RESP, in every ack mode and read
+// level); the history (History, saved as JSON); and the checkers.
+//
+// It promises: a history is checked for what its ack modes and read levels
+// guarantee and no more. Majority and sync writes with linearizable reads are
+// checked for linearizability with porcupine, per key; a write of unknown
+// outcome may take effect at any later time; failed and timed-out reads are
+// dropped. Every acknowledged majority or sync insert must survive; an
+// acknowledged async (or non-majority semi-sync) insert may vanish only into
+// some node's rollback journal. Every read, at any level, returns a value some
+// client wrote (and not one whose write was answered as failed). After the
+// faults heal, the cluster elects a leader and every node converges to the
+// same state. A run that breaks any of this reports anomalies and keeps its
+// folder: history.json, porcupine's lin-KEY.html, and logs/ID.log per node.
+package chaos

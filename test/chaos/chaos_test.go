@@ -1,0 +1,212 @@
+// Package chaos runs Jepsen-style fault injection against real `trireme node`
+// processes (built once in TestMain): clients over HTTP and RESP, faults
+// through per-link TCP proxies and signals, and checks of the recorded
+// history (see internal/chaos). The short profile runs by default (skipped
+// with -short); the long one only when -chaos.duration is given:
+//
+//	go test ./test/chaos -run TestChaosLong -chaos.duration=10m -chaos.seed=N -chaos.nodes=5 \
+//	    -chaos.faults=partition,kill,pause,slow -chaos.ack=majority,sync,semi-sync,async
+//
+// Targeted scenarios that random faults rarely produce have tests of their
+// own (TestIsolatedLeaderAsyncWritesJournaled, TestPausedLeaderServesNoStaleRead).
+// See internal/chaos/DESIGN.md.
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/trireme-db/trireme/internal/chaos"
+)
+
+// quietRedis drops go-redis's own log lines (failed dials while a node is
+// down are expected here; the history records every failure).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+var (
+	flagBinary    = flag.String("chaos.binary", "", "use this trireme binary instead of building one")
+	flagDuration  = flag.Duration("chaos.duration", 0, "long profile: workload duration (setting it enables TestChaosLong)")
+	flagSeed      = flag.Uint64("chaos.seed", 0, "seed (0 = from the clock); printed by every run")
+	flagNodes     = flag.Int("chaos.nodes", 5, "long profile: cluster size")
+	flagFaults    = flag.String("chaos.faults", "partition,kill,pause,slow,drop,transfer", "long profile: fault kinds, comma-separated (empty = none)")
+	flagAck       = flag.String("chaos.ack", "majority,sync,semi-sync,async", "long profile: ack modes")
+	flagReads     = flag.String("chaos.reads", "linearizable,stale", "long profile: read levels")
+	flagProtocols = flag.String("chaos.protocols", "http,resp", "long profile: client protocols")
+	flagWorkers   = flag.Int("chaos.workers", 6, "long profile: concurrent clients")
+	flagHold      = flag.String("chaos.hold", "", "long profile: how long a fault lasts, MIN-MAX (default 1.5s-4s)")
+	flagGap       = flag.String("chaos.gap", "", "long profile: calm between faults, MIN-MAX (default 500ms-2s)")
+	flagKeys      = flag.Int("chaos.keys", 4, "long profile: register keys per ack mode (fewer = more contention)")
+	flagKeep      = flag.Bool("chaos.keep", false, "keep every run's folder (data, logs, history), not only failed ones")
+	flagDir       = flag.String("chaos.dir", "", "parent folder for run folders (default: the system temp dir)")
+	flagVerbose   = flag.Bool("chaos.verbose", false, "log the nemesis's actions")
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	redis.SetLogger(quietRedis{})
+	if testing.Short() {
+		fmt.Println("chaos tests skipped with -short")
+		os.Exit(0)
+	}
+	if *flagBinary != "" {
+		binary = *flagBinary
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "trireme-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "trireme")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	out, err := exec.CommandContext(ctx, goTool, "build", "-o", binary, "github.com/trireme-db/trireme/cmd/trireme").CombinedOutput()
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building trireme: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func list(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func baseSeed() uint64 {
+	if *flagSeed != 0 {
+		return *flagSeed
+	}
+	return uint64(time.Now().UnixNano()%1_000_000_000) + 1
+}
+
+// mustRun runs one profile and fails t on anomalies, keeping the run's folder.
+func mustRun(t *testing.T, cfg chaos.RunConfig, replay string) *chaos.Report {
+	t.Helper()
+	dir, err := os.MkdirTemp(*flagDir, fmt.Sprintf("trireme-chaos-%d-", cfg.Seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Binary, cfg.Dir = binary, dir
+	if *flagVerbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	t.Logf("seed %d; replay with: %s", cfg.Seed, replay)
+	t.Logf("run folder: %s", dir)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+5*time.Minute)
+	defer cancel()
+	rep, err := chaos.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("seed %d: harness failed: %v (folder kept: %s; replay: %s)", cfg.Seed, err, dir, replay)
+	}
+	t.Logf("summary:\n%s", rep.Summary())
+	if len(rep.Anomalies) > 0 {
+		t.Errorf("seed %d: %d anomalies; history, visualizations and node logs kept in %s\nreplay: %s",
+			cfg.Seed, len(rep.Anomalies), dir, replay)
+		return rep
+	}
+	if !*flagKeep {
+		os.RemoveAll(dir)
+	}
+	return rep
+}
+
+// TestChaosShort is the CI profile: three runs of about 30 s (3 and 5 nodes,
+// HTTP and RESP clients, every ack mode and read level, several fault kinds).
+func TestChaosShort(t *testing.T) {
+	seed := baseSeed()
+	profiles := []struct {
+		name      string
+		nodes     int
+		faults    []string
+		protocols []string
+		dur       time.Duration
+	}{
+		{"n3-partition-kill-pause", 3, []string{"partition", "kill", "pause"}, []string{"http", "resp"}, 35 * time.Second},
+		{"n5-partition-kill-slow-drop", 5, []string{"partition", "kill", "slow", "drop"}, []string{"http", "resp"}, 35 * time.Second},
+		{"n3-resp-kill-slow-transfer", 3, []string{"kill", "slow", "partition", "transfer"}, []string{"resp"}, 30 * time.Second},
+	}
+	for i, p := range profiles {
+		t.Run(p.name, func(t *testing.T) {
+			cfg := chaos.DefaultRunConfig()
+			cfg.Seed = seed + uint64(i)
+			cfg.Nodes, cfg.Faults, cfg.Protocols, cfg.Duration = p.nodes, p.faults, p.protocols, p.dur
+			replay := fmt.Sprintf("go test ./test/chaos -run 'TestChaosShort/%s' -chaos.seed=%d -v", p.name, seed)
+			mustRun(t, cfg, replay)
+		})
+	}
+}
+
+// TestChaosLong is the long profile; it runs only when -chaos.duration is set.
+func TestChaosLong(t *testing.T) {
+	if *flagDuration <= 0 {
+		t.Skip("long profile: set -chaos.duration (e.g. -chaos.duration=10m)")
+	}
+	cfg := chaos.DefaultRunConfig()
+	cfg.Seed = baseSeed()
+	cfg.Nodes, cfg.Duration, cfg.Workers = *flagNodes, *flagDuration, *flagWorkers
+	cfg.Faults, cfg.Acks, cfg.Reads, cfg.Protocols = list(*flagFaults), list(*flagAck), list(*flagReads), list(*flagProtocols)
+	cfg.CheckTimeout = 2 * time.Minute
+	cfg.KeysPerAck = *flagKeys
+	var err error
+	if cfg.HoldMin, cfg.HoldMax, err = durRange(*flagHold, cfg.HoldMin, cfg.HoldMax); err != nil {
+		t.Fatalf("-chaos.hold: %v", err)
+	}
+	if cfg.GapMin, cfg.GapMax, err = durRange(*flagGap, cfg.GapMin, cfg.GapMax); err != nil {
+		t.Fatalf("-chaos.gap: %v", err)
+	}
+	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.reads=%s -chaos.protocols=%s -chaos.workers=%d -chaos.keys=%d -chaos.hold=%v-%v -chaos.gap=%v-%v -v",
+		cfg.Duration, cfg.Seed, cfg.Nodes, *flagFaults, *flagAck, *flagReads, *flagProtocols, cfg.Workers, cfg.KeysPerAck,
+		cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax)
+	mustRun(t, cfg, replay)
+}
+
+// durRange parses "MIN-MAX" (Go durations); empty keeps the defaults.
+func durRange(s string, dmin, dmax time.Duration) (time.Duration, time.Duration, error) {
+	if s == "" {
+		return dmin, dmax, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want MIN-MAX, e.g. 300ms-4s", s)
+	}
+	lo, err := time.ParseDuration(a)
+	if err != nil {
+		return 0, 0, err
+	}
+	hi, err := time.ParseDuration(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	if lo <= 0 || hi < lo {
+		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
+	}
+	return lo, hi, nil
+}
