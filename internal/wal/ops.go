@@ -30,6 +30,21 @@ func (l *Log) release() {
 	l.mu.Unlock()
 }
 
+// runHeld runs fn, which does file work on the write path taken by acquire,
+// without holding mu; a failure of fn makes the log fail (sticky). Needs mu
+// and the write path; releases both.
+func (l *Log) runHeld(fn func() error) error {
+	l.mu.Unlock()
+	err := fn()
+	l.mu.Lock()
+	if err != nil {
+		l.failLocked(err)
+		err = l.failed
+	}
+	l.release()
+	return err
+}
+
 // TruncateAfter removes entries after index i, durably: when it returns, a crash
 // cannot bring them back. Entries submitted but not yet written are written
 // first (and then removed if above i). i >= LastIndex() is a no-op; i below
@@ -49,15 +64,7 @@ func (l *Log) TruncateAfter(i uint64) error {
 		l.release()
 		return fmt.Errorf("%w: truncate after %d, first index is %d", ErrCompacted, i, first)
 	}
-	l.mu.Unlock()
-	err := l.truncateAfter(i)
-	l.mu.Lock()
-	if err != nil {
-		l.failLocked(err)
-		err = l.failed
-	}
-	l.release()
-	return err
+	return l.runHeld(func() error { return l.truncateAfter(i) })
 }
 
 // truncateAfter does TruncateAfter's work. The caller owns the write path.
@@ -116,15 +123,7 @@ func (l *Log) DropBefore(i uint64) error {
 		l.release()
 		return nil
 	}
-	l.mu.Unlock()
-	err := l.dropBefore(i)
-	l.mu.Lock()
-	if err != nil {
-		l.failLocked(err)
-		err = l.failed
-	}
-	l.release()
-	return err
+	return l.runHeld(func() error { return l.dropBefore(i) })
 }
 
 func (l *Log) dropBefore(i uint64) error {
