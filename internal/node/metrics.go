@@ -17,6 +17,7 @@ type metrics struct {
 	rollbacks                                        prometheus.Counter
 	readyBatches                                     prometheus.Counter
 	readyEntries                                     prometheus.Counter
+	lingers                                          prometheus.Counter
 	fatal                                            prometheus.Gauge
 
 	handler    http.Handler
@@ -70,12 +71,14 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		rollbacks:    c("rollbacks_total", "Log entries discarded by this node and written to the rollback journal."),
 		readyBatches: c("ready_batches_total", "Ready batches processed."),
 		readyEntries: c("ready_entries_total", "Entries appended to the WAL through Ready batches."),
-		fatal:        g("fatal", "1 once the node stopped on a fatal error."),
+		lingers: c("lingers_total", "Times new writes waited (at most 2 ms) for the batch being replicated, "+
+			"to go out together as the next batch."),
+		fatal: g("fatal", "1 once the node stopped on a fatal error."),
 	}
 	m.reg = reg
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
-		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.fatal} {
+		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.fatal} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

@@ -98,7 +98,12 @@ type Node struct {
 	lastTicket    wal.Ticket      // last WAL ticket submitted
 	durableTicket wal.Ticket      // every ticket up to this one is durable
 	walDone       <-chan struct{} // wal.Done(durableTicket+1) while a ticket is outstanding, else nil
-	heldProps     []*propReq      // proposals held while a WAL write is in flight
+	heldProps     []*propReq      // proposals held while a WAL write or a batch is in flight
+	lingering     bool            // heldProps are held for the batch in flight (lingerTimer armed)
+	lingerTimer   *time.Timer     // fires maxLinger after the first lingering proposal
+	lastBatch     int             // entries in the last Ready that had any
+	lastCommit    uint64          // commit index seen at the last loop iteration
+	commitMovedAt time.Time       // when the commit index last moved
 	hsPending     wal.HardState   // a commit-only change not yet persisted
 	hsDirty       bool
 	hsSavedAt     time.Time
@@ -473,10 +478,19 @@ func (n *Node) run() {
 			n.loopErr = n.applyErr
 		case <-n.walDone:
 			n.onPersisted()
+		case <-n.lingerC():
+			n.lingering = false
+			n.maybeReleaseHeld()
 		}
 		n.drain()
 		err := n.loopErr
 		if err == nil {
+			err = n.processReady()
+		}
+		if err == nil && len(n.heldProps) > 0 && n.lingering && !n.core.Replicating() {
+			// The batch in flight is committed: send the held ones now.
+			n.stopLinger()
+			n.maybeReleaseHeld()
 			err = n.processReady()
 		}
 		if err == nil {
@@ -522,9 +536,41 @@ func (n *Node) onPersisted() {
 }
 
 func (n *Node) maybeReleaseHeld() {
-	if n.walBatchesInFlight() < maxWALBatchesInFlight {
+	if n.walBatchesInFlight() < maxWALBatchesInFlight && !n.lingering {
 		n.releaseHeld()
 	}
+}
+
+// lingerC is the linger timer's channel while proposals linger, else nil.
+func (n *Node) lingerC() <-chan time.Time {
+	if !n.lingering {
+		return nil
+	}
+	return n.lingerTimer.C
+}
+
+func (n *Node) stopLinger() {
+	if n.lingering {
+		n.lingerTimer.Stop()
+		n.lingering = false
+	}
+}
+
+// shouldLinger reports whether a new proposal should wait for the batch that
+// is being replicated, to join the next batch with the others that arrive
+// meanwhile (Nagle's rule for the log): while followers are answering, the
+// next batch grows instead of going out as many small ones, and each batch
+// costs one WAL fsync, one message and one acknowledgement per follower. A
+// lone writer never waits (nothing is in flight when its write arrives), and
+// nobody waits for a cluster whose commit index has stalled (a majority down).
+// Only a node that already sees concurrent writers (its last batch had at
+// least lingerMinBatch entries) lingers: a lone writer, even an async one
+// answered before its entry commits, never waits for replication.
+func (n *Node) shouldLinger(now time.Time) bool {
+	if maxLinger <= 0 || n.lastBatch < lingerMinBatch || !n.core.Replicating() {
+		return false
+	}
+	return now.Sub(n.commitMovedAt) < lingerLive
 }
 
 // completeInflight sends the held messages of, and advances, every in-flight
@@ -620,7 +666,16 @@ func (n *Node) step(m repl.Message) {
 }
 
 func (n *Node) propose(p *propReq) {
-	if n.walBatchesInFlight() >= maxWALBatchesInFlight {
+	if len(n.heldProps) == 0 && !n.lingering && n.shouldLinger(time.Now()) {
+		n.lingering = true
+		n.m.lingers.Inc()
+		if n.lingerTimer == nil {
+			n.lingerTimer = time.NewTimer(maxLinger)
+		} else {
+			n.lingerTimer.Reset(maxLinger)
+		}
+	}
+	if n.lingering || len(n.heldProps) > 0 || n.walBatchesInFlight() >= maxWALBatchesInFlight {
 		// One WAL write is being fsynced and another is queued behind it:
 		// collect proposals until the first is durable, so that they go
 		// out as one batch (one Ready, one MsgApp per follower, one WAL
@@ -631,6 +686,16 @@ func (n *Node) propose(p *propReq) {
 	}
 	n.proposeNow(p)
 }
+
+// maxLinger bounds how long a proposal waits for the batch in flight to
+// commit (shouldLinger); lingerLive is how recently the commit index must
+// have moved for proposals to wait at all.
+// lingerMinBatch is the batch size from which writers count as concurrent.
+const (
+	maxLinger      = 2 * time.Millisecond
+	lingerLive     = 20 * time.Millisecond
+	lingerMinBatch = 4
+)
 
 // maxWALBatchesInFlight is how many WAL submissions may be outstanding
 // before new proposals are held back (see propose).
@@ -755,6 +820,7 @@ func (n *Node) processReady() error {
 				n.walDone = n.wal.Done(t)
 			}
 			n.m.readyEntries.Add(float64(len(rd.Entries)))
+			n.lastBatch = len(rd.Entries)
 		}
 		// 2. HardState: a term or vote change is durable when saveHardState
 		// returns (a commit-only change is a hint, written later).
@@ -873,6 +939,9 @@ func (n *Node) flushHardState(force bool) error {
 // the gauges and the election and failover metrics.
 func (n *Node) publish(now time.Time) {
 	st := n.core.Status()
+	if st.Commit != n.lastCommit {
+		n.lastCommit, n.commitMovedAt = st.Commit, now
+	}
 	// The core counts entries applied when they are handed out; the store
 	// applies them a little later, on the applier.
 	st.Applied = min(st.Applied, n.store.AppliedIndex())

@@ -66,6 +66,13 @@ func (c *Core) Advance(rd Ready) {
 	}
 }
 
+// Replicating reports whether this node leads and has log entries that are
+// not yet committed: a batch is on its way to the followers. It allocates
+// nothing (unlike Status), for callers that ask on every proposal.
+func (c *Core) Replicating() bool {
+	return c.role == RoleLeader && c.log.lastIndex() > c.log.committed
+}
+
 // Status returns a snapshot of the core's state.
 func (c *Core) Status() Status {
 	s := Status{
