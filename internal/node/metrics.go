@@ -3,6 +3,8 @@ package node
 import (
 	"net/http"
 
+	"github.com/trireme-db/trireme/internal/repl"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -20,9 +22,44 @@ type metrics struct {
 	lingers                                          prometheus.Counter
 	fatal                                            prometheus.Gauge
 
+	// writeObs holds writeSeconds' children by ack mode and outcome, made
+	// up front (a label lookup hashes the labels under a lock, on every
+	// write); read-only after newMetrics.
+	writeObs [repl.AckSync + 1][repl.OutcomeUnknown + 1]prometheus.Observer
+	// lagGauges caches followerLag*'s children by follower (set on every
+	// loop iteration); cleared with the vectors.
+	lagGauges map[repl.NodeID][2]prometheus.Gauge
+
 	handler    http.Handler
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
+}
+
+// observeWrite records one write's duration.
+func (m *metrics) observeWrite(mode repl.AckMode, out repl.Outcome, seconds float64) {
+	if int(mode) >= len(m.writeObs) || int(out) >= len(m.writeObs[0]) {
+		m.writeSeconds.WithLabelValues(mode.String(), out.String()).Observe(seconds)
+		return
+	}
+	m.writeObs[mode][out].Observe(seconds)
+}
+
+// setFollowerLag sets a follower's lag gauges (run loop only).
+func (m *metrics) setFollowerLag(id repl.NodeID, entries uint64, seconds float64) {
+	g, ok := m.lagGauges[id]
+	if !ok {
+		g = [2]prometheus.Gauge{m.followerLagEntries.WithLabelValues(string(id)), m.followerLagSeconds.WithLabelValues(string(id))}
+		m.lagGauges[id] = g
+	}
+	g[0].Set(float64(entries))
+	g[1].Set(seconds)
+}
+
+// resetFollowerLag removes every follower's lag gauges (leadership lost).
+func (m *metrics) resetFollowerLag() {
+	m.followerLagEntries.Reset()
+	m.followerLagSeconds.Reset()
+	clear(m.lagGauges)
 }
 
 // unregister removes the node's collectors, so that a node restarted in the
@@ -76,6 +113,12 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		fatal: g("fatal", "1 once the node stopped on a fatal error."),
 	}
 	m.reg = reg
+	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
+	for mode := range m.writeObs {
+		for out := range m.writeObs[mode] {
+			m.writeObs[mode][out] = m.writeSeconds.WithLabelValues(repl.AckMode(mode).String(), repl.Outcome(out).String())
+		}
+	}
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.fatal} {

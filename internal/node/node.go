@@ -959,8 +959,7 @@ func (n *Node) publish(now time.Time) {
 			n.log.Info("became leader", "term", st.Term, "index", st.LastIndex)
 		}
 		if n.prevRole == repl.RoleLeader {
-			m.followerLagEntries.Reset()
-			m.followerLagSeconds.Reset()
+			m.resetFollowerLag()
 			n.log.Info("stepped down", "term", st.Term, "role", st.Role.String())
 		}
 		n.prevRole = st.Role
@@ -998,8 +997,7 @@ func (n *Node) publish(now time.Time) {
 			lagMs := now.Sub(since).Milliseconds()
 			fi = append(fi, api.FollowerInfo{ID: string(f.ID), MatchIndex: f.Match, LagEntries: lag, LagMillis: lagMs,
 				LastContactMs: int64(f.TicksSinceContact) * n.tick.Milliseconds()})
-			m.followerLagEntries.WithLabelValues(string(f.ID)).Set(float64(lag))
-			m.followerLagSeconds.WithLabelValues(string(f.ID)).Set(float64(lagMs) / 1000)
+			m.setFollowerLag(f.ID, lag, float64(lagMs)/1000)
 		}
 	}
 	s := &snapshot{st: st, at: now, followers: fi}

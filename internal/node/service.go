@@ -402,7 +402,7 @@ func (n *Node) writeOutcome(req *propReq, r propResp, ack repl.Ack) (api.WriteRe
 	res := r.res
 	out := api.WriteResult{Index: res.Index, Term: res.Term, Replicas: res.Durability.Replicas,
 		Committed: res.Durability.Committed, LeaderDurable: res.Durability.LeaderDurable}
-	n.m.writeSeconds.WithLabelValues(ack.Mode.String(), res.Outcome.String()).Observe(time.Since(req.start).Seconds())
+	n.m.observeWrite(ack.Mode, res.Outcome, time.Since(req.start).Seconds())
 	switch res.Outcome {
 	case repl.OutcomeOK:
 		out.Durability = ack.Mode.String()
