@@ -25,9 +25,9 @@ type Faults struct {
 	// SyncDir (with the directory's name). A non-nil result fails the call and
 	// nothing becomes durable (as after a real failed fsync).
 	Sync func(name string) error
-	// Write is called before each File.Write of n bytes. It returns how many of
-	// them to actually write (clamped to [0, n]) and an error; a short write
-	// with an error models a torn write or a full disk.
+	// Write is called before each File.Write or File.WriteAt of n bytes. It
+	// returns how many of them to actually write (clamped to [0, n]) and an
+	// error; a short write with an error models a torn write or a full disk.
 	Write func(name string, n int) (int, error)
 }
 
@@ -35,8 +35,11 @@ type Faults struct {
 type CrashOptions struct {
 	// Rand chooses torn prefixes; required when TearUnsynced is set.
 	Rand *rand.Rand
-	// TearUnsynced keeps, for each file, a random prefix of the bytes appended
-	// since its last Sync (a torn write) instead of dropping them all.
+	// TearUnsynced keeps, for each file, a random prefix of its unsynced
+	// changes (a torn write) instead of dropping them all: the bytes from the
+	// first one that differs from the synced content up to a random point take
+	// their current value, the rest keep their synced value (and the file
+	// keeps its synced size if that is longer).
 	TearUnsynced bool
 }
 
@@ -54,6 +57,9 @@ type Mem struct {
 type memNode struct {
 	data   []byte // current content
 	synced []byte // content that survives a crash
+	// shared: synced aliases data's backing array (set by Sync), so data must
+	// be copied before bytes below len(synced) are overwritten in place.
+	shared bool
 }
 
 var _ FS = (*Mem)(nil)
@@ -96,9 +102,18 @@ func (m *Mem) Crash(opts CrashOptions) {
 		n, ok := fresh[old]
 		if !ok {
 			content := append([]byte(nil), old.synced...)
-			if opts.TearUnsynced && len(old.data) > len(old.synced) && bytes.HasPrefix(old.data, old.synced) {
-				tail := old.data[len(old.synced):]
-				content = append(content, tail[:opts.Rand.IntN(len(tail)+1)]...)
+			if opts.TearUnsynced && !bytes.Equal(old.data, old.synced) {
+				// p: length of the common prefix; writes land in file order up
+				// to a random point at or after it.
+				p := 0
+				for p < len(old.data) && p < len(old.synced) && old.data[p] == old.synced[p] {
+					p++
+				}
+				end := p + opts.Rand.IntN(len(old.data)-p+1)
+				content = append(content[:0], old.data[:end]...)
+				if end < len(old.synced) {
+					content = append(content, old.synced[end:]...)
+				}
 			}
 			n = &memNode{data: content, synced: append([]byte(nil), content...)}
 			fresh[old] = n
@@ -139,6 +154,7 @@ func (m *Mem) WriteFile(name string, data []byte) error {
 	}
 	n.data = append([]byte(nil), data...)
 	n.synced = append([]byte(nil), data...)
+	n.shared = false
 	m.durable[name] = n
 	return nil
 }
@@ -297,29 +313,56 @@ func (f *memFile) Write(p []byte) (int, error) {
 	if err := f.check("write"); err != nil {
 		return 0, err
 	}
+	if f.flag&os.O_APPEND != 0 {
+		f.off = int64(len(f.node.data))
+	}
+	n, err := f.writeLocked("write", p, f.off)
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check("writeat"); err != nil {
+		return 0, err
+	}
+	if f.flag&os.O_APPEND != 0 {
+		// As os.File: pwrite on an O_APPEND file would write at the end.
+		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: errors.New("invalid use of WriteAt on file opened with O_APPEND")}
+	}
+	if off < 0 {
+		return 0, &os.PathError{Op: "writeat", Path: f.name, Err: fs.ErrInvalid}
+	}
+	return f.writeLocked("writeat", p, off)
+}
+
+// writeLocked writes p at off, extending the file with zeros up to off if
+// needed, after consulting the Write fault hook. Needs fs.mu.
+func (f *memFile) writeLocked(op string, p []byte, off int64) (int, error) {
 	if !f.writable {
-		return 0, &os.PathError{Op: "write", Path: f.name, Err: fs.ErrPermission}
+		return 0, &os.PathError{Op: op, Path: f.name, Err: fs.ErrPermission}
 	}
 	n, ferr := len(p), error(nil)
 	if h := f.fs.faults.Write; h != nil {
 		n, ferr = h(f.name, len(p))
 		n = max(0, min(n, len(p)))
 	}
-	if f.flag&os.O_APPEND != 0 {
-		f.off = int64(len(f.node.data))
+	node := f.node
+	if node.shared && off < int64(len(node.data)) && n > 0 {
+		// Overwrite: copy first, because synced shares the backing array.
+		node.data = append([]byte(nil), node.data...)
+		node.shared = false
 	}
-	if f.off < int64(len(f.node.data)) {
-		// Overwrite: copy first, because synced may share the backing array.
-		f.node.data = append([]byte(nil), f.node.data...)
+	end := off + int64(n)
+	if n > 0 && end > int64(len(node.data)) { // an empty write never extends
+		node.data = append(node.data, make([]byte, end-int64(len(node.data)))...)
 	}
-	end := f.off + int64(n)
-	if end > int64(len(f.node.data)) {
-		f.node.data = append(f.node.data, make([]byte, end-int64(len(f.node.data)))...)
+	if n > 0 {
+		copy(node.data[off:end], p[:n])
 	}
-	copy(f.node.data[f.off:end], p[:n])
-	f.off = end
 	if ferr != nil {
-		return n, &os.PathError{Op: "write", Path: f.name, Err: ferr}
+		return n, &os.PathError{Op: op, Path: f.name, Err: ferr}
 	}
 	return n, nil
 }
@@ -354,9 +397,11 @@ func (f *memFile) Sync() error {
 			return &os.PathError{Op: "sync", Path: f.name, Err: err}
 		}
 	}
-	// Share the backing array: data is only ever appended to in place (see
-	// Write and Truncate), so synced's view never changes.
+	// Share the backing array: until an overwrite copies data (see
+	// writeLocked and Truncate), data is only appended to in place, beyond
+	// synced's view, so that view never changes.
 	f.node.synced = f.node.data[:len(f.node.data):len(f.node.data)]
+	f.node.shared = true
 	return nil
 }
 
@@ -370,8 +415,9 @@ func (f *memFile) Truncate(size int64) error {
 		return &os.PathError{Op: "truncate", Path: f.name, Err: fs.ErrInvalid}
 	}
 	if size <= int64(len(f.node.data)) {
-		// Copy, so that a torn crash never sees bytes that were cut and rewritten.
+		// Copy, so that later writes never touch synced's backing array.
 		f.node.data = append([]byte(nil), f.node.data[:size]...)
+		f.node.shared = false
 	} else {
 		f.node.data = append(f.node.data, make([]byte, size-int64(len(f.node.data)))...)
 	}

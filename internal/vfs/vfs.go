@@ -10,7 +10,8 @@
 //     removed in it survive a crash only after SyncDir returns nil.
 //   - Nothing else is durable. Mem models exactly this: a crash (Mem.Crash) keeps
 //     only synced file data and synced directory entries, optionally with a torn,
-//     random prefix of each file's unsynced tail.
+//     random prefix (in file order) of each file's unsynced changes: the bytes
+//     written since the last Sync, whether appended or overwritten with WriteAt.
 //
 // A failed Sync must never be retried by callers as if it were harmless: after
 // a failed fsync Linux may mark the dirty pages clean, and a second fsync
@@ -31,6 +32,10 @@ type File interface {
 	// Write writes p at the file offset; for files opened with os.O_APPEND, at
 	// the end of the file.
 	io.Writer
+	// WriteAt writes p at off (io.WriterAt semantics), without moving the file
+	// offset; writing past the end extends the file, with zeros in any gap. Like
+	// os.File, it fails on files opened with os.O_APPEND.
+	io.WriterAt
 	// ReadAt reads len(p) bytes at off (io.ReaderAt semantics). Safe to call
 	// concurrently with Write.
 	io.ReaderAt

@@ -198,3 +198,130 @@ func TestMemFaults(t *testing.T) {
 		t.Fatalf("after a failed sync and a crash the file holds %q, want nothing", b)
 	}
 }
+
+// TestWriteAt checks WriteAt on both file systems: overwriting in place,
+// extending past the end with zeros in the gap, leaving the file offset
+// alone, and refusing files opened with O_APPEND (as os.File does).
+func TestWriteAt(t *testing.T) {
+	both(t, func(t *testing.T, fsys FS, dir string) {
+		p := filepath.Join(dir, "a")
+		f, err := fsys.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		mustWrite(t, f, "0123456789")
+		tests := []struct {
+			name string
+			data string
+			off  int64
+			want string
+		}{
+			{"overwrite inside", "ab", 3, "012ab56789"},
+			{"overwrite at start", "X", 0, "X12ab56789"},
+			{"straddle the end", "YZ!", 9, "X12ab5678YZ!"},
+			{"past the end, zero gap", "q", 14, "X12ab5678YZ!\x00\x00q"},
+			{"empty write past the end", "", 20, "X12ab5678YZ!\x00\x00q"},
+		}
+		for _, tt := range tests {
+			n, err := f.WriteAt([]byte(tt.data), tt.off)
+			if err != nil || n != len(tt.data) {
+				t.Fatalf("%s: WriteAt = %d, %v", tt.name, n, err)
+			}
+			if got := readAll(t, f); got != tt.want {
+				t.Fatalf("%s: content %q, want %q", tt.name, got, tt.want)
+			}
+		}
+		// WriteAt did not move the offset used by Write (10, after "0123456789").
+		mustWrite(t, f, "W")
+		if got, want := readAll(t, f), "X12ab5678YW!\x00\x00q"; got != want {
+			t.Fatalf("after Write: %q, want %q", got, want)
+		}
+		if _, err := f.WriteAt([]byte("x"), -1); err == nil {
+			t.Fatal("WriteAt at a negative offset succeeded")
+		}
+		g, err := fsys.OpenFile(p, os.O_RDWR|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if _, err := g.WriteAt([]byte("x"), 0); err == nil {
+			t.Fatal("WriteAt on an O_APPEND file succeeded")
+		}
+		r, err := fsys.OpenFile(p, os.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := r.WriteAt([]byte("x"), 0); err == nil {
+			t.Fatal("WriteAt on a read-only file succeeded")
+		}
+	})
+}
+
+// TestMemCrashWriteAt checks the crash model for overwrites: without a Sync
+// they are lost; with TearUnsynced, a crash keeps the synced content with a
+// prefix (in file order) of the overwritten bytes applied, and the synced
+// size; a failed write hook tears WriteAt like Write.
+func TestMemCrashWriteAt(t *testing.T) {
+	zeros := string(make([]byte, 16))
+	setup := func() (*Mem, File) {
+		m := NewMem()
+		m.MkdirAll("/d", 0o755)
+		f, _ := m.Create("/d/f")
+		mustWrite(t, f, zeros) // preallocated space
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		m.SyncDir("/d")
+		return m, f
+	}
+
+	m, f := setup()
+	if _, err := f.WriteAt([]byte("abcd"), 4); err != nil {
+		t.Fatal(err)
+	}
+	m.Crash(CrashOptions{})
+	if b, _ := m.ReadFile("/d/f"); string(b) != zeros {
+		t.Fatalf("unsynced overwrite survived a crash: %q", b)
+	}
+
+	m, f = setup()
+	f.WriteAt([]byte("abcd"), 4)
+	f.Sync()
+	f.WriteAt([]byte("efgh"), 8)
+	m.Crash(CrashOptions{})
+	if b, _ := m.ReadFile("/d/f"); string(b) != zeros[:4]+"abcd"+zeros[:8] {
+		t.Fatalf("after sync+crash: %q", b)
+	}
+
+	seen := map[string]bool{}
+	for seed := range uint64(50) {
+		m, f := setup()
+		f.WriteAt([]byte("abcdef"), 4)
+		m.Crash(CrashOptions{Rand: rand.New(rand.NewPCG(seed, 2)), TearUnsynced: true})
+		b, _ := m.ReadFile("/d/f")
+		if len(b) != len(zeros) {
+			t.Fatalf("seed %d: torn overwrite changed the size to %d", seed, len(b))
+		}
+		k := len(bytes.TrimRight(b[4:10], "\x00"))
+		if want := zeros[:4] + "abcdef"[:k] + zeros[:12-k]; string(b) != want {
+			t.Fatalf("seed %d: torn content %q is not synced data with a prefix of the overwrite (%q)", seed, b, want)
+		}
+		seen[string(b)] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("tearing an overwrite gave only %d outcomes; it should vary", len(seen))
+	}
+
+	m, f = setup()
+	boom := errors.New("boom")
+	m.SetFaults(Faults{Write: func(name string, n int) (int, error) { return 2, boom }})
+	if n, err := f.WriteAt([]byte("xyz"), 1); n != 2 || !errors.Is(err, boom) {
+		t.Fatalf("WriteAt = %d, %v; want a 2-byte torn write", n, err)
+	}
+	m.SetFaults(Faults{})
+	if b, _ := m.ReadFile("/d/f"); string(b) != "\x00xy"+zeros[:13] {
+		t.Fatalf("content after a torn WriteAt: %q", b)
+	}
+}

@@ -231,20 +231,19 @@ type chunk struct {
 	end   int
 }
 
-// writeBatch writes the batch's records at the end of active (whose size is
-// pos), starting new segments as they fill, and fsyncs every segment written.
+// writeBatch writes the batch's records at the end of active's data (pos),
+// starting new segments as they fill, and fsyncs every segment written. A
+// full segment is sealed (cut to its data and fsynced) before the next one is
+// created, so that only the last segment ever has zeros after its data.
 // Called by the owner of the write path, without mu.
 func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) ([]chunk, error) {
 	var chunks []chunk
 	seg, start := active, pos
-	a, aOff := 0, 0 // first record (and its buffer offset) not yet written
-	bOff := 0
+	aOff, bOff := 0, 0 // buffer offsets of the first record not yet written, and of record r
 	for r, m := range b.recs {
 		if pos > segmentHeaderEnd && pos+int64(m.size) > l.cfg.SegmentBytes {
-			if r > a {
-				if err := l.writeSync(seg, b.buf[aOff:bOff]); err != nil {
-					return nil, err
-				}
+			if err := l.writeSync(seg, b.buf[aOff:bOff], start, true); err != nil {
+				return nil, err
 			}
 			chunks = append(chunks, chunk{seg: seg, start: start, end: r})
 			if r > 0 {
@@ -258,21 +257,40 @@ func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) 
 			l.segs = append(l.segs, next)
 			l.mu.Unlock()
 			seg, start, pos = next, segmentHeaderEnd, segmentHeaderEnd
-			a, aOff = r, bOff
+			aOff = bOff
 		}
 		pos += int64(m.size)
 		bOff += int(m.size)
 	}
-	if err := l.writeSync(seg, b.buf[aOff:]); err != nil {
+	if err := l.writeSync(seg, b.buf[aOff:], start, false); err != nil {
 		return nil, err
 	}
+	l.maybePrepareSpare(seg.first, pos)
 	return append(chunks, chunk{seg: seg, start: start, end: len(b.recs)}), nil
 }
 
-// writeSync appends p to seg's file and fsyncs it.
-func (l *Log) writeSync(seg *segment, p []byte) error {
-	if _, err := seg.f.Write(p); err != nil {
-		return fmt.Errorf("%w: append to %s: %v", ErrWriteFailed, seg.path, err)
+// writeSync writes p at off in seg's file (the end of its data) and fsyncs
+// it. With seal, it first cuts the file at the end of p if preallocated
+// zeros follow, so that the fsync makes the segment's exact size durable
+// before the next segment can appear. It does nothing if there is nothing
+// to write or cut.
+func (l *Log) writeSync(seg *segment, p []byte, off int64, seal bool) error {
+	end := off + int64(len(p))
+	dirty := len(p) > 0
+	if dirty {
+		if _, err := seg.f.WriteAt(p, off); err != nil {
+			return fmt.Errorf("%w: append to %s at %d: %v", ErrWriteFailed, seg.path, off, err)
+		}
+		seg.alloc = max(seg.alloc, end)
+	}
+	if seal && seg.alloc > end {
+		if err := seg.f.Truncate(end); err != nil {
+			return fmt.Errorf("%w: seal %s at %d: %v", ErrWriteFailed, seg.path, end, err)
+		}
+		seg.alloc, dirty = end, true
+	}
+	if !dirty {
+		return nil
 	}
 	return l.syncFile(seg.f)
 }

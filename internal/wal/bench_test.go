@@ -10,13 +10,31 @@ import (
 	"github.com/trireme-db/trireme/internal/entry"
 )
 
+// benchConfigs runs f with preallocated segments (the default) and with
+// segments that grow by extension.
+func benchConfigs(b *testing.B, f func(b *testing.B, cfg Config)) {
+	for _, prealloc := range []bool{true, false} {
+		b.Run(preallocName(prealloc), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Preallocate = prealloc
+			f(b, cfg)
+		})
+	}
+}
+
 // BenchmarkAppendSync measures durable appends (fdatasync on the real file
 // system) of one entry with a 100-byte value per call, from 1 to 256
-// concurrent writers sharing fsyncs through group commit.
+// concurrent writers sharing fsyncs through group commit, with and without
+// preallocated segments. Creating the log (and zero-filling its first
+// segment) is not timed.
 func BenchmarkAppendSync(b *testing.B) {
+	benchConfigs(b, benchAppendSync)
+}
+
+func benchAppendSync(b *testing.B, cfg Config) {
 	for _, writers := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			l := mustOpen(b, b.TempDir(), DefaultConfig())
+			l := mustOpen(b, b.TempDir(), cfg)
 			defer l.Close()
 			value := make([]byte, 100)
 			var (
@@ -29,7 +47,7 @@ func BenchmarkAppendSync(b *testing.B) {
 			remaining.Store(int64(b.N))
 			b.SetBytes(int64((&entry.Entry{Key: []byte("key-000000"), Value: value}).Size()))
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU()
 			for range writers {
 				wg.Go(func() {
 					ents := []entry.Entry{{Term: 1, Kind: entry.KindPut, Key: []byte("key-000000"), Value: value}}
@@ -50,7 +68,7 @@ func BenchmarkAppendSync(b *testing.B) {
 				})
 			}
 			wg.Wait()
-			elapsed := time.Since(start)
+			elapsed, cpu := time.Since(start), processCPU()-cpu0
 			b.StopTimer()
 			if err := failed.Load(); err != nil {
 				b.Fatal(err)
@@ -58,18 +76,24 @@ func BenchmarkAppendSync(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
 			st := l.Stats()
 			b.ReportMetric(float64(st.Entries)/float64(max(st.Flushes, 1)), "entries/fsync")
+			reportCPU(b, cpu, st.Flushes)
 		})
 	}
 }
 
 // BenchmarkAppendBatch measures one writer appending batches of 64 entries (as
-// the node does with a Ready batch), durably.
+// the node does with a Ready batch), durably, with and without preallocated
+// segments.
 func BenchmarkAppendBatch(b *testing.B) {
-	l := mustOpen(b, b.TempDir(), DefaultConfig())
+	benchConfigs(b, benchAppendBatch)
+}
+
+func benchAppendBatch(b *testing.B, cfg Config) {
+	l := mustOpen(b, b.TempDir(), cfg)
 	defer l.Close()
 	ents := makeEntries(1, 64, constTerm(1), 100)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	next := uint64(1)
 	for range b.N {
 		for k := range ents {
@@ -81,6 +105,15 @@ func BenchmarkAppendBatch(b *testing.B) {
 		next += uint64(len(ents))
 	}
 	b.ReportMetric(float64(b.N*len(ents))/time.Since(start).Seconds(), "entries/s")
+	reportCPU(b, processCPU()-cpu0, l.Stats().Flushes)
+}
+
+// reportCPU reports the process CPU time (user + system, all goroutines) per
+// fsync (group commit), when the platform measures it.
+func reportCPU(b *testing.B, cpu time.Duration, flushes uint64) {
+	if cpu > 0 && flushes > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(flushes), "cpu-µs/fsync")
+	}
 }
 
 // filledLog returns a log (real file system, 1 MiB segments) holding n

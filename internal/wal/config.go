@@ -39,6 +39,20 @@ type Config struct {
 	// NoSync skips every fsync. UNSAFE: acknowledged entries can be lost on a
 	// crash or power loss. For tests and benchmarks only.
 	NoSync bool
+	// Preallocate fills each new segment file with SegmentBytes of real zeros
+	// (fsynced) before it is used, so that appends overwrite allocated space
+	// and an fdatasync does not have to write the file's size: about 30%
+	// less time and CPU per fsync on ext4 (see DESIGN.md). The next segment is
+	// prepared in the background once the current one is half full. Costs
+	// SegmentBytes of disk per segment up front, and SegmentBytes written when
+	// a log is created. Default true; false writes segments by extending them
+	// (useful for tests with many tiny logs). Either way, recovery reads logs
+	// written with either setting.
+	Preallocate bool
+
+	// inlineSpare prepares the spare segment on the writer goroutine instead
+	// of a background one, so that tests that count I/O stay deterministic.
+	inlineSpare bool
 }
 
 // DefaultConfig returns the default configuration (real file system, logs
@@ -50,6 +64,7 @@ func DefaultConfig() Config {
 		MaxEntryBytes: 4 << 20,
 		FS:            vfs.OS{},
 		Logger:        slog.New(slog.DiscardHandler),
+		Preallocate:   true,
 	}
 }
 

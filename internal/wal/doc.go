@@ -23,6 +23,16 @@
 // New files are written under a ".tmp" name, fsynced, renamed into place and
 // the directory fsynced; leftover ".tmp" files are removed on open.
 //
+// With Config.Preallocate (the default), a new segment file is filled with
+// zeros up to Config.SegmentBytes and fsynced before it is used, and records
+// are written over those zeros at the end of the segment's data (with
+// positioned writes, not O_APPEND). The next segment's file is prepared in
+// the background under the name "spare.wal.tmp" once the current segment is
+// half full; starting a segment then only writes the header into it, fsyncs
+// it, renames it and fsyncs the directory. Before a new segment is created,
+// the full one is cut to the end of its data and fsynced ("sealed"), so that
+// only the last segment ever has zeros after its records.
+//
 // # Record format
 //
 // A segment is a sequence of records. All integers are little-endian. A record
@@ -68,21 +78,32 @@
 // Every record of every segment is decoded and checked (checksum, kind, entry
 // encoding, index), segments must follow each other without a gap, and each
 // segment header must agree with its file name and with the previous
-// segment's last term. At the first bad record of the last segment, the rest
-// of the file is taken for a torn write, and cut off (with a slog warning
-// naming the file, offset and byte count), only when one of these holds:
+// segment's last term.
 //
-//   - fewer than RecordHeaderSize bytes remain (a cut header);
-//   - the declared length runs past the end of the file, the bytes that are
-//     there do not verify as a complete record with a damaged length field,
-//     and no verifiable record of the next entry starts anywhere after it (a
-//     damaged length field in the middle of the file would hide one);
-//   - all remaining bytes are zero (space the file system extended but never
-//     wrote).
+// In the last segment, when every byte after the last good record is zero,
+// those bytes are preallocated space (or space the file system extended but
+// never wrote): the log simply ends there. Nothing is logged or cut, and
+// appends continue over the zeros.
 //
-// Anything else, and any bad record in an earlier segment, is ErrCorrupt,
-// reported as a *CorruptError with the file and the offset of the bad record.
-// See DESIGN.md for why.
+// Otherwise, let the data end be the offset after the last non-zero byte of
+// the file (the end of the file, for a file that does not end in zeros). At
+// the first bad record of the last segment, the bytes up to the data end are
+// taken for a torn write, and cut off (the file is truncated there and
+// fsynced, with a slog warning naming the file, the offset and the number of
+// torn bytes), only when one of these holds:
+//
+//   - fewer than RecordHeaderSize bytes remain before the data end (a cut
+//     header);
+//   - the declared length runs past the data end, the bytes that are there do
+//     not verify as a complete record with a damaged length field (neither
+//     up to the data end nor up to the length its entry encoding gives), and
+//     no verifiable record of the next entry starts anywhere after it (a
+//     damaged length field in the middle of the file would hide one).
+//
+// Anything else (a record that ends before the data end and fails, non-zero
+// bytes after zeros), and any bad record or any trailing zeros in an earlier
+// segment, is ErrCorrupt, reported as a *CorruptError with the file and the
+// offset of the bad record. See DESIGN.md for why.
 //
 // # Appending
 //

@@ -66,6 +66,9 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add(seg)
 	f.Add(seg[:len(seg)-4])
 	f.Add(hdr)
+	// Preallocated: zeros after the data, whole or torn.
+	f.Add(append(append([]byte(nil), seg...), make([]byte, 64)...))
+	f.Add(append(append([]byte(nil), seg[:len(seg)-4]...), make([]byte, 64)...))
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
@@ -84,8 +87,17 @@ func FuzzScanSegment(f *testing.F) {
 		if res.end > int64(len(b)) || res.end < segmentHeaderEnd {
 			t.Fatalf("end %d outside [%d, %d]", res.end, segmentHeaderEnd, len(b))
 		}
-		if (res.end < int64(len(b))) != (res.bad != nil) {
+		if res.bad != nil && res.end == int64(len(b)) {
 			t.Fatalf("end %d of %d but bad = %v", res.end, len(b), res.bad)
+		}
+		if res.dataEnd < res.end || res.dataEnd > int64(len(b)) {
+			t.Fatalf("data end %d outside [%d, %d]", res.dataEnd, res.end, len(b))
+		}
+		if rest := b[res.end:]; res.bad == nil && len(bytes.TrimLeft(rest, "\x00")) != 0 {
+			t.Fatalf("bad = nil but the %d bytes after end %d are not all zero", len(rest), res.end)
+		}
+		if res.bad != nil && res.dataEnd == res.end {
+			t.Fatalf("bad = %v but nothing but zeros follows end %d", res.bad, res.end)
 		}
 		again, err := scanSegment(b[:res.end], "seg", 7)
 		if err != nil || again.end != res.end || len(again.offs) != len(res.offs) || again.bad != nil {

@@ -103,9 +103,13 @@ func (l *Log) truncateAfter(i uint64) error {
 			return err
 		}
 	}
+	// Cut physically (dropping any preallocated zeros too): zeroing the cut
+	// records instead could, after a crash midway, leave zeros before old
+	// records, which recovery would take for damage.
 	if err := keep.f.Truncate(newSize); err != nil {
 		return fmt.Errorf("%w: truncate %s to %d: %v", ErrWriteFailed, keep.path, newSize, err)
 	}
+	keep.alloc = newSize
 	return l.syncFile(keep.f)
 }
 
@@ -166,6 +170,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	l.mu.Unlock()
+	l.stopSpare() // the write path is held: no roll can be taking the spare
 	l.filesMu.Lock()
 	l.mu.Lock()
 	l.closed = true

@@ -164,15 +164,18 @@ type scanResult struct {
 	offs     []uint32  // offset of each entry record; entry hdr.first+k at offs[k]
 	runs     []termRun // term runs of the entries
 	end      int64     // end of the last good record
+	dataEnd  int64     // offset after the last non-zero byte (at least end)
 	torn     bool      // bytes after end look like a torn write (see isTornTail)
-	bad      error     // why the record at end failed, if end < len(buf)
+	bad      error     // why the record at end failed; nil if all bytes after end are zero
 	lastTerm uint64    // term of the last entry (hdr.prevTerm if none)
 }
 
 // scanSegment verifies the segment image buf (the whole file) and indexes it.
 // name is used in errors and wantFirst is the first index its name carries.
-// Damage in the segment header is an error; damage in a later record stops the
-// scan there and is described by res.end, res.torn and res.bad.
+// Damage in the segment header is an error; a later record that fails stops
+// the scan there: if every byte from there on is zero (preallocated space),
+// res.bad is nil; otherwise res.bad says why and res.torn whether it looks
+// like a torn write.
 func scanSegment(buf []byte, name string, wantFirst uint64) (res scanResult, err error) {
 	kind, payload, n, err := DecodeRecord(buf)
 	if err != nil {
@@ -205,8 +208,11 @@ func scanSegment(buf []byte, name string, wantFirst uint64) (res scanResult, err
 			}
 		}
 		if err != nil {
-			res.bad = err
-			res.torn = isTornTail(buf[off:], next)
+			res.dataEnd = int64(off + len(bytes.TrimRight(buf[off:], "\x00")))
+			if res.dataEnd > int64(off) {
+				res.bad = err
+				res.torn = isTornTail(buf[off:], int(res.dataEnd)-off, next)
+			}
 			break
 		}
 		if uint64(off) > uint64(^uint32(0)) {
@@ -221,40 +227,63 @@ func scanSegment(buf []byte, name string, wantFirst uint64) (res scanResult, err
 		off += n
 	}
 	res.end = int64(off)
+	res.dataEnd = max(res.dataEnd, res.end)
 	return res, nil
 }
 
 // isTornTail reports whether tail, which starts with a record that failed to
 // decode and should have held entry next, looks like an interrupted append
-// rather than damage to written data. An append that a crash interrupted
+// rather than damage to written data. Only tail[:n] holds data: the rest is
+// zeros (preallocated space, or nothing). An append that a crash interrupted
 // leaves a prefix of what was written: a partial last record and nothing
-// after it.
-func isTornTail(tail []byte, next uint64) bool {
-	if len(tail) < RecordHeaderSize {
+// after it but zeros.
+func isTornTail(tail []byte, n int, next uint64) bool {
+	data := tail[:n]
+	if len(data) < RecordHeaderSize {
 		return true // the header itself was cut
 	}
-	length := uint64(binary.LittleEndian.Uint32(tail[0:]))
-	if length > uint64(len(tail)-RecordHeaderSize) {
-		// Cut short: torn, unless the bytes that are there form a complete
-		// record whose length field alone was damaged, or a good record follows
-		// (a damaged length field in the middle of the segment).
-		if crc32.Checksum(tail[8:], crcTable) == binary.LittleEndian.Uint32(tail[4:]) {
-			return false
-		}
-		return !hasEntryRecordAfter(tail, next)
+	length := uint64(binary.LittleEndian.Uint32(data[0:]))
+	if length <= uint64(len(data)-RecordHeaderSize) {
+		// A complete record, with data after or at its end, that fails
+		// verification: damage.
+		return false
 	}
-	// A complete record that fails verification is damage, unless the whole
-	// tail is zeros (space the file system extended but never wrote).
-	return len(bytes.TrimLeft(tail, "\x00")) == 0
+	// Cut short: torn, unless the bytes that are there form a complete
+	// record whose length field alone was damaged, or a good record follows
+	// (a damaged length field in the middle of the segment).
+	if crc32.Checksum(data[8:], crcTable) == binary.LittleEndian.Uint32(data[4:]) {
+		return false
+	}
+	if completeByEncoding(tail) {
+		return false
+	}
+	return !hasEntryRecordAfter(tail, n, next)
+}
+
+// completeByEncoding reports whether rec starts with an entry record that is
+// complete and verifies when its length is taken from the entry encoding
+// (which carries the key and value lengths) instead of the record's length
+// field: a record whose length field was damaged and whose last bytes happen
+// to be zeros.
+func completeByEncoding(rec []byte) bool {
+	if RecordKind(rec[8]) != RecordEntry {
+		return false
+	}
+	_, n, err := entry.DecodePrefix(rec[RecordHeaderSize:])
+	if err != nil {
+		return false
+	}
+	return crc32.Checksum(rec[8:RecordHeaderSize+n], crcTable) == binary.LittleEndian.Uint32(rec[4:])
 }
 
 // hasEntryRecordAfter reports whether a verifiable record of entry next+1
-// starts anywhere in tail after its first byte: what a damaged length field on
-// entry next would hide. (Only next+1: a value that happens to embed a record
-// cannot make a torn write look like damage unless it guesses that index.)
-func hasEntryRecordAfter(tail []byte, next uint64) bool {
+// starts in tail[1:n] (the data; it may extend into the zeros after it): what
+// a damaged length field on entry next would hide. (Only next+1: a value that
+// happens to embed a record cannot make a torn write look like damage unless
+// it guesses that index.)
+func hasEntryRecordAfter(tail []byte, n int, next uint64) bool {
 	const idxAt = RecordHeaderSize + 10 // offset of the index in an entry record
-	for p := 1; p+RecordHeaderSize+entry.HeaderSize <= len(tail); p++ {
+	for p := 1; p < n && p+RecordHeaderSize+entry.HeaderSize <= len(tail); p++ {
 		r := tail[p:]
 		// Cheap filters first: kind, encoding version, entry kind, index.
 		if RecordKind(r[8]) != RecordEntry || r[9] != entry.EncodingVersion || !entry.Kind(r[10]).Valid() {

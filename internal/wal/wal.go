@@ -20,6 +20,11 @@ const (
 	segmentSuffix = ".wal"
 	tmpSuffix     = ".tmp"
 	hardStateName = "hardstate"
+	// spareName is the zero-filled file prepared for the next segment
+	// (Config.Preallocate); a leftover is removed on open like any ".tmp".
+	spareName = "spare" + segmentSuffix + tmpSuffix
+	// zeroChunk is the size of the writes that zero-fill a segment.
+	zeroChunk = 1 << 20
 )
 
 // Log is an open write-ahead log. All methods are safe for concurrent use.
@@ -63,6 +68,16 @@ type Log struct {
 	spare      *batch // an empty batch to reuse (nil while one is in flight)
 	flushes    uint64 // batches written
 	written    uint64 // entries written
+
+	// The spare segment file (Config.Preallocate), guarded by spareMu.
+	spareMu     sync.Mutex
+	spareF      vfs.File      // zero-filled and fsynced under spareName; nil if none
+	spareBusy   bool          // a preparation runs
+	spareFor    uint64        // first index of the segment whose fill started the last preparation
+	spareClosed bool          // Close has begun: start nothing, keep nothing
+	sparesUsed  int           // spares that became segments (for tests)
+	spareStop   chan struct{} // closed by Close: a running preparation stops early
+	spareWG     sync.WaitGroup
 }
 
 // segment is one segment file.
@@ -70,9 +85,12 @@ type segment struct {
 	first    uint64 // index of its first entry (also in its name)
 	prevTerm uint64 // term of entry first-1
 	path     string
-	f        vfs.File // opened O_RDWR|O_APPEND
+	f        vfs.File // opened O_RDWR; written with WriteAt at size
 	offs     []uint32 // guarded by Log.mu: offset of entry first+k's record
 	size     int64    // guarded by Log.mu: end of the last durable record
+	// alloc is the file's physical size: size, or more while the segment
+	// has preallocated zeros after its data. Owned by the write path.
+	alloc int64
 }
 
 func (s *segment) lastIndex() uint64 { return s.first + uint64(len(s.offs)) - 1 }
@@ -107,12 +125,13 @@ func Open(dir string, cfg Config) (*Log, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		dir:    filepath.Clean(dir),
-		cfg:    cfg,
-		fs:     cfg.FS,
-		logger: cfg.Logger,
-		pend:   &batch{},
-		spare:  &batch{},
+		dir:       filepath.Clean(dir),
+		cfg:       cfg,
+		fs:        cfg.FS,
+		logger:    cfg.Logger,
+		pend:      &batch{},
+		spare:     &batch{},
+		spareStop: make(chan struct{}),
 	}
 	l.cond = sync.NewCond(&l.mu)
 	l.writerCond = sync.NewCond(&l.mu)
@@ -175,7 +194,7 @@ func (l *Log) recover() error {
 	var buf []byte
 	for k, first := range firsts {
 		path := l.path(segmentName(first))
-		f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o644)
+		f, err := l.fs.OpenFile(path, os.O_RDWR, 0o644)
 		if err != nil {
 			return fmt.Errorf("wal: open %s: %w", path, err)
 		}
@@ -200,13 +219,24 @@ func (l *Log) recover() error {
 			return err
 		}
 		isLast := k == len(firsts)-1
-		if res.end < int64(len(buf)) {
-			if !isLast || !res.torn {
-				return corruptf(path, res.end, "%s", reason(res.bad))
-			}
-			if err := l.repairTail(s, res.end, int64(len(buf)), res.bad); err != nil {
+		s.alloc = int64(len(buf))
+		switch {
+		case res.end == s.alloc:
+			// The file ends with its last record.
+		case res.bad == nil && isLast:
+			// Only zeros follow: preallocated space, the end of the log.
+			// Appends continue there.
+		case res.bad == nil:
+			// Sealed segments are cut to their data before the next one is
+			// created, so zeros here are not preallocated space.
+			return corruptf(path, res.end, "%d zero bytes after the last record of a segment that is not the last", s.alloc-res.end)
+		case !isLast || !res.torn:
+			return corruptf(path, res.end, "%s", reason(res.bad))
+		default:
+			if err := l.repairTail(s, res, s.alloc); err != nil {
 				return err
 			}
+			s.alloc = res.end
 		}
 		s.prevTerm, s.offs, s.size = res.hdr.prevTerm, res.offs, res.end
 		if k == 0 {
@@ -239,10 +269,15 @@ func appendRuns(dst, runs []termRun) []termRun {
 	return dst
 }
 
-// repairTail cuts the torn tail [end, size) off the last segment, durably.
-func (l *Log) repairTail(s *segment, end, size int64, why error) error {
+// repairTail cuts the torn tail off the last segment, durably: it truncates
+// the file (of size bytes) at res.end. Truncation, not zeroing, because a
+// crash midway through zeroing could leave zeros before torn bytes, which
+// recovery would take for damage; the segment then grows by extension until
+// the next one.
+func (l *Log) repairTail(s *segment, res scanResult, size int64) error {
+	end := res.end
 	l.logger.Warn("wal: cutting torn tail of last segment",
-		"file", s.path, "offset", end, "bytes", size-end, "err", why)
+		"file", s.path, "offset", end, "bytes", res.dataEnd-end, "file_size", size, "err", res.bad)
 	if err := s.f.Truncate(end); err != nil {
 		return fmt.Errorf("wal: truncate torn tail of %s at %d: %w", s.path, end, err)
 	}
@@ -252,20 +287,35 @@ func (l *Log) repairTail(s *segment, end, size int64, why error) error {
 	return nil
 }
 
-// createSegment creates a segment file holding only its header: written under
-// a temporary name, fsynced, renamed, and the directory fsynced.
+// createSegment creates a segment file holding its header (followed, with
+// Config.Preallocate, by zeros up to SegmentBytes): written under a temporary
+// name, fsynced, renamed, and the directory fsynced. With a spare file ready
+// it only writes the header into the spare; otherwise it fills a new file
+// itself. Either way the I/O is one file fsync and one directory fsync.
 func (l *Log) createSegment(h segmentHeader) (*segment, error) {
 	path := l.path(segmentName(h.first))
-	tmp := path + tmpSuffix
-	f, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
+	tmp, alloc := path+tmpSuffix, int64(segmentHeaderEnd)
+	f := l.takeSpare()
+	if f != nil {
+		tmp, alloc = l.path(spareName), l.cfg.SegmentBytes
+	} else {
+		var err error
+		if f, err = l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return nil, fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
+		}
+		if l.cfg.Preallocate {
+			if err := zeroFill(f, segmentHeaderEnd, l.cfg.SegmentBytes, nil); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%w: zero-fill %s: %v", ErrWriteFailed, tmp, err)
+			}
+			alloc = l.cfg.SegmentBytes
+		}
 	}
 	fail := func(err error) (*segment, error) {
 		f.Close()
 		return nil, err
 	}
-	if _, err := f.Write(appendSegmentHeader(nil, h)); err != nil {
+	if _, err := f.WriteAt(appendSegmentHeader(nil, h), 0); err != nil {
 		return fail(fmt.Errorf("%w: write %s: %v", ErrWriteFailed, tmp, err))
 	}
 	if err := l.syncFile(f); err != nil {
@@ -277,7 +327,115 @@ func (l *Log) createSegment(h segmentHeader) (*segment, error) {
 	if err := l.syncDir(); err != nil {
 		return fail(err)
 	}
-	return &segment{first: h.first, prevTerm: h.prevTerm, path: path, f: f, size: segmentHeaderEnd}, nil
+	return &segment{first: h.first, prevTerm: h.prevTerm, path: path, f: f, size: segmentHeaderEnd, alloc: alloc}, nil
+}
+
+// zeroFill writes zeros to f over [from, to) in chunks of zeroChunk, stopping
+// early (with an error) once stop is closed.
+func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}) error {
+	zeros := make([]byte, min(zeroChunk, max(to-from, 0)))
+	for off := from; off < to; off += int64(len(zeros)) {
+		select {
+		case <-stop:
+			return errors.New("stopped")
+		default:
+		}
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maybePrepareSpare starts preparing a spare segment file when preallocation
+// is on, the active segment (first index first) is half full at pos, and no
+// spare is ready or being prepared for it. Called by the write-path owner.
+func (l *Log) maybePrepareSpare(first uint64, pos int64) {
+	if !l.cfg.Preallocate || pos < l.cfg.SegmentBytes/2 {
+		return
+	}
+	l.spareMu.Lock()
+	if l.spareF != nil || l.spareBusy || l.spareClosed || l.spareFor == first {
+		l.spareMu.Unlock()
+		return
+	}
+	l.spareBusy, l.spareFor = true, first
+	if l.cfg.inlineSpare {
+		l.spareMu.Unlock()
+		l.prepareSpare()
+		return
+	}
+	l.spareWG.Add(1) // under spareMu, so never after Close's Wait began
+	l.spareMu.Unlock()
+	go func() {
+		defer l.spareWG.Done()
+		l.prepareSpare()
+	}()
+}
+
+// prepareSpare creates spareName, zero-fills it to SegmentBytes and fsyncs
+// it. A failure is logged and otherwise ignored: the next segment is then
+// created by createSegment's own path, which reports errors as usual. The
+// spare's name is never fsynced into the directory: createSegment renames it
+// and fsyncs the directory when it becomes a segment.
+func (l *Log) prepareSpare() {
+	path := l.path(spareName)
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err == nil {
+		if err = zeroFill(f, 0, l.cfg.SegmentBytes, l.spareStop); err == nil {
+			err = l.syncFile(f)
+		}
+		if err != nil {
+			f.Close()
+			l.fs.Remove(path) // best effort: Open removes leftovers
+			f = nil
+		}
+	}
+	l.spareMu.Lock()
+	defer l.spareMu.Unlock()
+	l.spareBusy = false
+	switch {
+	case l.spareClosed:
+		if f != nil {
+			f.Close()
+			l.fs.Remove(path)
+		}
+	case err != nil:
+		l.logger.Warn("wal: could not prepare the next segment file; it will be created when needed",
+			"file", path, "err", err)
+	default:
+		l.spareF = f
+	}
+}
+
+// takeSpare returns the prepared spare file, if any, and forgets it.
+func (l *Log) takeSpare() vfs.File {
+	l.spareMu.Lock()
+	defer l.spareMu.Unlock()
+	f := l.spareF
+	l.spareF = nil
+	if f != nil {
+		l.sparesUsed++
+	}
+	return f
+}
+
+// stopSpare stops a running preparation, waits for it, and removes the spare
+// file (best effort: Open removes leftovers).
+func (l *Log) stopSpare() {
+	l.spareMu.Lock()
+	if !l.spareClosed {
+		l.spareClosed = true
+		close(l.spareStop)
+	}
+	f := l.spareF
+	l.spareF = nil
+	l.spareMu.Unlock()
+	l.spareWG.Wait()
+	if f != nil {
+		f.Close()
+		l.fs.Remove(l.path(spareName))
+	}
 }
 
 func (l *Log) syncFile(f vfs.File) error {

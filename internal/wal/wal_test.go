@@ -478,49 +478,84 @@ func TestLeftoverTempFilesRemoved(t *testing.T) {
 	}
 }
 
+// TestTornTailRepaired writes a partial record at the end of the last
+// segment's data, as a crash in the middle of a write leaves it (followed by
+// the preallocated zeros when preallocating), and checks that Open cuts it
+// with a warning naming the file, offset and torn bytes, truncating the file
+// there, and that the log then takes appends again.
 func TestTornTailRepaired(t *testing.T) {
-	fileSystems(t, func(t *testing.T, fs vfs.FS, dir string) {
-		capt := &logCapture{}
-		cfg := testConfig(fs)
-		cfg.Logger = capt.logger()
-		l := mustOpen(t, dir, cfg)
-		ents := makeEntries(1, 10, constTerm(1), 20)
-		mustAppend(t, l, ents)
-		last := l.segs[len(l.segs)-1]
-		good := last.size
-		l.Close()
-		// Append a partial record, as a crash in the middle of a write leaves.
-		partial := AppendEntryRecord(nil, &makeEntries(11, 1, constTerm(1), 20)[0])
-		partial = partial[:len(partial)-3]
-		f, err := fs.OpenFile(last.path, os.O_RDWR|os.O_APPEND, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(partial); err != nil {
-			t.Fatal(err)
-		}
-		f.Sync()
-		f.Close()
-		l = mustOpen(t, dir, cfg)
-		defer l.Close()
-		mustMatch(t, l, ents)
-		out := capt.String()
-		for _, want := range []string{"torn tail", "file=" + last.path, fmt.Sprintf("offset=%d", good), fmt.Sprintf("bytes=%d", len(partial))} {
-			if !strings.Contains(out, want) {
-				t.Fatalf("log output lacks %q:\n%s", want, out)
-			}
-		}
-		f, err = fs.OpenFile(last.path, os.O_RDONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := f.Stat()
-		f.Close()
-		if info.Size() != good {
-			t.Fatalf("torn tail not cut: file is %d bytes, want %d", info.Size(), good)
-		}
-		mustAppend(t, l, makeEntries(11, 1, constTerm(1), 20))
-	})
+	for _, prealloc := range []bool{false, true} {
+		t.Run(preallocName(prealloc), func(t *testing.T) {
+			fileSystems(t, func(t *testing.T, fs vfs.FS, dir string) {
+				capt := &logCapture{}
+				cfg := testConfig(fs)
+				cfg.Preallocate = prealloc
+				cfg.Logger = capt.logger()
+				l := mustOpen(t, dir, cfg)
+				ents := makeEntries(1, 10, constTerm(1), 20)
+				mustAppend(t, l, ents)
+				last := l.segs[len(l.segs)-1]
+				good := last.size
+				l.Close()
+				wantSize := good
+				if prealloc {
+					wantSize = cfg.SegmentBytes
+				}
+				if size := fileSize(t, fs, last.path); size != wantSize {
+					t.Fatalf("segment is %d bytes, want %d", size, wantSize)
+				}
+				partial := AppendEntryRecord(nil, &makeEntries(11, 1, constTerm(1), 20)[0])
+				partial = partial[:len(partial)-3]
+				f, err := fs.OpenFile(last.path, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt(partial, good); err != nil {
+					t.Fatal(err)
+				}
+				f.Sync()
+				f.Close()
+				l = mustOpen(t, dir, cfg)
+				defer l.Close()
+				mustMatch(t, l, ents)
+				out := capt.String()
+				for _, want := range []string{"torn tail", "file=" + last.path, fmt.Sprintf("offset=%d", good), fmt.Sprintf("bytes=%d", len(partial))} {
+					if !strings.Contains(out, want) {
+						t.Fatalf("log output lacks %q:\n%s", want, out)
+					}
+				}
+				if size := fileSize(t, fs, last.path); size != good {
+					t.Fatalf("torn tail not cut: file is %d bytes, want %d", size, good)
+				}
+				more := makeEntries(11, 3, constTerm(1), 20)
+				mustAppend(t, l, more)
+				mustMatch(t, l, append(ents, more...))
+			})
+		})
+	}
+}
+
+// preallocName names a subtest by its Config.Preallocate setting (no "=",
+// which slog would quote in paths).
+func preallocName(prealloc bool) string {
+	if prealloc {
+		return "prealloc"
+	}
+	return "extend"
+}
+
+func fileSize(t testing.TB, fs vfs.FS, path string) int64 {
+	t.Helper()
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Size()
 }
 
 func TestCorruptionRefusesToOpen(t *testing.T) {
