@@ -240,8 +240,10 @@ func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) 
 	var chunks []chunk
 	seg, start := active, pos
 	aOff, bOff := 0, 0 // buffer offsets of the first record not yet written, and of record r
+	early := l.rollEarly(seg, pos)
 	for r, m := range b.recs {
-		if pos > segmentHeaderEnd && pos+int64(m.size) > l.cfg.SegmentBytes {
+		if pos > segmentHeaderEnd && (early || pos+int64(m.size) > l.cfg.SegmentBytes) {
+			early = false
 			if err := l.writeSync(seg, b.buf[aOff:bOff], start, true); err != nil {
 				return nil, err
 			}
@@ -249,7 +251,12 @@ func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) 
 			if r > 0 {
 				prevTerm = b.recs[r-1].term
 			}
-			next, err := l.createSegment(segmentHeader{first: b.first + uint64(r), prevTerm: prevTerm})
+			// Without a spare ready, a plain segment that grows by
+			// extension: zero-filling it here would stall the writer for
+			// a whole segment's I/O (and halve a catching-up follower's
+			// speed); the writer moves to the spare once it is ready
+			// (rollEarly).
+			next, err := l.createSegment(segmentHeader{first: b.first + uint64(r), prevTerm: prevTerm}, false)
 			if err != nil {
 				return nil, err
 			}
@@ -265,7 +272,7 @@ func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) 
 	if err := l.writeSync(seg, b.buf[aOff:], start, false); err != nil {
 		return nil, err
 	}
-	l.maybePrepareSpare(seg.first, pos)
+	l.maybePrepareSpare(seg.first, pos, seg.alloc < l.cfg.SegmentBytes)
 	return append(chunks, chunk{seg: seg, start: start, end: len(b.recs)}), nil
 }
 

@@ -134,12 +134,16 @@ func TestPreallocRecoveryRules(t *testing.T) {
 			capt := &logCapture{}
 			cfg := testConfig(mem)
 			cfg.SegmentBytes = 2048
+			cfg.inlineSpare = true // the last segment must be a preallocated one, every run
 			cfg.Logger = capt.logger()
 			l := mustOpen(t, "/wal", cfg)
 			all := makeEntries(1, 20, constTerm(1), 100)
 			all[19].Value = zeroEnd(20)
-			mustAppend(t, l, all[:19])
-			mustAppend(t, l, all[19:])
+			// The last batch has two records, so that the last segment
+			// holds at least two even when the writer moved to a spare
+			// for it (rollEarly).
+			mustAppend(t, l, all[:18])
+			mustAppend(t, l, all[18:])
 			lay := layout{segs: append([]*segment(nil), l.segs...), data: map[string][]byte{}}
 			l.Close()
 			if len(lay.segs) < 2 {
@@ -212,7 +216,10 @@ func TestPreallocRolling(t *testing.T) {
 				}
 				for k, s := range l.segs {
 					want := s.size
-					if k == len(l.segs)-1 {
+					if k == len(l.segs)-1 && (inline || s.alloc == cfg.SegmentBytes) {
+						// Preallocated; with the background spare the
+						// last segment may also have been started while
+						// no spare was ready, and grow by extension.
 						want = cfg.SegmentBytes
 					}
 					if size := fileSize(t, fs, s.path); size != want {
@@ -347,4 +354,42 @@ func TestCloseWaitsForSpare(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	noTmpFiles(t, mem, "/wal", "after Close")
+}
+
+// TestPlainSegmentMovesToSpare: a log whose last segment grows by extension
+// (written without preallocation, or started while no spare was ready) moves
+// to a prepared spare at the next batch instead of staying slow until the
+// segment is full.
+func TestPlainSegmentMovesToSpare(t *testing.T) {
+	fileSystems(t, func(t *testing.T, fs vfs.FS, dir string) {
+		cfg := testConfig(fs)
+		cfg.SegmentBytes = 64 << 10
+		cfg.Preallocate = false
+		l := mustOpen(t, dir, cfg)
+		all := makeEntries(1, 10, constTerm(1), 100)
+		mustAppend(t, l, all)
+		plain := l.segs[len(l.segs)-1]
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Preallocate, cfg.inlineSpare = true, true
+		l = mustOpen(t, dir, cfg)
+		defer l.Close()
+		for i := 0; i < 3; i++ {
+			ents := makeEntries(uint64(len(all))+1, 5, constTerm(1), 100)
+			mustAppend(t, l, ents)
+			all = append(all, ents...)
+		}
+		if len(l.segs) != 2 {
+			t.Fatalf("%d segments, want the plain one and the spare it moved to", len(l.segs))
+		}
+		if size := fileSize(t, fs, plain.path); size != l.segs[0].size {
+			t.Fatalf("left plain segment is %d bytes, data %d", size, l.segs[0].size)
+		}
+		last := l.segs[1]
+		if size := fileSize(t, fs, last.path); size != cfg.SegmentBytes {
+			t.Fatalf("new segment is %d bytes, want the preallocated %d", size, cfg.SegmentBytes)
+		}
+		mustMatch(t, l, all)
+	})
 }

@@ -182,7 +182,7 @@ func (l *Log) recover() error {
 		return err
 	}
 	if len(firsts) == 0 {
-		s, err := l.createSegment(segmentHeader{first: 1})
+		s, err := l.createSegment(segmentHeader{first: 1}, l.cfg.Preallocate)
 		if err != nil {
 			return err
 		}
@@ -292,7 +292,7 @@ func (l *Log) repairTail(s *segment, res scanResult, size int64) error {
 // name, fsynced, renamed, and the directory fsynced. With a spare file ready
 // it only writes the header into the spare; otherwise it fills a new file
 // itself. Either way the I/O is one file fsync and one directory fsync.
-func (l *Log) createSegment(h segmentHeader) (*segment, error) {
+func (l *Log) createSegment(h segmentHeader, fill bool) (*segment, error) {
 	path := l.path(segmentName(h.first))
 	tmp, alloc := path+tmpSuffix, int64(segmentHeaderEnd)
 	f := l.takeSpare()
@@ -303,8 +303,8 @@ func (l *Log) createSegment(h segmentHeader) (*segment, error) {
 		if f, err = l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 			return nil, fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
 		}
-		if l.cfg.Preallocate {
-			if err := zeroFill(f, segmentHeaderEnd, l.cfg.SegmentBytes, nil); err != nil {
+		if fill {
+			if err := zeroFill(f, segmentHeaderEnd, l.cfg.SegmentBytes, nil, nil); err != nil {
 				f.Close()
 				return nil, fmt.Errorf("%w: zero-fill %s: %v", ErrWriteFailed, tmp, err)
 			}
@@ -331,8 +331,11 @@ func (l *Log) createSegment(h segmentHeader) (*segment, error) {
 }
 
 // zeroFill writes zeros to f over [from, to) in chunks of zeroChunk, stopping
-// early (with an error) once stop is closed.
-func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}) error {
+// early (with an error) once stop is closed. With sync it fsyncs after every
+// chunk: a background fill must never leave a whole segment's worth of dirty
+// pages for one fsync (or the kernel's writeback) to push through the device
+// queue at once, where the log's own small fsyncs would wait behind it.
+func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}, sync func(vfs.File) error) error {
 	zeros := make([]byte, min(zeroChunk, max(to-from, 0)))
 	for off := from; off < to; off += int64(len(zeros)) {
 		select {
@@ -343,6 +346,11 @@ func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}) error {
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
 			return err
 		}
+		if sync != nil {
+			if err := sync(f); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -350,8 +358,8 @@ func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}) error {
 // maybePrepareSpare starts preparing a spare segment file when preallocation
 // is on, the active segment (first index first) is half full at pos, and no
 // spare is ready or being prepared for it. Called by the write-path owner.
-func (l *Log) maybePrepareSpare(first uint64, pos int64) {
-	if !l.cfg.Preallocate || pos < l.cfg.SegmentBytes/2 {
+func (l *Log) maybePrepareSpare(first uint64, pos int64, plain bool) {
+	if !l.cfg.Preallocate || (pos < l.cfg.SegmentBytes/2 && !plain) {
 		return
 	}
 	l.spareMu.Lock()
@@ -382,7 +390,7 @@ func (l *Log) prepareSpare() {
 	path := l.path(spareName)
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
-		if err = zeroFill(f, 0, l.cfg.SegmentBytes, l.spareStop); err == nil {
+		if err = zeroFill(f, 0, l.cfg.SegmentBytes, l.spareStop, l.syncFile); err == nil {
 			err = l.syncFile(f)
 		}
 		if err != nil {
@@ -406,6 +414,17 @@ func (l *Log) prepareSpare() {
 	default:
 		l.spareF = f
 	}
+}
+
+// rollEarly reports whether the writer should leave seg, a plain (not
+// preallocated) segment holding records, for the spare that is ready.
+func (l *Log) rollEarly(seg *segment, pos int64) bool {
+	if !l.cfg.Preallocate || seg.alloc >= l.cfg.SegmentBytes || pos <= segmentHeaderEnd {
+		return false
+	}
+	l.spareMu.Lock()
+	defer l.spareMu.Unlock()
+	return l.spareF != nil
 }
 
 // takeSpare returns the prepared spare file, if any, and forgets it.
