@@ -43,7 +43,9 @@ type Config struct {
 	// (fsynced) before it is used, so that appends overwrite allocated space
 	// and an fdatasync does not have to write the file's size: about 30%
 	// less time and CPU per fsync on ext4 (see DESIGN.md). The next segment is
-	// prepared in the background once the current one is half full. Costs
+	// prepared in the background once the current one is half full (a
+	// segment started before it is ready grows by extension until the spare
+	// takes over). Costs
 	// SegmentBytes of disk per segment up front, and SegmentBytes written when
 	// a log is created. Default true; false writes segments by extending them
 	// (useful for tests with many tiny logs). Either way, recovery reads logs

@@ -29,7 +29,10 @@
 // positioned writes, not O_APPEND). The next segment's file is prepared in
 // the background under the name "spare.wal.tmp" once the current segment is
 // half full; starting a segment then only writes the header into it, fsyncs
-// it, renames it and fsyncs the directory. Before a new segment is created,
+// it, renames it and fsyncs the directory. A segment started while no spare
+// is ready is a plain one that grows by extension (the writer never zero-fills
+// on the write path), and the writer leaves it for the spare at the first batch
+// after the spare is ready. Before a new segment is created,
 // the full one is cut to the end of its data and fsynced ("sealed"), so that
 // only the last segment ever has zeros after its records.
 //
