@@ -42,12 +42,14 @@ type Config struct {
 	CacheBytes int64
 	// MemTableBytes is the size of one Pebble memtable in bytes: how much
 	// applied state may wait in memory before Pebble flushes it on its own.
-	// Larger means fewer flushes but a longer WAL replay after a crash, and
-	// slower inserts: every applied key is inserted into a skiplist as large
-	// as the memtable, and a larger one misses the CPU caches more (32 MiB
-	// -> 4 MiB cut memtable inserts from 30% to 19% of a follower's CPU,
-	// while more frequent flushes and compactions took another 7-9%). Must
-	// be at least 64 KiB and below 4 GiB.
+	// Larger means fewer flushes and compactions (overwrites of a key in
+	// the memtable never reach the LSM) but a longer WAL replay after a
+	// crash, and slower inserts: every applied key is inserted into a
+	// skiplist as large as the memtable, which misses the CPU caches more
+	// the larger it is. 16 MiB was the best of 4, 16 and 32 in A/B runs of
+	// the benchmark (docs/BENCHMARKS.md); 4 MiB cost up to a third of the
+	// throughput at 1 KiB values in flushes and compactions. Must be at
+	// least 64 KiB and below 4 GiB.
 	MemTableBytes int64
 	// ExportChunkBytes is the default payload size of an exported snapshot
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
@@ -60,7 +62,7 @@ func DefaultConfig() Config {
 	return Config{
 		Logger:           slog.Default(),
 		CacheBytes:       64 << 20,
-		MemTableBytes:    4 << 20,
+		MemTableBytes:    16 << 20,
 		ExportChunkBytes: 1 << 20,
 	}
 }
