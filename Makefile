@@ -11,10 +11,13 @@ vet:
 
 # The full default suite: unit, scenario, simulator (300+ seeds), node and system
 # tests, then the proof that the simulator catches each deliberately broken protocol.
+# -count=1: the system, chaos and bench tests build and run the trireme binary
+# themselves, which Go's test cache does not see, so a cached pass could hide a
+# change to the code they run.
 test: vet
-	$(GO) test -timeout 30m ./...
-	$(GO) test -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
-	cd bench && $(GO) test -timeout 10m ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
+	cd bench && $(GO) test -count=1 -timeout 10m ./...
 
 # Short fuzzing pass over every decoder (set FUZZTIME for longer).
 FUZZTIME ?= 20s
