@@ -558,19 +558,18 @@ func (n *Node) stopLinger() {
 
 // shouldLinger reports whether a new proposal should wait for the batch that
 // is being replicated, to join the next batch with the others that arrive
-// meanwhile (Nagle's rule for the log): while followers are answering, the
-// next batch grows instead of going out as many small ones, and each batch
-// costs one WAL fsync, one message and one acknowledgement per follower. A
-// lone writer never waits (nothing is in flight when its write arrives), and
-// nobody waits for a cluster whose commit index has stalled (a majority down).
-// Only a node that already sees concurrent writers (its last batch had at
-// least lingerMinBatch entries) lingers: a lone writer, even an async one
-// answered before its entry commits, never waits for replication.
-func (n *Node) shouldLinger(now time.Time) bool {
-	if maxLinger <= 0 || n.lastBatch < lingerMinBatch || !n.core.Replicating() {
+// meanwhile (Nagle's rule for the log): each batch costs one WAL fsync on
+// every node, one message and one acknowledgement per follower, so under
+// concurrent writers fewer, larger batches buy throughput. Only a node that
+// already sees concurrent writers (its last batch had at least lingerMinBatch
+// entries) lingers, so a lone writer never waits, not even an async one
+// answered before its entry commits; and nobody waits for a cluster whose
+// commit index has stalled (a majority down).
+func (n *Node) shouldLinger() bool {
+	if n.lastBatch < lingerMinBatch || !n.core.Replicating() {
 		return false
 	}
-	return now.Sub(n.commitMovedAt) < lingerLive
+	return time.Since(n.commitMovedAt) < lingerLive
 }
 
 // completeInflight sends the held messages of, and advances, every in-flight
@@ -666,7 +665,7 @@ func (n *Node) step(m repl.Message) {
 }
 
 func (n *Node) propose(p *propReq) {
-	if len(n.heldProps) == 0 && !n.lingering && n.shouldLinger(time.Now()) {
+	if len(n.heldProps) == 0 && !n.lingering && n.shouldLinger() {
 		n.lingering = true
 		n.m.lingers.Inc()
 		if n.lingerTimer == nil {
@@ -676,11 +675,14 @@ func (n *Node) propose(p *propReq) {
 		}
 	}
 	if n.lingering || len(n.heldProps) > 0 || n.walBatchesInFlight() >= maxWALBatchesInFlight {
-		// One WAL write is being fsynced and another is queued behind it:
-		// collect proposals until the first is durable, so that they go
+		// Lingering (see shouldLinger), or one WAL write is being fsynced
+		// and another is queued behind it, or earlier proposals are held
+		// (arrival order is kept): collect proposals so that they go
 		// out as one batch (one Ready, one MsgApp per follower, one WAL
-		// submission) instead of one each. They could not be fsynced
-		// sooner anyway, and the WAL never idles (one batch stays queued).
+		// submission) instead of one each. Behind the WAL they could not
+		// be fsynced sooner anyway (and the WAL never idles: one batch
+		// stays queued); a linger ends when its batch commits, or after
+		// maxLinger.
 		n.heldProps = append(n.heldProps, p)
 		return
 	}
