@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trireme-db/trireme/internal/cluster"
 )
 
 // NodeAddrs are one node's real listen addresses.
@@ -53,25 +54,6 @@ type Cluster struct {
 	log   *slog.Logger
 }
 
-func freePorts(n int) ([]string, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	out := make([]string, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		out[i] = l.Addr().String()
-	}
-	return out, nil
-}
-
 // NewCluster lays out the cluster and its proxies; Start runs the nodes.
 func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Binary == "" || cfg.Dir == "" || cfg.Nodes < 1 || cfg.ClusterID == "" {
@@ -82,7 +64,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, Addrs: map[string]NodeAddrs{}, log: cfg.Logger,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-	ports, err := freePorts(3 * cfg.Nodes)
+	ports, err := cluster.FreeAddrs(3 * cfg.Nodes)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: free ports: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -79,38 +80,57 @@ func NewSpec(n, base int) (Spec, error) {
 	return s, nil
 }
 
-// FreeSpec lays out n nodes on free loopback ports chosen by the kernel (for
-// tests; a port may in principle be taken again before the node binds it).
+// FreeSpec lays out n nodes on free loopback ports (see FreeAddrs; for
+// tests: a port may in principle be taken again before the node binds it).
 func FreeSpec(n int) (Spec, error) {
+	addrs, err := FreeAddrs(3 * n)
+	if err != nil {
+		return Spec{}, err
+	}
+	var s Spec
+	for i := range n {
+		s.Nodes = append(s.Nodes, NodeSpec{ID: fmt.Sprintf("n%d", i+1), Dir: fmt.Sprintf("n%d", i+1),
+			Peer: addrs[3*i], HTTP: addrs[3*i+1], RESP: addrs[3*i+2]})
+	}
+	return s, nil
+}
+
+// Free ports are drawn from [freePortLow, freePortHigh): below Linux's
+// ephemeral range (32768-60999 by default), from which the kernel picks the
+// local port of every outgoing connection. A port taken with "127.0.0.1:0"
+// comes from that range, and between the moment it is released and the
+// moment a node binds it, any test's outgoing connection can take it ("bind:
+// address already in use"); that happened to a chaos test while a node
+// spent longer opening its storage.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
+
+// FreeAddrs returns n distinct loopback addresses ("127.0.0.1:PORT") that
+// were free a moment ago, on ports outside the ephemeral range.
+func FreeAddrs(n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, l := range lns {
 			l.Close()
 		}
 	}()
-	port := func() (string, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+	out := make([]string, 0, n)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n+1000 {
+			return nil, fmt.Errorf("cluster: no free port in %d-%d after %d tries", freePortLow, freePortHigh-1, tries)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", freePortLow+rng.IntN(freePortHigh-freePortLow))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return "", err
+			continue // taken (or held by us already): try another
 		}
 		lns = append(lns, l)
-		return l.Addr().String(), nil
+		out = append(out, addr)
 	}
-	var s Spec
-	for i := range n {
-		var ns NodeSpec
-		ns.ID = fmt.Sprintf("n%d", i+1)
-		ns.Dir = ns.ID
-		for _, p := range []*string{&ns.Peer, &ns.HTTP, &ns.RESP} {
-			a, err := port()
-			if err != nil {
-				return Spec{}, fmt.Errorf("cluster: finding a free port: %w", err)
-			}
-			*p = a
-		}
-		s.Nodes = append(s.Nodes, ns)
-	}
-	return s, nil
+	return out, nil
 }
 
 // Validate checks ids and addresses.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,5 +215,34 @@ func TestSupervise(t *testing.T) {
 	}
 	if _, err := c.Node("n9"); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("unknown node: %v", err)
+	}
+}
+
+// FreeAddrs hands out distinct, bindable loopback addresses outside the
+// kernel's ephemeral range (where outgoing connections could take them).
+func TestFreeAddrs(t *testing.T) {
+	addrs, err := FreeAddrs(30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("address %s handed out twice: %v", a, addrs)
+		}
+		seen[a] = true
+		host, portStr, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || host != "127.0.0.1" || port < freePortLow || port >= freePortHigh {
+			t.Fatalf("address %s: want 127.0.0.1 and a port in [%d, %d)", a, freePortLow, freePortHigh)
+		}
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("address %s is not free: %v", a, err)
+		}
+		l.Close()
 	}
 }
