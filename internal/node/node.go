@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
@@ -58,12 +59,20 @@ type Node struct {
 	tr      transport.Transport
 	m       *metrics
 
-	msgCh  chan repl.Message
-	propCh chan *propReq
-	readCh chan *readReq
-	ctlCh  chan func()
-	stopCh chan struct{}
-	doneCh chan struct{}
+	msgCh chan repl.Message
+	// Writers append proposals to propQ and, when it was empty, signal
+	// propReady; the run loop takes the whole queue at once. (A channel
+	// would cost the loop a select per proposal.) propClosed is set when
+	// the loop has ended: nothing more is taken.
+	propMu     sync.Mutex
+	propQ      []*propReq // guarded by propMu
+	propClosed bool       // guarded by propMu
+	propReady  chan struct{}
+	propSpare  []*propReq // the run loop's other queue buffer
+	readCh     chan *readReq
+	ctlCh      chan func()
+	stopCh     chan struct{}
+	doneCh     chan struct{}
 
 	applyCh     chan applyJob // run loop -> applier, in Ready order
 	applierDone chan struct{} // closed when the applier has ended
@@ -77,9 +86,8 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	pubMu   sync.Mutex
-	pub     *snapshot     // latest published status, guarded by pubMu
-	changed chan struct{} // closed and replaced on every publish, guarded by pubMu
+	pub    atomic.Pointer[snapshot] // latest published status
+	timers sync.Pool                // *time.Timer for writers' waits (getTimer)
 
 	// Owned by the run goroutine.
 	nextID        uint64
@@ -164,6 +172,7 @@ type snapshot struct {
 	st        repl.Status
 	at        time.Time
 	followers []api.FollowerInfo
+	changed   chan struct{} // closed when the next snapshot is published
 }
 
 // Start opens the data directory, recovers, and starts the node.
@@ -182,7 +191,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		members:      make(map[repl.NodeID]bool),
 		tick:         max(cfg.Heartbeat/tickDivisor, time.Millisecond),
 		msgCh:        make(chan repl.Message, 4096),
-		propCh:       make(chan *propReq, 4096),
+		propReady:    make(chan struct{}, 1),
 		readCh:       make(chan *readReq, 1024),
 		ctlCh:        make(chan func()),
 		stopCh:       make(chan struct{}),
@@ -191,7 +200,6 @@ func Start(cfg Config) (_ *Node, err error) {
 		applyCh:      make(chan applyJob, 64),
 		applierDone:  make(chan struct{}),
 		applyFailed:  make(chan struct{}),
-		changed:      make(chan struct{}),
 		pendingProps: make(map[uint64]*propReq),
 		pendingReads: make(map[uint64]*readReq),
 		caughtUp:     make(map[repl.NodeID]time.Time),
@@ -468,8 +476,8 @@ func (n *Node) run() {
 			}
 		case m := <-n.msgCh:
 			n.step(m)
-		case p := <-n.propCh:
-			n.propose(p)
+		case <-n.propReady:
+			n.takeProps()
 		case r := <-n.readCh:
 			n.read(r)
 		case f := <-n.ctlCh:
@@ -483,14 +491,18 @@ func (n *Node) run() {
 			n.maybeReleaseHeld()
 		}
 		n.drain()
+		// The batch in flight is committed (an acknowledgement just
+		// stepped, or the WAL made the leader's own copy durable): propose
+		// the held ones before the Ready, so that the new commit index
+		// travels with them in one MsgApp per follower instead of in an
+		// empty MsgApp of its own (which each follower would also answer).
+		n.releaseIfCommitted()
 		err := n.loopErr
 		if err == nil {
 			err = n.processReady()
 		}
-		if err == nil && len(n.heldProps) > 0 && n.lingering && !n.core.Replicating() {
-			// The batch in flight is committed: send the held ones now.
-			n.stopLinger()
-			n.maybeReleaseHeld()
+		if err == nil && n.releaseIfCommitted() {
+			// Advance inside processReady committed the batch.
 			err = n.processReady()
 		}
 		if err == nil {
@@ -533,6 +545,17 @@ func (n *Node) onPersisted() {
 	n.walDone = nil
 	n.completeInflight()
 	n.maybeReleaseHeld()
+}
+
+// releaseIfCommitted ends a linger whose batch has committed and proposes the
+// held proposals (if the WAL allows). It reports whether it ended a linger.
+func (n *Node) releaseIfCommitted() bool {
+	if len(n.heldProps) == 0 || !n.lingering || n.core.Replicating() {
+		return false
+	}
+	n.stopLinger()
+	n.maybeReleaseHeld()
+	return true
 }
 
 func (n *Node) maybeReleaseHeld() {
@@ -644,18 +667,52 @@ func (n *Node) tickUpTo(now time.Time) {
 // drain takes every input already waiting, so that one Ready (one WAL append,
 // one fsync, one message per follower) covers many of them.
 func (n *Node) drain() {
+	n.takeProps()
 	for range 8192 {
 		select {
 		case m := <-n.msgCh:
 			n.step(m)
-		case p := <-n.propCh:
-			n.propose(p)
 		case r := <-n.readCh:
 			n.read(r)
 		default:
+			n.takeProps()
 			return
 		}
 	}
+	n.takeProps()
+}
+
+// enqueueProp hands p (and p.more) to the run loop. It reports false, and
+// proposes nothing, if the loop has ended.
+func (n *Node) enqueueProp(p *propReq) bool {
+	n.propMu.Lock()
+	if n.propClosed {
+		n.propMu.Unlock()
+		return false
+	}
+	n.propQ = append(n.propQ, p)
+	first := len(n.propQ) == 1
+	n.propMu.Unlock()
+	if first {
+		select {
+		case n.propReady <- struct{}{}:
+		default: // already signalled
+		}
+	}
+	return true
+}
+
+// takeProps proposes every queued proposal, in arrival order.
+func (n *Node) takeProps() {
+	n.propMu.Lock()
+	q := n.propQ
+	n.propQ = n.propSpare[:0]
+	n.propMu.Unlock()
+	for i, p := range q {
+		n.propose(p)
+		q[i] = nil
+	}
+	n.propSpare = q[:0]
 }
 
 func (n *Node) step(m repl.Message) {
@@ -761,6 +818,16 @@ func (n *Node) read(r *readReq) {
 
 // failAll answers every waiting caller when the loop ends.
 func (n *Node) failAll() {
+	n.propMu.Lock()
+	n.propClosed = true
+	queued := n.propQ
+	n.propQ = nil
+	n.propMu.Unlock()
+	for _, p := range queued { // never reached the core: not written
+		for _, q := range append([]*propReq{p}, p.more...) {
+			q.done <- propResp{err: api.ErrStopped, refused: true}
+		}
+	}
 	for _, p := range n.heldProps {
 		for _, q := range append([]*propReq{p}, p.more...) {
 			q.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
@@ -1002,19 +1069,16 @@ func (n *Node) publish(now time.Time) {
 			m.setFollowerLag(f.ID, lag, float64(lagMs)/1000)
 		}
 	}
-	s := &snapshot{st: st, at: now, followers: fi}
-	n.pubMu.Lock()
-	n.pub = s
-	close(n.changed)
-	n.changed = make(chan struct{})
-	n.pubMu.Unlock()
+	s := &snapshot{st: st, at: now, followers: fi, changed: make(chan struct{})}
+	if old := n.pub.Swap(s); old != nil {
+		close(old.changed)
+	}
 }
 
 // status returns the latest published snapshot and a channel closed on the next.
 func (n *Node) status() (*snapshot, <-chan struct{}) {
-	n.pubMu.Lock()
-	defer n.pubMu.Unlock()
-	return n.pub, n.changed
+	s := n.pub.Load()
+	return s, s.changed
 }
 
 var _ api.Service = (*Node)(nil)

@@ -224,18 +224,14 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 	if head == nil {
 		return len(keys)
 	}
-	select {
-	case n.propCh <- head:
-	case <-ctx.Done():
-		return 0 // nothing proposed: the caller's path reports the context
-	case <-n.doneCh:
+	if !n.enqueueProp(head) {
 		for _, i := range idx {
 			errs[i] = api.ErrStopped
 		}
 		return len(keys)
 	}
 	for _, i := range idx {
-		r, ok := n.waitProp(ctx, reqs[i])
+		r, ok := n.waitProp(ctx, reqs[i], nil)
 		if ok && r.refused {
 			return i // this one and every later one were not written
 		}
@@ -259,9 +255,24 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 		return api.WriteResult{}, err
 	}
 	// The core answers OutcomeTimeout after `timeout`; the extra time covers
-	// waiting for a leader and a forwarding round trip.
-	ctx, cancel := context.WithTimeout(ctx, timeout+2*n.cfg.ElectionTimeout+time.Second)
-	defer cancel()
+	// waiting for a leader and a forwarding round trip. The deadline context
+	// is made only off the leader's path (waiting, forwarding): on the
+	// leader a pooled timer bounds the wait (proposeLocal), which costs no
+	// allocation and no lock shared with other writers.
+	deadline := time.Now().Add(timeout + 2*n.cfg.ElectionTimeout + time.Second)
+	base := ctx
+	var cancel context.CancelFunc
+	slow := func() context.Context {
+		if cancel == nil {
+			ctx, cancel = context.WithDeadline(base, deadline)
+		}
+		return ctx
+	}
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
 	// Copy: the caller may reuse its buffers once we return, but the entry lives on.
 	buf := make([]byte, len(key)+len(value))
 	copy(buf, key)
@@ -279,11 +290,11 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 		s, _ := n.status()
 		switch {
 		case s.st.Role == repl.RoleLeader:
-			res, err := n.proposeLocal(ctx, kind, key, value, ack, timeout)
+			res, err := n.proposeLocal(ctx, kind, key, value, ack, timeout, deadline)
 			if errors.Is(err, repl.ErrTransferring) && attempt < 20 {
 				// A planned switchover is under way: wait for it, then retry
 				// here or at the new leader. Nothing was written.
-				n.waitStatus(ctx, n.cfg.ElectionTimeout/4, func(s2 *snapshot) bool { return s2.st.Role != repl.RoleLeader })
+				n.waitStatus(slow(), n.cfg.ElectionTimeout/4, func(s2 *snapshot) bool { return s2.st.Role != repl.RoleLeader })
 				continue
 			}
 			if errors.Is(err, repl.ErrNotLeader) {
@@ -291,7 +302,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 				if forwarded {
 					return api.WriteResult{}, n.notLeader(repl.None)
 				}
-				if _, werr := n.waitStatus(ctx, n.cfg.ElectionTimeout, func(s2 *snapshot) bool { return s2 != s && s2.st.Role != repl.RoleLeader }); werr != nil && !errors.Is(werr, errTimeout) {
+				if _, werr := n.waitStatus(slow(), n.cfg.ElectionTimeout, func(s2 *snapshot) bool { return s2 != s && s2.st.Role != repl.RoleLeader }); werr != nil && !errors.Is(werr, errTimeout) {
 					return api.WriteResult{}, werr
 				}
 				continue
@@ -304,7 +315,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 				return api.WriteResult{}, api.ErrNoLeader
 			}
 			waitedForLeader = true
-			if _, err := n.waitLeader(ctx); err != nil {
+			if _, err := n.waitLeader(slow()); err != nil {
 				if errors.Is(err, errTimeout) {
 					return api.WriteResult{}, api.ErrNoLeader
 				}
@@ -316,6 +327,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 		if kind == entry.KindDelete {
 			op = transport.OpDelete
 		}
+		ctx := slow()
 		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
 			Ack: ack, TimeoutMs: uint64(timeout.Milliseconds())})
 		if err != nil {
@@ -355,21 +367,21 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// proposeLocal hands a write to the core and waits for its Result.
-func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration) (api.WriteResult, error) {
+// proposeLocal hands a write to the core and waits for its Result, until
+// ctx ends or deadline passes (the core answers by itself when the write's
+// timeout passes; the deadline is a backstop for a loop that cannot).
+func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
 	req := &propReq{
 		p:     repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)},
 		start: time.Now(),
 		done:  make(chan propResp, 1),
 	}
-	select {
-	case n.propCh <- req:
-	case <-ctx.Done():
-		return api.WriteResult{}, ctx.Err()
-	case <-n.doneCh:
+	if !n.enqueueProp(req) {
 		return api.WriteResult{}, api.ErrStopped
 	}
-	r, ok := n.waitProp(ctx, req)
+	t := n.getTimer(time.Until(deadline))
+	r, ok := n.waitProp(ctx, req, t.C)
+	n.putTimer(t)
 	if !ok {
 		return api.WriteResult{}, r.err
 	}
@@ -377,13 +389,16 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 }
 
 // waitProp waits for req's answer. ok is false if the wait ended first
-// (r.err then says why: the outcome is unknown).
-func (n *Node) waitProp(ctx context.Context, req *propReq) (r propResp, ok bool) {
+// (r.err then says why: the outcome is unknown). expire (may be nil) ends the
+// wait like a context deadline.
+func (n *Node) waitProp(ctx context.Context, req *propReq, expire <-chan time.Time) (r propResp, ok bool) {
 	select {
 	case r = <-req.done:
 		return r, true
 	case <-ctx.Done():
 		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())}, false
+	case <-expire:
+		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, context.DeadlineExceeded)}, false
 	case <-n.doneCh:
 		select {
 		case r = <-req.done:
@@ -697,4 +712,20 @@ func codeErr(resp *transport.ForwardResponse, write bool) error {
 		}
 	}
 	return errors.New(msg)
+}
+
+// getTimer returns a timer that fires after d, from the node's pool.
+func (n *Node) getTimer(d time.Duration) *time.Timer {
+	if t, _ := n.timers.Get().(*time.Timer); t != nil {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and returns it to the pool. (Since Go 1.23 a stopped
+// timer's channel delivers nothing stale, so a reused timer is clean.)
+func (n *Node) putTimer(t *time.Timer) {
+	t.Stop()
+	n.timers.Put(t)
 }
