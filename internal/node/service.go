@@ -390,7 +390,10 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 
 // waitProp waits for req's answer. ok is false if the wait ended first
 // (r.err then says why: the outcome is unknown). expire (may be nil) ends the
-// wait like a context deadline.
+// wait like a context deadline. There is no case for the loop's end: every
+// queued proposal is answered, by the core, the applier or failAll, even
+// when the loop stops (and a channel every writer waits on is a lock they
+// would all share).
 func (n *Node) waitProp(ctx context.Context, req *propReq, expire <-chan time.Time) (r propResp, ok bool) {
 	select {
 	case r = <-req.done:
@@ -399,13 +402,6 @@ func (n *Node) waitProp(ctx context.Context, req *propReq, expire <-chan time.Ti
 		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())}, false
 	case <-expire:
 		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, context.DeadlineExceeded)}, false
-	case <-n.doneCh:
-		select {
-		case r = <-req.done:
-			return r, true
-		default:
-			return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}, false
-		}
 	}
 }
 

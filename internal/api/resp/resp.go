@@ -127,6 +127,11 @@ func (s *Server) Close() error {
 
 // connState is the per-connection state.
 type connState struct {
+	// ctx is canceled when the connection closes or the server closes. It
+	// is the connection's own (not the server's), so that the writers of
+	// different connections share no lock when they wait on it.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	id        int64
 	name      string
 	lib       string
@@ -137,12 +142,16 @@ type connState struct {
 
 func (s *Server) accept(c redcon.Conn) bool {
 	st := &connState{id: s.nextID.Add(1), write: api.WriteOptions{Default: true}}
+	st.ctx, st.cancel = context.WithCancel(s.ctx)
 	c.SetContext(st)
 	s.conns.Add(1)
 	return true
 }
 
 func (s *Server) closedConn(c redcon.Conn, err error) {
+	if st, _ := c.Context().(*connState); st != nil && st.cancel != nil {
+		st.cancel()
+	}
 	s.conns.Add(-1)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("resp connection closed", "remote", c.RemoteAddr(), "err", err)
@@ -163,24 +172,40 @@ type command struct {
 func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
 	st, _ := c.Context().(*connState)
 	if st == nil {
-		st = &connState{write: api.WriteOptions{Default: true}}
+		st = &connState{ctx: s.ctx, write: api.WriteOptions{Default: true}}
 		c.SetContext(st)
 	}
 	if len(cmd.Args) == 0 {
 		return
 	}
-	name := strings.ToLower(string(cmd.Args[0]))
-	def, ok := s.cmds[name]
+	def, ok := s.lookup(cmd.Args[0])
 	if !ok {
 		c.WriteError(unknownCommand(cmd.Args))
 		return
 	}
 	n := len(cmd.Args)
 	if (def.arity > 0 && n != def.arity) || (def.arity < 0 && n < -def.arity) {
-		c.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+		c.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", def.name))
 		return
 	}
 	def.run(c, st, cmd.Args)
+}
+
+// lookup finds a command by its case-insensitive name without allocating
+// (command names are ASCII, as in Redis).
+func (s *Server) lookup(name []byte) (*command, bool) {
+	var buf [24]byte
+	if len(name) > len(buf) {
+		return nil, false // longer than any command's name
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	def, ok := s.cmds[string(buf[:len(name)])]
+	return def, ok
 }
 
 func unknownCommand(args [][]byte) string {
@@ -268,7 +293,7 @@ func (s *Server) cmdPing(c redcon.Conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) cmdGet(c redcon.Conn, st *connState, args [][]byte) {
-	res, err := s.svc.Get(s.ctx, args[1], st.read)
+	res, err := s.svc.Get(st.ctx, args[1], st.read)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
 		return
@@ -284,7 +309,7 @@ func (s *Server) cmdMGet(c redcon.Conn, st *connState, args [][]byte) {
 	vals := make([][]byte, 0, len(args)-1)
 	found := make([]bool, 0, len(args)-1)
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(s.ctx, k, st.read)
+		res, err := s.svc.Get(st.ctx, k, st.read)
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -324,7 +349,7 @@ func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
 			return
 		}
 	}
-	res, err := s.svc.Put(s.ctx, args[1], args[2], st.write)
+	res, err := s.svc.Put(st.ctx, args[1], args[2], st.write)
 	s.setReply(c, st, res, err)
 }
 
@@ -364,7 +389,7 @@ func (s *Server) setPipeline(c redcon.Conn, st *connState, bp BatchPutter, first
 			keys, vals = append(keys, rest[i].Args[1]), append(vals, rest[i].Args[2])
 			i++
 		}
-		res, errs := bp.PutBatch(s.ctx, keys, vals, st.write)
+		res, errs := bp.PutBatch(st.ctx, keys, vals, st.write)
 		for k := range keys {
 			s.setReply(c, st, res[k], errs[k])
 		}
@@ -383,7 +408,7 @@ func (s *Server) setPipeline(c redcon.Conn, st *connState, bp BatchPutter, first
 func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(s.ctx, k, api.Linearizable)
+		res, err := s.svc.Get(st.ctx, k, api.Linearizable)
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -391,7 +416,7 @@ func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
 		if !res.Found {
 			continue
 		}
-		wr, err := s.svc.Delete(s.ctx, k, st.write)
+		wr, err := s.svc.Delete(st.ctx, k, st.write)
 		if err != nil {
 			s.writeError(c, st, wr, err)
 			return
@@ -405,7 +430,7 @@ func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
 func (s *Server) cmdExists(c redcon.Conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(s.ctx, k, st.read)
+		res, err := s.svc.Get(st.ctx, k, st.read)
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -418,7 +443,7 @@ func (s *Server) cmdExists(c redcon.Conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) cmdTTL(c redcon.Conn, st *connState, args [][]byte) {
-	res, err := s.svc.Get(s.ctx, args[1], st.read)
+	res, err := s.svc.Get(st.ctx, args[1], st.read)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
 		return
@@ -431,7 +456,7 @@ func (s *Server) cmdTTL(c redcon.Conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) cmdDBSize(c redcon.Conn, st *connState, args [][]byte) {
-	n, err := s.svc.Count(s.ctx)
+	n, err := s.svc.Count(st.ctx)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
 		return
@@ -724,9 +749,9 @@ func (s *Server) cmdWait(c redcon.Conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) waitReplicas(st *connState, n int, ms int64) (int, error) {
-	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+	ctx, cancel := st.ctx, context.CancelFunc(func() {})
 	if ms > 0 {
-		ctx, cancel = context.WithTimeout(s.ctx, msDuration(ms))
+		ctx, cancel = context.WithTimeout(st.ctx, msDuration(ms))
 	}
 	defer cancel()
 	return s.svc.WaitReplicas(ctx, st.lastIndex, n)

@@ -122,6 +122,8 @@ func TestSetOptions(t *testing.T) {
 		{[]any{"GET", "a", "b"}, "wrong number of arguments for 'get'"},
 		{[]any{"NOSUCHCMD", "x"}, "unknown command 'NOSUCHCMD', with args beginning with: 'x'"},
 		{[]any{"SET", "", "v"}, "empty key"},
+		{[]any{"sEt", "k"}, "wrong number of arguments for 'set'"}, // any case
+		{[]any{"GETXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "x"}, "unknown command 'GETXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX'"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.args...), func(t *testing.T) {
