@@ -238,8 +238,8 @@ type CatchUpResult struct {
 // bytes of values (majority acks: leader and the other follower), then
 // restarts the follower and times it from process start until it has
 // applied everything.
-func TriremeCatchUp(ctx context.Context, binary, dir string, bytes int64, valueBytes int, progress func(string)) (CatchUpResult, error) {
-	t, err := StartTrireme(ctx, binary, dir, 3, nil, nil)
+func TriremeCatchUp(ctx context.Context, binary, dir string, procs int, bytes int64, valueBytes int, progress func(string)) (CatchUpResult, error) {
+	t, err := StartTrireme(ctx, binary, dir, 3, procs, nil)
 	if err != nil {
 		return CatchUpResult{}, err
 	}
@@ -400,8 +400,8 @@ func RSS(pid int) (int64, error) {
 // TriremeMemory starts a fresh cluster, loads n values of valueBytes with
 // distinct keys, waits until every node applied them, and reads every
 // node's resident size.
-func TriremeMemory(ctx context.Context, binary, dir string, n, valueBytes int, progress func(string)) ([]MemoryResult, error) {
-	t, err := StartTrireme(ctx, binary, dir, 3, nil, nil)
+func TriremeMemory(ctx context.Context, binary, dir string, procs, n, valueBytes int, progress func(string)) ([]MemoryResult, error) {
+	t, err := StartTrireme(ctx, binary, dir, 3, procs, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,10 @@ type Config struct {
 	Parts []string
 	// TriremeBin is the trireme binary; empty = build it from Repo.
 	TriremeBin string
+	// NodeProcs is each Trireme node's GOMAXPROCS: 0 = this machine's
+	// cores shared among the nodes, as `trireme up` does; -1 = Go's
+	// default (every core, as for one node per machine).
+	NodeProcs int
 	// Repo is the checkout of github.com/trireme-db/trireme (to build the binary).
 	Repo string
 	// WorkDir holds every system's data (a temporary directory if empty;
@@ -101,6 +105,9 @@ func (c Config) Validate() error {
 		if !slices.Contains([]string{"disk", "load", "failover", "catchup", "memory"}, s) {
 			return fmt.Errorf("bench: Config.Parts: unknown part %q", s)
 		}
+	}
+	if c.NodeProcs < -1 {
+		return fmt.Errorf("bench: Config.NodeProcs %d: want -1 (Go's default), 0 (a share of the cores) or a count", c.NodeProcs)
 	}
 	if slices.Contains(c.Systems, "trireme") && c.TriremeBin == "" && c.Repo == "" {
 		return errors.New("bench: Config.TriremeBin and Config.Repo are both empty: one is needed to run Trireme")
@@ -265,7 +272,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	if needTrireme && cfg.has(cfg.Parts, "catchup") {
 		step("catch-up", func() error {
-			c, err := TriremeCatchUp(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-catchup"),
+			c, err := TriremeCatchUp(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-catchup"), r.cfg.NodeProcs,
 				cfg.Profile.CatchUpBytes, cfg.Profile.CatchUpValue, r.progress)
 			if err != nil {
 				return err
@@ -280,7 +287,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.has(cfg.Parts, "memory") {
 		if needTrireme {
 			step("memory trireme", func() error {
-				m, err := TriremeMemory(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-memory"),
+				m, err := TriremeMemory(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-memory"), r.cfg.NodeProcs,
 					cfg.Profile.MemoryValues, 100, r.progress)
 				res.Memory = append(res.Memory, m...)
 				for _, x := range m {
@@ -386,7 +393,7 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 func (r *runner) startTrireme(ctx context.Context) (*Trireme, *system, error) {
 	dir := filepath.Join(r.cfg.WorkDir, "trireme")
 	r.say("trireme: starting 3 node processes")
-	t, err := StartTrireme(ctx, r.cfg.TriremeBin, dir, 3, nil, nil)
+	t, err := StartTrireme(ctx, r.cfg.TriremeBin, dir, 3, r.cfg.NodeProcs, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -62,15 +62,23 @@ type Trireme struct {
 }
 
 // StartTrireme starts an n-node cluster of binary under dir with the
-// nodes' default settings (plus nodeArgs) and waits for a leader.
-func StartTrireme(ctx context.Context, binary, dir string, n int, nodeArgs []string, log *slog.Logger) (*Trireme, error) {
+// nodes' default settings and waits for a leader. procs is each node's
+// GOMAXPROCS: 0 shares this machine's cores among the nodes, as `trireme up`
+// does (cluster.SharedProcs); -1 leaves Go's default (every core).
+func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *slog.Logger) (*Trireme, error) {
 	spec, err := cluster.FreeSpec(n)
 	if err != nil {
 		return nil, err
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
-	cfg.NodeArgs = append([]string{"--log-level", "warn"}, nodeArgs...)
+	switch {
+	case procs == 0:
+		cfg.NodeProcs = cluster.SharedProcs(n)
+	case procs > 0:
+		cfg.NodeProcs = procs
+	}
+	cfg.NodeArgs = []string{"--log-level", "warn"}
 	cl, err := cluster.New(cfg)
 	if err != nil {
 		return nil, err

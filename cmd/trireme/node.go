@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,7 +207,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme node: starting node %s: %v\n", o.id, err)
 		return 1
 	}
-	logger.Info("node started", "data", o.data, "http", o.httpAddr, "resp", o.respAddr, "cluster", o.cluster)
+	logger.Info("node started", "data", o.data, "http", o.httpAddr, "resp", o.respAddr, "cluster", o.cluster,
+		"gomaxprocs", runtime.GOMAXPROCS(0))
 
 	serveErr := make(chan error, 2)
 	var hs *http.Server

@@ -47,6 +47,7 @@ type upOpts struct {
 	logLevel         string
 	quiet            bool
 	only             string
+	procs            int
 }
 
 func upFlags() (*flag.FlagSet, *upOpts) {
@@ -61,6 +62,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
+	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: this machine's cores shared among the nodes, at least 1; a GOMAXPROCS in the environment wins)")
 	return fs, o
 }
 
@@ -108,6 +110,10 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = exe, o.data, spec
+	cfg.NodeProcs = o.procs
+	if cfg.NodeProcs <= 0 {
+		cfg.NodeProcs = cluster.SharedProcs(len(spec.Nodes))
+	}
 	cfg.NodeArgs = []string{"--log-level", o.logLevel}
 	if o.ack != "" {
 		cfg.NodeArgs = append(cfg.NodeArgs, "--ack", o.ack)

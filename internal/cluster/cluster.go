@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,6 +271,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Output, if set, also receives every node's output (each line as written).
 	Output io.Writer
+	// NodeProcs, if above 0, is each node process's GOMAXPROCS. 0 leaves
+	// Go's default, every core, which suits one node per machine. Nodes
+	// that share a machine do better with a share each (SharedProcs): a Go
+	// process sized for every core keeps waking threads the cores cannot
+	// run, which costs the other nodes CPU. A GOMAXPROCS set in the
+	// supervisor's environment wins.
+	NodeProcs int
+}
+
+// SharedProcs is each node's share of this machine's cores when nodes node
+// processes run on it: the GOMAXPROCS that `trireme up` gives its nodes.
+func SharedProcs(nodes int) int {
+	return max(1, runtime.NumCPU()/max(1, nodes))
 }
 
 // DefaultConfig returns a Config with a 10s stop timeout.
@@ -285,6 +299,9 @@ func (c Config) Validate() error {
 	}
 	if c.StopTimeout <= 0 {
 		return fmt.Errorf("cluster: Config.StopTimeout %v must be > 0", c.StopTimeout)
+	}
+	if c.NodeProcs < 0 {
+		return fmt.Errorf("cluster: Config.NodeProcs %d must be >= 0", c.NodeProcs)
 	}
 	return c.Spec.Validate()
 }
@@ -399,6 +416,7 @@ func (c *Cluster) Start(id string) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	cmd := exec.Command(c.cfg.Binary, c.Args(n)...)
+	cmd.Env = c.nodeEnv()
 	var out io.Writer = lf
 	if c.cfg.Output != nil {
 		out = io.MultiWriter(lf, c.cfg.Output)
@@ -421,6 +439,16 @@ func (c *Cluster) Start(id string) error {
 		c.log.Info("node exited", "node", id, "err", p.err)
 	}()
 	return nil
+}
+
+// nodeEnv is a node process's environment: the supervisor's, plus
+// GOMAXPROCS from Config.NodeProcs unless the supervisor's has one.
+func (c *Cluster) nodeEnv() []string {
+	env := os.Environ()
+	if _, set := os.LookupEnv("GOMAXPROCS"); c.cfg.NodeProcs > 0 && !set {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(c.cfg.NodeProcs))
+	}
+	return env
 }
 
 // Running reports whether node id's process is alive (possibly paused).

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,14 +57,14 @@ func fakeNode(args []string) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
 	go srv.ListenAndServe()
-	fmt.Println("fake node", *id, "up")
+	fmt.Println("fake node", *id, "up", "gomaxprocs", runtime.GOMAXPROCS(0))
 	<-sig
 	fmt.Println("fake node", *id, "stopping")
 	srv.Close()
 	return 0
 }
 
-func mustCluster(t *testing.T, n int) *Cluster {
+func mustCluster(t *testing.T, n int, opts ...func(*Config)) *Cluster {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -77,6 +78,9 @@ func mustCluster(t *testing.T, n int) *Cluster {
 	cfg := DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = exe, t.TempDir(), spec
 	cfg.StopTimeout = 5 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -244,5 +248,59 @@ func TestFreeAddrs(t *testing.T) {
 			t.Fatalf("address %s is not free: %v", a, err)
 		}
 		l.Close()
+	}
+}
+
+// TestNodeProcs checks that Config.NodeProcs becomes each node process's
+// GOMAXPROCS, that a GOMAXPROCS in the supervisor's environment wins, and
+// that 0 leaves the node Go's default.
+func TestNodeProcs(t *testing.T) {
+	if SharedProcs(3) < 1 || SharedProcs(0) < 1 || SharedProcs(1) != runtime.NumCPU() {
+		t.Fatalf("SharedProcs: 3 nodes %d, 0 nodes %d, 1 node %d (NumCPU %d)", SharedProcs(3), SharedProcs(0), SharedProcs(1), runtime.NumCPU())
+	}
+	tests := []struct {
+		name  string
+		procs int
+		env   string // GOMAXPROCS of the supervisor ("" = unset)
+		want  int
+	}{
+		{"set", 1, "", 1},
+		{"environment wins", 1, "3", 3},
+		{"default", 0, "", runtime.NumCPU()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("GOMAXPROCS", tc.env)
+			} else if old, ok := os.LookupEnv("GOMAXPROCS"); ok {
+				os.Unsetenv("GOMAXPROCS")
+				t.Cleanup(func() { os.Setenv("GOMAXPROCS", old) })
+			}
+			c := mustCluster(t, 1, func(c *Config) { c.NodeProcs = tc.procs })
+			if err := c.Start("n1"); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("fake node n1 up gomaxprocs %d\n", tc.want)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				b, _ := os.ReadFile(c.LogPath("n1"))
+				if strings.Contains(string(b), "fake node n1 up") {
+					if !strings.Contains(string(b), want) {
+						t.Fatalf("node log %q, want %q", b, want)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("node never started; log %q", b)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	cfg := DefaultConfig()
+	cfg.Binary, cfg.DataDir, cfg.NodeProcs = "x", t.TempDir(), -1
+	cfg.Spec, _ = NewSpec(1, 7001)
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "NodeProcs") {
+		t.Fatalf("Validate with NodeProcs -1: %v", err)
 	}
 }

@@ -31,6 +31,7 @@ func run(args []string) int {
 	systems := fs.String("systems", "trireme,redis,etcd", "systems to measure, comma-separated")
 	parts := fs.String("parts", "disk,load,failover,catchup,memory", "parts to run, comma-separated")
 	out := fs.String("out", "bench-results", "directory for report.md, results.json and the SVG charts")
+	procs := fs.Int("node-procs", 0, "GOMAXPROCS of each Trireme node: 0 = this machine's cores shared among the nodes, as `trireme up` does; -1 = Go's default (every core)")
 	bin := fs.String("trireme-bin", "", "trireme binary to run (default: build cmd/trireme from -repo)")
 	repo := fs.String("repo", "", "Trireme checkout (default: found above the working directory)")
 	work := fs.String("work", "", "directory for the systems' data (default: a temporary one, removed at the end)")
@@ -108,7 +109,7 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := bench.Config{Profile: p, Systems: sys, Parts: pts, TriremeBin: *bin, Repo: *repo,
+	cfg := bench.Config{Profile: p, Systems: sys, Parts: pts, TriremeBin: *bin, NodeProcs: *procs, Repo: *repo,
 		WorkDir: *work, Keep: *keep, Progress: os.Stderr, Seed: *seed, Only: onlyFn}
 	res, runErr := bench.Run(ctx, cfg)
 	res.Command = "trireme-bench " + strings.Join(args, " ")
