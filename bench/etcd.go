@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/cluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -102,12 +104,21 @@ type Etcd struct {
 	Clients []string // client URLs, by member
 	procs   []*exec.Cmd
 	done    []chan struct{}
+	env     []string // extra environment of every member process
 }
 
 // StartEtcd starts n members (this executable, re-run with EtcdMemberEnv)
-// under dir and waits until they have a leader.
-func StartEtcd(ctx context.Context, dir string, n int) (*Etcd, error) {
+// under dir and waits until they have a leader. procs is each member's
+// GOMAXPROCS, as for Trireme's nodes (StartTrireme): 0 shares this machine's
+// cores among the members, -1 leaves Go's default.
+func StartEtcd(ctx context.Context, dir string, n, procs int) (*Etcd, error) {
 	e := &Etcd{dir: dir}
+	if procs == 0 {
+		procs = cluster.SharedProcs(n)
+	}
+	if _, set := os.LookupEnv("GOMAXPROCS"); procs > 0 && !set {
+		e.env = []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
+	}
 	var ic []string
 	for i := range n {
 		pp, err := freePort()
@@ -154,7 +165,7 @@ func (e *Etcd) Start(i int) error {
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		return err
 	}
-	cmd, done, err := startProc(exe, nil, []string{EtcdMemberEnv + "=" + string(js)},
+	cmd, done, err := startProc(exe, nil, append([]string{EtcdMemberEnv + "=" + string(js)}, e.env...),
 		filepath.Join(e.dir, e.members[i].Name+".log"))
 	if err != nil {
 		return err

@@ -55,9 +55,10 @@ type Config struct {
 	Parts []string
 	// TriremeBin is the trireme binary; empty = build it from Repo.
 	TriremeBin string
-	// NodeProcs is each Trireme node's GOMAXPROCS: 0 = this machine's
-	// cores shared among the nodes, as `trireme up` does; -1 = Go's
-	// default (every core, as for one node per machine).
+	// NodeProcs is the GOMAXPROCS of each Trireme node and each etcd
+	// member: 0 = this machine's cores shared among the cluster's
+	// processes, as `trireme up` does; -1 = Go's default (every core, as
+	// for one node per machine). Redis is single-threaded either way.
 	NodeProcs int
 	// Repo is the checkout of github.com/trireme-db/trireme (to build the binary).
 	Repo string
@@ -456,7 +457,7 @@ func (r *runner) startRedis(ctx context.Context) (*system, error) {
 func (r *runner) startEtcd(ctx context.Context) (*Etcd, *system, error) {
 	dir := filepath.Join(r.cfg.WorkDir, "etcd")
 	r.say("etcd: starting 3 member processes (embedded etcd, fsync on)")
-	e, err := StartEtcd(ctx, dir, 3)
+	e, err := StartEtcd(ctx, dir, 3, r.cfg.NodeProcs)
 	if err != nil {
 		return nil, nil, err
 	}
