@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trireme-db/trireme/internal/cluster"
 )
 
 // Profile sets how much the benchmark measures and for how long.
@@ -127,10 +130,13 @@ type Results struct {
 	Failover []FailoverResult `json:"failover"`
 	CatchUp  *CatchUpResult   `json:"catch_up,omitempty"`
 	Memory   []MemoryResult   `json:"memory"`
-	Skipped  []string         `json:"skipped,omitempty"`
-	Notes    []string         `json:"notes,omitempty"`
-	Targets  []Target         `json:"targets"`
-	Command  string           `json:"command"`
+	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
+	// with (0: Go's default, every core).
+	NodeProcs int      `json:"node_procs"`
+	Skipped   []string `json:"skipped,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+	Targets   []Target `json:"targets"`
+	Command   string   `json:"command"`
 }
 
 // Machine describes where the run happened.
@@ -221,6 +227,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		cfg.Parts = []string{"disk", "load", "failover", "catchup", "memory"}
 	}
 	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine()}
+	switch {
+	case cfg.NodeProcs == 0:
+		res.NodeProcs = cluster.SharedProcs(3)
+	case cfg.NodeProcs > 0:
+		res.NodeProcs = cfg.NodeProcs
+	}
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok { // it wins (cluster.Config.NodeProcs)
+		res.NodeProcs, _ = strconv.Atoi(v)
+	}
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}

@@ -86,8 +86,9 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	pub    atomic.Pointer[snapshot] // latest published status
-	timers sync.Pool                // *time.Timer for writers' waits (getTimer)
+	pub      atomic.Pointer[snapshot] // latest published status
+	timers   sync.Pool                // *time.Timer for writers' waits (getTimer)
+	propReqs sync.Pool                // *propReq of answered writes (getPropReq)
 
 	// Owned by the run goroutine.
 	nextID        uint64
@@ -683,11 +684,14 @@ func (n *Node) drain() {
 }
 
 // enqueueProp hands p (and p.more) to the run loop. It reports false, and
-// proposes nothing, if the loop has ended.
+// proposes nothing, if the loop has ended; it then returns only once the
+// loop is done (doneCh closed), so that a caller told "stopped" sees a
+// stopped node.
 func (n *Node) enqueueProp(p *propReq) bool {
 	n.propMu.Lock()
 	if n.propClosed {
 		n.propMu.Unlock()
+		<-n.doneCh
 		return false
 	}
 	n.propQ = append(n.propQ, p)
@@ -775,11 +779,12 @@ func (n *Node) releaseHeld() {
 }
 
 func (n *Node) proposeNow(p *propReq) {
+	more := p.more // read first: once answered, p may be recycled (putPropReq)
 	err := n.propose1(p)
 	// A batch (PutBatch) is proposed in order with no other input in
 	// between; after a refusal nothing more of it is proposed, so that the
 	// caller can retry the refused suffix in order.
-	for _, q := range p.more {
+	for _, q := range more {
 		if err != nil {
 			q.done <- propResp{err: err, refused: true}
 			continue

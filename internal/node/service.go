@@ -371,21 +371,40 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 // ctx ends or deadline passes (the core answers by itself when the write's
 // timeout passes; the deadline is a backstop for a loop that cannot).
 func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
-	req := &propReq{
-		p:     repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)},
-		start: time.Now(),
-		done:  make(chan propResp, 1),
-	}
+	req := n.getPropReq()
+	req.p = repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)}
+	req.start = time.Now()
 	if !n.enqueueProp(req) {
+		n.putPropReq(req)
 		return api.WriteResult{}, api.ErrStopped
 	}
 	t := n.getTimer(time.Until(deadline))
 	r, ok := n.waitProp(ctx, req, t.C)
 	n.putTimer(t)
 	if !ok {
+		// Not recycled: the loop still holds req and will answer it.
 		return api.WriteResult{}, r.err
 	}
-	return n.writeOutcome(req, r, ack)
+	res, err := n.writeOutcome(req, r, ack)
+	n.putPropReq(req) // answered: the loop and the applier are done with it
+	return res, err
+}
+
+// getPropReq returns an empty proposal request with its reply channel, from
+// the node's pool.
+func (n *Node) getPropReq() *propReq {
+	if r, _ := n.propReqs.Get().(*propReq); r != nil {
+		return r
+	}
+	return &propReq{done: make(chan propResp, 1)}
+}
+
+// putPropReq returns r to the pool. Only a request whose answer has been
+// received may be returned (each request is answered exactly once, so its
+// channel is then empty and nobody else holds it).
+func (n *Node) putPropReq(r *propReq) {
+	*r = propReq{done: r.done}
+	n.propReqs.Put(r)
 }
 
 // waitProp waits for req's answer. ok is false if the wait ended first
@@ -397,6 +416,9 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 func (n *Node) waitProp(ctx context.Context, req *propReq, expire <-chan time.Time) (r propResp, ok bool) {
 	select {
 	case r = <-req.done:
+		if r.refused && r.err == api.ErrStopped {
+			<-n.doneCh // failAll: let the caller see a stopped node
+		}
 		return r, true
 	case <-ctx.Done():
 		return propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, ctx.Err())}, false
