@@ -109,11 +109,11 @@ type Etcd struct {
 
 // StartEtcd starts n members (this executable, re-run with EtcdMemberEnv)
 // under dir and waits until they have a leader. procs is each member's
-// GOMAXPROCS, as for Trireme's nodes (StartTrireme): 0 shares this machine's
-// cores among the members, -1 leaves Go's default.
+// GOMAXPROCS, as for Trireme's nodes (StartTrireme): 0 leaves Go's default,
+// -1 shares this machine's cores among the members.
 func StartEtcd(ctx context.Context, dir string, n, procs int) (*Etcd, error) {
 	e := &Etcd{dir: dir}
-	if procs == 0 {
+	if procs == -1 {
 		procs = cluster.SharedProcs(n)
 	}
 	if _, set := os.LookupEnv("GOMAXPROCS"); procs > 0 && !set {

@@ -100,9 +100,9 @@ func Markdown(res *Results, charts []string) string {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %d GiB, Linux %s, %s; %s; etcd %s. Everything (the three systems' processes and the load generator) runs on this one machine, over loopback.\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.Redis, m.Etcd)
 	if res.NodeProcs > 0 {
-		fmt.Fprintf(&b, "Each Trireme node and etcd member ran with GOMAXPROCS=%d (the machine's cores shared among a cluster's processes, as `trireme up` does; `-node-procs -1` gives Go's default). Redis is single-threaded.\n\n", res.NodeProcs)
+		fmt.Fprintf(&b, "Each Trireme node and etcd member ran with GOMAXPROCS=%d (`-node-procs`; the default is Go's, every core). Redis is single-threaded.\n\n", res.NodeProcs)
 	} else {
-		b.WriteString("Each Trireme node and etcd member ran with Go's default GOMAXPROCS (every core).\n\n")
+		b.WriteString("Each Trireme node and etcd member ran with Go's default GOMAXPROCS (every core), as `trireme up` runs its nodes. Redis is single-threaded.\n\n")
 	}
 	if len(res.Skipped) > 0 {
 		fmt.Fprintf(&b, "Skipped: %s.\n\n", strings.Join(res.Skipped, ", "))

@@ -59,9 +59,10 @@ type Config struct {
 	// TriremeBin is the trireme binary; empty = build it from Repo.
 	TriremeBin string
 	// NodeProcs is the GOMAXPROCS of each Trireme node and each etcd
-	// member: 0 = this machine's cores shared among the cluster's
-	// processes, as `trireme up` does; -1 = Go's default (every core, as
-	// for one node per machine). Redis is single-threaded either way.
+	// member: 0 = Go's default (every core), as `trireme up` does; -1 =
+	// this machine's cores shared among a cluster's processes (less CPU
+	// per operation, longer latency tails); N > 0 = N. Redis is
+	// single-threaded either way.
 	NodeProcs int
 	// Repo is the checkout of github.com/trireme-db/trireme (to build the binary).
 	Repo string
@@ -111,7 +112,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.NodeProcs < -1 {
-		return fmt.Errorf("bench: Config.NodeProcs %d: want -1 (Go's default), 0 (a share of the cores) or a count", c.NodeProcs)
+		return fmt.Errorf("bench: Config.NodeProcs %d: want 0 (Go's default), -1 (a share of the cores) or a count", c.NodeProcs)
 	}
 	if slices.Contains(c.Systems, "trireme") && c.TriremeBin == "" && c.Repo == "" {
 		return errors.New("bench: Config.TriremeBin and Config.Repo are both empty: one is needed to run Trireme")
@@ -228,7 +229,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine()}
 	switch {
-	case cfg.NodeProcs == 0:
+	case cfg.NodeProcs == -1:
 		res.NodeProcs = cluster.SharedProcs(3)
 	case cfg.NodeProcs > 0:
 		res.NodeProcs = cfg.NodeProcs

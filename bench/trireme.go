@@ -63,8 +63,8 @@ type Trireme struct {
 
 // StartTrireme starts an n-node cluster of binary under dir with the
 // nodes' default settings and waits for a leader. procs is each node's
-// GOMAXPROCS: 0 shares this machine's cores among the nodes, as `trireme up`
-// does (cluster.SharedProcs); -1 leaves Go's default (every core).
+// GOMAXPROCS: 0 leaves Go's default (every core), as `trireme up` does; -1
+// shares this machine's cores among the nodes (cluster.SharedProcs).
 func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *slog.Logger) (*Trireme, error) {
 	spec, err := cluster.FreeSpec(n)
 	if err != nil {
@@ -73,7 +73,7 @@ func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *sl
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
 	switch {
-	case procs == 0:
+	case procs == -1:
 		cfg.NodeProcs = cluster.SharedProcs(n)
 	case procs > 0:
 		cfg.NodeProcs = procs

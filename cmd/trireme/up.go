@@ -62,7 +62,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
-	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: this machine's cores shared among the nodes, at least 1; a GOMAXPROCS in the environment wins)")
+	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: Go's, every core); -1 shares this machine's cores among the nodes: less CPU per write, longer latency tails (docs/BENCHMARKS.md); a GOMAXPROCS in the environment wins")
 	return fs, o
 }
 
@@ -110,9 +110,13 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = exe, o.data, spec
-	cfg.NodeProcs = o.procs
-	if cfg.NodeProcs <= 0 {
+	switch {
+	case o.procs > 0:
+		cfg.NodeProcs = o.procs
+	case o.procs == -1:
 		cfg.NodeProcs = cluster.SharedProcs(len(spec.Nodes))
+	case o.procs < -1:
+		return fail(fmt.Errorf("--node-procs %d: want a count, 0 (Go's default) or -1 (a share of the cores)", o.procs))
 	}
 	cfg.NodeArgs = []string{"--log-level", o.logLevel}
 	if o.ack != "" {
