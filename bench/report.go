@@ -100,7 +100,7 @@ func Markdown(res *Results, charts []string) string {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %d GiB, Linux %s, %s; %s; etcd %s. Everything (the three systems' processes and the load generator) runs on this one machine, over loopback.\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.Redis, m.Etcd)
 	if res.NodeProcs > 0 {
-		fmt.Fprintf(&b, "Each Trireme node and etcd member ran with GOMAXPROCS=%d (`-node-procs`; the default is Go's, every core). Redis is single-threaded.\n\n", res.NodeProcs)
+		fmt.Fprintf(&b, "Each Trireme node and etcd member ran with GOMAXPROCS=%d (`-node-procs`; `-node-procs 0` gives Go's default, every core, as `trireme up` runs nodes). Redis is single-threaded.\n\n", res.NodeProcs)
 	} else {
 		b.WriteString("Each Trireme node and etcd member ran with Go's default GOMAXPROCS (every core), as `trireme up` runs its nodes. Redis is single-threaded.\n\n")
 	}

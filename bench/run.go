@@ -61,8 +61,8 @@ type Config struct {
 	// NodeProcs is the GOMAXPROCS of each Trireme node and each etcd
 	// member: 0 = Go's default (every core), as `trireme up` does; -1 =
 	// this machine's cores shared among a cluster's processes (less CPU
-	// per operation, longer latency tails); N > 0 = N. Redis is
-	// single-threaded either way.
+	// per operation, longer latency tails; the command's default); N > 0
+	// = N. Redis is single-threaded either way.
 	NodeProcs int
 	// Repo is the checkout of github.com/trireme-db/trireme (to build the binary).
 	Repo string

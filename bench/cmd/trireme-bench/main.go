@@ -31,7 +31,7 @@ func run(args []string) int {
 	systems := fs.String("systems", "trireme,redis,etcd", "systems to measure, comma-separated")
 	parts := fs.String("parts", "disk,load,failover,catchup,memory", "parts to run, comma-separated")
 	out := fs.String("out", "bench-results", "directory for report.md, results.json and the SVG charts")
-	procs := fs.Int("node-procs", 0, "GOMAXPROCS of each Trireme node and etcd member: 0 = Go's default (every core), as `trireme up` does; -1 = this machine's cores shared among a cluster's processes (less CPU per write, longer latency tails)")
+	procs := fs.Int("node-procs", -1, "GOMAXPROCS of each Trireme node and etcd member: -1 = this machine's cores shared among a cluster's processes (one per process on 2 cores, like Redis's one thread; less CPU per write, longer latency tails); 0 = Go's default (every core), as `trireme up` runs nodes")
 	bin := fs.String("trireme-bin", "", "trireme binary to run (default: build cmd/trireme from -repo)")
 	repo := fs.String("repo", "", "Trireme checkout (default: found above the working directory)")
 	work := fs.String("work", "", "directory for the systems' data (default: a temporary one, removed at the end)")
