@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,12 +112,11 @@ type Etcd struct {
 // -1 shares this machine's cores among the members.
 func StartEtcd(ctx context.Context, dir string, n, procs int) (*Etcd, error) {
 	e := &Etcd{dir: dir}
-	if procs == -1 {
-		procs = cluster.SharedProcs(n)
+	procs, err := cluster.Procs(procs, n)
+	if err != nil {
+		return nil, err
 	}
-	if _, set := os.LookupEnv("GOMAXPROCS"); procs > 0 && !set {
-		e.env = []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
-	}
+	e.env = cluster.ProcsEnv(procs)
 	var ic []string
 	for i := range n {
 		pp, err := freePort()

@@ -111,8 +111,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bench: Config.Parts: unknown part %q", s)
 		}
 	}
-	if c.NodeProcs < -1 {
-		return fmt.Errorf("bench: Config.NodeProcs %d: want 0 (Go's default), -1 (a share of the cores) or a count", c.NodeProcs)
+	if _, err := cluster.Procs(c.NodeProcs, 3); err != nil {
+		return fmt.Errorf("bench: Config.NodeProcs: %w", err)
 	}
 	if slices.Contains(c.Systems, "trireme") && c.TriremeBin == "" && c.Repo == "" {
 		return errors.New("bench: Config.TriremeBin and Config.Repo are both empty: one is needed to run Trireme")
@@ -228,13 +228,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		cfg.Parts = []string{"disk", "load", "failover", "catchup", "memory"}
 	}
 	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine()}
-	switch {
-	case cfg.NodeProcs == -1:
-		res.NodeProcs = cluster.SharedProcs(3)
-	case cfg.NodeProcs > 0:
-		res.NodeProcs = cfg.NodeProcs
-	}
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok { // it wins (cluster.Config.NodeProcs)
+	res.NodeProcs, _ = cluster.Procs(cfg.NodeProcs, 3) // Validate below reports a bad one
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {       // it wins (cluster.Config.NodeProcs)
 		res.NodeProcs, _ = strconv.Atoi(v)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -72,11 +72,8 @@ func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *sl
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
-	switch {
-	case procs == -1:
-		cfg.NodeProcs = cluster.SharedProcs(n)
-	case procs > 0:
-		cfg.NodeProcs = procs
+	if cfg.NodeProcs, err = cluster.Procs(procs, n); err != nil {
+		return nil, err
 	}
 	cfg.NodeArgs = []string{"--log-level", "warn"}
 	cl, err := cluster.New(cfg)

@@ -110,13 +110,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = exe, o.data, spec
-	switch {
-	case o.procs > 0:
-		cfg.NodeProcs = o.procs
-	case o.procs == -1:
-		cfg.NodeProcs = cluster.SharedProcs(len(spec.Nodes))
-	case o.procs < -1:
-		return fail(fmt.Errorf("--node-procs %d: want a count, 0 (Go's default) or -1 (a share of the cores)", o.procs))
+	if cfg.NodeProcs, err = cluster.Procs(o.procs, len(spec.Nodes)); err != nil {
+		return fail(fmt.Errorf("--node-procs: %w", err))
 	}
 	cfg.NodeArgs = []string{"--log-level", o.logLevel}
 	if o.ack != "" {

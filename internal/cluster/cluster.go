@@ -272,18 +272,39 @@ type Config struct {
 	// Output, if set, also receives every node's output (each line as written).
 	Output io.Writer
 	// NodeProcs, if above 0, is each node process's GOMAXPROCS. 0 leaves
-	// Go's default, every core, which suits one node per machine. Nodes
-	// that share a machine do better with a share each (SharedProcs): a Go
-	// process sized for every core keeps waking threads the cores cannot
-	// run, which costs the other nodes CPU. A GOMAXPROCS set in the
-	// supervisor's environment wins.
+	// Go's default, every core. Nodes that share a machine use less CPU
+	// with a share each (SharedProcs), at the cost of longer latency tails
+	// (DESIGN.md). A GOMAXPROCS set in the supervisor's environment wins.
 	NodeProcs int
 }
 
 // SharedProcs is each node's share of this machine's cores when nodes node
-// processes run on it: the GOMAXPROCS that `trireme up` gives its nodes.
+// processes run on it (at least 1).
 func SharedProcs(nodes int) int {
 	return max(1, runtime.NumCPU()/max(1, nodes))
+}
+
+// Procs turns a user's GOMAXPROCS setting for nodes node processes into
+// Config.NodeProcs: 0 is Go's default (0), -1 a share of the cores
+// (SharedProcs), a count is itself. Anything else is an error.
+func Procs(setting, nodes int) (int, error) {
+	switch {
+	case setting == -1:
+		return SharedProcs(nodes), nil
+	case setting >= 0:
+		return setting, nil
+	}
+	return 0, fmt.Errorf("cluster: GOMAXPROCS setting %d: want a count, 0 (Go's default) or -1 (a share of the cores)", setting)
+}
+
+// ProcsEnv is what a child process's environment adds for a GOMAXPROCS of
+// procs: nothing if procs is 0 or the supervisor's environment sets
+// GOMAXPROCS (which the child inherits, and which wins).
+func ProcsEnv(procs int) []string {
+	if _, set := os.LookupEnv("GOMAXPROCS"); procs <= 0 || set {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
 }
 
 // DefaultConfig returns a Config with a 10s stop timeout.
@@ -444,11 +465,7 @@ func (c *Cluster) Start(id string) error {
 // nodeEnv is a node process's environment: the supervisor's, plus
 // GOMAXPROCS from Config.NodeProcs unless the supervisor's has one.
 func (c *Cluster) nodeEnv() []string {
-	env := os.Environ()
-	if _, set := os.LookupEnv("GOMAXPROCS"); c.cfg.NodeProcs > 0 && !set {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(c.cfg.NodeProcs))
-	}
-	return env
+	return append(os.Environ(), ProcsEnv(c.cfg.NodeProcs)...)
 }
 
 // Running reports whether node id's process is alive (possibly paused).

@@ -297,6 +297,14 @@ func TestNodeProcs(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range []struct{ setting, want int }{{0, 0}, {-1, SharedProcs(3)}, {4, 4}} {
+		if got, err := Procs(tc.setting, 3); err != nil || got != tc.want {
+			t.Fatalf("Procs(%d, 3) = %d, %v; want %d", tc.setting, got, err, tc.want)
+		}
+	}
+	if _, err := Procs(-2, 3); err == nil || !strings.Contains(err.Error(), "-2") {
+		t.Fatalf("Procs(-2, 3): %v, want an error naming the setting", err)
+	}
 	cfg := DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.NodeProcs = "x", t.TempDir(), -1
 	cfg.Spec, _ = NewSpec(1, 7001)

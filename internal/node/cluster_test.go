@@ -601,3 +601,27 @@ func TestCutOffFollower(t *testing.T) {
 		t.Fatalf("after heal: %+v", res)
 	}
 }
+
+// TestCanceledWriteIsNotProposed: a write whose caller has already given up
+// is refused before it reaches the log, so "canceled" means "not written".
+func TestCanceledWriteIsNotProposed(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	l := c.nodes[c.leader()]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}} {
+		if _, err := l.Put(ctx, []byte("gone"), []byte("v"), api.WriteOptions{Ack: ack}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v write with a canceled context: %v", ack.Mode, err)
+		}
+		if res, errs := l.PutBatch(ctx, [][]byte{[]byte("gone"), []byte("gone2")}, [][]byte{[]byte("a"), []byte("b")}, api.WriteOptions{Ack: ack}); !errors.Is(errs[0], context.Canceled) || !errors.Is(errs[1], context.Canceled) {
+			t.Fatalf("%v batch with a canceled context: %+v %v", ack.Mode, res, errs)
+		}
+	}
+	mustPut(t, l, "after", "x", repl.Ack{Mode: repl.AckMajority}) // the log moves on
+	for _, k := range []string{"gone", "gone2"} {
+		got, err := l.Get(ctxT(t), []byte(k), api.Linearizable)
+		if err != nil || got.Found {
+			t.Fatalf("key %q after canceled writes: %+v %v", k, got, err)
+		}
+	}
+}

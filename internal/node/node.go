@@ -668,7 +668,7 @@ func (n *Node) tickUpTo(now time.Time) {
 // drain takes every input already waiting, so that one Ready (one WAL append,
 // one fsync, one message per follower) covers many of them.
 func (n *Node) drain() {
-	n.takeProps()
+loop:
 	for range 8192 {
 		select {
 		case m := <-n.msgCh:
@@ -676,8 +676,7 @@ func (n *Node) drain() {
 		case r := <-n.readCh:
 			n.read(r)
 		default:
-			n.takeProps()
-			return
+			break loop
 		}
 	}
 	n.takeProps()
@@ -828,16 +827,17 @@ func (n *Node) failAll() {
 	queued := n.propQ
 	n.propQ = nil
 	n.propMu.Unlock()
-	for _, p := range queued { // never reached the core: not written
-		for _, q := range append([]*propReq{p}, p.more...) {
-			q.done <- propResp{err: api.ErrStopped, refused: true}
+	answerAll := func(ps []*propReq, r propResp) {
+		for _, p := range ps {
+			more := p.more // read first: once answered, p may be recycled
+			p.done <- r
+			for _, q := range more {
+				q.done <- r
+			}
 		}
 	}
-	for _, p := range n.heldProps {
-		for _, q := range append([]*propReq{p}, p.more...) {
-			q.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
-		}
-	}
+	answerAll(queued, propResp{err: api.ErrStopped, refused: true}) // never reached the core: not written
+	answerAll(n.heldProps, propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)})
 	n.heldProps = nil
 	for id, p := range n.pendingProps {
 		p.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}

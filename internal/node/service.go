@@ -224,6 +224,9 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 	if head == nil {
 		return len(keys)
 	}
+	if ctx.Err() != nil {
+		return 0 // nothing proposed: the caller's path reports the context
+	}
 	if !n.enqueueProp(head) {
 		for _, i := range idx {
 			errs[i] = api.ErrStopped
@@ -371,6 +374,9 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 // ctx ends or deadline passes (the core answers by itself when the write's
 // timeout passes; the deadline is a backstop for a loop that cannot).
 func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
+	if err := ctx.Err(); err != nil {
+		return api.WriteResult{}, err // the caller gave up first: nothing written
+	}
 	req := n.getPropReq()
 	req.p = repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)}
 	req.start = time.Now()
