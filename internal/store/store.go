@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/trireme-db/trireme/internal/entry"
 )
@@ -196,6 +197,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		MemTableSize:       uint64(s.cfg.MemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log},
+		FS:                 yieldFS{vfs.Default},
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
 	return opts
