@@ -95,6 +95,8 @@ type LoadResult struct {
 	P50Ratio        float64 `json:"p50_ratio,omitempty"`
 	P99Ratio        float64 `json:"p99_ratio,omitempty"`
 	P999Ratio       float64 `json:"p999_ratio,omitempty"`
+	// Round numbers a target round (Results.Rounds), from 1; 0 in the main runs.
+	Round int `json:"round,omitempty"`
 }
 
 // Key returns the name of key i.

@@ -125,6 +125,23 @@ func Markdown(res *Results, charts []string) string {
 		}
 		b.WriteString("\n")
 	}
+	if len(res.Rounds) > 0 {
+		b.WriteString("## Target rounds\n\n")
+		b.WriteString("Each target pair ran again in interleaved rounds at 64 clients after a value size's main runs: the two sides back to back, Trireme first in odd rounds and the peer first in even ones. The targets above are judged on these rounds' medians.\n\n")
+		b.WriteString("| Trireme variant | peer | value | round | Trireme ops/s | peer ops/s | ratio | Trireme p99 ms | peer p99 ms | Trireme p99.9 ms | peer p99.9 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, size := range []int{100, 1024} {
+			for _, variant := range []string{"majority", "async", "sync"} {
+				psys, pvar, _ := peerOf("write", variant)
+				pr := roundsOf(res, variant, psys, pvar, size)
+				for i := range pr.trireme {
+					a, p := pr.trireme[i], pr.peer[i]
+					fmt.Fprintf(&b, "| %s | %s %s | %d B | %d | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f | %.2f |\n", variant, psys, pvar, size, a.Round,
+						a.OpsPerSec, p.OpsPerSec, ratio(a.OpsPerSec, p.OpsPerSec), a.P99us/1000, p.P99us/1000, a.P999us/1000, p.P999us/1000)
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
 	for _, w := range []string{"write", "read", "mixed"} {
 		var rows []LoadResult
 		for _, r := range res.Load {

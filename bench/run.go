@@ -31,6 +31,11 @@ type Profile struct {
 	MemoryValues   int // 100-byte values for the memory figure
 	DiskBytes      int64
 	Fsyncs         int
+	// TargetRounds is how many interleaved rounds of each target pair (a
+	// Trireme write variant and its peer, 64 clients) run after a value
+	// size's main load runs; the targets are judged on their medians. 0:
+	// judged on the main runs alone.
+	TargetRounds int
 }
 
 // Profiles returns the named profiles: "tiny" (the CI smoke test),
@@ -39,13 +44,13 @@ func Profiles() map[string]Profile {
 	return map[string]Profile{
 		"tiny": {Name: "tiny", ValueSizes: []int{100}, Clients: []int{4}, Warmup: 100 * time.Millisecond,
 			Duration: time.Second, Keys: 1000, FailoverTrials: 1, CatchUpBytes: 2 << 20, CatchUpValue: 16 << 10,
-			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50},
+			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1},
 		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
 			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200},
 		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
 			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
-			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000},
+			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5},
 	}
 }
 
@@ -98,6 +103,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Config.Profile.Duration %v / Warmup %v: want > 0 / >= 0", p.Duration, p.Warmup)
 	case p.Keys < 1:
 		return fmt.Errorf("bench: Config.Profile.Keys %d: want >= 1", p.Keys)
+	case p.TargetRounds < 0:
+		return fmt.Errorf("bench: Config.Profile.TargetRounds %d: want >= 0", p.TargetRounds)
 	case p.FailoverTrials < 1 || p.CatchUpBytes < 1 || p.CatchUpValue < 1 || p.MemoryValues < 1 || p.DiskBytes < 1 || p.Fsyncs < 1:
 		return fmt.Errorf("bench: Config.Profile %q: FailoverTrials, CatchUpBytes, CatchUpValue, MemoryValues, DiskBytes and Fsyncs must be >= 1", p.Name)
 	}
@@ -122,12 +129,14 @@ func (c Config) Validate() error {
 
 // Results is everything a run measured.
 type Results struct {
-	Profile  string           `json:"profile"`
-	Started  time.Time        `json:"started"`
-	Seconds  float64          `json:"seconds"`
-	Machine  Machine          `json:"machine"`
-	Disk     *DiskResult      `json:"disk,omitempty"`
-	Load     []LoadResult     `json:"load"`
+	Profile string       `json:"profile"`
+	Started time.Time    `json:"started"`
+	Seconds float64      `json:"seconds"`
+	Machine Machine      `json:"machine"`
+	Disk    *DiskResult  `json:"disk,omitempty"`
+	Load    []LoadResult `json:"load"`
+	// Rounds are the interleaved target rounds (Profile.TargetRounds).
+	Rounds   []LoadResult     `json:"rounds,omitempty"`
 	Failover []FailoverResult `json:"failover"`
 	CatchUp  *CatchUpResult   `json:"catch_up,omitempty"`
 	Memory   []MemoryResult   `json:"memory"`
@@ -360,6 +369,8 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 			}
 		}
 	}
+	pairs := r.targetPairs(systems)
+	r.total += len(p.ValueSizes) * len(pairs) * 2 * p.TargetRounds
 	for _, size := range p.ValueSizes {
 		for _, sy := range systems {
 			r.say("%s: preloading %d keys of %d B", sy.name, p.Keys, size)
@@ -386,15 +397,90 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 						}
 						r.done++
 						r.res.Load = append(r.res.Load, lr)
-						msg := ""
-						if lr.Errors > 0 {
-							msg = fmt.Sprintf("  %d errors, first: %s", lr.Errors, lr.FirstError)
-						}
-						r.say("[%d/%d] %-7s %-5s %-20s %4d B %3d clients: %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  cpu/op %4.0f+%3.0f µs%s",
-							r.done, r.total, sy.name, w, v.Name, size, c, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000, lr.P999us/1000,
-							lr.ServerCPUus, lr.ClientCPUus, msg)
+						r.sayLoad(lr, "")
 					}
 				}
+			}
+		}
+		if err := r.runRounds(ctx, pairs, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sayLoad prints one load run's figures as progress.
+func (r *runner) sayLoad(lr LoadResult, prefix string) {
+	msg := ""
+	if lr.Errors > 0 {
+		msg = fmt.Sprintf("  %d errors, first: %s", lr.Errors, lr.FirstError)
+	}
+	r.say("[%d/%d] %s%-7s %-5s %-20s %4d B %3d clients: %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  cpu/op %4.0f+%3.0f µs%s",
+		r.done, r.total, prefix, lr.System, lr.Workload, lr.Variant, lr.ValueBytes, lr.Clients, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000,
+		lr.P999us/1000, lr.ServerCPUus, lr.ClientCPUus, msg)
+}
+
+// targetClients is the client count the targets are set at.
+const targetClients = 64
+
+// targetPair is a Trireme write variant and the peer variant its target
+// compares it with.
+type targetPair struct{ trireme, peer Variant }
+
+// targetPairs lists the target pairs whose both sides are running (and
+// selected by Only).
+func (r *runner) targetPairs(systems []*system) []targetPair {
+	if r.cfg.Profile.TargetRounds <= 0 {
+		return nil
+	}
+	find := func(system, variant string) (Variant, bool) {
+		for _, sy := range systems {
+			if sy.name != system {
+				continue
+			}
+			for _, v := range sy.vs[WorkWrite] {
+				if v.Name == variant && (r.cfg.Only == nil || r.cfg.Only(system+"/"+string(WorkWrite)+"/"+variant)) {
+					return v, true
+				}
+			}
+		}
+		return Variant{}, false
+	}
+	var out []targetPair
+	for _, name := range []string{"majority", "async", "sync"} {
+		psys, pvar, _ := peerOf(string(WorkWrite), name)
+		t, ok1 := find("trireme", name)
+		p, ok2 := find(psys, pvar)
+		if ok1 && ok2 {
+			out = append(out, targetPair{t, p})
+		}
+	}
+	return out
+}
+
+// runRounds runs Profile.TargetRounds rounds of every target pair at one
+// value size, the two sides back to back, Trireme first in even rounds and
+// the peer first in odd ones, so that both meet the machine's slow and fast
+// moments alike. The key space holds values of this size already.
+func (r *runner) runRounds(ctx context.Context, pairs []targetPair, size int) error {
+	p := r.cfg.Profile
+	for round := range p.TargetRounds {
+		for _, pair := range pairs {
+			order := []Variant{pair.trireme, pair.peer}
+			if round%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+			for _, v := range order {
+				spec := LoadSpec{Workload: WorkWrite, ValueBytes: size, Clients: targetClients, Keys: p.Keys, Warmup: p.Warmup,
+					Duration: p.Duration, OpTimeout: 10 * time.Second, Seed: r.cfg.Seed + uint64(r.done)}
+				lr, err := RunLoad(ctx, v, spec)
+				if err != nil {
+					return err
+				}
+				lr.Round = round + 1
+				r.done++
+				r.res.Rounds = append(r.res.Rounds, lr)
+				r.sayLoad(lr, fmt.Sprintf("round %d/%d: ", round+1, p.TargetRounds))
 			}
 		}
 	}

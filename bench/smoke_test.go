@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,23 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s %s %s: quantiles out of order: p50 %v p99 %v p99.9 %v", r.System, r.Variant, r.Workload, r.P50us, r.P99us, r.P999us)
 		}
 	}
+	pairs := 1 // majority vs etcd put; async and sync need Redis
+	if slices.Contains(systems, "redis") {
+		pairs = 3
+	}
+	if len(res.Rounds) != 2*pairs*p.TargetRounds {
+		t.Errorf("target rounds: got %d runs, want %d", len(res.Rounds), 2*pairs*p.TargetRounds)
+	}
+	for _, r := range res.Rounds {
+		if r.Ops == 0 || r.Round < 1 || r.Clients != 64 {
+			t.Errorf("target round %d, %s %s: %d ops at %d clients (errors %d, first: %s)", r.Round, r.System, r.Variant, r.Ops, r.Clients, r.Errors, r.FirstError)
+		}
+	}
+	for _, tg := range res.Targets {
+		if !strings.HasPrefix(tg.Name, "failover") && tg.Met != "not measured" && !strings.Contains(tg.Measured, "interleaved rounds") {
+			t.Errorf("target %q not judged on its rounds: %s", tg.Name, tg.Measured)
+		}
+	}
 	if len(res.Failover) != 2 {
 		t.Errorf("failover results: got %d, want 2 (trireme, etcd)", len(res.Failover))
 	}
@@ -82,7 +100,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"## Write workload", "## Failover", "## Catch-up", "## Memory", "throughput-write-100.svg"} {
+	for _, s := range []string{"## Target rounds", "## Write workload", "## Failover", "## Catch-up", "## Memory", "throughput-write-100.svg"} {
 		if !strings.Contains(string(md), s) {
 			t.Errorf("report.md lacks %q", s)
 		}

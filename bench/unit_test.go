@@ -128,3 +128,55 @@ func TestProcCPUAndRSS(t *testing.T) {
 		t.Error("procCPU(-1) succeeded")
 	}
 }
+
+// TestTargetsFromRounds checks that interleaved rounds decide a target by the
+// median of their per-round ratios, over the main run's single pair, and
+// that a round missing one side is left out.
+func TestTargetsFromRounds(t *testing.T) {
+	w := func(system, variant string, size, round int, ops, p99 float64) LoadResult {
+		return LoadResult{System: system, Variant: variant, Workload: "write", ValueBytes: size, Clients: 64, Round: round, OpsPerSec: ops, P99us: p99}
+	}
+	res := &Results{
+		Load: []LoadResult{
+			w("trireme", "sync", 100, 0, 900, 0), w("redis", "SET+WAIT 2", 100, 0, 1000, 0), // main run: 0.9x
+			w("trireme", "majority", 100, 0, 3000, 10), w("etcd", "put", 100, 0, 1000, 20), // main run: 3x, lower p99
+		},
+		Rounds: []LoadResult{
+			// sync rounds: ratios 1.1, 0.8, 1.2 -> median 1.1
+			w("trireme", "sync", 100, 1, 1100, 0), w("redis", "SET+WAIT 2", 100, 1, 1000, 0),
+			w("redis", "SET+WAIT 2", 100, 2, 1000, 0), w("trireme", "sync", 100, 2, 800, 0),
+			w("trireme", "sync", 100, 3, 1200, 0), w("redis", "SET+WAIT 2", 100, 3, 1000, 0),
+			w("trireme", "sync", 100, 4, 100, 0), // no peer side: left out
+			// majority rounds: ratios 2.5 and 1.5 -> median 2.0, but the median p99 is higher
+			w("trireme", "majority", 100, 1, 2500, 30), w("etcd", "put", 100, 1, 1000, 20),
+			w("trireme", "majority", 100, 2, 1500, 30), w("etcd", "put", 100, 2, 1000, 20),
+		},
+	}
+	got := map[string]Target{}
+	for _, tg := range CheckTargets(res) {
+		got[tg.Name] = tg
+	}
+	s := got["sync writes vs Redis SET+WAIT 2, 100 B, 64 clients"]
+	if s.Met != "yes" || !strings.Contains(s.Measured, "median of 3 interleaved rounds") || !strings.Contains(s.Measured, "ratio 1.10x") ||
+		!strings.Contains(s.Measured, "rounds 0.80-1.20x") || !strings.Contains(s.Measured, "main run 900 vs 1000 ops/s (0.90x)") {
+		t.Errorf("sync target from rounds: %+v", s)
+	}
+	m := got["majority writes vs etcd put, 100 B, 64 clients"]
+	if m.Met != "no" || !strings.Contains(m.Measured, "ratio 2.00x") || !strings.Contains(m.Measured, "p99 0.03 vs 0.02 ms") {
+		t.Errorf("majority target from rounds (2.0x but a higher p99): %+v", m)
+	}
+	if a := got["async writes vs Redis SET, 100 B, 64 clients"]; a.Met != "not measured" {
+		t.Errorf("async target without runs: %+v", a)
+	}
+	if md := Markdown(res, nil); !strings.Contains(md, "## Target rounds") || !strings.Contains(md, "| sync | redis SET+WAIT 2 | 100 B | 2 | 800 | 1000 | 0.80x |") {
+		t.Errorf("report lacks the rounds table:\n%s", md)
+	}
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

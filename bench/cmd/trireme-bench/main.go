@@ -40,6 +40,7 @@ func run(args []string) int {
 	only := fs.String("only", "", "regexp: run only the load runs whose system/workload/variant matches (e.g. 'trireme/write/(async|majority)')")
 	clients := fs.String("clients", "", "override the profile's client counts, comma-separated (e.g. 64)")
 	duration := fs.Duration("duration", 0, "override the profile's measured time per load run")
+	rounds := fs.Int("rounds", -1, "override the profile's interleaved target rounds (each target pair again at 64 clients, back to back, after a value size's main runs; the targets are judged on their medians); 0 = none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,6 +51,9 @@ func run(args []string) int {
 	}
 	if *duration > 0 {
 		p.Duration = *duration
+	}
+	if *rounds >= 0 {
+		p.TargetRounds = *rounds
 	}
 	if *clients != "" {
 		p.Clients = nil
