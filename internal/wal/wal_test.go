@@ -831,3 +831,30 @@ func TestDone(t *testing.T) {
 	}
 	wantErr(t, "Wait after a failed fsync", l.Wait(tk), ErrSyncFailed)
 }
+
+// TestBatchGrow checks that a batch's buffer grows once for a whole Submit
+// (the records then fit without moving it) and at least doubles when it moves.
+func TestBatchGrow(t *testing.T) {
+	b := &batch{}
+	ents := make([]entry.Entry, 64)
+	need := 0
+	for i := range ents {
+		ents[i] = entry.Entry{Term: 1, Index: uint64(i + 1), Kind: entry.KindPut, Key: []byte("k"), Value: make([]byte, 16<<10)}
+		need += RecordHeaderSize + ents[i].Size()
+	}
+	b.grow(need)
+	c := cap(b.buf)
+	if c < need {
+		t.Fatalf("cap %d after grow(%d)", c, need)
+	}
+	for i := range ents {
+		b.buf = AppendEntryRecord(b.buf, &ents[i])
+	}
+	if len(b.buf) != need || cap(b.buf) != c {
+		t.Fatalf("after appending: len %d (want %d), cap %d (want %d, unmoved)", len(b.buf), need, cap(b.buf), c)
+	}
+	b.grow(1)
+	if cap(b.buf) < 2*c || len(b.buf) != need {
+		t.Fatalf("growing a full buffer: cap %d (want >= %d), len %d (want %d kept)", cap(b.buf), 2*c, len(b.buf), need)
+	}
+}
