@@ -24,9 +24,15 @@ type recMeta struct {
 	size uint32 // record size, header included
 }
 
-// maxRetainedBatchBytes bounds the buffer a batch keeps for reuse, so that one
-// burst does not pin memory forever.
-const maxRetainedBatchBytes = 8 << 20
+// A batch keeps its buffer for reuse up to keepBatchBytes; a larger one (a
+// burst: a follower catching up writes batches of many MiB) is kept only
+// while the batches that use it fill at least a quarter of it, and is
+// capped at maxRetainedBatchBytes, so that a burst does not pin memory
+// after it ends.
+const (
+	keepBatchBytes        = 8 << 20
+	maxRetainedBatchBytes = 64 << 20
+)
 
 // grow makes room for n more bytes in b.buf, at least doubling it when it
 // must move. Submit grows once per call: appending record by record let
@@ -40,8 +46,9 @@ func (b *batch) grow(n int) {
 }
 
 func (b *batch) reset() {
+	used := len(b.buf)
 	b.buf, b.recs, b.first, b.lastSeq, b.done = b.buf[:0], b.recs[:0], 0, 0, nil
-	if cap(b.buf) > maxRetainedBatchBytes {
+	if c := cap(b.buf); c > maxRetainedBatchBytes || (c > keepBatchBytes && used < c/4) {
 		b.buf, b.recs = nil, nil
 	}
 }

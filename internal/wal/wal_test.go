@@ -858,3 +858,27 @@ func TestBatchGrow(t *testing.T) {
 		t.Fatalf("growing a full buffer: cap %d (want >= %d), len %d (want %d kept)", cap(b.buf), 2*c, len(b.buf), need)
 	}
 }
+
+// TestBatchReset checks which buffers a batch keeps for reuse: any up to
+// keepBatchBytes; a larger one only while the batch that used it filled at
+// least a quarter of it, and never one above maxRetainedBatchBytes.
+func TestBatchReset(t *testing.T) {
+	for _, c := range []struct {
+		cap, used int
+		kept      bool
+	}{
+		{1 << 20, 0, true},
+		{keepBatchBytes, 1, true},
+		{16 << 20, 8 << 20, true},
+		{16 << 20, 4 << 20, true},
+		{16 << 20, 4<<20 - 1, false},
+		{maxRetainedBatchBytes, maxRetainedBatchBytes, true},
+		{2 * maxRetainedBatchBytes, 2 * maxRetainedBatchBytes, false},
+	} {
+		b := &batch{buf: make([]byte, c.used, c.cap), recs: make([]recMeta, 3)}
+		b.reset()
+		if kept := b.buf != nil; kept != c.kept || len(b.buf) != 0 || len(b.recs) != 0 {
+			t.Errorf("cap %d, used %d: kept %v (want %v), len %d, %d records", c.cap, c.used, kept, c.kept, len(b.buf), len(b.recs))
+		}
+	}
+}
