@@ -9,10 +9,17 @@ import (
 
 // raftLog is the core's view of the log: a durable prefix read through
 // Storage, followed by an unstable tail of entries the runtime has not yet
-// confirmed durable (through Advance).
+// confirmed durable (through Advance). The durable entries just below the
+// unstable tail that have not been handed out for applying yet are also kept
+// in memory (kept), so that Ready's CommittedEntries, which are exactly those,
+// do not read back from Storage what was appended moments ago.
 //
 // Invariants:
 //   - unstable[i].Index == offset+i;
+//   - kept[i].Index == offset-len(kept)+i: kept ends just below the unstable
+//     tail, and its entries equal Storage's (they are durable);
+//   - kept holds no entry at or below applying once Ready has run, and at most
+//     maxKeptBytes of entries (older ones are dropped and read from storage);
 //   - entries at index < offset are read from storage; storage entries at
 //     index >= offset are stale (they are being overwritten by the unstable
 //     tail) and are never read;
@@ -21,10 +28,12 @@ import (
 //     given to the runtime in a Ready and await Advance;
 //   - applied <= applying <= committed <= lastIndex().
 type raftLog struct {
-	storage  Storage
-	unstable []entry.Entry
-	offset   uint64
-	handed   uint64
+	storage   Storage
+	unstable  []entry.Entry
+	offset    uint64
+	handed    uint64
+	kept      []entry.Entry
+	keptBytes int
 
 	committed uint64
 	applying  uint64 // highest index handed out in Ready.CommittedEntries
@@ -52,6 +61,57 @@ func (l *raftLog) stableIndex() uint64 {
 }
 
 func (l *raftLog) firstIndex() uint64 { return l.storage.FirstIndex() }
+
+// maxKeptBytes bounds kept (a leader that cannot commit keeps appending).
+const maxKeptBytes = 64 << 20
+
+// keptOff is the index of kept[0] (offset when kept is empty).
+func (l *raftLog) keptOff() uint64 { return l.offset - uint64(len(l.kept)) }
+
+// trimKept drops kept entries at or below applying (handed out already) and,
+// oldest first, any beyond maxKeptBytes. Dropped slots are cleared so that
+// their values can be collected.
+func (l *raftLog) trimKept() {
+	drop := 0
+	if off := l.keptOff(); l.applying >= off {
+		drop = int(min(l.applying+1-off, uint64(len(l.kept))))
+	}
+	for i := 0; i < drop; i++ {
+		l.keptBytes -= l.kept[i].Size()
+	}
+	for drop < len(l.kept) && l.keptBytes > maxKeptBytes {
+		l.keptBytes -= l.kept[drop].Size()
+		drop++
+	}
+	if drop == 0 {
+		return
+	}
+	clear(l.kept[:drop])
+	l.kept = l.kept[drop:]
+	if len(l.kept) == 0 {
+		l.kept, l.keptBytes = nil, 0
+	}
+}
+
+// cutKept drops kept entries at or after index i (a truncation).
+func (l *raftLog) cutKept(i uint64) {
+	off := l.keptOff()
+	if len(l.kept) == 0 || i >= l.offset {
+		return
+	}
+	n := 0
+	if i > off {
+		n = int(i - off)
+	}
+	for _, e := range l.kept[n:] {
+		l.keptBytes -= e.Size()
+	}
+	clear(l.kept[n:])
+	l.kept = l.kept[:n]
+	if n == 0 {
+		l.kept, l.keptBytes = nil, 0
+	}
+}
 
 // term returns the term of entry i, 0 for i == 0.
 func (l *raftLog) term(i uint64) (uint64, error) {
@@ -104,8 +164,8 @@ func (l *raftLog) entries(lo, hi uint64, maxBytes int) ([]entry.Entry, error) {
 	}
 	var out []entry.Entry
 	size := 0
-	if lo < l.offset {
-		shi := min(hi, l.offset)
+	if koff := l.keptOff(); lo < koff {
+		shi := min(hi, koff)
 		ents, err := l.storage.Entries(lo, shi, maxBytes)
 		if err != nil {
 			return nil, err
@@ -124,20 +184,23 @@ func (l *raftLog) entries(lo, hi uint64, maxBytes int) ([]entry.Entry, error) {
 		out = append(make([]entry.Entry, 0, len(ents)+int(hi-shi)), ents...)
 		lo = shi
 	}
-	if lo < hi {
-		for i := lo; i < hi; i++ {
-			e := &l.unstable[i-l.offset]
-			s := e.Size()
-			if len(out) > 0 && size+s > maxBytes {
-				break
-			}
-			size += s
-			if out == nil {
-				// avoid aliasing the unstable slice's spare capacity
-				out = make([]entry.Entry, 0, hi-i)
-			}
-			out = append(out, *e)
+	for i := lo; i < hi; i++ {
+		var e *entry.Entry
+		if i < l.offset {
+			e = &l.kept[i-l.keptOff()]
+		} else {
+			e = &l.unstable[i-l.offset]
 		}
+		s := e.Size()
+		if len(out) > 0 && size+s > maxBytes {
+			break
+		}
+		size += s
+		if out == nil {
+			// never alias kept or unstable, nor their spare capacity
+			out = make([]entry.Entry, 0, hi-i)
+		}
+		out = append(out, *e)
 	}
 	return out, nil
 }
@@ -167,6 +230,7 @@ func (l *raftLog) truncateAndAppend(ents []entry.Entry) {
 		// The caller gave up ents (Step takes ownership of m.Entries);
 		// clip the capacity so later appends never write into memory
 		// that the sender might share.
+		l.cutKept(after)
 		l.offset = after
 		l.unstable = ents[:len(ents):len(ents)]
 	default:
@@ -203,6 +267,10 @@ func (l *raftLog) stableTo(i, t uint64) {
 		return // superseded by a later truncation
 	}
 	n := i + 1 - l.offset
+	for _, e := range l.unstable[:n] {
+		l.keptBytes += e.Size()
+	}
+	l.kept = append(l.kept, l.unstable[:n]...)
 	if n == uint64(len(l.unstable)) {
 		l.unstable = nil
 	} else {
@@ -212,6 +280,7 @@ func (l *raftLog) stableTo(i, t uint64) {
 	if l.handed < i {
 		l.handed = i
 	}
+	l.trimKept()
 }
 
 func (l *raftLog) commitTo(i uint64) bool {

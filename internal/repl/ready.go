@@ -38,6 +38,7 @@ func (c *Core) Ready() Ready {
 		} else if len(ents) > 0 {
 			rd.CommittedEntries = ents
 			c.log.applying = ents[len(ents)-1].Index
+			c.log.trimKept()
 		}
 	}
 	c.releaseReads()
