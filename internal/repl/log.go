@@ -245,7 +245,10 @@ func (l *raftLog) truncateAndAppend(ents []entry.Entry) {
 // append adds ents at the end of the log (leader path).
 func (l *raftLog) append(ents ...entry.Entry) {
 	if len(l.unstable) == 0 {
-		l.offset = l.storage.LastIndex() + 1
+		if o := l.storage.LastIndex() + 1; o != l.offset {
+			l.cutKept(l.keptOff()) // kept must end just below offset
+			l.offset = o
+		}
 	}
 	l.unstable = append(l.unstable, ents...)
 }

@@ -145,3 +145,23 @@ func TestLogKeptBound(t *testing.T) {
 		t.Errorf("%d storage reads, want 1 (for the entries no longer kept)", st.reads)
 	}
 }
+
+// TestLogKeptRealigns checks the guard in append: should the storage's last
+// index ever differ from the core's view when nothing is unstable, the kept
+// entries are dropped rather than left misaligned.
+func TestLogKeptRealigns(t *testing.T) {
+	st := &countingStorage{MemoryStorage: NewMemoryStorage()}
+	l := newRaftLog(st, 0)
+	l.append(putEnts(1, 10, 1, 1)...)
+	persist(t, l, st.MemoryStorage)
+	mustAppend(t, st.MemoryStorage, putEnts(3, 10, 1)...) // behind the core's back
+	l.append(putEnts(4, 10, 1)...)
+	if len(l.kept) != 0 || l.offset != 4 {
+		t.Fatalf("kept %d entries, offset %d; want none, 4", len(l.kept), l.offset)
+	}
+	got, err := l.entries(1, 5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEnts(t, got, append(putEnts(1, 10, 1, 1, 1), putEnts(4, 10, 1)...))
+}
