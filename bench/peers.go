@@ -72,6 +72,13 @@ type Target struct {
 	Met      string `json:"met"` // "yes", "no" or "not measured"
 }
 
+// targetClients is the client count the targets are set at.
+const targetClients = 64
+
+// targetVariants are the Trireme write variants with a throughput target
+// (their peers from peerOf).
+var targetVariants = []string{"majority", "async", "sync"}
+
 // pairRounds is a target pair's interleaved rounds at one value size.
 type pairRounds struct {
 	trireme, peer []LoadResult // by round, both sides present

@@ -127,10 +127,10 @@ func Markdown(res *Results, charts []string) string {
 	}
 	if len(res.Rounds) > 0 {
 		b.WriteString("## Target rounds\n\n")
-		b.WriteString("Each target pair ran again in interleaved rounds at 64 clients after a value size's main runs: the two sides back to back, Trireme first in odd rounds and the peer first in even ones. The targets above are judged on these rounds' medians.\n\n")
+		fmt.Fprintf(&b, "Each target pair ran again in interleaved rounds at %d clients after a value size's main runs: the two sides back to back, Trireme first in odd rounds and the peer first in even ones. The targets above are judged on these rounds' medians.\n\n", targetClients)
 		b.WriteString("| Trireme variant | peer | value | round | Trireme ops/s | peer ops/s | ratio | Trireme p99 ms | peer p99 ms | Trireme p99.9 ms | peer p99.9 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, size := range []int{100, 1024} {
-			for _, variant := range []string{"majority", "async", "sync"} {
+			for _, variant := range targetVariants {
 				psys, pvar, _ := peerOf("write", variant)
 				pr := roundsOf(res, variant, psys, pvar, size)
 				for i := range pr.trireme {

@@ -389,9 +389,7 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 						if r.cfg.Only != nil && !r.cfg.Only(sy.name+"/"+string(w)+"/"+v.Name) {
 							continue
 						}
-						spec := LoadSpec{Workload: w, ValueBytes: size, Clients: c, Keys: p.Keys, Warmup: p.Warmup,
-							Duration: p.Duration, OpTimeout: 10 * time.Second, Seed: r.cfg.Seed + uint64(r.done)}
-						lr, err := RunLoad(ctx, v, spec)
+						lr, err := RunLoad(ctx, v, r.spec(w, size, c))
 						if err != nil {
 							return err
 						}
@@ -409,6 +407,14 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 	return nil
 }
 
+// spec is the load of the next run: the profile's timing and key space, a
+// seed that differs from run to run.
+func (r *runner) spec(w Workload, size, clients int) LoadSpec {
+	p := r.cfg.Profile
+	return LoadSpec{Workload: w, ValueBytes: size, Clients: clients, Keys: p.Keys, Warmup: p.Warmup,
+		Duration: p.Duration, OpTimeout: 10 * time.Second, Seed: r.cfg.Seed + uint64(r.done)}
+}
+
 // sayLoad prints one load run's figures as progress.
 func (r *runner) sayLoad(lr LoadResult, prefix string) {
 	msg := ""
@@ -419,9 +425,6 @@ func (r *runner) sayLoad(lr LoadResult, prefix string) {
 		r.done, r.total, prefix, lr.System, lr.Workload, lr.Variant, lr.ValueBytes, lr.Clients, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000,
 		lr.P999us/1000, lr.ServerCPUus, lr.ClientCPUus, msg)
 }
-
-// targetClients is the client count the targets are set at.
-const targetClients = 64
 
 // targetPair is a Trireme write variant and the peer variant its target
 // compares it with.
@@ -447,7 +450,7 @@ func (r *runner) targetPairs(systems []*system) []targetPair {
 		return Variant{}, false
 	}
 	var out []targetPair
-	for _, name := range []string{"majority", "async", "sync"} {
+	for _, name := range targetVariants {
 		psys, pvar, _ := peerOf(string(WorkWrite), name)
 		t, ok1 := find("trireme", name)
 		p, ok2 := find(psys, pvar)
@@ -459,9 +462,9 @@ func (r *runner) targetPairs(systems []*system) []targetPair {
 }
 
 // runRounds runs Profile.TargetRounds rounds of every target pair at one
-// value size, the two sides back to back, Trireme first in even rounds and
-// the peer first in odd ones, so that both meet the machine's slow and fast
-// moments alike. The key space holds values of this size already.
+// value size, the two sides back to back, Trireme first in rounds 1, 3, ...
+// and the peer first in rounds 2, 4, ..., so that both meet the machine's
+// slow and fast moments alike. The key space holds values of this size already.
 func (r *runner) runRounds(ctx context.Context, pairs []targetPair, size int) error {
 	p := r.cfg.Profile
 	for round := range p.TargetRounds {
@@ -471,9 +474,7 @@ func (r *runner) runRounds(ctx context.Context, pairs []targetPair, size int) er
 				order[0], order[1] = order[1], order[0]
 			}
 			for _, v := range order {
-				spec := LoadSpec{Workload: WorkWrite, ValueBytes: size, Clients: targetClients, Keys: p.Keys, Warmup: p.Warmup,
-					Duration: p.Duration, OpTimeout: 10 * time.Second, Seed: r.cfg.Seed + uint64(r.done)}
-				lr, err := RunLoad(ctx, v, spec)
+				lr, err := RunLoad(ctx, v, r.spec(WorkWrite, size, targetClients))
 				if err != nil {
 					return err
 				}

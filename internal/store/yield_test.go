@@ -15,7 +15,8 @@ import (
 // yield the processor on each write (so a flush or compaction on a node with
 // GOMAXPROCS=1 lets the run loop in) and still write what they are given.
 func TestPebbleWritesYield(t *testing.T) {
-	s := &Store{cfg: testConfig(), log: testConfig().Logger}
+	cfg := testConfig()
+	s := &Store{cfg: cfg, log: cfg.Logger}
 	fs := s.pebbleOptions().FS
 	name := filepath.Join(t.TempDir(), "000001.sst")
 	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)

@@ -52,7 +52,7 @@ func run(args []string) int {
 	if *duration > 0 {
 		p.Duration = *duration
 	}
-	if *rounds >= 0 {
+	if *rounds != -1 { // -1: the profile's; other negatives fail Validate, naming the field
 		p.TargetRounds = *rounds
 	}
 	if *clients != "" {
@@ -115,6 +115,10 @@ func run(args []string) int {
 	defer stop()
 	cfg := bench.Config{Profile: p, Systems: sys, Parts: pts, TriremeBin: *bin, NodeProcs: *procs, Repo: *repo,
 		WorkDir: *work, Keep: *keep, Progress: os.Stderr, Seed: *seed, Only: onlyFn}
+	if err := cfg.Validate(); err != nil { // before anything is started or written
+		fmt.Fprintln(os.Stderr, "trireme-bench:", err)
+		return 2
+	}
 	res, runErr := bench.Run(ctx, cfg)
 	res.Command = "trireme-bench " + strings.Join(args, " ")
 	if err := bench.WriteReport(res, *out); err != nil {
