@@ -972,21 +972,20 @@ func (n *Node) failJob(job applyJob) {
 }
 
 // hardStateCommitInterval bounds how often a change of the commit index alone
-// is persisted. The persisted commit is a hint (the core takes
+// is recorded. The recorded commit is a hint (the core takes
 // max(commit, applied) and relearns the rest from the leader), so it may lag;
 // a new term or vote is always persisted before anything that depends on it.
 const hardStateCommitInterval = 250 * time.Millisecond
 
-// saveHardState persists hs now if its term or vote changed (or force, or the
-// commit-only interval passed); otherwise it is kept for flushHardState.
+// saveHardState persists hs durably now if its term or vote changed (or
+// force). A change of the commit index alone is written as the WAL's commit
+// hint (in place, no fsync: a few microseconds instead of two fsyncs and a
+// rename on the run loop) once the interval has passed; until then it is kept
+// for flushHardState.
 func (n *Node) saveHardState(hs wal.HardState, force bool) error {
 	saved := n.wal.HardState()
 	if hs == saved {
 		n.hsDirty = false
-		return nil
-	}
-	if !force && hs.Term == saved.Term && hs.Vote == saved.Vote && time.Since(n.hsSavedAt) < hardStateCommitInterval {
-		n.hsPending, n.hsDirty = hs, true
 		return nil
 	}
 	// The entries of the current Ready may still be in flight: never record
@@ -994,6 +993,18 @@ func (n *Node) saveHardState(hs wal.HardState, force bool) error {
 	// the rest).
 	w := hs
 	w.Commit = min(w.Commit, n.wal.LastIndex())
+	if !force && hs.Term == saved.Term && hs.Vote == saved.Vote {
+		if time.Since(n.hsSavedAt) < hardStateCommitInterval {
+			n.hsPending, n.hsDirty = hs, true
+			return nil
+		}
+		if err := n.wal.SetCommitHint(w.Commit); err != nil {
+			// Only a hint: a restarted node relearns the commit index.
+			n.log.Warn("could not record the commit hint", "commit", w.Commit, "err", err)
+		}
+		n.hsSavedAt, n.hsDirty = time.Now(), false
+		return nil
+	}
 	if err := n.wal.SetHardState(w); err != nil {
 		return fmt.Errorf("node: persist hard state (term %d, commit %d): %w", hs.Term, hs.Commit, err)
 	}

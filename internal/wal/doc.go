@@ -19,8 +19,8 @@
 // # Files
 //
 // The directory holds segment files named by the index of their first entry,
-// as 20 decimal digits ("00000000000000000001.wal"), and one "hardstate" file.
-// New files are written under a ".tmp" name, fsynced, renamed into place and
+// as 20 decimal digits ("00000000000000000001.wal"), one "hardstate" file and
+// (once a hint was set) one "commit-hint" file. New files (but the hint) are written under a ".tmp" name, fsynced, renamed into place and
 // the directory fsynced; leftover ".tmp" files are removed on open.
 //
 // With Config.Preallocate (the default), a new segment file is filled with
@@ -75,6 +75,15 @@
 //	21      2     vote length V (at most MaxVoteBytes)
 //	23      V     vote (node id)
 //	23+V    4     CRC-32C of bytes [0, 23+V)
+//
+// The "commit-hint" file holds a newer commit index than the hard state's,
+// written in place by SetCommitHint and never fsynced (it may be lost or torn
+// by a crash; a damaged one is ignored):
+//
+//	offset  size  field
+//	0       4     magic "TRCH"
+//	4       8     commit
+//	12      4     CRC-32C of bytes [0, 12)
 //
 // # Recovery rules
 //

@@ -181,6 +181,12 @@ func (l *Log) Close() error {
 			cerr = fmt.Errorf("wal: close %s: %w", s.path, e)
 		}
 	}
+	if l.hintF != nil {
+		if e := l.hintF.Close(); e != nil && cerr == nil {
+			cerr = fmt.Errorf("wal: close %s: %w", l.path(commitHintName), e)
+		}
+		l.hintF = nil
+	}
 	l.filesMu.Unlock()
 	l.release()
 	<-l.writerDone

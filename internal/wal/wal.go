@@ -41,7 +41,9 @@ type Log struct {
 	fs     vfs.FS
 	logger *slog.Logger
 
-	hsMu    sync.Mutex // serializes SetHardState and Close
+	hsMu    sync.Mutex // serializes SetHardState, SetCommitHint and Close
+	hintF   vfs.File   // the commit hint, opened by the first SetCommitHint; under hsMu
+	hintBuf []byte     // under hsMu
 	filesMu sync.RWMutex
 
 	mu         sync.Mutex
@@ -181,6 +183,11 @@ func (l *Log) recover() error {
 	if l.hs, err = l.loadHardState(); err != nil {
 		return err
 	}
+	hint, err := l.loadCommitHint()
+	if err != nil {
+		return err
+	}
+	l.hs.Commit = max(l.hs.Commit, hint)
 	if len(firsts) == 0 {
 		s, err := l.createSegment(segmentHeader{first: 1}, l.cfg.Preallocate)
 		if err != nil {

@@ -454,6 +454,7 @@ func TestClosed(t *testing.T) {
 	wantErr(t, "TruncateAfter", l.TruncateAfter(1), ErrClosed)
 	wantErr(t, "DropBefore", l.DropBefore(2), ErrClosed)
 	wantErr(t, "SetHardState", l.SetHardState(HardState{Term: 1}), ErrClosed)
+	wantErr(t, "SetCommitHint", l.SetCommitHint(9), ErrClosed)
 }
 
 func TestLeftoverTempFilesRemoved(t *testing.T) {
