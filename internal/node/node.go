@@ -351,7 +351,16 @@ func (n *Node) replay() error {
 		return fmt.Errorf("node: the store has applied index %d but the WAL ends at %d: the WAL in %s lost entries",
 			applied, last, filepath.Join(n.cfg.DataDir, walDir))
 	}
-	commit := min(n.wal.HardState().Commit, last)
+	// The store may also ask for more: a drain of its write buffer cut short
+	// by a crash left keys newer than its applied index, all from entries it
+	// had applied (so committed, and in the WAL); replaying through them
+	// makes its state a prefix of the log again before anything reads it.
+	recover := n.store.RecoverIndex()
+	if recover > last {
+		return fmt.Errorf("node: the store holds entries through index %d (a drain cut short by a crash) but the WAL ends at %d: the WAL in %s lost entries",
+			recover, last, filepath.Join(n.cfg.DataDir, walDir))
+	}
+	commit := max(min(n.wal.HardState().Commit, last), recover)
 	start := applied
 	for applied < commit {
 		ents, err := n.wal.Entries(applied+1, commit+1, 8<<20)

@@ -15,8 +15,8 @@ const maxDirtyKeys = 1 << 16
 // counter keeps the live key count exact without a read per applied key.
 //
 // It holds a base: a Pebble snapshot and the exact number of user keys in it
-// (known is false while Count is computing it). Apply records, for every key
-// it writes after the base, whether the key exists afterwards (dirty). Count
+// (known is false while Count is computing it). The write buffer records, for every key
+// it writes to Pebble after the base, whether the key exists afterwards (dirty). Count
 // then needs one point read in the base per dirty key: the key's existence
 // before and after gives its contribution. When nothing is tracked (after
 // Open, or when more than maxDirtyKeys were written since the last Count),
@@ -43,13 +43,24 @@ func (c *counter) limit() int {
 	return maxDirtyKeys
 }
 
-// track records that key exists (or not) after the batch being applied.
-// Called by Apply under writeMu.
+// track records that key exists (or not) after the batch being written to
+// Pebble. Under writeMu.
 func (c *counter) track(key []byte, exists bool) {
 	if c.dirty == nil {
 		return
 	}
 	c.dirty[string(key)] = exists
+}
+
+// tracking reports whether keys written are being recorded. Under writeMu.
+func (c *counter) tracking() bool { return c.dirty != nil }
+
+// trackString is track for a string key. Under writeMu.
+func (c *counter) trackString(key string, exists bool) {
+	if c.dirty == nil {
+		return
+	}
+	c.dirty[key] = exists
 }
 
 // afterApply drops the tracked state if it grew too large. Under writeMu.
@@ -108,6 +119,11 @@ func (s *Store) countOnce() (n int64, retry bool, err error) {
 	if closed {
 		s.writeMu.Unlock()
 		return 0, false, ErrClosed
+	}
+	// The new base must hold the whole applied state: write the buffer out.
+	if err := s.syncBufLocked(); err != nil {
+		s.writeMu.Unlock()
+		return 0, false, err
 	}
 	if c.known && len(c.dirty) == 0 {
 		n = c.count

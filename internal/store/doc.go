@@ -2,10 +2,14 @@
 // kept in Pebble, built by applying committed log entries in index order.
 //
 // It promises:
-//   - Apply is atomic per call (one Pebble batch) and idempotent: entries at or
-//     below the applied index are skipped, and a gap is refused with ErrGap.
-//     The applied index (and its term) are written in
-//     the same batch as the data, so they always describe the stored state.
+//   - Apply is atomic per call and idempotent: entries at or below the applied
+//     index are skipped, and a gap is refused with ErrGap.
+//   - Applied writes first go to a write buffer, a hash table in front of
+//     Pebble (Config.WriteBufferBytes): a key rewritten while buffered costs a
+//     table update instead of a memtable insert. A full buffer reaches Pebble
+//     in one batch, in the background, together with the applied index (and
+//     its term) it brings Pebble to, so Pebble's applied index always
+//     describes its state. Get reads the buffer, then Pebble.
 //   - Each key carries its version: the index of the log entry that last set it.
 //   - Reads (Get, View) see only whole applied batches; a View is a consistent
 //     Pebble snapshot at one applied index.
@@ -14,16 +18,21 @@
 // # Crash contract
 //
 // Pebble runs with its own WAL disabled; the Trireme WAL (internal/wal) is the
-// only log. Applied batches sit in Pebble's memtable until it is flushed, and a
-// crash loses whatever was not flushed. After a crash the store reopens at some
-// applied index A with DurableIndex() <= A <= the last applied index, in a state
-// that is exactly the result of applying entries 1..A (memtables flush whole
-// batches, in order). The node must therefore:
+// only log. Applied batches sit in the write buffer and then in Pebble's
+// memtable until it is flushed, and a crash loses whatever was not flushed.
+// After a crash the store reopens at some applied index A with DurableIndex()
+// <= A <= the last applied index, in a state that is exactly the result of
+// applying entries 1..A (memtables flush whole batches, in order), except
+// after a drain cut short: then some keys hold versions from (A,
+// RecoverIndex()]. The node must therefore:
 //
 //  1. keep every WAL entry above DurableIndex() (drop WAL prefixes only at or
 //     below it; call Flush to move it forward);
 //  2. on restart, replay the WAL from AppliedIndex()+1 (Apply skips anything at
-//     or below the applied index anyway).
+//     or below the applied index anyway), and at least through RecoverIndex()
+//     before serving reads: a drain of the write buffer cut short by a crash
+//     can leave keys newer than the applied index, and only that replay makes
+//     the state a log prefix again.
 //
 // Close flushes, so after a clean Close DurableIndex equals AppliedIndex. A
 // failed Pebble write or flush is sticky: every later Apply, Flush and Import
@@ -38,6 +47,7 @@
 //	0x00 'f'               uint32 format version (FormatVersion, 2; 1 is also read)
 //	0x00 'a'               uint64 applied index, uint64 applied term
 //	0x00 'n'               format 1 only: a key count, now ignored
+//	0x00 'd'               uint64 index, uint64 term: a drain in several batches is under way to there
 //	0x01 <user key bytes>  uint64 version (index of the last change), then the value bytes
 //
 // User keys may be empty and may hold any bytes. 0x02 is the exclusive upper

@@ -133,6 +133,7 @@ type modelRun struct {
 	keys []string
 
 	crashes, crashesAboveDurable, imports int
+	recovered                             int // crashes in the middle of a drain
 }
 
 func runModel(t *testing.T, seed uint64, ops int) {
@@ -150,6 +151,10 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		r.keys = append(r.keys, fmt.Sprintf("k%02d", i))
 	}
 	r.keys = append(r.keys, "", "\x00", "\xff\xff")
+	// The write buffer: off, tiny (drains all the time, in the background
+	// while applies go on), or larger than everything written.
+	r.cfg.WriteBufferBytes = []int64{0, 256, 2048, 64 << 10, 64 << 20}[r.rng.IntN(5)]
+	t.Logf("WriteBufferBytes %d", r.cfg.WriteBufferBytes)
 	r.s = r.open()
 	defer func() { r.s.Close() }()
 
@@ -221,8 +226,8 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		view.Close()
 	}
 	r.checkAll(ops, "final")
-	t.Logf("%d ops, final index %d, %d crashes (%d recovered above DurableIndex), %d imports",
-		ops, r.m.applied, r.crashes, r.crashesAboveDurable, r.imports)
+	t.Logf("%d ops, final index %d, %d crashes (%d recovered above DurableIndex, %d in the middle of a drain), %d imports",
+		ops, r.m.applied, r.crashes, r.crashesAboveDurable, r.recovered, r.imports)
 }
 
 func (r *modelRun) open() *Store {
@@ -233,6 +238,8 @@ func (r *modelRun) open() *Store {
 	// A small limit on remembered keys, so that Count takes both of its
 	// paths (resolving written keys, and scanning after the limit).
 	s.ctr.max = 1 + r.rng.IntN(24)
+	// Small drain batches, so that drains split and crashes can cut them.
+	s.drainChunk = 1 + r.rng.IntN(4)
 	return s
 }
 
@@ -323,13 +330,34 @@ func (r *modelRun) checkAll(op int, what string) {
 // replays the log from the recovered applied index in random batches.
 func (r *modelRun) crash(op int) {
 	durable, applied := r.s.DurableIndex(), r.s.AppliedIndex()
-	if err := r.s.close(false); err != nil {
-		r.t.Fatalf("op %d: crash close: %v", op, err)
+	cut := false
+	if r.rng.IntN(2) == 0 {
+		var err error
+		if cut, err = r.s.crashMidDrain(1 + r.rng.IntN(2)); err != nil {
+			r.t.Fatalf("op %d: crash in the middle of a drain: %v", op, err)
+		}
+	}
+	if !cut {
+		if err := r.s.close(false); err != nil {
+			r.t.Fatalf("op %d: crash close: %v", op, err)
+		}
 	}
 	r.s = r.open()
 	got := r.s.AppliedIndex()
 	if got < durable || got > applied {
 		r.t.Fatalf("op %d: after crash applied %d, want within [durable %d, applied %d]", op, got, durable, applied)
+	}
+	// A drain cut short: replay through RecoverIndex first, as the node
+	// does; from there the state must be the log prefix.
+	if rec := r.s.RecoverIndex(); rec > got {
+		if rec > applied {
+			r.t.Fatalf("op %d: after crash RecoverIndex %d > applied %d before it", op, rec, applied)
+		}
+		if err := r.s.Apply(r.log[got:rec]); err != nil {
+			r.t.Fatalf("op %d: replay %d..%d to RecoverIndex: %v", op, got+1, rec, err)
+		}
+		r.recovered++
+		got = rec
 	}
 	if want := modelAt(r.log, got).dump(); dump(r.t, r.s) != want {
 		r.t.Fatalf("op %d: state after crash at index %d is not the log prefix:\n%s\nwant:\n%s", op, got, dump(r.t, r.s), want)

@@ -37,7 +37,8 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // in frames of about chunkBytes of payload (<= 0: Config.ExportChunkBytes; a
 // frame holds at least one record). progress, if not nil, is called after
 // each frame with the keys and bytes written so far. It returns the snapshot's
-// applied index. Export does not block Apply.
+// applied index. Export blocks Apply only while the write buffer is written
+// out to Pebble (see View).
 func (s *Store) Export(w io.Writer, chunkBytes int, progress func(keys int64, bytes int64)) (index uint64, err error) {
 	if chunkBytes <= 0 {
 		chunkBytes = s.cfg.ExportChunkBytes
@@ -333,6 +334,11 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 	if closed {
 		return 0, ErrClosed
 	}
+	// Write the buffer out to the current database, so that a failed
+	// Import leaves the applied state whole.
+	if err := s.syncBufLocked(); err != nil {
+		return 0, err
+	}
 
 	sr := newSnapshotReader(r)
 	if err := sr.readHeader(); err != nil {
@@ -400,6 +406,7 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 	s.appliedTerm.Store(sr.hdr.term)
 	s.applied.Store(sr.hdr.index)
 	s.durable.Store(sr.hdr.index)
+	s.recoverTo.Store(0)
 	s.mu.Unlock()
 	s.ctr.reset(h, sr.keys)
 	cur.remove.Store(true)

@@ -52,6 +52,14 @@ type Config struct {
 	// throughput at 1 KiB values in flushes and compactions. Must be at
 	// least 64 KiB and below 4 GiB.
 	MemTableBytes int64
+	// WriteBufferBytes bounds the write buffer, the hash table of recently
+	// applied writes in front of Pebble (see wbuf.go): keys, values and
+	// about 64 bytes per key. A key written again while buffered costs a
+	// hash-table update instead of a memtable insert. Two tables can be
+	// full at once (one being drained into Pebble), so a store holds up to
+	// twice this. 0 turns the buffer off (every Apply goes to Pebble at
+	// once). Must be in [0, 1 GiB].
+	WriteBufferBytes int64
 	// ExportChunkBytes is the default payload size of an exported snapshot
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
 	// [1, MaxChunkBytes].
@@ -64,6 +72,7 @@ func DefaultConfig() Config {
 		Logger:           slog.Default(),
 		CacheBytes:       64 << 20,
 		MemTableBytes:    16 << 20,
+		WriteBufferBytes: 4 << 20,
 		ExportChunkBytes: 1 << 20,
 	}
 }
@@ -77,6 +86,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.CacheBytes is %d, must be >= 0", ErrInvalidArg, c.CacheBytes)
 	case c.MemTableBytes < 64<<10 || c.MemTableBytes >= 4<<30:
 		return fmt.Errorf("%w: Config.MemTableBytes is %d, must be in [64 KiB, 4 GiB)", ErrInvalidArg, c.MemTableBytes)
+	case c.WriteBufferBytes < 0 || c.WriteBufferBytes > 1<<30:
+		return fmt.Errorf("%w: Config.WriteBufferBytes is %d, must be in [0, 1 GiB]", ErrInvalidArg, c.WriteBufferBytes)
 	case c.ExportChunkBytes < 1 || c.ExportChunkBytes > MaxChunkBytes:
 		return fmt.Errorf("%w: Config.ExportChunkBytes is %d, must be in [1, %d]", ErrInvalidArg, c.ExportChunkBytes, MaxChunkBytes)
 	}
@@ -117,13 +128,16 @@ func (h *handle) release() {
 // Store is Trireme's state machine on Pebble. It is safe for concurrent use:
 // Apply and Import serialize on a mutex (the node calls Apply from one
 // goroutine); Flush and all reads (Get, Count, View, Export, AppliedIndex,
-// DurableIndex) may be called from any goroutine at any time.
+// DurableIndex) may be called from any goroutine at any time. Flush, Count,
+// View and Export first write the write buffer out to Pebble, so they wait
+// for an Apply in progress (and hold the next one back meanwhile).
 type Store struct {
 	cfg Config
 	dir string
 	log *slog.Logger
 
-	// writeMu serializes Apply and Import (the writers).
+	// writeMu serializes Apply and Import (the writers), and the writing out
+	// of the write buffer (syncBufLocked).
 	writeMu sync.Mutex
 	// ctr keeps the key count (see counter). Guarded by writeMu.
 	ctr counter
@@ -136,6 +150,20 @@ type Store struct {
 	mu     sync.RWMutex
 	h      *handle
 	closed bool
+
+	// The write buffer (wbuf.go). bufMu guards the tables' contents and the
+	// active/draining/spare pointers: Get takes it shared, Apply and the
+	// drains exclusive. drainDone and drainErr belong to writeMu's holder
+	// (drainErr is written by the drain goroutine before it closes drainDone).
+	bufMu     sync.RWMutex
+	active    *bufTable // Apply adds here
+	draining  *bufTable // being written to Pebble; nil if none
+	spare     *bufTable // a drained table, for reuse
+	drainDone chan struct{}
+	drainErr  error
+
+	recoverTo  atomic.Uint64 // set by Open, cleared by Import: see RecoverIndex
+	drainChunk int           // keys per Pebble batch of a drain (defaultDrainChunk)
 
 	applied     atomic.Uint64 // applied index
 	appliedTerm atomic.Uint64
@@ -151,7 +179,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
-	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger}
+	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, active: newBufTable(), drainChunk: defaultDrainChunk}
 	name, err := readCurrent(dir)
 	if err != nil {
 		return nil, err
@@ -180,6 +208,16 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		h.release()
 		return nil, err
+	}
+	drainTo, err := readDrain(h.db, h.path)
+	if err != nil {
+		h.release()
+		return nil, err
+	}
+	if drainTo > index {
+		s.recoverTo.Store(drainTo)
+		s.log.Warn("store: a drain of the write buffer was cut short by a crash: some keys are newer than the applied index until the WAL is replayed through the drain's index",
+			"applied", index, "replay_through", drainTo)
 	}
 	s.h = h
 	s.applied.Store(index)
@@ -336,36 +374,32 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		next++
 	}
 
-	db := s.h.db
-	b := db.NewBatch()
-	defer b.Close()
-	var kbuf, vbuf []byte
+	// The entries go to the write buffer (wbuf.go); a Get sees them once
+	// the applied index is published below.
+	last := &ents[len(ents)-1]
+	t := s.active
+	s.bufMu.Lock()
 	for i := range ents {
 		e := &ents[i]
 		switch e.Kind {
 		case entry.KindPut:
-			kbuf = userKey(kbuf[:0], e.Key)
-			vbuf = encodeValue(vbuf[:0], e.Index, e.Value)
-			_ = b.Set(kbuf, vbuf, nil) // Set copies
-			s.ctr.track(e.Key, true)
+			t.put(e.Key, e.Index, e.Value, false)
 		case entry.KindDelete:
-			kbuf = userKey(kbuf[:0], e.Key)
-			_ = b.Delete(kbuf, nil)
-			s.ctr.track(e.Key, false)
+			t.put(e.Key, e.Index, nil, true)
 		default:
 			// no-op and config entries only advance the applied index
 		}
 	}
-	last := &ents[len(ents)-1]
-	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
-	if err := db.Apply(b, pebble.NoSync); err != nil {
-		s.ctr.drop() // the dirty keys no longer describe the database
-		s.ctr.gen++
-		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
-	}
-	s.ctr.afterApply()
+	t.last, t.term = last.Index, last.Term
+	s.bufMu.Unlock()
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
+	switch {
+	case s.cfg.WriteBufferBytes == 0:
+		return s.syncBufLocked()
+	case int64(t.size) >= s.cfg.WriteBufferBytes:
+		return s.startDrainLocked()
+	}
 	return nil
 }
 
@@ -394,6 +428,9 @@ func (s *Store) Get(key []byte) (value []byte, version uint64, found bool, err e
 		return nil, 0, false, err
 	}
 	defer h.release()
+	if value, version, found, ok := s.bufGet(key); ok {
+		return value, version, found, nil
+	}
 	return get(h.db, key)
 }
 
@@ -416,7 +453,23 @@ func get(r pebble.Reader, key []byte) (value []byte, version uint64, found bool,
 // Flush writes all applied state to sstables on disk and advances
 // DurableIndex to the applied index read at the start of the call.
 func (s *Store) Flush() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.flushLocked()
+}
+
+// flushLocked is Flush under writeMu.
+func (s *Store) flushLocked() error {
 	if err := s.failure(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := s.syncBufLocked(); err != nil {
 		return err
 	}
 	s.mu.RLock()
@@ -466,10 +519,16 @@ func (s *Store) close(flush bool) error {
 	defer s.writeMu.Unlock()
 	var err error
 	if flush && s.failure() == nil {
-		err = s.Flush()
+		err = s.flushLocked()
 		if errors.Is(err, ErrClosed) {
 			return nil
 		}
+	}
+	// A drain still running holds the database open: let it end. Without
+	// a flush (a crash, in tests) the buffered writes are lost, like
+	// Pebble's memtable.
+	if derr := s.waitDrainLocked(); err == nil && flush {
+		err = derr
 	}
 	s.mu.Lock()
 	if s.closed {

@@ -25,11 +25,25 @@ type View struct {
 
 // View returns a consistent view of the current state.
 func (s *Store) View() (*View, error) {
+	// Pebble must hold the whole applied state: write the buffer out first
+	// (this waits for Apply, briefly).
+	s.writeMu.Lock()
+	if err := s.failure(); err != nil {
+		s.writeMu.Unlock()
+		return nil, err
+	}
 	h, err := s.acquire()
 	if err != nil {
+		s.writeMu.Unlock()
+		return nil, err
+	}
+	if err := s.syncBufLocked(); err != nil {
+		s.writeMu.Unlock()
+		h.release()
 		return nil, err
 	}
 	snap := h.db.NewSnapshot()
+	s.writeMu.Unlock()
 	index, term, err := readMeta(snap, h.path)
 	if err != nil {
 		_ = snap.Close()
