@@ -374,6 +374,9 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		next++
 	}
 
+	if s.cfg.WriteBufferBytes == 0 {
+		return s.applyDirect(ents)
+	}
 	// The entries go to the write buffer (wbuf.go); a Get sees them once
 	// the applied index is published below.
 	last := &ents[len(ents)-1]
@@ -394,12 +397,45 @@ func (s *Store) Apply(ents []entry.Entry) error {
 	s.bufMu.Unlock()
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
-	switch {
-	case s.cfg.WriteBufferBytes == 0:
-		return s.syncBufLocked()
-	case int64(t.size) >= s.cfg.WriteBufferBytes:
+	if int64(t.size) >= s.cfg.WriteBufferBytes {
 		return s.startDrainLocked()
 	}
+	return nil
+}
+
+// applyDirect applies checked entries in one Pebble batch, with the new
+// applied index: Apply without a write buffer. Under writeMu.
+func (s *Store) applyDirect(ents []entry.Entry) error {
+	db := s.h.db
+	b := db.NewBatch()
+	defer b.Close()
+	var kbuf, vbuf []byte
+	for i := range ents {
+		e := &ents[i]
+		switch e.Kind {
+		case entry.KindPut:
+			kbuf = userKey(kbuf[:0], e.Key)
+			vbuf = encodeValue(vbuf[:0], e.Index, e.Value)
+			_ = b.Set(kbuf, vbuf, nil) // Set copies
+			s.ctr.track(e.Key, true)
+		case entry.KindDelete:
+			kbuf = userKey(kbuf[:0], e.Key)
+			_ = b.Delete(kbuf, nil)
+			s.ctr.track(e.Key, false)
+		default:
+			// no-op and config entries only advance the applied index
+		}
+	}
+	last := &ents[len(ents)-1]
+	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
+	if err := db.Apply(b, pebble.NoSync); err != nil {
+		s.ctr.drop() // the dirty keys no longer describe the database
+		s.ctr.gen++
+		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
+	}
+	s.ctr.afterApply()
+	s.appliedTerm.Store(last.Term)
+	s.applied.Store(last.Index)
 	return nil
 }
 
