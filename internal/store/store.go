@@ -374,7 +374,15 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		next++
 	}
 
-	if s.cfg.WriteBufferBytes == 0 {
+	// Without a buffer, and for a large batch (a follower catching up, a
+	// bulk load: little to gain from the buffer, and copying the values into
+	// it cost catch-up about a sixth of its rate), apply straight to Pebble,
+	// after writing out what is buffered (older versions must not land on
+	// top of the batch's).
+	if s.cfg.WriteBufferBytes == 0 || batchBytes(ents) >= s.cfg.WriteBufferBytes/4 {
+		if err := s.syncBufLocked(); err != nil {
+			return err
+		}
 		return s.applyDirect(ents)
 	}
 	// The entries go to the write buffer (wbuf.go); a Get sees them once
@@ -401,6 +409,15 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		return s.startDrainLocked()
 	}
 	return nil
+}
+
+// batchBytes is the size of ents' keys and values.
+func batchBytes(ents []entry.Entry) int64 {
+	var n int64
+	for i := range ents {
+		n += int64(len(ents[i].Key) + len(ents[i].Value))
+	}
+	return n
 }
 
 // applyDirect applies checked entries in one Pebble batch, with the new

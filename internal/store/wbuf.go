@@ -68,9 +68,14 @@ func newBufTable() *bufTable { return &bufTable{m: make(map[string]*bufSlot)} }
 
 func (t *bufTable) empty() bool { return len(t.m) == 0 && t.last == 0 }
 
-func (t *bufTable) reset() {
+// reset empties t for reuse, keeping its arena unless it grew past keep
+// bytes (a table that held one huge value should not pin it).
+func (t *bufTable) reset(keep int64) {
 	clear(t.m)
 	t.arena = t.arena[:0]
+	if int64(cap(t.arena)) > keep {
+		t.arena = nil
+	}
 	t.size, t.last, t.term = 0, 0, 0
 }
 
@@ -138,7 +143,7 @@ func (s *Store) startDrainLocked() error {
 		s.drainErr = s.drain(h, t, 0)
 		s.bufMu.Lock()
 		s.draining = nil
-		t.reset()
+		t.reset(2 * s.cfg.WriteBufferBytes)
 		s.spare = t
 		s.bufMu.Unlock()
 	}()
@@ -173,7 +178,7 @@ func (s *Store) syncBufLocked() error {
 		return err
 	}
 	s.bufMu.Lock()
-	t.reset()
+	t.reset(2 * s.cfg.WriteBufferBytes)
 	s.bufMu.Unlock()
 	return nil
 }

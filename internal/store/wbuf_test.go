@@ -175,3 +175,43 @@ func TestWriteBufferConfig(t *testing.T) {
 		}
 	}
 }
+
+// A large batch (a follower catching up) goes straight to Pebble, after what
+// is buffered; a table that held a huge value does not keep its arena.
+func TestWriteBufferLargeBatchAndArena(t *testing.T) {
+	s, err := Open(t.TempDir(), testBufConfig(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustApply(t, s, put(1, "a", "small"))
+	if len(s.active.m) != 1 {
+		t.Fatalf("a small batch was not buffered (%d keys buffered)", len(s.active.m))
+	}
+	big := string(make([]byte, 20<<10)) // >= a quarter of the buffer
+	mustApply(t, s, put(2, "a", big), put(3, "b", "x"))
+	if len(s.active.m) != 0 {
+		t.Fatalf("%d keys buffered after a large batch, want 0 (written out, then applied directly)", len(s.active.m))
+	}
+	if idx, _, err := readMeta(s.h.db, s.h.path); err != nil || idx != 3 {
+		t.Fatalf("Pebble's applied index %d (%v) after a large batch, want 3", idx, err)
+	}
+	mustGet(t, s, "a", big, 2)
+	// One huge value in a small batch: buffered, then drained; the drained
+	// table must not keep an arena of that size.
+	huge := string(make([]byte, 1<<20))
+	mustApply(t, s, put(4, "c", "y"))
+	s.bufMu.Lock()
+	s.active.put([]byte("h"), 5, []byte(huge), false)
+	s.active.last, s.active.term = 5, 1
+	s.bufMu.Unlock()
+	s.applied.Store(5)
+	s.appliedTerm.Store(1)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if c := cap(s.active.arena); c > 128<<10 {
+		t.Fatalf("the emptied table keeps a %d-byte arena, want at most twice WriteBufferBytes", c)
+	}
+	mustGet(t, s, "h", huge, 5)
+}
