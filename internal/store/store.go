@@ -57,8 +57,9 @@ type Config struct {
 	// about 64 bytes per key. A key written again while buffered costs a
 	// hash-table update instead of a memtable insert. Two tables can be
 	// full at once (one being drained into Pebble), so a store holds up to
-	// twice this. 0 turns the buffer off (every Apply goes to Pebble at
-	// once). Must be in [0, 1 GiB].
+	// twice this. A batch of at least a quarter of it skips the buffer
+	// (catch-up, bulk loads). 0 turns the buffer off (every Apply goes to
+	// Pebble at once). Must be in [0, 1 GiB].
 	WriteBufferBytes int64
 	// ExportChunkBytes is the default payload size of an exported snapshot
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
