@@ -15,9 +15,10 @@ const maxDirtyKeys = 1 << 16
 // counter keeps the live key count exact without a read per applied key.
 //
 // It holds a base: a Pebble snapshot and the exact number of user keys in it
-// (known is false while Count is computing it). The write buffer records, for every key
-// it writes to Pebble after the base, whether the key exists afterwards (dirty). Count
-// then needs one point read in the base per dirty key: the key's existence
+// (known is false while Count is computing it). The write buffer records, for
+// every key it writes to Pebble after the base, whether the key exists
+// afterwards (dirty). Count then needs one point read in the base per dirty
+// key: the key's existence
 // before and after gives its contribution. When nothing is tracked (after
 // Open, or when more than maxDirtyKeys were written since the last Count),
 // Count scans a fresh snapshot instead. Either way the new snapshot becomes
@@ -46,10 +47,9 @@ func (c *counter) limit() int {
 // track records that key exists (or not) after the batch being written to
 // Pebble. Under writeMu.
 func (c *counter) track(key []byte, exists bool) {
-	if c.dirty == nil {
-		return
+	if c.dirty != nil {
+		c.trackString(string(key), exists)
 	}
-	c.dirty[string(key)] = exists
 }
 
 // tracking reports whether keys written are being recorded. Under writeMu.

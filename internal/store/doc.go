@@ -7,9 +7,10 @@
 //   - Applied writes first go to a write buffer, a hash table in front of
 //     Pebble (Config.WriteBufferBytes): a key rewritten while buffered costs a
 //     table update instead of a memtable insert. A full buffer reaches Pebble
-//     in one batch, in the background, together with the applied index (and
-//     its term) it brings Pebble to, so Pebble's applied index always
-//     describes its state. Get reads the buffer, then Pebble.
+//     in the background, in batches of a few hundred keys; the last one
+//     carries the applied index (and its term) it brings Pebble to, and a
+//     record in the first marks a drain under way (see the crash contract).
+//     Get reads the buffer, then Pebble.
 //   - Each key carries its version: the index of the log entry that last set it.
 //   - Reads (Get, View) see only whole applied batches; a View is a consistent
 //     Pebble snapshot at one applied index.
