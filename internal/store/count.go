@@ -18,11 +18,10 @@ const maxDirtyKeys = 1 << 16
 // (known is false while Count is computing it). The write buffer records, for
 // every key it writes to Pebble after the base, whether the key exists
 // afterwards (dirty). Count then needs one point read in the base per dirty
-// key: the key's existence
-// before and after gives its contribution. When nothing is tracked (after
-// Open, or when more than maxDirtyKeys were written since the last Count),
-// Count scans a fresh snapshot instead. Either way the new snapshot becomes
-// the next base.
+// key: the key's existence before and after gives its contribution. When
+// nothing is tracked (after Open, or when more than maxDirtyKeys were written
+// since the last Count), Count scans a fresh snapshot instead. Either way the
+// new snapshot becomes the next base.
 //
 // All fields are guarded by Store.writeMu; Store.countMu serializes Count.
 type counter struct {
