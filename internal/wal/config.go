@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/vfs"
@@ -43,14 +44,26 @@ type Config struct {
 	// (fsynced) before it is used, so that appends overwrite allocated space
 	// and an fdatasync does not have to write the file's size: about 30%
 	// less time and CPU per fsync on ext4 (see DESIGN.md). The next segment is
-	// prepared in the background once the current one is half full (a
+	// prepared in the background once the current one is an eighth full (a
 	// segment started before it is ready grows by extension until the spare
-	// takes over). Costs
+	// takes over), at the pace SparePace sets. Costs
 	// SegmentBytes of disk per segment up front, and SegmentBytes written when
 	// a log is created. Default true; false writes segments by extending them
 	// (useful for tests with many tiny logs). Either way, recovery reads logs
 	// written with either setting.
 	Preallocate bool
+	// SparePace spreads the preparation of the next segment file out: after
+	// each 1 MiB of zeros it waits SparePace times as long as that write
+	// took, at most 50 ms (2: it works a third of the time), until the
+	// active segment is three quarters full, when it goes flat out. Filling
+	// 64 MiB at once was a burst of CPU, page-cache allocation and disk
+	// writes on the machine; the log's own appends and fsyncs queued behind
+	// it (docs/BENCHMARKS.md, sixth round). Default 2; 0 does not wait.
+	SparePace float64
+
+	// sparePause, if set, replaces paceSpare's wait (tests record the
+	// pauses instead of sleeping).
+	sparePause func(time.Duration)
 
 	// inlineSpare prepares the spare segment on the writer goroutine instead
 	// of a background one, so that tests that count I/O stay deterministic.
@@ -67,6 +80,7 @@ func DefaultConfig() Config {
 		FS:            vfs.OS{},
 		Logger:        slog.New(slog.DiscardHandler),
 		Preallocate:   true,
+		SparePace:     2,
 	}
 }
 
@@ -84,6 +98,8 @@ func (c Config) Validate() error {
 			c.MaxValueBytes, c.MaxEntryBytes, entry.HeaderSize)
 	case c.FS == nil:
 		return fmt.Errorf("wal: Config.FS is nil")
+	case !(c.SparePace >= 0 && c.SparePace <= 100): // also catches NaN
+		return fmt.Errorf("wal: Config.SparePace = %v, want 0..100", c.SparePace)
 	}
 	return nil
 }

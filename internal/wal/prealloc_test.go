@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -392,4 +393,97 @@ func TestPlainSegmentMovesToSpare(t *testing.T) {
 		}
 		mustMatch(t, l, all)
 	})
+}
+
+// TestSparePacing checks that a spare prepared in the background pauses after
+// each chunk of zeros (Config.SparePace), does not pause once the writer is
+// three quarters into its segment or with SparePace 0, and is always
+// complete.
+func TestSparePacing(t *testing.T) {
+	const seg = 8 * zeroChunk // 8 chunks per spare
+	tests := []struct {
+		name       string
+		pace       float64
+		firstBatch int // 1 KiB entries in the first append (512 KiB = 1/16 of the segment)
+		wantPauses int
+	}{
+		{"paced", 2, 1100, seg / zeroChunk},         // past 1/8, before 3/4
+		{"writer past three quarters", 2, 6300, 0}, // the preparation starts late: no pauses
+		{"pacing off", 0, 1100, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := vfs.NewMem()
+			cfg := testConfig(mem)
+			cfg.SegmentBytes = seg
+			cfg.SparePace = tt.pace
+			var mu sync.Mutex
+			var pauses []time.Duration
+			cfg.sparePause = func(d time.Duration) {
+				mu.Lock()
+				pauses = append(pauses, d)
+				mu.Unlock()
+			}
+			l := mustOpen(t, "/wal", cfg)
+			defer l.Close()
+			mustAppend(t, l, makeEntries(1, 100, constTerm(1), 1000)) // under 1/8: no spare yet
+			l.spareMu.Lock()
+			busy := l.spareBusy || l.spareF != nil
+			l.spareMu.Unlock()
+			if busy {
+				t.Fatal("a spare is being prepared before the segment is an eighth full")
+			}
+			mustAppend(t, l, makeEntries(101, tt.firstBatch, constTerm(1), 1000))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				l.spareMu.Lock()
+				ready := l.spareF != nil
+				l.spareMu.Unlock()
+				if ready {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the spare was not prepared")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			mu.Lock()
+			got := append([]time.Duration(nil), pauses...)
+			mu.Unlock()
+			if len(got) != tt.wantPauses {
+				t.Fatalf("%d pauses, want %d: %v", len(got), tt.wantPauses, got)
+			}
+			for _, d := range got {
+				if d < 0 || d > maxSparePause {
+					t.Errorf("pause %v, want within [0, %v]", d, maxSparePause)
+				}
+			}
+			l.spareMu.Lock()
+			st, err := l.spareF.Stat()
+			l.spareMu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() != seg {
+				t.Errorf("spare is %d bytes, want %d", st.Size(), seg)
+			}
+		})
+	}
+}
+
+func TestSparePaceValidate(t *testing.T) {
+	for _, v := range []float64{-1, 101, math.NaN(), math.Inf(1)} {
+		cfg := DefaultConfig()
+		cfg.SparePace = v
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "SparePace") {
+			t.Errorf("SparePace %v: Validate = %v, want an error naming SparePace", v, err)
+		}
+	}
+	cfg := DefaultConfig()
+	if cfg.SparePace != 2 {
+		t.Errorf("default SparePace %v, want 2", cfg.SparePace)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("default config: %v", err)
+	}
 }

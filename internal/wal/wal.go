@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/vfs"
 )
@@ -25,6 +27,8 @@ const (
 	spareName = "spare" + segmentSuffix + tmpSuffix
 	// zeroChunk is the size of the writes that zero-fill a segment.
 	zeroChunk = 1 << 20
+	// maxSparePause caps one pause of the spare's preparation (paceSpare).
+	maxSparePause = 50 * time.Millisecond
 )
 
 // Log is an open write-ahead log. All methods are safe for concurrent use.
@@ -80,6 +84,7 @@ type Log struct {
 	sparesUsed  int           // spares that became segments (for tests)
 	spareStop   chan struct{} // closed by Close: a running preparation stops early
 	spareWG     sync.WaitGroup
+	writePos    atomic.Int64 // where the writer last wrote in the active segment (paceSpare)
 }
 
 // segment is one segment file.
@@ -311,7 +316,7 @@ func (l *Log) createSegment(h segmentHeader, fill bool) (*segment, error) {
 			return nil, fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
 		}
 		if fill {
-			if err := zeroFill(f, segmentHeaderEnd, l.cfg.SegmentBytes, nil, nil); err != nil {
+			if err := zeroFill(f, segmentHeaderEnd, l.cfg.SegmentBytes, nil, nil, nil); err != nil {
 				f.Close()
 				return nil, fmt.Errorf("%w: zero-fill %s: %v", ErrWriteFailed, tmp, err)
 			}
@@ -341,8 +346,10 @@ func (l *Log) createSegment(h segmentHeader, fill bool) (*segment, error) {
 // early (with an error) once stop is closed. With sync it fsyncs after every
 // chunk: a background fill must never leave a whole segment's worth of dirty
 // pages for one fsync (or the kernel's writeback) to push through the device
-// queue at once, where the log's own small fsyncs would wait behind it.
-func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}, sync func(vfs.File) error) error {
+// queue at once, where the log's own small fsyncs would wait behind it. With
+// pace, it calls pace after each chunk with the time the chunk took (the
+// spare's pacing, paceSpare).
+func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}, sync func(vfs.File) error, pace func(took time.Duration)) error {
 	zeros := make([]byte, min(zeroChunk, max(to-from, 0)))
 	for off := from; off < to; off += int64(len(zeros)) {
 		select {
@@ -350,6 +357,7 @@ func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}, sync func(vfs.Fi
 			return errors.New("stopped")
 		default:
 		}
+		start := time.Now()
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
 			return err
 		}
@@ -358,15 +366,47 @@ func zeroFill(f vfs.File, from, to int64, stop <-chan struct{}, sync func(vfs.Fi
 				return err
 			}
 		}
+		if pace != nil {
+			pace(time.Since(start))
+		}
 	}
 	return nil
 }
 
+// paceSpare spreads the spare's preparation out: after a chunk that took
+// took, it waits Config.SparePace times as long (at most maxSparePause), so
+// that filling 64 MiB is not one burst of CPU, page-cache allocation and
+// disk writes that the log's own appends and fsyncs queue behind. It does not
+// wait once the active segment is three quarters full (the spare must be
+// ready when it is needed), nor after Close began.
+func (l *Log) paceSpare(took time.Duration) {
+	if l.cfg.SparePace <= 0 || l.writePos.Load() >= l.cfg.SegmentBytes/4*3 {
+		return
+	}
+	if l.cfg.inlineSpare && l.cfg.sparePause == nil {
+		return // never pause the writer itself
+	}
+	d := min(time.Duration(float64(took)*l.cfg.SparePace), maxSparePause)
+	if l.cfg.sparePause != nil {
+		l.cfg.sparePause(d)
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.spareStop:
+	}
+}
+
 // maybePrepareSpare starts preparing a spare segment file when preallocation
-// is on, the active segment (first index first) is half full at pos, and no
-// spare is ready or being prepared for it. Called by the write-path owner.
+// is on, the active segment (first index first) is an eighth full at pos
+// (early, so that a paced preparation has time), and no spare is ready or
+// being prepared for it. Called by the write-path owner, which it also tells
+// where it writes (for paceSpare).
 func (l *Log) maybePrepareSpare(first uint64, pos int64, plain bool) {
-	if !l.cfg.Preallocate || (pos < l.cfg.SegmentBytes/2 && !plain) {
+	l.writePos.Store(pos)
+	if !l.cfg.Preallocate || (pos < l.cfg.SegmentBytes/8 && !plain) {
 		return
 	}
 	l.spareMu.Lock()
@@ -397,7 +437,7 @@ func (l *Log) prepareSpare() {
 	path := l.path(spareName)
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
-		if err = zeroFill(f, 0, l.cfg.SegmentBytes, l.spareStop, l.syncFile); err == nil {
+		if err = zeroFill(f, 0, l.cfg.SegmentBytes, l.spareStop, l.syncFile, l.paceSpare); err == nil {
 			err = l.syncFile(f)
 		}
 		if err != nil {
