@@ -407,7 +407,7 @@ func TestSparePacing(t *testing.T) {
 		firstBatch int // 1 KiB entries in the first append (512 KiB = 1/16 of the segment)
 		wantPauses int
 	}{
-		{"paced", 2, 1100, seg / zeroChunk},         // past 1/8, before 3/4
+		{"paced", 2, 1100, seg / zeroChunk},        // past 1/8, before 3/4
 		{"writer past three quarters", 2, 6300, 0}, // the preparation starts late: no pauses
 		{"pacing off", 0, 1100, 0},
 	}
