@@ -154,6 +154,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 	// The write buffer: off, tiny (drains all the time, in the background
 	// while applies go on), or larger than everything written.
 	r.cfg.WriteBufferBytes = []int64{0, 256, 2048, 64 << 10, 64 << 20}[r.rng.IntN(5)]
+	r.cfg.drainSeed = r.rng.Uint64() | 1 // drain sizes replay with the seed
 	t.Logf("WriteBufferBytes %d", r.cfg.WriteBufferBytes)
 	r.s = r.open()
 	defer func() { r.s.Close() }()

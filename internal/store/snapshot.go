@@ -348,6 +348,10 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 		return 0, fmt.Errorf("%w: snapshot at index %d, store applied %d", ErrStaleSnapshot, sr.hdr.index, applied)
 	}
 
+	// The caller waits for the whole import: Pebble's flushes and
+	// compactions meanwhile run unpaced.
+	release := s.pacedFS().holdPacing()
+	defer release()
 	name := dbName(dbNumber(cur.name) + 1)
 	_ = os.RemoveAll(filepath.Join(s.dir, name))
 	h, err := s.openDB(name, true)

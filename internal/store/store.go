@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,10 +62,21 @@ type Config struct {
 	// (catch-up, bulk loads). 0 turns the buffer off (every Apply goes to
 	// Pebble at once). Must be in [0, 1 GiB].
 	WriteBufferBytes int64
+	// BackgroundPace spreads Pebble's flushes and compactions out: the
+	// goroutine building an sstable pauses BackgroundPace times as long as
+	// it worked since its previous write (see pacedFS). 2 makes a flush use
+	// the processor a third of the time while it runs; 0 only yields at
+	// each write. The pacing holds off while Pebble stalls writes and while
+	// the store waits for a flush. Must be in [0, 100].
+	BackgroundPace float64
 	// ExportChunkBytes is the default payload size of an exported snapshot
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
 	// [1, MaxChunkBytes].
 	ExportChunkBytes int
+
+	// drainSeed seeds the choice of drain sizes (pickDrainAt); 0 picks a
+	// random seed. Tests set it so that a seed replays.
+	drainSeed uint64
 }
 
 // DefaultConfig returns a Config with production defaults.
@@ -74,6 +86,7 @@ func DefaultConfig() Config {
 		CacheBytes:       64 << 20,
 		MemTableBytes:    16 << 20,
 		WriteBufferBytes: 4 << 20,
+		BackgroundPace:   2,
 		ExportChunkBytes: 1 << 20,
 	}
 }
@@ -89,6 +102,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.MemTableBytes is %d, must be in [64 KiB, 4 GiB)", ErrInvalidArg, c.MemTableBytes)
 	case c.WriteBufferBytes < 0 || c.WriteBufferBytes > 1<<30:
 		return fmt.Errorf("%w: Config.WriteBufferBytes is %d, must be in [0, 1 GiB]", ErrInvalidArg, c.WriteBufferBytes)
+	case !(c.BackgroundPace >= 0 && c.BackgroundPace <= 100): // also catches NaN
+		return fmt.Errorf("%w: Config.BackgroundPace is %v, must be in [0, 100]", ErrInvalidArg, c.BackgroundPace)
 	case c.ExportChunkBytes < 1 || c.ExportChunkBytes > MaxChunkBytes:
 		return fmt.Errorf("%w: Config.ExportChunkBytes is %d, must be in [1, %d]", ErrInvalidArg, c.ExportChunkBytes, MaxChunkBytes)
 	}
@@ -165,6 +180,11 @@ type Store struct {
 
 	recoverTo  atomic.Uint64 // set by Open, cleared by Import: see RecoverIndex
 	drainChunk int           // keys per Pebble batch of a drain (defaultDrainChunk)
+	drainAt    int64         // the active table drains at this size (pickDrainAt); under writeMu
+	drainRand  *rand.Rand    // picks drainAt
+
+	pfsOnce sync.Once
+	pfs     *pacedFS // Pebble's file system (pacedFS); every database of the store shares it
 
 	applied     atomic.Uint64 // applied index
 	appliedTerm atomic.Uint64
@@ -181,6 +201,12 @@ func Open(dir string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
 	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, active: newBufTable(), drainChunk: defaultDrainChunk}
+	seed := cfg.drainSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	s.drainRand = rand.New(rand.NewPCG(seed, 0x7472697265))
+	s.pickDrainAt()
 	name, err := readCurrent(dir)
 	if err != nil {
 		return nil, err
@@ -229,6 +255,12 @@ func Open(dir string, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// pacedFS returns the store's Pebble file system, creating it on first use.
+func (s *Store) pacedFS() *pacedFS {
+	s.pfsOnce.Do(func() { s.pfs = newPacedFS(vfs.Default, s.cfg.BackgroundPace) })
+	return s.pfs
+}
+
 // pebbleOptions returns the Pebble options the store always uses.
 func (s *Store) pebbleOptions() *pebble.Options {
 	opts := &pebble.Options{
@@ -236,7 +268,13 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		MemTableSize:       uint64(s.cfg.MemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log},
-		FS:                 yieldFS{vfs.Default},
+		FS:                 s.pacedFS(),
+	}
+	opts.EventListener = &pebble.EventListener{
+		// Pebble holds writes until a flush or compaction catches up:
+		// pausing those now would only lengthen the stall.
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.pacedFS().stalled.Store(true) },
+		WriteStallEnd:   func() { s.pacedFS().stalled.Store(false) },
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
 	return opts
@@ -406,7 +444,7 @@ func (s *Store) Apply(ents []entry.Entry) error {
 	s.bufMu.Unlock()
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
-	if int64(t.size) >= s.cfg.WriteBufferBytes {
+	if int64(t.size) >= s.drainAt {
 		return s.startDrainLocked()
 	}
 	return nil
@@ -537,7 +575,10 @@ func (s *Store) flushLocked() error {
 	index := s.applied.Load()
 	s.mu.RUnlock()
 	defer h.release()
-	// Every batch up to index is in a memtable that this Flush writes out.
+	// Every batch up to index is in a memtable that this Flush writes out,
+	// at full speed: the caller waits for it.
+	release := s.pacedFS().holdPacing()
+	defer release()
 	if err := h.db.Flush(); err != nil {
 		return s.fail(fmt.Sprintf("flush at index %d", index), err)
 	}

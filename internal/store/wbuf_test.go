@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/entry"
@@ -214,4 +216,50 @@ func TestWriteBufferLargeBatchAndArena(t *testing.T) {
 		t.Fatalf("the emptied table keeps a %d-byte arena, want at most twice WriteBufferBytes", c)
 	}
 	mustGet(t, s, "h", huge, 5)
+}
+
+// The active table drains at a size picked at random in [limit/2, limit]
+// each time (so that the nodes of a cluster sharing a machine do not all
+// drain at once), replayably from Config.drainSeed.
+func TestDrainSizesVary(t *testing.T) {
+	const limit = 64 << 10
+	sizes := func(seed uint64) []int64 {
+		cfg := testBufConfig(limit)
+		cfg.drainSeed = seed
+		s, err := Open(t.TempDir(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var got []int64
+		last := s.drainAt
+		got = append(got, last)
+		for i := uint64(1); len(got) < 40; i++ {
+			before := s.active
+			mustApply(t, s, put(i, fmt.Sprintf("key-%d", i), strings.Repeat("v", 200)))
+			if s.active != before { // a drain started
+				// It drains with the write that reaches its size.
+				if size := int64(before.size); size < last || size >= last+1024 {
+					t.Fatalf("table drained at %d bytes, want it to reach its drain size %d with its last write", size, last)
+				}
+				last = s.drainAt
+				got = append(got, last)
+			}
+		}
+		return got
+	}
+	a := sizes(7)
+	lo, hi := a[0], a[0]
+	for _, n := range a {
+		if n < limit/2 || n > limit {
+			t.Fatalf("drain size %d outside [%d, %d]", n, limit/2, limit)
+		}
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	if hi-lo < limit/4 {
+		t.Errorf("40 drain sizes span only %d..%d, want them spread over [%d, %d]", lo, hi, limit/2, limit)
+	}
+	if b := sizes(7); !slices.Equal(a, b) {
+		t.Errorf("the same seed picked different drain sizes:\n%v\n%v", a, b)
+	}
 }

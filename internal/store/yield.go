@@ -2,41 +2,124 @@ package store
 
 import (
 	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// yieldFS wraps Pebble's file system so that every write of a new file (an
-// sstable a flush or compaction is building, the manifest) first yields the
-// processor. Flushes and compactions are long CPU-bound runs; on a node with
-// one processor (GOMAXPROCS=1) Go would let one run for up to 10 ms before
-// preempting it, holding up the run loop and every connection behind it.
-// Yielding at each buffered write (every few KiB) lets them in.
-type yieldFS struct{ vfs.FS }
+// pacedFS wraps Pebble's file system so that Pebble's background work
+// (flushes and compactions, the CPU-bound runs that build sstables) gives way
+// to the node's foreground work:
+//
+//   - Every write of a file Pebble creates first yields the processor. On a
+//     node with one processor (GOMAXPROCS=1) Go would let a flush run for up
+//     to 10 ms before preempting it, holding up the run loop and every
+//     connection behind it. Yielding at each buffered write (every few KiB)
+//     lets them in.
+//   - With Config.BackgroundPace > 0, the writer of an sstable also pauses in
+//     proportion to the time it worked since its previous write: pace 2 makes
+//     a flush take about three times as long, and use the processor a third
+//     of the time while it runs. A flush of a 16 MiB memtable took 20-45 ms of
+//     CPU, and every node on a machine flushed at the same moment (they
+//     apply the same writes); write latency spiked with each one
+//     (docs/BENCHMARKS.md, sixth round). Paced, the same work is spread over
+//     about a tenth of a second.
+//
+// The pacing holds off whenever waiting would cost writes: while Pebble
+// stalls them (too many memtables or L0 files waiting, reported by its event
+// listener) and while the store itself waits for a flush (Flush, Close,
+// snapshots). It paces only sstables; the manifest and the rest are small.
+type pacedFS struct {
+	vfs.FS
+	pace    float64             // Config.BackgroundPace
+	hold    atomic.Int32        // > 0: do not pause (the store waits for a flush)
+	stalled atomic.Bool         // Pebble stalls writes: do not pause
+	pause   func(time.Duration) // time.Sleep; tests record the pauses instead
+}
 
-func (fs yieldFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+// Pacing limits (pacedFile.Write).
+const (
+	// minPause: debts below it are carried to the next write (shorter
+	// sleeps cost more than they give back).
+	minPause = 500 * time.Microsecond
+	// maxPause caps one pause.
+	maxPause = 5 * time.Millisecond
+	// maxWorkGap caps the time between two writes counted as work: a longer
+	// gap means the writer waited (for input, or for a processor), and must
+	// not turn into one long pause.
+	maxWorkGap = 5 * time.Millisecond
+)
+
+func newPacedFS(fs vfs.FS, pace float64) *pacedFS {
+	return &pacedFS{FS: fs, pace: pace, pause: time.Sleep}
+}
+
+func (fs *pacedFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
 	if err != nil {
 		return nil, err
 	}
-	return yieldFile{f}, nil
+	return fs.wrap(f, name), nil
 }
 
-func (fs yieldFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *pacedFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
 	if err != nil {
 		return nil, err
 	}
-	return yieldFile{f}, nil
+	return fs.wrap(f, newname), nil
 }
 
-type yieldFile struct{ vfs.File }
+func (fs *pacedFS) wrap(f vfs.File, name string) *pacedFile {
+	return &pacedFile{File: f, fs: fs, paced: fs.pace > 0 && strings.HasSuffix(name, ".sst")}
+}
+
+// holdPacing stops the pacing until the returned function is called.
+func (fs *pacedFS) holdPacing() (release func()) {
+	fs.hold.Add(1)
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			fs.hold.Add(-1)
+		}
+	}
+}
+
+// pacedFile is a file Pebble writes (one writer at a time).
+type pacedFile struct {
+	vfs.File
+	fs    *pacedFS
+	paced bool
+	last  time.Time     // when the previous write returned
+	debt  time.Duration // pause owed and not yet taken
+}
 
 // yield gives the processor to other runnable goroutines (a variable so
 // that a test can count the calls).
 var yield = runtime.Gosched
 
-func (f yieldFile) Write(p []byte) (int, error) {
-	yield()
-	return f.File.Write(p)
+func (f *pacedFile) Write(p []byte) (int, error) {
+	if !f.paced {
+		yield()
+		return f.File.Write(p)
+	}
+	now := time.Now()
+	if !f.last.IsZero() {
+		f.debt += time.Duration(float64(min(now.Sub(f.last), maxWorkGap)) * f.fs.pace)
+	}
+	switch {
+	case f.fs.hold.Load() > 0 || f.fs.stalled.Load():
+		f.debt = 0
+		yield()
+	case f.debt >= minPause:
+		f.fs.pause(min(f.debt, maxPause))
+		f.debt = 0
+	default:
+		yield()
+	}
+	n, err := f.File.Write(p)
+	f.last = time.Now()
+	return n, err
 }
