@@ -19,13 +19,12 @@ import (
 //     connection behind it. Yielding at each buffered write (every few KiB)
 //     lets them in.
 //   - With Config.BackgroundPace > 0, the writer of an sstable also pauses in
-//     proportion to the time it worked since its previous write: pace 2 makes
-//     a flush take about three times as long, and use the processor a third
-//     of the time while it runs. A flush of a 16 MiB memtable took 20-45 ms of
-//     CPU, and every node on a machine flushed at the same moment (they
-//     apply the same writes); write latency spiked with each one
-//     (docs/BENCHMARKS.md, sixth round). Paced, the same work is spread over
-//     about a tenth of a second.
+//     proportion to the time it worked since its previous write: pace 1 makes
+//     a flush take about twice as long, and use the processor half the time
+//     while it runs. A flush of a 16 MiB memtable took 20-45 ms of CPU, and
+//     every node on a machine flushed at the same moment (they apply the
+//     same writes); write latency spiked with each one (docs/BENCHMARKS.md,
+//     sixth round).
 //
 // The pacing holds off whenever waiting would cost writes: while Pebble
 // stalls them (too many memtables or L0 files waiting, reported by its event

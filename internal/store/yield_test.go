@@ -186,7 +186,7 @@ func TestBackgroundPaceConfig(t *testing.T) {
 			t.Errorf("BackgroundPace %v: Validate = %v, want an error naming the field", v, err)
 		}
 	}
-	if p := DefaultConfig().BackgroundPace; p != 2 {
-		t.Errorf("default BackgroundPace %v, want 2", p)
+	if p := DefaultConfig().BackgroundPace; p != 1 {
+		t.Errorf("default BackgroundPace %v, want 1", p)
 	}
 }
