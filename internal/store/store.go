@@ -64,11 +64,12 @@ type Config struct {
 	WriteBufferBytes int64
 	// BackgroundPace spreads Pebble's flushes and compactions out: the
 	// goroutine building an sstable pauses BackgroundPace times as long as
-	// it worked since its previous write (see pacedFS). 1 makes a flush use
-	// the processor half the time while it runs (2 was measured too: the
-	// same p99, no more throughput); 0 only yields at each write. The pacing
-	// holds off while Pebble stalls writes and while the store waits for a
-	// flush. Must be in [0, 100].
+	// it worked since its previous write (see pacedFS). 0.5 makes a flush
+	// use the processor two thirds of the time while it runs (1 and 2 gave
+	// little more p99 and cost throughput: docs/BENCHMARKS.md, sixth
+	// round); 0 only yields at each write. The pacing holds off while Pebble
+	// stalls writes, while the store waits for a flush, and after a large
+	// batch (catch-up). Must be in [0, 100].
 	BackgroundPace float64
 	// ExportChunkBytes is the default payload size of an exported snapshot
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
@@ -87,7 +88,7 @@ func DefaultConfig() Config {
 		CacheBytes:       64 << 20,
 		MemTableBytes:    16 << 20,
 		WriteBufferBytes: 4 << 20,
-		BackgroundPace:   1,
+		BackgroundPace:   0.5,
 		ExportChunkBytes: 1 << 20,
 	}
 }
@@ -419,7 +420,13 @@ func (s *Store) Apply(ents []entry.Entry) error {
 	// it cost catch-up about a sixth of its rate), apply straight to Pebble,
 	// after writing out what is buffered (older versions must not land on
 	// top of the batch's).
-	if s.cfg.WriteBufferBytes == 0 || batchBytes(ents) >= s.cfg.WriteBufferBytes/4 {
+	n := batchBytes(ents)
+	if n >= quietBatchBytes {
+		// A follower catching up (or a bulk load) wants Pebble's
+		// background work done at full speed, not smoothly.
+		s.pacedFS().quiet(quietFor)
+	}
+	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 {
 		if err := s.syncBufLocked(); err != nil {
 			return err
 		}

@@ -17,10 +17,12 @@ import (
 // key written again before the buffer is drained costs a hash-table update
 // instead, and reaches Pebble once, with its latest value.
 //
-// Apply adds each batch to the active table. When the active table holds
-// Config.WriteBufferBytes, it becomes the draining table, and a goroutine
-// writes its latest versions, with the applied index they bring Pebble to, in
-// one Pebble batch; a new active table takes the writes meanwhile. If the
+// Apply adds each batch to the active table. When the active table reaches
+// its drain size (pickDrainAt: a random size between three quarters of
+// Config.WriteBufferBytes and all of it), it becomes the draining table, and
+// a goroutine writes its latest versions, with the applied index they bring
+// Pebble to, into Pebble (in batches, below); a new active table takes the
+// writes meanwhile. If the
 // draining table is still being written when the next one fills, Apply waits
 // for it. Get looks in the active table, then the draining one, then Pebble.
 // Everything that needs Pebble to hold the whole applied state (View, Count,

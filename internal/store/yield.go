@@ -19,22 +19,26 @@ import (
 //     connection behind it. Yielding at each buffered write (every few KiB)
 //     lets them in.
 //   - With Config.BackgroundPace > 0, the writer of an sstable also pauses in
-//     proportion to the time it worked since its previous write: pace 1 makes
-//     a flush take about twice as long, and use the processor half the time
-//     while it runs. A flush of a 16 MiB memtable took 20-45 ms of CPU, and
+//     proportion to the time it worked since its previous write: pace 0.5
+//     makes a flush take about half as long again, and use the processor two
+//     thirds of the time while it runs. A flush of a 16 MiB memtable took 20-45 ms of CPU, and
 //     every node on a machine flushed at the same moment (they apply the
 //     same writes); write latency spiked with each one (docs/BENCHMARKS.md,
 //     sixth round).
 //
 // The pacing holds off whenever waiting would cost writes: while Pebble
 // stalls them (too many memtables or L0 files waiting, reported by its event
-// listener) and while the store itself waits for a flush (Flush, Close,
-// snapshots). It paces only sstables; the manifest and the rest are small.
+// listener), while the store itself waits for a flush (Flush, Close,
+// snapshots), and for a second after each batch of at least a MiB (a
+// follower catching up, a bulk load: in the benchmark's catch-up, paced
+// flushes and compactions cost a third of the rate). It paces only sstables;
+// the manifest and the rest are small.
 type pacedFS struct {
 	vfs.FS
 	pace    float64             // Config.BackgroundPace
 	hold    atomic.Int32        // > 0: do not pause (the store waits for a flush)
 	stalled atomic.Bool         // Pebble stalls writes: do not pause
+	quietTo atomic.Int64        // do not pause before this time (Unix nanoseconds; quiet)
 	pause   func(time.Duration) // time.Sleep; tests record the pauses instead
 }
 
@@ -45,6 +49,10 @@ const (
 	minPause = 500 * time.Microsecond
 	// maxPause caps one pause.
 	maxPause = 5 * time.Millisecond
+	// quietBatchBytes: an applied batch at least this large holds the
+	// pacing off for quietFor.
+	quietBatchBytes = 1 << 20
+	quietFor        = time.Second
 	// maxWorkGap caps the time between two writes counted as work: a longer
 	// gap means the writer waited (for input, or for a processor), and must
 	// not turn into one long pause.
@@ -86,6 +94,17 @@ func (fs *pacedFS) holdPacing() (release func()) {
 	}
 }
 
+// quiet holds the pacing off for d from now.
+func (fs *pacedFS) quiet(d time.Duration) {
+	to := time.Now().Add(d).UnixNano()
+	for {
+		cur := fs.quietTo.Load()
+		if cur >= to || fs.quietTo.CompareAndSwap(cur, to) {
+			return
+		}
+	}
+}
+
 // pacedFile is a file Pebble writes (one writer at a time).
 type pacedFile struct {
 	vfs.File
@@ -109,7 +128,7 @@ func (f *pacedFile) Write(p []byte) (int, error) {
 		f.debt += time.Duration(float64(min(now.Sub(f.last), maxWorkGap)) * f.fs.pace)
 	}
 	switch {
-	case f.fs.hold.Load() > 0 || f.fs.stalled.Load():
+	case f.fs.hold.Load() > 0 || f.fs.stalled.Load() || now.UnixNano() < f.fs.quietTo.Load():
 		f.debt = 0
 		yield()
 	case f.debt >= minPause:

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/trireme-db/trireme/internal/entry"
 )
 
 // TestPebbleWritesYield checks that the files Pebble writes for the store
@@ -91,6 +93,10 @@ func TestBackgroundPacing(t *testing.T) {
 		{name: "write stall", file: "000007.sst", pace: 2, gap: work, setup: func(fs *pacedFS) func() {
 			fs.stalled.Store(true)
 			return func() { fs.stalled.Store(false) }
+		}},
+		{name: "quiet", file: "000007.sst", pace: 2, gap: work, setup: func(fs *pacedFS) func() {
+			fs.quiet(time.Minute)
+			return func() {}
 		}},
 		{name: "manifest", file: "MANIFEST-000002", pace: 2, gap: work},
 		{name: "pacing off", file: "000007.sst", pace: 0, gap: work},
@@ -176,6 +182,23 @@ func TestPacingHoldsOff(t *testing.T) {
 	if h := fs.hold.Load(); h != 0 {
 		t.Fatalf("hold count %d after Flush, want 0", h)
 	}
+
+	// A batch of a MiB or more (catch-up) quiets the pacing for a while;
+	// smaller ones do not.
+	mustApply(t, s, put(2, "k", strings.Repeat("v", 1000)))
+	if fs.quietTo.Load() != 0 {
+		t.Fatal("a small batch quieted the pacing")
+	}
+	var big []entry.Entry
+	for i := uint64(3); i < 3+300; i++ {
+		big = append(big, put(i, fmt.Sprintf("big-%d", i), strings.Repeat("v", 4000)))
+	}
+	if err := s.Apply(big); err != nil {
+		t.Fatal(err)
+	}
+	if to := fs.quietTo.Load(); to <= time.Now().UnixNano() {
+		t.Fatalf("a %d-byte batch did not quiet the pacing", batchBytes(big))
+	}
 }
 
 func TestBackgroundPaceConfig(t *testing.T) {
@@ -186,7 +209,7 @@ func TestBackgroundPaceConfig(t *testing.T) {
 			t.Errorf("BackgroundPace %v: Validate = %v, want an error naming the field", v, err)
 		}
 	}
-	if p := DefaultConfig().BackgroundPace; p != 1 {
-		t.Errorf("default BackgroundPace %v, want 1", p)
+	if p := DefaultConfig().BackgroundPace; p != 0.5 {
+		t.Errorf("default BackgroundPace %v, want 0.5", p)
 	}
 }

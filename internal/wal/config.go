@@ -54,11 +54,12 @@ type Config struct {
 	Preallocate bool
 	// SparePace spreads the preparation of the next segment file out: after
 	// each 1 MiB of zeros it waits SparePace times as long as that write
-	// took, at most 50 ms (2: it works a third of the time), until the
-	// active segment is three quarters full, when it goes flat out. Filling
+	// took, at most 50 ms (1: it works half the time), until the active
+	// segment is three quarters full, when it goes flat out. Filling
 	// 64 MiB at once was a burst of CPU, page-cache allocation and disk
 	// writes on the machine; the log's own appends and fsyncs queued behind
-	// it (docs/BENCHMARKS.md, sixth round). Default 2; 0 does not wait.
+	// it (docs/BENCHMARKS.md, sixth round). Default 1 (2 cost throughput);
+	// 0 does not wait.
 	SparePace float64
 
 	// sparePause, if set, replaces paceSpare's wait (tests record the
@@ -80,7 +81,7 @@ func DefaultConfig() Config {
 		FS:            vfs.OS{},
 		Logger:        slog.New(slog.DiscardHandler),
 		Preallocate:   true,
-		SparePace:     2,
+		SparePace:     1,
 	}
 }
 

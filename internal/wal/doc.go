@@ -28,7 +28,8 @@
 // are written over those zeros at the end of the segment's data (with
 // positioned writes, not O_APPEND). The next segment's file is prepared in
 // the background under the name "spare.wal.tmp" once the current segment is
-// half full; starting a segment then only writes the header into it, fsyncs
+// an eighth full, paced (Config.SparePace) until the current segment is three
+// quarters full; starting a segment then only writes the header into it, fsyncs
 // it, renames it and fsyncs the directory. A segment started while no spare
 // is ready is a plain one that grows by extension (the writer never zero-fills
 // on the write path), and the writer leaves it for the spare at the first batch

@@ -480,8 +480,8 @@ func TestSparePaceValidate(t *testing.T) {
 		}
 	}
 	cfg := DefaultConfig()
-	if cfg.SparePace != 2 {
-		t.Errorf("default SparePace %v, want 2", cfg.SparePace)
+	if cfg.SparePace != 1 {
+		t.Errorf("default SparePace %v, want 1", cfg.SparePace)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("default config: %v", err)
