@@ -350,7 +350,7 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 
 	// The caller waits for the whole import: Pebble's flushes and
 	// compactions meanwhile run unpaced.
-	release := s.pacedFS().holdPacing()
+	release := s.pebbleFS().holdPacing()
 	defer release()
 	name := dbName(dbNumber(cur.name) + 1)
 	_ = os.RemoveAll(filepath.Join(s.dir, name))

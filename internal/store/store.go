@@ -257,8 +257,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// pacedFS returns the store's Pebble file system, creating it on first use.
-func (s *Store) pacedFS() *pacedFS {
+// pebbleFS returns the store's Pebble file system (a pacedFS), creating it on first use.
+func (s *Store) pebbleFS() *pacedFS {
 	s.pfsOnce.Do(func() { s.pfs = newPacedFS(vfs.Default, s.cfg.BackgroundPace) })
 	return s.pfs
 }
@@ -270,13 +270,13 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		MemTableSize:       uint64(s.cfg.MemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log},
-		FS:                 s.pacedFS(),
+		FS:                 s.pebbleFS(),
 	}
 	opts.EventListener = &pebble.EventListener{
 		// Pebble holds writes until a flush or compaction catches up:
 		// pausing those now would only lengthen the stall.
-		WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.pacedFS().stalled.Store(true) },
-		WriteStallEnd:   func() { s.pacedFS().stalled.Store(false) },
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.pebbleFS().stalled.Store(true) },
+		WriteStallEnd:   func() { s.pebbleFS().stalled.Store(false) },
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
 	return opts
@@ -424,7 +424,7 @@ func (s *Store) Apply(ents []entry.Entry) error {
 	if n >= quietBatchBytes {
 		// A follower catching up (or a bulk load) wants Pebble's
 		// background work done at full speed, not smoothly.
-		s.pacedFS().quiet(quietFor)
+		s.pebbleFS().quiet(quietFor)
 	}
 	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 {
 		if err := s.syncBufLocked(); err != nil {
@@ -585,7 +585,7 @@ func (s *Store) flushLocked() error {
 	defer h.release()
 	// Every batch up to index is in a memtable that this Flush writes out,
 	// at full speed: the caller waits for it.
-	release := s.pacedFS().holdPacing()
+	release := s.pebbleFS().holdPacing()
 	defer release()
 	if err := h.db.Flush(); err != nil {
 		return s.fail(fmt.Sprintf("flush at index %d", index), err)

@@ -151,15 +151,15 @@ func TestPacingHoldsOff(t *testing.T) {
 	defer s.Close()
 	el := s.pebbleOptions().EventListener
 	el.WriteStallBegin(pebble.WriteStallBeginInfo{Reason: "test"})
-	if !s.pacedFS().stalled.Load() {
+	if !s.pebbleFS().stalled.Load() {
 		t.Fatal("a write stall did not reach the pacing")
 	}
 	el.WriteStallEnd()
-	if s.pacedFS().stalled.Load() {
+	if s.pebbleFS().stalled.Load() {
 		t.Fatal("the end of a write stall did not reach the pacing")
 	}
 
-	fs := s.pacedFS()
+	fs := s.pebbleFS()
 	defer func(p func(time.Duration)) { fs.pause = p }(fs.pause)
 	var sawHeld bool
 	fs.pause = func(time.Duration) {}
