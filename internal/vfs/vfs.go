@@ -126,3 +126,26 @@ func (OS) SyncDir(dir string) error {
 	}
 	return err
 }
+
+// CacheDropper is implemented by files whose cached pages can be dropped.
+type CacheDropper interface {
+	// DropCache tells the operating system that the file's cached data will
+	// not be read again soon: its clean pages may be freed now (dirty pages
+	// are not lost; they are written back as usual). It changes no data.
+	DropCache() error
+}
+
+// DropCache drops f's clean cached pages if f is a CacheDropper (a real
+// file on Linux: posix_fadvise DONTNEED), else it does nothing. A file
+// written once and not read again (a sealed log segment) otherwise keeps
+// its pages cached until the kernel needs memory, and the page cache grows
+// by every byte written.
+func DropCache(f File) error {
+	if d, ok := f.(CacheDropper); ok {
+		return d.DropCache()
+	}
+	return nil
+}
+
+// DropCache implements CacheDropper.
+func (f osFile) DropCache() error { return f.dropCache() }

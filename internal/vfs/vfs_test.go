@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -323,5 +324,52 @@ func TestMemCrashWriteAt(t *testing.T) {
 	m.SetFaults(Faults{})
 	if b, _ := m.ReadFile("/d/f"); string(b) != "\x00xy"+zeros[:13] {
 		t.Fatalf("content after a torn WriteAt: %q", b)
+	}
+}
+
+// TestDropCache: a real file's cached pages can be dropped without changing
+// its data; a closed file reports an error; a file that cannot drop its
+// cache (the in-memory file system's) is left alone.
+func TestDropCache(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := OS{}.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("trireme "), 4096)
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := DropCache(f); err != nil {
+		t.Fatalf("DropCache: %v", err)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("data changed after DropCache")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" {
+		if err := DropCache(f); err == nil {
+			t.Fatal("DropCache on a closed file: no error")
+		}
+	}
+	m := NewMem()
+	mf, err := m.Create("/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mf.(CacheDropper); ok {
+		t.Fatal("the in-memory file system's files claim to drop a cache")
+	}
+	if err := DropCache(mf); err != nil {
+		t.Fatalf("DropCache on a memory file: %v", err)
 	}
 }

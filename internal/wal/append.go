@@ -271,6 +271,7 @@ func (l *Log) writeBatch(b *batch, active *segment, pos int64, prevTerm uint64) 
 				return nil, err
 			}
 			chunks = append(chunks, chunk{seg: seg, start: start, end: r})
+			l.dropSealed(seg)
 			if r > 0 {
 				prevTerm = b.recs[r-1].term
 			}

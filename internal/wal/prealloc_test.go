@@ -487,3 +487,78 @@ func TestSparePaceValidate(t *testing.T) {
 		t.Errorf("default config: %v", err)
 	}
 }
+
+// dropFS wraps a file system so that its files record DropCache calls.
+type dropFS struct {
+	vfs.FS
+	mu      *sync.Mutex
+	dropped map[*int]int // file id -> DropCache calls
+}
+
+type dropFile struct {
+	vfs.File
+	fs dropFS
+	id *int
+}
+
+func (d dropFS) OpenFile(name string, flag int, perm iofs.FileMode) (vfs.File, error) {
+	f, err := d.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return dropFile{File: f, fs: d, id: new(int)}, nil
+}
+
+func (f dropFile) DropCache() error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	f.fs.dropped[f.id]++
+	return nil
+}
+
+// TestSealedSegmentsDropCache checks that every sealed segment's cached pages
+// are dropped once, and that the active segment's are not (its tail is still
+// being written, and the spare's zeros are what it writes into).
+func TestSealedSegmentsDropCache(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inlineSpare=%v", inline), func(t *testing.T) {
+			dfs := dropFS{FS: vfs.NewMem(), mu: &sync.Mutex{}, dropped: map[*int]int{}}
+			cfg := testConfig(dfs)
+			cfg.SegmentBytes = 8 << 10
+			cfg.inlineSpare = inline
+			l := mustOpen(t, "/wal", cfg)
+			var all []entry.Entry
+			for len(all) < 400 {
+				ents := makeEntries(uint64(len(all))+1, 15, constTerm(1), 100)
+				mustAppend(t, l, ents)
+				all = append(all, ents...)
+			}
+			l.mu.Lock()
+			var ids []*int
+			for _, s := range l.segs {
+				ids = append(ids, s.f.(dropFile).id)
+			}
+			l.mu.Unlock()
+			if len(ids) < 5 {
+				t.Fatalf("only %d segments; the test should seal several", len(ids))
+			}
+			if err := l.Close(); err != nil { // waits for the background drops
+				t.Fatal(err)
+			}
+			dfs.mu.Lock()
+			defer dfs.mu.Unlock()
+			for k, id := range ids {
+				want := 1
+				if k == len(ids)-1 {
+					want = 0
+				}
+				if got := dfs.dropped[id]; got != want {
+					t.Errorf("segment %d of %d: %d DropCache calls, want %d", k+1, len(ids), got, want)
+				}
+			}
+			if total := len(dfs.dropped); total != len(ids)-1 {
+				t.Errorf("DropCache was called on %d files, want the %d sealed segments only", total, len(ids)-1)
+			}
+		})
+	}
+}

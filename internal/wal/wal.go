@@ -463,6 +463,33 @@ func (l *Log) prepareSpare() {
 	}
 }
 
+// dropSealed drops the cached pages of seg, a segment just sealed (its data
+// is durable), in the background. Nothing on the write path reads a sealed
+// segment again (readers that need it, a lagging follower's catch-up, read
+// it from disk), and left cached, every segment ever written would stay in
+// the page cache until the kernel needed memory. That cost throughput, not
+// just memory: in the benchmark, each new spare's zero-fill then copied
+// into pages the kernel had to find elsewhere, and its CPU grew from about
+// 15 ms to 140 ms per 64 MiB within a minute of load (docs/BENCHMARKS.md,
+// seventh round); with the sealed segments' pages freed, the fill reuses
+// them. Best effort: an error is logged at debug level and changes nothing.
+func (l *Log) dropSealed(seg *segment) {
+	l.spareMu.Lock()
+	if l.spareClosed {
+		l.spareMu.Unlock()
+		return
+	}
+	l.spareWG.Add(1) // under spareMu, so never after Close's Wait began
+	l.spareMu.Unlock()
+	f, path := seg.f, seg.path
+	go func() {
+		defer l.spareWG.Done()
+		if err := vfs.DropCache(f); err != nil {
+			l.logger.Debug("wal: could not drop a sealed segment's cached pages", "file", path, "err", err)
+		}
+	}()
+}
+
 // rollEarly reports whether the writer should leave seg, a plain (not
 // preallocated) segment holding records, for the spare that is ready.
 func (l *Log) rollEarly(seg *segment, pos int64) bool {
