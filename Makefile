@@ -24,7 +24,10 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/entry
 
-# Many more simulator seeds (set SEEDS).
+# Many more simulator seeds (set SEEDS, START, and STEPS for the length of
+# each seed's fault phase: 1000 ticks by default, 6000 finds long catch-ups).
 SEEDS ?= 10000
+START ?= 1
+STEPS ?= 0
 sim-long:
-	TRIREME_SIM_SEEDS=$(SEEDS) $(GO) test -timeout 0 -run TestSimulation ./internal/sim
+	$(GO) test -count=1 -timeout 0 -run 'TestSimulation$$' ./internal/sim -sim.seeds=$(SEEDS) -sim.start=$(START) -sim.steps=$(STEPS)

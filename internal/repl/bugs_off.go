@@ -9,3 +9,4 @@ type Bugs struct{}
 func (Bugs) voteWithoutLogCheck() bool    { return false }
 func (Bugs) commitOldTerm() bool          { return false }
 func (Bugs) leaseWithoutStickiness() bool { return false }
+func (Bugs) noProbeResend() bool          { return false }

@@ -14,8 +14,12 @@ type Bugs struct {
 	// they heard from a live leader recently, so a new leader can be elected
 	// while the old one still believes its lease is valid.
 	LeaseWithoutStickiness bool
+	// NoProbeResend never resends a probe whose MsgApp (or its answer) was
+	// lost: the follower stays behind until the next election.
+	NoProbeResend bool
 }
 
 func (b Bugs) voteWithoutLogCheck() bool    { return b.VoteWithoutLogCheck }
 func (b Bugs) commitOldTerm() bool          { return b.CommitOldTerm }
 func (b Bugs) leaseWithoutStickiness() bool { return b.LeaseWithoutStickiness }
+func (b Bugs) noProbeResend() bool          { return b.NoProbeResend }

@@ -99,14 +99,18 @@ func TestRejectHints(t *testing.T) {
 		index, logTerm      uint64   // probe
 		hintTerm, hintIndex uint64
 	}{
-		{"follower shorter", []uint64{1, 1}, 5, 2, 0, 3},
-		{"conflicting term run", []uint64{1, 1, 2, 2, 2, 2}, 5, 3, 2, 3},
-		{"run stops at commit", []uint64{1, 1, 1, 1}, 4, 2, 1, 2},
+		// The hint is the largest index <= the probe whose term is at most
+		// the probe's LogTerm (no entry above it can match the leader).
+		{"follower shorter", []uint64{1, 1}, 5, 2, 1, 2},
+		{"follower shorter, last term above the probe's", []uint64{1, 1, 3, 3}, 6, 2, 1, 2},
+		{"conflicting term run", []uint64{1, 1, 2, 2, 2, 2}, 5, 3, 2, 5},
+		{"skips every term above the probe's", []uint64{1, 1, 4, 5, 5, 6, 7, 7}, 8, 3, 1, 2},
+		{"lower term at the probe", []uint64{1, 1, 1, 1}, 4, 2, 1, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := follower(t, tt.terms...)
-			if err := c.Step(Message{Type: MsgApp, From: "n2", To: "n1", Term: 3, Index: tt.index, LogTerm: tt.logTerm}); err != nil {
+			if err := c.Step(Message{Type: MsgApp, From: "n2", To: "n1", Term: 8, Index: tt.index, LogTerm: tt.logTerm}); err != nil {
 				t.Fatal(err)
 			}
 			rd := c.Ready()
@@ -130,19 +134,24 @@ func TestBacktrack(t *testing.T) {
 	st.SetHardState(HardState{Term: 4})
 	c := mustCore(t, "n1", st, 3)
 	tests := []struct {
-		name string
-		m    Message
-		want uint64
+		name  string
+		match uint64
+		m     Message
+		want  uint64
 	}{
-		{"follower shorter", Message{Index: 8, HintTerm: 0, HintIndex: 4}, 4},
-		{"leader has the term", Message{Index: 8, HintTerm: 2, HintIndex: 3}, 6},
-		{"leader lacks the term", Message{Index: 8, HintTerm: 3, HintIndex: 6}, 6},
-		{"never at or above the rejected next", Message{Index: 3, HintTerm: 0, HintIndex: 9}, 3},
-		{"at least 1", Message{Index: 1, HintTerm: 1, HintIndex: 0}, 1},
+		{"follower shorter, same terms", 0, Message{Index: 8, HintTerm: 2, HintIndex: 4}, 5},
+		{"follower's term 3 run: ours above 2 cannot match", 0, Message{Index: 8, HintTerm: 3, HintIndex: 7}, 6},
+		{"follower's term 2 ends before ours", 0, Message{Index: 8, HintTerm: 2, HintIndex: 3}, 4},
+		{"empty follower", 0, Message{Index: 8, HintTerm: 0, HintIndex: 0}, 1},
+		{"never at or above the rejected next", 0, Message{Index: 3, HintTerm: 4, HintIndex: 9}, 3},
+		{"never below the known match", 2, Message{Index: 8, HintTerm: 0, HintIndex: 0}, 3},
+		{"at least 1", 0, Message{Index: 1, HintTerm: 1, HintIndex: 0}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := c.backtrack(tt.m); got != tt.want {
+			pr := newProgress("n2", 9, 4)
+			pr.match = tt.match
+			if got := c.backtrack(pr, tt.m); got != tt.want {
 				t.Fatalf("next %d, want %d", got, tt.want)
 			}
 		})

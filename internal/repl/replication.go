@@ -26,7 +26,11 @@ type progress struct {
 	recentActive bool  // heard from since the last check-quorum
 	lastContact  int64 // tick of the last message from it
 	ackedCtx     uint64
-	matchAtHB    uint64 // match when the last heartbeat response came
+	// sentRound is the heartbeat round current when the last MsgApp went to
+	// this follower. An answer to a later round means a heartbeat that left
+	// after that MsgApp came back: if the MsgApp is still unanswered, it (or
+	// its answer) was most likely lost.
+	sentRound uint64
 }
 
 func newProgress(id NodeID, next uint64, maxInflight int) *progress {
@@ -103,6 +107,7 @@ func (c *Core) sendAppend(pr *progress, allowEmpty bool) bool {
 	}
 	c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: prevTerm,
 		Commit: c.log.committed, Entries: ents})
+	pr.sentRound = c.rs.ctx
 	switch pr.state {
 	case stateReplicate:
 		if n := len(ents); n > 0 {
@@ -152,7 +157,7 @@ func (c *Core) handleAppend(m Message) {
 		m.Index = commit
 	}
 	if !c.log.matchTerm(m.Index, m.LogTerm) {
-		hintTerm, hintIndex := c.rejectHint(m.Index)
+		hintTerm, hintIndex := c.rejectHint(m.Index, m.LogTerm)
 		c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: m.Index, Reject: true,
 			HintTerm: hintTerm, HintIndex: hintIndex})
 		return
@@ -174,31 +179,43 @@ func (c *Core) handleAppend(m Message) {
 	c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: lastNew})
 }
 
-// rejectHint computes the fast-backtracking hint for a MsgApp whose previous
-// entry at index does not match: the local term at index (0 if the log is
-// shorter) and the first local index of that term (last index + 1 if shorter).
-// Terms never decrease along a log, so the first index of a term is found by
-// binary search; the search stays above the commit index, which matches the
-// leader.
-func (c *Core) rejectHint(index uint64) (uint64, uint64) {
-	last := c.log.lastIndex()
-	if index > last {
-		return 0, last + 1
+// rejectHint computes the backtracking hint for a MsgApp whose previous entry
+// (index, logTerm) does not match: the largest local index j <= index whose
+// term is at most logTerm, and that term. Every local entry in (j, index] has
+// a term above logTerm, and the leader's terms up to index are at most logTerm,
+// so none of them can match the leader's: the logs agree at j or below. Terms
+// never decrease along a log, so j is found by binary search; the search stays
+// at or above the commit index, which matches the leader (and whose term is at
+// most logTerm, since index >= commit here).
+func (c *Core) rejectHint(index, logTerm uint64) (hintTerm, hintIndex uint64) {
+	hi := min(index, c.log.lastIndex())
+	lo := max(c.log.committed, c.log.firstIndex()-1)
+	if lo > hi {
+		lo = hi
 	}
-	t, err := c.log.term(index)
+	j := lastAtMostTerm(c.log, lo, hi, logTerm)
+	t, err := c.log.term(j)
 	if err != nil {
-		return 0, c.log.committed + 1
+		return 0, lo
 	}
-	lo := max(c.log.committed+1, c.log.firstIndex())
-	if lo > index {
-		return t, index
+	return t, j
+}
+
+// lastAtMostTerm returns the largest i in [lo, hi] whose term is at most t,
+// or lo if there is none (an unreadable term counts as above t).
+func lastAtMostTerm(l *raftLog, lo, hi, t uint64) uint64 {
+	if lo >= hi {
+		return lo
 	}
-	// first i in [lo, index] with term(i) >= t
-	first := searchIndex(lo, index, func(i uint64) bool {
-		ti, err := c.log.term(i)
-		return err != nil || ti >= t
+	// first i in [lo+1, hi+1] with term(i) > t; hi+1 stands for "none"
+	k := searchIndex(lo+1, hi+1, func(i uint64) bool {
+		if i > hi {
+			return true
+		}
+		ti, err := l.term(i)
+		return err != nil || ti > t
 	})
-	return t, first
+	return k - 1
 }
 
 // searchIndex returns the smallest i in [lo, hi] for which f is true, given
@@ -247,7 +264,7 @@ func (c *Core) handleAppResp(pr *progress, m Message) {
 		if pr.state == stateProbe && m.Index != pr.next-1 {
 			return // answer to an older probe
 		}
-		next := c.backtrack(m)
+		next := c.backtrack(pr, m)
 		pr.becomeProbe(next)
 		c.logger.Debug("follower rejected append", "peer", string(pr.id), "index", m.Index, "next", pr.next)
 		c.sendAppends(pr, true)
@@ -282,35 +299,24 @@ func (c *Core) handleAppResp(pr *progress, m Message) {
 	c.sendAppends(pr, false)
 }
 
-// backtrack picks the next index to probe after a rejection, skipping a whole
-// term per round trip (see DESIGN.md). The result is below the rejected
-// next index (m.Index+1), so probing always makes progress.
-func (c *Core) backtrack(m Message) uint64 {
-	next := m.Index
-	if m.HintTerm != 0 && m.Index >= 1 {
-		// Our last entry of term HintTerm below m.Index, if any: the
-		// follower's entries of that term match ours up to there.
-		lo, hi := c.log.firstIndex(), min(m.Index-1, c.log.lastIndex())
-		if lo <= hi {
-			// first i in [lo, hi+1] with term(i) > HintTerm (hi+1 stands for "none")
-			k := searchIndex(lo, hi+1, func(i uint64) bool {
-				if i > hi {
-					return true
-				}
-				t, err := c.log.term(i)
-				return err != nil || t > m.HintTerm
-			})
-			if k > lo {
-				if t, err := c.log.term(k - 1); err == nil && t == m.HintTerm {
-					return max(min(next, k), 1)
-				}
-			}
-		}
+// backtrack picks the next index to probe after a rejection (see DESIGN.md):
+// right after the largest index k <= HintIndex whose term here is at most
+// HintTerm. The follower's entries up to HintIndex have terms at most
+// HintTerm, so our entries in (k, HintIndex] (terms above it) cannot match
+// theirs, and the follower told us nothing in (HintIndex, m.Index] matches.
+// The result is below the rejected next index (m.Index+1), so probing always
+// makes progress, and above the follower's known match.
+func (c *Core) backtrack(pr *progress, m Message) uint64 {
+	if m.Index == 0 {
+		return 1
 	}
-	if m.HintIndex >= 1 {
-		next = min(next, m.HintIndex)
+	hi := min(m.HintIndex, m.Index-1, c.log.lastIndex())
+	lo := max(pr.match, c.log.firstIndex()-1)
+	k := hi
+	if lo < hi {
+		k = lastAtMostTerm(c.log, lo, hi, m.HintTerm)
 	}
-	return max(next, 1)
+	return max(min(k+1, m.Index), pr.match+1, 1)
 }
 
 // maybeCommit advances the commit index to the highest index durable on a
@@ -382,27 +388,41 @@ func (c *Core) bcastHeartbeat() {
 }
 
 func (c *Core) handleHeartbeatResp(pr *progress, m Message) {
-	if m.Context > pr.ackedCtx && m.Context <= c.rs.ctx {
+	if m.Context > c.rs.ctx {
+		return // not a round of this term's leadership: ignore
+	}
+	if m.Context > pr.ackedCtx {
 		pr.ackedCtx = m.Context
 		c.updateReadQuorum()
 	}
-	if pr.match < c.log.lastIndex() {
-		switch pr.state {
-		case stateProbe:
+	if m.Context <= pr.sentRound {
+		// The heartbeat left before our last MsgApp: that MsgApp may
+		// still be on its way (round trips can be longer than the
+		// heartbeat interval), so resending now would only duplicate it.
+		return
+	}
+	switch pr.state {
+	case stateProbe:
+		// The probe (or its answer) was lost; a probe at next-1 may also
+		// be needed to carry entries appended since.
+		if (pr.probeSent && !c.bugs.noProbeResend()) || (!pr.probeSent && pr.match < c.log.lastIndex()) {
 			pr.probeSent = false
 			c.sendAppends(pr, true)
-		case stateReplicate:
-			if pr.match == pr.matchAtHB {
-				// No progress since the last heartbeat answer: messages may
-				// have been lost. An empty MsgApp at next-1, outside flow
-				// control, either acknowledges everything or is rejected
-				// and sends the follower back to probing.
-				prev := pr.next - 1
-				if t, err := c.log.term(prev); err == nil {
-					c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: t, Commit: c.log.committed})
-				}
+		}
+	case stateReplicate:
+		if pr.match+1 < pr.next {
+			// Unacknowledged MsgApps outlived a heartbeat round trip. An
+			// empty MsgApp at next-1, outside flow control, either
+			// acknowledges everything sent (freeing the window) or is
+			// rejected and sends the follower back to probing. It costs
+			// nothing when the entries were merely slow.
+			prev := pr.next - 1
+			if t, err := c.log.term(prev); err == nil {
+				c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: t, Commit: c.log.committed})
+				pr.sentRound = c.rs.ctx
 			}
+		} else if pr.match < c.log.lastIndex() {
+			c.sendAppends(pr, false)
 		}
 	}
-	pr.matchAtHB = pr.match
 }

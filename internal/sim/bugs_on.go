@@ -13,6 +13,7 @@ func applyCoreBugs(cfg *repl.Config, b Bugs) {
 		VoteWithoutLogCheck:    b.VoteWithoutLogCheck,
 		CommitOldTerm:          b.CommitOldTerm,
 		LeaseWithoutStickiness: b.LeaseWithoutStickiness,
+		NoProbeResend:          b.NoProbeResend,
 	}
 }
 

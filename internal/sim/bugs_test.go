@@ -20,6 +20,7 @@ func bugCases() []bugCase {
 		{"CommitOldTerm", "commit", Bugs{CommitOldTerm: true}, profileConfig("figure8", 3, 2000)},
 		{"LeaseWithoutStickiness", "lease", Bugs{LeaseWithoutStickiness: true}, profileConfig("lease", 0, 2000)},
 		{"AckBeforeFsync", "ack", Bugs{AckBeforeFsync: true}, bugConfig},
+		{"NoProbeResend", "probe", Bugs{NoProbeResend: true}, profileConfig("lossy", 0, 0)},
 		{"AckBeforeFsync/EndToEnd", "ack", Bugs{AckBeforeFsync: true}, func(seed int64) Config {
 			c := bugConfig(seed)
 			c.EndToEndOnly = true

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"strings"
 
@@ -164,7 +165,9 @@ func (c *cluster) run() {
 	}
 	c.healAll()
 	converged := false
-	end := c.now + int64(c.cfg.HealTicks)
+	healed := c.now
+	bound, why := c.healBound()
+	end := c.now + bound
 	for ; c.now < end && c.err == nil; c.now++ {
 		c.step(false)
 		if c.wl.idle() && c.converged() {
@@ -177,9 +180,11 @@ func (c *cluster) run() {
 		return
 	}
 	if !converged {
-		c.fail("liveness", "no convergence after %d healed ticks: %s", c.cfg.HealTicks, c.describeNodes())
+		c.fail("liveness", "no convergence after %d healed ticks (%s): %s", bound, why, c.describeNodes())
 		return
 	}
+	c.stats.HealTicks = int(c.now - healed)
+	c.stats.MaxHealTicks = c.stats.HealTicks
 	c.tr.add(c.now, "converged %s", c.describeNodes())
 	c.chk.final()
 }
@@ -559,6 +564,52 @@ func (c *cluster) resume(n *simNode) {
 		c.stepNode(n, m)
 	}
 	c.completeWrites(n)
+}
+
+// healBound is how long the healed phase may take before convergence counts
+// as a liveness failure: Config.HealTicks for the elections, the backtracking
+// and the workload's last operations, plus the time the core's flow control
+// needs to ship the backlog. A follower receives at most MaxInflight messages
+// per round trip, each of at most MaxMsgBytes of entries (at least one entry),
+// so a backlog of B entries takes ceil(B / (perMsg * MaxInflight)) round trips
+// at the least. The backlog is bounded by the longest log minus the lowest
+// commit index (committed entries are in every later leader's log, so a
+// follower never needs them again) plus one entry per client and a no-op. A
+// round trip is bounded, without slow links or loss, by two network delays, a
+// disk write and the two ticks in which the leader and the follower act; the
+// fixed HealTicks absorbs the occasional slow or lost message. With the
+// default flow control (8 messages of 16 KiB) the allowance is one round trip;
+// with the figure8 profile's (1 message of one entry) it is one round trip per
+// entry, which is what that profile asks for: catch-up at the speed the
+// configuration allows.
+func (c *cluster) healBound() (int64, string) {
+	maxLast, minCommit, maxEntry := uint64(0), uint64(math.MaxUint64), 1
+	for _, n := range c.nodes {
+		maxLast = max(maxLast, n.disk.LastIndex())
+		for _, w := range n.pending {
+			if k := len(w.ents); k > 0 {
+				maxLast = max(maxLast, w.ents[k-1].Index)
+			}
+		}
+		commit := n.disk.hs.Commit
+		if n.core != nil {
+			st := n.core.Status()
+			maxLast = max(maxLast, st.LastIndex)
+			commit = max(commit, st.Commit)
+		}
+		minCommit = min(minCommit, commit)
+		for i := range n.disk.ents {
+			maxEntry = max(maxEntry, n.disk.ents[i].Size())
+		}
+	}
+	backlog := maxLast - min(minCommit, maxLast) + uint64(c.cfg.Workload.Clients) + 1
+	perMsg := uint64(max(1, c.cfg.MaxMsgBytes/maxEntry))
+	window := perMsg * uint64(c.cfg.MaxInflight)
+	trips := (backlog + window - 1) / window
+	rtt := uint64(2*c.cfg.Faults.DelayMax + c.cfg.Faults.DiskDelayMax + 2)
+	extra := int64(trips * rtt)
+	return int64(c.cfg.HealTicks) + extra, fmt.Sprintf("bound %d + %d round trips of %d ticks for a backlog of %d entries, %d per trip",
+		c.cfg.HealTicks, trips, rtt, backlog, window)
 }
 
 func (c *cluster) healAll() {

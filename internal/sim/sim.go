@@ -42,11 +42,12 @@ type Bugs struct {
 	CommitOldTerm          bool // core: commit old-term entries by counting replicas
 	LeaseWithoutStickiness bool // core: vote while a live leader is heard (breaks leases)
 	AckBeforeFsync         bool // simulated runtime: send and acknowledge before the disk write is durable
+	NoProbeResend          bool // core: never resend a lost probe (a follower stays behind)
 }
 
 // Any reports whether any bug is enabled.
 func (b Bugs) Any() bool {
-	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync
+	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync || b.NoProbeResend
 }
 
 // PartitionKind is a shape of network partition.
@@ -431,6 +432,8 @@ type Stats struct {
 	LeaderChanges     int
 	Transfers         int
 	MaxTerm           int
+	HealTicks         int // ticks from heal-all to convergence, summed over runs
+	MaxHealTicks      int // the longest of those
 	Discarded         int
 	PutsAsync         int
 	PutsSemi1         int
@@ -457,7 +460,7 @@ type Stats struct {
 func (s *Stats) Add(o Stats) {
 	sv, ov := reflect.ValueOf(s).Elem(), reflect.ValueOf(o)
 	for i := 0; i < sv.NumField(); i++ {
-		if sv.Type().Field(i).Name == "MaxTerm" {
+		if name := sv.Type().Field(i).Name; name == "MaxTerm" || name == "MaxHealTicks" {
 			if ov.Field(i).Int() > sv.Field(i).Int() {
 				sv.Field(i).SetInt(ov.Field(i).Int())
 			}

@@ -21,7 +21,7 @@ var (
 	flagNodes   = flag.Int("sim.nodes", 0, "force this cluster size, 3 or 5 (default: chosen by each seed)")
 	flagViz     = flag.String("sim.viz", "", "write porcupine's HTML visualization of a non-linearizable history to this file")
 	flagE2E     = flag.Bool("sim.e2e", false, "end-to-end checks only (skip runtime-internal durability checks)")
-	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack")
+	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe")
 )
 
 // seedConfig is the configuration of seed under the command-line flags.
@@ -50,6 +50,8 @@ func seedConfig(t testing.TB, seed int64) Config {
 				c.Bugs.LeaseWithoutStickiness = true
 			case "ack":
 				c.Bugs.AckBeforeFsync = true
+			case "probe":
+				c.Bugs.NoProbeResend = true
 			default:
 				t.Fatalf("-sim.bugs: unknown bug %q", b)
 			}
@@ -179,5 +181,36 @@ func TestDeterminism(t *testing.T) {
 		if c.TraceHash == a.TraceHash {
 			t.Errorf("seeds %d and %d give the same trace", seed, seed+1000)
 		}
+	}
+}
+
+// longFaultSeeds are seeds whose long fault phases once left a follower
+// catching up one entry per round trip past the liveness bound (issue 21):
+// figure8 runs in which a follower held one divergent entry per term of many
+// short-lived leaders.
+var longFaultSeeds = []struct {
+	seed  int64
+	steps int
+}{{123543, 3000}, {124076, 3000}, {698688, 6000}, {698757, 6000}, {698768, 6000}}
+
+// TestLongFaultPhase runs the seeds above and a range of seeds with a fault
+// phase six times the default, where logs diverge furthest and catch-up is
+// longest. make sim-long runs many more.
+func TestLongFaultPhase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault phases are not short")
+	}
+	run := func(seed int64, steps int) {
+		res := mustRun(t, ConfigForSeed(seed, steps))
+		if res.Err != nil {
+			reportFailure(t, res, steps, "")
+		}
+	}
+	for _, s := range longFaultSeeds {
+		run(s.seed, s.steps)
+	}
+	const seeds, steps = 40, 6000
+	for i := range int64(seeds) {
+		run(7_000_000+i, steps)
 	}
 }
