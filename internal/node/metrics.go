@@ -20,6 +20,7 @@ type metrics struct {
 	readyBatches                                     prometheus.Counter
 	readyEntries                                     prometheus.Counter
 	lingers                                          prometheus.Counter
+	refusedMsgs                                      prometheus.Counter
 	fatal                                            prometheus.Gauge
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
@@ -110,6 +111,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		readyEntries: c("ready_entries_total", "Entries appended to the WAL through Ready batches."),
 		lingers: c("lingers_total", "Times new writes waited (at most 2 ms) for the batch being replicated, "+
 			"to go out together as the next batch."),
+		refusedMsgs: c("peer_messages_refused_total", "Peer messages the protocol core refused as malformed "+
+			"(unknown sender, impossible term or indexes): a member with a bug, or a forged message."),
 		fatal: g("fatal", "1 once the node stopped on a fatal error."),
 	}
 	m.reg = reg
@@ -121,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	}
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
-		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.fatal} {
+		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

@@ -116,6 +116,8 @@ type Node struct {
 	hsPending     wal.HardState   // a commit-only change not yet persisted
 	hsDirty       bool
 	hsSavedAt     time.Time
+	refusedLogAt  time.Time // when a refused peer message was last logged at Warn
+	refusedQuiet  int       // refused messages not logged since then
 }
 
 // propReq is one write waiting for its Result.
@@ -728,8 +730,23 @@ func (n *Node) takeProps() {
 }
 
 func (n *Node) step(m repl.Message) {
-	if err := n.core.Step(m); err != nil {
+	err := n.core.Step(m)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, repl.ErrMalformedMessage) && !errors.Is(err, repl.ErrUnknownPeer) {
 		n.log.Debug("refused peer message", "peer", string(m.From), "type", m.Type.String(), "term", m.Term, "err", err)
+		return
+	}
+	// A protocol violation: loud, but at most once a second, so that a
+	// flood of bad messages cannot flood the log.
+	n.m.refusedMsgs.Inc()
+	if now := time.Now(); now.Sub(n.refusedLogAt) >= time.Second {
+		n.log.Warn("refused a malformed peer message", "peer", string(m.From), "type", m.Type.String(), "term", m.Term,
+			"err", err, "not_logged_since_last", n.refusedQuiet)
+		n.refusedLogAt, n.refusedQuiet = now, 0
+	} else {
+		n.refusedQuiet++
 	}
 }
 

@@ -225,6 +225,12 @@ func (c *Core) validate(m Message) error {
 	if m.Term == 0 && !(m.Type == MsgPreVoteResp && m.Reject) {
 		return bad("term 0")
 	}
+	if m.Term >= MaxTerm {
+		return bad("term %d at or above the ceiling %d (a forged message or a member with a bug; adopting it would leave no term to elect in)", m.Term, uint64(MaxTerm))
+	}
+	if m.Term > c.term && m.Term-c.term > MaxTermJump {
+		return bad("term %d is more than %d above ours (%d): no cluster holds that many elections while a member is away", m.Term, uint64(MaxTermJump), c.term)
+	}
 	if m.Type != MsgApp && len(m.Entries) > 0 {
 		return bad("unexpected entries")
 	}

@@ -320,3 +320,41 @@ func TestParseAckMode(t *testing.T) {
 		t.Fatal("String methods")
 	}
 }
+
+// TestTermAtTheCeilingIsRefused: one heartbeat with term 2^64-1 (an
+// outsider's, or a member's with a bug) used to be adopted by every node,
+// after which no node could start an election at the next term, even after
+// restarts. Terms at the ceiling, and jumps far above the local term, are
+// refused and change nothing; a plausible jump is adopted and the cluster
+// still elects after it.
+func TestTermAtTheCeilingIsRefused(t *testing.T) {
+	nw := newNet(t, 3, 31)
+	l := nw.waitLeader(60)
+	nw.mustPropose(l, "a", majority())
+	nw.tick(2)
+	f := others(nw, l)[0]
+	before := nw.nodes[f].core.term
+	for _, term := range []uint64{^uint64(0), MaxTerm, MaxTerm - 2, before + MaxTermJump + 1} {
+		err := nw.nodes[f].core.Step(Message{Type: MsgHeartbeat, From: l, To: f, Term: term})
+		if !errors.Is(err, ErrMalformedMessage) {
+			t.Fatalf("heartbeat at term %d: err %v, want ErrMalformedMessage", term, err)
+		}
+	}
+	if got := nw.nodes[f].core.term; got != before {
+		t.Fatalf("term moved from %d to %d", before, got)
+	}
+	jump := before + MaxTermJump/2
+	nw.crash(l)
+	if err := nw.nodes[f].core.Step(Message{Type: MsgHeartbeat, From: l, To: f, Term: jump}); err != nil {
+		t.Fatal(err)
+	}
+	nl := nw.waitLeader(200)
+	if nl == None || nw.nodes[nl].core.term <= jump {
+		t.Fatalf("leader %q at term %d, want one above %d", nl, nw.nodes[nl].core.term, jump)
+	}
+	nw.mustPropose(nl, "b", majority())
+	nw.tick(3)
+	nw.restart(l)
+	nw.tick(30)
+	nw.checkConverged()
+}

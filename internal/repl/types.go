@@ -86,6 +86,21 @@ type Ack struct {
 	Replicas int // followers required for AckSemiSync (K >= 1); ignored otherwise
 }
 
+// MaxTerm is the ceiling on terms: a message at or above it is refused as
+// malformed. An honest cluster never gets near it (2^62 elections), while a
+// term at the top of the range, once adopted, would leave every node unable
+// to start an election at the next term, for good.
+const MaxTerm = 1 << 62
+
+// MaxTermJump is the largest step above the local term a message may carry;
+// a larger one is refused as malformed. A node that was away while the others
+// held elections sees a jump of one per election (pre-vote keeps a cut-off
+// node from inflating its own), and 2^32 elections take years at any
+// election timeout, so only a bug or a forgery jumps further. With the
+// ceiling it keeps one bad message from taking the cluster near the top of
+// the range.
+const MaxTermJump = 1 << 32
+
 // HardState is the state that must be persisted before any message that
 // depends on it is sent: the current term and the vote cast in it.
 type HardState struct {
