@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/trireme-db/trireme/internal/entry"
@@ -247,7 +248,7 @@ func (c *Core) stepLeader(m Message) error {
 	case MsgAppResp:
 		pr.recentActive = true
 		pr.lastContact = c.now
-		c.handleAppResp(pr, m)
+		return c.handleAppResp(pr, m)
 	case MsgHeartbeatResp:
 		pr.recentActive = true
 		pr.lastContact = c.now
@@ -256,23 +257,25 @@ func (c *Core) stepLeader(m Message) error {
 	return nil
 }
 
-func (c *Core) handleAppResp(pr *progress, m Message) {
+func (c *Core) handleAppResp(pr *progress, m Message) error {
 	if m.Reject {
 		if m.Index <= pr.match {
-			return // stale
+			return nil // stale
 		}
 		if pr.state == stateProbe && m.Index != pr.next-1 {
-			return // answer to an older probe
+			return nil // answer to an older probe
 		}
 		next := c.backtrack(pr, m)
 		pr.becomeProbe(next)
 		c.logger.Debug("follower rejected append", "peer", string(pr.id), "index", m.Index, "next", pr.next)
 		c.sendAppends(pr, true)
-		return
+		return nil
 	}
 	if m.Index > c.log.lastIndex() {
-		c.logger.Warn("follower acknowledged beyond our log", "peer", string(pr.id), "index", m.Index)
-		return
+		// Within one term only this leader appends to the followers, and
+		// its log only grows: such an acknowledgement is a protocol
+		// violation (a bug or a forgery). It is never counted.
+		return fmt.Errorf("%w: %s acknowledged index %d beyond our last index %d", ErrMalformedMessage, pr.id, m.Index, c.log.lastIndex())
 	}
 	updated := m.Index > pr.match
 	if updated {
@@ -297,6 +300,7 @@ func (c *Core) handleAppResp(pr *progress, m Message) {
 		c.maybeSendTimeoutNow(pr)
 	}
 	c.sendAppends(pr, false)
+	return nil
 }
 
 // backtrack picks the next index to probe after a rejection (see DESIGN.md):

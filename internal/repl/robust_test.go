@@ -358,3 +358,35 @@ func TestTermAtTheCeilingIsRefused(t *testing.T) {
 	nw.tick(30)
 	nw.checkConverged()
 }
+
+// TestAckBeyondTheLeadersLogIsAViolation: a follower (or a forger speaking as
+// one) that acknowledges an index the leader never sent gets an error, and
+// the acknowledgement counts toward nothing.
+func TestAckBeyondTheLeadersLogIsAViolation(t *testing.T) {
+	nw := newNet(t, 3, 32)
+	l := nw.waitLeader(60)
+	nw.tick(2)
+	lc := nw.nodes[l].core
+	f := others(nw, l)[0]
+	last, match := lc.log.lastIndex(), lc.prs[f].match
+	// An async write the followers have not seen yet (the links are cut).
+	for _, o := range others(nw, l) {
+		nw.cut[[2]NodeID{l, o}] = true
+	}
+	id, err := nw.propose(l, "x", Ack{Mode: AckSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.deliverAll()
+	err = lc.Step(Message{Type: MsgAppResp, From: f, To: l, Term: lc.term, Index: last + 5})
+	if !errors.Is(err, ErrMalformedMessage) {
+		t.Fatalf("ack beyond the log: err %v, want ErrMalformedMessage", err)
+	}
+	if got := lc.prs[f].match; got != match {
+		t.Fatalf("match moved from %d to %d", match, got)
+	}
+	nw.deliverAll()
+	if r, ok := nw.nodes[l].results[id]; ok {
+		t.Fatalf("sync write finished on a forged ack: %+v", r)
+	}
+}
