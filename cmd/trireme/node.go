@@ -213,13 +213,18 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	serveErr := make(chan error, 2)
 	var hs *http.Server
 	if hln != nil {
-		hs = &http.Server{Handler: httpapi.New(n, n.Metrics(), logger), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-		go func() {
-			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("HTTP server: %w", err)
-			}
-		}()
+		hcfg := httpapi.DefaultConfig()
+		hcfg.MaxKeyBytes, hcfg.Logger = node.MaxKeyBytes, logger
+		if hs, err = httpapi.NewServer(n, n.Metrics(), hcfg); err != nil {
+			hln.Close()
+			serveErr <- fmt.Errorf("HTTP server: %w", err)
+		} else {
+			go func() {
+				if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					serveErr <- fmt.Errorf("HTTP server: %w", err)
+				}
+			}()
+		}
 	}
 	var rs *resp.Server
 	if rln != nil {

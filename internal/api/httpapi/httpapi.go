@@ -17,8 +17,15 @@
 // says what was achieved (index, term, durability, replicas), including when
 // its ack mode was not met in time (504). Keys are the path-unescaped bytes
 // after /v1/kv/ (so "%2F" is part of a key, and paths are never cleaned).
-// Values are read with a size limit (svc.MaxValueBytes) and never fully
-// buffered beyond it.
+//
+// It also promises that what a client sends is bounded, and checked alike on
+// every endpoint (Config holds the limits): a key over the key limit is a
+// 413 whether it is read, written or deleted; a value is read through
+// http.MaxBytesReader up to svc.MaxValueBytes and never buffered beyond it;
+// a body that stops arriving is cut off at its deadline (408, connection
+// closed), and so is a reply nobody reads; a query string is decoded
+// strictly (ParseQuery), so an undecodable, repeated, unknown or empty
+// parameter is a 400 that names it, never a silent default.
 package httpapi
 
 import (
@@ -29,8 +36,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +52,8 @@ import (
 // Errors for bad requests (wrapped with details).
 var (
 	ErrBadRequest = errors.New("bad request")
+	// ErrSlowBody: a request body did not arrive before its deadline (408).
+	ErrSlowBody = errors.New("request body not received in time")
 )
 
 // MaxTimeout is the longest write or transfer timeout a client may ask for.
@@ -56,16 +67,26 @@ const kvPrefix = "/v1/kv/"
 type handler struct {
 	svc     api.Service
 	metrics http.Handler
+	cfg     Config
 	log     *slog.Logger
 }
 
-// New returns the HTTP handler for svc. metrics serves /metrics (nil = 404).
-// logger may be nil (logs are then discarded).
+// New returns the HTTP handler for svc with DefaultConfig's key limit and
+// reply deadlines. metrics serves /metrics (nil = 404). logger may be nil
+// (logs are then discarded). The other limits are the server's: a node
+// serves the API with NewServer.
 func New(svc api.Service, metrics http.Handler, logger *slog.Logger) http.Handler {
+	cfg := DefaultConfig()
+	cfg.Logger = logger
+	return newHandler(svc, metrics, cfg)
+}
+
+func newHandler(svc api.Service, metrics http.Handler, cfg Config) *handler {
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &handler{svc: svc, metrics: metrics, log: logger}
+	return &handler{svc: svc, metrics: metrics, cfg: cfg, log: logger}
 }
 
 // ServeHTTP routes by hand rather than with http.ServeMux, so that key paths
@@ -76,7 +97,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, kvPrefix):
 		key, err := ParseKey(path)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err)
+			h.writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		if len(key) > h.cfg.MaxKeyBytes {
+			// The words of the node's own check, so that every method
+			// answers a long key alike.
+			h.writeError(w, http.StatusRequestEntityTooLarge,
+				fmt.Errorf("%w: %d bytes, limit %d", api.ErrKeyTooLarge, len(key), h.cfg.MaxKeyBytes))
 			return
 		}
 		switch r.Method {
@@ -87,47 +115,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodDelete:
 			h.del(w, r, key)
 		default:
-			methodNotAllowed(w, "GET, HEAD, PUT, POST, DELETE")
+			h.methodNotAllowed(w, "GET, HEAD, PUT, POST, DELETE")
 		}
 	case path == "/v1/kv" || path == kvPrefix:
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: empty key (use /v1/kv/{key})", ErrBadRequest))
+		h.writeError(w, http.StatusBadRequest, fmt.Errorf("%w: empty key (use /v1/kv/{key})", ErrBadRequest))
 	case path == "/v1/status":
-		if !allow(w, r, http.MethodGet) {
-			return
+		if _, ok := h.allow(w, r, http.MethodGet, nil); ok {
+			h.writeJSON(w, http.StatusOK, h.svc.Status())
 		}
-		writeJSON(w, http.StatusOK, h.svc.Status())
 	case path == "/v1/rollbacks":
-		if !allow(w, r, http.MethodGet) {
-			return
+		if _, ok := h.allow(w, r, http.MethodGet, nil); ok {
+			h.rollbacks(w)
 		}
-		h.rollbacks(w)
 	case path == "/v1/leader/transfer":
-		if !allow(w, r, http.MethodPost) {
-			return
+		if q, ok := h.allow(w, r, http.MethodPost, transferParams); ok {
+			h.transfer(w, r, q)
 		}
-		h.transfer(w, r)
 	case path == "/metrics":
 		if h.metrics == nil {
-			writeError(w, http.StatusNotFound, errors.New("metrics are not enabled"))
+			h.writeError(w, http.StatusNotFound, errors.New("metrics are not enabled"))
 			return
 		}
+		h.armReplyDeadline(w, 0)
 		h.metrics.ServeHTTP(w, r)
 	default:
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+		h.writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	}
 }
 
-func allow(w http.ResponseWriter, r *http.Request, method string) bool {
-	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
-		return true
+// allow answers 405 unless r uses method (or HEAD for GET), and 400 unless
+// its query holds only parameters in known, each valid. It returns the query
+// (ParseQuery) and whether to go on.
+func (h *handler) allow(w http.ResponseWriter, r *http.Request, method string, known []string) (url.Values, bool) {
+	if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
+		h.methodNotAllowed(w, method)
+		return nil, false
 	}
-	methodNotAllowed(w, method)
-	return false
+	q, err := ParseQuery(r.URL.RawQuery, known)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err)
+		return nil, false
+	}
+	return q, true
 }
 
-func methodNotAllowed(w http.ResponseWriter, allowed string) {
+func (h *handler) methodNotAllowed(w http.ResponseWriter, allowed string) {
 	w.Header().Set("Allow", allowed)
-	writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allowed))
+	h.writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allowed))
+}
+
+// armReplyDeadline gives a reply of n bytes (0 if unknown) until
+// ReplyTimeout plus the time n bytes take at MinBytesPerSecond, counted from
+// now: the time the request waited for its ack mode, a read index or a
+// leadership transfer does not count.
+func (h *handler) armReplyDeadline(w http.ResponseWriter, n int) {
+	d := time.Now().Add(h.cfg.transferTime(h.cfg.ReplyTimeout, n))
+	_ = http.NewResponseController(w).SetWriteDeadline(d)
 }
 
 // ParseKey returns the key in an escaped /v1/kv/{key} path: the
@@ -152,7 +195,8 @@ func ParseKey(escapedPath string) ([]byte, error) {
 }
 
 // ParseWriteOptions parses the ack, replicas and timeout query parameters of
-// a write. No ack parameter means the node's default mode.
+// a write, as returned by ParseQuery. No ack parameter means the node's
+// default mode.
 func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
 	var w api.WriteOptions
 	mode := q.Get("ack")
@@ -203,7 +247,8 @@ func parseTimeout(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseReadOptions parses the consistency and raw query parameters of a read.
+// ParseReadOptions parses the consistency and raw query parameters of a
+// read, as returned by ParseQuery.
 func ParseReadOptions(q url.Values) (api.Consistency, bool, error) {
 	c, err := api.ParseConsistency(q.Get("consistency"))
 	if err != nil {
@@ -252,36 +297,62 @@ func encodeBytes(b []byte) (string, string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
+// writeOptions parses a write's query string.
+func writeOptions(r *http.Request) (api.WriteOptions, error) {
+	q, err := ParseQuery(r.URL.RawQuery, writeParams)
+	if err != nil {
+		return api.WriteOptions{}, err
+	}
+	return ParseWriteOptions(q)
+}
+
 func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, err := ParseWriteOptions(r.URL.Query())
+	opts, err := writeOptions(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	limit := h.svc.MaxValueBytes()
-	if r.ContentLength > int64(limit) {
-		writeError(w, http.StatusRequestEntityTooLarge,
-			fmt.Errorf("%w: %d bytes (limit %d)", api.ErrValueTooLarge, r.ContentLength, limit))
-		return
-	}
-	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	value, code, err := h.readValue(w, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err))
-		return
-	}
-	if len(value) > limit {
-		writeError(w, http.StatusRequestEntityTooLarge,
-			fmt.Errorf("%w: more than %d bytes (limit %d)", api.ErrValueTooLarge, limit, limit))
+		h.writeError(w, code, err)
 		return
 	}
 	res, err := h.svc.Put(r.Context(), key, value, opts)
 	h.writeResult(w, r, res, err)
 }
 
+// readValue reads r's body, at most svc.MaxValueBytes of it. On failure it
+// returns the status to answer.
+func (h *handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	limit := h.svc.MaxValueBytes()
+	if r.ContentLength > int64(limit) {
+		return nil, http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%w: %d bytes (limit %d)", api.ErrValueTooLarge, r.ContentLength, limit)
+	}
+	// Unlike a LimitReader, MaxBytesReader also has net/http close the
+	// connection rather than read on through an oversized body. The
+	// server's read deadline bounds a body that stops arriving.
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	var tooLarge *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return value, 0, nil
+	case errors.As(err, &tooLarge):
+		return nil, http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%w: more than %d bytes (limit %d)", api.ErrValueTooLarge, limit, limit)
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return nil, http.StatusRequestTimeout,
+			fmt.Errorf("%w: %d bytes had arrived when the server's read deadline passed", ErrSlowBody, len(value))
+	default:
+		return nil, http.StatusBadRequest, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	}
+}
+
 func (h *handler) del(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, err := ParseWriteOptions(r.URL.Query())
+	opts, err := writeOptions(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	res, err := h.svc.Delete(r.Context(), key, opts)
@@ -292,25 +363,30 @@ func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.Wr
 	rep := WriteReply{Index: res.Index, Term: res.Term, Durability: res.Durability,
 		Replicas: res.Replicas, Committed: res.Committed, LeaderDurable: res.LeaderDurable}
 	if err == nil {
-		writeJSON(w, http.StatusOK, rep)
+		h.writeJSON(w, http.StatusOK, rep)
 		return
 	}
 	switch {
 	case errors.Is(err, api.ErrWriteTimeout):
 		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + res.Reached() + " (" + err.Error() + ")"
-		writeJSON(w, http.StatusGatewayTimeout, rep)
+		h.writeJSON(w, http.StatusGatewayTimeout, rep)
 	case errors.Is(err, api.ErrOutcomeUnknown):
 		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + res.Reached()
-		writeJSON(w, http.StatusServiceUnavailable, rep)
+		h.writeJSON(w, http.StatusServiceUnavailable, rep)
 	default:
 		h.writeServiceError(w, r, err)
 	}
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
-	c, raw, err := ParseReadOptions(r.URL.Query())
+	q, err := ParseQuery(r.URL.RawQuery, readParams)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	c, raw, err := ParseReadOptions(q)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	res, err := h.svc.Get(r.Context(), key, c)
@@ -319,13 +395,14 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		return
 	}
 	if !res.Found {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "key not found"})
+		h.writeJSON(w, http.StatusNotFound, map[string]string{"error": "key not found"})
 		return
 	}
 	if raw {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Trireme-Index", strconv.FormatUint(res.Index, 10))
 		w.Header().Set("Content-Length", strconv.Itoa(len(res.Value)))
+		h.armReplyDeadline(w, len(res.Value))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(res.Value)
@@ -339,31 +416,30 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		lm, le := res.LagMillis, res.LagEntries
 		rep.LagMillis, rep.LagEntries = &lm, &le
 	}
-	writeJSON(w, http.StatusOK, rep)
+	h.writeJSON(w, http.StatusOK, rep)
 }
 
 func (h *handler) rollbacks(w http.ResponseWriter) {
 	rbs, err := h.svc.Rollbacks()
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("reading the rollback journal: %w", err))
+		h.writeError(w, http.StatusInternalServerError, fmt.Errorf("reading the rollback journal: %w", err))
 		return
 	}
 	if rbs == nil {
 		rbs = []api.Rollback{}
 	}
-	writeJSON(w, http.StatusOK, rbs)
+	h.writeJSON(w, http.StatusOK, rbs)
 }
 
-func (h *handler) transfer(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+func (h *handler) transfer(w http.ResponseWriter, r *http.Request, q url.Values) {
 	to := q.Get("to")
 	if to == "" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: missing to=ID (the node that should lead)", ErrBadRequest))
+		h.writeError(w, http.StatusBadRequest, fmt.Errorf("%w: missing to=ID (the node that should lead)", ErrBadRequest))
 		return
 	}
 	d, err := parseTimeout(q.Get("timeout"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	if d == 0 {
@@ -373,60 +449,61 @@ func (h *handler) transfer(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := h.svc.TransferLeadership(ctx, to); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			writeError(w, http.StatusGatewayTimeout, fmt.Errorf("leadership transfer to %s not done within %s: %w", to, d, err))
+			h.writeError(w, http.StatusGatewayTimeout, fmt.Errorf("leadership transfer to %s not done within %s: %w", to, d, err))
 			return
 		}
 		h.writeServiceError(w, r, fmt.Errorf("leadership transfer to %s: %w", to, err))
 		return
 	}
 	st := h.svc.Status()
-	writeJSON(w, http.StatusOK, map[string]any{"leader": to, "term": st.Term})
+	h.writeJSON(w, http.StatusOK, map[string]any{"leader": to, "term": st.Term})
 }
 
 // writeServiceError maps a service error to a status code.
 func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, err)
+		h.writeError(w, http.StatusRequestEntityTooLarge, err)
 	case errors.Is(err, api.ErrNotLeader):
 		st := h.svc.Status()
-		writeJSON(w, http.StatusMisdirectedRequest, map[string]string{
+		h.writeJSON(w, http.StatusMisdirectedRequest, map[string]string{
 			"error": err.Error(), "leader": st.Leader, "leader_http": st.LeaderHTTP})
 	case errors.Is(err, api.ErrNoLeader):
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader: %w", err))
+		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader: %w", err))
 	case errors.Is(err, repl.ErrTransferring):
 		// Nothing was proposed: clients retry, as during an election.
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader for a moment (retry): %w", err))
+		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader for a moment (retry): %w", err))
 	case errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout), errors.Is(err, repl.ErrLeadershipLost):
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("unavailable (retry): %w", err))
+		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("unavailable (retry): %w", err))
 	case errors.Is(err, repl.ErrNotEnoughPeers), errors.Is(err, repl.ErrBadTransferTarget), errors.Is(err, repl.ErrUnknownPeer):
-		writeError(w, http.StatusBadRequest, err)
+		h.writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, api.ErrStopped):
-		writeError(w, http.StatusServiceUnavailable, err)
+		h.writeError(w, http.StatusServiceUnavailable, err)
 	case errors.Is(err, api.ErrWriteTimeout), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, err)
+		h.writeError(w, http.StatusGatewayTimeout, err)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this reply.
-		writeError(w, 499, err)
+		h.writeError(w, 499, err)
 	default:
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, err)
+		h.writeError(w, http.StatusInternalServerError, err)
 	}
 }
 
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+func (h *handler) writeError(w http.ResponseWriter, code int, err error) {
+	h.writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+func (h *handler) writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		code = http.StatusInternalServerError
 		b = []byte(`{"error":"encoding the reply failed"}`)
 	}
 	b = append(b, '\n')
+	h.armReplyDeadline(w, len(b))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
