@@ -6,39 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/trireme-db/trireme/internal/api/apitest"
 )
 
-// recConn is a redcon.Conn that records replies in a buffer.
+// recConn is a conn that records replies in buf.
 type recConn struct {
-	*redcon.Writer
-	buf    *bytes.Buffer
-	ctx    any
-	closed bool
+	*conn
+	buf *bytes.Buffer
 }
 
 func newRecConn() *recConn {
 	b := &bytes.Buffer{}
-	return &recConn{Writer: redcon.NewWriter(b), buf: b}
+	return &recConn{conn: &conn{writer: writer{w: b}, addr: "127.0.0.1:1"}, buf: b}
 }
 
-func (c *recConn) RemoteAddr() string                  { return "127.0.0.1:1" }
-func (c *recConn) Close() error                        { c.closed = true; return nil }
-func (c *recConn) Context() any                        { return c.ctx }
-func (c *recConn) SetContext(v any)                    { c.ctx = v }
-func (c *recConn) SetReadBuffer(int)                   {}
-func (c *recConn) Detach() redcon.DetachedConn         { panic("Detach is not used") }
-func (c *recConn) ReadPipeline() []redcon.Command      { return nil }
-func (c *recConn) PeekPipeline() []redcon.Command      { return nil }
-func (c *recConn) NetConn() net.Conn                   { return nil }
-func (c *recConn) WriteBulkFrom(n int64, rb io.Reader) { c.Writer.WriteBulkFrom(n, rb) }
+func (c *recConn) Flush() error { return c.flush() }
 
 // readReply reads one complete RESP2 reply.
 func readReply(r *bufio.Reader) error {
@@ -120,15 +106,15 @@ func FuzzCommands(f *testing.F) {
 			args[len(args)-1] = []byte("1") // 1ms: never block
 		}
 		c := newRecConn()
-		s.handle(c, redcon.Command{Args: args})
-		s.handle(c, redcon.Command{Args: [][]byte{[]byte("ping")}})
+		s.handle(c.conn, args)
+		s.handle(c.conn, [][]byte{[]byte("ping")})
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		out := c.buf.Bytes()
 		r := bufio.NewReader(bytes.NewReader(out))
 		// One reply for the command, one for the PING (the handler answers
-		// it even after QUIT; redcon would have closed the connection), and
+		// it even after QUIT; the server would have closed the connection), and
 		// nothing more.
 		for i := range 2 {
 			if err := readReply(r); err != nil {
@@ -137,6 +123,96 @@ func FuzzCommands(f *testing.F) {
 		}
 		if extra, _ := io.ReadAll(r); len(extra) > 0 {
 			t.Fatalf("%q got more than one reply: %q", args, out)
+		}
+	})
+}
+
+// readerSeeds are the frames of issue 15 (shortened where they are long,
+// over the fuzz limits below all the same) and their relatives.
+var readerSeeds = []string{
+	"*1\r\n$9223372036854775807\r\n",
+	"*9223372036854775807\r\n",
+	"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$600000000\r\nxxxxxxxxxxxxxxxx",
+	"SET k " + strings.Repeat("x", 300),
+	"*-1\r\n", "*0\r\n", "*-5\r\n", "*1\r\n$-1\r\n", "*1\r\n$-3\r\n",
+	"*x\r\n", "*1\r\n$abc\r\n", "*1\r\n$\r\n", "*18446744073709551617\r\n",
+	"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n",
+	"*1\n$4\r\nPING\r\n", "*1\r\n$4\nPING\r\n", "*1\r\n$4\r\nPINGX\r\n", "*2\r\n$3\r\nGET\n$1\r\nk\r\n",
+	"*2\r\n$3\r\nGET\r\n:5\r\n",
+	"PING\r\nGET k\r\nQUIT\r\n",
+	"SET \"unbalanced v\r\n",
+	`ECHO "a\x41\n" 'it\'s' a"b c"` + "\r\n",
+	"*1\r\n$4\r\nPING\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n",
+}
+
+// parseAll parses everything from src and returns the commands and the
+// error that ended the stream.
+func parseAll(t *testing.T, src io.Reader, lim limits) ([][]string, error) {
+	t.Helper()
+	r := newReader(src, lim)
+	var out [][]string
+	for {
+		cmds, err := r.readBatch()
+		if err != nil {
+			return out, err
+		}
+		if len(cmds) == 0 {
+			t.Fatal("readBatch returned no command and no error")
+		}
+		for _, args := range cmds {
+			if len(args) == 0 || len(args) > lim.maxArgs {
+				t.Fatalf("command of %d arguments (limit %d)", len(args), lim.maxArgs)
+			}
+			charged := 0
+			cmd := make([]string, len(args))
+			for i, a := range args {
+				if len(a) > max(lim.maxBulk, lim.maxInline) {
+					t.Fatalf("argument of %d bytes over the limits %+v", len(a), lim)
+				}
+				charged += len(a) + argOverhead
+				cmd[i] = string(a)
+			}
+			if charged > lim.maxCommand {
+				t.Fatalf("command of %d counted bytes (limit %d)", charged, lim.maxCommand)
+			}
+			out = append(out, cmd)
+		}
+	}
+}
+
+// FuzzReader feeds arbitrary bytes to the command reader, with small limits,
+// whole and in small reads. It checks that nothing panics, every command is
+// within the limits, the stream ends in EOF, an unexpected EOF or a
+// protocol error, that how the bytes arrive changes neither the commands
+// nor the error (batches built from the buffer and commands read as they
+// arrive agree), and that the commands, written back as multibulk arrays,
+// read back unchanged.
+func FuzzReader(f *testing.F) {
+	for _, s := range readerSeeds {
+		f.Add([]byte(s), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		lim := limits{maxArgs: 8, maxBulk: 64, maxInline: 128, maxCommand: 8*argOverhead + 200}
+		whole, err := parseAll(t, bytes.NewReader(data), lim)
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
+			t.Fatalf("stream ended with %v", err)
+		}
+		size := int(chunk)%7 + 1
+		chunked, err2 := parseAll(t, &chunkReader{data: data, size: size}, lim)
+		if fmt.Sprintf("%q", chunked) != fmt.Sprintf("%q", whole) || err2.Error() != err.Error() {
+			t.Fatalf("reads of %d bytes: %q, %v; whole: %q, %v", size, chunked, err2, whole, err)
+		}
+		var w writer
+		for _, cmd := range whole {
+			w.WriteArray(len(cmd))
+			for _, a := range cmd {
+				w.WriteBulkString(a)
+			}
+		}
+		lim.maxBulk = lim.maxInline // inline arguments may be longer than maxBulk
+		again, err := parseAll(t, bytes.NewReader(w.out), lim)
+		if !errors.Is(err, io.EOF) || fmt.Sprintf("%q", again) != fmt.Sprintf("%q", whole) {
+			t.Fatalf("written back and read again: %q, %v; want %q", again, err, whole)
 		}
 	})
 }

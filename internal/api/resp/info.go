@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/trireme-db/trireme/internal/api"
 )
 
@@ -40,7 +38,7 @@ func globMatch(pattern, s string) bool {
 func (s *Server) commandTable() map[string]*command {
 	list := []*command{
 		{name: "ping", arity: -1, flags: []string{"fast"}, run: s.cmdPing},
-		{name: "echo", arity: 2, flags: []string{"fast"}, run: func(c redcon.Conn, _ *connState, a [][]byte) { c.WriteBulk(a[1]) }},
+		{name: "echo", arity: 2, flags: []string{"fast"}, run: func(c *conn, _ *connState, a [][]byte) { c.WriteBulk(a[1]) }},
 		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, run: s.cmdGet},
 		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdMGet},
 		{name: "exists", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdExists},
@@ -70,7 +68,7 @@ func (s *Server) commandTable() map[string]*command {
 	return m
 }
 
-func writeCommandInfo(c redcon.Conn, d *command) {
+func writeCommandInfo(c *conn, d *command) {
 	c.WriteArray(6)
 	c.WriteBulkString(d.name)
 	c.WriteInt(d.arity)
@@ -83,7 +81,7 @@ func writeCommandInfo(c redcon.Conn, d *command) {
 	c.WriteInt(d.step)
 }
 
-func (s *Server) cmdCommand(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdCommand(c *conn, st *connState, args [][]byte) {
 	names := slices.Sorted(maps.Keys(s.cmds))
 	if len(args) == 1 {
 		c.WriteArray(len(names))
@@ -173,7 +171,7 @@ func (s *Server) replicationInfo(b *strings.Builder, st api.NodeStatus) {
 
 var infoSections = []string{"server", "clients", "persistence", "replication", "keyspace"}
 
-func (s *Server) cmdInfo(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdInfo(c *conn, st *connState, args [][]byte) {
 	want := map[string]bool{}
 	for _, a := range args[1:] {
 		switch sec := lower(a); sec {
@@ -224,7 +222,7 @@ func (s *Server) cmdInfo(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteBulkString(b.String())
 }
 
-func (s *Server) cmdRole(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdRole(c *conn, st *connState, args [][]byte) {
 	status := s.svc.Status()
 	if status.Role == "leader" {
 		fs := connected(status.Followers)

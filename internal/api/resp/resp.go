@@ -5,10 +5,13 @@
 // It owns the per-connection state (ack mode, read consistency, the index of
 // the connection's last write for WAIT, client name) and the translation of
 // service errors into Redis-style error replies. It promises: a malformed
-// frame gets an "ERR Protocol error" reply and closes only that connection;
-// an unknown command or a wrong number of arguments gets an error reply like
+// frame, or one over a limit of Config, gets an "ERR Protocol error" reply
+// and closes only that connection, and no length a client declares is
+// allocated or looped over before it is checked against its limit; an
+// unknown command or a wrong number of arguments gets an error reply like
 // Redis's and the connection stays usable; pipelined commands are answered in
-// order; nothing a client sends panics the server.
+// order, with one write per batch; nothing a client sends panics the server,
+// and a panic in a command's handler closes only its connection.
 //
 // Trireme-specific commands (see docs/API.md):
 //
@@ -26,8 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/tidwall/redcon"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/repl"
@@ -37,7 +39,10 @@ import (
 // clients enable features by version; 7.2 is what the command set mimics.
 const RedisVersion = "7.2.0"
 
-// Config configures a Server.
+// Config configures a Server. The limits bound what one client command may
+// make the server read and hold; a command over a limit gets "-ERR Protocol
+// error: ..." and its connection is closed, as in Redis. Zero (or negative)
+// limits take their defaults.
 type Config struct {
 	// Logger receives connection errors. nil = discard.
 	Logger *slog.Logger
@@ -47,19 +52,101 @@ type Config struct {
 	PeerRESP map[string]string
 	// Version is Trireme's version string, shown in INFO server.
 	Version string
+
+	// MaxArgs is the most arguments (array elements) one command may have.
+	// Default 1 Mi, Redis's historical limit.
+	MaxArgs int
+	// MaxBulkBytes is the longest bulk string (one key or value) accepted,
+	// Redis's proto-max-bulk-len. Default: the service's MaxValueBytes plus
+	// DefaultBulkSlackBytes, so that a value a little too long still reaches
+	// the service and gets its "value too large" error on a live connection,
+	// while a declared length far beyond anything storable is refused from
+	// its header, before a byte of it is read. (Redis's 512 MiB would let
+	// each connection make the node buffer half a gigabyte it must refuse.)
+	MaxBulkBytes int
+	// MaxInlineBytes is the longest inline command line (telnet style).
+	// Default 64 KiB, as Redis.
+	MaxInlineBytes int
+	// MaxCommandBytes bounds one command's arguments together (their bytes,
+	// plus 40 bytes of bookkeeping per argument), like Redis's
+	// client-query-buffer-limit: without it MaxArgs bulk strings of
+	// MaxBulkBytes each would be terabytes. Default 64 MiB; it must leave
+	// room for a SET of a key and a value of MaxBulkBytes each.
+	MaxCommandBytes int
+	// CommandTimeout is how long a partly received command may go without
+	// any byte arriving before the connection is closed. A connection idle
+	// between commands is never closed (Redis's default timeout 0).
+	// Default 30 s.
+	CommandTimeout time.Duration
 }
 
-// DefaultConfig returns a Config with no peers and version "dev".
-func DefaultConfig() Config { return Config{Version: "dev"} }
+// Defaults of the Config limits.
+const (
+	DefaultMaxArgs         = 1 << 20
+	DefaultBulkSlackBytes  = 64 << 10 // room for a key (internal/node's MaxKeyBytes is 64 KiB) and an over-long value
+	DefaultMaxInlineBytes  = 64 << 10
+	DefaultMaxCommandBytes = 64 << 20
+	DefaultCommandTimeout  = 30 * time.Second
+)
 
-// Validate checks the PeerRESP addresses.
+// DefaultConfig returns a Config with no peers, version "dev" and the
+// default limits (MaxBulkBytes 0: derived from the service's value limit).
+func DefaultConfig() Config {
+	return Config{
+		Version:         "dev",
+		MaxArgs:         DefaultMaxArgs,
+		MaxInlineBytes:  DefaultMaxInlineBytes,
+		MaxCommandBytes: DefaultMaxCommandBytes,
+		CommandTimeout:  DefaultCommandTimeout,
+	}
+}
+
+// Validate checks the PeerRESP addresses and the limits.
 func (c Config) Validate() error {
 	for id, a := range c.PeerRESP {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("resp: Config.PeerRESP[%q] = %q: %w", id, a, err)
 		}
 	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxArgs", int64(c.MaxArgs)},
+		{"MaxBulkBytes", int64(c.MaxBulkBytes)},
+		{"MaxInlineBytes", int64(c.MaxInlineBytes)},
+		{"MaxCommandBytes", int64(c.MaxCommandBytes)},
+		{"CommandTimeout", int64(c.CommandTimeout)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("resp: Config.%s = %d, want >= 0 (0 = default)", f.name, f.v)
+		}
+	}
+	if c.MaxBulkBytes > 0 && c.MaxCommandBytes > 0 && c.MaxCommandBytes < 2*(c.MaxBulkBytes+argOverhead) {
+		return fmt.Errorf("resp: Config.MaxCommandBytes = %d is less than a SET of a key and a value of Config.MaxBulkBytes = %d each",
+			c.MaxCommandBytes, c.MaxBulkBytes)
+	}
 	return nil
+}
+
+// withDefaults replaces zero and negative limits by their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxArgs <= 0 {
+		c.MaxArgs = DefaultMaxArgs
+	}
+	if c.MaxBulkBytes < 0 {
+		c.MaxBulkBytes = 0
+	}
+	if c.MaxInlineBytes <= 0 {
+		c.MaxInlineBytes = DefaultMaxInlineBytes
+	}
+	if c.MaxCommandBytes <= 0 {
+		c.MaxCommandBytes = DefaultMaxCommandBytes
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = DefaultCommandTimeout
+	}
+	return c
 }
 
 // Server is a RESP server for one node.
@@ -70,13 +157,13 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	nextID atomic.Int64
-	conns  atomic.Int64
+	conns  atomic.Int64 // open connections (INFO clients)
 	cmds   map[string]*command
 
 	mu     sync.Mutex
-	rs     *redcon.Server
 	ln     net.Listener
-	closed bool
+	open   map[*conn]struct{} // guarded by mu
+	closed bool               // guarded by mu
 }
 
 // New returns a Server for svc.
@@ -85,9 +172,29 @@ func New(svc api.Service, cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	s := &Server{svc: svc, cfg: cfg.withDefaults(), log: cfg.Logger, ctx: ctx, cancel: cancel,
+		open: map[*conn]struct{}{}}
 	s.cmds = s.commandTable()
 	return s
+}
+
+// limits returns the reader's limits for a new connection.
+func (s *Server) limits() limits {
+	return limits{
+		maxArgs:    s.cfg.MaxArgs,
+		maxBulk:    s.maxBulkBytes(),
+		maxInline:  s.cfg.MaxInlineBytes,
+		maxCommand: s.cfg.MaxCommandBytes,
+	}
+}
+
+// maxBulkBytes is Config.MaxBulkBytes, or the default derived from the
+// service's value limit.
+func (s *Server) maxBulkBytes() int {
+	if s.cfg.MaxBulkBytes > 0 {
+		return s.cfg.MaxBulkBytes
+	}
+	return s.svc.MaxValueBytes() + DefaultBulkSlackBytes
 }
 
 // Serve is a shorthand for New(svc, cfg with logger).Serve(ln). Closing ln
@@ -98,29 +205,31 @@ func Serve(ln net.Listener, svc api.Service, logger *slog.Logger) error {
 	return New(svc, cfg).Serve(ln)
 }
 
-// Serve accepts connections on ln until Close. It returns nil after Close.
+// Serve accepts connections on ln until Close (or until ln is closed),
+// then closes them. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
-	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closedConn)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
 	}
-	s.rs, s.ln = rs, ln
+	s.ln = ln
 	s.mu.Unlock()
-	return rs.Serve(ln)
+	return s.acceptLoop(ln)
 }
 
 // Close stops accepting, closes every connection and cancels the requests in
 // flight.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
 	s.cancel()
-	if s.ln != nil {
-		return s.ln.Close() // redcon closes its connections when Accept fails
+	ln := s.ln
+	s.mu.Unlock()
+	s.closeConns()
+	if ln != nil {
+		return ln.Close()
 	}
 	return nil
 }
@@ -140,24 +249,6 @@ type connState struct {
 	lastIndex uint64 // index of this connection's last write, for WAIT
 }
 
-func (s *Server) accept(c redcon.Conn) bool {
-	st := &connState{id: s.nextID.Add(1), write: api.WriteOptions{Default: true}}
-	st.ctx, st.cancel = context.WithCancel(s.ctx)
-	c.SetContext(st)
-	s.conns.Add(1)
-	return true
-}
-
-func (s *Server) closedConn(c redcon.Conn, err error) {
-	if st, _ := c.Context().(*connState); st != nil && st.cancel != nil {
-		st.cancel()
-	}
-	s.conns.Add(-1)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.log.Debug("resp connection closed", "remote", c.RemoteAddr(), "err", err)
-	}
-}
-
 // command is one entry of the command table.
 type command struct {
 	name  string
@@ -166,29 +257,30 @@ type command struct {
 	first int // first key argument position (0 = none)
 	last  int // last key position (-1 = last argument)
 	step  int
-	run   func(c redcon.Conn, st *connState, args [][]byte)
+	run   func(c *conn, st *connState, args [][]byte)
 }
 
-func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
-	st, _ := c.Context().(*connState)
+// handle runs one command. Its arguments are valid only until it returns.
+func (s *Server) handle(c *conn, args [][]byte) {
+	st := c.st
 	if st == nil {
 		st = &connState{ctx: s.ctx, write: api.WriteOptions{Default: true}}
-		c.SetContext(st)
+		c.st = st
 	}
-	if len(cmd.Args) == 0 {
+	if len(args) == 0 {
 		return
 	}
-	def, ok := s.lookup(cmd.Args[0])
+	def, ok := s.lookup(args[0])
 	if !ok {
-		c.WriteError(unknownCommand(cmd.Args))
+		c.WriteError(unknownCommand(args))
 		return
 	}
-	n := len(cmd.Args)
+	n := len(args)
 	if (def.arity > 0 && n != def.arity) || (def.arity < 0 && n < -def.arity) {
 		c.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", def.name))
 		return
 	}
-	def.run(c, st, cmd.Args)
+	def.run(c, st, args)
 }
 
 // lookup finds a command by its case-insensitive name without allocating
@@ -256,7 +348,8 @@ func (s *Server) serviceError(err error) string {
 	case errors.Is(err, api.ErrOutcomeUnknown):
 		return "UNKNOWN " + clip([]byte(err.Error()))
 	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge),
-		errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
+		errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode),
+		errors.Is(err, api.ErrInsufficientStorage): // nothing written
 		return "ERR " + err.Error()
 	case errors.Is(err, context.Canceled):
 		return "ERR server shutting down"
@@ -266,7 +359,7 @@ func (s *Server) serviceError(err error) string {
 }
 
 // writeError answers a failed write. A timeout says what was achieved.
-func (s *Server) writeError(c redcon.Conn, st *connState, res api.WriteResult, err error) {
+func (s *Server) writeError(c *conn, st *connState, res api.WriteResult, err error) {
 	if res.Index > 0 {
 		st.lastIndex = res.Index
 	}
@@ -281,7 +374,7 @@ func (s *Server) writeError(c redcon.Conn, st *connState, res api.WriteResult, e
 	c.WriteError(s.serviceError(err))
 }
 
-func (s *Server) cmdPing(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdPing(c *conn, st *connState, args [][]byte) {
 	switch len(args) {
 	case 1:
 		c.WriteString("PONG")
@@ -292,7 +385,7 @@ func (s *Server) cmdPing(c redcon.Conn, st *connState, args [][]byte) {
 	}
 }
 
-func (s *Server) cmdGet(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdGet(c *conn, st *connState, args [][]byte) {
 	res, err := s.svc.Get(st.ctx, args[1], st.read)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
@@ -305,7 +398,7 @@ func (s *Server) cmdGet(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteBulk(res.Value)
 }
 
-func (s *Server) cmdMGet(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdMGet(c *conn, st *connState, args [][]byte) {
 	vals := make([][]byte, 0, len(args)-1)
 	found := make([]bool, 0, len(args)-1)
 	for _, k := range args[1:] {
@@ -327,7 +420,7 @@ func (s *Server) cmdMGet(c redcon.Conn, st *connState, args [][]byte) {
 	}
 }
 
-func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdSet(c *conn, st *connState, args [][]byte) {
 	for _, o := range args[3:] {
 		switch lower(o) {
 		case "keepttl":
@@ -344,7 +437,7 @@ func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
 		}
 	}
 	if bp, ok := s.svc.(BatchPutter); ok && len(args) == 3 {
-		if next := c.PeekPipeline(); len(next) > 0 && isPlainSet(next[0]) {
+		if next := c.peekPipeline(); len(next) > 0 && isPlainSet(next[0]) {
 			s.setPipeline(c, st, bp, args)
 			return
 		}
@@ -353,7 +446,7 @@ func (s *Server) cmdSet(c redcon.Conn, st *connState, args [][]byte) {
 	s.setReply(c, st, res, err)
 }
 
-func (s *Server) setReply(c redcon.Conn, st *connState, res api.WriteResult, err error) {
+func (s *Server) setReply(c *conn, st *connState, res api.WriteResult, err error) {
 	if err != nil {
 		s.writeError(c, st, res, err)
 		return
@@ -371,8 +464,8 @@ type BatchPutter interface {
 }
 
 // isPlainSet reports whether cmd is SET key value with no options.
-func isPlainSet(cmd redcon.Command) bool {
-	return len(cmd.Args) == 3 && len(cmd.Args[0]) == 3 && strings.EqualFold(string(cmd.Args[0]), "set")
+func isPlainSet(args [][]byte) bool {
+	return len(args) == 3 && len(args[0]) == 3 && strings.EqualFold(string(args[0]), "set")
 }
 
 // setPipeline serves a plain SET (first) followed by the rest of the
@@ -380,32 +473,32 @@ func isPlainSet(cmd redcon.Command) bool {
 // PutBatch (written in order, so the effects are those of executing them one
 // by one); every other command runs in its turn, after the run before it has
 // been answered. Replies are written in command order.
-func (s *Server) setPipeline(c redcon.Conn, st *connState, bp BatchPutter, first [][]byte) {
-	rest := c.ReadPipeline()
+func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]byte) {
+	rest := c.takePipeline()
 	i := 0
 	keys, vals := [][]byte{first[1]}, [][]byte{first[2]}
 	for {
 		for i < len(rest) && isPlainSet(rest[i]) {
-			keys, vals = append(keys, rest[i].Args[1]), append(vals, rest[i].Args[2])
+			keys, vals = append(keys, rest[i][1]), append(vals, rest[i][2])
 			i++
 		}
 		res, errs := bp.PutBatch(st.ctx, keys, vals, st.write)
 		for k := range keys {
 			s.setReply(c, st, res[k], errs[k])
 		}
-		for i < len(rest) && !isPlainSet(rest[i]) {
+		for i < len(rest) && !isPlainSet(rest[i]) && !c.closing {
 			s.handle(c, rest[i])
 			i++
 		}
-		if i == len(rest) {
+		if i == len(rest) || c.closing {
 			return
 		}
-		keys, vals = append(keys[:0], rest[i].Args[1]), append(vals[:0], rest[i].Args[2])
+		keys, vals = append(keys[:0], rest[i][1]), append(vals[:0], rest[i][2])
 		i++
 	}
 }
 
-func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
 		res, err := s.svc.Get(st.ctx, k, api.Linearizable)
@@ -427,7 +520,7 @@ func (s *Server) cmdDel(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteInt(n)
 }
 
-func (s *Server) cmdExists(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdExists(c *conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
 		res, err := s.svc.Get(st.ctx, k, st.read)
@@ -442,7 +535,7 @@ func (s *Server) cmdExists(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteInt(n)
 }
 
-func (s *Server) cmdTTL(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdTTL(c *conn, st *connState, args [][]byte) {
 	res, err := s.svc.Get(st.ctx, args[1], st.read)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
@@ -455,7 +548,7 @@ func (s *Server) cmdTTL(c redcon.Conn, st *connState, args [][]byte) {
 	}
 }
 
-func (s *Server) cmdDBSize(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdDBSize(c *conn, st *connState, args [][]byte) {
 	n, err := s.svc.Count(st.ctx)
 	if err != nil {
 		c.WriteError(s.serviceError(err))
@@ -464,7 +557,7 @@ func (s *Server) cmdDBSize(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteInt(n)
 }
 
-func (s *Server) cmdSelect(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdSelect(c *conn, st *connState, args [][]byte) {
 	if string(args[1]) == "0" {
 		c.WriteString("OK")
 		return
@@ -476,9 +569,9 @@ func (s *Server) cmdSelect(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteError("ERR DB index is out of range (Trireme has a single database, 0)")
 }
 
-func (s *Server) cmdQuit(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdQuit(c *conn, st *connState, args [][]byte) {
 	c.WriteString("OK")
-	c.Close()
+	c.closeAfterReply()
 }
 
 // parseAck parses TRIREME.ACK's arguments.
@@ -526,7 +619,7 @@ func ackString(w api.WriteOptions) string {
 
 // cmdAck is TRIREME.ACK [mode [K]]: with no argument it returns the
 // connection's ack mode.
-func (s *Server) cmdAck(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdAck(c *conn, st *connState, args [][]byte) {
 	if len(args) == 1 {
 		c.WriteBulkString(ackString(st.write))
 		return
@@ -540,7 +633,7 @@ func (s *Server) cmdAck(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteString("OK")
 }
 
-func (s *Server) cmdConsistency(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdConsistency(c *conn, st *connState, args [][]byte) {
 	if len(args) == 1 {
 		if st.read == api.Stale {
 			c.WriteBulkString("stale")
@@ -562,7 +655,7 @@ func (s *Server) cmdConsistency(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteString("OK")
 }
 
-func (s *Server) cmdReadOnly(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdReadOnly(c *conn, st *connState, args [][]byte) {
 	if lower(args[0]) == "readonly" {
 		st.read = api.Stale
 	} else {
@@ -571,7 +664,7 @@ func (s *Server) cmdReadOnly(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteString("OK")
 }
 
-func (s *Server) cmdClient(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdClient(c *conn, st *connState, args [][]byte) {
 	sub := lower(args[1])
 	switch sub {
 	case "setinfo":
@@ -619,7 +712,7 @@ func (s *Server) cmdClient(c redcon.Conn, st *connState, args [][]byte) {
 
 // cmdHello answers HELLO like Redis for protocol 2 and refuses 3 with
 // NOPROTO, which clients (go-redis) take as "fall back to RESP2".
-func (s *Server) cmdHello(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdHello(c *conn, st *connState, args [][]byte) {
 	rest := args[1:]
 	if len(rest) > 0 {
 		v, err := strconv.Atoi(string(rest[0]))
@@ -674,7 +767,7 @@ func (s *Server) cmdHello(c redcon.Conn, st *connState, args [][]byte) {
 	c.WriteArray(0)
 }
 
-func (s *Server) cmdConfig(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdConfig(c *conn, st *connState, args [][]byte) {
 	switch lower(args[1]) {
 	case "get":
 		if len(args) < 3 {
@@ -692,7 +785,7 @@ func (s *Server) cmdConfig(c redcon.Conn, st *connState, args [][]byte) {
 			"protected-mode":     "no",
 			"timeout":            "0",
 			"maxclients":         "10000",
-			"proto-max-bulk-len": strconv.Itoa(s.svc.MaxValueBytes()),
+			"proto-max-bulk-len": strconv.Itoa(s.maxBulkBytes()),
 		}
 		if ln := s.listenAddr(); ln != "" {
 			if h, p, err := net.SplitHostPort(ln); err == nil {
@@ -729,7 +822,7 @@ func (s *Server) listenAddr() string {
 	return s.ln.Addr().String()
 }
 
-func (s *Server) cmdWait(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdWait(c *conn, st *connState, args [][]byte) {
 	n, err1 := strconv.Atoi(string(args[1]))
 	ms, err2 := strconv.ParseInt(string(args[2]), 10, 64)
 	if err1 != nil || err2 != nil || n < 0 {
@@ -760,7 +853,7 @@ func (s *Server) waitReplicas(st *connState, n int, ms int64) (int, error) {
 // cmdWaitAOF is WAITAOF numlocal numreplicas timeout. Every Trireme write is
 // fsynced on the leader before it is acknowledged, so numlocal is 1 once the
 // connection has written (and 1 with nothing to wait for).
-func (s *Server) cmdWaitAOF(c redcon.Conn, st *connState, args [][]byte) {
+func (s *Server) cmdWaitAOF(c *conn, st *connState, args [][]byte) {
 	local, err1 := strconv.Atoi(string(args[1]))
 	n, err2 := strconv.Atoi(string(args[2]))
 	ms, err3 := strconv.ParseInt(string(args[3]), 10, 64)
