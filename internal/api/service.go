@@ -105,6 +105,12 @@ type NodeStatus struct {
 	AppliedIndex uint64         `json:"applied_index"`
 	LagMillis    int64          `json:"lag_ms"`
 	Followers    []FollowerInfo `json:"followers,omitempty"`
+	// The file system of the data directory, at the last check (every
+	// second): bytes free for the node, the reserve below which a leader
+	// refuses writes (0: none), and whether free space is below it.
+	DiskFreeBytes    uint64 `json:"disk_free_bytes"`
+	DiskReserveBytes uint64 `json:"disk_reserve_bytes"`
+	DiskLow          bool   `json:"disk_low"`
 }
 
 // Rollback is one discarded write.
@@ -127,4 +133,7 @@ var (
 	ErrValueTooLarge  = errors.New("value too large")
 	ErrKeyTooLarge    = errors.New("key too large")
 	ErrStopped        = errors.New("node stopped")
+	// ErrInsufficientStorage: the leader's free disk space is below its
+	// reserve; the write was refused and nothing was written (HTTP 507).
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
