@@ -1,7 +1,12 @@
 package repl
 
+// hardState is the state to persist. Its commit index never covers an entry
+// that is not yet known durable: the runtime may persist the hard state of a
+// Ready before (or without) its entries, and a commit hint that covered an
+// entry this Ready overwrites would, after a crash, make the node apply the
+// stale entry it still holds at that index.
 func (c *Core) hardState() HardState {
-	return HardState{Term: c.term, Vote: c.vote, Commit: c.log.committed}
+	return HardState{Term: c.term, Vote: c.vote, Commit: min(c.log.committed, c.log.stableIndex())}
 }
 
 // HasReady reports whether Ready would return work. (It first builds the
@@ -43,8 +48,26 @@ func (c *Core) Ready() Ready {
 	}
 	c.releaseReads()
 	rd.Reads, c.readResults = c.readResults, nil
+	c.demoteDiscardedResults()
 	rd.Results, c.results = c.results, nil
 	return rd
+}
+
+// demoteDiscardedResults turns an OK result whose entry this node has since
+// discarded (a newer leader's log replaced it before the answer left) into
+// OutcomeUnknown: the write met its ack mode (async or a semi-sync below a
+// majority) and is in the rollback journal, but answering "ok" for an entry
+// already known to be gone would mislead the writer.
+func (c *Core) demoteDiscardedResults() {
+	for i := range c.results {
+		r := &c.results[i]
+		if r.Outcome != OutcomeOK {
+			continue
+		}
+		if t, err := c.log.term(r.Index); err != nil || t != r.Term {
+			r.Outcome = OutcomeUnknown
+		}
+	}
 }
 
 // Advance tells the core that rd has been fully processed: its entries are

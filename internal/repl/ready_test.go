@@ -29,8 +29,8 @@ func TestCommittedEntriesOnlyWhenDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd := c.Ready()
-	if len(rd.Entries) != 2 || rd.HardState.Commit != 3 {
-		t.Fatalf("Ready: %d entries, hard state %+v", len(rd.Entries), rd.HardState)
+	if len(rd.Entries) != 2 || rd.HardState.Commit > 1 {
+		t.Fatalf("Ready: %d entries, hard state %+v (its commit must not cover entries not yet durable)", len(rd.Entries), rd.HardState)
 	}
 	for _, e := range rd.CommittedEntries {
 		if e.Index > 1 {
@@ -51,8 +51,8 @@ func TestCommittedEntriesOnlyWhenDurable(t *testing.T) {
 	}
 	c.Advance(rd)
 	rd = c.Ready()
-	if n := len(rd.CommittedEntries); n == 0 || rd.CommittedEntries[n-1].Index != 3 {
-		t.Fatalf("after Advance: committed entries %v", rd.CommittedEntries)
+	if n := len(rd.CommittedEntries); n == 0 || rd.CommittedEntries[n-1].Index != 3 || rd.HardState.Commit != 3 {
+		t.Fatalf("after Advance: committed entries %v, hard state %+v", rd.CommittedEntries, rd.HardState)
 	}
 	if s := c.Status(); s.StableIndex != 3 || s.LeaderCommit != 3 || s.Lead != "n2" {
 		t.Fatalf("status %+v", s)
@@ -233,5 +233,82 @@ func TestMaxApplyBytes(t *testing.T) {
 	}
 	if total != 6 {
 		t.Fatalf("applied %d entries, want 6", total)
+	}
+}
+
+// TestCommitHintNeverCoversAnOverwrittenEntry is a simulator find (seed
+// 1009862 at 6,000 steps): a follower received, in one MsgApp, an entry that
+// replaced its own at index 5 and a commit index covering it. The Ready's hard
+// state said "commit 5" while entry 5 was still the stale one on disk; a crash
+// that kept the hard state but not the entries (a torn write) left a node that,
+// on restart, applied the stale entry as committed.
+func TestCommitHintNeverCoversAnOverwrittenEntry(t *testing.T) {
+	c, st := follower(t, 1, 1, 1, 1, 1)
+	if err := c.Step(Message{Type: MsgApp, From: "n2", To: "n1", Term: 3, Index: 4, LogTerm: 1, Commit: 5,
+		Entries: []entry.Entry{put(3, 5, "new")}}); err != nil {
+		t.Fatal(err)
+	}
+	rd := c.Ready()
+	if len(rd.Entries) != 1 || rd.Entries[0].Index != 5 {
+		t.Fatalf("entries %+v, want the overwrite of 5", rd.Entries)
+	}
+	if rd.HardState.Commit > 4 {
+		t.Fatalf("hard state commit %d covers index 5, which this Ready overwrites", rd.HardState.Commit)
+	}
+	if err := st.Persist(&rd); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(rd)
+	rd = c.Ready()
+	if rd.HardState.Commit != 5 {
+		t.Fatalf("after the entries are durable the hard state commit is %d, want 5", rd.HardState.Commit)
+	}
+}
+
+// TestResultForADiscardedEntryIsNotOK is a simulator find (seed 1006261 at
+// 6,000 steps): a leader's async write became durable, its OK result was
+// queued, and before the next Ready a newer leader's MsgApp replaced the
+// entry. The Ready journaled the entry and answered "ok" for it in the same
+// batch.
+func TestResultForADiscardedEntryIsNotOK(t *testing.T) {
+	nw := newNet(t, 3, 41)
+	lid := nw.waitLeader(60)
+	nw.tick(2)
+	l := nw.nodes[lid].core
+	for _, o := range others(nw, lid) {
+		nw.cut[[2]NodeID{lid, o}] = true
+	}
+	id, err := nw.propose(lid, "x", Ack{Mode: AckAsync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := l.log.lastIndex()
+	rd := l.Ready()
+	if err := nw.nodes[lid].st.Persist(&rd); err != nil {
+		t.Fatal(err)
+	}
+	l.Advance(rd) // durable on the leader: the async result is queued
+	prevTerm, _ := l.log.term(idx - 1)
+	other := others(nw, lid)[0]
+	newTerm := l.term + 1
+	if err := l.Step(Message{Type: MsgApp, From: other, To: lid, Term: newTerm, Index: idx - 1, LogTerm: prevTerm,
+		Entries: []entry.Entry{{Index: idx, Term: newTerm, Kind: entry.KindNoop}}}); err != nil {
+		t.Fatal(err)
+	}
+	rd = l.Ready()
+	var res *Result
+	for i := range rd.Results {
+		if rd.Results[i].ID == id {
+			res = &rd.Results[i]
+		}
+	}
+	if res == nil {
+		t.Fatalf("no result for the write in %+v", rd.Results)
+	}
+	if len(rd.Discarded) != 1 || rd.Discarded[0].Index != idx {
+		t.Fatalf("discarded %+v, want the write at %d", rd.Discarded, idx)
+	}
+	if res.Outcome == OutcomeOK {
+		t.Fatalf("result %+v: ok for an entry discarded in the same Ready", *res)
 	}
 }
