@@ -19,10 +19,19 @@ test: vet
 	$(GO) test -count=1 -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
 	cd bench && $(GO) test -count=1 -timeout 10m ./...
 
-# Short fuzzing pass over every decoder (set FUZZTIME for longer).
+# A fuzzing pass over every fuzz target in the repository (each decoder a client,
+# a peer or a disk can reach), FUZZTIME each (CI runs it with FUZZTIME=3s).
+# Targets are found by name, so a new Fuzz function is fuzzed without editing
+# this file. A failure leaves its input under the package's testdata/fuzz.
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/entry
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | sort); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -c6-); do \
+			echo "== fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 # Many more simulator seeds (set SEEDS, START, and STEPS for the length of
 # each seed's fault phase: 1000 ticks by default, 6000 finds long catch-ups).

@@ -15,18 +15,30 @@
 // puts and deletes of the same value are idempotent in the final state, but
 // the second one takes another log index. A write that timed out (504) or
 // whose outcome is unknown is never retried.
+//
+// Over HTTPS (https:// endpoints, or Config.TLS set), the client checks the
+// nodes' certificates against Config.TLS's roots (TLSConfig loads a CA
+// file); with Config.Token it sends "Authorization: Bearer TOKEN" on every
+// request. A node that refuses the credential answers ErrUnauthorized (no
+// or bad credential) or ErrForbidden (the user's role does not allow the
+// request); neither is retried, nor is a certificate that does not verify
+// (ErrTLS).
 package client
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +55,15 @@ var (
 	ErrBadRequest     = errors.New("bad request")
 	ErrUnavailable    = errors.New("no endpoint answered")
 	ErrNoEndpoints    = errors.New("no endpoints given")
+	// ErrUnauthorized: the node needs a credential (Config.Token) and got
+	// none, or one it does not accept (HTTP 401).
+	ErrUnauthorized = errors.New("the node refused the credentials (none given, or not valid)")
+	// ErrForbidden: the credential is valid, but its user's role does not
+	// allow the request (HTTP 403).
+	ErrForbidden = errors.New("the user's role does not allow this request")
+	// ErrTLS: the TLS connection failed: a certificate that does not verify
+	// against the CA, or TLS spoken to a plain HTTP port (or the reverse).
+	ErrTLS = errors.New("TLS failed")
 )
 
 // Error is an error reply from a node.
@@ -64,11 +85,20 @@ func (e *Error) Unwrap() error { return e.kind }
 
 // Config configures a Client.
 type Config struct {
-	// Endpoints are nodes' HTTP addresses: "host:port" or "http://host:port".
+	// Endpoints are nodes' HTTP addresses: "host:port", "http://host:port"
+	// or "https://host:port". A bare host:port, and a leader that a node
+	// names, take https when TLS is set or any endpoint is https, else http.
 	Endpoints []string
-	// HTTPClient is used for every request; nil = a client with keep-alive and
-	// a 30s overall timeout per request.
+	// HTTPClient is used for every request; nil = a client with keep-alive,
+	// TLS as below and a 30s overall timeout per request.
 	HTTPClient *http.Client
+	// TLS configures HTTPS when HTTPClient is nil: the roots that nodes'
+	// certificates must chain to (TLSConfig loads them from a CA file), and
+	// a client certificate if nodes ask for one. nil = the system's roots.
+	TLS *tls.Config
+	// Token, if set, is sent as "Authorization: Bearer TOKEN" on every
+	// request: an API token, or the node's default password.
+	Token string
 	// RetryFor bounds how long a request retries while there is no leader or
 	// no endpoint answers (default 5s; 0 = DefaultConfig's).
 	RetryFor time.Duration
@@ -83,9 +113,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: Config.Endpoints: %w", ErrNoEndpoints)
 	}
 	for _, e := range c.Endpoints {
-		if _, err := normalize(e); err != nil {
+		if _, err := normalize(e, "http"); err != nil {
 			return fmt.Errorf("client: Config.Endpoints: %w", err)
 		}
+	}
+	if strings.ContainsAny(c.Token, "\r\n") {
+		return errors.New("client: Config.Token holds a line break")
 	}
 	if c.RetryFor < 0 {
 		return fmt.Errorf("client: Config.RetryFor %v is negative", c.RetryFor)
@@ -93,19 +126,53 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func normalize(e string) (string, error) {
+// normalize turns an endpoint into scheme://host:port, giving a bare
+// host:port the scheme.
+func normalize(e, scheme string) (string, error) {
 	e = strings.TrimSpace(e)
 	if e == "" {
 		return "", errors.New("empty endpoint")
 	}
 	if !strings.Contains(e, "://") {
-		e = "http://" + e
+		e = scheme + "://" + e
 	}
 	u, err := url.Parse(e)
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("bad endpoint %q", e)
 	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("bad endpoint %q: want http:// or https://", e)
+	}
 	return strings.TrimRight(u.Scheme+"://"+u.Host, "/"), nil
+}
+
+// TLSConfig returns a TLS configuration for Config.TLS: nodes'
+// certificates must chain to the PEM certificates in caFile ("" = the
+// system's roots), and, if certFile and keyFile are given, the client
+// presents that certificate (for nodes that require client certificates).
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("client: CA file %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("client: a client certificate needs both its certificate and its key file")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // Client talks to a Trireme cluster. It is safe for concurrent use.
@@ -113,6 +180,8 @@ type Client struct {
 	endpoints []string
 	hc        *http.Client
 	retryFor  time.Duration
+	scheme    string // of bare addresses: "http" or "https"
+	token     string
 
 	mu     sync.Mutex
 	leader string // cached leader endpoint, "" = unknown
@@ -126,18 +195,31 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{hc: cfg.HTTPClient, retryFor: cfg.RetryFor}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: 30 * time.Second}
+	c := &Client{hc: cfg.HTTPClient, retryFor: cfg.RetryFor, scheme: "http", token: cfg.Token}
+	if cfg.TLS != nil {
+		c.scheme = "https"
 	}
 	for _, e := range cfg.Endpoints {
-		n, _ := normalize(e)
+		if strings.HasPrefix(strings.TrimSpace(e), "https://") {
+			c.scheme = "https"
+		}
+	}
+	if c.hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.TLS != nil {
+			tr.TLSClientConfig = cfg.TLS.Clone()
+		}
+		c.hc = &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	}
+	for _, e := range cfg.Endpoints {
+		n, _ := normalize(e, c.scheme)
 		c.endpoints = append(c.endpoints, n)
 	}
 	return c, nil
 }
 
-// Endpoints returns the client's endpoints, normalized to http://host:port.
+// Endpoints returns the client's endpoints, normalized to
+// scheme://host:port.
 func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
 
 // WriteOptions say how a write is acknowledged. The zero value asks for the
@@ -301,7 +383,7 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult
 	}
 	if o.Consistency == "stale" {
 		if o.Endpoint != "" {
-			ep, err := normalize(o.Endpoint)
+			ep, err := normalize(o.Endpoint, c.scheme)
 			if err != nil {
 				return out, fmt.Errorf("%w: %v", ErrBadRequest, err)
 			}
@@ -314,7 +396,7 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult
 
 // Status returns the /v1/status of the node at endpoint.
 func (c *Client) Status(ctx context.Context, endpoint string) (Status, error) {
-	ep, err := normalize(endpoint)
+	ep, err := normalize(endpoint, c.scheme)
 	if err != nil {
 		return Status{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -352,7 +434,7 @@ func (c *Client) Statuses(ctx context.Context) []EndpointStatus {
 
 // Rollbacks returns the rollback journal of the node at endpoint.
 func (c *Client) Rollbacks(ctx context.Context, endpoint string) ([]Rollback, error) {
-	ep, err := normalize(endpoint)
+	ep, err := normalize(endpoint, c.scheme)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -416,17 +498,28 @@ func (c *Client) findLeader(ctx context.Context) (string, error) {
 			return s.Endpoint, nil
 		}
 		if s.Status.LeaderHTTP != "" && named == "" {
-			named, _ = normalize(s.Status.LeaderHTTP)
+			named, _ = normalize(s.Status.LeaderHTTP, c.scheme)
 		}
 	}
 	if named != "" {
 		c.setLeader(named)
 		return named, nil
 	}
+	for _, err := range errs {
+		if final(err) {
+			return "", err
+		}
+	}
 	if len(errs) == len(sts) {
 		return "", fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 	}
 	return "", ErrNoLeader
+}
+
+// final reports whether err will not go away by retrying: the node refused
+// the credentials, or TLS failed.
+func final(err error) bool {
+	return errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrTLS)
 }
 
 // retryable reports whether err means "try again shortly": no leader, or no
@@ -508,10 +601,16 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if tlsFailed(err) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrTLS, ep, err)
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
 	}
@@ -532,6 +631,14 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 	}
 	e := &Error{Endpoint: ep, Status: resp.StatusCode, Message: eb.Error}
 	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		e.kind = ErrUnauthorized
+	case resp.StatusCode == http.StatusForbidden:
+		e.kind = ErrForbidden
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(eb.Error, "HTTP request to an HTTPS server"):
+		// net/http's own reply on a TLS port.
+		e.kind = ErrTLS
+		e.Message += " (use an https:// endpoint)"
 	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/kv/"):
 		e.kind = ErrNotFound
 	case resp.StatusCode == http.StatusGatewayTimeout:
@@ -546,4 +653,25 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 		e.kind = ErrBadRequest
 	}
 	return b, e
+}
+
+// tlsFailed reports whether a request failed in TLS: a certificate that
+// did not verify, TLS refused by the node (a client certificate missing),
+// or TLS spoken to a plain HTTP port.
+func tlsFailed(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		verify    *tls.CertificateVerificationError
+		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+		alert     tls.AlertError
+		op        *net.OpError
+	)
+	// crypto/tls reports an alert from the node (a client certificate
+	// missing or refused) as a net.OpError "remote error".
+	remote := errors.As(err, &op) && op.Op == "remote error"
+	return remote || errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &host) ||
+		errors.As(err, &invalid) || errors.As(err, &record) || errors.As(err, &alert) ||
+		errors.Is(err, http.ErrSchemeMismatch)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,18 +79,72 @@ Example:
 const endpointHelp = `
 The cluster is found through --endpoints (HTTP addresses), else
 $TRIREME_ENDPOINTS, else DATA/cluster.json (DATA = --data, default
-./trireme-data, as written by trireme up).`
+./trireme-data, as written by trireme up).
+
+Nodes that serve HTTPS (trireme node --tls-cert) need https:// endpoints
+or --cacert (then bare HOST:PORT endpoints are https too). Nodes that
+require credentials (trireme node --users) need an API token:
+--token-file FILE or $TRIREME_TOKEN (--token TOKEN also works, but other
+users of the machine can read it in the process list).`
+
+// Environment variables of the client commands.
+const (
+	envCACert = "TRIREME_CACERT"
+	envToken  = "TRIREME_TOKEN"
+)
 
 type endpointOpts struct {
 	endpoints string
 	data      string
 	timeout   time.Duration
+	// TLS and credentials.
+	cacert, cert, key string
+	token, tokenFile  string
 }
 
 func (e *endpointOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.endpoints, "endpoints", "", "nodes' HTTP addresses, comma-separated (default $TRIREME_ENDPOINTS or DATA/cluster.json)")
 	fs.StringVar(&e.data, "data", "./trireme-data", "data directory of a cluster started with trireme up")
 	fs.DurationVar(&e.timeout, "wait", 15*time.Second, "give up after this long")
+	fs.StringVar(&e.cacert, "cacert", "", "CA certificate (PEM) that the nodes' HTTPS certificates must chain to; implies https (default $"+envCACert+")")
+	fs.StringVar(&e.cert, "cert", "", "client certificate (PEM), for nodes started with --tls-client-ca")
+	fs.StringVar(&e.key, "key", "", "private key (PEM) of --cert")
+	fs.StringVar(&e.tokenFile, "token-file", "", "file holding the API token (or default password) sent as \"Authorization: Bearer\"")
+	fs.StringVar(&e.token, "token", "", "API token sent as \"Authorization: Bearer\" (default $"+envToken+"); visible to other users in ps: prefer --token-file or $"+envToken)
+}
+
+// credentials returns the TLS configuration (nil for plain HTTP with the
+// system's roots) and the token, from flags, then the environment.
+func (e *endpointOpts) credentials() (*tls.Config, string, error) {
+	token := e.token
+	if e.tokenFile != "" {
+		if token != "" {
+			return nil, "", errors.New("--token and --token-file exclude each other")
+		}
+		b, err := os.ReadFile(e.tokenFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--token-file: %w", err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		if token = strings.TrimSpace(first); token == "" {
+			return nil, "", fmt.Errorf("--token-file %s: the first line is empty", e.tokenFile)
+		}
+	}
+	if token == "" {
+		token = os.Getenv(envToken)
+	}
+	ca := e.cacert
+	if ca == "" {
+		ca = os.Getenv(envCACert)
+	}
+	if ca == "" && e.cert == "" && e.key == "" {
+		return nil, token, nil
+	}
+	tc, err := client.TLSConfig(ca, e.cert, e.key)
+	if err != nil {
+		return nil, "", fmt.Errorf("--cacert / --cert / --key: %w", err)
+	}
+	return tc, token, nil
 }
 
 // resolve returns the endpoints and, when known, the node ids by endpoint.
@@ -112,18 +167,33 @@ func (e *endpointOpts) resolve() ([]string, map[string]string, error) {
 	var eps []string
 	for _, n := range spec.Nodes {
 		eps = append(eps, n.HTTP)
-		names["http://"+n.HTTP] = n.ID
+		names[n.HTTP] = n.ID
 	}
 	return eps, names, nil
 }
 
+// client returns a client and the node ids by the client's endpoints
+// (scheme://host:port), when cluster.json names them.
 func (e *endpointOpts) client() (*client.Client, map[string]string, error) {
 	eps, names, err := e.resolve()
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := client.New(client.Config{Endpoints: eps, RetryFor: e.timeout})
-	return c, names, err
+	tc, token, err := e.credentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(client.Config{Endpoints: eps, RetryFor: e.timeout, TLS: tc, Token: token})
+	if err != nil {
+		return nil, nil, err
+	}
+	byEndpoint := map[string]string{}
+	for i, ep := range c.Endpoints() {
+		if id, ok := names[eps[i]]; ok {
+			byEndpoint[ep] = id
+		}
+	}
+	return c, byEndpoint, nil
 }
 
 // explain turns a client error into a sentence for a person.
@@ -140,6 +210,13 @@ func explain(err error) string {
 		return "no node answered; is the cluster running? (`trireme up` starts one; `trireme status` shows the nodes). (" + err.Error() + ")"
 	case errors.Is(err, client.ErrNotFound):
 		return "key not found"
+	case errors.Is(err, client.ErrUnauthorized) && errors.As(err, &ce):
+		return fmt.Sprintf("the node requires credentials (HTTP 401: %s): give an API token with --token-file FILE or $%s (trireme users token NAME makes one)",
+			ce.Message, envToken)
+	case errors.Is(err, client.ErrForbidden) && errors.As(err, &ce):
+		return fmt.Sprintf("not allowed (HTTP 403: %s)", ce.Message)
+	case errors.Is(err, client.ErrTLS):
+		return fmt.Sprintf("%v. Nodes started with --tls-cert need https:// endpoints or --cacert FILE (or $%s) with the CA that issued their certificate", err, envCACert)
 	case errors.As(err, &ce):
 		return ce.Message
 	}
@@ -323,6 +400,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	for _, s := range sts {
 		if s.Err == nil {
 			return 0
+		}
+	}
+	for _, s := range sts {
+		// A node that answered, but refused the credentials or the TLS.
+		if errors.Is(s.Err, client.ErrUnauthorized) || errors.Is(s.Err, client.ErrForbidden) || errors.Is(s.Err, client.ErrTLS) {
+			fmt.Fprintf(stderr, "trireme status: %s\n", explain(s.Err))
+			return 1
 		}
 	}
 	fmt.Fprintf(stderr, "trireme status: no node answered; is the cluster running?\n")

@@ -29,6 +29,10 @@ func commands() []command {
 			nodeDetails, runNode},
 		{"up", "start a local cluster of node processes", "[--nodes 3] [--data ./trireme-data] [--base-port 7001] [flags]",
 			upDetails, runUp},
+		{"certs", "create a cluster CA and node certificates for peer TLS", "--dir DIR --nodes ID,... [--cluster-id ID]",
+			certsDetails, runCerts},
+		{"users", "add users and API tokens to a users file (trireme node --users)",
+			"add NAME --role ROLE [--file FILE] [--token] | token NAME --file FILE [--label L]", usersDetails, runUsers},
 		{"put", "write a key", "KEY VALUE [--ack MODE] [--replicas K] [--timeout DUR]", putDetails, runPut},
 		{"get", "read a key", "KEY [--consistency linearizable|stale] [--node ID]", getDetails, runGet},
 		{"del", "delete a key", "KEY [--ack MODE] [--replicas K] [--timeout DUR]", delDetails, runDel},
@@ -123,6 +127,12 @@ func flagSetFor(name string) *flag.FlagSet {
 		return fs
 	case "up":
 		fs, _ := upFlags()
+		return fs
+	case "certs":
+		fs, _ := certsFlags()
+		return fs
+	case "users":
+		fs, _ := usersFlags()
 		return fs
 	case "put", "del":
 		fs, _ := writeFlags(name)

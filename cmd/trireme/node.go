@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,8 +28,27 @@ import (
 const nodeDetails = `
 Runs one Trireme node: the replicated log, the store, the HTTP API (--http)
 and the Redis protocol (--resp). Every node of a cluster gets the same
---cluster list. The node stops cleanly on SIGINT or SIGTERM and exits
-non-zero on a fatal error (a failed fsync, corruption on disk).
+--cluster list. The node stops cleanly on SIGINT or SIGTERM (within 5
+seconds in every state; a second signal exits at once) and exits non-zero
+on a fatal error: a failed fsync, corruption on disk, a full disk, an I/O
+error, a data directory removed or remounted read-only. Below
+--disk-reserve of free space the leader refuses writes (HTTP 507, RESP
+"-ERR insufficient storage ...") until space is freed.
+
+Peers authenticate each other with mutual TLS: --peer-tls-dir names a
+directory made by trireme certs, and a node accepts a peer connection only
+from a certificate of that CA naming a member of --cluster. Without it the
+node refuses to start, unless --insecure-peers (tests only) opens the peer
+port to anyone. --http-peers and --resp-peers give the other nodes' client
+addresses, which a follower names when it sends a client to the leader.
+
+Clients are served openly unless credentials are configured: --users FILE
+(users with roles read, write, admin, and their API tokens; made with
+trireme users) and/or a password for the user "default" (admin), from
+--requirepass-file or $TRIREME_REQUIREPASS. Then every HTTP request needs
+"Authorization: Bearer TOKEN". --tls-cert and --tls-key serve the client
+ports over TLS (HTTPS on --http); clients check the certificate with
+their --cacert.
 
 Ack modes (--ack, the default for writes that do not choose):
   async        durable (fsynced) on the leader
@@ -36,13 +56,14 @@ Ack modes (--ack, the default for writes that do not choose):
   sync         durable on the leader and on every follower
   majority     committed: durable on a majority (the safe default)
 
-Example (three terminals):
+Example (certificates, then three terminals):
+  trireme certs --dir certs --nodes n1,n2,n3
   trireme node --id n1 --data d/n1 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
-      --http 127.0.0.1:8001 --resp 127.0.0.1:9001
+      --peer-tls-dir certs --http 127.0.0.1:8001 --resp 127.0.0.1:9001
   trireme node --id n2 --data d/n2 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
-      --http 127.0.0.1:8002 --resp 127.0.0.1:9002
+      --peer-tls-dir certs --http 127.0.0.1:8002 --resp 127.0.0.1:9002
   trireme node --id n3 --data d/n3 --cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
-      --http 127.0.0.1:8003 --resp 127.0.0.1:9003
+      --peer-tls-dir certs --http 127.0.0.1:8003 --resp 127.0.0.1:9003
 `
 
 type nodeOpts struct {
@@ -54,6 +75,9 @@ type nodeOpts struct {
 	logLevel                                         string
 	clusterID, priorities                            string
 	pprofAddr                                        string
+	diskReserve                                      string
+	peers                                            peerOpts
+	clientAuth                                       clientAuthOpts
 }
 
 func nodeFlags() (*flag.FlagSet, *nodeOpts) {
@@ -63,7 +87,7 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.id, "id", "", "this node's id; must be in --cluster (required)")
 	fs.StringVar(&o.data, "data", "", "data directory: WAL, store, rollback journal (required)")
 	fs.StringVar(&o.cluster, "cluster", "", "every member: id=host:port of its peer address, comma-separated (required)")
-	fs.StringVar(&o.clusterID, "cluster-id", "", "cluster identity shared by all members (default: a hash of --cluster); set it when members reach each other through different addresses")
+	fs.StringVar(&o.clusterID, "cluster-id", "", "cluster identity shared by all members (default: the id in --peer-tls-dir's CA; with --insecure-peers, a hash of --cluster); with --insecure-peers, set it when members reach each other through different addresses")
 	fs.StringVar(&o.priorities, "priorities", "", "other members' priorities, id=N,... (missing ids: 1), so a leader knows whom to hand over to")
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8001", "HTTP API listen address (empty = no HTTP)")
 	fs.StringVar(&o.respAddr, "resp", "127.0.0.1:9001", "Redis protocol listen address (empty = no RESP)")
@@ -77,6 +101,9 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.IntVar(&o.maxValue, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
+	fs.StringVar(&o.diskReserve, "disk-reserve", "256MiB", "free space on the data directory's file system below which the leader refuses writes (bytes, or with KiB, MiB, GiB); 0 = off")
+	o.peers.register(fs)
+	o.clientAuth.register(fs)
 	return fs, o
 }
 
@@ -128,6 +155,9 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 	}
 	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
 	cfg.Priority, cfg.MaxValueBytes = o.priority, o.maxValue
+	if cfg.DiskReserveBytes, err = node.ParseBytes(o.diskReserve); err != nil {
+		return cfg, nil, fmt.Errorf("--disk-reserve: %w", err)
+	}
 	cfg.Logger = logger
 	for _, a := range []struct{ flag, addr string }{{"--http", o.httpAddr}, {"--resp", o.respAddr}} {
 		if a.addr == "" {
@@ -137,7 +167,13 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 			return cfg, nil, fmt.Errorf("%s %q: %v", a.flag, a.addr, err)
 		}
 	}
+	if err := o.peers.apply(&cfg, o.respPeers, logger); err != nil {
+		return cfg, nil, err
+	}
 	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	if err := o.peers.check(&cfg); err != nil {
 		return cfg, nil, err
 	}
 	return cfg, logger, nil
@@ -173,6 +209,16 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, logger, err := nodeConfig(o, stderr)
 	if err != nil {
+		return fail(err)
+	}
+	if cfg.PeerTLS == nil {
+		warnInsecurePeers(stderr, logger, o.id)
+	}
+	authn, clientTLS, err := o.clientAuth.load(logger, o.httpAddr)
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.Registerer, err = authRegistry(cfg.ID, authn); err != nil {
 		return fail(err)
 	}
 	peers, err := parsePeers(o.respPeers)
@@ -215,6 +261,10 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	if hln != nil {
 		hcfg := httpapi.DefaultConfig()
 		hcfg.MaxKeyBytes, hcfg.Logger = node.MaxKeyBytes, logger
+		hcfg.Auth, hcfg.OpenMetrics = authn, o.clientAuth.openMetrics
+		if clientTLS != nil {
+			hln = tls.NewListener(hln, httpTLS(clientTLS))
+		}
 		if hs, err = httpapi.NewServer(n, n.Metrics(), hcfg); err != nil {
 			hln.Close()
 			serveErr <- fmt.Errorf("HTTP server: %w", err)
@@ -230,6 +280,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	if rln != nil {
 		rcfg := resp.DefaultConfig()
 		rcfg.Logger, rcfg.PeerRESP, rcfg.Version = logger, peers, version
+		// With --tls-cert the RESP port speaks TLS only (Redis's tls-port
+		// with port 0); with --users or a default password, AUTH first.
+		rcfg.Auth, rcfg.TLS = authn, clientTLS
 		rs = resp.New(n, rcfg)
 		go func() {
 			if err := rs.Serve(rln); err != nil {
@@ -257,30 +310,58 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	code := 0
+	code, reason := 0, ""
 	select {
 	case s := <-sig:
 		logger.Info("stopping", "signal", s.String())
+		reason = "signal " + s.String()
 	case err := <-n.Fatal():
 		logger.Error("fatal node error; stopping", "err", err)
-		code = 1
+		code, reason = 1, "fatal error: "+err.Error()
 	case err := <-serveErr:
 		logger.Error("client server failed; stopping", "err", err)
+		code, reason = 1, err.Error()
+	}
+	// The shutdown is bounded in every state: after a disk failure a
+	// goroutine may be held inside the store for good (the node bounds
+	// its own waits for it; this bounds everything else). A second
+	// signal exits at once.
+	stopped := make(chan error, 1)
+	go func() {
+		if hs != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = hs.Shutdown(ctx)
+			cancel()
+			hs.Close()
+		}
+		if rs != nil {
+			rs.Close()
+		}
+		stopped <- n.Stop()
+	}()
+	timer := time.NewTimer(shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			logger.Error("stopping the node", "err", err)
+			code = 1
+		}
+	case <-timer.C:
+		logger.Error("the shutdown did not finish in time; exiting anyway", "timeout", shutdownTimeout.String())
+		code = 1
+	case s := <-sig:
+		logger.Error("second signal; exiting without finishing the shutdown", "signal", s.String())
 		code = 1
 	}
-	if hs != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = hs.Shutdown(ctx)
-		cancel()
-		hs.Close()
+	if code != 0 {
+		logger.Error("stopped", "exit_code", code, "reason", reason)
+	} else {
+		logger.Info("stopped", "exit_code", code, "reason", reason)
 	}
-	if rs != nil {
-		rs.Close()
-	}
-	if err := n.Stop(); err != nil {
-		logger.Error("stopping the node", "err", err)
-		code = 1
-	}
-	logger.Info("stopped", "exit_code", code)
 	return code
 }
+
+// shutdownTimeout bounds a node's shutdown (HTTP, RESP, the node and its
+// storage) after a signal or a fatal error; the process then exits anyway.
+const shutdownTimeout = 5 * time.Second

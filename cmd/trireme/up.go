@@ -25,6 +25,10 @@ peer port BASE+i, the HTTP port BASE+1000+i and the RESP port BASE+2000+i
 trireme up again on the same --data restarts the same cluster with its data
 (--nodes and --base-port are then taken from cluster.json).
 
+The nodes authenticate each other with mutual TLS: on first run trireme up
+creates a cluster CA and a certificate per node in DATA/certs (as trireme
+certs does) and starts each node with --peer-tls-dir DATA/certs.
+
 With --node ID, it starts only node ID of an existing cluster (from
 DATA/cluster.json) in the foreground, replacing this process with
 "trireme node ..." (to bring back a node you killed while trireme up runs).

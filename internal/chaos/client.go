@@ -124,7 +124,8 @@ func (c *HTTPClient) write(ctx context.Context, method, node, key, value, ack st
 	switch {
 	case code == http.StatusOK:
 		res.Outcome = OK
-	case code == http.StatusBadRequest, code == http.StatusRequestEntityTooLarge, code == http.StatusMisdirectedRequest:
+	case code == http.StatusBadRequest, code == http.StatusRequestEntityTooLarge, code == http.StatusMisdirectedRequest,
+		code == http.StatusInsufficientStorage: // the leader is below its disk reserve: nothing written
 		res.Outcome = Failed
 	case code == http.StatusServiceUnavailable &&
 		(strings.HasPrefix(r.Error, "no leader") || strings.HasPrefix(r.Error, "unavailable (retry)")):
@@ -220,7 +221,7 @@ func respOutcome(err error) Outcome {
 		msg := re.Error()
 		// Nothing was done (the API's promise); anything else, ERR included
 		// (an unexpected server error), may have written.
-		for _, p := range []string{"CLUSTERDOWN", "READONLY", "TRYAGAIN"} {
+		for _, p := range []string{"CLUSTERDOWN", "READONLY", "TRYAGAIN", "ERR insufficient storage"} {
 			if strings.HasPrefix(msg, p) {
 				return Failed
 			}

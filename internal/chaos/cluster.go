@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/cluster"
+	"github.com/trireme-db/trireme/internal/pki"
 )
 
 // NodeAddrs are one node's real listen addresses.
@@ -31,8 +32,8 @@ type ClusterConfig struct {
 	Dir string
 	// Nodes is the number of nodes (ids n1..nN).
 	Nodes int
-	// ClusterID is passed as --cluster-id; required, since every node's
-	// --cluster list differs (peers are reached through the proxies).
+	// ClusterID is the id of the cluster's CA (Dir/certs, peer TLS) and is
+	// also passed as --cluster-id; required.
 	ClusterID string
 	// NodeArgs are extra flags for every node (e.g. --write-timeout 1s).
 	NodeArgs []string
@@ -78,10 +79,20 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if c.Net, err = NewNet(c.IDs, real, cfg.Seed, cfg.Logger); err != nil {
 		return nil, err
 	}
+	// Peer TLS as trireme up runs it; the proxies carry the TLS bytes, and
+	// nodes check member ids, not addresses.
+	certDir := filepath.Join(cfg.Dir, "certs")
+	pc := pki.DefaultConfig()
+	pc.ClusterID = cfg.ClusterID
+	if _, err := pki.Ensure(certDir, c.IDs, pc); err != nil {
+		c.Net.Close()
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
 	args := map[string][]string{}
-	var respPeers []string
+	var respPeers, httpPeers []string
 	for _, id := range c.IDs {
 		respPeers = append(respPeers, id+"="+c.Addrs[id].RESP)
+		httpPeers = append(httpPeers, id+"="+c.Addrs[id].HTTP)
 	}
 	for _, id := range c.IDs {
 		var members []string
@@ -95,7 +106,8 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		a := c.Addrs[id]
 		args[id] = append([]string{"node", "--id", id, "--data", filepath.Join(cfg.Dir, "data", id),
 			"--cluster", strings.Join(members, ","), "--cluster-id", cfg.ClusterID,
-			"--http", a.HTTP, "--resp", a.RESP, "--resp-peers", strings.Join(respPeers, ",")},
+			"--http", a.HTTP, "--resp", a.RESP, "--resp-peers", strings.Join(respPeers, ","),
+			"--http-peers", strings.Join(httpPeers, ","), "--peer-tls-dir", certDir},
 			cfg.NodeArgs...)
 	}
 	if c.Procs, err = NewProcs(cfg.Binary, args, filepath.Join(cfg.Dir, "logs")); err != nil {

@@ -1,15 +1,17 @@
 // Package cluster supervises a local Trireme cluster of node processes: it
 // lays out the cluster (ids, peer, HTTP and RESP addresses on loopback) in
-// DATA/cluster.json, starts each node as a `trireme node` process, and can
-// stop (SIGTERM), kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT) and
-// restart them, and wait for a leader. `trireme up`, the system tests and
-// the fault-injection harness use it.
+// DATA/cluster.json, creates the cluster's CA and node certificates in
+// DATA/certs, starts each node as a `trireme node` process with peer mutual
+// TLS, and can stop (SIGTERM), kill (SIGKILL), pause (SIGSTOP), resume
+// (SIGCONT) and restart them, and wait for a leader. `trireme up`, the system
+// tests and the benchmark use it.
 //
 // It promises: the same data directory always gives the same cluster (ids,
-// addresses, per-node data directories), so a restart resumes with its data;
-// cluster.json is written atomically; every process it starts is stopped by
-// StopAll (and killed if the supervisor dies, through the parent-death
-// signal); a node's output goes to DATA/logs/ID.log.
+// addresses, per-node data directories, certificates and cluster id), so a
+// restart resumes with its data; cluster.json is written atomically; nodes
+// authenticate each other unless Config.InsecurePeers; every process it
+// starts is stopped by StopAll (and killed if the supervisor dies, through
+// the parent-death signal); a node's output goes to DATA/logs/ID.log.
 package cluster
 
 import (
@@ -32,6 +34,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/pki"
 )
 
 // Errors.
@@ -44,6 +47,9 @@ var (
 
 // SpecFile is the name of the cluster layout file in the data directory.
 const SpecFile = "cluster.json"
+
+// CertsDir is the default certificate directory, inside the data directory.
+const CertsDir = "certs"
 
 // NodeSpec describes one node of a local cluster.
 type NodeSpec struct {
@@ -173,6 +179,24 @@ func (s Spec) ClusterFlag() string {
 	return strings.Join(parts, ",")
 }
 
+// HTTPPeersFlag is the --http-peers value: "n1=http1,...".
+func (s Spec) HTTPPeersFlag() string {
+	parts := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		parts[i] = n.ID + "=" + n.HTTP
+	}
+	return strings.Join(parts, ",")
+}
+
+// IDs lists the node ids.
+func (s Spec) IDs() []string {
+	ids := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		ids[i] = n.ID
+	}
+	return ids
+}
+
 // RESPPeersFlag is the --resp-peers value: "n1=resp1,...".
 func (s Spec) RESPPeersFlag() string {
 	parts := make([]string, len(s.Nodes))
@@ -265,6 +289,12 @@ type Config struct {
 	Spec Spec
 	// NodeArgs are extra flags for every node (e.g. --heartbeat 50ms).
 	NodeArgs []string
+	// CertDir holds the CA and the nodes' certificates (internal/pki); New
+	// creates what is missing. Empty: DataDir/certs.
+	CertDir string
+	// InsecurePeers runs the nodes without peer TLS (--insecure-peers): any
+	// process that reaches a peer port can act as a member. For tests only.
+	InsecurePeers bool
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL (default 10s).
 	StopTimeout time.Duration
 	// Logger receives process events; nil = discard.
@@ -360,8 +390,19 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	cfg.DataDir = abs
+	if cfg.CertDir == "" {
+		cfg.CertDir = filepath.Join(abs, CertsDir)
+	}
+	if cfg.CertDir, err = filepath.Abs(cfg.CertDir); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if err := cfg.Spec.Save(cfg.DataDir); err != nil {
 		return nil, err
+	}
+	if !cfg.InsecurePeers {
+		if err := ensureCerts(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -401,11 +442,53 @@ func (c *Cluster) LogPath(id string) string {
 // NodeDir is node id's data directory.
 func (c *Cluster) NodeDir(n NodeSpec) string { return filepath.Join(c.cfg.DataDir, n.Dir) }
 
+// CertDir is the certificate directory the nodes use (absolute).
+func (c *Cluster) CertDir() string { return c.cfg.CertDir }
+
 // Args returns the command-line arguments that start node id.
 func (c *Cluster) Args(n NodeSpec) []string {
 	args := []string{"node", "--id", n.ID, "--data", c.NodeDir(n), "--cluster", c.cfg.Spec.ClusterFlag(),
-		"--http", n.HTTP, "--resp", n.RESP, "--resp-peers", c.cfg.Spec.RESPPeersFlag()}
+		"--http", n.HTTP, "--resp", n.RESP, "--http-peers", c.cfg.Spec.HTTPPeersFlag(),
+		"--resp-peers", c.cfg.Spec.RESPPeersFlag()}
+	if c.cfg.InsecurePeers {
+		args = append(args, "--insecure-peers")
+	} else {
+		args = append(args, "--peer-tls-dir", c.cfg.CertDir)
+	}
 	return append(args, c.cfg.NodeArgs...)
+}
+
+// ensureCerts creates the CA and the nodes' certificates that cfg.CertDir
+// lacks. A new CA takes the cluster id the nodes' data directories already
+// recorded, if any (a cluster created before peer TLS keeps its data).
+func ensureCerts(cfg *Config) error {
+	pc := pki.DefaultConfig()
+	for _, n := range cfg.Spec.Nodes {
+		if id := recordedClusterID(filepath.Join(cfg.DataDir, n.Dir)); id != "" && pki.CheckID(id) == nil {
+			pc.ClusterID = id
+			break
+		}
+	}
+	if _, err := pki.Ensure(cfg.CertDir, cfg.Spec.IDs(), pc); err != nil {
+		return fmt.Errorf("cluster: peer certificates: %w", err)
+	}
+	return nil
+}
+
+// recordedClusterID is the cluster id in a node data directory's
+// identity.json (written by internal/node on first start), or "".
+func recordedClusterID(nodeDir string) string {
+	b, err := os.ReadFile(filepath.Join(nodeDir, "identity.json"))
+	if err != nil {
+		return ""
+	}
+	var id struct {
+		ClusterID string `json:"cluster_id"`
+	}
+	if json.Unmarshal(b, &id) != nil {
+		return ""
+	}
+	return id.ClusterID
 }
 
 // StartAll starts every node that is not running.

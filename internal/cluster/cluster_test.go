@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trireme-db/trireme/internal/pki"
 )
 
 // TestMain doubles as a fake node process: with TRIREME_FAKE_NODE=1 the test
@@ -41,7 +43,20 @@ func fakeNode(args []string) int {
 	fs.String("cluster", "", "")
 	fs.String("resp", "", "")
 	fs.String("resp-peers", "", "")
+	fs.String("http-peers", "", "")
+	tlsDir := fs.String("peer-tls-dir", "", "")
+	insecure := fs.Bool("insecure-peers", false, "")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	// Like a real node: certificates that load, or an explicit --insecure-peers.
+	if *tlsDir != "" {
+		if _, err := pki.LoadMember(*tlsDir, *id); err != nil {
+			fmt.Fprintln(os.Stderr, "fake node:", err)
+			return 2
+		}
+	} else if !*insecure {
+		fmt.Fprintln(os.Stderr, "fake node: neither --peer-tls-dir nor --insecure-peers")
 		return 2
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
@@ -310,5 +325,75 @@ func TestNodeProcs(t *testing.T) {
 	cfg.Spec, _ = NewSpec(1, 7001)
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "NodeProcs") {
 		t.Fatalf("Validate with NodeProcs -1: %v", err)
+	}
+}
+
+// New creates the CA and one certificate per node in DATA/certs, keeps them
+// across restarts, and passes them to every node; InsecurePeers creates none.
+func TestPeerCerts(t *testing.T) {
+	c := mustCluster(t, 3)
+	dir := c.CertDir()
+	if dir != filepath.Join(c.DataDir(), CertsDir) {
+		t.Fatalf("CertDir %s", dir)
+	}
+	var clusterID string
+	for _, n := range c.Spec().Nodes {
+		m, err := pki.LoadMember(dir, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clusterID = m.ClusterID
+		if m.KeyMode != 0o600 {
+			t.Fatalf("%s's key has mode %v", n.ID, m.KeyMode)
+		}
+		args := strings.Join(c.Args(n), " ")
+		if !strings.Contains(args, "--peer-tls-dir "+dir) || strings.Contains(args, "--insecure-peers") ||
+			!strings.Contains(args, "--http-peers "+c.Spec().HTTPPeersFlag()) {
+			t.Fatalf("args %s", args)
+		}
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range c.Spec().Nodes {
+		if err := c.WaitReady(ctx, n.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StopAll()
+	// Again on the same directory: the same CA, so the same cluster id.
+	cfg := c.cfg
+	c2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := pki.LoadMember(c2.CertDir(), "n1"); err != nil || m.ClusterID != clusterID {
+		t.Fatalf("after a restart: %v %+v, want cluster id %q", err, m, clusterID)
+	}
+
+	// A cluster whose nodes recorded a cluster id before peer TLS keeps it.
+	old := mustCluster(t, 1, func(cfg *Config) {
+		os.MkdirAll(filepath.Join(cfg.DataDir, "n1"), 0o755)
+		os.WriteFile(filepath.Join(cfg.DataDir, "n1", "identity.json"), []byte(`{"node_id":"n1","cluster_id":"0123abcd"}`), 0o644)
+	})
+	if m, err := pki.LoadMember(old.CertDir(), "n1"); err != nil || m.ClusterID != "0123abcd" {
+		t.Fatalf("recorded cluster id: %v %+v", err, m)
+	}
+
+	insecure := mustCluster(t, 1, func(cfg *Config) { cfg.InsecurePeers = true })
+	if _, err := os.Stat(insecure.CertDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("certificates created with InsecurePeers: %v", err)
+	}
+	if args := strings.Join(insecure.Args(insecure.Spec().Nodes[0]), " "); !strings.Contains(args, "--insecure-peers") ||
+		strings.Contains(args, "--peer-tls-dir") {
+		t.Fatalf("insecure args %s", args)
+	}
+	if err := insecure.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := insecure.WaitReady(ctx, "n1"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -44,6 +44,12 @@ func testConfig(t testing.TB, id string, members []Member, dir string) Config {
 	cfg.Cluster = members
 	cfg.HTTPAddr = "http." + id + ":80"
 	cfg.RESPAddr = "resp." + id + ":6379"
+	cfg.PeerClients = map[string]ClientAddrs{} // as --http-peers and --resp-peers give them
+	for _, m := range members {
+		if m.ID != id {
+			cfg.PeerClients[m.ID] = ClientAddrs{HTTP: "http." + m.ID + ":80", RESP: "resp." + m.ID + ":6379"}
+		}
+	}
 	cfg.Heartbeat = 30 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.WriteTimeout = 3 * time.Second
@@ -53,6 +59,7 @@ func testConfig(t testing.TB, id string, members []Member, dir string) Config {
 	cfg.Store.MemTableBytes = 1 << 20
 	cfg.WAL = wal.DefaultConfig()
 	cfg.WAL.SegmentBytes = 1 << 20
+	cfg.DiskReserveBytes = 0 // the tests must not depend on the machine's free space (disk_test.go tests the reserve)
 	return cfg
 }
 

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
 	"github.com/trireme-db/trireme/internal/transport"
@@ -21,6 +23,11 @@ import (
 
 // ErrConfig is returned (wrapped) for a bad configuration; the message names the flag.
 var ErrConfig = errors.New("node: bad configuration")
+
+// ClientAddrs are a member's client addresses (host:port; either may be empty).
+type ClientAddrs struct {
+	HTTP, RESP string
+}
 
 // Member is one voting member of the cluster.
 type Member struct {
@@ -37,10 +44,21 @@ type Config struct {
 	// Cluster lists every voting member, this node included (--cluster).
 	Cluster []Member
 	// ClusterID, if set, is the cluster's identity (--cluster-id); peers with
-	// another one are refused, and the data directory remembers it. Empty: a
-	// hash of the sorted member list (ClusterID(Cluster)). Set it when nodes
-	// reach each other through different addresses (proxies, NAT).
+	// another one are refused, and the data directory remembers it. Empty:
+	// the id in PeerTLS's CA (random, minted with the CA), else a hash of the
+	// sorted member list (ClusterID(Cluster)), a consistency check only.
+	// With PeerTLS, it must be empty or the CA's.
 	ClusterID string
+	// PeerTLS, if set, authenticates peers with mutual TLS (--peer-tls-dir):
+	// this member's certificate and the cluster CA. Its ID must be ID. Nil:
+	// plaintext peer connections that anyone who reaches the peer port can
+	// join (--insecure-peers; tests).
+	PeerTLS *pki.Member
+	// PeerClients gives other members' client addresses by id (--http-peers,
+	// --resp-peers). A follower names the leader's addresses from here or,
+	// for what is missing, from the leader's authenticated (PeerTLS)
+	// handshake; never from an unauthenticated one.
+	PeerClients map[string]ClientAddrs
 	// HTTPAddr and RESPAddr are this node's client addresses, advertised to peers
 	// so that they can name the leader's endpoints. Either may be empty.
 	HTTPAddr, RESPAddr string
@@ -76,7 +94,23 @@ type Config struct {
 	WAL   wal.Config
 	// Seed seeds the election-timeout randomness; 0 = derived from the clock and ID.
 	Seed int64
+	// DiskReserveBytes is the free space (bytes, on the file system of
+	// DataDir) below which a leader refuses client writes with
+	// api.ErrInsufficientStorage (--disk-reserve); 0 turns the reserve off.
+	// Default 256 MiB: what a node may still have to write with no client
+	// write at all, with a margin: a new WAL segment and its spare (64 MiB
+	// each, preallocated), Pebble flushing its memtables (16 MiB each) and
+	// the compactions that follow, the hard state, the rollback journal.
+	// Followers only warn below it (see diskGuard).
+	DiskReserveBytes int64
+	// DiskCheckInterval is how often free space is measured and the data
+	// directory is checked for removal or a read-only remount (default 1s);
+	// it bounds how long such a fault goes unnoticed on an idle node.
+	DiskCheckInterval time.Duration
 }
+
+// DefaultDiskReserveBytes is Config.DiskReserveBytes's default.
+const DefaultDiskReserveBytes = 256 << 20
 
 // DefaultConfig returns the defaults; ID, DataDir and Cluster must still be set.
 func DefaultConfig() Config {
@@ -87,6 +121,9 @@ func DefaultConfig() Config {
 		Priority:        1,
 		WriteTimeout:    5 * time.Second,
 		MaxValueBytes:   1 << 20,
+
+		DiskReserveBytes:  DefaultDiskReserveBytes,
+		DiskCheckInterval: time.Second,
 	}
 }
 
@@ -125,6 +162,17 @@ func (c *Config) Validate() error {
 	if !ids[c.ID] {
 		return fmt.Errorf("%w: --id %q is not in --cluster (members: %s)", ErrConfig, c.ID, strings.Join(c.memberIDs(), ", "))
 	}
+	if c.PeerTLS != nil && c.PeerTLS.ID != c.ID {
+		return fmt.Errorf("%w: --peer-tls-dir: the certificate is member %q's, not --id %q's", ErrConfig, c.PeerTLS.ID, c.ID)
+	}
+	if c.PeerTLS != nil && c.ClusterID != "" && c.ClusterID != c.PeerTLS.ClusterID {
+		return fmt.Errorf("%w: --cluster-id differs from the cluster id of --peer-tls-dir's CA (leave --cluster-id out)", ErrConfig)
+	}
+	for id := range c.PeerClients {
+		if !ids[id] {
+			return fmt.Errorf("%w: --http-peers/--resp-peers name %q, which is not in --cluster", ErrConfig, id)
+		}
+	}
 	for id := range c.Priorities {
 		if !ids[id] {
 			return fmt.Errorf("%w: Priorities names %q, which is not in --cluster", ErrConfig, id)
@@ -154,7 +202,57 @@ func (c *Config) Validate() error {
 	if c.MaxValueBytes <= 0 || c.MaxValueBytes > maxValueLimit {
 		return fmt.Errorf("%w: --max-value-bytes %d must be in [1, %d]", ErrConfig, c.MaxValueBytes, maxValueLimit)
 	}
+	if c.DiskReserveBytes < 0 {
+		return fmt.Errorf("%w: --disk-reserve %d must be >= 0 (0 turns it off)", ErrConfig, c.DiskReserveBytes)
+	}
+	if c.DiskCheckInterval < 0 || c.DiskCheckInterval > time.Minute {
+		return fmt.Errorf("%w: DiskCheckInterval %v must be in [0, 1m] (0: the default, 1s)", ErrConfig, c.DiskCheckInterval)
+	}
 	return nil
+}
+
+// diskCheckInterval is DiskCheckInterval, or its default.
+func (c *Config) diskCheckInterval() time.Duration {
+	if c.DiskCheckInterval <= 0 {
+		return time.Second
+	}
+	return c.DiskCheckInterval
+}
+
+// ParseBytes parses a size in bytes: a number, optionally followed by a
+// unit, B, KiB, MiB, GiB or TiB (powers of 1024; K, M, G, T, KB, MB, GB and
+// TB are read the same way). "256MiB", "1G", "0".
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("%q: want a number of bytes, e.g. 268435456 or 256MiB", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", s, err)
+	}
+	shift := 0
+	switch strings.ToUpper(strings.TrimSpace(t[i:])) {
+	case "", "B":
+	case "K", "KB", "KIB":
+		shift = 10
+	case "M", "MB", "MIB":
+		shift = 20
+	case "G", "GB", "GIB":
+		shift = 30
+	case "T", "TB", "TIB":
+		shift = 40
+	default:
+		return 0, fmt.Errorf("%q: unknown unit (want B, KiB, MiB, GiB or TiB)", s)
+	}
+	if n > (1<<63-1)>>shift {
+		return 0, fmt.Errorf("%q: too large", s)
+	}
+	return n << shift, nil
 }
 
 func (c *Config) memberIDs() []string {
@@ -186,10 +284,13 @@ func ParseCluster(s string) ([]Member, error) {
 	return out, nil
 }
 
-// clusterID is the configured ClusterID, or the hash of the member list.
+// clusterID is the configured ClusterID, else the CA's, else the hash of the member list.
 func (c *Config) clusterID() string {
-	if c.ClusterID != "" {
+	switch {
+	case c.ClusterID != "":
 		return c.ClusterID
+	case c.PeerTLS != nil:
+		return c.PeerTLS.ClusterID
 	}
 	return ClusterID(c.Cluster)
 }

@@ -22,6 +22,9 @@ const (
 	journalFile  = "rollbacks.jsonl"
 	walDir       = "wal"
 	storeDir     = "store"
+	// diskCheckFile holds 8 bytes the disk guard overwrites in place every
+	// check, to find a file system that no longer takes writes.
+	diskCheckFile = "disk-check"
 )
 
 // identity is DATA/identity.json, written on first start.

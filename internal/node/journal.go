@@ -2,9 +2,11 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -32,12 +34,52 @@ type journal struct {
 	f    *os.File   // guarded by mu
 }
 
-func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+func openJournal(path string, log *slog.Logger) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("node: open rollback journal %s: %w", path, err)
 	}
+	if err := cutTornLine(f, path, log); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &journal{path: path, f: f}, nil
+}
+
+// cutTornLine removes a last record that a failed append left incomplete (a
+// full disk, a crash mid-write): appends are fsynced one after the other, so
+// only the last line can be torn, and a record appended after it would be
+// unreadable. The file is cut after its last newline and fsynced.
+func cutTornLine(f *os.File, path string, log *slog.Logger) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("node: stat rollback journal %s: %w", path, err)
+	}
+	size := st.Size()
+	end := size // the file is whole up to end
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return fmt.Errorf("node: read rollback journal %s: %w", path, err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
+		return nil
+	}
+	log.Warn("cutting a torn last record off the rollback journal", "file", path, "offset", end, "bytes", size-end)
+	if err := f.Truncate(end); err != nil {
+		return fmt.Errorf("node: cut torn record of rollback journal %s at %d: %w", path, end, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("node: fsync rollback journal %s: %w", path, err)
+	}
+	return nil
 }
 
 // append writes ents durably (one write, one fsync). An error is fatal to the node.

@@ -22,6 +22,8 @@ type metrics struct {
 	lingers                                          prometheus.Counter
 	refusedMsgs                                      prometheus.Counter
 	fatal                                            prometheus.Gauge
+	diskFree, diskLow                                prometheus.Gauge
+	diskRefused                                      prometheus.Counter
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
 	// up front (a label lookup hashes the labels under a lock, on every
@@ -114,6 +116,11 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		refusedMsgs: c("peer_messages_refused_total", "Peer messages the protocol core refused as malformed "+
 			"(unknown sender, impossible term or indexes): a member with a bug, or a forged message."),
 		fatal: g("fatal", "1 once the node stopped on a fatal error."),
+		diskFree: g("disk_free_bytes", "Bytes free for the node on the file system of its data directory "+
+			"(checked every second)."),
+		diskLow: g("disk_low", "1 while free space is below --disk-reserve: as leader the node refuses client writes."),
+		diskRefused: c("writes_refused_disk_total", "Client writes this node refused as leader because free "+
+			"disk space was below --disk-reserve."),
 	}
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
@@ -124,7 +131,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	}
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
-		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal} {
+		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
+		m.diskFree, m.diskLow, m.diskRefused} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

@@ -7,9 +7,11 @@
 //
 // It promises: nothing is sent before the state it depends on is durable; a
 // write is acknowledged only as its ack mode allows; a WAL, journal or store
-// error stops the node (see Fatal) and is never retried; a data directory is
-// used by one process at a time, and only by the node and cluster that created
-// it. See DESIGN.md.
+// error stops the node (see Fatal) and is never retried, and so does a data
+// directory that was removed or stopped taking writes (disk.go); below
+// Config.DiskReserveBytes of free space a leader refuses client writes; a
+// data directory is used by one process at a time, and only by the node and
+// cluster that created it. See DESIGN.md.
 package node
 
 import (
@@ -58,6 +60,10 @@ type Node struct {
 	core    *repl.Core // owned by the run goroutine
 	tr      transport.Transport
 	m       *metrics
+	disk    *diskGuard // free space, reserve, removed or read-only data directory
+	// diskFault receives the fault the disk guard found (one, buffered):
+	// the run loop stops on it.
+	diskFault chan error
 
 	msgCh chan repl.Message
 	// Writers append proposals to propQ and, when it was empty, signal
@@ -200,6 +206,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		stopCh:       make(chan struct{}),
 		doneCh:       make(chan struct{}),
 		fatalCh:      make(chan error, 1),
+		diskFault:    make(chan error, 1),
 		applyCh:      make(chan applyJob, 64),
 		applierDone:  make(chan struct{}),
 		applyFailed:  make(chan struct{}),
@@ -229,7 +236,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err = checkIdentity(cfg.DataDir, identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
 		return nil, err
 	}
-	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, journalFile)); err != nil {
+	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, journalFile), n.log); err != nil {
 		return nil, err
 	}
 	if err = syncDir(cfg.DataDir); err != nil { // the journal's directory entry
@@ -259,6 +266,16 @@ func Start(cfg Config) (_ *Node, err error) {
 	if n.m, err = newMetrics(cfg.Registerer, cfg.ID); err != nil {
 		return nil, fmt.Errorf("node: register metrics: %w", err)
 	}
+	n.disk, err = newDiskGuard(cfg.DataDir, guardedDirs(cfg.DataDir, wcfg.FS), cfg.DiskReserveBytes, cfg.diskCheckInterval(),
+		n.log.With("component", "disk"), n.m, func(err error) {
+			select {
+			case n.diskFault <- err:
+			default:
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
 
 	rcfg := n.coreConfig()
 	n.electionTicks = rcfg.ElectionTicks
@@ -286,6 +303,11 @@ func Start(cfg Config) (_ *Node, err error) {
 			}
 		}
 		tc.Listener = cfg.PeerListener
+		tc.TLS = cfg.PeerTLS
+		tc.Clients = make(map[repl.NodeID]transport.PeerInfo, len(cfg.PeerClients))
+		for id, a := range cfg.PeerClients {
+			tc.Clients[repl.NodeID(id)] = transport.PeerInfo{ID: repl.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
+		}
 		tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 2*rcfg.MaxMsgBytes+4*(entry.HeaderSize+MaxKeyBytes+cfg.MaxValueBytes))
 		tc.Logger = n.log.With("component", "transport")
 		tcp, err := transport.NewTCP(tc)
@@ -296,6 +318,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.walLast = n.wal.LastIndex()
 	n.publish(time.Now())
+	n.disk.start()
 	go n.applier()
 	go n.run()
 	if err := n.tr.Start(n); err != nil {
@@ -425,8 +448,11 @@ func (n *Node) closeStorage() error {
 
 func (n *Node) closeStorageOnce() error {
 	var errs []error
+	if n.disk != nil {
+		n.disk.close()
+	}
 	if n.store != nil {
-		errs = append(errs, n.store.Close())
+		errs = append(errs, n.closeStore())
 	}
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
@@ -438,6 +464,32 @@ func (n *Node) closeStorageOnce() error {
 		errs = append(errs, n.lock.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// storeCloseGrace bounds the wait for the store to close after it failed:
+// a write may be held inside Pebble for good, and the applier with it (see
+// store.Close).
+const storeCloseGrace = 2 * time.Second
+
+// closeStore closes the store; after a store failure it waits at most
+// storeCloseGrace and then leaves it (the process is expected to exit).
+func (n *Node) closeStore() error {
+	done := make(chan error, 1)
+	go func() { done <- n.store.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.store.Failed():
+	}
+	t := time.NewTimer(storeCloseGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("node: the store in %s did not close within %v of its failure; left open: %w",
+			filepath.Join(n.cfg.DataDir, storeDir), storeCloseGrace, n.store.Err())
+	}
 }
 
 func (n *Node) setFatal(err error) {
@@ -468,7 +520,7 @@ func (n *Node) run() {
 		// Let the applier finish (it answers every job handed to it)
 		// before the storage can be closed.
 		close(n.applyCh)
-		<-n.applierDone
+		n.waitApplier()
 	}()
 	n.tickBase = time.Now()
 	ticker := time.NewTicker(n.tick)
@@ -496,6 +548,17 @@ func (n *Node) run() {
 			f()
 		case <-n.applyFailed:
 			n.loopErr = n.applyErr
+		case <-n.store.Failed():
+			// A Pebble flush or compaction failed (a full disk, an I/O
+			// error): stop now, not at the next Apply, which may be held
+			// inside Pebble.
+			if n.loopErr == nil {
+				n.loopErr = fmt.Errorf("node: %w", n.store.Err())
+			}
+		case err := <-n.diskFault:
+			if n.loopErr == nil {
+				n.loopErr = err
+			}
 		case <-n.walDone:
 			n.onPersisted()
 		case <-n.lingerC():
@@ -622,6 +685,30 @@ func (n *Node) completeInflight() {
 		rest := copy(n.inflight, n.inflight[k:])
 		clear(n.inflight[rest:])
 		n.inflight = n.inflight[:rest]
+	}
+}
+
+// applierGrace bounds the wait for the applier once the store has failed:
+// the applier may be held inside Pebble for good (store.Close explains).
+// The jobs it holds are then never answered by it; their writers and
+// readers see the loop's end (doneCh, failAll) like any caller of a
+// stopped node.
+const applierGrace = time.Second
+
+// waitApplier waits for the applier to end; after a store failure, at most
+// applierGrace.
+func (n *Node) waitApplier() {
+	select {
+	case <-n.applierDone:
+		return
+	case <-n.store.Failed():
+	}
+	t := time.NewTimer(applierGrace)
+	defer t.Stop()
+	select {
+	case <-n.applierDone:
+	case <-t.C:
+		n.log.Warn("the applier is held inside the failed store; not waiting for it", "after", applierGrace.String())
 	}
 }
 
@@ -956,6 +1043,9 @@ func (n *Node) processReady() error {
 			case <-n.applyFailed:
 				n.failJob(job)
 				return n.applyErr
+			case <-n.store.Failed(): // the applier may be held inside the store
+				n.failJob(job)
+				return fmt.Errorf("node: %w", n.store.Err())
 			}
 		}
 		// 6. Advance now, or when the WAL says (onPersisted).

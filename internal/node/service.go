@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
@@ -50,6 +51,10 @@ func (n *Node) Status() api.NodeStatus {
 		CommitIndex:  st.Commit,
 		AppliedIndex: st.Applied,
 		Followers:    s.followers,
+
+		DiskFreeBytes:    n.disk.free.Load(),
+		DiskReserveBytes: n.disk.reserve,
+		DiskLow:          n.disk.low.Load(),
 	}
 	if n.stopped() {
 		out.Role = "stopped"
@@ -167,6 +172,13 @@ func (n *Node) PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteO
 	errs := make([]error, len(keys))
 	done := 0
 	if s, _ := n.status(); s.st.Role == repl.RoleLeader && len(keys) > 1 {
+		if err := n.disk.refuse(); err != nil {
+			n.m.diskRefused.Add(float64(len(keys)))
+			for i := range errs {
+				errs[i] = err
+			}
+			return res, errs
+		}
 		done = n.proposeBatch(ctx, keys, values, w, res, errs)
 	}
 	for i := done; i < len(keys); i++ {
@@ -293,6 +305,10 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 		s, _ := n.status()
 		switch {
 		case s.st.Role == repl.RoleLeader:
+			if err := n.disk.refuse(); err != nil {
+				n.m.diskRefused.Inc()
+				return api.WriteResult{}, err // nothing proposed
+			}
 			res, err := n.proposeLocal(ctx, kind, key, value, ack, timeout, deadline)
 			if errors.Is(err, repl.ErrTransferring) && attempt < 20 {
 				// A planned switchover is under way: wait for it, then retry
@@ -728,6 +744,12 @@ func codeErr(resp *transport.ForwardResponse, write bool) error {
 		}
 		return fmt.Errorf("%w: %s", api.ErrStopped, msg)
 	case transport.CodeOther:
+		// The transport has no code for a leader short of disk space (it
+		// belongs to another package's wire format): its message starts
+		// with the error's text.
+		if strings.HasPrefix(resp.Message, api.ErrInsufficientStorage.Error()) {
+			return fmt.Errorf("%w (%s)", api.ErrInsufficientStorage, msg)
+		}
 		return errors.New(msg)
 	}
 	for _, c := range codeOf {

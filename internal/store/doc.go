@@ -37,7 +37,9 @@
 //
 // Close flushes, so after a clean Close DurableIndex equals AppliedIndex. A
 // failed Pebble write or flush is sticky: every later Apply, Flush and Import
-// returns ErrFailed.
+// returns ErrFailed. That includes a flush or compaction that fails in
+// Pebble's background (a full disk, an I/O error): the store fails at once
+// and closes Failed(), and no call waits for Pebble's endless retries.
 //
 // # Key layout
 //

@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Snapshot stream constants. Part of the snapshot format (see the package doc).
@@ -359,15 +357,20 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 		return 0, err
 	}
 	ok, keepDir := false, false
+	abandoned := false // a write into h is held inside Pebble (commit): leave h open
 	defer func() {
-		if !ok {
+		if !ok && !abandoned {
 			h.remove.Store(!keepDir)
 			h.release()
 		}
 	}()
 
 	b := h.db.NewBatch()
-	defer func() { _ = b.Close() }()
+	defer func() {
+		if !abandoned {
+			_ = b.Close()
+		}
+	}()
 	var kbuf, vbuf []byte
 	add := func(k []byte, ver uint64, val []byte) error {
 		kbuf = userKey(kbuf[:0], k)
@@ -382,7 +385,7 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 		if err != nil {
 			return 0, err
 		}
-		if err := h.db.Apply(b, pebble.NoSync); err != nil {
+		if abandoned, err = s.commit(h.db, b); err != nil {
 			return 0, fmt.Errorf("store: import into %s: %w", h.path, err)
 		}
 		b.Reset()
@@ -392,10 +395,10 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 	}
 	_ = b.Set(metaKeyFormat, encodeFormat(), nil)
 	_ = b.Set(metaKeyApplied, encodeApplied(sr.hdr.index, sr.hdr.term), nil)
-	if err := h.db.Apply(b, pebble.NoSync); err != nil {
+	if abandoned, err = s.commit(h.db, b); err != nil {
 		return 0, fmt.Errorf("store: import into %s: %w", h.path, err)
 	}
-	if err := h.db.Flush(); err != nil {
+	if err := s.flushDB(h.db); err != nil {
 		return 0, fmt.Errorf("store: import into %s: flush: %w", h.path, err)
 	}
 	if err := writeCurrent(s.dir, name); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,11 @@ type Config struct {
 	// chunk, used when Export is given chunkBytes <= 0. Must be in
 	// [1, MaxChunkBytes].
 	ExportChunkBytes int
+	// FS is the file system Pebble's files go through; nil is the
+	// operating system's (vfs.Default). Tests wrap it to inject faults (a
+	// full disk, I/O errors). The store's own small files (CURRENT) always
+	// use the operating system.
+	FS vfs.FS
 
 	// drainSeed seeds the choice of drain sizes (pickDrainAt); 0 picks a
 	// random seed. Tests set it so that a seed replays.
@@ -192,6 +198,10 @@ type Store struct {
 	appliedTerm atomic.Uint64
 	durable     atomic.Uint64 // applied index known to be in flushed sstables
 	failed      atomic.Pointer[error]
+	failedCh    chan struct{} // closed with the first failure (Failed)
+	stuck       atomic.Int32  // writes commit stopped waiting for, still inside Pebble
+	closing     atomic.Bool   // Close has flushed and is closing Pebble
+	bgErrors    atomic.Int64  // Pebble background errors reported (BackgroundErrors)
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -202,7 +212,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
-	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, active: newBufTable(), drainChunk: defaultDrainChunk}
+	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, active: newBufTable(), drainChunk: defaultDrainChunk,
+		failedCh: make(chan struct{})}
 	seed := cfg.drainSeed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -259,7 +270,14 @@ func Open(dir string, cfg Config) (*Store, error) {
 
 // pebbleFS returns the store's Pebble file system (a pacedFS), creating it on first use.
 func (s *Store) pebbleFS() *pacedFS {
-	s.pfsOnce.Do(func() { s.pfs = newPacedFS(vfs.Default, s.cfg.BackgroundPace) })
+	s.pfsOnce.Do(func() {
+		fs := s.cfg.FS
+		if fs == nil {
+			fs = vfs.Default
+		}
+		s.pfs = newPacedFS(fs, s.cfg.BackgroundPace)
+		s.pfs.failed = s.failure
+	})
 	return s.pfs
 }
 
@@ -269,7 +287,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		DisableWAL:         true, // the Trireme WAL is the only log
 		MemTableSize:       uint64(s.cfg.MemTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{s.log},
+		Logger:             pebbleLogger{s},
 		FS:                 s.pebbleFS(),
 	}
 	opts.EventListener = &pebble.EventListener{
@@ -277,6 +295,16 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		// pausing those now would only lengthen the stall.
 		WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.pebbleFS().stalled.Store(true) },
 		WriteStallEnd:   func() { s.pebbleFS().stalled.Store(false) },
+		// A flush or compaction that failed (a full disk, an I/O error, a
+		// vanished or read-only directory). Pebble retries at once and
+		// forever, and holds writes once two memtables wait: the store
+		// fails instead (see backgroundError).
+		BackgroundError: s.backgroundError,
+		// Pebble found a file damaged or missing (a directory removed
+		// under it, an I/O error on read). Its default is Fatalf.
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			_ = s.fail("pebble found data corruption in "+s.dir, fmt.Errorf("%s", info))
+		},
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
 	return opts
@@ -312,7 +340,7 @@ func (s *Store) createDB(name string) (*handle, error) {
 	err = h.db.Apply(b, pebble.NoSync)
 	_ = b.Close()
 	if err == nil {
-		err = h.db.Flush()
+		err = s.flushDB(h.db)
 	}
 	if err != nil {
 		h.release()
@@ -366,18 +394,58 @@ func (s *Store) acquire() (*handle, error) {
 
 func (s *Store) failure() error {
 	if p := s.failed.Load(); p != nil {
+		<-s.failedCh // closed right after the failure is recorded (fail)
 		return *p
 	}
 	return nil
 }
 
-// fail records a sticky failure and returns it.
+// fail records a sticky failure and returns it. The first one is logged and
+// closes Failed.
 func (s *Store) fail(op string, err error) error {
 	err = fmt.Errorf("%w: %s: %w", ErrFailed, op, err)
-	s.failed.CompareAndSwap(nil, &err)
-	s.log.Error("store: failed", "op", op, "err", err)
-	return *s.failed.Load()
+	if s.failed.CompareAndSwap(nil, &err) {
+		close(s.failedCh)
+		s.log.Error("store: failed", "op", op, "dir", s.dir, "err", err)
+	}
+	return s.failure()
 }
+
+// Failed returns a channel that is closed when the store fails: a Pebble
+// write, flush or background error (Err says which). From then on every
+// Apply, Flush and Import returns ErrFailed, and a goroutine may be stuck
+// inside Pebble for good: the owner should stop, and close the store only
+// with a bound on the wait (see Close).
+func (s *Store) Failed() <-chan struct{} { return s.failedCh }
+
+// Err returns the store's sticky failure, or nil.
+func (s *Store) Err() error { return s.failure() }
+
+// backgroundError is Pebble's EventListener.BackgroundError: a flush or a
+// compaction failed (or another background task: table statistics, disk
+// usage). Pebble would retry the flush at once, forever (a core spinning on
+// a full disk, logging each attempt), and once two memtables wait for it,
+// it holds every write, Apply included, for good. None of these errors can
+// be retried safely by waiting (a full disk, an I/O error, a directory
+// removed or read-only), so the first one fails the store; later ones are
+// counted and logged at debug level only.
+func (s *Store) backgroundError(err error) {
+	s.bgErrors.Add(1)
+	if s.closing.Load() {
+		// A compaction cut short by Close (the flush before it succeeded,
+		// or Close reports its error): nothing is lost.
+		s.log.Warn("store: pebble background error while closing", "dir", s.dir, "err", err)
+		return
+	}
+	if s.failure() != nil {
+		s.log.Debug("store: pebble background error after the store failed", "dir", s.dir, "err", err)
+		return
+	}
+	_ = s.fail("pebble background work (flush or compaction) in "+s.dir, err)
+}
+
+// BackgroundErrors counts the errors Pebble's background work reported.
+func (s *Store) BackgroundErrors() int64 { return s.bgErrors.Load() }
 
 // Apply applies committed entries in one Pebble batch, with the new applied
 // index and key count. Entries at or below the applied index are skipped; the
@@ -472,7 +540,12 @@ func batchBytes(ents []entry.Entry) int64 {
 func (s *Store) applyDirect(ents []entry.Entry) error {
 	db := s.h.db
 	b := db.NewBatch()
-	defer b.Close()
+	abandoned := false // b still belongs to Pebble (commit)
+	defer func() {
+		if !abandoned {
+			_ = b.Close()
+		}
+	}()
 	var kbuf, vbuf []byte
 	for i := range ents {
 		e := &ents[i]
@@ -492,7 +565,8 @@ func (s *Store) applyDirect(ents []entry.Entry) error {
 	}
 	last := &ents[len(ents)-1]
 	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
-	if err := db.Apply(b, pebble.NoSync); err != nil {
+	var err error
+	if abandoned, err = s.commit(db, b); err != nil {
 		s.ctr.drop() // the dirty keys no longer describe the database
 		s.ctr.gen++
 		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
@@ -501,6 +575,36 @@ func (s *Store) applyDirect(ents []entry.Entry) error {
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
 	return nil
+}
+
+// commit applies b to db and waits for it, or for the store to fail. A
+// write can be held inside Pebble for good: once two memtables wait for a
+// flush, Pebble stalls every write until the flush succeeds, and it retries a
+// failed flush forever (a full disk). So after a failure (Failed) commit stops
+// waiting and returns the failure with abandoned set: b then still belongs to
+// Pebble, and the caller must neither close nor reuse it. The write goes on
+// in its own goroutine, counted in s.stuck, which keeps Close from closing
+// the database under it.
+func (s *Store) commit(db *pebble.DB, b *pebble.Batch) (abandoned bool, err error) {
+	done := make(chan error, 1)
+	go func() { done <- db.Apply(b, pebble.NoSync) }()
+	select {
+	case err := <-done:
+		return false, err
+	case <-s.failedCh:
+	}
+	select {
+	case err := <-done:
+		return false, err
+	default:
+	}
+	s.stuck.Add(1)
+	go func() {
+		<-done
+		s.stuck.Add(-1)
+	}()
+	s.log.Warn("store: a write is held inside Pebble after the failure; not waiting for it", "dir", s.dir)
+	return true, s.failure()
 }
 
 func exists(r pebble.Reader, k []byte) (bool, error) {
@@ -587,11 +691,30 @@ func (s *Store) flushLocked() error {
 	// at full speed: the caller waits for it.
 	release := s.pebbleFS().holdPacing()
 	defer release()
-	if err := h.db.Flush(); err != nil {
+	if err := s.flushDB(h.db); err != nil {
 		return s.fail(fmt.Sprintf("flush at index %d", index), err)
 	}
 	s.raiseDurable(index)
 	return nil
+}
+
+// flushDB flushes db's memtables and waits for the flush, or for the store
+// to fail: a flush that fails is retried by Pebble forever, and DB.Flush
+// would wait for it forever.
+func (s *Store) flushDB(db *pebble.DB) error {
+	if err := s.failure(); err != nil {
+		return err
+	}
+	done, err := db.AsyncFlush()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return s.failure() // a background error may have come first
+	case <-s.failedCh:
+		return s.failure()
+	}
 }
 
 func (s *Store) raiseDurable(index uint64) {
@@ -611,6 +734,10 @@ func (s *Store) DurableIndex() uint64 { return s.durable.Load() }
 // Close flushes the store (unless it has failed) and closes it. Views still
 // open keep the underlying database open until they are closed. Close is
 // idempotent.
+//
+// After a failure (Failed), a write may be held inside Pebble for good (see
+// commit): then Close leaves the Pebble database open (closing it would wait
+// for that write) and returns an error saying so; the process should exit.
 func (s *Store) Close() error {
 	return s.close(true)
 }
@@ -643,6 +770,11 @@ func (s *Store) close(flush bool) error {
 	s.mu.Unlock()
 	s.ctr.drop()
 	s.ctr.gen++
+	if s.stuck.Load() > 0 {
+		// DB.Close would wait for the write held inside Pebble (commit).
+		return fmt.Errorf("store: %s left open: a write is still held inside Pebble after the failure (%w)", h.path, s.failure())
+	}
+	s.closing.Store(true)
 	h.release()
 	return err
 }
@@ -736,20 +868,29 @@ func removeStrays(dir, keep string, log *slog.Logger) error {
 	return nil
 }
 
-// pebbleLogger sends Pebble's log lines to slog.
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger sends Pebble's log lines to the store's slog logger.
+type pebbleLogger struct{ s *Store }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+	p.s.log.Debug("pebble: " + fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+	p.s.log.Error("pebble: " + fmt.Sprintf(format, args...))
 }
 
-// Fatalf is called by Pebble on a broken invariant; it must not return.
+// Fatalf is called by Pebble on an error it cannot undo, and it must not
+// return. Besides broken invariants, that includes a failed write of the
+// MANIFEST (a full disk, an I/O error, a read-only file system). A panic
+// would crash the process with a stack trace in place of the message that
+// names the file, so the store fails instead (the owner stops and exits with
+// that message; the stack is logged) and the calling goroutine waits
+// forever: it may hold Pebble's locks, so it counts as a write stuck inside
+// Pebble, and Close leaves the database open.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := "pebble: fatal: " + fmt.Sprintf(format, args...)
-	p.l.Error(msg)
-	panic(msg)
+	p.s.log.Error(msg, "dir", p.s.dir, "stack", string(debug.Stack()))
+	p.s.stuck.Add(1)
+	_ = p.s.fail("pebble stopped on an error it cannot undo in "+p.s.dir, errors.New(msg))
+	select {}
 }

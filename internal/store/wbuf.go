@@ -223,7 +223,12 @@ func (s *Store) trackLocked(t *bufTable) {
 func (s *Store) drain(h *handle, t *bufTable, stopAfter int) error {
 	db := h.db
 	b := db.NewBatch()
-	defer func() { _ = b.Close() }()
+	abandoned := false // b still belongs to Pebble (commit)
+	defer func() {
+		if !abandoned {
+			_ = b.Close()
+		}
+	}()
 	var kbuf, vbuf []byte
 	target := encodeApplied(t.last, t.term)
 	chunk := s.drainChunk
@@ -241,7 +246,8 @@ func (s *Store) drain(h *handle, t *bufTable, stopAfter int) error {
 			_ = b.Set(kbuf, vbuf, nil) // Set copies
 		}
 		if n++; n%chunk == 0 && n < len(t.m) {
-			if err := db.Apply(b, pebble.NoSync); err != nil {
+			var err error
+			if abandoned, err = s.commit(db, b); err != nil {
 				return s.fail(fmt.Sprintf("apply through index %d (part of a drain)", t.last), err)
 			}
 			b.Reset()
@@ -255,7 +261,8 @@ func (s *Store) drain(h *handle, t *bufTable, stopAfter int) error {
 	if split {
 		_ = b.Delete(metaKeyDrain, nil)
 	}
-	if err := db.Apply(b, pebble.NoSync); err != nil {
+	var err error
+	if abandoned, err = s.commit(db, b); err != nil {
 		return s.fail(fmt.Sprintf("apply through index %d", t.last), err)
 	}
 	return nil

@@ -40,7 +40,17 @@ type pacedFS struct {
 	stalled atomic.Bool         // Pebble stalls writes: do not pause
 	quietTo atomic.Int64        // do not pause before this time (Unix nanoseconds; quiet)
 	pause   func(time.Duration) // time.Sleep; tests record the pauses instead
+	// failed, if set, returns the store's failure. After one, Pebble's
+	// file creations first wait failedBackoff: Pebble retries a failed
+	// flush at once and forever (on a full disk, a core spinning for as
+	// long as the process lives, and in a test binary for the rest of the
+	// run, since a store with a write stuck inside it cannot close).
+	failed func() error
 }
+
+// failedBackoff is how long a file creation waits after the store failed
+// (Close waits for the flush that waits here).
+const failedBackoff = 250 * time.Millisecond
 
 // Pacing limits (pacedFile.Write).
 const (
@@ -63,7 +73,15 @@ func newPacedFS(fs vfs.FS, pace float64) *pacedFS {
 	return &pacedFS{FS: fs, pace: pace, pause: time.Sleep}
 }
 
+// backoff waits failedBackoff once the store has failed.
+func (fs *pacedFS) backoff() {
+	if fs.failed != nil && fs.failed() != nil {
+		time.Sleep(failedBackoff)
+	}
+}
+
 func (fs *pacedFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	fs.backoff()
 	f, err := fs.FS.Create(name, category)
 	if err != nil {
 		return nil, err
@@ -72,6 +90,7 @@ func (fs *pacedFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File
 }
 
 func (fs *pacedFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	fs.backoff()
 	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
 	if err != nil {
 		return nil, err

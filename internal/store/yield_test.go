@@ -165,7 +165,10 @@ func TestPacingHoldsOff(t *testing.T) {
 	fs.pause = func(time.Duration) {}
 	// Flush writes an sstable; its writes see the hold.
 	orig := yield
-	defer func() { yield = orig }()
+	defer func() {
+		s.Close() // first: its flushes and compactions call yield
+		yield = orig
+	}()
 	yield = func() {
 		if fs.hold.Load() > 0 {
 			sawHeld = true

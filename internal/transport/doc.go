@@ -1,12 +1,23 @@
 // Package transport owns peer messaging between Trireme nodes: the binary frame
 // format, a TCP transport (one outbound connection per peer, bounded lossy
-// queues, reconnect with backoff, an authenticated-by-membership handshake) and
-// an in-memory transport for tests that can cut links.
+// queues, reconnect with backoff, mutual TLS 1.3 with member certificates from
+// internal/pki) and an in-memory transport for tests that can cut links.
 //
 // It promises: Send never blocks (a full queue drops, like a lossy network; the
-// protocol retries); a frame from a peer is delivered only after a handshake
-// naming a known node id of the same cluster, and only if its From matches that
-// id; the decoder never panics on bad bytes and refuses frames over the limit.
+// protocol retries). With TLS (TCPConfig.TLS), a connection is accepted only
+// from a certificate that chains to the cluster CA and names a current member
+// id, and a dialed peer must show the certificate of the member dialed; the
+// connection then speaks for that member only: its handshake must name it,
+// every message's From must be it (others are dropped and counted, Forged),
+// and forwarded client operations are attributed to it. Without TLS
+// (plaintext, for tests) the handshake's node id is taken on trust. Either
+// way: frames read before the handshake completes are at most
+// MaxHandshakeBytes; a frame's buffer is allocated at most 1 MiB ahead of the
+// bytes that arrived, never to the size a length field claims; a refusal sent to the peer names nothing of this
+// node or cluster; client endpoints come from configuration or from an
+// authenticated handshake (Peer); each member has at most one inbound
+// connection (a new one replaces the old); the decoder never panics on bad
+// bytes and refuses frames over the limit. See DESIGN.md.
 //
 // # Frame format
 //
@@ -20,13 +31,19 @@
 // Strings are str16: a uint16 length then the bytes. Byte strings are bytes32: a
 // uint32 length then the bytes.
 //
-// Handshake (type 1), sent first by each side (dialer first, acceptor replies):
+// With TLS, the frames below are the TLS connection's application data, after
+// the TLS handshake.
+//
+// Handshake (type 1), sent first by each side (dialer first, acceptor replies);
+// its length field is at most MaxHandshakeBytes (4096):
 //
 //	4   magic 0x31495254 ("TRI1")
 //	1   protocol version (1)
 //	str16 cluster id, str16 node id, str16 HTTP address, str16 RESP address
 //
-// Handshake reject (type 2), sent by the acceptor before closing: str16 reason.
+// Handshake reject (type 2), sent by the acceptor before closing: str16 reason
+// (one of "expected a handshake frame", "cluster mismatch", "not a member",
+// "identity mismatch"); at most MaxHandshakeBytes.
 //
 // Message (type 3), one repl.Message:
 //

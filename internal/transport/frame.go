@@ -49,7 +49,18 @@ const (
 	ProtocolVersion = 1
 	// DefaultMaxFrameBytes is the default limit on a frame's length field.
 	DefaultMaxFrameBytes = 16 << 20
+	// MaxHandshakeBytes limits the length field of the frames read before a
+	// connection is authenticated (a handshake or a reject): a stranger
+	// cannot make a node hold more than this for it.
+	MaxHandshakeBytes = 4 << 10
 )
+
+// frameChunk is the most ReadFrame allocates ahead of the bytes that
+// arrived: a larger frame's buffer grows (doubling) as its body is read, so a
+// length field alone never costs the memory it claims. 1 MiB holds a full
+// MsgApp batch (repl.Config.MaxMsgBytes) in one allocation; frames before a
+// handshake are limited to MaxHandshakeBytes anyway.
+const frameChunk = 1 << 20
 
 // Errors returned (wrapped) by the codec.
 var (
@@ -223,7 +234,9 @@ func AppendForwardResponse(dst []byte, r *ForwardResponse) []byte {
 
 // ReadFrame reads one frame from r into a fresh buffer and decodes it. Decoded
 // byte fields alias that buffer (which is never reused). io.EOF is returned
-// only when r ends cleanly before the first byte of a frame.
+// only when r ends cleanly before the first byte of a frame. The buffer grows
+// as the body arrives: at most frameChunk bytes are allocated ahead of the
+// bytes read.
 func ReadFrame(r io.Reader, maxBytes int) (Frame, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -236,13 +249,21 @@ func ReadFrame(r io.Reader, maxBytes int) (Frame, error) {
 	if maxBytes > 0 && uint64(n) > uint64(maxBytes) {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxBytes)
 	}
-	buf := make([]byte, 4+int(n))
+	total := 4 + int(n)
+	buf := make([]byte, 4, min(total, 4+frameChunk))
 	copy(buf, hdr[:])
-	if _, err := io.ReadFull(r, buf[4:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	for len(buf) < total {
+		next := min(total, max(cap(buf), 2*len(buf)))
+		if next > cap(buf) {
+			buf = append(make([]byte, 0, next), buf...)
 		}
-		return Frame{}, err
+		if _, err := io.ReadFull(r, buf[len(buf):next]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
+		}
+		buf = buf[:next]
 	}
 	return DecodeFrame(buf, maxBytes)
 }

@@ -2,7 +2,9 @@ package transport
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
 	"reflect"
 	"testing"
 
@@ -132,6 +134,43 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fr, fr2) {
 			t.Fatalf("re-encode changed the frame:\n%+v\n%+v", fr, fr2)
+		}
+	})
+}
+
+// FuzzReadFrame: reading a frame from a stream (whose buffer grows as the
+// bytes arrive) gives what decoding the same bytes at once gives, and a
+// length field alone (up to 16 MiB) is refused or waits for its bytes.
+func FuzzReadFrame(f *testing.F) {
+	for _, fr := range sampleFrames() {
+		f.Add(appendFrame(nil, &fr), uint32(DefaultMaxFrameBytes))
+	}
+	f.Add([]byte{0, 0, 0, 1, byte(FrameMessage)}, uint32(DefaultMaxFrameBytes)) // a 16 MiB claim, no body
+	f.Add([]byte{0, 0, 0, 1, byte(FrameHandshake)}, uint32(MaxHandshakeBytes))
+	f.Fuzz(func(t *testing.T, b []byte, limit uint32) {
+		limit = max(limit%(DefaultMaxFrameBytes+1), 1024)
+		got, err := ReadFrame(bytes.NewReader(b), int(limit))
+		if len(b) < 4 {
+			if err == nil {
+				t.Fatal("a frame from fewer than 4 bytes")
+			}
+			return
+		}
+		n := uint64(binary.LittleEndian.Uint32(b))
+		switch {
+		case n == 0 || n > uint64(limit):
+			if err == nil {
+				t.Fatalf("length %d (limit %d) accepted", n, limit)
+			}
+		case uint64(len(b)) < 4+n:
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("short frame: %v, want io.ErrUnexpectedEOF", err)
+			}
+		default:
+			want, werr := DecodeFrame(b[:4+n], int(limit))
+			if (err == nil) != (werr == nil) || err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("ReadFrame %+v, %v; DecodeFrame %+v, %v", got, err, want, werr)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -23,6 +25,19 @@ type TCPConfig struct {
 	Self PeerInfo
 	// Peers maps every other member's id to its peer address (host:port).
 	Peers map[repl.NodeID]string
+	// TLS, if set, runs every peer connection over mutual TLS 1.3 with this
+	// member's certificate: a connection is accepted only from a certificate
+	// that chains to TLS.Roots and names a member of Peers, and it then
+	// speaks for that member only. TLS.ID must be Self.ID. Nil: plaintext,
+	// and any process that reaches the peer port can claim to be any member
+	// (for tests; Start logs a warning).
+	TLS *pki.Member
+	// Clients gives other members' client endpoints (HTTP, RESP) from
+	// configuration; Peer returns these. For a member or an address missing
+	// here, Peer returns what the member's handshake advertised, but only
+	// over an authenticated (TLS) connection: an unauthenticated handshake
+	// could name anyone's addresses.
+	Clients map[repl.NodeID]PeerInfo
 	// ListenAddr is this node's peer address; ignored when Listener is set.
 	ListenAddr string
 	// Listener, if set, is used instead of listening on ListenAddr.
@@ -70,6 +85,10 @@ func (c *TCPConfig) Validate() error {
 		return errors.New("transport: TCPConfig.DialTimeout and WriteTimeout must be > 0")
 	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
 		return errors.New("transport: TCPConfig.BackoffMin must be > 0 and <= BackoffMax")
+	case c.TLS != nil && c.TLS.ID != string(c.Self.ID):
+		return fmt.Errorf("transport: TCPConfig.TLS is the certificate of %q, not of this node %q", c.TLS.ID, c.Self.ID)
+	case c.TLS != nil && (c.TLS.Roots == nil || c.TLS.Cert.Leaf == nil):
+		return errors.New("transport: TCPConfig.TLS needs Roots and a certificate with its Leaf")
 	}
 	if _, ok := c.Peers[c.Self.ID]; ok {
 		return fmt.Errorf("transport: TCPConfig.Peers contains this node %q", c.Self.ID)
@@ -79,18 +98,24 @@ func (c *TCPConfig) Validate() error {
 
 // TCP is the TCP transport.
 type TCP struct {
-	cfg     TCPConfig
-	log     *slog.Logger
-	ln      net.Listener
-	handler Handler
-	peers   map[repl.NodeID]*tcpPeer
-	closed  chan struct{}
-	wg      sync.WaitGroup
-	dropped atomic.Uint64
+	cfg       TCPConfig
+	log       *slog.Logger
+	ln        net.Listener
+	handler   Handler
+	peers     map[repl.NodeID]*tcpPeer
+	serverTLS *tls.Config // nil: plaintext
+	closed    chan struct{}
+	wg        sync.WaitGroup
+	dropped   atomic.Uint64
+	forged    atomic.Uint64 // messages refused: From is not the connection's peer, or To is not us
+	refused   atomic.Uint64 // inbound connections refused at the handshake
+
+	refusedWarn, forgedWarn warnLimiter
 
 	mu      sync.Mutex
-	info    map[repl.NodeID]PeerInfo // guarded by mu
+	info    map[repl.NodeID]PeerInfo // from authenticated handshakes; guarded by mu
 	conns   map[net.Conn]struct{}    // open connections, guarded by mu
+	inbound map[repl.NodeID]net.Conn // the one accepted connection per peer; guarded by mu
 	isClose bool                     // guarded by mu
 }
 
@@ -103,6 +128,7 @@ type tcpPeer struct {
 	t      *TCP
 	id     repl.NodeID
 	addr   string
+	tls    *tls.Config // nil: plaintext
 	queue  chan outItem
 	nextID atomic.Uint64
 	up     atomic.Bool // a connection is established
@@ -117,20 +143,29 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		return nil, err
 	}
 	t := &TCP{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		peers:  make(map[repl.NodeID]*tcpPeer, len(cfg.Peers)),
-		closed: make(chan struct{}),
-		info:   make(map[repl.NodeID]PeerInfo),
-		conns:  make(map[net.Conn]struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		peers:   make(map[repl.NodeID]*tcpPeer, len(cfg.Peers)),
+		closed:  make(chan struct{}),
+		info:    make(map[repl.NodeID]PeerInfo),
+		conns:   make(map[net.Conn]struct{}),
+		inbound: make(map[repl.NodeID]net.Conn),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
-	t.info[cfg.Self.ID] = cfg.Self
+	t.refusedWarn = warnLimiter{log: t.log, every: time.Second}
+	t.forgedWarn = warnLimiter{log: t.log, every: time.Second}
 	for id, addr := range cfg.Peers {
-		t.peers[id] = &tcpPeer{t: t, id: id, addr: addr, queue: make(chan outItem, cfg.QueueLen),
+		p := &tcpPeer{t: t, id: id, addr: addr, queue: make(chan outItem, cfg.QueueLen),
 			pending: make(map[uint64]chan *ForwardResponse)}
+		if cfg.TLS != nil {
+			p.tls = t.newClientTLS(id)
+		}
+		t.peers[id] = p
+	}
+	if cfg.TLS != nil {
+		t.serverTLS = t.newServerTLS()
 	}
 	t.ln = cfg.Listener
 	if t.ln == nil {
@@ -146,11 +181,24 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 // Addr is the address the transport listens on.
 func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 
-// Dropped is the number of messages dropped because a queue was full.
+// Dropped is the number of messages dropped because a queue was full or the
+// peer was not connected.
 func (t *TCP) Dropped() uint64 { return t.dropped.Load() }
+
+// Forged is the number of messages refused because their From was not the
+// connection's (authenticated) peer or their To was not this node.
+func (t *TCP) Forged() uint64 { return t.forged.Load() }
+
+// Refused is the number of inbound connections refused at the TLS or the
+// Trireme handshake.
+func (t *TCP) Refused() uint64 { return t.refused.Load() }
 
 // Start implements Transport.
 func (t *TCP) Start(h Handler) error {
+	if t.cfg.TLS == nil {
+		t.log.Warn("peer connections are plaintext and unauthenticated: any process that reaches the peer port can act as a member",
+			"addr", t.ln.Addr().String())
+	}
 	t.handler = h
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -216,12 +264,27 @@ func (t *TCP) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) 
 	}
 }
 
-// Peer implements Transport.
+// Peer implements Transport: id's client endpoints from TCPConfig.Clients,
+// else from its handshake on an authenticated connection.
 func (t *TCP) Peer(id repl.NodeID) (PeerInfo, bool) {
+	if id == t.cfg.Self.ID {
+		return t.cfg.Self, true
+	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	pi, ok := t.info[id]
-	return pi, ok
+	pi, learned := t.info[id]
+	t.mu.Unlock()
+	conf, configured := t.cfg.Clients[id]
+	if !learned && !configured {
+		return PeerInfo{}, false
+	}
+	pi.ID = id
+	if conf.HTTPAddr != "" {
+		pi.HTTPAddr = conf.HTTPAddr
+	}
+	if conf.RESPAddr != "" {
+		pi.RESPAddr = conf.RESPAddr
+	}
+	return pi, true
 }
 
 // Close implements Transport.
@@ -260,27 +323,57 @@ func (t *TCP) untrack(c net.Conn) {
 	c.Close()
 }
 
+// setInbound makes c (the TCP connection, which closes at once, unlike a TLS
+// one) the one inbound connection of peer id, closing the one it replaces: a
+// peer dials anew only once its previous connection is gone from its side,
+// and a member cannot pile up connections (and frame buffers).
+func (t *TCP) setInbound(id repl.NodeID, c net.Conn) {
+	t.mu.Lock()
+	old := t.inbound[id]
+	t.inbound[id] = c
+	t.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+}
+
+func (t *TCP) clearInbound(id repl.NodeID, c net.Conn) {
+	t.mu.Lock()
+	if t.inbound[id] == c {
+		delete(t.inbound, id)
+	}
+	t.mu.Unlock()
+}
+
 func (t *TCP) selfHandshake() []byte {
 	return AppendHandshake(nil, &Handshake{ClusterID: t.cfg.ClusterID, NodeID: t.cfg.Self.ID,
 		HTTPAddr: t.cfg.Self.HTTPAddr, RESPAddr: t.cfg.Self.RESPAddr})
 }
 
-// checkHandshake validates a peer's handshake; expect is the id we dialed ("" when accepting).
-func (t *TCP) checkHandshake(h *Handshake, expect repl.NodeID) error {
+// checkHandshake validates a peer's handshake. want is the id the peer must
+// have: the one we dialed, or the one its certificate names ("" when
+// accepting without TLS). It returns the reason to send the peer, which names
+// nothing of this node or cluster, and an error for the local log.
+func (t *TCP) checkHandshake(h *Handshake, want repl.NodeID) (string, error) {
 	if h.ClusterID != t.cfg.ClusterID {
-		return fmt.Errorf("%w: node %q is in cluster %q, this node %q is in cluster %q (check --cluster on both)",
-			ErrHandshake, h.NodeID, h.ClusterID, t.cfg.Self.ID, t.cfg.ClusterID)
+		return "cluster mismatch", fmt.Errorf("%w: node %q names another cluster (check --cluster-id, --peer-tls-dir or --cluster on both)",
+			ErrHandshake, h.NodeID)
 	}
 	if _, ok := t.peers[h.NodeID]; !ok {
-		return fmt.Errorf("%w: node id %q is not a member of this cluster (check --cluster)", ErrHandshake, h.NodeID)
+		return "not a member", fmt.Errorf("%w: node id %q is not a member of this cluster (check --cluster)", ErrHandshake, h.NodeID)
 	}
-	if expect != "" && h.NodeID != expect {
-		return fmt.Errorf("%w: dialed %q but %q answered (check --cluster addresses)", ErrHandshake, expect, h.NodeID)
+	if want != "" && h.NodeID != want {
+		return "identity mismatch", fmt.Errorf("%w: expected %q but the handshake names %q (check --cluster addresses)",
+			ErrHandshake, want, h.NodeID)
 	}
-	return nil
+	return "", nil
 }
 
+// learn records the client endpoints an authenticated peer advertised.
 func (t *TCP) learn(h *Handshake) {
+	if t.cfg.TLS == nil {
+		return // anyone could have sent it
+	}
 	t.mu.Lock()
 	t.info[h.NodeID] = PeerInfo{ID: h.NodeID, HTTPAddr: h.HTTPAddr, RESPAddr: h.RESPAddr}
 	t.mu.Unlock()
@@ -312,33 +405,51 @@ func (t *TCP) acceptLoop() {
 	}
 }
 
-// serveInbound handles one accepted connection: handshake, then frames from the dialer.
-func (t *TCP) serveInbound(c net.Conn) {
-	defer t.wg.Done()
-	defer t.untrack(c)
-	c.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
-	br := bufio.NewReaderSize(c, 64<<10)
-	f, err := ReadFrame(br, t.cfg.MaxFrameBytes)
+// accept runs the acceptor's side of the handshakes on raw: TLS (if on),
+// then the dialer's handshake frame, at most MaxHandshakeBytes, then ours.
+// It returns the connection to use and the peer it speaks for.
+func (t *TCP) accept(raw net.Conn) (net.Conn, repl.NodeID, error) {
+	c, want := raw, repl.NodeID("")
+	if t.serverTLS != nil {
+		tc := tls.Server(raw, t.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			return nil, "", fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+		}
+		c, want = tc, certPeer(tc)
+	}
+	f, err := ReadFrame(c, MaxHandshakeBytes)
 	if err != nil {
-		t.log.Warn("peer handshake failed", "remote", c.RemoteAddr().String(), "err", err)
-		return
+		return nil, "", fmt.Errorf("%w: reading the handshake: %w", ErrHandshake, err)
 	}
 	if f.Type != FrameHandshake {
-		t.log.Warn("peer sent no handshake", "remote", c.RemoteAddr().String(), "frame", f.Type.String())
 		c.Write(AppendHandshakeReject(nil, "expected a handshake frame"))
-		return
+		return nil, "", fmt.Errorf("%w: a %s frame before the handshake", ErrHandshake, f.Type)
 	}
-	if err := t.checkHandshake(f.Handshake, ""); err != nil {
-		t.log.Warn("refused peer handshake", "remote", c.RemoteAddr().String(), "err", err)
-		c.Write(AppendHandshakeReject(nil, err.Error()))
-		return
+	if reason, err := t.checkHandshake(f.Handshake, want); err != nil {
+		c.Write(AppendHandshakeReject(nil, reason))
+		return nil, "", err
 	}
 	if _, err := c.Write(t.selfHandshake()); err != nil {
+		return nil, "", err
+	}
+	t.learn(f.Handshake)
+	return c, f.Handshake.NodeID, nil
+}
+
+// serveInbound handles one accepted connection: handshake, then frames from the dialer.
+func (t *TCP) serveInbound(raw net.Conn) {
+	defer t.wg.Done()
+	defer t.untrack(raw)
+	raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	c, from, err := t.accept(raw)
+	if err != nil {
+		t.refused.Add(1)
+		t.refusedWarn.warn("refused peer connection", "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	c.SetDeadline(time.Time{})
-	from := f.Handshake.NodeID
-	t.learn(f.Handshake)
+	t.setInbound(from, raw)
+	defer t.clearInbound(from, raw)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -354,6 +465,7 @@ func (t *TCP) serveInbound(c net.Conn) {
 		cancel()
 		handlers.Wait()
 	}()
+	br := bufio.NewReaderSize(c, 64<<10)
 	for {
 		f, err := ReadFrame(br, t.cfg.MaxFrameBytes)
 		if err != nil {
@@ -364,8 +476,10 @@ func (t *TCP) serveInbound(c net.Conn) {
 		}
 		switch f.Type {
 		case FrameMessage:
-			if f.Message.From != from {
-				t.log.Warn("dropped message with forged sender", "peer", string(from), "from", string(f.Message.From))
+			if f.Message.From != from || f.Message.To != t.cfg.Self.ID {
+				t.forged.Add(1)
+				t.forgedWarn.warn("dropped message with a forged sender or another recipient", "peer", string(from),
+					"from", string(f.Message.From), "to", string(f.Message.To))
 				continue
 			}
 			t.handler.HandleMessage(*f.Message)
@@ -383,7 +497,7 @@ func (t *TCP) serveInbound(c net.Conn) {
 				defer wmu.Unlock()
 				c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 				if _, err := c.Write(buf); err != nil {
-					c.Close()
+					raw.Close()
 				}
 			}(f.Request)
 		default:
@@ -404,11 +518,11 @@ func (p *tcpPeer) run() {
 			return
 		default:
 		}
-		c, err := p.dial()
+		c, raw, err := p.dial()
 		if err != nil {
 			t.log.Debug("cannot connect to peer", "peer", string(p.id), "addr", p.addr, "err", err)
 			if errors.Is(err, ErrHandshake) {
-				t.log.Warn("peer refused handshake", "peer", string(p.id), "err", err)
+				t.log.Warn("peer handshake failed", "peer", string(p.id), "err", err)
 			}
 			select {
 			case <-t.closed:
@@ -419,51 +533,70 @@ func (p *tcpPeer) run() {
 			continue
 		}
 		backoff = t.cfg.BackoffMin
-		p.serve(c)
+		p.serve(c, raw)
 	}
 }
 
-func (p *tcpPeer) dial() (net.Conn, error) {
+// dial connects to p and runs the handshakes. It returns the connection to
+// use (TLS or plain) and the TCP connection under it (tracked for Close).
+func (p *tcpPeer) dial() (c, raw net.Conn, err error) {
 	t := p.t
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	c, err := d.Dial("tcp", p.addr)
+	raw, err = d.Dial("tcp", p.addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !t.track(c) {
-		c.Close()
-		return nil, ErrClosed
+	if !t.track(raw) {
+		raw.Close()
+		return nil, nil, ErrClosed
 	}
-	c.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if c, err = p.handshake(raw); err != nil {
+		t.untrack(raw)
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, raw, nil
+}
+
+// handshake runs the dialer's side of the handshakes on raw: TLS (if on),
+// then ours, then the acceptor's handshake frame (at most MaxHandshakeBytes).
+func (p *tcpPeer) handshake(raw net.Conn) (net.Conn, error) {
+	t := p.t
+	c := raw
+	if p.tls != nil {
+		tc := tls.Client(raw, p.tls)
+		if err := tc.Handshake(); err != nil {
+			return nil, remoteTLSRefusal(err)
+		}
+		c = tc
+	}
 	if _, err := c.Write(t.selfHandshake()); err != nil {
-		t.untrack(c)
-		return nil, err
+		return nil, remoteTLSRefusal(err)
 	}
-	f, err := ReadFrame(c, t.cfg.MaxFrameBytes)
+	// In TLS 1.3 the acceptor checks our certificate after our side of the
+	// TLS handshake is done: its refusal arrives here, as an alert.
+	f, err := ReadFrame(c, MaxHandshakeBytes)
 	if err != nil {
-		t.untrack(c)
-		return nil, err
+		return nil, remoteTLSRefusal(err)
 	}
 	switch f.Type {
 	case FrameHandshake:
-		if err := t.checkHandshake(f.Handshake, p.id); err != nil {
-			t.untrack(c)
+		if _, err := t.checkHandshake(f.Handshake, p.id); err != nil {
 			return nil, err
 		}
 		t.learn(f.Handshake)
+		return c, nil
 	case FrameHandshakeReject:
-		t.untrack(c)
 		return nil, fmt.Errorf("%w by %s: %s", ErrHandshake, p.id, f.Reject)
 	default:
-		t.untrack(c)
 		return nil, fmt.Errorf("%w: %s answered with a %s frame", ErrHandshake, p.id, f.Type)
 	}
-	c.SetDeadline(time.Time{})
-	return c, nil
 }
 
-// serve writes queued frames to c until an error; a reader goroutine dispatches responses.
-func (p *tcpPeer) serve(c net.Conn) {
+// serve writes queued frames to c until an error; a reader goroutine
+// dispatches responses. raw is the TCP connection under c.
+func (p *tcpPeer) serve(c, raw net.Conn) {
 	t := p.t
 	readerDone := make(chan struct{})
 	go func() {
@@ -490,7 +623,7 @@ func (p *tcpPeer) serve(c net.Conn) {
 	p.up.Store(true)
 	defer func() {
 		p.up.Store(false)
-		t.untrack(c)
+		t.untrack(raw)
 		<-readerDone
 		p.mu.Lock()
 		for id, ch := range p.pending {

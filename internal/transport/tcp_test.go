@@ -32,7 +32,7 @@ func (h *recHandler) HandleForward(ctx context.Context, from repl.NodeID, req *F
 	return &ForwardResponse{Leader: h.id, Read: api.ReadResult{Found: true, Value: append([]byte(string(from)+":"), req.Key...)}}
 }
 
-func mustListen(t *testing.T) net.Listener {
+func mustListen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,13 +41,16 @@ func mustListen(t *testing.T) net.Listener {
 	return ln
 }
 
-func mustTCP(t *testing.T, cluster string, id repl.NodeID, ln net.Listener, peers map[repl.NodeID]string) *TCP {
+func mustTCP(t testing.TB, cluster string, id repl.NodeID, ln net.Listener, peers map[repl.NodeID]string, opts ...func(*TCPConfig)) *TCP {
 	t.Helper()
 	cfg := DefaultTCPConfig()
 	cfg.ClusterID = cluster
 	cfg.Self = PeerInfo{ID: id, HTTPAddr: "http-" + string(id), RESPAddr: "resp-" + string(id)}
 	cfg.Peers = peers
 	cfg.Listener = ln
+	for _, o := range opts {
+		o(&cfg)
+	}
 	tr, err := NewTCP(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +59,7 @@ func mustTCP(t *testing.T, cluster string, id repl.NodeID, ln net.Listener, peer
 	return tr
 }
 
-func waitMsg(t *testing.T, h *recHandler, d time.Duration) (repl.Message, bool) {
+func waitMsg(t testing.TB, h *recHandler, d time.Duration) (repl.Message, bool) {
 	t.Helper()
 	select {
 	case m := <-h.msgs:
@@ -68,7 +71,7 @@ func waitMsg(t *testing.T, h *recHandler, d time.Duration) (repl.Message, bool) 
 
 // sendUntil resends m until h receives something (the first sends may be
 // dropped while the connection comes up: the transport is lossy by design).
-func sendUntil(t *testing.T, tr Transport, h *recHandler, m repl.Message) repl.Message {
+func sendUntil(t testing.TB, tr Transport, h *recHandler, m repl.Message) repl.Message {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -125,15 +128,31 @@ func TestTCPMessagesAndForward(t *testing.T) {
 	if _, err := a.Forward(ctx, "zz", &ForwardRequest{Op: OpGet}); !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("forward to unknown peer: %v", err)
 	}
-	// Both learned each other's client endpoints from the handshakes.
-	for _, c := range []struct {
-		tr   *TCP
-		peer repl.NodeID
-	}{{a, "b"}, {b, "a"}} {
-		pi, ok := c.tr.Peer(c.peer)
-		if !ok || pi.HTTPAddr != "http-"+string(c.peer) || pi.RESPAddr != "resp-"+string(c.peer) {
-			t.Fatalf("peer info for %s: %+v %v", c.peer, pi, ok)
-		}
+	// Plaintext handshakes are unauthenticated: their client endpoints are not used.
+	if pi, ok := a.Peer("b"); ok {
+		t.Fatalf("peer info learned from an unauthenticated handshake: %+v", pi)
+	}
+	if pi, ok := a.Peer("a"); !ok || pi.HTTPAddr != "http-a" {
+		t.Fatalf("own peer info %+v %v", pi, ok)
+	}
+}
+
+func TestTCPPeerFromConfiguration(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	clients := func(c *TCPConfig) {
+		c.Clients = map[repl.NodeID]PeerInfo{"a": {HTTPAddr: "conf-http-a"}, "b": {HTTPAddr: "conf-http-b", RESPAddr: "conf-resp-b"}}
+	}
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()}, clients)
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()}, clients)
+	hb := newRec("b")
+	a.Start(newRec("a"))
+	b.Start(hb)
+	sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b"})
+	if pi, ok := a.Peer("b"); !ok || pi.ID != "b" || pi.HTTPAddr != "conf-http-b" || pi.RESPAddr != "conf-resp-b" {
+		t.Fatalf("configured peer info: %+v %v", pi, ok)
+	}
+	if pi, ok := b.Peer("zz"); ok {
+		t.Fatalf("peer info for an unknown id: %+v", pi)
 	}
 }
 

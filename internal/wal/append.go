@@ -310,18 +310,18 @@ func (l *Log) writeSync(seg *segment, p []byte, off int64, seal bool) error {
 	dirty := len(p) > 0
 	if dirty {
 		if _, err := seg.f.WriteAt(p, off); err != nil {
-			return fmt.Errorf("%w: append to %s at %d: %v", ErrWriteFailed, seg.path, off, err)
+			return fmt.Errorf("%w: append to %s at %d: %v", ErrWriteFailed, seg.path, off, bareErr(err))
 		}
 		seg.alloc = max(seg.alloc, end)
 	}
 	if seal && seg.alloc > end {
 		if err := seg.f.Truncate(end); err != nil {
-			return fmt.Errorf("%w: seal %s at %d: %v", ErrWriteFailed, seg.path, end, err)
+			return fmt.Errorf("%w: seal %s at %d: %v", ErrWriteFailed, seg.path, end, bareErr(err))
 		}
 		seg.alloc, dirty = end, true
 	}
 	if !dirty {
 		return nil
 	}
-	return l.syncFile(seg.f)
+	return l.syncSegment(seg)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/entry"
@@ -120,5 +121,57 @@ func TestWaitersSeeFailure(t *testing.T) {
 	}
 	if l.LastIndex() != 0 {
 		t.Fatalf("LastIndex = %d after a failed fsync; nothing is durable", l.LastIndex())
+	}
+}
+
+// TestDiskFullNamesTheFile: a full disk (ENOSPC) on an append, and on the
+// creation of the next segment, fails the log for good (the node stops on
+// it) with an error that says why and names the file: the segment's real
+// name, not the temporary one its handle was created under.
+func TestDiskFullNamesTheFile(t *testing.T) {
+	for _, next := range []bool{false, true} {
+		name := "append to the active segment"
+		if next {
+			name = "creating the next segment"
+		}
+		t.Run(name, func(t *testing.T) {
+			mem := vfs.NewMem()
+			cfg := testConfig(mem)
+			cfg.Preallocate = false // every roll creates its segment on the writer
+			l := mustOpen(t, "/wal", cfg)
+			defer l.Close()
+			// Enough to roll: the active segment was created under a
+			// temporary name (which its handle keeps).
+			durable := makeEntries(1, 60, constTerm(1), 100)
+			mustAppend(t, l, durable)
+			l.mu.Lock()
+			active := l.segs[len(l.segs)-1].path
+			l.mu.Unlock()
+			failOn := func(n string) bool { return n == active+tmpSuffix }
+			op := func() error { return l.Append(makeEntries(61, 1, constTerm(1), 100)) }
+			want := active + " at"
+			if next {
+				failOn = func(n string) bool { return strings.HasSuffix(n, tmpSuffix) && n != active+tmpSuffix }
+				op = func() error { return l.Append(makeEntries(61, 60, constTerm(1), 100)) }
+				want = segmentSuffix + tmpSuffix
+			}
+			mem.SetFaults(vfs.Faults{Write: func(name string, n int) (int, error) {
+				if failOn(name) {
+					return 0, syscall.ENOSPC
+				}
+				return n, nil
+			}})
+			err := op()
+			wantErr(t, "the failing append", err, ErrWriteFailed)
+			msg := err.Error()
+			if !strings.Contains(msg, "no space left on device") || !strings.Contains(msg, want) {
+				t.Fatalf("error = %q, want the cause and %q", msg, want)
+			}
+			if !next && strings.Contains(msg, tmpSuffix) {
+				t.Fatalf("error names the temporary file the segment was created as: %q", msg)
+			}
+			mem.SetFaults(vfs.Faults{})
+			checkSticky(t, l, ErrWriteFailed, durable)
+		})
 	}
 }

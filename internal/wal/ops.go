@@ -107,10 +107,10 @@ func (l *Log) truncateAfter(i uint64) error {
 	// records instead could, after a crash midway, leave zeros before old
 	// records, which recovery would take for damage.
 	if err := keep.f.Truncate(newSize); err != nil {
-		return fmt.Errorf("%w: truncate %s to %d: %v", ErrWriteFailed, keep.path, newSize, err)
+		return fmt.Errorf("%w: truncate %s to %d: %v", ErrWriteFailed, keep.path, newSize, bareErr(err))
 	}
 	keep.alloc = newSize
-	return l.syncFile(keep.f)
+	return l.syncSegment(keep)
 }
 
 // DropBefore discards entries before index i (compaction). Only whole segments

@@ -541,6 +541,29 @@ func (l *Log) syncFile(f vfs.File) error {
 	return nil
 }
 
+// syncSegment fsyncs seg's file; an error names the segment.
+func (l *Log) syncSegment(seg *segment) error {
+	if l.cfg.NoSync {
+		return nil
+	}
+	if err := seg.f.Sync(); err != nil {
+		return fmt.Errorf("%w: fsync %s: %v", ErrSyncFailed, seg.path, bareErr(err))
+	}
+	return nil
+}
+
+// bareErr returns the cause of an *fs.PathError, for messages that name the
+// file themselves: a segment's handle keeps the temporary name it was
+// created under (createSegment renames the file), which the operating
+// system's error would give instead.
+func bareErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 func (l *Log) syncDir() error {
 	if l.cfg.NoSync {
 		return nil

@@ -50,6 +50,13 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1", "--heartbeat", "1s"}, 2, "--election-timeout"},
 		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1", "--log-level", "loud"}, 2, "--log-level"},
 		{[]string{"node", "--bogus"}, 2, "bogus"},
+		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1"}, 2, "--peer-tls-dir"},
+		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1", "--peer-tls-dir", dir, "--insecure-peers"}, 2, "exclude"},
+		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1", "--peer-tls-dir", dir}, 2, "trireme certs"},
+		{[]string{"node", "--id", "n1", "--data", dir, "--cluster", "n1=127.0.0.1:1", "--insecure-peers", "--http-peers", "n9=127.0.0.1:2"}, 2, "n9"},
+		{[]string{"certs", "--nodes", "n1"}, 2, "--dir"},
+		{[]string{"certs", "--dir", dir}, 2, "--nodes"},
+		{[]string{"certs", "--dir", dir, "--nodes", "n1,a/b"}, 2, "--nodes"},
 		{[]string{"put", "k"}, 2, "want 2 argument"},
 		{[]string{"put", "k", "v", "--data", dir}, 1, "trireme up"},
 		{[]string{"get", "k", "--consistency", "eventual"}, 2, "--consistency"},
@@ -72,7 +79,7 @@ func TestCLIHelp(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Commands:") {
 		t.Fatalf("help: %d %s", code, out)
 	}
-	for _, c := range []string{"node", "up", "put", "get", "del", "status", "rollbacks", "transfer"} {
+	for _, c := range []string{"node", "up", "certs", "put", "get", "del", "status", "rollbacks", "transfer"} {
 		for _, args := range [][]string{{"help", c}, {c, "--help"}} {
 			out, _, code := runCLI(t, nil, args...)
 			if code != 0 || !strings.Contains(out, "trireme "+c) || !strings.Contains(out, "Example") || !strings.Contains(out, "Flags:") {

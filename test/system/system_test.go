@@ -58,8 +58,14 @@ type tc struct {
 	cl *client.Client
 }
 
-// mustStart starts a 3-node cluster and waits for a leader.
+// mustStart starts a 3-node cluster (peer TLS on, as trireme up runs it).
 func mustStart(t *testing.T, extra ...string) *tc {
+	t.Helper()
+	return mustStartWith(t, nil, extra...)
+}
+
+// mustStartWith starts a 3-node cluster after edit (if any) changes its configuration.
+func mustStartWith(t *testing.T, edit func(*cluster.Config), extra ...string) *tc {
 	t.Helper()
 	spec, err := cluster.FreeSpec(3)
 	if err != nil {
@@ -68,6 +74,9 @@ func mustStart(t *testing.T, extra ...string) *tc {
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = binary, t.TempDir(), spec
 	cfg.NodeArgs = append([]string{"--heartbeat", "50ms", "--election-timeout", "300ms", "--log-level", "debug"}, extra...)
+	if edit != nil {
+		edit(&cfg)
+	}
 	c, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)

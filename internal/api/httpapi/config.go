@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/auth"
 )
 
 // ErrConfig is returned (wrapped, naming the field) by Config.Validate.
@@ -48,6 +49,25 @@ type Config struct {
 	// Logger receives failed requests and net/http's own errors; nil
 	// discards them.
 	Logger *slog.Logger
+	// Auth, if it is enabled, checks the "Authorization: Bearer" credential
+	// of every request before anything else, and its role against the
+	// request. nil, or an Authenticator without credentials: every request
+	// is served, as without auth.
+	Auth Authenticator
+	// OpenMetrics serves /metrics without a credential when Auth is on (for
+	// scrapers that cannot send one); otherwise it needs role read.
+	OpenMetrics bool
+}
+
+// Authenticator is what the API needs from internal/auth.
+type Authenticator interface {
+	// Enabled reports whether credentials are configured.
+	Enabled() bool
+	// CheckBearer verifies a bearer credential, cheaply (no slow KDF).
+	CheckBearer(c auth.Credentials) (auth.Principal, error)
+	// Denied records a request the principal's role does not allow and
+	// returns the error to report.
+	Denied(p auth.Principal, a auth.Action, c auth.Credentials) error
 }
 
 // DefaultConfig returns the limits a node serves with.
@@ -115,8 +135,18 @@ func (c Config) transferTime(base time.Duration, n int) time.Duration {
 	return base + time.Duration(n/rate)*time.Second + time.Duration(n%rate)*time.Second/time.Duration(rate)
 }
 
+// NewHandler returns the API's handler with cfg's key limit, reply
+// deadlines and auth, without a server (tests, or a caller with its own).
+func NewHandler(svc api.Service, metrics http.Handler, cfg Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newHandler(svc, metrics, cfg), nil
+}
+
 // NewServer returns an http.Server that serves the API (as New does) with
-// cfg's limits. The caller serves it on its listener and shuts it down.
+// cfg's limits and auth. The caller serves it on its listener, plain or
+// wrapped in TLS, and shuts it down.
 func NewServer(svc api.Service, metrics http.Handler, cfg Config) (*http.Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -26,6 +26,13 @@
 // closed), and so is a reply nobody reads; a query string is decoded
 // strictly (ParseQuery), so an undecodable, repeated, unknown or empty
 // parameter is a 400 that names it, never a silent default.
+//
+// With auth on (Config.Auth), every request, whatever its path, first needs
+// "Authorization: Bearer TOKEN" with an API token or the default user's
+// password (401 and WWW-Authenticate otherwise), and then a role that
+// allows it (403): reads need read, writes need write, a leadership
+// transfer needs admin; /metrics needs read unless Config.OpenMetrics.
+// Without auth, requests are served exactly as before auth existed.
 package httpapi
 
 import (
@@ -46,6 +53,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/auth"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -69,6 +77,7 @@ type handler struct {
 	metrics http.Handler
 	cfg     Config
 	log     *slog.Logger
+	auth    Authenticator // nil: auth is off
 }
 
 // New returns the HTTP handler for svc with DefaultConfig's key limit and
@@ -86,13 +95,20 @@ func newHandler(svc api.Service, metrics http.Handler, cfg Config) *handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &handler{svc: svc, metrics: metrics, cfg: cfg, log: logger}
+	h := &handler{svc: svc, metrics: metrics, cfg: cfg, log: logger}
+	if cfg.Auth != nil && cfg.Auth.Enabled() {
+		h.auth = cfg.Auth
+	}
+	return h
 }
 
 // ServeHTTP routes by hand rather than with http.ServeMux, so that key paths
 // are neither cleaned nor redirected.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
+	if h.auth != nil && !(h.cfg.OpenMetrics && path == "/metrics") && !h.authorize(w, r, requestAction(path, r.Method)) {
+		return
+	}
 	switch {
 	case strings.HasPrefix(path, kvPrefix):
 		key, err := ParseKey(path)
@@ -141,6 +157,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	}
+}
+
+// requestAction classifies a request for the role check: key reads, the
+// node's state and metrics are reads; key writes and deletes are writes; a
+// leadership transfer is admin. A request that will get 404 or 405 needs
+// read, so that only a user learns which endpoints exist.
+func requestAction(path, method string) auth.Action {
+	switch {
+	case path == "/v1/leader/transfer":
+		return auth.ActionAdmin
+	case strings.HasPrefix(path, kvPrefix) || path == "/v1/kv":
+		switch method {
+		case http.MethodPut, http.MethodPost, http.MethodDelete:
+			return auth.ActionWrite
+		}
+	}
+	return auth.ActionRead
+}
+
+// Replies to requests that auth turns away.
+const (
+	msgNoCredentials = "authentication required: send the header \"Authorization: Bearer TOKEN\" (an API token, or the default user's password)"
+	msgBadScheme     = "authentication required: only \"Authorization: Bearer TOKEN\" is accepted (an API token, or the default user's password)"
+	msgBadToken      = "invalid credentials: the bearer token is not valid"
+)
+
+// authorize answers 401 unless r carries a valid bearer credential, and
+// 403 unless its role allows act. It reports whether to go on.
+func (h *handler) authorize(w http.ResponseWriter, r *http.Request, act auth.Action) bool {
+	c := auth.Credentials{Remote: r.RemoteAddr, Proto: "http"}
+	msg := msgNoCredentials
+	if v := r.Header.Values("Authorization"); len(v) > 0 {
+		scheme, cred, _ := strings.Cut(strings.TrimSpace(v[0]), " ")
+		if strings.EqualFold(scheme, "Bearer") && len(v) == 1 {
+			c.Secret = strings.TrimSpace(cred)
+		} else {
+			msg = msgBadScheme // counted as no credentials
+		}
+	}
+	p, err := h.auth.CheckBearer(c)
+	if err != nil {
+		challenge := `Bearer realm="trireme"`
+		if errors.Is(err, auth.ErrBadCredentials) {
+			challenge += `, error="invalid_token"`
+			msg = msgBadToken
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		h.writeError(w, http.StatusUnauthorized, errors.New(msg))
+		return false
+	}
+	if !p.Allows(act) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="trireme", error="insufficient_scope"`)
+		h.writeError(w, http.StatusForbidden, h.auth.Denied(p, act, c))
+		return false
+	}
+	return true
 }
 
 // allow answers 405 unless r uses method (or HEAD for GET), and 400 unless
@@ -481,6 +553,8 @@ func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err 
 		h.writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, api.ErrStopped):
 		h.writeError(w, http.StatusServiceUnavailable, err)
+	case errors.Is(err, api.ErrInsufficientStorage): // nothing written
+		h.writeError(w, http.StatusInsufficientStorage, err)
 	case errors.Is(err, api.ErrWriteTimeout), errors.Is(err, context.DeadlineExceeded):
 		h.writeError(w, http.StatusGatewayTimeout, err)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

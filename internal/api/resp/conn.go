@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,8 @@ type conn struct {
 	addr    string
 	st      *connState
 	rd      *reader  // nil for a conn that only records replies (tests)
-	nc      net.Conn // nil likewise
+	nc      net.Conn // the client's connection (a *tls.Conn with TLS); nil likewise
+	raw     net.Conn // the TCP connection under nc (nc itself without TLS)
 	pending [][][]byte
 	mark    int  // len(out) when the running command started
 	closing bool // QUIT: answer, then close
@@ -100,8 +102,12 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 	}
 }
 
-func (s *Server) newConn(nc net.Conn) *conn {
-	st := &connState{id: s.nextID.Add(1), write: api.WriteOptions{Default: true}}
+func (s *Server) newConn(raw net.Conn) *conn {
+	nc := raw
+	if s.cfg.TLS != nil {
+		nc = tls.Server(raw, s.cfg.TLS) // handshakes in serveConn
+	}
+	st := &connState{id: s.nextID.Add(1), write: api.WriteOptions{Default: true}, who: s.everyone}
 	st.ctx, st.cancel = context.WithCancel(s.ctx)
 	stall := &stallReader{conn: nc, timeout: s.cfg.CommandTimeout}
 	return &conn{
@@ -110,6 +116,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		st:     st,
 		rd:     newReader(stall, s.limits()),
 		nc:     nc,
+		raw:    raw,
 	}
 }
 
@@ -119,12 +126,14 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// closeConns closes every open connection; their goroutines then end.
+// closeConns closes every open connection; their goroutines then end. It
+// closes the TCP connections, since closing a TLS one first sends an alert,
+// which a client that does not read could make wait.
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.open {
-		c.nc.Close()
+		c.raw.Close()
 	}
 }
 
@@ -134,6 +143,9 @@ func (s *Server) closeConns() {
 func (s *Server) serveConn(c *conn) {
 	defer s.dropConn(c)
 	defer s.recoverConn(c)
+	if !s.handshake(c) {
+		return
+	}
 	for {
 		cmds, err := c.rd.readBatch()
 		if err != nil {
@@ -154,6 +166,35 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}
 }
+
+// handshake runs a TLS connection's handshake (on the connection's own
+// goroutine, so the accept loop never waits for it), within
+// TLSHandshakeTimeout: a client that connects and says nothing is dropped
+// then. A client that speaks plain RESP to the TLS port gets a plain error
+// line saying so. It reports whether the connection may go on.
+func (s *Server) handshake(c *conn) bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	tc.SetDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
+	err := tc.Handshake()
+	if err != nil {
+		var plain tls.RecordHeaderError
+		if errors.As(err, &plain) && plain.Conn != nil {
+			plain.Conn.Write([]byte("-" + errNotTLS + "\r\n"))
+			lingerClose(plain.Conn)
+		}
+		s.log.Debug("resp TLS handshake failed", "remote", c.addr, "err", err)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	return true
+}
+
+// errNotTLS answers, in plain text, a client that does not speak TLS to a
+// TLS port.
+const errNotTLS = "ERR Protocol error: this port speaks TLS only; connect with TLS (redis-cli --tls)"
 
 // readFailed answers a protocol error; other read errors (the client left,
 // a stalled command, the server closing) just end the connection.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -392,6 +393,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative CommandTimeout", func(c *Config) { c.CommandTimeout = -time.Second }, "Config.CommandTimeout"},
 		{"command smaller than a SET", func(c *Config) { c.MaxBulkBytes, c.MaxCommandBytes = 1<<20, 1<<20 }, "Config.MaxCommandBytes"},
 		{"bad peer", func(c *Config) { c.PeerRESP = map[string]string{"n2": "nowhere"} }, "Config.PeerRESP"},
+		{"negative TLSHandshakeTimeout", func(c *Config) { c.TLSHandshakeTimeout = -time.Second }, "Config.TLSHandshakeTimeout"},
+		{"TLS without a certificate", func(c *Config) { c.TLS = &tls.Config{} }, "Config.TLS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -78,7 +78,7 @@ func readReply(r *bufio.Reader) error {
 
 var fuzzCommands = []string{"ping", "echo", "get", "mget", "exists", "ttl", "set", "del", "dbsize", "info",
 	"role", "wait", "waitaof", "hello", "client", "command", "config", "select", "readonly", "readwrite",
-	"trireme.ack", "trireme.consistency", "quit", "nosuch"}
+	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer"}
 
 // FuzzCommands runs arbitrary arguments through every command handler and
 // checks that each command gets exactly one well-formed reply and nothing

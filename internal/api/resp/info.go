@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/auth"
 )
 
 func msDuration(ms int64) time.Duration {
@@ -34,32 +35,45 @@ func globMatch(pattern, s string) bool {
 }
 
 // commandTable lists every command the server knows, with Redis's arity
-// convention and key positions (for COMMAND).
+// convention and key positions (for COMMAND), and what each does for roles
+// (internal/auth's doc lists the same classes).
 func (s *Server) commandTable() map[string]*command {
+	const (
+		read  = auth.ActionRead
+		write = auth.ActionWrite
+		admin = auth.ActionAdmin
+	)
 	list := []*command{
-		{name: "ping", arity: -1, flags: []string{"fast"}, run: s.cmdPing},
-		{name: "echo", arity: 2, flags: []string{"fast"}, run: func(c *conn, _ *connState, a [][]byte) { c.WriteBulk(a[1]) }},
-		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, run: s.cmdGet},
-		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdMGet},
-		{name: "exists", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, run: s.cmdExists},
-		{name: "ttl", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, run: s.cmdTTL},
-		{name: "set", arity: -3, flags: []string{"write", "denyoom"}, first: 1, last: 1, step: 1, run: s.cmdSet},
-		{name: "del", arity: -2, flags: []string{"write"}, first: 1, last: -1, step: 1, run: s.cmdDel},
-		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, run: s.cmdDBSize},
-		{name: "info", arity: -1, flags: []string{"loading", "stale"}, run: s.cmdInfo},
-		{name: "role", arity: 1, flags: []string{"loading", "stale", "fast"}, run: s.cmdRole},
-		{name: "wait", arity: 3, flags: []string{}, run: s.cmdWait},
-		{name: "waitaof", arity: 4, flags: []string{}, run: s.cmdWaitAOF},
-		{name: "hello", arity: -1, flags: []string{"noscript", "loading", "stale", "fast"}, run: s.cmdHello},
-		{name: "client", arity: -2, flags: []string{"loading", "stale"}, run: s.cmdClient},
-		{name: "command", arity: -1, flags: []string{"loading", "stale"}, run: s.cmdCommand},
-		{name: "config", arity: -2, flags: []string{"admin", "loading", "stale"}, run: s.cmdConfig},
-		{name: "select", arity: 2, flags: []string{"loading", "stale", "fast"}, run: s.cmdSelect},
-		{name: "quit", arity: -1, flags: []string{"fast"}, run: s.cmdQuit},
-		{name: "readonly", arity: 1, flags: []string{"fast"}, run: s.cmdReadOnly},
-		{name: "readwrite", arity: 1, flags: []string{"fast"}, run: s.cmdReadOnly},
-		{name: "trireme.ack", arity: -1, flags: []string{"fast"}, run: s.cmdAck},
-		{name: "trireme.consistency", arity: -1, flags: []string{"fast"}, run: s.cmdConsistency},
+		{name: "ping", arity: -1, flags: []string{"fast", "no_auth"}, run: s.cmdPing},
+		{name: "auth", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "no_auth"}, run: s.cmdAuth},
+		{name: "hello", arity: -1, flags: []string{"noscript", "loading", "stale", "fast", "no_auth"}, run: s.cmdHello},
+		{name: "quit", arity: -1, flags: []string{"fast", "no_auth"}, run: s.cmdQuit},
+		{name: "echo", arity: 2, flags: []string{"fast"}, action: read, run: func(c *conn, _ *connState, a [][]byte) { c.WriteBulk(a[1]) }},
+		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, action: read, run: s.cmdGet},
+		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, action: read, run: s.cmdMGet},
+		{name: "exists", arity: -2, flags: []string{"readonly", "fast"}, first: 1, last: -1, step: 1, action: read, run: s.cmdExists},
+		{name: "ttl", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, action: read, run: s.cmdTTL},
+		{name: "set", arity: -3, flags: []string{"write", "denyoom"}, first: 1, last: 1, step: 1, action: write, run: s.cmdSet},
+		{name: "del", arity: -2, flags: []string{"write"}, first: 1, last: -1, step: 1, action: write, run: s.cmdDel},
+		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, action: read, run: s.cmdDBSize},
+		{name: "info", arity: -1, flags: []string{"loading", "stale"}, action: read, run: s.cmdInfo},
+		{name: "role", arity: 1, flags: []string{"loading", "stale", "fast"}, action: read, run: s.cmdRole},
+		{name: "wait", arity: 3, flags: []string{}, action: write, run: s.cmdWait},
+		{name: "waitaof", arity: 4, flags: []string{}, action: write, run: s.cmdWaitAOF},
+		{name: "client", arity: -2, flags: []string{"loading", "stale"}, action: read, run: s.cmdClient}, // CLIENT ACK: write
+		{name: "command", arity: -1, flags: []string{"loading", "stale"}, action: read, run: s.cmdCommand},
+		{name: "config", arity: -2, flags: []string{"admin", "loading", "stale"}, action: read, run: s.cmdConfig}, // GET only
+		{name: "select", arity: 2, flags: []string{"loading", "stale", "fast"}, action: read, run: s.cmdSelect},
+		{name: "readonly", arity: 1, flags: []string{"fast"}, action: read, run: s.cmdReadOnly},
+		{name: "readwrite", arity: 1, flags: []string{"fast"}, action: read, run: s.cmdReadOnly},
+		{name: "trireme.ack", arity: -1, flags: []string{"fast"}, action: write, run: s.cmdAck},
+		{name: "trireme.consistency", arity: -1, flags: []string{"fast"}, action: read, run: s.cmdConsistency},
+		{name: "trireme.transfer", arity: -2, flags: []string{"admin"}, action: admin, run: s.cmdTransfer},
+	}
+	for _, c := range list {
+		if c.action != 0 {
+			c.needs = c.action.Needs()
+		}
 	}
 	m := make(map[string]*command, len(list))
 	for _, c := range list {

@@ -13,14 +13,22 @@
 // order, with one write per batch; nothing a client sends panics the server,
 // and a panic in a command's handler closes only its connection.
 //
+// With Config.Auth enabled, a connection may send only AUTH, HELLO, PING
+// and QUIT until it authenticates (anything else gets Redis's NOAUTH), and
+// then only the commands its role allows (NOPERM); without it every client
+// may send everything, as before auth existed. With Config.TLS the port
+// speaks TLS only. See DESIGN.md.
+//
 // Trireme-specific commands (see docs/API.md):
 //
 //	TRIREME.ACK [default|async|semi-sync [K]|sync|majority]  (alias CLIENT ACK ...)
 //	TRIREME.CONSISTENCY [linearizable|stale]                 (READONLY = stale, READWRITE = linearizable)
+//	TRIREME.TRANSFER node-id [timeout-ms]                    (role admin)
 package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +40,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/auth"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -52,6 +61,19 @@ type Config struct {
 	PeerRESP map[string]string
 	// Version is Trireme's version string, shown in INFO server.
 	Version string
+
+	// Auth checks AUTH and HELLO ... AUTH, and each command against the
+	// connection's role. nil, or one that is not Enabled, serves every
+	// client everything, as before auth existed.
+	Auth *auth.Authenticator
+	// TLS, if set, makes the server speak TLS only (like Redis's tls-port
+	// with port 0): each connection's handshake runs on its own goroutine,
+	// within TLSHandshakeTimeout. nil = plain TCP.
+	TLS *tls.Config
+	// TLSHandshakeTimeout bounds a TLS handshake, so that a client that
+	// connects and sends nothing holds its connection that long at most.
+	// Default 10 s.
+	TLSHandshakeTimeout time.Duration
 
 	// MaxArgs is the most arguments (array elements) one command may have.
 	// Default 1 Mi, Redis's historical limit.
@@ -87,6 +109,7 @@ const (
 	DefaultMaxInlineBytes  = 64 << 10
 	DefaultMaxCommandBytes = 64 << 20
 	DefaultCommandTimeout  = 30 * time.Second
+	DefaultTLSHandshake    = 10 * time.Second
 )
 
 // DefaultConfig returns a Config with no peers, version "dev" and the
@@ -98,10 +121,13 @@ func DefaultConfig() Config {
 		MaxInlineBytes:  DefaultMaxInlineBytes,
 		MaxCommandBytes: DefaultMaxCommandBytes,
 		CommandTimeout:  DefaultCommandTimeout,
+
+		TLSHandshakeTimeout: DefaultTLSHandshake,
 	}
 }
 
-// Validate checks the PeerRESP addresses and the limits.
+// Validate checks the PeerRESP addresses, the limits and that TLS has a
+// certificate.
 func (c Config) Validate() error {
 	for id, a := range c.PeerRESP {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -117,6 +143,7 @@ func (c Config) Validate() error {
 		{"MaxInlineBytes", int64(c.MaxInlineBytes)},
 		{"MaxCommandBytes", int64(c.MaxCommandBytes)},
 		{"CommandTimeout", int64(c.CommandTimeout)},
+		{"TLSHandshakeTimeout", int64(c.TLSHandshakeTimeout)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("resp: Config.%s = %d, want >= 0 (0 = default)", f.name, f.v)
@@ -125,6 +152,9 @@ func (c Config) Validate() error {
 	if c.MaxBulkBytes > 0 && c.MaxCommandBytes > 0 && c.MaxCommandBytes < 2*(c.MaxBulkBytes+argOverhead) {
 		return fmt.Errorf("resp: Config.MaxCommandBytes = %d is less than a SET of a key and a value of Config.MaxBulkBytes = %d each",
 			c.MaxCommandBytes, c.MaxBulkBytes)
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		return errors.New("resp: Config.TLS has no certificate")
 	}
 	return nil
 }
@@ -146,6 +176,9 @@ func (c Config) withDefaults() Config {
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = DefaultCommandTimeout
 	}
+	if c.TLSHandshakeTimeout <= 0 {
+		c.TLSHandshakeTimeout = DefaultTLSHandshake
+	}
 	return c
 }
 
@@ -159,6 +192,14 @@ type Server struct {
 	nextID atomic.Int64
 	conns  atomic.Int64 // open connections (INFO clients)
 	cmds   map[string]*command
+	// setNeeds is the role SET needs (for pipelined SETs, which are
+	// batched without going through handle).
+	setNeeds auth.Role
+	// auth is Config.Auth if it is enabled, else nil.
+	auth *auth.Authenticator
+	// everyone is what a new connection may do before it authenticates:
+	// everything when auth is off, nothing (RoleNone) when it is on.
+	everyone auth.Principal
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -175,6 +216,12 @@ func New(svc api.Service, cfg Config) *Server {
 	s := &Server{svc: svc, cfg: cfg.withDefaults(), log: cfg.Logger, ctx: ctx, cancel: cancel,
 		open: map[*conn]struct{}{}}
 	s.cmds = s.commandTable()
+	s.setNeeds = s.cmds["set"].needs
+	if cfg.Auth.Enabled() {
+		s.auth = cfg.Auth
+	} else {
+		s.everyone = auth.Principal{User: auth.DefaultUser, Role: auth.RoleAdmin}
+	}
 	return s
 }
 
@@ -247,6 +294,9 @@ type connState struct {
 	write     api.WriteOptions
 	read      api.Consistency
 	lastIndex uint64 // index of this connection's last write, for WAIT
+	// who is the authenticated client (Role RoleNone: not yet); with auth
+	// off, everyone (role admin) from the start.
+	who auth.Principal
 }
 
 // command is one entry of the command table.
@@ -257,6 +307,12 @@ type command struct {
 	first int // first key argument position (0 = none)
 	last  int // last key position (-1 = last argument)
 	step  int
+	// action is what the command does, for roles; 0 = allowed before
+	// authentication (AUTH, HELLO, PING, QUIT).
+	action auth.Action
+	// needs is the lowest role that may run it (action.Needs(), or
+	// RoleNone for action 0): one comparison per command.
+	needs auth.Role
 	run   func(c *conn, st *connState, args [][]byte)
 }
 
@@ -264,7 +320,7 @@ type command struct {
 func (s *Server) handle(c *conn, args [][]byte) {
 	st := c.st
 	if st == nil {
-		st = &connState{ctx: s.ctx, write: api.WriteOptions{Default: true}}
+		st = &connState{ctx: s.ctx, write: api.WriteOptions{Default: true}, who: s.everyone}
 		c.st = st
 	}
 	if len(args) == 0 {
@@ -272,7 +328,15 @@ func (s *Server) handle(c *conn, args [][]byte) {
 	}
 	def, ok := s.lookup(args[0])
 	if !ok {
+		if st.who.Role == auth.RoleNone {
+			c.WriteError(errNoAuth) // nothing is told before authentication
+			return
+		}
 		c.WriteError(unknownCommand(args))
+		return
+	}
+	if st.who.Role < def.needs {
+		s.refuse(c, st, def.name, def.action)
 		return
 	}
 	n := len(args)
@@ -437,7 +501,7 @@ func (s *Server) cmdSet(c *conn, st *connState, args [][]byte) {
 		}
 	}
 	if bp, ok := s.svc.(BatchPutter); ok && len(args) == 3 {
-		if next := c.peekPipeline(); len(next) > 0 && isPlainSet(next[0]) {
+		if next := c.peekPipeline(); len(next) > 0 && s.batchable(st, next[0]) {
 			s.setPipeline(c, st, bp, args)
 			return
 		}
@@ -468,6 +532,13 @@ func isPlainSet(args [][]byte) bool {
 	return len(args) == 3 && len(args[0]) == 3 && strings.EqualFold(string(args[0]), "set")
 }
 
+// batchable reports whether cmd is a plain SET that the connection's role
+// allows, so that it may join a PutBatch without going through handle. (An
+// AUTH earlier in the pipeline may have changed the role.)
+func (s *Server) batchable(st *connState, cmd [][]byte) bool {
+	return isPlainSet(cmd) && st.who.Role >= s.setNeeds
+}
+
 // setPipeline serves a plain SET (first) followed by the rest of the
 // connection's pipeline: every run of consecutive plain SETs becomes one
 // PutBatch (written in order, so the effects are those of executing them one
@@ -478,7 +549,7 @@ func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]b
 	i := 0
 	keys, vals := [][]byte{first[1]}, [][]byte{first[2]}
 	for {
-		for i < len(rest) && isPlainSet(rest[i]) {
+		for i < len(rest) && s.batchable(st, rest[i]) {
 			keys, vals = append(keys, rest[i][1]), append(vals, rest[i][2])
 			i++
 		}
@@ -486,7 +557,7 @@ func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]b
 		for k := range keys {
 			s.setReply(c, st, res[k], errs[k])
 		}
-		for i < len(rest) && !isPlainSet(rest[i]) && !c.closing {
+		for i < len(rest) && !s.batchable(st, rest[i]) && !c.closing {
 			s.handle(c, rest[i])
 			i++
 		}
@@ -701,9 +772,13 @@ func (s *Server) cmdClient(c *conn, st *connState, args [][]byte) {
 	case "id":
 		c.WriteInt64(st.id)
 	case "info":
-		c.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 lib-name=%s ack=%s\n",
-			st.id, c.RemoteAddr(), st.name, st.lib, strings.ReplaceAll(ackString(st.write), " ", ":")))
+		c.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 user=%s lib-name=%s ack=%s\n",
+			st.id, c.RemoteAddr(), st.name, st.who.User, st.lib, strings.ReplaceAll(ackString(st.write), " ", ":")))
 	case "ack":
+		if ack := s.cmds["trireme.ack"]; st.who.Role < ack.needs {
+			s.refuse(c, st, "client|ack", ack.action)
+			return
+		}
 		s.cmdAck(c, st, args[1:])
 	default:
 		c.WriteError(fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT HELP.", clip(args[1])))
@@ -726,6 +801,7 @@ func (s *Server) cmdHello(c *conn, st *connState, args [][]byte) {
 		}
 		rest = rest[1:]
 	}
+	var creds, name [][]byte // AUTH user pass, SETNAME name
 	for len(rest) > 0 {
 		switch lower(rest[0]) {
 		case "auth":
@@ -733,18 +809,30 @@ func (s *Server) cmdHello(c *conn, st *connState, args [][]byte) {
 				c.WriteError("ERR Syntax error in HELLO option 'auth'")
 				return
 			}
-			rest = rest[3:] // no authentication configured: accept, as Redis does for the default user
+			creds, rest = rest[1:3], rest[3:]
 		case "setname":
 			if len(rest) < 2 {
 				c.WriteError("ERR Syntax error in HELLO option 'setname'")
 				return
 			}
-			st.name = string(rest[1])
-			rest = rest[2:]
+			name, rest = rest[1:2], rest[2:]
 		default:
 			c.WriteError(fmt.Sprintf("ERR Syntax error in HELLO option '%s'", clip(rest[0])))
 			return
 		}
+	}
+	// As Redis: authenticate, then require authentication, then set the
+	// name. Without auth configured, any credentials are accepted (every
+	// client may do everything anyway).
+	if creds != nil && s.auth != nil && !s.authenticate(c, st, string(creds[0]), string(creds[1])) {
+		return
+	}
+	if st.who.Role == auth.RoleNone {
+		c.WriteError(errHelloNoAuth)
+		return
+	}
+	if name != nil {
+		st.name = string(name[0])
 	}
 	role := "master"
 	if s.svc.Status().Role != "leader" {
