@@ -4,7 +4,10 @@
 // members, each in its own process), all on loopback with fsync on, drives
 // them with one closed-loop load generator, and measures throughput and
 // latency per ack mode and read level, failover time, follower catch-up,
-// and memory.
+// and memory. Trireme's nodes talk over mutual TLS, as `trireme up` runs
+// them; -peer-tls off runs them without, and -peer-tls both measures a
+// second cluster without TLS next to the first, run for run, to give what
+// peer TLS costs.
 //
 // It lives in its own module so that etcd's dependencies stay out of
 // Trireme's. It promises: every figure it reports was measured in the same

@@ -124,7 +124,11 @@ func TriremeFailover(ctx context.Context, t *Trireme, trials int, progress func(
 			return FailoverResult{}, err
 		}
 	}
-	return summarizeFailover("trireme", "defaults: heartbeat 50ms, election timeout 300-600ms", ts), nil
+	settings := "defaults: heartbeat 50ms, election timeout 300-600ms"
+	if t.InsecurePeers {
+		settings += "; no peer TLS (--insecure-peers)"
+	}
+	return summarizeFailover(t.System, settings, ts), nil
 }
 
 // waitTriremeCaughtUp waits until node id has applied the leader's commit index.
@@ -237,9 +241,9 @@ type CatchUpResult struct {
 // TriremeCatchUp starts a fresh cluster, stops one follower, writes about
 // bytes of values (majority acks: leader and the other follower), then
 // restarts the follower and times it from process start until it has
-// applied everything.
-func TriremeCatchUp(ctx context.Context, binary, dir string, procs int, bytes int64, valueBytes int, progress func(string)) (CatchUpResult, error) {
-	t, err := StartTrireme(ctx, binary, dir, 3, procs, nil)
+// applied everything. insecurePeers runs the nodes without peer TLS.
+func TriremeCatchUp(ctx context.Context, binary, dir string, procs int, insecurePeers bool, bytes int64, valueBytes int, progress func(string)) (CatchUpResult, error) {
+	t, err := StartTrireme(ctx, binary, dir, 3, procs, insecurePeers, nil)
 	if err != nil {
 		return CatchUpResult{}, err
 	}
@@ -399,9 +403,9 @@ func RSS(pid int) (int64, error) {
 
 // TriremeMemory starts a fresh cluster, loads n values of valueBytes with
 // distinct keys, waits until every node applied them, and reads every
-// node's resident size.
-func TriremeMemory(ctx context.Context, binary, dir string, procs, n, valueBytes int, progress func(string)) ([]MemoryResult, error) {
-	t, err := StartTrireme(ctx, binary, dir, 3, procs, nil)
+// node's resident size. insecurePeers runs the nodes without peer TLS.
+func TriremeMemory(ctx context.Context, binary, dir string, procs int, insecurePeers bool, n, valueBytes int, progress func(string)) ([]MemoryResult, error) {
+	t, err := StartTrireme(ctx, binary, dir, 3, procs, insecurePeers, nil)
 	if err != nil {
 		return nil, err
 	}

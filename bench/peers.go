@@ -224,3 +224,62 @@ func CheckTargets(res *Results) []Target {
 	}
 	return append(out, t)
 }
+
+// tlsRounds pairs up the target rounds of Trireme's write variant with
+// peer TLS (system "trireme") and without (TriremeNoTLS) at size: the
+// "peer" side of the result is the run without TLS.
+func tlsRounds(res *Results, variant string, size int) pairRounds {
+	return roundsOf(res, variant, TriremeNoTLS, variant, size)
+}
+
+// cpu returns the medians of the two sides' server CPU per operation.
+func (pr pairRounds) cpu() (t, p float64) {
+	var a, b []float64
+	for i := range pr.trireme {
+		a = append(a, pr.trireme[i].ServerCPUus)
+		b = append(b, pr.peer[i].ServerCPUus)
+	}
+	return median(a), median(b)
+}
+
+// tlsRoundKeys lists the (value size, variant) of the target rounds that
+// ran without peer TLS, by size and then in targetVariants' order.
+func tlsRoundKeys(res *Results) (sizes []int, variants map[int][]string) {
+	variants = map[int][]string{}
+	for _, r := range res.Rounds {
+		if r.System != TriremeNoTLS {
+			continue
+		}
+		if !slices.Contains(sizes, r.ValueBytes) {
+			sizes = append(sizes, r.ValueBytes)
+		}
+		if !slices.Contains(variants[r.ValueBytes], r.Variant) {
+			variants[r.ValueBytes] = append(variants[r.ValueBytes], r.Variant)
+		}
+	}
+	slices.Sort(sizes)
+	for _, vs := range variants {
+		slices.SortFunc(vs, func(a, b string) int {
+			return slices.Index(targetVariants, a) - slices.Index(targetVariants, b)
+		})
+	}
+	return sizes, variants
+}
+
+// tlsMainPairs pairs each main run of Trireme with peer TLS with the same
+// run (workload, variant, value size, clients) without it.
+func tlsMainPairs(res *Results) [][2]LoadResult {
+	var out [][2]LoadResult
+	for _, a := range res.Load {
+		if a.System != "trireme" {
+			continue
+		}
+		for _, b := range res.Load {
+			if b.System == TriremeNoTLS && b.Workload == a.Workload && b.Variant == a.Variant && b.ValueBytes == a.ValueBytes && b.Clients == a.Clients {
+				out = append(out, [2]LoadResult{a, b})
+				break
+			}
+		}
+	}
+	return out
+}

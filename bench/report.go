@@ -104,6 +104,14 @@ func Markdown(res *Results, charts []string) string {
 	} else {
 		b.WriteString("Each Trireme node and etcd member ran with Go's default GOMAXPROCS (every core), as `trireme up` runs its nodes. Redis is single-threaded.\n\n")
 	}
+	switch res.PeerTLS {
+	case "on":
+		b.WriteString("Peer TLS on: the Trireme nodes authenticate each other with mutual TLS, as `trireme up` runs them (`-peer-tls`).\n\n")
+	case "off":
+		b.WriteString("Peer TLS off: the Trireme nodes ran with `--insecure-peers`, plaintext between them (`-peer-tls off`); `trireme up` runs them with mutual TLS.\n\n")
+	case "both":
+		fmt.Fprintf(&b, "Peer TLS on and off (`-peer-tls both`): `trireme` ran with mutual TLS between its nodes, as `trireme up` runs them, and `%s`, a second cluster next to it, with `--insecure-peers`; see \"Peer TLS on vs off\". Failover, catch-up and memory ran with TLS.\n\n", TriremeNoTLS)
+	}
 	if len(res.Skipped) > 0 {
 		fmt.Fprintf(&b, "Skipped: %s.\n\n", strings.Join(res.Skipped, ", "))
 	}
@@ -125,23 +133,26 @@ func Markdown(res *Results, charts []string) string {
 		}
 		b.WriteString("\n")
 	}
-	if len(res.Rounds) > 0 {
+	var rows strings.Builder
+	for _, size := range []int{100, 1024} {
+		for _, variant := range targetVariants {
+			psys, pvar, _ := peerOf("write", variant)
+			pr := roundsOf(res, variant, psys, pvar, size)
+			for i := range pr.trireme {
+				a, p := pr.trireme[i], pr.peer[i]
+				fmt.Fprintf(&rows, "| %s | %s %s | %d B | %d | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f | %.2f |\n", variant, psys, pvar, size, a.Round,
+					a.OpsPerSec, p.OpsPerSec, ratio(a.OpsPerSec, p.OpsPerSec), a.P99us/1000, p.P99us/1000, a.P999us/1000, p.P999us/1000)
+			}
+		}
+	}
+	if rows.Len() > 0 {
 		b.WriteString("## Target rounds\n\n")
 		fmt.Fprintf(&b, "Each target pair ran again in interleaved rounds at %d clients after a value size's main runs: the two sides back to back, Trireme first in odd rounds and the peer first in even ones. The targets above are judged on these rounds' medians.\n\n", targetClients)
 		b.WriteString("| Trireme variant | peer | value | round | Trireme ops/s | peer ops/s | ratio | Trireme p99 ms | peer p99 ms | Trireme p99.9 ms | peer p99.9 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, size := range []int{100, 1024} {
-			for _, variant := range targetVariants {
-				psys, pvar, _ := peerOf("write", variant)
-				pr := roundsOf(res, variant, psys, pvar, size)
-				for i := range pr.trireme {
-					a, p := pr.trireme[i], pr.peer[i]
-					fmt.Fprintf(&b, "| %s | %s %s | %d B | %d | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f | %.2f |\n", variant, psys, pvar, size, a.Round,
-						a.OpsPerSec, p.OpsPerSec, ratio(a.OpsPerSec, p.OpsPerSec), a.P99us/1000, p.P99us/1000, a.P999us/1000, p.P999us/1000)
-				}
-			}
-		}
+		b.WriteString(rows.String())
 		b.WriteString("\n")
 	}
+	writePeerTLS(&b, res)
 	for _, w := range []string{"write", "read", "mixed"} {
 		var rows []LoadResult
 		for _, r := range res.Load {
@@ -199,4 +210,57 @@ func Markdown(res *Results, charts []string) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// writePeerTLS renders the comparison of Trireme with peer TLS and without
+// (Config.PeerTLS "both"): the target rounds' medians, every round, and
+// the main runs' pairs. Nothing if no run was made without TLS.
+func writePeerTLS(b *strings.Builder, res *Results) {
+	mains := tlsMainPairs(res)
+	sizes, variants := tlsRoundKeys(res)
+	if len(mains) == 0 && len(sizes) == 0 {
+		return
+	}
+	ms := func(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
+	b.WriteString("## Peer TLS on vs off\n\n")
+	fmt.Fprintf(b, "`trireme` (mutual TLS between its nodes, as `trireme up` runs them) against `%s` (`--insecure-peers`): two clusters side by side, driven by the same client program, each run of one right before or after the same run of the other. Ratios are TLS on over TLS off: below 1 in throughput, above 1 in latency and CPU per operation, is what peer TLS costs. Server CPU is the CPU time of the cluster's three processes per operation.\n\n", TriremeNoTLS)
+	if len(sizes) > 0 {
+		fmt.Fprintf(b, "Target rounds at %d clients (TLS off ran first in odd rounds, TLS on first in even ones; each side next to the other): medians over the rounds. The throughput ratio is the median of the per-round ratios; the p99 ratio that of the median p99s.\n\n", targetClients)
+		b.WriteString("| variant | value | rounds | TLS on ops/s | TLS off ops/s | ratio (range) | TLS on p99 ms | TLS off p99 ms | p99 ratio | TLS on server CPU µs/op | TLS off server CPU µs/op |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, size := range sizes {
+			for _, v := range variants[size] {
+				pr := tlsRounds(res, v, size)
+				if len(pr.trireme) == 0 {
+					continue
+				}
+				on, off, onP99, offP99, ratios := pr.figures()
+				onCPU, offCPU := pr.cpu()
+				fmt.Fprintf(b, "| %s | %d B | %d | %.0f | %.0f | %.2fx (%.2f-%.2fx) | %s | %s | %s | %.0f | %.0f |\n", v, size, len(ratios), on, off,
+					median(ratios), slices.Min(ratios), slices.Max(ratios), ms(onP99), ms(offP99), fx(ratio(onP99, offP99)), onCPU, offCPU)
+			}
+		}
+		b.WriteString("\nEvery round:\n\n")
+		b.WriteString("| variant | value | round | TLS on ops/s | TLS off ops/s | ratio | TLS on p99 ms | TLS off p99 ms | TLS on p99.9 ms | TLS off p99.9 ms | TLS on server CPU µs/op | TLS off server CPU µs/op |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, size := range sizes {
+			for _, v := range variants[size] {
+				pr := tlsRounds(res, v, size)
+				for i := range pr.trireme {
+					a, p := pr.trireme[i], pr.peer[i]
+					fmt.Fprintf(b, "| %s | %d B | %d | %.0f | %.0f | %.2fx | %s | %s | %s | %s | %.0f | %.0f |\n", v, size, a.Round, a.OpsPerSec, p.OpsPerSec,
+						ratio(a.OpsPerSec, p.OpsPerSec), ms(a.P99us), ms(p.P99us), ms(a.P999us), ms(p.P999us), a.ServerCPUus, p.ServerCPUus)
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(mains) > 0 {
+		b.WriteString("Main runs (one pair per cell):\n\n")
+		b.WriteString("| workload | variant | value | clients | TLS on ops/s | TLS off ops/s | ratio | TLS on p99 ms | TLS off p99 ms | p99 ratio | TLS on server CPU µs/op | TLS off server CPU µs/op |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, m := range mains {
+			a, p := m[0], m[1]
+			fmt.Fprintf(b, "| %s | %s | %d B | %d | %.0f | %.0f | %s | %s | %s | %s | %.0f | %.0f |\n", a.Workload, a.Variant, a.ValueBytes, a.Clients,
+				a.OpsPerSec, p.OpsPerSec, fx(ratio(a.OpsPerSec, p.OpsPerSec)), ms(a.P99us), ms(p.P99us), fx(ratio(a.P99us, p.P99us)), a.ServerCPUus, p.ServerCPUus)
+		}
+		b.WriteString("\n")
+	}
 }

@@ -80,8 +80,30 @@ type Config struct {
 	// Seed seeds the load generator.
 	Seed uint64
 	// Only, if set, keeps the load runs for which it returns true, given
-	// "system/workload/variant" (e.g. "trireme/write/async").
+	// "system/workload/variant" (e.g. "trireme/write/async"). A run of the
+	// cluster without peer TLS (TriremeNoTLS) is kept if it returns true
+	// for its own name or for its twin's ("trireme/..."), so a selection
+	// of Trireme's runs is measured both ways.
 	Only func(run string) bool
+	// PeerTLS is how the Trireme nodes talk to each other: "on" (mutual
+	// TLS, as `trireme up` runs them; also for ""), "off"
+	// (--insecure-peers, for every Trireme part), or "both": a second
+	// cluster without peer TLS, system TriremeNoTLS, runs next to the one
+	// with it, every selected Trireme load run and target round runs on
+	// both back to back, and the report compares them. Failover, catch-up
+	// and memory run with TLS only.
+	PeerTLS string
+}
+
+// PeerTLSModes are the values of Config.PeerTLS.
+var PeerTLSModes = []string{"on", "off", "both"}
+
+// peerTLS returns Config.PeerTLS, "on" if empty.
+func (c Config) peerTLS() string {
+	if c.PeerTLS == "" {
+		return "on"
+	}
+	return c.PeerTLS
 }
 
 // DefaultConfig returns the short profile, every system and every part,
@@ -118,6 +140,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bench: Config.Parts: unknown part %q", s)
 		}
 	}
+	if c.PeerTLS != "" && !slices.Contains(PeerTLSModes, c.PeerTLS) {
+		return fmt.Errorf("bench: Config.PeerTLS %q: want on, off or both", c.PeerTLS)
+	}
 	if _, err := cluster.Procs(c.NodeProcs, 3); err != nil {
 		return fmt.Errorf("bench: Config.NodeProcs: %w", err)
 	}
@@ -142,11 +167,13 @@ type Results struct {
 	Memory   []MemoryResult   `json:"memory"`
 	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
 	// with (0: Go's default, every core).
-	NodeProcs int      `json:"node_procs"`
-	Skipped   []string `json:"skipped,omitempty"`
-	Notes     []string `json:"notes,omitempty"`
-	Targets   []Target `json:"targets"`
-	Command   string   `json:"command"`
+	NodeProcs int `json:"node_procs"`
+	// PeerTLS is Config.PeerTLS ("on", "off" or "both").
+	PeerTLS string   `json:"peer_tls,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
+	Targets []Target `json:"targets"`
+	Command string   `json:"command"`
 }
 
 // Machine describes where the run happened.
@@ -200,6 +227,7 @@ type runner struct {
 	start   time.Time
 	total   int // load runs planned
 	done    int
+	nameW   int // width of the system names in progress lines
 	progErr error
 }
 
@@ -236,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if len(cfg.Parts) == 0 {
 		cfg.Parts = []string{"disk", "load", "failover", "catchup", "memory"}
 	}
-	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine()}
+	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine(), PeerTLS: cfg.peerTLS()}
 	res.NodeProcs, _ = cluster.Procs(cfg.NodeProcs, 3) // Validate below reports a bad one
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {       // it wins (cluster.Config.NodeProcs)
 		res.NodeProcs, _ = strconv.Atoi(v)
@@ -257,8 +285,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			defer os.RemoveAll(d)
 		}
 	}
-	r.say("profile %s, systems %v, parts %v, data in %s", cfg.Profile.Name, cfg.Systems, cfg.Parts, cfg.WorkDir)
+	r.say("profile %s, systems %v, parts %v, peer TLS %s, data in %s", cfg.Profile.Name, cfg.Systems, cfg.Parts, cfg.peerTLS(), cfg.WorkDir)
 	needTrireme := cfg.has(cfg.Systems, "trireme")
+	insecure := cfg.peerTLS() == "off" // catch-up and memory: with TLS for "both"
 	if needTrireme && cfg.TriremeBin == "" {
 		r.say("building cmd/trireme from %s", cfg.Repo)
 		bin, err := BuildTrireme(ctx, cfg.Repo, cfg.WorkDir)
@@ -293,7 +322,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	if needTrireme && cfg.has(cfg.Parts, "catchup") {
 		step("catch-up", func() error {
-			c, err := TriremeCatchUp(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-catchup"), r.cfg.NodeProcs,
+			c, err := TriremeCatchUp(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-catchup"), r.cfg.NodeProcs, insecure,
 				cfg.Profile.CatchUpBytes, cfg.Profile.CatchUpValue, r.progress)
 			if err != nil {
 				return err
@@ -308,7 +337,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.has(cfg.Parts, "memory") {
 		if needTrireme {
 			step("memory trireme", func() error {
-				m, err := TriremeMemory(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-memory"), r.cfg.NodeProcs,
+				m, err := TriremeMemory(ctx, r.cfg.TriremeBin, filepath.Join(cfg.WorkDir, "trireme-memory"), r.cfg.NodeProcs, insecure,
 					cfg.Profile.MemoryValues, 100, r.progress)
 				res.Memory = append(res.Memory, m...)
 				for _, x := range m {
@@ -352,25 +381,59 @@ type system struct {
 	vs      loadVariants
 	preload Variant
 	stop    func()
+	// twin is, for Trireme with Config.PeerTLS "both", the cluster without
+	// peer TLS, whose runs go right next to this one's; twinOf is the
+	// reverse link, on the twin.
+	twin, twinOf *system
+}
+
+// variant returns the system's variant named name in workload w.
+func (sy *system) variant(w Workload, name string) (Variant, bool) {
+	for _, v := range sy.vs[w] {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Variant{}, false
+}
+
+// selected reports whether Config.Only keeps the load run
+// system/w/variant; a run of the cluster without peer TLS is also kept
+// when its twin on the cluster with TLS is.
+func (r *runner) selected(system string, w Workload, variant string) bool {
+	if r.cfg.Only == nil || r.cfg.Only(system+"/"+string(w)+"/"+variant) {
+		return true
+	}
+	return system == TriremeNoTLS && r.cfg.Only("trireme/"+string(w)+"/"+variant)
 }
 
 // runLoads preloads every system's key space and runs every (size,
 // workload, clients) cell on each system in turn, so that peers are
-// measured minutes apart at most, under the same background load.
+// measured minutes apart at most, under the same background load. A twin
+// (Trireme without peer TLS) runs each of its variants right before or
+// after the same variant with TLS, alternately.
 func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 	p := r.cfg.Profile
 	r.total = r.done
+	r.nameW = 7 // "trireme"
 	for _, sy := range systems {
+		r.nameW = max(r.nameW, len(sy.name))
 		for w, vs := range sy.vs {
 			for _, v := range vs {
-				if r.cfg.Only == nil || r.cfg.Only(sy.name+"/"+string(w)+"/"+v.Name) {
+				if r.selected(sy.name, w, v.Name) {
 					r.total += len(p.ValueSizes) * len(p.Clients)
 				}
 			}
 		}
 	}
 	pairs := r.targetPairs(systems)
-	r.total += len(p.ValueSizes) * len(pairs) * 2 * p.TargetRounds
+	for _, pair := range pairs {
+		r.total += len(p.ValueSizes) * len(pair.sides) * p.TargetRounds
+	}
+	type run struct {
+		sy *system
+		v  Variant
+	}
 	for _, size := range p.ValueSizes {
 		for _, sy := range systems {
 			r.say("%s: preloading %d keys of %d B", sy.name, p.Keys, size)
@@ -383,19 +446,33 @@ func (r *runner) runLoads(ctx context.Context, systems []*system) error {
 			}
 		}
 		for _, w := range []Workload{WorkWrite, WorkRead, WorkMixed} {
-			for _, c := range p.Clients {
+			for ci, c := range p.Clients {
 				for _, sy := range systems {
-					for _, v := range sy.vs[w] {
-						if r.cfg.Only != nil && !r.cfg.Only(sy.name+"/"+string(w)+"/"+v.Name) {
-							continue
+					if sy.twinOf != nil {
+						continue // runs next to its twin
+					}
+					for vi, v := range sy.vs[w] {
+						runs := []run{{sy, v}}
+						if sy.twin != nil {
+							if tv, ok := sy.twin.variant(w, v.Name); ok {
+								runs = append(runs, run{sy.twin, tv})
+								if (ci+vi)%2 == 1 {
+									runs[0], runs[1] = runs[1], runs[0]
+								}
+							}
 						}
-						lr, err := RunLoad(ctx, v, r.spec(w, size, c))
-						if err != nil {
-							return err
+						for _, x := range runs {
+							if !r.selected(x.sy.name, w, x.v.Name) {
+								continue
+							}
+							lr, err := RunLoad(ctx, x.v, r.spec(w, size, c))
+							if err != nil {
+								return err
+							}
+							r.done++
+							r.res.Load = append(r.res.Load, lr)
+							r.sayLoad(lr, "")
 						}
-						r.done++
-						r.res.Load = append(r.res.Load, lr)
-						r.sayLoad(lr, "")
 					}
 				}
 			}
@@ -421,17 +498,19 @@ func (r *runner) sayLoad(lr LoadResult, prefix string) {
 	if lr.Errors > 0 {
 		msg = fmt.Sprintf("  %d errors, first: %s", lr.Errors, lr.FirstError)
 	}
-	r.say("[%d/%d] %s%-7s %-5s %-20s %4d B %3d clients: %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  cpu/op %4.0f+%3.0f µs%s",
-		r.done, r.total, prefix, lr.System, lr.Workload, lr.Variant, lr.ValueBytes, lr.Clients, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000,
+	r.say("[%d/%d] %s%-*s %-5s %-20s %4d B %3d clients: %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  cpu/op %4.0f+%3.0f µs%s",
+		r.done, r.total, prefix, max(7, r.nameW), lr.System, lr.Workload, lr.Variant, lr.ValueBytes, lr.Clients, lr.OpsPerSec, lr.P50us/1000, lr.P99us/1000,
 		lr.P999us/1000, lr.ServerCPUus, lr.ClientCPUus, msg)
 }
 
-// targetPair is a Trireme write variant and the peer variant its target
-// compares it with.
-type targetPair struct{ trireme, peer Variant }
+// targetPair is what one target's rounds run, in the order of odd rounds:
+// Trireme's variant without peer TLS (Config.PeerTLS "both"), the variant,
+// and the peer variant its target compares it with. Either end may be
+// missing, not both.
+type targetPair struct{ sides []Variant }
 
-// targetPairs lists the target pairs whose both sides are running (and
-// selected by Only).
+// targetPairs lists the target pairs of which Trireme's side and at least
+// one other are running (and selected by Only).
 func (r *runner) targetPairs(systems []*system) []targetPair {
 	if r.cfg.Profile.TargetRounds <= 0 {
 		return nil
@@ -441,37 +520,48 @@ func (r *runner) targetPairs(systems []*system) []targetPair {
 			if sy.name != system {
 				continue
 			}
-			for _, v := range sy.vs[WorkWrite] {
-				if v.Name == variant && (r.cfg.Only == nil || r.cfg.Only(system+"/"+string(WorkWrite)+"/"+variant)) {
-					return v, true
-				}
+			if v, ok := sy.variant(WorkWrite, variant); ok && r.selected(system, WorkWrite, variant) {
+				return v, true
 			}
 		}
 		return Variant{}, false
 	}
 	var out []targetPair
 	for _, name := range targetVariants {
+		t, ok := find("trireme", name)
+		if !ok {
+			continue
+		}
+		var sides []Variant
+		if n, ok := find(TriremeNoTLS, name); ok {
+			sides = append(sides, n)
+		}
+		sides = append(sides, t)
 		psys, pvar, _ := peerOf(string(WorkWrite), name)
-		t, ok1 := find("trireme", name)
-		p, ok2 := find(psys, pvar)
-		if ok1 && ok2 {
-			out = append(out, targetPair{t, p})
+		if p, ok := find(psys, pvar); ok {
+			sides = append(sides, p)
+		}
+		if len(sides) >= 2 {
+			out = append(out, targetPair{sides})
 		}
 	}
 	return out
 }
 
 // runRounds runs Profile.TargetRounds rounds of every target pair at one
-// value size, the two sides back to back, Trireme first in rounds 1, 3, ...
-// and the peer first in rounds 2, 4, ..., so that both meet the machine's
-// slow and fast moments alike. The key space holds values of this size already.
+// value size, the sides back to back, Trireme before the peer in rounds 1,
+// 3, ... and the peer first in rounds 2, 4, ..., so that both meet the
+// machine's slow and fast moments alike. Trireme without peer TLS, if
+// running, goes on Trireme's other side (first in odd rounds, last in
+// even ones), so that both comparisons are back to back and alternate.
+// The key space holds values of this size already.
 func (r *runner) runRounds(ctx context.Context, pairs []targetPair, size int) error {
 	p := r.cfg.Profile
 	for round := range p.TargetRounds {
 		for _, pair := range pairs {
-			order := []Variant{pair.trireme, pair.peer}
+			order := slices.Clone(pair.sides)
 			if round%2 == 1 {
-				order[0], order[1] = order[1], order[0]
+				slices.Reverse(order)
 			}
 			for _, v := range order {
 				lr, err := RunLoad(ctx, v, r.spec(WorkWrite, size, targetClients))
@@ -488,15 +578,21 @@ func (r *runner) runRounds(ctx context.Context, pairs []targetPair, size int) er
 	return nil
 }
 
-// startTrireme starts the Trireme cluster and its variants.
-func (r *runner) startTrireme(ctx context.Context) (*Trireme, *system, error) {
-	dir := filepath.Join(r.cfg.WorkDir, "trireme")
-	r.say("trireme: starting 3 node processes")
-	t, err := StartTrireme(ctx, r.cfg.TriremeBin, dir, 3, r.cfg.NodeProcs, nil)
+// startTrireme starts a Trireme cluster and its variants, under the
+// system name name; insecure runs its nodes without peer TLS.
+func (r *runner) startTrireme(ctx context.Context, name string, insecure bool) (*Trireme, *system, error) {
+	dir := filepath.Join(r.cfg.WorkDir, name)
+	how := "mutual TLS between them"
+	if insecure {
+		how = "no peer TLS: --insecure-peers"
+	}
+	r.say("%s: starting 3 node processes (%s)", name, how)
+	t, err := StartTrireme(ctx, r.cfg.TriremeBin, dir, 3, r.cfg.NodeProcs, insecure, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	sy := &system{name: "trireme", stop: func() {
+	t.System = name
+	sy := &system{name: name, stop: func() {
 		t.Stop()
 		if !r.cfg.Keep {
 			os.RemoveAll(dir)
@@ -595,15 +691,24 @@ func (r *runner) systems(ctx context.Context) error {
 			sy.stop()
 		}
 	}()
-	var t *Trireme
+	var t *Trireme          // the failover's: with peer TLS unless PeerTLS is "off"
+	var triremes []*Trireme // t and, for PeerTLS "both", its twin without TLS
 	var e *Etcd
-	var redisSys *system
+	var redisSys, notlsSys *system
 	if r.cfg.has(r.cfg.Systems, "trireme") {
-		tt, sy, err := r.startTrireme(ctx)
+		tt, sy, err := r.startTrireme(ctx, "trireme", r.cfg.peerTLS() == "off")
 		if err != nil {
 			return fmt.Errorf("trireme: %w", err)
 		}
-		t, started = tt, append(started, sy)
+		t, started, triremes = tt, append(started, sy), append(triremes, tt)
+		if r.cfg.peerTLS() == "both" && r.cfg.has(r.cfg.Parts, "load") {
+			tn, syn, err := r.startTrireme(ctx, TriremeNoTLS, true)
+			if err != nil {
+				return fmt.Errorf("%s: %w", TriremeNoTLS, err)
+			}
+			sy.twin, syn.twinOf = syn, sy
+			notlsSys, started, triremes = syn, append(started, syn), append(triremes, tn)
+		}
 	}
 	if r.cfg.has(r.cfg.Systems, "redis") {
 		sy, err := r.startRedis(ctx)
@@ -622,29 +727,31 @@ func (r *runner) systems(ctx context.Context) error {
 		e, started = ee, append(started, sy)
 	}
 	if r.cfg.has(r.cfg.Parts, "load") {
-		var st0 uint64
-		if t != nil {
-			if _, st, err := t.Cluster().Leader(ctx); err == nil {
-				st0 = st.Term
+		st0 := make([]uint64, len(triremes))
+		for i, tt := range triremes {
+			if _, st, err := tt.Cluster().Leader(ctx); err == nil {
+				st0[i] = st.Term
 			}
 		}
 		if err := r.runLoads(ctx, started); err != nil {
 			return err
 		}
-		if t != nil {
-			if _, st1, err := t.Cluster().Leader(ctx); err == nil && st0 != 0 {
-				if st1.Term != st0 {
-					r.note("trireme: the term changed from %d to %d during the load runs (leader elections under load)", st0, st1.Term)
+		for i, tt := range triremes {
+			if _, st1, err := tt.Cluster().Leader(ctx); err == nil && st0[i] != 0 {
+				if st1.Term != st0[i] {
+					r.note("%s: the term changed from %d to %d during the load runs (leader elections under load)", tt.System, st0[i], st1.Term)
 				} else {
-					r.say("trireme: no leader election during the load runs (term %d throughout)", st0)
+					r.say("%s: no leader election during the load runs (term %d throughout)", tt.System, st0[i])
 				}
 			}
 		}
 	}
-	if redisSys != nil {
-		// Idle, but out of the way of the failover timings.
-		redisSys.stop()
-		started = slices.DeleteFunc(started, func(s *system) bool { return s == redisSys })
+	for _, idle := range []*system{redisSys, notlsSys} {
+		if idle != nil {
+			// Idle, but out of the way of the failover timings.
+			idle.stop()
+			started = slices.DeleteFunc(started, func(s *system) bool { return s == idle })
+		}
 	}
 	if r.cfg.has(r.cfg.Parts, "failover") {
 		if t != nil {

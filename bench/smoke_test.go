@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -50,7 +51,13 @@ func TestSmoke(t *testing.T) {
 	if len(res.Load) != want {
 		t.Errorf("load runs: got %d, want %d", len(res.Load), want)
 	}
+	if res.PeerTLS != "on" {
+		t.Errorf("peer TLS %q by default, want on", res.PeerTLS)
+	}
 	for _, r := range res.Load {
+		if r.System == TriremeNoTLS {
+			t.Errorf("a run without peer TLS by default: %s %s", r.Workload, r.Variant)
+		}
 		if r.Ops == 0 {
 			t.Errorf("%s %s %s: no operation completed (errors %d, first: %s)", r.System, r.Variant, r.Workload, r.Errors, r.FirstError)
 		}
@@ -108,5 +115,61 @@ func TestSmoke(t *testing.T) {
 	svg, err := os.ReadFile(filepath.Join(out, "throughput-write-100.svg"))
 	if err != nil || !strings.Contains(string(svg), "<polyline") {
 		t.Errorf("throughput chart: err %v, no line drawn", err)
+	}
+}
+
+// TestSmokePeerTLS runs Trireme with peer TLS and without (PeerTLS "both")
+// on two of the tiny profile's write runs, selected by Only under
+// Trireme's name, and checks that each run and target round was made both
+// ways, back to back, and that the report compares them. It asserts no
+// speed.
+func TestSmokePeerTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke test starts real clusters; skipped with -short")
+	}
+	repo, err := FindRepo(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := Profiles()["tiny"]
+	var progress strings.Builder
+	cfg := Config{Profile: p, Systems: []string{"trireme"}, Parts: []string{"load"}, Repo: repo, WorkDir: t.TempDir(),
+		Progress: &progress, Seed: 1, PeerTLS: "both", Only: regexp.MustCompile("trireme/write/(sync|majority)").MatchString}
+	res, err := Run(ctx, cfg)
+	t.Log("progress:\n" + progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	// Two variants, each on both clusters, back to back.
+	check := func(what string, rs []LoadResult, want int) {
+		if len(rs) != want {
+			t.Errorf("%s: got %d runs, want %d", what, len(rs), want)
+			return
+		}
+		for i := 0; i+1 < len(rs); i += 2 {
+			a, b := rs[i], rs[i+1]
+			if a.Variant != b.Variant || a.System == b.System || a.Round != b.Round ||
+				(a.System != TriremeNoTLS && b.System != TriremeNoTLS) || a.Ops == 0 || b.Ops == 0 {
+				t.Errorf("%s %d and %d: %s %s round %d (%d ops), %s %s round %d (%d ops); want the same run with and without TLS",
+					what, i, i+1, a.System, a.Variant, a.Round, a.Ops, b.System, b.Variant, b.Round, b.Ops)
+			}
+		}
+	}
+	check("main runs", res.Load, 2*2*len(p.Clients))
+	check("target rounds", res.Rounds, 2*2*p.TargetRounds)
+	out := t.TempDir()
+	if err := WriteReport(res, out); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"## Peer TLS on vs off", "| sync | 100 B | 1 |", "| majority | 100 B | 1 |", "| write | sync | 100 B |"} {
+		if !strings.Contains(string(md), s) {
+			t.Errorf("report.md lacks %q", s)
+		}
 	}
 }

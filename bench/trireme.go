@@ -55,23 +55,36 @@ func BuildTrireme(ctx context.Context, repo, dir string) (string, error) {
 	return bin, nil
 }
 
+// TriremeNoTLS is the system name of the Trireme cluster that runs without
+// peer TLS next to the one with it (Config.PeerTLS "both").
+const TriremeNoTLS = "trireme-notls"
+
 // Trireme is a local Trireme cluster of real node processes.
 type Trireme struct {
 	cl  *cluster.Cluster
 	log *slog.Logger
+	// System is the name its variants, and so its results, carry:
+	// "trireme" unless set (TriremeNoTLS for the cluster without peer TLS
+	// next to the one with it).
+	System string
+	// InsecurePeers: the nodes run without peer TLS (--insecure-peers).
+	InsecurePeers bool
 }
 
 // StartTrireme starts an n-node cluster of binary under dir with the
 // nodes' default settings and waits for a leader. procs is each node's
 // GOMAXPROCS: 0 leaves Go's default (every core), as `trireme up` does; -1
-// shares this machine's cores among the nodes (cluster.SharedProcs).
-func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *slog.Logger) (*Trireme, error) {
+// shares this machine's cores among the nodes (cluster.SharedProcs). The
+// nodes authenticate each other with mutual TLS (certificates made by
+// internal/cluster), as `trireme up` runs them, unless insecurePeers.
+func StartTrireme(ctx context.Context, binary, dir string, n, procs int, insecurePeers bool, log *slog.Logger) (*Trireme, error) {
 	spec, err := cluster.FreeSpec(n)
 	if err != nil {
 		return nil, err
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
+	cfg.InsecurePeers = insecurePeers
 	if cfg.NodeProcs, err = cluster.Procs(procs, n); err != nil {
 		return nil, err
 	}
@@ -80,7 +93,7 @@ func StartTrireme(ctx context.Context, binary, dir string, n, procs int, log *sl
 	if err != nil {
 		return nil, err
 	}
-	t := &Trireme{cl: cl, log: log}
+	t := &Trireme{cl: cl, log: log, System: "trireme", InsecurePeers: insecurePeers}
 	if err := cl.StartAll(); err != nil {
 		t.Stop()
 		return nil, err
@@ -150,7 +163,7 @@ func (t *Trireme) Variant(ctx context.Context, name, ack string, k int, consiste
 	if consistency == "stale" {
 		pick = func() []string { return addrs }
 	}
-	return respVariant("trireme", name, pick, setup, 0, t.Pids), nil
+	return respVariant(t.System, name, pick, setup, 0, t.Pids), nil
 }
 
 // Pids returns the running nodes' process ids.

@@ -26,6 +26,7 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown system", func(c *Config) { c.Systems = []string{"mysql"} }, "Systems"},
 		{"unknown part", func(c *Config) { c.Parts = []string{"fuzz"} }, "Parts"},
 		{"no binary", func(c *Config) { c.Repo = "" }, "TriremeBin"},
+		{"unknown peer TLS", func(c *Config) { c.PeerTLS = "maybe" }, "PeerTLS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,5 +179,108 @@ func TestTargetsFromRounds(t *testing.T) {
 		if got := median(c.in); got != c.want {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+// TestPeerTLSComparison checks the pairing of Trireme's runs with peer TLS
+// and without (-peer-tls both) and the report's section, and that the
+// targets still compare the runs with TLS.
+func TestPeerTLSComparison(t *testing.T) {
+	w := func(system, variant string, size, clients, round int, ops, p99, cpu float64) LoadResult {
+		return LoadResult{System: system, Variant: variant, Workload: "write", ValueBytes: size, Clients: clients, Round: round,
+			OpsPerSec: ops, P99us: p99, P999us: 2 * p99, ServerCPUus: cpu}
+	}
+	res := &Results{PeerTLS: "both",
+		Load: []LoadResult{
+			w("trireme", "sync", 1024, 64, 0, 900, 8000, 50), w(TriremeNoTLS, "sync", 1024, 64, 0, 1000, 7000, 45),
+			w("trireme", "async", 1024, 64, 0, 2000, 3000, 30), // no twin: no row
+		},
+		Rounds: []LoadResult{
+			// sync: ratios 0.9, 1.0, 0.95 -> median 0.95
+			w(TriremeNoTLS, "sync", 1024, 64, 1, 1000, 8000, 44), w("trireme", "sync", 1024, 64, 1, 900, 9000, 48), w("redis", "SET+WAIT 2", 1024, 64, 1, 1000, 5000, 40),
+			w("redis", "SET+WAIT 2", 1024, 64, 2, 1000, 5000, 40), w("trireme", "sync", 1024, 64, 2, 1000, 8000, 47), w(TriremeNoTLS, "sync", 1024, 64, 2, 1000, 8000, 45),
+			w(TriremeNoTLS, "sync", 1024, 64, 3, 1000, 8000, 46), w("trireme", "sync", 1024, 64, 3, 950, 10000, 49), w("redis", "SET+WAIT 2", 1024, 64, 3, 1000, 5000, 40),
+			w(TriremeNoTLS, "majority", 1024, 64, 1, 3000, 4000, 30), w("trireme", "majority", 1024, 64, 1, 2700, 5000, 33), // no peer: TLS table only
+		},
+	}
+	pr := tlsRounds(res, "sync", 1024)
+	if len(pr.trireme) != 3 || pr.trireme[0].System != "trireme" || pr.peer[0].System != TriremeNoTLS {
+		t.Fatalf("tlsRounds: %+v", pr)
+	}
+	if on, off := pr.cpu(); on != 48 || off != 45 {
+		t.Errorf("CPU medians %v, %v; want 48, 45", on, off)
+	}
+	if n := len(tlsMainPairs(res)); n != 1 {
+		t.Errorf("main pairs: %d, want 1 (sync)", n)
+	}
+	got := map[string]Target{}
+	for _, tg := range CheckTargets(res) {
+		got[tg.Name] = tg
+	}
+	if s := got["sync writes vs Redis SET+WAIT 2, 1024 B, 64 clients"]; !strings.Contains(s.Measured, "ratio 0.95x (rounds 0.90-1.00x)") || s.Met != "no" {
+		t.Errorf("sync target (trireme with TLS vs Redis: rounds 0.90, 1.00, 0.95x): %+v", s)
+	}
+	md := Markdown(res, nil)
+	for _, want := range []string{
+		"Peer TLS on and off (`-peer-tls both`)",
+		"## Peer TLS on vs off",
+		"| sync | 1024 B | 3 | 950 | 1000 | 0.95x (0.90-1.00x) | 9.00 | 8.00 | 1.12x | 48 | 45 |",
+		"| majority | 1024 B | 1 | 2700 | 3000 | 0.90x (0.90-0.90x) |",
+		"| sync | 1024 B | 2 | 1000 | 1000 | 1.00x | 8.00 | 8.00 | 16.00 | 16.00 | 47 | 45 |",
+		"| write | sync | 1024 B | 64 | 900 | 1000 | 0.90x | 8.00 | 7.00 | 1.14x | 50 | 45 |",
+		"| sync | redis SET+WAIT 2 | 1024 B | 2 | 1000 | 1000 | 1.00x |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	tls, _, _ := strings.Cut(md[strings.Index(md, "## Peer TLS on vs off"):], "## Write workload")
+	if strings.Contains(tls, "async") {
+		t.Errorf("report compares async without a run without TLS:\n%s", md)
+	}
+	res.PeerTLS, res.Rounds, res.Load = "on", nil, res.Load[:1]
+	if md := Markdown(res, nil); strings.Contains(md, "Peer TLS on vs off") || !strings.Contains(md, "Peer TLS on: ") {
+		t.Errorf("report with TLS only:\n%s", md)
+	}
+}
+
+// TestPeerTLSRunsSelected checks that -only keeps a run without peer TLS
+// with its twin, and the order of a target pair's sides.
+func TestPeerTLSRunsSelected(t *testing.T) {
+	only := func(re string) func(string) bool {
+		return func(s string) bool { return strings.Contains(s, re) }
+	}
+	r := &runner{cfg: Config{Only: only("trireme/write/sync"), Profile: Profile{TargetRounds: 1}}}
+	for _, c := range []struct {
+		system, variant string
+		want            bool
+	}{{"trireme", "sync", true}, {TriremeNoTLS, "sync", true}, {TriremeNoTLS, "async", false}, {"redis", "SET", false}} {
+		if got := r.selected(c.system, WorkWrite, c.variant); got != c.want {
+			t.Errorf("selected(%s, write, %s) = %v, want %v", c.system, c.variant, got, c.want)
+		}
+	}
+	mk := func(name string, names ...string) *system {
+		sy := &system{name: name, vs: loadVariants{}}
+		for _, n := range names {
+			sy.vs[WorkWrite] = append(sy.vs[WorkWrite], Variant{System: name, Name: n})
+		}
+		return sy
+	}
+	r.cfg.Only = nil
+	systems := []*system{mk("trireme", "async", "sync", "majority"), mk(TriremeNoTLS, "async", "sync", "majority"), mk("etcd", "put")}
+	var got []string
+	for _, p := range r.targetPairs(systems) {
+		var names []string
+		for _, v := range p.sides {
+			names = append(names, v.System+" "+v.Name)
+		}
+		got = append(got, strings.Join(names, ", "))
+	}
+	want := []string{"trireme-notls majority, trireme majority, etcd put", "trireme-notls async, trireme async", "trireme-notls sync, trireme sync"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("target pairs:\n got %q\nwant %q", got, want)
+	}
+	if pairs := r.targetPairs(systems[:1]); len(pairs) != 0 {
+		t.Errorf("Trireme alone: %d target pairs, want none", len(pairs))
 	}
 }

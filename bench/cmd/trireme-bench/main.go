@@ -37,8 +37,10 @@ func run(args []string) int {
 	work := fs.String("work", "", "directory for the systems' data (default: a temporary one, removed at the end)")
 	keep := fs.Bool("keep", false, "keep the data directory")
 	seed := fs.Uint64("seed", 1, "load generator seed")
-	only := fs.String("only", "", "regexp: run only the load runs whose system/workload/variant matches (e.g. 'trireme/write/(async|majority)')")
+	only := fs.String("only", "", "regexp: run only the load runs whose system/workload/variant matches (e.g. 'trireme/write/(async|majority)'); with -peer-tls both, a run of trireme-notls is kept when it or its twin trireme/... matches")
+	peerTLS := fs.String("peer-tls", "on", "peer TLS between the Trireme nodes: on (mutual TLS, as `trireme up` runs them), off (--insecure-peers), or both: a second cluster without TLS (system trireme-notls) runs next to the first, each selected Trireme load run and target round runs on both back to back, and the report compares them (\"Peer TLS on vs off\")")
 	clients := fs.String("clients", "", "override the profile's client counts, comma-separated (e.g. 64)")
+	sizes := fs.String("sizes", "", "override the profile's value sizes in bytes, comma-separated (e.g. 1024)")
 	duration := fs.Duration("duration", 0, "override the profile's measured time per load run")
 	rounds := fs.Int("rounds", -1, "override the profile's interleaved target rounds (each target pair again at 64 clients, back to back, after a value size's main runs; the targets are judged on their medians); 0 = none")
 	if err := fs.Parse(args); err != nil {
@@ -55,15 +57,26 @@ func run(args []string) int {
 	if *rounds != -1 { // -1: the profile's; other negatives fail Validate, naming the field
 		p.TargetRounds = *rounds
 	}
-	if *clients != "" {
-		p.Clients = nil
-		for _, x := range strings.Split(*clients, ",") {
+	ints := func(flagName, s string) ([]int, bool) {
+		var out []int
+		for _, x := range strings.Split(s, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(x))
 			if err != nil || n < 1 {
-				fmt.Fprintf(os.Stderr, "trireme-bench: -clients %q: want positive integers\n", *clients)
-				return 2
+				fmt.Fprintf(os.Stderr, "trireme-bench: -%s %q: want positive integers\n", flagName, s)
+				return nil, false
 			}
-			p.Clients = append(p.Clients, n)
+			out = append(out, n)
+		}
+		return out, true
+	}
+	if *clients != "" {
+		if p.Clients, ok = ints("clients", *clients); !ok {
+			return 2
+		}
+	}
+	if *sizes != "" {
+		if p.ValueSizes, ok = ints("sizes", *sizes); !ok {
+			return 2
 		}
 	}
 	var onlyFn func(string) bool
@@ -114,7 +127,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := bench.Config{Profile: p, Systems: sys, Parts: pts, TriremeBin: *bin, NodeProcs: *procs, Repo: *repo,
-		WorkDir: *work, Keep: *keep, Progress: os.Stderr, Seed: *seed, Only: onlyFn}
+		WorkDir: *work, Keep: *keep, Progress: os.Stderr, Seed: *seed, Only: onlyFn, PeerTLS: *peerTLS}
 	if err := cfg.Validate(); err != nil { // before anything is started or written
 		fmt.Fprintln(os.Stderr, "trireme-bench:", err)
 		return 2
