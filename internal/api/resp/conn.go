@@ -88,6 +88,10 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			continue
 		}
 		pause = 0
+		if s.conns.Load() >= int64(s.cfg.MaxClients) {
+			s.reject(nc)
+			continue
+		}
 		c := s.newConn(nc)
 		s.mu.Lock()
 		if s.closed {
@@ -100,6 +104,57 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		s.conns.Add(1)
 		go s.serveConn(c)
 	}
+}
+
+// errMaxClients answers a connection over Config.MaxClients (Redis's words).
+const errMaxClients = "ERR max number of clients reached"
+
+// maxRejecting bounds the connections over MaxClients that are being
+// answered at once: each takes a goroutine for at most its TLS handshake
+// and lingerTime. Beyond it a connection is closed without a reply, so that
+// a flood of connections costs no more than the cap allows.
+const maxRejecting = 64
+
+// reject turns away a connection over Config.MaxClients: it answers
+// errMaxClients (after the TLS handshake, with TLS) and closes it, on a
+// goroutine of its own so that the accept loop never waits.
+func (s *Server) reject(nc net.Conn) {
+	s.rejected.Add(1)
+	s.warnRarely("resp connection refused: max number of clients reached", "remote", nc.RemoteAddr().String(),
+		"max_clients", s.cfg.MaxClients, "refused_so_far", s.rejected.Load())
+	if s.rejecting.Add(1) > maxRejecting {
+		s.rejecting.Add(-1)
+		nc.Close()
+		return
+	}
+	go func() {
+		defer s.rejecting.Add(-1)
+		defer nc.Close()
+		c := nc
+		if s.cfg.TLS != nil {
+			tc := tls.Server(nc, s.cfg.TLS)
+			tc.SetDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
+			if tc.Handshake() != nil {
+				return
+			}
+			c = tc
+		}
+		c.SetWriteDeadline(time.Now().Add(lingerTime))
+		if _, err := c.Write([]byte("-" + errMaxClients + "\r\n")); err == nil {
+			lingerClose(c)
+		}
+	}()
+}
+
+// warnRarely logs a warning about refused clients at most once a second,
+// so that a flood of them does not flood the log.
+func (s *Server) warnRarely(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
 }
 
 func (s *Server) newConn(raw net.Conn) *conn {
@@ -196,12 +251,18 @@ func (s *Server) handshake(c *conn) bool {
 // TLS port.
 const errNotTLS = "ERR Protocol error: this port speaks TLS only; connect with TLS (redis-cli --tls)"
 
-// readFailed answers a protocol error; other read errors (the client left,
-// a stalled command, the server closing) just end the connection.
+// readFailed answers a protocol error or a command refused for lack of
+// memory; other read errors (the client left, a stalled command, the server
+// closing) just end the connection.
 func (s *Server) readFailed(c *conn, err error) {
 	switch {
-	case errors.Is(err, ErrProtocol):
-		s.log.Debug("resp protocol error; closing the connection", "remote", c.addr, "err", err)
+	case errors.Is(err, ErrProtocol), errors.Is(err, errPendingFull):
+		if errors.Is(err, errPendingFull) {
+			s.warnRarely("resp command refused: commands being received hold the memory budget; closing the connection",
+				"remote", c.addr, "max_pending_bytes", s.pending.limit)
+		} else {
+			s.log.Debug("resp protocol error; closing the connection", "remote", c.addr, "err", err)
+		}
 		c.WriteError("ERR " + err.Error())
 		if c.flush() == nil {
 			lingerClose(c.nc)
@@ -250,6 +311,7 @@ func (s *Server) recoverConn(c *conn) {
 }
 
 func (s *Server) dropConn(c *conn) {
+	c.rd.release() // the budget of a batch cut short (a handler that panicked)
 	c.nc.Close()
 	c.st.cancel()
 	s.mu.Lock()

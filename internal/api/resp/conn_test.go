@@ -391,6 +391,11 @@ func TestConfigValidate(t *testing.T) {
 		{"negative MaxInlineBytes", func(c *Config) { c.MaxInlineBytes = -1 }, "Config.MaxInlineBytes"},
 		{"negative MaxCommandBytes", func(c *Config) { c.MaxCommandBytes = -1 }, "Config.MaxCommandBytes"},
 		{"negative CommandTimeout", func(c *Config) { c.CommandTimeout = -time.Second }, "Config.CommandTimeout"},
+		{"negative MaxClients", func(c *Config) { c.MaxClients = -1 }, "Config.MaxClients"},
+		{"negative MaxPendingBytes", func(c *Config) { c.MaxPendingBytes = -1 }, "Config.MaxPendingBytes"},
+		{"budget smaller than two commands", func(c *Config) { c.MaxCommandBytes, c.MaxPendingBytes = 8<<20, 12<<20 }, "Config.MaxPendingBytes"},
+		{"budget smaller than two derived commands", func(c *Config) { c.MaxBulkBytes, c.MaxPendingBytes = 4<<20, 12<<20 }, "Config.MaxPendingBytes"},
+		{"budget of two commands", func(c *Config) { c.MaxCommandBytes, c.MaxPendingBytes = 8<<20, 16<<20 }, ""},
 		{"command smaller than a SET", func(c *Config) { c.MaxBulkBytes, c.MaxCommandBytes = 1<<20, 1<<20 }, "Config.MaxCommandBytes"},
 		{"bad peer", func(c *Config) { c.PeerRESP = map[string]string{"n2": "nowhere"} }, "Config.PeerRESP"},
 		{"negative TLSHandshakeTimeout", func(c *Config) { c.TLSHandshakeTimeout = -time.Second }, "Config.TLSHandshakeTimeout"},
@@ -409,4 +414,124 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaxClients: a connection beyond Config.MaxClients gets Redis's error
+// and is closed; once a client leaves, a new one is served.
+func TestMaxClients(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxClients = 2
+	s, addr := mustServeConfig(t, apitest.NewFake("n2"), cfg)
+	first, _ := mustDial(t, addr)
+	mustPing(t, addr) // the second connection (closed at the end of the test)
+	if _, err := io.WriteString(first, "CONFIG GET maxclients\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	over, overRd := mustDial(t, addr)
+	io.WriteString(over, "PING\r\n") // not read: the reply must still arrive
+	if line, err := overRd.ReadString('\n'); err != nil || line != "-ERR max number of clients reached\r\n" {
+		t.Fatalf("third connection with MaxClients 2: %q %v", line, err)
+	}
+	mustBeClosed(t, overRd)
+	if n := s.rejected.Load(); n != 1 {
+		t.Fatalf("%d connections counted as rejected, want 1", n)
+	}
+	first.Close()
+	for start := time.Now(); ; {
+		c, rd := mustDial(t, addr)
+		io.WriteString(c, "PING\r\n")
+		line, _ := rd.ReadString('\n')
+		c.Close()
+		if line == "+PONG\r\n" {
+			break
+		}
+		if line != "-ERR max number of clients reached\r\n" || time.Since(start) > 5*time.Second {
+			t.Fatalf("after a client left: %q", line)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitPending waits (up to 5 s) until the server's budget for commands has
+// want bytes in use, and fails otherwise.
+func waitPending(t *testing.T, s *Server, want func(int64) bool, what string) int64 {
+	t.Helper()
+	start := time.Now()
+	for {
+		n := s.pending.inUse()
+		if want(n) {
+			return n
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s: budget in use %d", what, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPendingBudget: commands being received take from the server-wide
+// budget (Config.MaxPendingBytes); a connection whose command would go
+// over it gets an error and is closed, and what each connection took is
+// given back exactly: when its command's batch is done, when it leaves in
+// the middle of a command, and when its handler panics.
+func TestPendingBudget(t *testing.T) {
+	const bulk = 128 << 10
+	cfg := DefaultConfig()
+	cfg.MaxBulkBytes, cfg.MaxCommandBytes, cfg.MaxPendingBytes = bulk, 1<<20, 2<<20
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, addr := mustServeConfig(t, panicService{apitest.NewFake("n2")}, cfg)
+	// MGET of 7 keys of 128 KiB each (0.9 MiB) sends all but its last key
+	// (it declares 8).
+	value := strings.Repeat("v", bulk)
+	partial := "*9\r\n$4\r\nMGET\r\n" + strings.Repeat(fmt.Sprintf("$%d\r\n%s\r\n", bulk, value), 7)
+	var held []net.Conn
+	var one int64
+	for i := range 2 {
+		c, _ := mustDial(t, addr)
+		if _, err := io.WriteString(c, partial); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		n := waitPending(t, s, func(n int64) bool { return n >= int64(i+1)*7*bulk }, "a connection holding 0.9 MiB")
+		if i == 0 {
+			one = n
+		} else if n != 2*one {
+			t.Fatalf("two connections holding the same partial command take %d of the budget, want 2 x %d", n, one)
+		}
+	}
+	t.Logf("a connection holding %d bytes of a partial command takes %d of the budget", len(partial), one)
+	// A third does not fit in 2 MiB.
+	c, rd := mustDial(t, addr)
+	go io.WriteString(c, partial)
+	if line, err := rd.ReadString('\n'); err != nil || line != "-ERR server is out of memory for incoming commands, try again\r\n" {
+		t.Fatalf("third partial command: %q %v", line, err)
+	}
+	mustBeClosed(t, rd)
+	waitPending(t, s, func(n int64) bool { return n == 2*one }, "after the refused connection closed")
+	// A small command still works.
+	mustPing(t, addr)
+	// Leaving in the middle of a command gives its part back.
+	for _, c := range held {
+		c.Close()
+	}
+	waitPending(t, s, func(n int64) bool { return n == 0 }, "after the partial commands' connections closed")
+	// A complete command holds the budget until its batch is answered.
+	c, rd = mustDial(t, addr)
+	if _, err := io.WriteString(c, partial+"$1\r\nk\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := rd.ReadString('\n'); err != nil || line != "*8\r\n" {
+		t.Fatalf("MGET of 8 keys: %q %v", line, err)
+	}
+	waitPending(t, s, func(n int64) bool { return n == 0 }, "after the command was answered")
+	// A handler that panics in a batch holding the budget: given back when
+	// its connection closes.
+	c, rd = mustDial(t, addr)
+	if _, err := io.WriteString(c, partial+"$1\r\nk\r\nGET boom\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	mustBeClosed(t, rd)
+	waitPending(t, s, func(n int64) bool { return n == 0 }, "after a handler panicked")
 }

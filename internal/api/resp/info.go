@@ -221,7 +221,9 @@ func (s *Server) cmdInfo(c *conn, st *connState, args [][]byte) {
 				}
 			}
 		case "clients":
-			fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\n", s.conns.Load())
+			fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n", s.conns.Load(), s.cfg.MaxClients)
+			fmt.Fprintf(&b, "rejected_connections:%d\r\ntrireme_pending_bytes:%d\r\ntrireme_max_pending_bytes:%d\r\n",
+				s.rejected.Load(), s.pending.inUse(), s.pending.limit)
 		case "persistence":
 			b.WriteString("# Persistence\r\nloading:0\r\naof_enabled:1\r\nrdb_bgsave_in_progress:0\r\n")
 		case "replication":

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 )
 
 // ErrProtocol is matched (errors.Is) by every error the reader returns for a
@@ -46,6 +45,9 @@ type limits struct {
 	maxBulk    int // bytes in one bulk string
 	maxInline  int // bytes in one inline command line
 	maxCommand int // argument bytes of one command, plus argOverhead per argument
+	// pending is the server-wide budget for the memory that commands being
+	// received or run hold; nil = no budget (tests of the reader alone).
+	pending *budget
 }
 
 const (
@@ -57,41 +59,78 @@ const (
 	// 19 digits and the prefix and CR fit with room to spare.
 	maxHeaderLine = 32
 	// argOverhead is what the reader keeps per argument besides its bytes
-	// (its offsets and its slice header); it is counted against maxCommand
-	// so that a million empty arguments are not free.
+	// (its slice header in argv, and some slack for the growth of argv); it
+	// is counted against maxCommand so that a million empty arguments are
+	// not free.
 	argOverhead = 40
-	// bulkChunk is how much the argument buffer grows at a time while a
-	// bulk string arrives: memory follows the bytes received, not the
-	// length a client declared.
-	bulkChunk = 64 << 10
+	// smallArg: arguments up to this long are copied into blocks (below);
+	// longer ones get a buffer of their own, of exactly their length.
+	smallArg = 4 << 10
+	// firstBlock and blockBytes are the capacities of the blocks that hold
+	// small arguments: a connection's first block is small (most send only
+	// small commands), the next ones blockBytes. A block is never grown, so
+	// the arguments already in it never move; at most smallArg bytes of a
+	// full block are left unused, a quarter of a block.
+	firstBlock = 4 << 10
+	blockBytes = 16 << 10
+	// stageChunk is the size of the chunks that hold the first half of an
+	// argument longer than stageChunk while it arrives (see readLarge), and
+	// the most the reader allocates ahead of the bytes received for an
+	// argument that gets its own buffer at once.
+	stageChunk = 64 << 10
 	// keepBytes and keepArgs: buffers grown beyond these for a large
 	// command are dropped when the batch is done, so that an idle
 	// connection holds only its read buffer and small scratch space.
 	keepBytes = 64 << 10
 	keepArgs  = 1024
+	// freeBytes is how much a batch may hold before it counts against the
+	// server-wide budget (limits.pending): small commands never touch the
+	// shared counter. The budget is then taken in steps of budgetStep.
+	freeBytes  = 16 << 10
+	budgetStep = 64 << 10
 )
-
-// span locates one argument in reader.arena.
-type span struct{ start, end int }
 
 // reader parses RESP2 commands (multibulk arrays of bulk strings, and inline
 // lines as typed in telnet) from a stream, one pipeline batch at a time.
 // It is not safe for concurrent use.
+//
+// Argument storage: nothing is ever copied to make room. An argument of at
+// most smallArg bytes is copied into the current block, or a new block when
+// it does not fit; a longer one gets its own buffer of exactly its length:
+// allocated when its header arrives if it is at most stageChunk long,
+// otherwise once half of it has arrived (readLarge). So reading a command
+// allocates about its size, and memory follows the bytes received.
 type reader struct {
 	br    *bufio.Reader
 	stall *stallReader // nil unless reading a network connection
 	lim   limits
 
-	// The batch being read: argument i is arena[spans[i].start:spans[i].end],
-	// command j is arguments ends[j-1] (or 0) to ends[j].
-	arena []byte
-	spans []span
-	ends  []int
-	// Built by finish from the above, reused from batch to batch.
+	// The batch being read: argument i is argv[i] (its capacity cut at its
+	// length), command j is arguments ends[j-1] (or 0) to ends[j].
 	argv [][]byte
+	ends []int
+	// cmds is built by finish from the above, reused from batch to batch.
 	cmds [][][]byte
 
+	// blocks hold the batch's small arguments: blocks[:blk] are in use, the
+	// last of them up to off; the ones after are spare (kept from earlier
+	// batches or from a command that was not complete in the buffer).
+	blocks [][]byte
+	blk    int
+	off    int
+	// stage holds the first half of a large argument as it arrives; its
+	// chunks are reused by every large argument of the batch.
+	stage [][]byte
+
+	// held is what the batch's arguments hold (bytes and argOverhead each,
+	// stage chunks); charged is what the reader has taken from lim.pending
+	// for it (held beyond freeBytes, in steps of budgetStep). Both go back
+	// to zero, and charged to the budget, when the batch is done.
+	held    int
+	charged int
+
 	line     []byte // a line that arrived in more than one read
+	tmp      []byte // an inline argument being unquoted
 	cmdBytes int    // bytes counted against maxCommand for the current command
 
 	// While fromBuffer, commands are parsed from peek (the bytes already
@@ -115,7 +154,9 @@ func newReader(rd io.Reader, lim limits) *reader {
 // are valid until the next call. Empty commands (*0, *-1, blank inline lines)
 // are skipped. At the end of the stream it returns io.EOF, or
 // io.ErrUnexpectedEOF inside a command; a malformed or oversized command
-// gives an error matching ErrProtocol.
+// gives an error matching ErrProtocol; a command that would take the
+// server's memory budget for commands beyond its limit gives errPendingFull.
+// After an error the reader holds nothing of the budget.
 func (r *reader) readBatch() ([][][]byte, error) {
 	r.reset()
 	for len(r.ends) == 0 {
@@ -126,6 +167,7 @@ func (r *reader) readBatch() ([][][]byte, error) {
 		err := r.readCommand()
 		r.setBusy(false)
 		if err != nil {
+			r.reset()
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -138,16 +180,19 @@ func (r *reader) readBatch() ([][][]byte, error) {
 }
 
 // tryBuffered parses one command from the buffered bytes, if they hold all
-// of it. Otherwise (incomplete, or malformed: the next blocking read reports
-// it) it leaves the buffer and the batch as they were and returns false.
+// of it. Otherwise (incomplete, malformed or over the budget: the next
+// blocking read reports it) it leaves the buffer and the batch as they were
+// and returns false.
 func (r *reader) tryBuffered() bool {
 	r.peek, _ = r.br.Peek(r.br.Buffered())
 	r.pos, r.fromBuffer = 0, true
-	arena, spans, ends := len(r.arena), len(r.spans), len(r.ends)
+	args, ends, blk, off, held := len(r.argv), len(r.ends), r.blk, r.off, r.held
 	err := r.readCommand()
 	r.fromBuffer = false
 	if err != nil {
-		r.arena, r.spans, r.ends = r.arena[:arena], r.spans[:spans], r.ends[:ends]
+		clear(r.argv[args:])
+		r.argv, r.ends = r.argv[:args], r.ends[:ends]
+		r.blk, r.off, r.held = blk, off, held // charged stays: released with the batch
 		return false
 	}
 	r.br.Discard(r.pos)
@@ -160,26 +205,123 @@ func (r *reader) setBusy(b bool) {
 	}
 }
 
-// reset starts a batch. Buffers grown for a large command are dropped
-// rather than kept for the connection's life.
+// reset ends a batch: it gives back the budget the batch took and drops the
+// references to its arguments. Buffers grown for a large command are
+// dropped rather than kept for the connection's life.
 func (r *reader) reset() {
-	if cap(r.arena) > keepBytes || cap(r.spans) > keepArgs || cap(r.ends) > keepArgs {
-		r.arena, r.spans, r.ends, r.argv, r.cmds = nil, nil, nil, nil, nil
+	r.release()
+	clear(r.argv) // no stale reference keeps a large argument alive
+	clear(r.cmds)
+	if cap(r.argv) > keepArgs || cap(r.ends) > keepArgs || cap(r.cmds) > keepArgs {
+		r.argv, r.ends, r.cmds = nil, nil, nil
 	}
+	r.argv, r.ends, r.cmds = r.argv[:0], r.ends[:0], r.cmds[:0]
+	kept, n := 0, 0
+	for n < len(r.blocks) && kept+cap(r.blocks[n]) <= keepBytes {
+		kept += cap(r.blocks[n])
+		n++
+	}
+	clear(r.blocks[n:])
+	r.blocks, r.blk, r.off = r.blocks[:n], 0, 0
+	clear(r.stage)
+	r.stage = r.stage[:0]
 	if cap(r.line) > keepBytes {
 		r.line = nil
 	}
-	r.arena, r.spans, r.ends = r.arena[:0], r.spans[:0], r.ends[:0]
+	if cap(r.tmp) > keepBytes {
+		r.tmp = nil
+	}
 }
 
-// finish builds the batch's argument slices. Each has its capacity cut at
-// its length so that a handler appending to one cannot overwrite the next.
-func (r *reader) finish() [][][]byte {
-	r.argv = r.argv[:0]
-	for _, s := range r.spans {
-		r.argv = append(r.argv, r.arena[s.start:s.end:s.end])
+// release gives back what the reader took from the budget. It is called
+// when a batch is done and when the connection ends.
+func (r *reader) release() {
+	if r.charged > 0 {
+		r.lim.pending.release(r.charged)
 	}
-	r.cmds = r.cmds[:0]
+	r.held, r.charged = 0, 0
+}
+
+// use counts n more bytes held by the batch, taking from the server's
+// budget what goes beyond freeBytes. It fails, counting nothing, if the
+// budget does not have room.
+func (r *reader) use(n int) error {
+	r.held += n
+	over := r.held - freeBytes - r.charged
+	if over <= 0 || r.lim.pending == nil {
+		return nil
+	}
+	step := (over + budgetStep - 1) / budgetStep * budgetStep
+	if !r.lim.pending.acquire(step) {
+		r.held -= n
+		return errPendingFull
+	}
+	r.charged += step
+	return nil
+}
+
+// slot returns room for a small argument of n bytes (at most smallArg) in
+// the current block, or in the next one if it does not fit.
+func (r *reader) slot(n int) []byte {
+	if r.blk == 0 || r.off+n > len(r.blocks[r.blk-1]) {
+		if r.blk == len(r.blocks) {
+			size := blockBytes
+			if r.blk == 0 {
+				size = firstBlock
+			}
+			r.blocks = append(r.blocks, make([]byte, size))
+		}
+		r.blk++
+		r.off = 0
+	}
+	b := r.blocks[r.blk-1][r.off : r.off+n : r.off+n]
+	r.off += n
+	return b
+}
+
+// alloc returns room for an argument of n bytes whose bytes are at hand or
+// about to be read at once (n at most stageChunk outside small arguments),
+// counted against the budget.
+func (r *reader) alloc(n int) ([]byte, error) {
+	// Fast path (small pipelined commands): room in the current block and
+	// within what the batch has already taken from the budget.
+	if n <= smallArg && r.blk > 0 && r.held+n+argOverhead <= freeBytes+r.charged {
+		if blk := r.blocks[r.blk-1]; r.off+n <= len(blk) {
+			r.held += n + argOverhead
+			b := blk[r.off : r.off+n : r.off+n]
+			r.off += n
+			return b, nil
+		}
+	}
+	if err := r.use(n + argOverhead); err != nil {
+		return nil, err
+	}
+	if n <= smallArg {
+		return r.slot(n), nil
+	}
+	return make([]byte, n), nil
+}
+
+// addArg appends an argument to the batch. argv grows by doubling, but
+// not beyond the arguments the command declared (left: how many follow
+// this one; -1 if unknown) by more than keepArgs, so that a large
+// command's argv ends about its size and the growth copies at most as much
+// as it keeps; a batch of many short commands still grows geometrically.
+func (r *reader) addArg(a []byte, left int) {
+	if len(r.argv) == cap(r.argv) {
+		n := max(2*cap(r.argv), 16)
+		if left >= 0 {
+			n = min(n, max(len(r.argv)+1+left, cap(r.argv)+keepArgs))
+		}
+		grown := make([][]byte, len(r.argv), n)
+		copy(grown, r.argv)
+		r.argv = grown
+	}
+	r.argv = append(r.argv, a)
+}
+
+// finish builds the batch's commands.
+func (r *reader) finish() [][][]byte {
 	start := 0
 	for _, end := range r.ends {
 		r.cmds = append(r.cmds, r.argv[start:end:end])
@@ -227,7 +369,7 @@ func (r *reader) readMultibulk() error {
 	if n <= 0 {
 		return nil // an empty or null array is no command, as in Redis
 	}
-	for range n {
+	for i := range n {
 		line, err := r.readLine(maxHeaderLine)
 		if err != nil {
 			return lineError(err, errBulkLine)
@@ -246,13 +388,13 @@ func (r *reader) readMultibulk() error {
 		if err := r.charge(size); err != nil {
 			return err
 		}
-		start := len(r.arena)
-		if err := r.readBulk(size); err != nil {
+		arg, err := r.readBulk(size)
+		if err != nil {
 			return err
 		}
-		r.spans = append(r.spans, span{start, len(r.arena)})
+		r.addArg(arg, n-1-i)
 	}
-	r.ends = append(r.ends, len(r.spans))
+	r.ends = append(r.ends, len(r.argv))
 	return nil
 }
 
@@ -312,7 +454,7 @@ func (r *reader) readInline() error {
 		return lineError(err, errInlineTooBig)
 	}
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	first := len(r.spans)
+	first := len(r.argv)
 	for i := 0; ; {
 		for i < len(line) && isSpace(line[i]) {
 			i++
@@ -320,25 +462,30 @@ func (r *reader) readInline() error {
 		if i == len(line) {
 			break
 		}
-		if len(r.spans)-first == r.lim.maxArgs {
+		if len(r.argv)-first == r.lim.maxArgs {
 			return errTooManyArgs
 		}
-		start := len(r.arena)
+		r.tmp = r.tmp[:0]
 		if i, err = r.inlineArg(line, i); err != nil {
 			return err
 		}
-		if err := r.charge(len(r.arena) - start); err != nil {
+		if err := r.charge(len(r.tmp)); err != nil {
 			return err
 		}
-		r.spans = append(r.spans, span{start, len(r.arena)})
+		arg, err := r.alloc(len(r.tmp))
+		if err != nil {
+			return err
+		}
+		copy(arg, r.tmp)
+		r.addArg(arg, -1)
 	}
-	if len(r.spans) > first {
-		r.ends = append(r.ends, len(r.spans))
+	if len(r.argv) > first {
+		r.ends = append(r.ends, len(r.argv))
 	}
 	return nil
 }
 
-// inlineArg appends the argument that starts at line[i] to the arena and
+// inlineArg appends the argument that starts at line[i] to r.tmp and
 // returns the index just after it.
 func (r *reader) inlineArg(line []byte, i int) (int, error) {
 	var quote byte // 0 outside quotes, else '"' or '\''
@@ -350,7 +497,7 @@ func (r *reader) inlineArg(line []byte, i int) (int, error) {
 		case quote == 0 && (c == '"' || c == '\''):
 			quote = c
 		case quote == 0:
-			r.arena = append(r.arena, c)
+			r.tmp = append(r.tmp, c)
 		case c == quote:
 			if i+1 < len(line) && !isSpace(line[i+1]) {
 				return 0, errUnbalanced
@@ -360,14 +507,14 @@ func (r *reader) inlineArg(line []byte, i int) (int, error) {
 			if line[i+1] == '\'' {
 				i++
 			}
-			r.arena = append(r.arena, line[i])
+			r.tmp = append(r.tmp, line[i])
 		case c == '\\' && i+1 < len(line):
 			i++
 			b, n := unescape(line[i:])
-			r.arena = append(r.arena, b)
+			r.tmp = append(r.tmp, b)
 			i += n - 1
 		default:
-			r.arena = append(r.arena, c)
+			r.tmp = append(r.tmp, c)
 		}
 	}
 	if quote != 0 {
@@ -461,38 +608,83 @@ func (r *reader) readLine(max int) ([]byte, error) {
 	}
 }
 
-// readBulk appends the next size bytes to the arena and consumes the CRLF
-// that must follow them.
-func (r *reader) readBulk(size int) error {
+// readBulk reads the next size bytes and the CRLF that must follow them,
+// and returns the argument (its capacity cut at its length).
+func (r *reader) readBulk(size int) ([]byte, error) {
 	if r.fromBuffer {
 		rest := r.peek[r.pos:]
 		if len(rest) < size+2 {
-			return errIncomplete
+			return nil, errIncomplete
 		}
 		if rest[size] != '\r' || rest[size+1] != '\n' {
-			return errBulkLength
+			return nil, errBulkLength
 		}
-		r.arena = append(r.arena, rest[:size]...)
+		arg, err := r.alloc(size) // at most the read buffer: never staged
+		if err != nil {
+			return nil, err
+		}
+		copy(arg, rest[:size])
 		r.pos += size + 2
-		return nil
+		return arg, nil
 	}
-	for size > 0 {
-		n := min(size, bulkChunk)
-		start := len(r.arena)
-		r.arena = slices.Grow(r.arena, n)[:start+n]
-		if _, err := io.ReadFull(r.br, r.arena[start:]); err != nil {
-			r.arena = r.arena[:start]
-			return err
+	var arg []byte
+	var err error
+	if size <= stageChunk {
+		if arg, err = r.alloc(size); err == nil {
+			_, err = io.ReadFull(r.br, arg)
 		}
-		size -= n
+	} else {
+		arg, err = r.readLarge(size)
+	}
+	if err != nil {
+		return nil, err
 	}
 	crlf, err := r.br.Peek(2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if crlf[0] != '\r' || crlf[1] != '\n' {
-		return errBulkLength
+		return nil, errBulkLength
 	}
 	r.br.Discard(2)
-	return nil
+	return arg, nil
+}
+
+// readLarge reads an argument of size bytes, more than stageChunk. Its
+// first half arrives in the batch's stage chunks (allocated one at a time,
+// as bytes arrive, and reused by the batch's next large arguments); then
+// it gets its own buffer of exactly size bytes, the first half is copied
+// in and the rest read straight into it. So the reader never holds more
+// than about twice the bytes received for it plus one chunk, allocates
+// the argument once (plus, per batch, stage chunks for half of its largest
+// argument) and copies half of it once.
+func (r *reader) readLarge(size int) ([]byte, error) {
+	if err := r.use(argOverhead); err != nil {
+		return nil, err
+	}
+	half, got := size/2, 0
+	for i := 0; got < half; i++ {
+		if i == len(r.stage) {
+			if err := r.use(stageChunk); err != nil {
+				return nil, err
+			}
+			r.stage = append(r.stage, make([]byte, stageChunk))
+		}
+		n, err := io.ReadFull(r.br, r.stage[i][:min(stageChunk, half-got)])
+		got += n
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := r.use(size); err != nil {
+		return nil, err
+	}
+	arg := make([]byte, size)
+	for i, n := 0, 0; n < got; i++ {
+		n += copy(arg[n:got], r.stage[i])
+	}
+	if _, err := io.ReadFull(r.br, arg[got:]); err != nil {
+		return nil, err
+	}
+	return arg, nil
 }

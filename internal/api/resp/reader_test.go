@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
+	"weak"
 )
 
-// testLimits are the server's defaults for a node with a 1 MiB value limit.
+// testLimits are the server's defaults for a node with a 1 MiB value limit
+// (without the server-wide budget).
 func testLimits() limits {
-	return limits{maxArgs: DefaultMaxArgs, maxBulk: 1<<20 + DefaultBulkSlackBytes,
-		maxInline: DefaultMaxInlineBytes, maxCommand: DefaultMaxCommandBytes}
+	bulk := 1<<20 + DefaultBulkSlackBytes
+	return limits{maxArgs: DefaultMaxArgs, maxBulk: bulk,
+		maxInline: DefaultMaxInlineBytes, maxCommand: commandBytesFor(bulk)}
 }
 
 // fillReader yields n copies of one byte without holding them.
@@ -318,8 +322,9 @@ func TestReaderBatch(t *testing.T) {
 }
 
 // TestReaderReleasesLargeBuffers: a large command is streamed in (right
-// bytes, memory in proportion), and its buffer is dropped once the next
-// batch is small.
+// bytes, its value in a buffer of exactly its length), and nothing of it is
+// kept once the next batch is read: no buffer of the reader still refers to
+// it (the garbage collector frees it) and what the reader keeps is small.
 func TestReaderReleasesLargeBuffers(t *testing.T) {
 	value := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	set := fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n", len(value), value)
@@ -334,14 +339,188 @@ func TestReaderReleasesLargeBuffers(t *testing.T) {
 	if err != nil || len(cmds) == 0 || len(cmds[0]) != 3 || !bytes.Equal(cmds[0][2], value) {
 		t.Fatalf("large SET not read back: %v", err)
 	}
-	if c := cap(r.arena); c > 2*len(value) {
-		t.Fatalf("arena capacity %d for a %d-byte value", c, len(value))
+	if c := cap(cmds[0][2]); c != len(value) {
+		t.Fatalf("value of %d bytes in a buffer of %d", len(value), c)
 	}
+	if string(cmds[0][0]) != "SET" || string(cmds[0][1]) != "k" {
+		t.Fatalf("SET's first arguments: %q", cmds[0][:2])
+	}
+	held := weak.Make(&cmds[0][2][0])
+	cmds = nil
 	if cmds, err = r.readBatch(); err != nil || len(cmds) != 1 || string(cmds[0][0]) != "PING" {
 		t.Fatalf("PING after the large SET: %q %v", cmds, err)
 	}
-	if c := cap(r.arena); c > keepBytes {
-		t.Fatalf("arena capacity %d kept after a small command, want at most %d", c, keepBytes)
+	runtime.GC()
+	if held.Value() != nil {
+		t.Fatal("the large value is still referenced after the next batch")
+	}
+	kept := 0
+	for _, b := range r.blocks {
+		kept += cap(b)
+	}
+	if kept > keepBytes || len(r.stage) != 0 || cap(r.argv) > keepArgs {
+		t.Fatalf("kept %d bytes of blocks, %d stage chunks and %d argument slots after a small command", kept, len(r.stage), cap(r.argv))
+	}
+}
+
+// multibulk encodes one command.
+func multibulk(args ...[]byte) []byte {
+	b := fmt.Appendf(nil, "*%d\r\n", len(args))
+	for _, a := range args {
+		b = fmt.Appendf(b, "$%d\r\n", len(a))
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// repeatArgs returns name followed by n arguments of size bytes each (a
+// different byte for each).
+func repeatArgs(name string, n, size int) [][]byte {
+	args := [][]byte{[]byte(name)}
+	for i := range n {
+		args = append(args, bytes.Repeat([]byte{byte('a' + i%26)}, size))
+	}
+	return args
+}
+
+// TestReaderAllocatesItsSize: reading a large command allocates about its
+// size, whatever the shape of its arguments: nothing is copied to grow
+// (the finding of the hostile suite: a 60 MiB command in one growing
+// buffer allocated several hundred MB). Each command arrives in reads of
+// 1400 bytes (a TCP segment) and must be read back unchanged.
+func TestReaderAllocatesItsSize(t *testing.T) {
+	mixed := repeatArgs("MSET", 0, 0)
+	for i := range 200 { // 44 MiB
+		size := []int{10, 1000, 5000, 100 << 10, 1 << 20}[i%5]
+		mixed = append(mixed, bytes.Repeat([]byte{byte('a' + i%26)}, size))
+	}
+	tests := []struct {
+		name     string
+		args     [][]byte
+		maxRatio float64 // bytes allocated / bytes of the command
+	}{
+		// The probe of test/hostile: arguments at its bulk limit (128 KiB).
+		{"480 arguments of 128 KiB (60 MiB)", repeatArgs("MSET", 480, 128<<10), 1.5},
+		{"30 arguments of 128 KiB (the most of a 4 MiB command)", repeatArgs("MSET", 30, 128<<10), 1.5},
+		{"20 arguments of 1 MiB", repeatArgs("MSET", 20, 1<<20), 1.5},
+		{"3000 arguments of 1 KiB", repeatArgs("MSET", 3000, 1<<10), 1.5},
+		{"1000 arguments of 3 KiB (small: in blocks)", repeatArgs("MSET", 1000, 3<<10), 1.5},
+		{"1000 arguments of 5 KiB (each its own buffer)", repeatArgs("MSET", 1000, 5<<10), 1.5},
+		{"200 arguments of 10 bytes to 1 MiB", mixed, 1.5},
+		// One large argument: its first half arrives in stage chunks, then
+		// it gets its own buffer: 1.5 times its size.
+		{"one value of 1 MiB", repeatArgs("SET", 1, 1<<20), 1.6},
+		{"one value of 8 MiB", repeatArgs("SET", 1, 8<<20), 1.6},
+	}
+	lim := testLimits()
+	lim.maxBulk, lim.maxCommand = 8<<20, 64<<20
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := multibulk(tc.args...)
+			r := newReader(&chunkReader{data: in, size: 1400}, lim)
+			var cmds [][][]byte
+			var err error
+			alloc := bytesAllocated(func() { cmds, err = r.readBatch() })
+			if err != nil || len(cmds) != 1 || len(cmds[0]) != len(tc.args) {
+				t.Fatalf("read %d commands, %v", len(cmds), err)
+			}
+			for i, a := range cmds[0] {
+				if !bytes.Equal(a, tc.args[i]) || cap(a) != len(a) {
+					t.Fatalf("argument %d: %d bytes (capacity %d), want %d bytes read back unchanged", i, len(a), cap(a), len(tc.args[i]))
+				}
+			}
+			ratio := float64(alloc) / float64(len(in))
+			t.Logf("%s: %d bytes allocated for a command of %d bytes (%.3fx); %d bytes held", tc.name, alloc, len(in), ratio, r.held)
+			if ratio > tc.maxRatio {
+				t.Errorf("allocated %d bytes (%.2fx) to read a command of %d bytes, want at most %.2fx", alloc, ratio, len(in), tc.maxRatio)
+			}
+		})
+	}
+}
+
+// TestReaderManyEmptyArguments: for a command of many tiny arguments the
+// reader's bookkeeping (argv, which grows by doubling up to the declared
+// count) dominates; it stays within the 40 bytes per argument that
+// maxCommand counts, and 1.5 times what the command is counted for.
+func TestReaderManyEmptyArguments(t *testing.T) {
+	args := repeatArgs("DEL", 100_000, 1)
+	in := multibulk(args...)
+	r := newReader(bytes.NewReader(in), testLimits())
+	var err error
+	alloc := bytesAllocated(func() { _, err = r.readBatch() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := 0
+	for _, a := range args {
+		counted += len(a) + argOverhead
+	}
+	t.Logf("%d arguments of 1 byte: %d bytes allocated, %d counted against maxCommand", len(args), alloc, counted)
+	if float64(alloc) > 1.5*float64(counted) {
+		t.Fatalf("allocated %d bytes for %d arguments (%d counted), want at most 1.5x", alloc, len(args), counted)
+	}
+}
+
+// TestReaderBudget: readers take from the shared budget what their batch
+// holds beyond freeBytes, a command that would go over it fails with
+// errPendingFull (as soon as the allocation would, not at the end), and
+// every byte taken is given back when the batch is done or fails.
+func TestReaderBudget(t *testing.T) {
+	b := newBudget(2 << 20)
+	lim := testLimits()
+	lim.pending = b
+	big := multibulk(repeatArgs("MSET", 10, 128<<10)...) // 1.25 MiB
+	// A holds one big command (its batch is not done until its next readBatch).
+	a := newReader(io.MultiReader(bytes.NewReader(big), strings.NewReader("PING\r\n")), lim)
+	if _, err := a.readBatch(); err != nil {
+		t.Fatal(err)
+	}
+	held := b.inUse()
+	if held < 10*128<<10 || held > 10*128<<10+2*stageChunk+budgetStep {
+		t.Fatalf("budget in use %d while a holds a command of %d bytes", held, len(big))
+	}
+	// B cannot: the budget has room for 0.75 MiB more.
+	src := &countReader{r: bytes.NewReader(big)}
+	bb := newReader(src, lim)
+	if _, err := bb.readBatch(); !errors.Is(err, errPendingFull) {
+		t.Fatalf("second big command: %v, want %v", err, errPendingFull)
+	}
+	if src.n > 1<<20 {
+		t.Fatalf("read %d bytes of the command refused for lack of budget", src.n)
+	}
+	if got := b.inUse(); got != held {
+		t.Fatalf("budget in use %d after the refused command, want %d (a's)", got, held)
+	}
+	// Small commands (within freeBytes) do not need the budget.
+	small := newReader(strings.NewReader("SET k v\r\n*2\r\n$4\r\nECHO\r\n$5000\r\n"+strings.Repeat("e", 5000)+"\r\n"), lim)
+	if cmds, err := small.readBatch(); err != nil || len(cmds) != 2 {
+		t.Fatalf("small commands with the budget nearly full: %d, %v", len(cmds), err)
+	}
+	if got := b.inUse(); got != held {
+		t.Fatalf("budget in use %d after small commands, want %d", got, held)
+	}
+	// A's batch is done: everything given back; B's command now fits.
+	if cmds, err := a.readBatch(); err != nil || len(cmds) != 1 {
+		t.Fatalf("PING: %v", err)
+	}
+	if got := b.inUse(); got != 0 {
+		t.Fatalf("budget in use %d once a's big command is done, want 0", got)
+	}
+	bb = newReader(bytes.NewReader(big), lim)
+	if cmds, err := bb.readBatch(); err != nil || len(cmds) != 1 || len(cmds[0]) != 11 {
+		t.Fatalf("big command once the budget is free: %v", err)
+	}
+	// A command cut short (the client leaves) gives its part back.
+	if _, err := bb.readBatch(); !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	cut := newReader(bytes.NewReader(big[:len(big)/2]), lim)
+	if _, err := cut.readBatch(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("half a command: %v", err)
+	}
+	if got := b.inUse(); got != 0 {
+		t.Fatalf("budget in use %d after every reader is done, want 0", got)
 	}
 }
 
@@ -398,5 +577,100 @@ func BenchmarkReader(b *testing.B) {
 			n += len(cmds)
 		}
 		n -= 64
+	}
+}
+
+// TestReaderLongBatch: a batch of many short commands (beyond what argv
+// keeps between batches) costs few allocations: argv grows geometrically.
+func TestReaderLongBatch(t *testing.T) {
+	var pipe bytes.Buffer
+	for range 1000 {
+		pipe.WriteString("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n") // 2000 arguments in about 23 KiB
+	}
+	r := newReader(&cycleReader{data: pipe.Bytes()}, testLimits())
+	for range 10 {
+		if _, err := r.readBatch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := r.readBatch(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.1f allocations per batch", allocs)
+	if allocs > 20 {
+		t.Fatalf("%.1f allocations per batch of short commands, want at most 20", allocs)
+	}
+}
+
+// TestReaderRandomSizes: pipelines of commands with arguments of sizes
+// around every threshold of the reader's storage (small arguments in
+// blocks, buffers of their own, staged large ones), arriving in reads of
+// random sizes, are read back unchanged, each argument with its capacity
+// cut at its length and still intact at the end of its batch; the budget
+// is all given back at the end.
+func TestReaderRandomSizes(t *testing.T) {
+	sizes := []int{0, 1, 100, smallArg - 1, smallArg, smallArg + 1, firstBlock + 1, blockBytes - 1, blockBytes,
+		stageChunk - 1, stageChunk, stageChunk + 1, 2*stageChunk + 1, 300 << 10}
+	reads := []int{1, 7, 1400, readBufferBytes, 1 << 20}
+	rng := rand.New(rand.NewPCG(15, 2))
+	lim := testLimits()
+	lim.pending = newBudget(64 << 20)
+	for iter := range 300 {
+		var in []byte
+		var want [][][]byte
+		for range 1 + rng.IntN(6) {
+			cmd := [][]byte{[]byte("ECHO")}
+			for range rng.IntN(5) {
+				size := sizes[rng.IntN(len(sizes))]
+				if rng.IntN(3) == 0 {
+					size = rng.IntN(20000)
+				}
+				a := make([]byte, size)
+				for i := range a {
+					a[i] = byte(rng.Uint32())
+				}
+				cmd = append(cmd, a)
+			}
+			in = append(in, multibulk(cmd...)...)
+			want = append(want, cmd)
+		}
+		read := reads[rng.IntN(len(reads))]
+		if read == 1 && len(in) > 200<<10 {
+			read = 1400
+		}
+		r := newReader(&chunkReader{data: in, size: read}, lim)
+		var got [][][]byte
+		for {
+			cmds, err := r.readBatch()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("iteration %d (reads of %d): %v", iter, read, err)
+			}
+			got = append(got, cmds...)
+			// Check the whole batch at its end: no argument was overwritten
+			// by a later one.
+			for i, cmd := range cmds {
+				w := want[len(got)-len(cmds)+i]
+				if len(cmd) != len(w) {
+					t.Fatalf("iteration %d: command of %d arguments, want %d", iter, len(cmd), len(w))
+				}
+				for j, a := range cmd {
+					if !bytes.Equal(a, w[j]) || cap(a) != len(a) {
+						t.Fatalf("iteration %d (reads of %d): argument %d of %d bytes (capacity %d) differs from the %d sent",
+							iter, read, j, len(a), cap(a), len(w[j]))
+					}
+				}
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("iteration %d: %d commands, want %d", iter, len(got), len(want))
+		}
+		if n := lim.pending.inUse(); n != 0 {
+			t.Fatalf("iteration %d: budget in use %d at the end of the stream", iter, n)
+		}
 	}
 }

@@ -7,7 +7,10 @@
 // service errors into Redis-style error replies. It promises: a malformed
 // frame, or one over a limit of Config, gets an "ERR Protocol error" reply
 // and closes only that connection, and no length a client declares is
-// allocated or looped over before it is checked against its limit; an
+// allocated or looped over before it is checked against its limit; the
+// commands of all connections together hold at most Config.MaxPendingBytes
+// (a command that would go over gets an error and closes its connection),
+// and at most Config.MaxClients connections are open; an
 // unknown command or a wrong number of arguments gets an error reply like
 // Redis's and the connection stays usable; pipelined commands are answered in
 // order, with one write per batch; nothing a client sends panics the server,
@@ -32,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -50,8 +54,9 @@ const RedisVersion = "7.2.0"
 
 // Config configures a Server. The limits bound what one client command may
 // make the server read and hold; a command over a limit gets "-ERR Protocol
-// error: ..." and its connection is closed, as in Redis. Zero (or negative)
-// limits take their defaults.
+// error: ..." and its connection is closed, as in Redis. MaxClients and
+// MaxPendingBytes bound all connections together. Zero (or negative) limits
+// take their defaults.
 type Config struct {
 	// Logger receives connection errors. nil = discard.
 	Logger *slog.Logger
@@ -92,9 +97,30 @@ type Config struct {
 	// MaxCommandBytes bounds one command's arguments together (their bytes,
 	// plus 40 bytes of bookkeeping per argument), like Redis's
 	// client-query-buffer-limit: without it MaxArgs bulk strings of
-	// MaxBulkBytes each would be terabytes. Default 64 MiB; it must leave
-	// room for a SET of a key and a value of MaxBulkBytes each.
+	// MaxBulkBytes each would be terabytes. Default: twice the bulk limit
+	// (plus bookkeeping), at least DefaultMinCommandBytes (4 MiB): room for
+	// a SET of a key and a value at the bulk limit each, the largest command
+	// there is, and for MGET, DEL or EXISTS of some 80,000 short keys. It
+	// must leave room for a SET of a key and a value of MaxBulkBytes each.
 	MaxCommandBytes int
+	// MaxClients is the most RESP connections open at once (Redis's
+	// maxclients). One more gets "-ERR max number of clients reached" and is
+	// closed (with TLS, once its handshake is done; at most 64 connections
+	// are being turned away at a time, the others are closed without a
+	// word). Default 10,000, as Redis.
+	MaxClients int
+	// MaxPendingBytes bounds the memory that the arguments of commands being
+	// received or run hold, over all connections together (each connection
+	// holds up to 16 KiB of it without counting: small commands never touch
+	// the shared count). A connection whose command would take it beyond
+	// the bound gets "-ERR server is out of memory for incoming commands,
+	// try again" and is closed; a command's bytes count from their arrival
+	// until its batch is answered or its connection closes. Default:
+	// DefaultPendingCommands (16) times MaxCommandBytes (64 MiB at value
+	// limits up to 1.9 MiB, 258 MiB at the 8 MiB maximum); at least twice
+	// MaxCommandBytes (a smaller value is raised to that), so that a
+	// command at the limit can always be received when nothing else is.
+	MaxPendingBytes int
 	// CommandTimeout is how long a partly received command may go without
 	// any byte arriving before the connection is closed. A connection idle
 	// between commands is never closed (Redis's default timeout 0).
@@ -107,20 +133,28 @@ const (
 	DefaultMaxArgs         = 1 << 20
 	DefaultBulkSlackBytes  = 64 << 10 // room for a key (internal/node's MaxKeyBytes is 64 KiB) and an over-long value
 	DefaultMaxInlineBytes  = 64 << 10
-	DefaultMaxCommandBytes = 64 << 20
+	DefaultMinCommandBytes = 4 << 20
+	DefaultPendingCommands = 16
+	DefaultMaxClients      = 10_000
 	DefaultCommandTimeout  = 30 * time.Second
 	DefaultTLSHandshake    = 10 * time.Second
 )
 
+// commandBytesFor is the default MaxCommandBytes for a bulk limit.
+func commandBytesFor(bulk int) int {
+	return max(2*(bulk+argOverhead), DefaultMinCommandBytes)
+}
+
 // DefaultConfig returns a Config with no peers, version "dev" and the
-// default limits (MaxBulkBytes 0: derived from the service's value limit).
+// default limits (MaxBulkBytes, MaxCommandBytes and MaxPendingBytes 0:
+// derived from the service's value limit).
 func DefaultConfig() Config {
 	return Config{
-		Version:         "dev",
-		MaxArgs:         DefaultMaxArgs,
-		MaxInlineBytes:  DefaultMaxInlineBytes,
-		MaxCommandBytes: DefaultMaxCommandBytes,
-		CommandTimeout:  DefaultCommandTimeout,
+		Version:        "dev",
+		MaxArgs:        DefaultMaxArgs,
+		MaxInlineBytes: DefaultMaxInlineBytes,
+		MaxClients:     DefaultMaxClients,
+		CommandTimeout: DefaultCommandTimeout,
 
 		TLSHandshakeTimeout: DefaultTLSHandshake,
 	}
@@ -142,6 +176,8 @@ func (c Config) Validate() error {
 		{"MaxBulkBytes", int64(c.MaxBulkBytes)},
 		{"MaxInlineBytes", int64(c.MaxInlineBytes)},
 		{"MaxCommandBytes", int64(c.MaxCommandBytes)},
+		{"MaxClients", int64(c.MaxClients)},
+		{"MaxPendingBytes", int64(c.MaxPendingBytes)},
 		{"CommandTimeout", int64(c.CommandTimeout)},
 		{"TLSHandshakeTimeout", int64(c.TLSHandshakeTimeout)},
 	} {
@@ -152,6 +188,14 @@ func (c Config) Validate() error {
 	if c.MaxBulkBytes > 0 && c.MaxCommandBytes > 0 && c.MaxCommandBytes < 2*(c.MaxBulkBytes+argOverhead) {
 		return fmt.Errorf("resp: Config.MaxCommandBytes = %d is less than a SET of a key and a value of Config.MaxBulkBytes = %d each",
 			c.MaxCommandBytes, c.MaxBulkBytes)
+	}
+	command := c.MaxCommandBytes
+	if command <= 0 && c.MaxBulkBytes > 0 {
+		command = commandBytesFor(c.MaxBulkBytes)
+	}
+	if c.MaxPendingBytes > 0 && command > 0 && c.MaxPendingBytes < 2*command {
+		return fmt.Errorf("resp: Config.MaxPendingBytes = %d is less than twice the command limit (%d bytes)",
+			c.MaxPendingBytes, command)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 		return errors.New("resp: Config.TLS has no certificate")
@@ -170,8 +214,14 @@ func (c Config) withDefaults() Config {
 	if c.MaxInlineBytes <= 0 {
 		c.MaxInlineBytes = DefaultMaxInlineBytes
 	}
-	if c.MaxCommandBytes <= 0 {
-		c.MaxCommandBytes = DefaultMaxCommandBytes
+	if c.MaxCommandBytes < 0 {
+		c.MaxCommandBytes = 0
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.MaxPendingBytes < 0 {
+		c.MaxPendingBytes = 0
 	}
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = DefaultCommandTimeout
@@ -200,6 +250,15 @@ type Server struct {
 	// everyone is what a new connection may do before it authenticates:
 	// everything when auth is off, nothing (RoleNone) when it is on.
 	everyone auth.Principal
+	// pending is the budget of Config.MaxPendingBytes, shared by every
+	// connection's reader.
+	pending *budget
+	// rejecting counts the connections over MaxClients being answered
+	// (at most maxRejecting); rejected counts every connection turned away.
+	rejecting atomic.Int64
+	rejected  atomic.Int64
+	// lastWarn (UnixNano) rate-limits warnings about refused clients.
+	lastWarn atomic.Int64
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -215,6 +274,7 @@ func New(svc api.Service, cfg Config) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{svc: svc, cfg: cfg.withDefaults(), log: cfg.Logger, ctx: ctx, cancel: cancel,
 		open: map[*conn]struct{}{}}
+	s.pending = newBudget(s.pendingBytes())
 	s.cmds = s.commandTable()
 	s.setNeeds = s.cmds["set"].needs
 	if cfg.Auth.Enabled() {
@@ -231,8 +291,29 @@ func (s *Server) limits() limits {
 		maxArgs:    s.cfg.MaxArgs,
 		maxBulk:    s.maxBulkBytes(),
 		maxInline:  s.cfg.MaxInlineBytes,
-		maxCommand: s.cfg.MaxCommandBytes,
+		maxCommand: s.maxCommandBytes(),
+		pending:    s.pending,
 	}
+}
+
+// maxCommandBytes is Config.MaxCommandBytes, or the default derived from
+// the bulk limit.
+func (s *Server) maxCommandBytes() int {
+	if s.cfg.MaxCommandBytes > 0 {
+		return s.cfg.MaxCommandBytes
+	}
+	return commandBytesFor(s.maxBulkBytes())
+}
+
+// pendingBytes is the limit of the budget for commands being received or
+// run: Config.MaxPendingBytes or its default, at least twice the command
+// limit. It is computed once, in New, from the service's value limit then.
+func (s *Server) pendingBytes() int {
+	command := min(s.maxCommandBytes(), math.MaxInt/DefaultPendingCommands)
+	if s.cfg.MaxPendingBytes > 0 {
+		return max(s.cfg.MaxPendingBytes, 2*command)
+	}
+	return DefaultPendingCommands * command
 }
 
 // maxBulkBytes is Config.MaxBulkBytes, or the default derived from the
@@ -872,7 +953,7 @@ func (s *Server) cmdConfig(c *conn, st *connState, args [][]byte) {
 			"bind":               "",
 			"protected-mode":     "no",
 			"timeout":            "0",
-			"maxclients":         "10000",
+			"maxclients":         strconv.Itoa(s.cfg.MaxClients),
 			"proto-max-bulk-len": strconv.Itoa(s.maxBulkBytes()),
 		}
 		if ln := s.listenAddr(); ln != "" {
