@@ -333,7 +333,8 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 		l.Metrics().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 		body, _ := io.ReadAll(rec.Body)
 		for _, want := range []string{"trireme_term{", "trireme_role{node=\"" + l.cfg.ID + "\"} 3", "trireme_write_duration_seconds_bucket",
-			"trireme_follower_lag_entries{", "trireme_elections_won_total{"} {
+			"trireme_follower_lag_entries{", "trireme_elections_won_total{", "trireme_peer_messages_refused_total{",
+			"trireme_peer_messages_forged_total{", "trireme_peer_connections_refused_total{"} {
 			if !strings.Contains(string(body), want) {
 				t.Fatalf("metrics lack %q:\n%s", want, body)
 			}

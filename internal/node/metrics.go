@@ -73,6 +73,30 @@ func (m *metrics) unregister() {
 	}
 }
 
+// peerCounters is what a transport counts of hostile or broken peers.
+type peerCounters interface {
+	Forged() uint64  // messages dropped: From not the authenticated peer, or To not us
+	Refused() uint64 // inbound connections refused at the TLS or the node handshake
+}
+
+// watchTransport exports pc's counters.
+func (m *metrics) watchTransport(pc peerCounters) error {
+	for _, col := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "peer_messages_forged_total",
+			Help: "Peer messages dropped because their sender or addressee was not the authenticated peer and this node."},
+			func() float64 { return float64(pc.Forged()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "peer_connections_refused_total",
+			Help: "Inbound peer connections refused at the TLS or the node handshake (no member certificate, wrong cluster, bad handshake)."},
+			func() float64 { return float64(pc.Refused()) }),
+	} {
+		if err := m.reg.Register(col); err != nil {
+			return err
+		}
+		m.collectors = append(m.collectors, col)
+	}
+	return nil
+}
+
 func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	var gatherer prometheus.Gatherer
 	if reg == nil {

@@ -316,6 +316,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 		n.tr = tcp
 	}
+	if pc, ok := n.tr.(peerCounters); ok {
+		if err := n.m.watchTransport(pc); err != nil {
+			return nil, fmt.Errorf("node: metrics: %w", err)
+		}
+	}
 	n.walLast = n.wal.LastIndex()
 	n.publish(time.Now())
 	n.disk.start()
