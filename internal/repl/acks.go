@@ -140,7 +140,7 @@ func (c *Core) durability(index uint64) Durability {
 		Committed:     c.log.committed >= index,
 	}
 	for _, pr := range c.followers {
-		if pr.match >= index {
+		if pr.match >= index && !pr.learner {
 			d.Replicas++
 		}
 	}
@@ -157,9 +157,12 @@ func (ps *proposals) evaluate(c *Core) {
 	ps.async.popThrough(stable, ok)
 	ps.majority.popThrough(c.log.committed, ok)
 	// Follower matches, highest first.
-	fm := make([]uint64, len(c.followers))
-	for i, pr := range c.followers {
-		fm[i] = pr.match
+	// Learners never count: sync means every voting follower.
+	fm := make([]uint64, 0, len(c.followers))
+	for _, pr := range c.followers {
+		if !pr.learner {
+			fm = append(fm, pr.match)
+		}
 	}
 	sort.Slice(fm, func(i, j int) bool { return fm[i] > fm[j] })
 	syncTo := stable

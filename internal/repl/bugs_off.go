@@ -10,3 +10,5 @@ func (Bugs) voteWithoutLogCheck() bool    { return false }
 func (Bugs) commitOldTerm() bool          { return false }
 func (Bugs) leaseWithoutStickiness() bool { return false }
 func (Bugs) noProbeResend() bool          { return false }
+func (Bugs) twoConfChanges() bool         { return false }
+func (Bugs) snapshotWithoutChecks() bool  { return false }

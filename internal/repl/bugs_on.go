@@ -17,9 +17,18 @@ type Bugs struct {
 	// NoProbeResend never resends a probe whose MsgApp (or its answer) was
 	// lost: the follower stays behind until the next election.
 	NoProbeResend bool
+	// TwoConfChanges lets the leader start a configuration change while the
+	// previous one is not yet committed.
+	TwoConfChanges bool
+	// SnapshotWithoutChecks installs a snapshot without checking its index
+	// against the commit index, and keeps the log after it without checking
+	// the term at its index.
+	SnapshotWithoutChecks bool
 }
 
 func (b Bugs) voteWithoutLogCheck() bool    { return b.VoteWithoutLogCheck }
 func (b Bugs) commitOldTerm() bool          { return b.CommitOldTerm }
 func (b Bugs) leaseWithoutStickiness() bool { return b.LeaseWithoutStickiness }
 func (b Bugs) noProbeResend() bool          { return b.NoProbeResend }
+func (b Bugs) twoConfChanges() bool         { return b.TwoConfChanges }
+func (b Bugs) snapshotWithoutChecks() bool  { return b.SnapshotWithoutChecks }

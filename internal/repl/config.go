@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 )
@@ -23,6 +24,7 @@ func DefaultConfig() Config {
 		DefaultProposalTimeoutTicks: 100,
 		MaxPendingProposals:         100000,
 		MaxApplyBytes:               64 << 20,
+		MaxPromoteLag:               1024,
 	}
 }
 
@@ -35,34 +37,16 @@ func (cfg *Config) Validate() error {
 	if cfg.ID == None {
 		return bad("ID", "empty")
 	}
-	if len(cfg.Peers) == 0 {
-		return bad("Peers", "empty")
-	}
-	seen := make(map[NodeID]bool, len(cfg.Peers))
-	self, promotable := false, false
-	for _, p := range cfg.Peers {
-		if p.ID == None {
-			return bad("Peers", "empty peer ID")
+	if cfg.Conf != nil {
+		if err := cfg.Conf.Validate(); err != nil {
+			return bad("Conf", "%v", err)
 		}
-		if seen[p.ID] {
-			return bad("Peers", "duplicate peer %q", p.ID)
+	} else if err := validatePeers(cfg.ID, cfg.Peers); err != nil {
+		field := "Peers"
+		if errors.Is(err, errSelfNotPeer) {
+			field = "ID"
 		}
-		seen[p.ID] = true
-		if p.Priority < 0 {
-			return bad("Peers", "peer %q has negative priority %d", p.ID, p.Priority)
-		}
-		if p.Priority > 0 {
-			promotable = true
-		}
-		if p.ID == cfg.ID {
-			self = true
-		}
-	}
-	if !self {
-		return bad("ID", "%q is not among Peers", cfg.ID)
-	}
-	if !promotable {
-		return bad("Peers", "every peer has priority 0: no node can become leader")
+		return bad(field, "%v", err)
 	}
 	switch {
 	case cfg.HeartbeatTicks <= 0:
@@ -84,6 +68,8 @@ func (cfg *Config) Validate() error {
 		return bad("DefaultProposalTimeoutTicks", "must be > 0, got %d", cfg.DefaultProposalTimeoutTicks)
 	case cfg.MaxPendingProposals <= 0:
 		return bad("MaxPendingProposals", "must be > 0, got %d", cfg.MaxPendingProposals)
+	case cfg.MaxPromoteLag < 0:
+		return bad("MaxPromoteLag", "must be >= 0, got %d", cfg.MaxPromoteLag)
 	case cfg.MaxApplyBytes < 0:
 		return bad("MaxApplyBytes", "must be >= 0, got %d", cfg.MaxApplyBytes)
 	case cfg.Rand == nil:
@@ -97,4 +83,40 @@ func sortedPeers(peers []Peer) []Peer {
 	out := append([]Peer(nil), peers...)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+var errSelfNotPeer = errors.New("this node is not among Peers")
+
+// validatePeers checks a bootstrap member list.
+func validatePeers(self NodeID, peers []Peer) error {
+	if len(peers) == 0 {
+		return fmt.Errorf("empty")
+	}
+	seen := make(map[NodeID]bool, len(peers))
+	found, promotable := false, false
+	for _, p := range peers {
+		if p.ID == None {
+			return fmt.Errorf("empty peer ID")
+		}
+		if seen[p.ID] {
+			return fmt.Errorf("duplicate peer %q", p.ID)
+		}
+		seen[p.ID] = true
+		if p.Priority < 0 {
+			return fmt.Errorf("peer %q has negative priority %d", p.ID, p.Priority)
+		}
+		if p.Priority > 0 {
+			promotable = true
+		}
+		if p.ID == self {
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: %q", errSelfNotPeer, self)
+	}
+	if !promotable {
+		return fmt.Errorf("every peer has priority 0: no node can become leader")
+	}
+	return nil
 }

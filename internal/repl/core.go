@@ -23,9 +23,13 @@ type Core struct {
 	rand   *rand.Rand
 	bugs   Bugs
 
-	peers    []Peer // sorted by ID, self included
-	priority int    // own priority
-	quorum   int    // votes needed: len(peers)/2+1
+	// conf is the active configuration (the newest in the log), confs its
+	// history above the commit index (see confs).
+	conf     ConfState
+	confs    confs
+	voters   int // voters in conf
+	priority int // own priority (0 unless a voter)
+	quorum   int // votes needed: voters/2+1
 
 	log *raftLog
 
@@ -59,6 +63,7 @@ type Core struct {
 	discarded   []entry.Entry
 	results     []Result
 	readResults []ReadResult
+	snapReqs    []NodeID
 	prevHS      HardState
 }
 
@@ -80,25 +85,22 @@ func New(cfg Config, st Storage) (*Core, error) {
 		logger: cfg.Logger,
 		rand:   cfg.Rand,
 		bugs:   cfg.Bugs,
-		peers:  sortedPeers(cfg.Peers),
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
 	c.logger = c.logger.With("node", string(cfg.ID))
-	c.quorum = len(c.peers)/2 + 1
-	for _, p := range c.peers {
-		if p.ID == c.id {
-			c.priority = p.Priority
-		}
+	base := ConfFromPeers(cfg.Peers)
+	if cfg.Conf != nil {
+		base = cfg.Conf.Clone()
 	}
 	l := newRaftLog(st, cfg.Applied)
 	last := l.lastIndex()
 	if cfg.Applied > last {
 		return nil, fmt.Errorf("%w: Applied: %d is beyond the last log index %d", ErrInvalidConfig, cfg.Applied, last)
 	}
-	if hs.Vote != None && !c.isPeer(hs.Vote) {
-		return nil, fmt.Errorf("repl: persisted vote for %q, which is not a peer: %w", hs.Vote, ErrUnknownPeer)
+	if cfg.Applied+1 < l.firstIndex() {
+		return nil, fmt.Errorf("%w: Applied: %d is below the log's first index %d: entries in between are gone", ErrInvalidConfig, cfg.Applied, l.firstIndex())
 	}
 	commit := max(hs.Commit, cfg.Applied)
 	if commit > last {
@@ -107,6 +109,19 @@ func New(cfg Config, st Storage) (*Core, error) {
 	}
 	l.committed = commit
 	c.log = l
+	c.confs = confs{{index: cfg.Applied, cs: base}}
+	c.setConf(base)
+	// Configurations in the log above the applied index are already in
+	// effect (they took effect when appended).
+	for lo := cfg.Applied + 1; lo <= last; {
+		ents, err := l.entries(lo, last+1, 8<<20)
+		if err != nil {
+			return nil, fmt.Errorf("repl: reading the log for configurations from %d: %w", lo, err)
+		}
+		c.noteAppended(ents)
+		lo = ents[len(ents)-1].Index + 1
+	}
+	c.pruneConfs()
 	c.term, c.vote = hs.Term, hs.Vote
 	c.prevHS = HardState{Term: hs.Term, Vote: hs.Vote, Commit: hs.Commit}
 	c.becomeFollower(c.term, None)
@@ -114,25 +129,23 @@ func New(cfg Config, st Storage) (*Core, error) {
 	return c, nil
 }
 
+// isPeer reports whether id is a member (voter or learner) of the active
+// configuration.
 func (c *Core) isPeer(id NodeID) bool {
-	for _, p := range c.peers {
-		if p.ID == id {
-			return true
-		}
-	}
-	return false
+	_, ok := c.conf.Member(id)
+	return ok
 }
 
+func (c *Core) isVoter(id NodeID) bool { return c.conf.IsVoter(id) }
+
 func (c *Core) peerPriority(id NodeID) int {
-	for _, p := range c.peers {
-		if p.ID == id {
-			return p.Priority
-		}
+	if m, ok := c.conf.Member(id); ok && !m.Learner {
+		return m.Priority
 	}
 	return 0
 }
 
-// promotable: may this node campaign?
+// promotable: may this node campaign? Only a voter with a priority above 0.
 func (c *Core) promotable() bool { return c.priority > 0 }
 
 // Tick advances the core's logical clock by one tick.
@@ -192,7 +205,7 @@ func (c *Core) Step(m Message) error {
 		c.handleVoteRequest(m)
 		return nil
 	case MsgSnapshotNeeded:
-		c.logger.Warn("leader says this node needs a snapshot (not supported yet)", "peer", string(m.From))
+		// Reserved; a leader of this version streams the snapshot itself.
 		return nil
 	}
 	switch c.role {
@@ -287,6 +300,13 @@ func (c *Core) send(m Message) {
 // ErrDuplicateProposal. The outcome arrives later as a Result in Ready.
 // Propose takes ownership of p.Key and p.Value.
 func (c *Core) Propose(p Proposal) error {
+	if p.Kind == entry.KindConfig {
+		return fmt.Errorf("%w: configuration entries go through ProposeConfChange", ErrBadProposal)
+	}
+	return c.propose(p)
+}
+
+func (c *Core) propose(p Proposal) error {
 	if c.role != RoleLeader {
 		return ErrNotLeader
 	}
@@ -299,9 +319,9 @@ func (c *Core) Propose(p Proposal) error {
 		if p.Ack.Replicas < 1 {
 			return fmt.Errorf("%w: semi-sync needs Replicas >= 1, got %d", ErrBadAckMode, p.Ack.Replicas)
 		}
-		if p.Ack.Replicas > len(c.followers) {
-			return fmt.Errorf("%w: semi-sync wants %d followers, the cluster has %d",
-				ErrNotEnoughPeers, p.Ack.Replicas, len(c.followers))
+		if n := c.votingFollowers(); p.Ack.Replicas > n {
+			return fmt.Errorf("%w: semi-sync wants %d followers, the cluster has %d voting followers",
+				ErrNotEnoughPeers, p.Ack.Replicas, n)
 		}
 	default:
 		return fmt.Errorf("%w: %d", ErrBadAckMode, uint8(p.Ack.Mode))
@@ -327,6 +347,9 @@ func (c *Core) Propose(p Proposal) error {
 		Key: p.Key, Value: p.Value, RequestID: p.RequestID,
 	}
 	c.log.append(e)
+	if e.Kind == entry.KindConfig {
+		c.noteAppended([]entry.Entry{e})
+	}
 	c.props.add(&pendingProp{id: p.ID, index: e.Index, term: e.Term, ack: p.Ack, deadline: c.now + int64(timeout)})
 	c.needBcast = true
 	return nil

@@ -44,6 +44,7 @@ func (c *Core) reset(term uint64) {
 	c.transferee = None
 	c.transferElapsed = 0
 	c.timeoutNowSent = false
+	c.snapReqs = nil
 }
 
 func (c *Core) becomeFollower(term uint64, lead NodeID) {
@@ -78,17 +79,9 @@ func (c *Core) becomeLeader() {
 	c.lead = c.id
 	c.ticksSinceLeader = 0
 	last := c.log.lastIndex()
-	c.prs = make(map[NodeID]*progress, len(c.peers)-1)
+	c.prs = make(map[NodeID]*progress, len(c.conf.Members))
 	c.followers = c.followers[:0]
-	for _, p := range c.peers {
-		if p.ID == c.id {
-			continue
-		}
-		pr := newProgress(p.ID, last+1, c.cfg.MaxInflightMsgs)
-		pr.lastContact = c.now
-		c.prs[p.ID] = pr
-		c.followers = append(c.followers, pr)
-	}
+	c.syncProgress()
 	c.props = proposals{}
 	c.rs = readState{}
 	c.autoTransferMin = c.now + int64(c.cfg.ElectionTicks)
@@ -136,8 +129,8 @@ func (c *Core) requestVotes(t MsgType, term, ctx uint64) {
 		return
 	}
 	last, lastTerm := c.log.lastIndex(), c.log.lastTerm()
-	for _, p := range c.peers {
-		if p.ID == c.id {
+	for _, p := range c.conf.Members {
+		if p.ID == c.id || p.Learner {
 			continue
 		}
 		c.send(Message{Type: t, To: p.ID, Term: term, LogTerm: lastTerm, Index: last, Context: ctx})
@@ -147,7 +140,10 @@ func (c *Core) requestVotes(t MsgType, term, ctx uint64) {
 // tally counts the answers; it reports whether the campaign ended.
 func (c *Core) tally() bool {
 	granted, rejected := 0, 0
-	for _, v := range c.votes {
+	for id, v := range c.votes {
+		if !c.isVoter(id) {
+			continue // a learner's answer, or one from a member since removed
+		}
 		if v {
 			granted++
 		} else {
@@ -162,7 +158,7 @@ func (c *Core) tally() bool {
 			c.becomeLeader()
 		}
 		return true
-	case len(c.peers)-rejected < c.quorum:
+	case c.voters-rejected < c.quorum:
 		c.becomeFollower(c.term, None)
 		return true
 	}

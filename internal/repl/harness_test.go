@@ -2,6 +2,7 @@ package repl
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -21,6 +22,8 @@ type tnode struct {
 	journal []entry.Entry // rollback journal
 	results map[uint64]Result
 	reads   map[uint64]ReadResult
+	// snapshots counts snapshots installed.
+	snapshots int
 }
 
 func (n *tnode) appliedIndex() uint64 {
@@ -196,6 +199,9 @@ func (nw *tnet) process(nd *tnode) bool {
 		nd.results[r.ID] = r
 	}
 	nd.core.Advance(rd)
+	for _, to := range rd.Snapshots {
+		nw.sendSnapshot(nd, to)
+	}
 	nw.checkLeaders()
 	return true
 }
@@ -264,7 +270,7 @@ func (nw *tnet) deliver(m Message) {
 	if m.Type == MsgAppResp && m.Reject {
 		nw.rejects++
 	}
-	if err := to.core.Step(m); err != nil {
+	if err := to.core.Step(m); err != nil && !errors.Is(err, ErrUnknownPeer) {
 		nw.t.Fatalf("seed %d: %s.Step(%+v): %v", nw.seed, m.To, m, err)
 	}
 }

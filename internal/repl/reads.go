@@ -56,10 +56,17 @@ func (c *Core) leaseValid() bool {
 // releases reads whose round is confirmed.
 func (c *Core) updateReadQuorum() {
 	rs := &c.rs
-	acks := make([]uint64, 0, len(c.peers))
-	acks = append(acks, rs.ctx)
+	acks := make([]uint64, 0, c.voters)
+	if c.isVoter(c.id) {
+		acks = append(acks, rs.ctx)
+	}
 	for _, pr := range c.followers {
-		acks = append(acks, pr.ackedCtx)
+		if !pr.learner {
+			acks = append(acks, pr.ackedCtx)
+		}
+	}
+	if len(acks) < c.quorum {
+		return
 	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i] > acks[j] })
 	q := acks[c.quorum-1]

@@ -14,7 +14,7 @@ func (c *Core) hardState() HardState {
 func (c *Core) HasReady() bool {
 	c.flush()
 	return c.hardState() != c.prevHS || len(c.log.unhanded()) > 0 || len(c.msgs) > 0 ||
-		len(c.discarded) > 0 || len(c.results) > 0 || len(c.readResults) > 0 ||
+		len(c.discarded) > 0 || len(c.results) > 0 || len(c.readResults) > 0 || len(c.snapReqs) > 0 ||
 		c.log.applicableTo() > c.log.applying || c.readsReleasable()
 }
 
@@ -50,6 +50,8 @@ func (c *Core) Ready() Ready {
 	rd.Reads, c.readResults = c.readResults, nil
 	c.demoteDiscardedResults()
 	rd.Results, c.results = c.results, nil
+	rd.Snapshots, c.snapReqs = c.snapReqs, nil
+	c.pruneConfs()
 	return rd
 }
 
@@ -112,7 +114,9 @@ func (c *Core) Status() Status {
 		LeaderCommit: c.leaderCommit,
 		LeaseValid:   c.leaseValid(),
 		Transferring: c.transferee,
+		FirstIndex:   c.log.firstIndex(),
 	}
+	s.Conf, s.ConfIndex = c.Conf()
 	if c.role == RoleLeader {
 		s.LeaderCommit = c.log.committed
 		s.TicksSinceLeader = 0
@@ -122,6 +126,8 @@ func (c *Core) Status() Status {
 				ID: pr.id, Match: pr.match, Next: pr.next,
 				TicksSinceContact: int(c.now - pr.lastContact),
 				Inflight:          pr.inflight.count,
+				Learner:           pr.learner,
+				State:             pr.state.String(),
 			})
 		}
 	} else {

@@ -15,11 +15,28 @@ const (
 	stateProbe progressState = iota
 	// stateReplicate: pipelining, up to MaxInflightMsgs unacknowledged MsgApps.
 	stateReplicate
+	// stateSnapshot: the follower needs entries this log no longer holds;
+	// the runtime is sending it a snapshot (Ready.Snapshots) and reports
+	// the end with ReportSnapshot. Nothing but heartbeats is sent meanwhile.
+	stateSnapshot
 )
+
+func (s progressState) String() string {
+	switch s {
+	case stateProbe:
+		return "probe"
+	case stateReplicate:
+		return "replicate"
+	case stateSnapshot:
+		return "snapshot"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
 
 // progress is the leader's view of one follower.
 type progress struct {
 	id           NodeID
+	learner      bool // receives the log, never counts
 	match, next  uint64
 	state        progressState
 	probeSent    bool // probe: a MsgApp is out, wait for its answer
@@ -41,6 +58,12 @@ func newProgress(id NodeID, next uint64, maxInflight int) *progress {
 func (pr *progress) becomeProbe(next uint64) {
 	pr.state = stateProbe
 	pr.next = max(next, pr.match+1)
+	pr.probeSent = false
+	pr.inflight.reset()
+}
+
+func (pr *progress) becomeSnapshot() {
+	pr.state = stateSnapshot
 	pr.probeSent = false
 	pr.inflight.reset()
 }
@@ -76,6 +99,9 @@ func (in *inflights) freeLE(i uint64) {
 // sends even when there are no entries to carry (to probe, or to carry the
 // commit index). It reports whether a message was sent.
 func (c *Core) sendAppend(pr *progress, allowEmpty bool) bool {
+	if pr.state == stateSnapshot {
+		return false
+	}
 	if pr.state == stateProbe && pr.probeSent {
 		return false
 	}
@@ -88,11 +114,10 @@ func (c *Core) sendAppend(pr *progress, allowEmpty bool) bool {
 	}
 	prev := pr.next - 1
 	prevTerm, err := c.log.term(prev)
-	if err != nil {
-		c.logger.Warn("follower needs entries no longer in the log", "peer", string(pr.id), "index", prev, "err", err)
-		c.send(Message{Type: MsgSnapshotNeeded, To: pr.id, Term: c.term, Index: prev})
-		pr.probeSent = true
-		pr.state = stateProbe
+	if err != nil || pr.next < c.log.firstIndex() {
+		c.logger.Info("follower needs entries no longer in the log: sending a snapshot", "peer", string(pr.id), "index", prev, "first_index", c.log.firstIndex())
+		pr.becomeSnapshot()
+		c.snapReqs = append(c.snapReqs, pr.id)
 		return false
 	}
 	var ents []entry.Entry
@@ -174,7 +199,10 @@ func (c *Core) handleAppend(m Message) {
 			c.discarded = append(c.discarded, gone...)
 			c.logger.Info("truncating divergent log suffix", "index", ci, "count", last-ci+1, "term", c.term)
 		}
-		c.log.truncateAndAppend(m.Entries[ci-m.Index-1:])
+		app := m.Entries[ci-m.Index-1:]
+		c.noteTruncated(ci)
+		c.log.truncateAndAppend(app)
+		c.noteAppended(app)
 	}
 	c.log.commitTo(min(m.Commit, lastNew))
 	c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: lastNew})
@@ -258,6 +286,14 @@ func (c *Core) stepLeader(m Message) error {
 }
 
 func (c *Core) handleAppResp(pr *progress, m Message) error {
+	if pr.state == stateSnapshot {
+		// Only an acknowledgement of the snapshot (or of a later index)
+		// ends the state; older answers are stale.
+		if m.Reject || m.Index+1 < c.log.firstIndex() || m.Index > c.log.lastIndex() {
+			return nil
+		}
+		pr.becomeProbe(m.Index + 1)
+	}
 	if m.Reject {
 		if m.Index <= pr.match {
 			return nil // stale
@@ -327,10 +363,17 @@ func (c *Core) backtrack(pr *progress, m Message) uint64 {
 // quorum (the leader counts itself only for entries it has made durable),
 // provided that entry is from the current term.
 func (c *Core) maybeCommit() bool {
-	matches := make([]uint64, 0, len(c.peers))
-	matches = append(matches, c.log.stableIndex())
+	matches := make([]uint64, 0, c.voters)
+	if c.isVoter(c.id) {
+		matches = append(matches, c.log.stableIndex())
+	}
 	for _, pr := range c.followers {
-		matches = append(matches, pr.match)
+		if !pr.learner {
+			matches = append(matches, pr.match)
+		}
+	}
+	if len(matches) < c.quorum {
+		return false
 	}
 	sort.Slice(matches, func(i, j int) bool { return matches[i] > matches[j] })
 	mci := matches[c.quorum-1]
@@ -352,9 +395,12 @@ func (c *Core) tickLeader() {
 	if c.electionElapsed >= c.cfg.ElectionTicks {
 		c.electionElapsed = 0
 		if c.cfg.CheckQuorum {
-			active := 1
+			active := 0
+			if c.isVoter(c.id) {
+				active++
+			}
 			for _, pr := range c.followers {
-				if pr.recentActive {
+				if pr.recentActive && !pr.learner {
 					active++
 				}
 				pr.recentActive = false
@@ -406,6 +452,8 @@ func (c *Core) handleHeartbeatResp(pr *progress, m Message) {
 		return
 	}
 	switch pr.state {
+	case stateSnapshot:
+		// The runtime reports the snapshot's end.
 	case stateProbe:
 		// The probe (or its answer) was lost; a probe at next-1 may also
 		// be needed to carry entries appended since.

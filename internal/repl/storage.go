@@ -148,6 +148,14 @@ func (s *MemoryStorage) Compact(i uint64) error {
 	return nil
 }
 
+// Reset replaces the whole log with an empty one that starts after index,
+// whose compaction point has term (a snapshot was installed).
+func (s *MemoryStorage) Reset(index, term uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ents = []entry.Entry{{Index: index, Term: term}}
+}
+
 // Persist applies the durable part of rd to s (hard state, then entries), as
 // a runtime would in step 2 of Ready processing.
 func (s *MemoryStorage) Persist(rd *Ready) error {

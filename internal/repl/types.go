@@ -292,13 +292,18 @@ type Ready struct {
 	Reads []ReadResult
 	// Results are finished proposals, answered to the writers in step 5.
 	Results []Result
+	// Snapshots lists followers that need entries this log no longer holds
+	// (leader only). For each, the runtime sends a snapshot of its store at
+	// its applied index, with the configuration at that index, and calls
+	// ReportSnapshot when the transfer ends. Independent of the steps above.
+	Snapshots []NodeID
 }
 
 // Empty reports whether rd contains no work.
 func (rd *Ready) Empty() bool {
 	return rd.HardState.IsEmpty() && len(rd.Entries) == 0 && len(rd.Discarded) == 0 &&
 		len(rd.Messages) == 0 && len(rd.CommittedEntries) == 0 && len(rd.Reads) == 0 &&
-		len(rd.Results) == 0
+		len(rd.Results) == 0 && len(rd.Snapshots) == 0
 }
 
 // Storage is the core's read-only view of the durable log, provided by the
@@ -327,8 +332,19 @@ type Peer struct {
 
 // Config configures one core. All durations are in ticks.
 type Config struct {
-	ID    NodeID
-	Peers []Peer // every voting member, this node included
+	ID NodeID
+	// Peers bootstraps a new cluster: every voting member, this node
+	// included. Ignored when Conf is set.
+	Peers []Peer
+	// Conf is the configuration at Applied, as the runtime's store holds
+	// it (nil for a store that never applied one: then Peers is the
+	// configuration). Configurations in the log after Applied take effect
+	// as New reads them. This node need not be a member (a node removed,
+	// or one joining that was given the configuration that adds it).
+	Conf *ConfState
+	// MaxPromoteLag is the most entries a learner may be behind the
+	// leader's last index to be promoted to voter (default 1024).
+	MaxPromoteLag int
 
 	HeartbeatTicks              int // leader sends heartbeats this often
 	ElectionTicks               int // minimum election timeout; each node randomizes in [E, 2E)
@@ -370,6 +386,7 @@ var (
 	ErrDuplicateProposal = errors.New("repl: duplicate pending proposal id")
 	ErrBadProposal       = errors.New("repl: invalid proposal")
 	ErrBadTransferTarget = errors.New("repl: invalid leadership transfer target")
+	ErrStaleSnapshot     = errors.New("repl: snapshot not newer than the commit index")
 )
 
 // FollowerStatus is the leader's view of one follower.
@@ -379,6 +396,8 @@ type FollowerStatus struct {
 	Next              uint64 // next index to send
 	TicksSinceContact int    // ticks since the follower last answered
 	Inflight          int    // unacknowledged MsgApps
+	Learner           bool   // a non-voting member
+	State             string // "probe", "replicate" or "snapshot"
 }
 
 // Status is a snapshot of the core's state, for the runtime's APIs and metrics.
@@ -400,4 +419,7 @@ type Status struct {
 	LeaseValid       bool             // leader: lease currently valid
 	Transferring     NodeID           // leader: transfer target, None if none
 	Followers        []FollowerStatus // leader only, sorted by ID
+	FirstIndex       uint64           // first index still in the log
+	Conf             ConfState        // the active configuration
+	ConfIndex        uint64           // index of the entry that set it
 }

@@ -1,0 +1,415 @@
+package repl
+
+import (
+	"errors"
+	"math/rand"
+	"testing"
+
+	"github.com/trireme-db/trireme/internal/entry"
+)
+
+// confAtApplied is the configuration in effect at a node's applied index:
+// the last configuration entry it applied, else the one it started from.
+func confAtApplied(nd *tnode) ConfState {
+	for i := len(nd.applied) - 1; i >= 0; i-- {
+		if e := nd.applied[i]; e.Kind == entry.KindConfig {
+			cs, err := DecodeConf(e.Value)
+			if err == nil {
+				return cs
+			}
+		}
+	}
+	if nd.cfg.Conf != nil {
+		return nd.cfg.Conf.Clone()
+	}
+	return ConfFromPeers(nd.cfg.Peers)
+}
+
+// sendSnapshot plays the runtime's snapshot transfer from leader to the node
+// `to`: the leader's applied state at its applied index, installed on the
+// follower as a runtime would (journal, store, log, RestoreSnapshot), then
+// reported to the leader.
+func (nw *tnet) sendSnapshot(from *tnode, to NodeID) {
+	nw.t.Helper()
+	nd := nw.nodes[to]
+	if nd == nil || nd.down || nw.cut[[2]NodeID{from.id, to}] {
+		from.core.ReportSnapshot(to, 0, false)
+		return
+	}
+	idx := from.appliedIndex()
+	term, err := from.st.Term(idx)
+	if err != nil {
+		// The leader's storage may hold the applied index only as its
+		// compaction point, which Term answers too; anything else is a bug.
+		nw.t.Fatalf("seed %d: %s: term of applied index %d: %v", nw.seed, from.id, idx, err)
+	}
+	meta := SnapshotMeta{Index: idx, Term: term, Conf: confAtApplied(from)}
+	plan, err := nd.core.PrepareSnapshot(meta)
+	if err != nil {
+		if !errors.Is(err, ErrStaleSnapshot) {
+			nw.t.Fatalf("seed %d: %s: PrepareSnapshot(%+v): %v", nw.seed, to, meta, err)
+		}
+		from.core.ReportSnapshot(to, idx, false)
+		return
+	}
+	nd.journal = append(nd.journal, plan.Discard...)
+	nd.applied = append([]entry.Entry(nil), from.applied...)
+	nd.snapshots++
+	if !plan.KeepLog {
+		nd.st.Reset(meta.Index, meta.Term)
+	}
+	nd.core.RestoreSnapshot(meta, plan)
+	from.core.ReportSnapshot(to, idx, true)
+}
+
+// addNode starts a new, empty node that knows the configuration cs (the one
+// that adds it), as a node started with --join does.
+func (nw *tnet) addNode(id NodeID, cs ConfState) *tnode {
+	cfg := DefaultConfig()
+	cfg.ID = id
+	c := cs.Clone()
+	cfg.Conf = &c
+	cfg.Rand = rand.New(rand.NewSource(nw.seed*1000 + int64(len(nw.ids))))
+	nd := &tnode{id: id, cfg: cfg, st: NewMemoryStorage()}
+	nw.nodes[id] = nd
+	nw.ids = append(nw.ids, id)
+	nw.start(nd)
+	return nd
+}
+
+// change proposes cc on the leader and settles the network; it returns the
+// proposal's error.
+func (nw *tnet) change(lead NodeID, cc ConfChange) error {
+	nw.nextID++
+	err := nw.nodes[lead].core.ProposeConfChange(Proposal{ID: nw.nextID}, cc)
+	if err == nil {
+		nw.tick(3)
+	}
+	return err
+}
+
+func (nw *tnet) mustChange(lead NodeID, cc ConfChange) {
+	nw.t.Helper()
+	if err := nw.change(lead, cc); err != nil {
+		nw.t.Fatalf("seed %d: change %+v: %v", nw.seed, cc, err)
+	}
+	if r, ok := nw.nodes[lead].results[nw.nextID]; !ok || r.Outcome != OutcomeOK {
+		nw.t.Fatalf("seed %d: change %+v not committed: %+v (found %v)", nw.seed, cc, r, ok)
+	}
+}
+
+func activeConf(nd *tnode) ConfState { cs, _ := nd.core.Conf(); return cs }
+
+func TestLearnerReplicatesButNeverCounts(t *testing.T) {
+	nw := newNet(t, 3, 1)
+	lead := nw.waitLeader(100)
+	for i := range 5 {
+		nw.mustPropose(lead, string(rune('a'+i)), majority())
+	}
+	nw.tick(2)
+	nw.mustChange(lead, ConfChange{Type: ConfAddMember, Member: Member{ID: "n4", Learner: true, Priority: 1, Peer: "p4"}})
+	n4 := nw.addNode("n4", activeConf(nw.nodes[lead]))
+	nw.tick(5)
+	if got, want := n4.appliedIndex(), nw.nodes[lead].appliedIndex(); got != want {
+		t.Fatalf("learner applied %d, leader %d", got, want)
+	}
+	if n4.core.promotable() {
+		t.Fatal("a learner may campaign")
+	}
+	// With both other voters cut off, the learner's copy must not commit.
+	for _, id := range nw.ids {
+		if id != lead && id != "n4" {
+			nw.isolate(id)
+		}
+	}
+	pid := nw.mustPropose(lead, "x", majority())
+	nw.tick(3)
+	if n4.core.log.lastIndex() != nw.nodes[lead].core.log.lastIndex() {
+		t.Fatal("the learner did not receive the entry")
+	}
+	if r, ok := nw.nodes[lead].results[pid]; ok && r.Outcome == OutcomeOK {
+		t.Fatalf("committed with a learner's copy and no other voter: %+v", r)
+	}
+	if d := nw.nodes[lead].core.durability(nw.nodes[lead].core.log.lastIndex()); d.Replicas != 0 {
+		t.Fatalf("the learner counted as a replica: %+v", d)
+	}
+	// sync waits for every voting follower only: heal, and a sync write
+	// finishes even with the learner cut off.
+	nw.heal()
+	nw.isolate("n4")
+	nw.tick(3)
+	pid = nw.mustPropose(nw.leader(), "y", Ack{Mode: AckSync})
+	nw.tick(3)
+	if r := nw.nodes[nw.leader()].results[pid]; r.Outcome != OutcomeOK {
+		t.Fatalf("sync write waited for the learner: %+v", r)
+	}
+}
+
+func TestPromoteNeedsCatchUpThenVotes(t *testing.T) {
+	nw := newNet(t, 3, 2, func(c *Config) { c.MaxPromoteLag = 0 })
+	lead := nw.waitLeader(100)
+	nw.mustChange(lead, ConfChange{Type: ConfAddMember, Member: Member{ID: "n4", Learner: true, Priority: 1}})
+	// Not started yet: far behind.
+	for i := range 3 {
+		nw.mustPropose(lead, string(rune('a'+i)), majority())
+	}
+	nw.tick(2)
+	err := nw.change(lead, ConfChange{Type: ConfPromote, Member: Member{ID: "n4"}})
+	if !errors.Is(err, ErrNotCaughtUp) {
+		t.Fatalf("promote of a learner that never answered: %v, want ErrNotCaughtUp", err)
+	}
+	cs := activeConf(nw.nodes[lead])
+	n4 := nw.addNode("n4", cs)
+	nw.tick(5)
+	nw.mustChange(lead, ConfChange{Type: ConfPromote, Member: Member{ID: "n4"}})
+	for _, id := range nw.ids {
+		if !activeConf(nw.nodes[id]).IsVoter("n4") {
+			t.Fatalf("%s does not see n4 as a voter", id)
+		}
+	}
+	if q := nw.nodes[lead].core.quorum; q != 3 {
+		t.Fatalf("quorum %d with 4 voters, want 3", q)
+	}
+	if !n4.core.promotable() {
+		t.Fatal("promoted n4 may not campaign")
+	}
+	// With 4 voters, the leader plus one follower no longer commit.
+	var others []NodeID
+	for _, id := range nw.ids {
+		if id != lead {
+			others = append(others, id)
+		}
+	}
+	nw.isolate(others[0])
+	nw.isolate(others[1])
+	pid := nw.mustPropose(lead, "z", majority())
+	nw.tick(3)
+	if r, ok := nw.nodes[lead].results[pid]; ok && r.Outcome == OutcomeOK {
+		t.Fatalf("committed on 2 of 4 voters: %+v", r)
+	}
+	if err := nw.change(lead, ConfChange{Type: ConfPromote, Member: Member{ID: "n4"}}); !errors.Is(err, ErrAlreadyVoter) && !errors.Is(err, ErrChangeInProgress) {
+		t.Fatalf("promote a voter: %v", err)
+	}
+}
+
+func TestOneConfigurationChangeAtATime(t *testing.T) {
+	nw := newNet(t, 3, 3)
+	lead := nw.waitLeader(100)
+	var others []NodeID
+	for _, id := range nw.ids {
+		if id != lead {
+			others = append(others, id)
+		}
+	}
+	nw.isolate(others[0])
+	nw.isolate(others[1])
+	nw.nextID++
+	if err := nw.nodes[lead].core.ProposeConfChange(Proposal{ID: nw.nextID}, ConfChange{Type: ConfAddMember, Member: Member{ID: "n4", Learner: true}}); err != nil {
+		t.Fatal(err)
+	}
+	nw.nextID++
+	err := nw.nodes[lead].core.ProposeConfChange(Proposal{ID: nw.nextID}, ConfChange{Type: ConfAddMember, Member: Member{ID: "n5", Learner: true}})
+	if !errors.Is(err, ErrChangeInProgress) {
+		t.Fatalf("second change while the first is uncommitted: %v, want ErrChangeInProgress", err)
+	}
+}
+
+func TestBadChangesChangeNothing(t *testing.T) {
+	nw := newNet(t, 3, 4)
+	lead := nw.waitLeader(100)
+	before := activeConf(nw.nodes[lead])
+	last := nw.nodes[lead].core.log.lastIndex()
+	other := nw.ids[0]
+	if other == lead {
+		other = nw.ids[1]
+	}
+	for _, tc := range []struct {
+		cc   ConfChange
+		want error
+	}{
+		{ConfChange{Type: ConfAddMember, Member: Member{ID: other}}, ErrDuplicateMember},
+		{ConfChange{Type: ConfPromote, Member: Member{ID: "n9"}}, ErrUnknownMember},
+		{ConfChange{Type: ConfRemove, Member: Member{ID: "n9"}}, ErrUnknownMember},
+		{ConfChange{Type: ConfRemove, Member: Member{ID: lead}}, ErrRemoveLeader},
+		{ConfChange{Type: ConfPromote, Member: Member{ID: other}}, ErrAlreadyVoter},
+		{ConfChange{Type: ConfAddMember, Member: Member{ID: ""}}, ErrBadConf},
+		{ConfChange{Type: 9, Member: Member{ID: "n5"}}, ErrBadConf},
+	} {
+		if err := nw.change(lead, tc.cc); !errors.Is(err, tc.want) {
+			t.Errorf("%+v: %v, want %v", tc.cc, err, tc.want)
+		}
+	}
+	if got := nw.nodes[lead].core.log.lastIndex(); got != last {
+		t.Fatalf("a refused change appended: last index %d -> %d", last, got)
+	}
+	if got := activeConf(nw.nodes[lead]); len(got.Members) != len(before.Members) {
+		t.Fatalf("configuration changed: %+v", got)
+	}
+	// Duplicate addresses.
+	nw.mustChange(lead, ConfChange{Type: ConfAddMember, Member: Member{ID: "n4", Learner: true, Peer: "h:1"}})
+	if err := nw.change(lead, ConfChange{Type: ConfAddMember, Member: Member{ID: "n5", Learner: true, Peer: "h:1"}}); !errors.Is(err, ErrDuplicateMember) {
+		t.Fatalf("duplicate address: %v", err)
+	}
+	// The last voter.
+	nw1 := newNet(t, 1, 5)
+	l1 := nw1.waitLeader(100)
+	nw1.mustChange(l1, ConfChange{Type: ConfAddMember, Member: Member{ID: "n2", Learner: true}})
+	cs := activeConf(nw1.nodes[l1])
+	if _, err := cs.apply(ConfChange{Type: ConfRemove, Member: Member{ID: l1}}); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("removing the last voter: %v", err)
+	}
+}
+
+func TestRemovedFollowerCannotDisrupt(t *testing.T) {
+	nw := newNet(t, 3, 6)
+	lead := nw.waitLeader(100)
+	victim := nw.ids[0]
+	if victim == lead {
+		victim = nw.ids[1]
+	}
+	nw.mustChange(lead, ConfChange{Type: ConfRemove, Member: Member{ID: victim}})
+	if q := nw.nodes[lead].core.quorum; q != 2 {
+		t.Fatalf("quorum %d with 2 voters", q)
+	}
+	term := nw.nodes[lead].core.term
+	// The removed node keeps ticking: it may not campaign (not a voter in
+	// its own configuration once the entry reached it), and its messages
+	// are refused by the members.
+	nw.tick(100)
+	if nw.leader() != lead || nw.nodes[lead].core.term != term {
+		t.Fatalf("leader %s term %d after removal, want %s term %d", nw.leader(), nw.nodes[lead].core.term, lead, term)
+	}
+	nw.mustPropose(lead, "after", majority())
+	nw.tick(2)
+}
+
+func TestTruncatedConfigurationIsUndone(t *testing.T) {
+	nw := newNet(t, 3, 7)
+	lead := nw.waitLeader(100)
+	nw.isolate(lead)
+	nw.nextID++
+	if err := nw.nodes[lead].core.ProposeConfChange(Proposal{ID: nw.nextID}, ConfChange{Type: ConfAddMember, Member: Member{ID: "n4", Learner: true}}); err != nil {
+		t.Fatal(err)
+	}
+	nw.deliverAll()
+	if _, ok := activeConf(nw.nodes[lead]).Member("n4"); !ok {
+		t.Fatal("a configuration did not take effect when appended")
+	}
+	var rest []NodeID
+	for _, id := range nw.ids {
+		if id != lead {
+			rest = append(rest, id)
+		}
+	}
+	l2 := nw.waitLeader(200, rest...)
+	nw.mustPropose(l2, "k", majority())
+	nw.heal()
+	nw.tick(30)
+	if _, ok := activeConf(nw.nodes[lead]).Member("n4"); ok {
+		t.Fatal("the old leader kept a configuration whose entry was truncated")
+	}
+	nw.checkConverged()
+}
+
+func TestSnapshotCatchUpAfterCompaction(t *testing.T) {
+	nw := newNet(t, 3, 8)
+	lead := nw.waitLeader(100)
+	lagger := nw.ids[0]
+	if lagger == lead {
+		lagger = nw.ids[1]
+	}
+	nw.crash(lagger)
+	for i := range 20 {
+		nw.mustPropose(lead, string(rune('a'+i)), majority())
+		nw.tick(1)
+	}
+	// Every live node compacts up to its applied index.
+	for _, id := range nw.ids {
+		nd := nw.nodes[id]
+		if !nd.down {
+			if err := nd.st.Compact(nd.appliedIndex()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nw.restart(lagger)
+	nw.tick(20)
+	if nw.nodes[lagger].snapshots == 0 {
+		t.Fatal("no snapshot was sent")
+	}
+	nw.mustPropose(lead, "after", majority())
+	nw.tick(5)
+	nw.checkConverged()
+	if got, want := nw.nodes[lagger].appliedIndex(), nw.nodes[lead].appliedIndex(); got != want {
+		t.Fatalf("lagger applied %d, leader %d", got, want)
+	}
+	for _, f := range nw.nodes[lead].core.Status().Followers {
+		if f.State != "replicate" {
+			t.Fatalf("follower %s in state %s after catching up", f.ID, f.State)
+		}
+	}
+}
+
+func TestStaleSnapshotRefused(t *testing.T) {
+	nw := newNet(t, 3, 9)
+	lead := nw.waitLeader(100)
+	for i := range 5 {
+		nw.mustPropose(lead, string(rune('a'+i)), majority())
+	}
+	nw.tick(3)
+	f := nw.nodes[nw.ids[0]]
+	if f.id == lead {
+		f = nw.nodes[nw.ids[1]]
+	}
+	_, err := f.core.PrepareSnapshot(SnapshotMeta{Index: 2, Term: 1, Conf: activeConf(f)})
+	if !errors.Is(err, ErrStaleSnapshot) {
+		t.Fatalf("snapshot below the commit index: %v, want ErrStaleSnapshot", err)
+	}
+	if _, err := f.core.PrepareSnapshot(SnapshotMeta{Index: 100, Term: 1}); !errors.Is(err, ErrMalformedMessage) {
+		t.Fatalf("snapshot without a configuration: %v", err)
+	}
+}
+
+func TestSnapshotJournalsReplacedEntries(t *testing.T) {
+	nw := newNet(t, 3, 10)
+	old := nw.waitLeader(100)
+	nw.isolate(old)
+	// Async writes on the isolated leader: durable there only.
+	for i := range 3 {
+		nw.mustPropose(old, "lost"+string(rune('a'+i)), Ack{Mode: AckAsync})
+	}
+	nw.deliverAll()
+	var rest []NodeID
+	for _, id := range nw.ids {
+		if id != old {
+			rest = append(rest, id)
+		}
+	}
+	l2 := nw.waitLeader(200, rest...)
+	for i := range 10 {
+		nw.mustPropose(l2, string(rune('a'+i)), majority())
+		nw.tick(1)
+	}
+	for _, id := range rest {
+		nd := nw.nodes[id]
+		if err := nd.st.Compact(nd.appliedIndex()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nw.heal()
+	nw.tick(30)
+	o := nw.nodes[old]
+	if o.snapshots == 0 {
+		t.Fatal("no snapshot")
+	}
+	lost := 0
+	for _, e := range o.journal {
+		if e.Kind == entry.KindPut && len(e.Key) > 4 && string(e.Key[:4]) == "lost" {
+			lost++
+		}
+	}
+	if lost != 3 {
+		t.Fatalf("journal holds %d of the 3 unreplicated writes: %+v", lost, o.journal)
+	}
+	nw.checkConverged()
+}
