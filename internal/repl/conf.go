@@ -274,20 +274,18 @@ func (c *Core) setConf(cs ConfState) {
 	}
 }
 
-// syncProgress adds progress for new members, drops it for removed ones and
-// refreshes the learner flags (leader only).
+// syncProgress adds progress for new members and refreshes the learner
+// flags (leader only). A member the configuration removed keeps its
+// progress, counted nowhere, until that configuration commits: it goes on
+// receiving the log, so that it learns of its own removal (dropRemoved).
 func (c *Core) syncProgress() {
-	keep := c.followers[:0]
 	for _, pr := range c.followers {
 		if m, ok := c.conf.Member(pr.id); ok {
-			pr.learner = m.Learner
-			keep = append(keep, pr)
+			pr.learner, pr.removed = m.Learner, false
 		} else {
-			delete(c.prs, pr.id)
+			pr.learner, pr.removed = true, true
 		}
 	}
-	clear(c.followers[len(keep):])
-	c.followers = keep
 	added := false
 	for _, m := range c.conf.Members {
 		if m.ID == c.id || c.prs[m.ID] != nil {
@@ -304,6 +302,30 @@ func (c *Core) syncProgress() {
 		sort.Slice(c.followers, func(i, j int) bool { return c.followers[i].id < c.followers[j].id })
 		c.needBcast = true
 	}
+	c.dropRemoved()
+}
+
+// dropRemoved forgets the progress of a removed member once the
+// configuration that removed it is committed and the member holds it (or
+// has not answered for an election timeout), after sending it the commit
+// index in a last heartbeat.
+func (c *Core) dropRemoved() {
+	idx := c.confs.active().index
+	if idx > c.log.committed {
+		return
+	}
+	keep := c.followers[:0]
+	for _, pr := range c.followers {
+		if !pr.removed || (pr.match < idx && c.now-pr.lastContact < int64(c.cfg.ElectionTicks)) {
+			keep = append(keep, pr)
+			continue
+		}
+		c.send(Message{Type: MsgHeartbeat, To: pr.id, Term: c.term,
+			Commit: min(pr.match, c.log.committed), Index: c.log.committed})
+		delete(c.prs, pr.id)
+	}
+	clear(c.followers[len(keep):])
+	c.followers = keep
 }
 
 // noteAppended takes the configurations among ents (just appended, in index

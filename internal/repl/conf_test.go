@@ -276,6 +276,13 @@ func TestRemovedFollowerCannotDisrupt(t *testing.T) {
 	// its own configuration once the entry reached it), and its messages
 	// are refused by the members.
 	nw.tick(100)
+	v := nw.nodes[victim].core
+	if _, idx := v.Conf(); activeConf(nw.nodes[victim]).IsVoter(victim) || v.log.committed < idx {
+		t.Fatalf("the removed node does not know it was removed: conf %+v at %d, commit %d", activeConf(nw.nodes[victim]), idx, v.log.committed)
+	}
+	if len(nw.nodes[lead].core.followers) != 1 {
+		t.Fatalf("the leader still tracks %d followers", len(nw.nodes[lead].core.followers))
+	}
 	if nw.leader() != lead || nw.nodes[lead].core.term != term {
 		t.Fatalf("leader %s term %d after removal, want %s term %d", nw.leader(), nw.nodes[lead].core.term, lead, term)
 	}

@@ -37,6 +37,7 @@ func (s progressState) String() string {
 type progress struct {
 	id           NodeID
 	learner      bool // receives the log, never counts
+	removed      bool // removed by an uncommitted configuration (learner is set too)
 	match, next  uint64
 	state        progressState
 	probeSent    bool // probe: a MsgApp is out, wait for its answer
@@ -332,6 +333,9 @@ func (c *Core) handleAppResp(pr *progress, m Message) error {
 		if c.maybeCommit() {
 			c.needBcast = true
 		}
+		if pr.removed {
+			c.dropRemoved()
+		}
 		c.props.evaluate(c)
 		c.maybeSendTimeoutNow(pr)
 	}
@@ -386,6 +390,7 @@ func (c *Core) maybeCommit() bool {
 		}
 	}
 	c.log.commitTo(mci)
+	c.dropRemoved()
 	return true
 }
 
@@ -424,6 +429,7 @@ func (c *Core) tickLeader() {
 	}
 	c.props.expire(c)
 	c.expireReads()
+	c.dropRemoved()
 	c.maybePriorityTransfer()
 }
 

@@ -18,6 +18,7 @@ var (
 	metaKeyFormat  = []byte{prefixMeta, 'f'} // uint32 LE: FormatVersion
 	metaKeyApplied = []byte{prefixMeta, 'a'} // uint64 LE applied index, uint64 LE applied term
 	metaKeyCount   = []byte{prefixMeta, 'n'} // format 1 only: uint64 LE number of live user keys (now ignored)
+	metaKeyConf    = []byte{prefixMeta, 'c'} // the cluster configuration of the last config entry applied (its encoding, opaque here)
 	metaKeyDrain   = []byte{prefixMeta, 'd'} // uint64 LE applied index a drain in several batches is bringing the store to, uint64 LE term
 )
 

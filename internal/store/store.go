@@ -494,7 +494,7 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		// background work done at full speed, not smoothly.
 		s.pebbleFS().quiet(quietFor)
 	}
-	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 {
+	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 || hasConfig(ents) {
 		if err := s.syncBufLocked(); err != nil {
 			return err
 		}
@@ -524,6 +524,37 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		return s.startDrainLocked()
 	}
 	return nil
+}
+
+// hasConfig reports whether ents hold a configuration entry: such a batch
+// goes straight to Pebble, so that Conf reads it there.
+func hasConfig(ents []entry.Entry) bool {
+	for i := range ents {
+		if ents[i].Kind == entry.KindConfig {
+			return true
+		}
+	}
+	return false
+}
+
+// Conf returns the value of the last configuration entry applied (nil if
+// none was): the cluster configuration at the applied index, kept with the
+// data so that a checkpoint or snapshot carries it.
+func (s *Store) Conf() ([]byte, error) {
+	h, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.release()
+	v, closer, err := h.db.Get(metaKeyConf)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.fail("read the configuration", err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
 }
 
 // batchBytes is the size of ents' keys and values.
@@ -559,6 +590,8 @@ func (s *Store) applyDirect(ents []entry.Entry) error {
 			kbuf = userKey(kbuf[:0], e.Key)
 			_ = b.Delete(kbuf, nil)
 			s.ctr.track(e.Key, false)
+		case entry.KindConfig:
+			_ = b.Set(metaKeyConf, e.Value, nil)
 		default:
 			// no-op and config entries only advance the applied index
 		}
