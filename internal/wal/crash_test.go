@@ -283,7 +283,8 @@ func (m *crashModel) adopt(t *testing.T, l *Log, allowed func(first, last uint64
 	}
 }
 
-// TestCrashSimulated runs random operations on a log on the in-memory file
+// TestCrashSimulated runs random operations (appends, truncations,
+// compactions, resets, hard-state changes) on a log on the in-memory file
 // system, makes fsyncs fail at random points, and simulates power losses that
 // drop unsynced data (keeping a torn prefix of it). After every reopen the
 // acknowledged log and hard state must be exactly there; an operation that
@@ -334,7 +335,7 @@ func TestCrashSimulated(t *testing.T) {
 			}
 			var err error
 			var allowed func(first, last uint64) bool
-			switch op := rng.IntN(10); {
+			switch op := rng.IntN(11); {
 			case op < 6:
 				ents := randomEntries(rng, m.last()+1, 1+rng.IntN(12), m.lastTerm())
 				t.Logf("step %d: append [%d, %d] (inject %v)", step, ents[0].Index, ents[len(ents)-1].Index, inject)
@@ -387,6 +388,25 @@ func TestCrashSimulated(t *testing.T) {
 				}
 				if allowed == nil {
 					allowed = func(uint64, uint64) bool { return true }
+				}
+			case op < 10:
+				index := rng.Uint64N(m.last() + 10)
+				term := m.lastTerm() + rng.Uint64N(3)
+				if index == 0 {
+					term = 0
+				}
+				t.Logf("step %d: reset to (%d, %d) (inject %v)", step, index, term, inject)
+				oldFirst, oldLast := m.first, m.last()
+				if err = l.Reset(index, term); err == nil {
+					m.first, m.ents = index+1, nil
+					m.termAt[index] = term
+				}
+				allowed = func(first, last uint64) bool {
+					if got, err := l.Term(index); first == index+1 && last == index && err == nil && got == term {
+						m.termAt[index] = term // the new empty log
+						return true
+					}
+					return first == oldFirst && last == oldLast // check compares the rest
 				}
 			default:
 				t.Logf("step %d: crash", step)

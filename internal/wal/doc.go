@@ -20,7 +20,8 @@
 //
 // The directory holds segment files named by the index of their first entry,
 // as 20 decimal digits ("00000000000000000001.wal"), one "hardstate" file and
-// (once a hint was set) one "commit-hint" file. New files (but the hint) are written under a ".tmp" name, fsynced, renamed into place and
+// (once a hint was set) one "commit-hint" file; while a Reset runs, also a
+// "reset" marker. New files (but the hint) are written under a ".tmp" name, fsynced, renamed into place and
 // the directory fsynced; leftover ".tmp" files are removed on open.
 //
 // With Config.Preallocate (the default), a new segment file is filled with
@@ -85,6 +86,29 @@
 //	0       4     magic "TRCH"
 //	4       8     commit
 //	12      4     CRC-32C of bytes [0, 12)
+//
+// The "reset" marker records a Reset(index, term) in progress, written
+// through a temporary file like the hard state:
+//
+//	offset  size  field
+//	0       4     magic "TRRS"
+//	4       1     version (1)
+//	5       8     index
+//	13      8     term
+//	21      4     CRC-32C of bytes [0, 21)
+//
+// # Reset
+//
+// Reset(index, term) writes the marker (durably), then the new empty segment
+// named index+1 with prevTerm term (replacing a segment of that name, if
+// any, by the rename), removes every other segment, fsyncs the directory,
+// removes the marker and fsyncs the directory again. The durable marker is
+// the point of no return: when Open finds one, it completes the reset (it
+// writes the new segment again, removes every other segment, then the
+// marker) before reading any segment. A crash before the marker is durable
+// leaves the old log (a leftover "reset.tmp" is removed like any temporary
+// file). So a reset is all or nothing without any rule that would accept a
+// gap between segments; a damaged marker is ErrCorrupt.
 //
 // # Recovery rules
 //

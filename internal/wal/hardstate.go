@@ -116,13 +116,19 @@ func (l *Log) SetHardState(hs HardState) error {
 }
 
 func (l *Log) writeHardState(hs HardState) error {
-	path := l.path(hardStateName)
+	return l.writeFileAtomic(hardStateName, encodeHardState(hs))
+}
+
+// writeFileAtomic replaces the file name in the log's directory with data,
+// durably: a temporary file, fsync, rename, directory fsync.
+func (l *Log) writeFileAtomic(name string, data []byte) error {
+	path := l.path(name)
 	tmp := path + tmpSuffix
 	f, err := l.fs.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("%w: create %s: %v", ErrWriteFailed, tmp, err)
 	}
-	if _, err := f.Write(encodeHardState(hs)); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("%w: write %s: %v", ErrWriteFailed, tmp, err)
 	}

@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// acquire takes the write path exclusively for TruncateAfter, DropBefore or
+// acquire takes the write path exclusively for TruncateAfter, Reset or
 // Close: it waits for the current writer, blocks new submissions, and writes
 // everything already submitted. It returns with mu held; release undoes it.
 // The error is the sticky failure (the caller still owns the write path and
@@ -51,6 +51,8 @@ func (l *Log) runHeld(fn func() error) error {
 // FirstIndex()-1 is ErrCompacted. Whole segments past i are deleted, newest
 // first, so that a crash midway leaves a shorter but valid log.
 func (l *Log) TruncateAfter(i uint64) error {
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	if err := l.acquire(); err != nil {
 		l.release()
 		return err
@@ -118,26 +120,64 @@ func (l *Log) truncateAfter(i uint64) error {
 // entries below i: FirstIndex() tells what is left. The term of
 // FirstIndex()-1 stays known. i above LastIndex()+1 is treated as
 // LastIndex()+1.
+//
+// DropBefore does not take the write path: appends go on while it removes
+// files (it touches only segments the writer has left), so a node can call
+// it from a goroutine of its own. It waits for reads of the segments it
+// removes, and serializes with TruncateAfter, Reset and Close.
 func (l *Log) DropBefore(i uint64) error {
-	if err := l.acquire(); err != nil {
-		l.release()
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
+	l.filesMu.Lock()
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		l.filesMu.Unlock()
+		return ErrClosed
+	case l.failed != nil:
+		err := l.failed
+		l.mu.Unlock()
+		l.filesMu.Unlock()
 		return err
 	}
-	if i <= l.first {
-		l.release()
-		return nil
+	removed := l.detachBeforeLocked(i)
+	l.mu.Unlock()
+	for _, s := range removed {
+		s.f.Close()
 	}
-	return l.runHeld(func() error { return l.dropBefore(i) })
+	l.filesMu.Unlock()
+	for _, s := range removed {
+		if err := l.fs.Remove(s.path); err != nil {
+			return l.fail(fmt.Errorf("%w: remove %s: %v", ErrWriteFailed, s.path, err))
+		}
+		if err := l.syncDir(); err != nil {
+			return l.fail(err)
+		}
+	}
+	return nil
 }
 
-func (l *Log) dropBefore(i uint64) error {
-	l.filesMu.Lock()
-	defer l.filesMu.Unlock()
-	l.mu.Lock()
+// detachBeforeLocked takes the segments wholly before i out of the index,
+// never the last one, and returns them. Needs filesMu and mu.
+//
+// The writer may be in the middle of a batch: it appends a segment it
+// created to segs (under mu) only after it sealed the previous one, and
+// publishes its records (and last) only when the batch is durable. Every
+// segment but the last is therefore sealed and never written again, and the
+// bound i <= last+1 keeps every segment holding unpublished records: a
+// segment just created by the writer starts after last, and the one before
+// it can be detached only if all its published records are below i (its
+// part of the batch is then empty, and publishing into the detached
+// segment changes nothing the log still uses).
+func (l *Log) detachBeforeLocked(i uint64) []*segment {
 	i = min(i, l.last+1)
 	k := 0
 	for k < len(l.segs)-1 && l.segs[k+1].first <= i {
 		k++
+	}
+	if k == 0 {
+		return nil
 	}
 	removed := append([]*segment(nil), l.segs[:k]...)
 	l.segs = append(l.segs[:0:0], l.segs[k:]...)
@@ -146,17 +186,7 @@ func (l *Log) dropBefore(i uint64) error {
 	if r > 0 {
 		l.runs = append(l.runs[:0:0], l.runs[r:]...)
 	}
-	l.mu.Unlock()
-	for _, s := range removed {
-		s.f.Close()
-		if err := l.fs.Remove(s.path); err != nil {
-			return fmt.Errorf("%w: remove %s: %v", ErrWriteFailed, s.path, err)
-		}
-		if err := l.syncDir(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return removed
 }
 
 // Close writes everything submitted, then closes the files. Later calls on the
@@ -164,6 +194,8 @@ func (l *Log) dropBefore(i uint64) error {
 func (l *Log) Close() error {
 	l.hsMu.Lock()
 	defer l.hsMu.Unlock()
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	err := l.acquire()
 	if err == ErrClosed {
 		l.release()

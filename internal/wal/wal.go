@@ -33,7 +33,7 @@ const (
 
 // Log is an open write-ahead log. All methods are safe for concurrent use.
 //
-// Locking: filesMu is taken before mu. Readers hold filesMu shared while they
+// Locking: removeMu is taken before the write path, filesMu before mu. Readers hold filesMu shared while they
 // read segment files; operations that truncate, remove or close segment files
 // hold it exclusively. The write path (appending and fsyncing) is owned by
 // whichever goroutine set busy (the writer goroutine, or an exclusive operation
@@ -49,6 +49,10 @@ type Log struct {
 	hintF   vfs.File   // the commit hint, opened by the first SetCommitHint; under hsMu
 	hintBuf []byte     // under hsMu
 	filesMu sync.RWMutex
+	// removeMu serializes the operations that remove segments: DropBefore
+	// (which runs beside appends), TruncateAfter, Reset and Close. Taken
+	// after hsMu, before the write path.
+	removeMu sync.Mutex
 
 	mu         sync.Mutex
 	cond       *sync.Cond    // on mu; broadcast when busy, excl, failed or closed change
@@ -164,8 +168,12 @@ func (l *Log) recover() error {
 		return fmt.Errorf("wal: list %s: %w", l.dir, err)
 	}
 	var firsts []uint64
-	removedTmp := false
+	removedTmp, resetting := false, false
 	for _, name := range names {
+		if name == resetName {
+			resetting = true
+			continue
+		}
 		if strings.HasSuffix(name, tmpSuffix) {
 			l.logger.Info("wal: removing leftover temporary file", "file", l.path(name))
 			if err := l.fs.Remove(l.path(name)); err != nil {
@@ -184,6 +192,13 @@ func (l *Log) recover() error {
 		}
 	}
 	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+	if resetting {
+		first, err := l.redoReset(firsts)
+		if err != nil {
+			return err
+		}
+		firsts = []uint64{first}
+	}
 
 	if l.hs, err = l.loadHardState(); err != nil {
 		return err
