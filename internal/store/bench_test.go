@@ -6,8 +6,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/entry"
 )
@@ -213,4 +216,78 @@ func BenchmarkCount(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCheckpoint takes checkpoints of a store of about 64 MiB while
+// another goroutine applies single-entry batches, and reports how long a
+// checkpoint takes and the longest Apply during checkpoints (against the
+// longest Apply without one, over the same time).
+func BenchmarkCheckpoint(b *testing.B) {
+	s := benchStore(b)
+	value := bytes.Repeat([]byte("v"), 1000)
+	const keys = 64 << 10
+	next := uint64(1)
+	for i := 0; i < keys; i += 256 {
+		ents := make([]entry.Entry, 0, 256)
+		for j := i; j < i+256; j++ {
+			ents = append(ents, entry.Entry{Term: 1, Index: next, Kind: entry.KindPut, Key: []byte(fmt.Sprintf("key%08d", j)), Value: value})
+			next++
+		}
+		if err := s.Apply(ents); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var worst time.Duration
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := next; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e := entry.Entry{Term: 1, Index: i, Kind: entry.KindPut, Key: []byte(fmt.Sprintf("key%08d", rng.IntN(keys))), Value: value}
+			start := time.Now()
+			if err := s.Apply([]entry.Entry{e}); err != nil {
+				b.Error(err)
+				return
+			}
+			d := time.Since(start)
+			mu.Lock()
+			worst = max(worst, d)
+			mu.Unlock()
+		}
+	}()
+	takeWorst := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		w := worst
+		worst = 0
+		return w
+	}
+	base := b.TempDir()
+	var total, stalled, quiet time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		time.Sleep(50 * time.Millisecond)
+		quiet = max(quiet, takeWorst())
+		dir := filepath.Join(base, strconv.Itoa(i))
+		start := time.Now()
+		if _, _, err := s.Checkpoint(dir); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		stalled = max(stalled, takeWorst())
+		os.RemoveAll(dir)
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/checkpoint")
+	b.ReportMetric(float64(stalled.Microseconds())/1000, "max-apply-ms-during")
+	b.ReportMetric(float64(quiet.Microseconds())/1000, "max-apply-ms-between")
 }

@@ -61,9 +61,11 @@
 //
 // The store directory holds a file CURRENT naming the active Pebble directory
 // ("db-000001\n"), and that directory. Import builds a new Pebble directory
-// next to it and switches CURRENT atomically (write temporary file, fsync,
-// rename, fsync directory); Open removes any db-* directory that CURRENT does
-// not name (an interrupted import).
+// next to it, and Install moves a received checkpoint (Checkpoint) in as the
+// next one; both then switch CURRENT atomically (write temporary file, fsync,
+// rename, fsync directory). Open removes any db-* directory that CURRENT does
+// not name (an interrupted import or install), so after a crash the store
+// opens in its old state or the new one, and AppliedIndex says which.
 //
 // # Snapshot stream
 //

@@ -401,23 +401,11 @@ func (s *Store) Import(r io.Reader, progress func(keys int64, bytes int64)) (ind
 	if err := s.flushDB(h.db); err != nil {
 		return 0, fmt.Errorf("store: import into %s: flush: %w", h.path, err)
 	}
-	if err := writeCurrent(s.dir, name); err != nil {
-		// CURRENT may or may not name the new database now: we cannot
-		// tell what is on disk, so keep both databases and stop.
-		keepDir = true
-		return 0, s.fail("import: switching CURRENT", err)
+	if err := s.switchLocked(cur, h, sr.hdr.index, sr.hdr.term, sr.keys); err != nil {
+		keepDir = true // CURRENT may name it
+		return 0, err
 	}
 	ok = true
-	s.mu.Lock()
-	s.h = h
-	s.appliedTerm.Store(sr.hdr.term)
-	s.applied.Store(sr.hdr.index)
-	s.durable.Store(sr.hdr.index)
-	s.recoverTo.Store(0)
-	s.mu.Unlock()
-	s.ctr.reset(h, sr.keys)
-	cur.remove.Store(true)
-	cur.release()
 	s.log.Info("store: imported snapshot", "index", sr.hdr.index, "term", sr.hdr.term, "keys", sr.keys, "bytes", sr.off, "db", name)
 	return sr.hdr.index, nil
 }

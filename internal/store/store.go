@@ -202,6 +202,10 @@ type Store struct {
 	stuck       atomic.Int32  // writes commit stopped waiting for, still inside Pebble
 	closing     atomic.Bool   // Close has flushed and is closing Pebble
 	bgErrors    atomic.Int64  // Pebble background errors reported (BackgroundErrors)
+
+	// crashAt, set by tests, makes Install stop at that step as a crash
+	// would (crashPoint), leaving the files as they are.
+	crashAt string
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -234,7 +238,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeCurrent(dir, name); err != nil {
+		if err := writeCurrent(dir, name, nil); err != nil {
 			h.release()
 			return nil, err
 		}
@@ -844,8 +848,9 @@ func readCurrent(dir string) (string, error) {
 }
 
 // writeCurrent atomically points CURRENT at name: temporary file, fsync,
-// rename, fsync of the directory.
-func writeCurrent(dir, name string) error {
+// rename, fsync of the directory. crash, if not nil, is a test's crash point
+// (Store.crashPoint), asked between the temporary file and the rename.
+func writeCurrent(dir, name string, crash func(step string) error) error {
 	tmp := filepath.Join(dir, currentFile+".tmp")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -857,6 +862,11 @@ func writeCurrent(dir, name string) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && crash != nil {
+		if err = crash("current-written"); err != nil {
+			return err
+		}
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, currentFile))
