@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -111,3 +112,5 @@ func (h handlerFunc) HandleMessage(m repl.Message) { h.msg(m) }
 func (h handlerFunc) HandleForward(context.Context, repl.NodeID, *ForwardRequest) *ForwardResponse {
 	return &ForwardResponse{}
 }
+
+func (h handlerFunc) HandleStream(repl.NodeID, net.Conn) {}

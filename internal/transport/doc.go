@@ -41,6 +41,15 @@
 //	1   protocol version (1)
 //	str16 cluster id, str16 node id, str16 HTTP address, str16 RESP address
 //
+// Stream handshake (type 6): the same body and limits as a handshake, sent
+// first by the dialer of a stream (Transport.OpenStream) in place of the
+// handshake. The acceptor checks it in the same way and replies with a
+// handshake (type 1) or a reject; after that the connection is a plain byte
+// stream owned by Handler.HandleStream (no frames, no MaxFrameBytes: the
+// user of the stream frames and bounds its own data). A stream does not
+// replace the member's message connection; each member may hold at most
+// MaxInboundStreams streams open to a node.
+//
 // Handshake reject (type 2), sent by the acceptor before closing: str16 reason
 // (one of "expected a handshake frame", "cluster mismatch", "not a member",
 // "identity mismatch"); at most MaxHandshakeBytes.
@@ -79,15 +88,22 @@ package transport
 import (
 	"context"
 	"errors"
+	"net"
 
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Handler receives what peers send. HandleMessage must not block for long;
 // HandleForward runs on its own goroutine and may block until ctx ends.
+//
+// HandleStream gets a byte stream a peer opened (Transport.OpenStream), for
+// bulk transfers such as snapshots; from is the authenticated peer. It runs
+// on its own goroutine, and the transport closes c when it returns (or when
+// the transport closes).
 type Handler interface {
 	HandleMessage(m repl.Message)
 	HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse
+	HandleStream(from repl.NodeID, c net.Conn)
 }
 
 // PeerInfo is what a node learned about a peer from its handshake.
@@ -106,6 +122,13 @@ type Transport interface {
 	Send(m repl.Message)
 	// Forward sends req to node `to` and waits for its response or ctx.
 	Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error)
+	// OpenStream opens a byte stream to node `to`, authenticated like the
+	// message connections (the same TLS and handshake) but separate from
+	// them: bulk bytes never wait behind, or hold up, protocol messages.
+	// The peer's Handler.HandleStream gets the other end. ctx bounds the
+	// connection and the handshake only. The caller closes the stream;
+	// Close of the transport closes it too.
+	OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error)
 	// Peer returns the client endpoints learned from to's handshake.
 	Peer(id repl.NodeID) (PeerInfo, bool)
 	// Close stops everything; Send then drops and Forward fails.

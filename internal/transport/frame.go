@@ -21,6 +21,7 @@ const (
 	FrameMessage         FrameType = 3 // one repl.Message
 	FrameForwardRequest  FrameType = 4 // a client operation forwarded to the leader
 	FrameForwardResponse FrameType = 5 // the answer to a FrameForwardRequest
+	FrameStreamHandshake FrameType = 6 // a handshake that opens a stream (Transport.OpenStream)
 )
 
 func (t FrameType) String() string {
@@ -35,6 +36,8 @@ func (t FrameType) String() string {
 		return "forward-request"
 	case FrameForwardResponse:
 		return "forward-response"
+	case FrameStreamHandshake:
+		return "stream-handshake"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
@@ -128,7 +131,8 @@ type ForwardResponse struct {
 	Read    api.ReadResult
 }
 
-// Frame is one decoded frame; exactly one of the pointer fields matching Type is set.
+// Frame is one decoded frame; exactly one of the pointer fields matching Type
+// is set (Handshake for both handshake types).
 type Frame struct {
 	Type      FrameType
 	Handshake *Handshake
@@ -140,7 +144,17 @@ type Frame struct {
 
 // AppendHandshake appends a handshake frame to dst.
 func AppendHandshake(dst []byte, h *Handshake) []byte {
-	start, dst := beginFrame(dst, FrameHandshake)
+	return appendHandshake(dst, FrameHandshake, h)
+}
+
+// AppendStreamHandshake appends a stream-handshake frame to dst: a handshake
+// that opens a stream.
+func AppendStreamHandshake(dst []byte, h *Handshake) []byte {
+	return appendHandshake(dst, FrameStreamHandshake, h)
+}
+
+func appendHandshake(dst []byte, typ FrameType, h *Handshake) []byte {
+	start, dst := beginFrame(dst, typ)
 	dst = binary.LittleEndian.AppendUint32(dst, HandshakeMagic)
 	dst = append(dst, ProtocolVersion)
 	dst = appendStr16(dst, h.ClusterID)
@@ -285,7 +299,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 	d := decoder{b: b[5:]}
 	f := Frame{Type: FrameType(b[4])}
 	switch f.Type {
-	case FrameHandshake:
+	case FrameHandshake, FrameStreamHandshake:
 		h := &Handshake{}
 		if magic := d.u32(); magic != HandshakeMagic && d.err == nil {
 			return Frame{}, fmt.Errorf("%w: bad handshake magic %#x", ErrMalformedFrame, magic)

@@ -51,13 +51,17 @@ func FuzzAcceptHandshake(f *testing.F) {
 	f.Add(AppendMessage(nil, &repl.Message{Type: repl.MsgTimeoutNow, From: "a", To: "b", Term: 1}))
 	f.Add(AppendForwardRequest(nil, &ForwardRequest{Op: OpPut, Key: []byte("k")}))
 	f.Add([]byte{})
+	f.Add(AppendStreamHandshake(nil, &Handshake{ClusterID: "c", NodeID: "a"}))
 
 	tr := mustTCP(f, "c", "b", mustListen(f), map[repl.NodeID]string{"a": "127.0.0.1:1"})
 	reasons := []string{"expected a handshake frame", "cluster mismatch", "not a member", "identity mismatch"}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &scriptConn{in: bytes.NewReader(in)}
-		_, id, err := tr.accept(c)
+		_, id, stream, err := tr.accept(c)
 		if err == nil {
+			if stream != (in[4] == byte(FrameStreamHandshake)) {
+				t.Fatalf("stream %v for a frame of type %d", stream, in[4])
+			}
 			if id != "a" {
 				t.Fatalf("accepted a session for %q", id)
 			}

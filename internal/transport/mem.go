@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/trireme-db/trireme/internal/repl"
@@ -15,11 +16,23 @@ type Network struct {
 	mu  sync.Mutex
 	eps map[repl.NodeID]*Mem        // guarded by mu
 	cut map[[2]repl.NodeID]struct{} // directional cuts {from, to}, guarded by mu
+	// streams open between endpoints, by {opener, acceptor}; a cut of the
+	// link either way closes them. Guarded by mu.
+	streams map[*memStream][2]repl.NodeID
+}
+
+// memStream is the pair of ends of one stream (net.Pipe).
+type memStream struct{ a, b net.Conn }
+
+func (s *memStream) close() {
+	s.a.Close()
+	s.b.Close()
 }
 
 // NewNetwork returns an empty, fully connected network.
 func NewNetwork() *Network {
-	return &Network{eps: make(map[repl.NodeID]*Mem), cut: make(map[[2]repl.NodeID]struct{})}
+	return &Network{eps: make(map[repl.NodeID]*Mem), cut: make(map[[2]repl.NodeID]struct{}),
+		streams: make(map[*memStream][2]repl.NodeID)}
 }
 
 // Endpoint creates (or replaces, for a restarted node) the transport of info.ID.
@@ -35,11 +48,38 @@ func (n *Network) Endpoint(info PeerInfo, queueLen int) *Mem {
 	return m
 }
 
-// Cut drops everything sent from `from` to `to` (one way).
+// Cut drops everything sent from `from` to `to` (one way), and closes the
+// streams open between them (a stream needs both ways).
 func (n *Network) Cut(from, to repl.NodeID) {
 	n.mu.Lock()
 	n.cut[[2]repl.NodeID{from, to}] = struct{}{}
+	var doomed []*memStream
+	for s, ends := range n.streams {
+		if ends == [2]repl.NodeID{from, to} || ends == [2]repl.NodeID{to, from} {
+			doomed = append(doomed, s)
+			delete(n.streams, s)
+		}
+	}
 	n.mu.Unlock()
+	for _, s := range doomed {
+		s.close()
+	}
+}
+
+// closeStreams closes every stream id opened or accepted.
+func (n *Network) closeStreams(id repl.NodeID) {
+	n.mu.Lock()
+	var doomed []*memStream
+	for s, ends := range n.streams {
+		if ends[0] == id || ends[1] == id {
+			doomed = append(doomed, s)
+			delete(n.streams, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range doomed {
+		s.close()
+	}
 }
 
 // Partition cuts the link between a and b both ways.
@@ -171,6 +211,46 @@ func (m *Mem) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) 
 	return f.Response, nil
 }
 
+// OpenStream implements Transport with net.Pipe: the peer's HandleStream
+// gets the other end on a goroutine of its own. Both ways of the link must be
+// up; a later cut either way, or Close of either endpoint, closes the stream.
+func (m *Mem) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
+	if !m.live() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dst := m.net.route(m.info.ID, to)
+	if dst == nil || !dst.live() || m.net.route(to, m.info.ID) == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotConnected, to)
+	}
+	dst.mu.Lock()
+	h := dst.handler
+	dst.mu.Unlock()
+	if h == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotConnected, to)
+	}
+	a, b := net.Pipe()
+	s := &memStream{a: a, b: b}
+	m.net.mu.Lock()
+	m.net.streams[s] = [2]repl.NodeID{m.info.ID, to}
+	m.net.mu.Unlock()
+	from := m.info.ID
+	dst.wg.Add(1)
+	go func() {
+		defer dst.wg.Done()
+		defer func() {
+			b.Close()
+			m.net.mu.Lock()
+			delete(m.net.streams, s)
+			m.net.mu.Unlock()
+		}()
+		h.HandleStream(from, b)
+	}()
+	return a, nil
+}
+
 // Peer implements Transport.
 func (m *Mem) Peer(id repl.NodeID) (PeerInfo, bool) {
 	m.net.mu.Lock()
@@ -184,6 +264,7 @@ func (m *Mem) Peer(id repl.NodeID) (PeerInfo, bool) {
 // Close implements Transport.
 func (m *Mem) Close() error {
 	m.once.Do(func() { close(m.closed) })
+	m.net.closeStreams(m.info.ID)
 	m.wg.Wait()
 	return nil
 }

@@ -116,6 +116,7 @@ type TCP struct {
 	info    map[repl.NodeID]PeerInfo // from authenticated handshakes; guarded by mu
 	conns   map[net.Conn]struct{}    // open connections, guarded by mu
 	inbound map[repl.NodeID]net.Conn // the one accepted connection per peer; guarded by mu
+	streams map[repl.NodeID]int      // accepted streams open per peer; guarded by mu
 	isClose bool                     // guarded by mu
 }
 
@@ -150,6 +151,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		info:    make(map[repl.NodeID]PeerInfo),
 		conns:   make(map[net.Conn]struct{}),
 		inbound: make(map[repl.NodeID]net.Conn),
+		streams: make(map[repl.NodeID]int),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -345,8 +347,10 @@ func (t *TCP) clearInbound(id repl.NodeID, c net.Conn) {
 	t.mu.Unlock()
 }
 
-func (t *TCP) selfHandshake() []byte {
-	return AppendHandshake(nil, &Handshake{ClusterID: t.cfg.ClusterID, NodeID: t.cfg.Self.ID,
+// selfHandshake is this node's handshake frame, of type typ (FrameHandshake
+// or FrameStreamHandshake).
+func (t *TCP) selfHandshake(typ FrameType) []byte {
+	return appendHandshake(nil, typ, &Handshake{ClusterID: t.cfg.ClusterID, NodeID: t.cfg.Self.ID,
 		HTTPAddr: t.cfg.Self.HTTPAddr, RESPAddr: t.cfg.Self.RESPAddr})
 }
 
@@ -407,33 +411,40 @@ func (t *TCP) acceptLoop() {
 
 // accept runs the acceptor's side of the handshakes on raw: TLS (if on),
 // then the dialer's handshake frame, at most MaxHandshakeBytes, then ours.
-// It returns the connection to use and the peer it speaks for.
-func (t *TCP) accept(raw net.Conn) (net.Conn, repl.NodeID, error) {
+// It returns the connection to use, the peer it speaks for, and whether the
+// dialer opened a stream (a stream handshake) rather than a message
+// connection.
+func (t *TCP) accept(raw net.Conn) (c net.Conn, from repl.NodeID, stream bool, err error) {
+	c, from, typ, err := t.acceptHandshake(raw)
+	return c, from, typ == FrameStreamHandshake, err
+}
+
+func (t *TCP) acceptHandshake(raw net.Conn) (net.Conn, repl.NodeID, FrameType, error) {
 	c, want := raw, repl.NodeID("")
 	if t.serverTLS != nil {
 		tc := tls.Server(raw, t.serverTLS)
 		if err := tc.Handshake(); err != nil {
-			return nil, "", fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+			return nil, "", 0, fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
 		}
 		c, want = tc, certPeer(tc)
 	}
 	f, err := ReadFrame(c, MaxHandshakeBytes)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: reading the handshake: %w", ErrHandshake, err)
+		return nil, "", 0, fmt.Errorf("%w: reading the handshake: %w", ErrHandshake, err)
 	}
-	if f.Type != FrameHandshake {
+	if f.Type != FrameHandshake && f.Type != FrameStreamHandshake {
 		c.Write(AppendHandshakeReject(nil, "expected a handshake frame"))
-		return nil, "", fmt.Errorf("%w: a %s frame before the handshake", ErrHandshake, f.Type)
+		return nil, "", 0, fmt.Errorf("%w: a %s frame before the handshake", ErrHandshake, f.Type)
 	}
 	if reason, err := t.checkHandshake(f.Handshake, want); err != nil {
 		c.Write(AppendHandshakeReject(nil, reason))
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	if _, err := c.Write(t.selfHandshake()); err != nil {
-		return nil, "", err
+	if _, err := c.Write(t.selfHandshake(FrameHandshake)); err != nil {
+		return nil, "", 0, err
 	}
 	t.learn(f.Handshake)
-	return c, f.Handshake.NodeID, nil
+	return c, f.Handshake.NodeID, f.Type, nil
 }
 
 // serveInbound handles one accepted connection: handshake, then frames from the dialer.
@@ -441,13 +452,17 @@ func (t *TCP) serveInbound(raw net.Conn) {
 	defer t.wg.Done()
 	defer t.untrack(raw)
 	raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
-	c, from, err := t.accept(raw)
+	c, from, stream, err := t.accept(raw)
 	if err != nil {
 		t.refused.Add(1)
 		t.refusedWarn.warn("refused peer connection", "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	c.SetDeadline(time.Time{})
+	if stream {
+		t.serveStream(from, c)
+		return
+	}
 	t.setInbound(from, raw)
 	defer t.clearInbound(from, raw)
 
@@ -551,7 +566,7 @@ func (p *tcpPeer) dial() (c, raw net.Conn, err error) {
 		return nil, nil, ErrClosed
 	}
 	raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
-	if c, err = p.handshake(raw); err != nil {
+	if c, err = p.handshake(raw, FrameHandshake); err != nil {
 		t.untrack(raw)
 		return nil, nil, err
 	}
@@ -560,8 +575,9 @@ func (p *tcpPeer) dial() (c, raw net.Conn, err error) {
 }
 
 // handshake runs the dialer's side of the handshakes on raw: TLS (if on),
-// then ours, then the acceptor's handshake frame (at most MaxHandshakeBytes).
-func (p *tcpPeer) handshake(raw net.Conn) (net.Conn, error) {
+// then ours (of type typ: a message connection or a stream), then the
+// acceptor's handshake frame (at most MaxHandshakeBytes).
+func (p *tcpPeer) handshake(raw net.Conn, typ FrameType) (net.Conn, error) {
 	t := p.t
 	c := raw
 	if p.tls != nil {
@@ -571,7 +587,7 @@ func (p *tcpPeer) handshake(raw net.Conn) (net.Conn, error) {
 		}
 		c = tc
 	}
-	if _, err := c.Write(t.selfHandshake()); err != nil {
+	if _, err := c.Write(t.selfHandshake(typ)); err != nil {
 		return nil, remoteTLSRefusal(err)
 	}
 	// In TLS 1.3 the acceptor checks our certificate after our side of the

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -23,6 +24,15 @@ func newRec(id repl.NodeID) *recHandler {
 }
 
 func (h *recHandler) HandleMessage(m repl.Message) { h.msgs <- m }
+
+// HandleStream echoes the stream back, prefixed with the peer's id and a
+// newline, until the stream ends.
+func (h *recHandler) HandleStream(from repl.NodeID, c net.Conn) {
+	if _, err := c.Write([]byte(string(from) + "\n")); err != nil {
+		return
+	}
+	io.Copy(c, c)
+}
 
 func (h *recHandler) HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse {
 	if string(req.Key) == "block" {
