@@ -2,6 +2,7 @@ package repl
 
 import (
 	"errors"
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -419,4 +420,90 @@ func TestSnapshotJournalsReplacedEntries(t *testing.T) {
 		t.Fatalf("journal holds %d of the 3 unreplicated writes: %+v", lost, o.journal)
 	}
 	nw.checkConverged()
+}
+
+// A node whose uncommitted configuration removed X must still follow X when
+// X leads: X's leadership truncates that configuration. Before the fix the
+// node refused X's messages (unknown peer) and never caught up.
+func TestLeaderOutsideUncommittedConfIsFollowed(t *testing.T) {
+	nw := newNet(t, 3, 11)
+	lead := nw.waitLeader(100)
+	var rest []NodeID
+	for _, id := range nw.ids {
+		if id != lead {
+			rest = append(rest, id)
+		}
+	}
+	x := rest[0]
+	nw.isolate(lead)
+	nw.nextID++
+	if err := nw.nodes[lead].core.ProposeConfChange(Proposal{ID: nw.nextID}, ConfChange{Type: ConfRemove, Member: Member{ID: x}}); err != nil {
+		t.Fatal(err)
+	}
+	nw.deliverAll()
+	if _, ok := activeConf(nw.nodes[lead]).Member(x); ok {
+		t.Fatal("the removal did not take effect when appended")
+	}
+	l2 := nw.waitLeader(200, rest...)
+	if l2 != x {
+		if err := nw.nodes[l2].core.TransferLeadership(x); err != nil {
+			t.Fatal(err)
+		}
+		nw.tick(20)
+		if got := nw.leader(); got != x {
+			t.Fatalf("leader %s after transfer to %s", got, x)
+		}
+	}
+	nw.mustPropose(x, "k", majority())
+	nw.heal()
+	nw.tick(40)
+	if _, ok := activeConf(nw.nodes[lead]).Member(x); !ok {
+		t.Fatalf("the old leader kept its uncommitted removal of %s: %+v", x, activeConf(nw.nodes[lead]))
+	}
+	if got := nw.nodes[lead].core.lead; got != x {
+		t.Fatalf("the old leader follows %q, want %s", got, x)
+	}
+	nw.checkConverged()
+}
+
+// A follower in state replicate whose unacknowledged entries the leader
+// compacted must fall back to a snapshot. Before the fix the leader needed
+// the term of next-1 for its empty MsgApp, found it compacted, and stalled
+// for good with a full window.
+func TestCompactedInflightEntriesFallBackToSnapshot(t *testing.T) {
+	nw := newNet(t, 3, 12)
+	lead := nw.waitLeader(100)
+	f := nw.ids[0]
+	if f == lead {
+		f = nw.ids[1]
+	}
+	nw.mustPropose(lead, "first", majority())
+	nw.tick(3)
+	// The follower stays in replicate, but the MsgApps to it are lost:
+	// more than a window of them, so that the leader's next for it stops
+	// below its last index, and the compaction below passes next-1.
+	nw.cut[[2]NodeID{lead, f}] = true
+	for i := range nw.nodes[lead].cfg.MaxInflightMsgs + 20 {
+		nw.mustPropose(lead, fmt.Sprintf("k%d", i), majority())
+		nw.deliverAll()
+	}
+	ld := nw.nodes[lead]
+	for _, id := range nw.ids {
+		if nd := nw.nodes[id]; id != f {
+			if err := nd.st.Compact(nd.appliedIndex()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nw.heal()
+	nw.tick(30)
+	if nw.nodes[f].snapshots == 0 {
+		t.Fatal("the follower got no snapshot after its in-flight entries were compacted")
+	}
+	nw.mustPropose(lead, "after", majority())
+	nw.tick(5)
+	nw.checkConverged()
+	if got, want := nw.nodes[f].appliedIndex(), ld.appliedIndex(); got != want {
+		t.Fatalf("follower applied %d, leader %d", got, want)
+	}
 }

@@ -218,6 +218,22 @@ func (c *Core) Step(m Message) error {
 	}
 }
 
+// fromLeaderOrCandidate: message types a leader or a candidate sends. They are
+// accepted from a sender outside the active configuration, because that
+// configuration may come from an uncommitted entry that the sender's
+// leadership is about to truncate (a node whose log removed X must still
+// follow X, or it never learns that the removal was undone). Answers from
+// outside the configuration are refused: nothing waits for them. The
+// transport authenticates senders; the node admits any member of any
+// configuration it has seen.
+func fromLeaderOrCandidate(t MsgType) bool {
+	switch t {
+	case MsgApp, MsgHeartbeat, MsgTimeoutNow, MsgPreVote, MsgVote:
+		return true
+	}
+	return false
+}
+
 // validate checks m without changing anything.
 func (c *Core) validate(m Message) error {
 	bad := func(format string, args ...any) error {
@@ -229,7 +245,7 @@ func (c *Core) validate(m Message) error {
 	if m.From == c.id {
 		return bad("message from self")
 	}
-	if !c.isPeer(m.From) {
+	if m.From == None || (!c.isPeer(m.From) && !fromLeaderOrCandidate(m.Type)) {
 		return fmt.Errorf("%w: %q (message %s)", ErrUnknownPeer, m.From, m.Type)
 	}
 	if m.To != c.id {

@@ -478,6 +478,13 @@ func (c *Core) handleHeartbeatResp(pr *progress, m Message) {
 			if t, err := c.log.term(prev); err == nil {
 				c.send(Message{Type: MsgApp, To: pr.id, Term: c.term, Index: prev, LogTerm: t, Commit: c.log.committed})
 				pr.sentRound = c.rs.ctx
+			} else {
+				// next-1 was compacted while its entries were in flight:
+				// nothing can confirm them any more. Probe from the
+				// acknowledged match; sendAppend turns that into a
+				// snapshot request when match is compacted too.
+				pr.becomeProbe(pr.match + 1)
+				c.sendAppends(pr, true)
 			}
 		} else if pr.match < c.log.lastIndex() {
 			c.sendAppends(pr, false)

@@ -101,7 +101,7 @@ func TestStepRejectsMalformed(t *testing.T) {
 		}{
 			{"zero type", Message{From: peer, To: on, Term: term}, ErrMalformedMessage},
 			{"unknown type", Message{Type: 200, From: peer, To: on, Term: term}, ErrMalformedMessage},
-			{"unknown peer", Message{Type: MsgHeartbeat, From: "x", To: on, Term: term}, ErrUnknownPeer},
+			{"answer from an unknown peer", Message{Type: MsgAppResp, From: "x", To: on, Term: term}, ErrUnknownPeer},
 			{"empty from", Message{Type: MsgHeartbeat, To: on, Term: term}, ErrUnknownPeer},
 			{"from self", Message{Type: MsgHeartbeat, From: on, To: on, Term: term}, ErrMalformedMessage},
 			{"wrong to", Message{Type: MsgHeartbeat, From: peer, To: "n9", Term: term}, ErrMalformedMessage},

@@ -10,3 +10,5 @@ const bugsCompiled = false
 func applyCoreBugs(*repl.Config, Bugs) {}
 
 func bugAckBeforeFsync(Bugs) bool { return false }
+
+func bugCompactUndurable(Bugs) bool { return false }

@@ -21,6 +21,9 @@ func bugCases() []bugCase {
 		{"LeaseWithoutStickiness", "lease", Bugs{LeaseWithoutStickiness: true}, profileConfig("lease", 0, 2000)},
 		{"AckBeforeFsync", "ack", Bugs{AckBeforeFsync: true}, bugConfig},
 		{"NoProbeResend", "probe", Bugs{NoProbeResend: true}, profileConfig("lossy", 0, 0)},
+		{"TwoConfChanges", "two-conf", Bugs{TwoConfChanges: true}, bugConfig},
+		{"SnapshotWithoutChecks", "snap-nocheck", Bugs{SnapshotWithoutChecks: true}, bugConfig},
+		{"CompactUndurable", "compact-undurable", Bugs{CompactUndurable: true}, bugConfig},
 		{"AckBeforeFsync/EndToEnd", "ack", Bugs{AckBeforeFsync: true}, func(seed int64) Config {
 			c := bugConfig(seed)
 			c.EndToEndOnly = true

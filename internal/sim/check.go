@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -48,6 +49,9 @@ type checker struct {
 	mustSurvive []*op
 	// journaled: request ids found in some rollback journal.
 	journaled map[uint64]bool
+	// states: applied index -> fingerprint of the store there (every node
+	// that applies or installs that index must hold the same state).
+	states map[uint64]string
 }
 
 func newChecker(c *cluster) *checker {
@@ -59,6 +63,7 @@ func newChecker(c *cluster) *checker {
 		logs:       map[logKey]logRec{},
 		leaderOf:   map[uint64]repl.NodeID{},
 		journaled:  map[uint64]bool{},
+		states:     map[uint64]string{},
 	}
 }
 
@@ -131,22 +136,51 @@ func (k *checker) discarded(n *simNode, e entry.Entry) {
 	}
 }
 
-// guaranteed reports whether an acknowledged write with mode a must survive.
-func (k *checker) guaranteed(a repl.Ack) bool {
+// guaranteed reports whether an acknowledged write with mode a must survive,
+// given the voters of the acknowledging leader's configuration.
+func (k *checker) guaranteed(a repl.Ack, voters int) bool {
 	switch a.Mode {
 	case repl.AckMajority, repl.AckSync:
 		return true
 	case repl.AckSemiSync:
-		return a.Replicas+1 > k.c.cfg.Nodes/2
+		return a.Replicas+1 > voters/2
 	}
 	return false
+}
+
+// voters is the number of voters in n's active configuration (the
+// configured size for a node without a core, in checker tests).
+func (k *checker) voters(n *simNode) int {
+	if n.core == nil {
+		return k.c.cfg.Nodes
+	}
+	cs, _ := n.core.Conf()
+	return len(cs.Voters())
+}
+
+// termAt is the term of entry i in n's log: from the log, or for a
+// compacted index from the entry applied there.
+func (k *checker) termAt(l *memLog, i uint64) (uint64, error) {
+	if i > 0 && i < l.off {
+		if id, ok := k.committed[i]; ok {
+			return id.term, nil
+		}
+	}
+	return l.Term(i)
 }
 
 // acked checks an OK result against the durability it claims.
 func (k *checker) acked(n *simNode, o *op) {
 	r := o.res
 	c := k.c
-	if t, err := n.disk.Term(r.Index); !c.cfg.EndToEndOnly && (err != nil || t != r.Term || r.Index == 0) {
+	// The configuration may have changed while the write was in flight:
+	// the core met the mode in one of them. Honest durability is judged
+	// against the smaller voter count, the guarantee against the larger.
+	voters, most := k.voters(n), k.voters(n)
+	if o.voters > 0 {
+		voters, most = min(voters, o.voters), max(most, o.voters)
+	}
+	if t, err := k.termAt(n.disk, r.Index); !c.cfg.EndToEndOnly && (err != nil || t != r.Term || r.Index == 0) {
 		c.fail("ack-not-durable", "op%d acknowledged (%s) at %d/%d but the leader %s does not hold it durably (term %d, %v)",
 			o.id, o.ack.Mode, r.Index, r.Term, n.id, t, err)
 		return
@@ -157,7 +191,7 @@ func (k *checker) acked(n *simNode, o *op) {
 	case repl.AckMajority:
 		ok = d.Committed
 	case repl.AckSync:
-		ok = ok && d.Replicas >= c.cfg.Nodes-1
+		ok = ok && d.Replicas >= voters-1
 	case repl.AckSemiSync:
 		ok = ok && d.Replicas >= o.ack.Replicas
 	}
@@ -165,7 +199,7 @@ func (k *checker) acked(n *simNode, o *op) {
 		c.fail("ack-durability", "op%d acknowledged with mode %s/%d but durability %+v", o.id, o.ack.Mode, o.ack.Replicas, d)
 		return
 	}
-	if k.guaranteed(o.ack) {
+	if k.guaranteed(o.ack, most) {
 		if id, ok := k.committed[r.Index]; ok && id.term != r.Term {
 			c.fail("acked-lost", "op%d acknowledged (%s) at %d/%d but %+v was applied there", o.id, o.ack.Mode, r.Index, r.Term, id)
 			return
@@ -174,7 +208,8 @@ func (k *checker) acked(n *simNode, o *op) {
 	}
 }
 
-// step runs the per-step checks: one leader per term, leader completeness.
+// step runs the per-step checks: one leader per term, leader completeness,
+// and the membership checks (confs).
 func (k *checker) step() {
 	c := k.c
 	for _, n := range c.nodes {
@@ -184,6 +219,9 @@ func (k *checker) step() {
 		st := n.core.Status()
 		if int(st.Term) > c.stats.MaxTerm {
 			c.stats.MaxTerm = int(st.Term)
+		}
+		if k.confs(n, st); c.err != nil {
+			return
 		}
 		if st.Role != repl.RoleLeader {
 			continue
@@ -218,17 +256,21 @@ func (k *checker) completeness(n *simNode, term uint64) {
 		if !ok {
 			continue
 		}
+		if i <= n.log.off {
+			continue // compacted: applied to the store, checked by stateAt
+		}
 		if i > n.log.LastIndex() {
 			c.fail("leader-completeness", "%s leads term %d with last index %d but index %d was committed (%+v)", n.id, term, n.log.LastIndex(), i, id)
 			return
 		}
-		if got := identOf(n.log.ents[i-1]); got != id {
+		e, _ := n.log.at(i)
+		if got := identOf(e); got != id {
 			c.fail("leader-completeness", "%s leads term %d with %+v at index %d, but %+v was committed there", n.id, term, got, i, id)
 			return
 		}
 	}
 	for _, o := range k.mustSurvive {
-		t, err := n.log.Term(o.res.Index)
+		t, err := k.termAt(n.log, o.res.Index)
 		if err != nil || t != o.res.Term {
 			c.fail("leader-completeness", "%s leads term %d without op%d acknowledged (%s) at %d/%d (term there %d, %v)",
 				n.id, term, o.id, o.ack.Mode, o.res.Index, o.res.Term, t, err)
@@ -240,10 +282,16 @@ func (k *checker) completeness(n *simNode, term uint64) {
 // final runs the end-of-run checks on a converged cluster.
 func (k *checker) final() {
 	c := k.c
-	l := c.nodes[c.leader()]
+	li := c.leader()
+	l := c.nodes[li]
 	commit := l.core.Status().Commit
-	// Identical applied state and logs up to the commit index.
-	for _, n := range c.nodes {
+	// Identical applied state and logs up to the commit index, on every
+	// member of the leader's configuration.
+	for _, n := range c.members(li) {
+		if n == nil {
+			c.fail("convergence", "a member of %s's configuration was never started", l.id)
+			return
+		}
 		if n.applied != commit {
 			c.fail("convergence", "%s applied %d, leader commit %d", n.id, n.applied, commit)
 			return
@@ -262,13 +310,15 @@ func (k *checker) final() {
 			c.fail("convergence", "%s durable log ends at %d below commit %d", n.id, n.disk.LastIndex(), commit)
 			return
 		}
-		for i := uint64(1); i <= commit; i++ {
-			if identOf(n.disk.ents[i-1]) != identOf(l.disk.ents[i-1]) {
-				c.fail("convergence", "%s and %s differ at committed index %d: %s vs %s", n.id, l.id, i, describeEntry(n.disk.ents[i-1]), describeEntry(l.disk.ents[i-1]))
+		for i := max(n.disk.off, l.disk.off) + 1; i <= commit; i++ {
+			ne, _ := n.disk.at(i)
+			le, _ := l.disk.at(i)
+			if identOf(ne) != identOf(le) {
+				c.fail("convergence", "%s and %s differ at committed index %d: %s vs %s", n.id, l.id, i, describeEntry(ne), describeEntry(le))
 				return
 			}
-			if id, ok := k.committed[i]; !ok || id != identOf(l.disk.ents[i-1]) {
-				c.fail("committed-changed", "final log of %s has %s at %d, applied entry was %+v", l.id, describeEntry(l.disk.ents[i-1]), i, id)
+			if id, ok := k.committed[i]; !ok || id != identOf(le) {
+				c.fail("committed-changed", "final log of %s has %s at %d, applied entry was %+v", l.id, describeEntry(le), i, id)
 				return
 			}
 		}
@@ -279,6 +329,19 @@ func (k *checker) final() {
 		if !ok || o.res.Index > commit || id.term != o.res.Term || id.req != o.id {
 			c.fail("acked-lost", "op%d acknowledged (%s/%d) at %d/%d is not in the final state (%+v)", o.id, o.ack.Mode, o.ack.Replicas, o.res.Index, o.res.Term, id)
 			return
+		}
+	}
+	// A removed node that never learned of its removal keeps its
+	// uncommitted suffix in its durable log, like a stopped node's.
+	lcs, _ := l.core.Conf()
+	for _, n := range c.nodes {
+		_, member := lcs.Member(n.id)
+		if !member && n.up {
+			for _, e := range n.logAbove(n.core.Status().Commit) {
+				if e.RequestID != 0 {
+					k.journaled[e.RequestID] = true
+				}
+			}
 		}
 	}
 	// Acknowledged writes that were lost must be in a rollback journal.
@@ -413,4 +476,98 @@ func (k *checker) explainStale(key string) string {
 		}
 	}
 	return "no single stale read found (replay with -sim.viz=FILE for porcupine's visualization)"
+}
+
+// confs checks n's configuration:
+//   - a node that is not a voter in its own active configuration (a learner,
+//     a removed or joining node) never campaigns or leads;
+//   - a leader has at most one configuration entry above its commit index;
+//   - once n's log is all durable, its active configuration is the one of
+//     the last configuration entry in its log, or, without one, the one of
+//     its store (the snapshot's or the one it started from).
+func (k *checker) confs(n *simNode, st repl.Status) {
+	c := k.c
+	cs, idx := n.core.Conf()
+	if st.Role != repl.RoleFollower && !cs.IsVoter(n.id) {
+		c.fail("learner-campaign", "%s is %s in term %d but is not a voter in its configuration %s (index %d)", n.id, st.Role, st.Term, describeConf(cs), idx)
+		return
+	}
+	if st.Role == repl.RoleLeader {
+		var at []uint64
+		for _, e := range n.logAbove(st.Commit) {
+			if e.Kind == entry.KindConfig {
+				at = append(at, e.Index)
+			}
+		}
+		if len(at) > 1 {
+			c.fail("one-conf-change", "leader %s (term %d, commit %d) has %d uncommitted configuration entries at %v", n.id, st.Term, st.Commit, len(at), at)
+			return
+		}
+	}
+	if n.waiting || len(n.pending) > 0 || st.LastIndex != n.disk.LastIndex() {
+		return
+	}
+	want, from := string(repl.EncodeConf(n.conf)), fmt.Sprintf("its store at %d (conf index %d)", n.applied, n.confIdx)
+	for i := n.disk.LastIndex(); i > n.disk.off; i-- {
+		if e, _ := n.disk.at(i); e.Kind == entry.KindConfig {
+			want, from = string(e.Value), fmt.Sprintf("its last configuration entry %d/%d", e.Index, e.Term)
+			break
+		}
+	}
+	if got := string(repl.EncodeConf(cs)); got != want {
+		c.fail("active-conf", "%s's active configuration %s (index %d) is not the one of %s: %s", n.id, got, idx, from, want)
+	}
+}
+
+// fingerprint is n's store state: its keys and values, and the
+// configuration if one was applied or installed (confIdx > 0).
+func fingerprint(n *simNode) string {
+	keys := make([]string, 0, len(n.kv))
+	for key := range n.kv {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, key := range keys {
+		fmt.Fprintf(&b, "%s=%q;", key, n.kv[key])
+	}
+	if n.confIdx > 0 {
+		fmt.Fprintf(&b, "|conf@%d=%s", n.confIdx, describeConf(n.conf))
+	}
+	return b.String()
+}
+
+// stateAt checks that n's store at its applied index equals every other
+// store seen at that index: equal applied state at equal indexes, and a
+// snapshot install equal to the leader's state at its index.
+func (k *checker) stateAt(n *simNode, how string) {
+	fp := fingerprint(n)
+	old, ok := k.states[n.applied]
+	if !ok {
+		k.states[n.applied] = fp
+		return
+	}
+	if old != fp {
+		inv := "state-diverged"
+		if how == "snapshot" {
+			inv = "snapshot-state"
+		}
+		k.c.fail(inv, "%s's store at index %d (%s) is %s, another store there was %s", n.id, n.applied, how, fp, old)
+	}
+}
+
+// installed checks a finished snapshot install: a kept log holds the
+// snapshot's (index, term), which is committed (Log Matching); the entry
+// applied there, if known, has that term.
+func (k *checker) installed(n *simNode, meta repl.SnapshotMeta, plan repl.SnapshotPlan) {
+	c := k.c
+	if id, ok := k.committed[meta.Index]; ok && id.term != meta.Term {
+		c.fail("snapshot-mismatch", "%s installed a snapshot at %d/%d but the entry applied there has term %d", n.id, meta.Index, meta.Term, id.term)
+		return
+	}
+	if plan.KeepLog && !n.disk.holds(meta.Index, meta.Term) {
+		t, err := n.disk.Term(meta.Index)
+		c.fail("snapshot-mismatch", "%s kept its log under a snapshot at %d/%d, but its log has term %d there (%v): a divergent entry is now below its commit index",
+			n.id, meta.Index, meta.Term, t, err)
+	}
 }

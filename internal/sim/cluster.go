@@ -34,9 +34,24 @@ type simNode struct {
 	pending []diskWrite // disk writes not yet durable, in order
 	waiting bool        // a Ready is taken and waits for its disk write
 
-	kv      map[string]string // applied state
-	applied uint64
+	// The store: applied state, the term of the entry at its applied index
+	// and the configuration at it (confIdx: the index that set it, 0 for
+	// the one the node started with). dur is what survives a crash: the
+	// store persists lazily, every 1..StoreFlushMax ticks, and a snapshot
+	// install swaps it durably.
+	kv          map[string]string
+	applied     uint64
+	appliedTerm uint64
+	conf        repl.ConfState
+	confIdx     uint64
+	dur         storeState
+	initConf    repl.ConfState // the configuration the node was started with
+	nextFlush   int64
+
 	journal []entry.Entry // rollback journal (durable)
+
+	stopped    bool // removed from the cluster and shut down for good
+	everMember bool // was a member of some configuration (may be re-added)
 
 	driftSign int   // +1 fast clock, -1 slow clock, 0 none
 	nextDrift int64 // tick of the next drift adjustment
@@ -44,6 +59,34 @@ type simNode struct {
 	leaderChecked uint64 // last term whose leader-completeness check ran
 	campaigning   bool   // was a (pre-)candidate at the last lease-attack look
 	crashAt       int64  // scheduled crash tick, 0 = none
+}
+
+// storeState is a durable copy of a node's store.
+type storeState struct {
+	kv      map[string]string
+	applied uint64
+	term    uint64
+	conf    repl.ConfState
+	confIdx uint64
+}
+
+func copyKV(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// flushStore makes n's store durable as it is.
+func (n *simNode) flushStore() {
+	n.dur = storeState{kv: copyKV(n.kv), applied: n.applied, term: n.appliedTerm, conf: n.conf.Clone(), confIdx: n.confIdx}
+}
+
+// loadStore reverts n's store to its durable copy (a crash).
+func (n *simNode) loadStore() {
+	d := n.dur
+	n.kv, n.applied, n.appliedTerm, n.conf, n.confIdx = copyKV(d.kv), d.applied, d.term, d.conf.Clone(), d.confIdx
 }
 
 // diskWrite is a pending persistence of one Ready's hard state and entries.
@@ -68,6 +111,10 @@ type cluster struct {
 	chk   *checker
 	wl    *workload
 
+	snaps   []*snapTransfer // snapshot transfers on their way, in send order
+	snapSeq int
+	ms      membership
+
 	partUntil int64 // 0 = no partition active
 	attacking bool  // the active partition is a lease attack
 	healing   bool
@@ -86,7 +133,7 @@ func Run(cfg Config) (*Result, error) {
 	c := &cluster{
 		cfg: cfg,
 		rng: rand.New(rand.NewSource(cfg.Seed)),
-		net: newNetwork(cfg.Nodes),
+		net: newNetwork(cfg.Nodes + maxAddedNodes),
 		tr:  newTracer(cfg.KeepTrace, cfg.TraceTail, cfg.Logger),
 	}
 	c.chk = newChecker(c)
@@ -95,14 +142,10 @@ func Run(cfg Config) (*Result, error) {
 		c.peers = append(c.peers, repl.Peer{ID: nodeID(i), Priority: 1})
 	}
 	c.tr.add(0, "start seed=%d nodes=%d profile=%s steps=%d bugs=%+v", cfg.Seed, cfg.Nodes, cfg.Profile, cfg.Steps, cfg.Bugs)
+	boot := repl.ConfFromPeers(c.peers)
 	for i := 0; i < cfg.Nodes; i++ {
-		n := &simNode{idx: i, id: nodeID(i), kv: map[string]string{}}
-		n.disk = &memLog{}
-		n.log = n.disk
-		if cfg.Faults.DriftEvery > 0 {
-			n.driftSign = c.rng.Intn(3) - 1
-			n.nextDrift = int64(cfg.Faults.DriftEvery + c.rng.Intn(cfg.Faults.DriftEvery))
-		}
+		n := c.newNode(boot)
+		n.everMember = true
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
@@ -122,6 +165,21 @@ func Run(cfg Config) (*Result, error) {
 		res.Err = c.err
 	}
 	return res, nil
+}
+
+// newNode makes node number len(c.nodes), empty, whose store starts with
+// configuration cs.
+func (c *cluster) newNode(cs repl.ConfState) *simNode {
+	i := len(c.nodes)
+	n := &simNode{idx: i, id: nodeID(i), kv: map[string]string{}, conf: cs.Clone(), initConf: cs.Clone()}
+	n.flushStore()
+	n.disk = &memLog{}
+	n.log = n.disk
+	if c.cfg.Faults.DriftEvery > 0 {
+		n.driftSign = c.rng.Intn(3) - 1
+		n.nextDrift = c.now + int64(c.cfg.Faults.DriftEvery+c.rng.Intn(c.cfg.Faults.DriftEvery))
+	}
+	return n
 }
 
 func nodeID(i int) repl.NodeID { return repl.NodeID(fmt.Sprintf("n%d", i+1)) }
@@ -180,7 +238,7 @@ func (c *cluster) run() {
 		return
 	}
 	if !converged {
-		c.fail("liveness", "no convergence after %d healed ticks (%s): %s", bound, why, c.describeNodes())
+		c.fail("liveness", "no convergence after %d healed ticks (%s): %s%s", bound, why, c.describeNodes(), c.describeFollowers())
 		return
 	}
 	c.stats.HealTicks = int(c.now - healed)
@@ -205,6 +263,13 @@ func (c *cluster) step(faulty bool) {
 	c.deliver()
 	for _, n := range c.nodes {
 		c.completeWrites(n)
+	}
+	c.deliverSnapshots()
+	for _, n := range c.nodes {
+		c.maintainStore(n)
+	}
+	if faulty {
+		c.membershipStep()
 	}
 	c.wl.step(faulty)
 	for _, n := range c.nodes {
@@ -314,6 +379,10 @@ func (c *cluster) pump(n *simNode) {
 }
 
 func (c *cluster) handleReady(n *simNode, rd *repl.Ready) {
+	// Snapshot requests are independent of the steps below.
+	for _, id := range rd.Snapshots {
+		c.sendSnapshot(n, id)
+	}
 	// 1. Rollback journal, durable before the truncation is.
 	for _, e := range rd.Discarded {
 		n.journal = append(n.journal, e)
@@ -406,6 +475,10 @@ func (c *cluster) finishReady(n *simNode, rd *repl.Ready) {
 		c.wl.readDone(n, r)
 	}
 	for _, r := range rd.Results {
+		if r.ID >= confIDBase {
+			c.confResult(n, r)
+			continue
+		}
 		c.wl.resultDone(n, r)
 	}
 	n.core.Advance(*rd)
@@ -428,14 +501,23 @@ func (c *cluster) apply(n *simNode, e entry.Entry) {
 		n.kv[string(e.Key)] = string(e.Value)
 	case entry.KindDelete:
 		delete(n.kv, string(e.Key))
+	case entry.KindConfig:
+		cs, err := repl.DecodeConf(e.Value)
+		if err != nil {
+			c.fail("config-entry", "%s applies a configuration entry that does not decode at %d: %v", n.id, e.Index, err)
+			return
+		}
+		n.conf, n.confIdx = cs, e.Index
 	}
-	n.applied = e.Index
+	n.applied, n.appliedTerm = e.Index, e.Term
 	c.stats.Applied++
 	c.tr.add(c.now, "apply %s %s", n.id, describeEntry(e))
+	c.chk.stateAt(n, "apply")
 }
 
 func (c *cluster) coreConfig(n *simNode) repl.Config {
 	t := c.cfg.Timing
+	cs := n.conf.Clone()
 	cfg := repl.Config{
 		ID:                          n.id,
 		Peers:                       c.peers,
@@ -445,6 +527,7 @@ func (c *cluster) coreConfig(n *simNode) repl.Config {
 		DriftTicks:                  t.DriftTicks,
 		CheckQuorum:                 true,
 		PreVote:                     true,
+		Conf:                        &cs,
 		Applied:                     n.applied,
 		MaxMsgBytes:                 c.cfg.MaxMsgBytes,
 		MaxInflightMsgs:             c.cfg.MaxInflight,
@@ -463,8 +546,23 @@ func (c *cluster) start(n *simNode) {
 	} else {
 		n.log = n.disk
 	}
-	if n.applied > n.disk.LastIndex() {
-		n.kv, n.applied = map[string]string{}, 0
+	// The store swap is the atomic point of a snapshot install: a store
+	// whose applied (index, term) the log does not hold is a newer state
+	// installed before a crash cut the install short. Finish it: reset the
+	// log to the store's point. A store below the log's compaction point
+	// cannot replay the entries in between: they are gone.
+	if n.applied < n.disk.off || (n.applied > 0 && !n.disk.holds(n.applied, n.appliedTerm)) {
+		if n.applied < n.disk.off {
+			c.fail("compacted-past-store", "%s restarts with its store at %d but its log was compacted up to %d: entries %d..%d are gone (compaction went past the store's durable applied index)",
+				n.id, n.applied, n.disk.off, n.applied+1, n.disk.off)
+			return
+		}
+		c.stats.RestartInstalls++
+		c.tr.add(c.now, "finish-install %s store=%d/%d log=[%d..%d]", n.id, n.applied, n.appliedTerm, n.disk.FirstIndex(), n.disk.LastIndex())
+		n.disk.reset(n.applied, n.appliedTerm)
+		if n.log != n.disk {
+			n.log.reset(n.applied, n.appliedTerm)
+		}
 	}
 	core, err := repl.New(c.coreConfig(n), n.log)
 	if err != nil {
@@ -473,7 +571,7 @@ func (c *cluster) start(n *simNode) {
 	}
 	n.core, n.up = core, true
 	n.paused, n.held, n.waiting, n.pending = false, nil, false, nil
-	c.tr.add(c.now, "start %s hs=%+v last=%d applied=%d", n.id, n.disk.hs, n.disk.LastIndex(), n.applied)
+	c.tr.add(c.now, "start %s hs=%+v first=%d last=%d applied=%d conf=%d", n.id, n.disk.hs, n.disk.FirstIndex(), n.disk.LastIndex(), n.applied, n.confIdx)
 }
 
 func (c *cluster) crash(n *simNode) {
@@ -490,10 +588,17 @@ func (c *cluster) crash(n *simNode) {
 	}
 	n.pending, n.waiting, n.core, n.up = nil, false, nil, false
 	n.paused, n.held = false, nil
-	if bugAckBeforeFsync(c.cfg.Bugs) || c.chance(c.cfg.Faults.StoreLoss) {
-		n.kv, n.applied = map[string]string{}, 0
+	// The store loses what it applied since its last flush. With
+	// StoreLoss it is lost entirely (rebuilt from the log, only possible
+	// while the log was never compacted).
+	if bugAckBeforeFsync(c.cfg.Bugs) || (c.chance(c.cfg.Faults.StoreLoss) && n.disk.off == 0) {
+		n.kv, n.applied, n.appliedTerm, n.conf, n.confIdx = map[string]string{}, 0, 0, n.initConf.Clone(), 0
+		n.flushStore()
 		c.stats.StoreLosses++
 		c.tr.add(c.now, "store-lost %s", n.id)
+	} else {
+		n.loadStore()
+		c.tr.add(c.now, "store-reverted %s applied=%d", n.id, n.applied)
 	}
 	n.downUntil = c.now + 1 + int64(c.rng.Intn(c.cfg.Faults.DownTicksMax))
 	c.wl.nodeCrashed(n)
@@ -502,7 +607,7 @@ func (c *cluster) crash(n *simNode) {
 func (c *cluster) downCount() int {
 	k := 0
 	for _, n := range c.nodes {
-		if !n.up {
+		if !n.up && !n.stopped {
 			k++
 		}
 	}
@@ -533,7 +638,7 @@ func (c *cluster) expireFaults() {
 		c.tr.add(c.now, "heal")
 	}
 	for _, n := range c.nodes {
-		if !n.up && c.now >= n.downUntil {
+		if !n.up && !n.stopped && c.now >= n.downUntil {
 			c.stats.Restarts++
 			c.start(n)
 		}
@@ -608,8 +713,27 @@ func (c *cluster) healBound() (int64, string) {
 	trips := (backlog + window - 1) / window
 	rtt := uint64(2*c.cfg.Faults.DelayMax + c.cfg.Faults.DiskDelayMax + 2)
 	extra := int64(trips * rtt)
-	return int64(c.cfg.HealTicks) + extra, fmt.Sprintf("bound %d + %d round trips of %d ticks for a backlog of %d entries, %d per trip",
-		c.cfg.HealTicks, trips, rtt, backlog, window)
+	// Snapshots: a follower behind the leader's compaction point needs one
+	// transfer (keys/4 + SnapDelayMax ticks) after a probe round trip, and a
+	// failed one (SnapFail, a transfer cut by the heal) is asked again after
+	// a heartbeat round; allow three attempts, and the transfers still on
+	// their way at the heal.
+	snap := int64(0)
+	if c.cfg.Retention >= 0 && !bugAckBeforeFsync(c.cfg.Bugs) {
+		keys := 0
+		for _, n := range c.nodes {
+			keys = max(keys, len(n.kv))
+		}
+		per := int64(keys/4+c.snapDelayMax()) + int64(rtt) + int64(2*c.cfg.Timing.HeartbeatTicks)
+		snap = 3 * per
+		for _, t := range c.snaps {
+			if t.core != nil {
+				snap = max(snap, t.due-c.now+3*per)
+			}
+		}
+	}
+	return int64(c.cfg.HealTicks) + extra + snap, fmt.Sprintf("bound %d + %d round trips of %d ticks for a backlog of %d entries, %d per trip, + %d for snapshots",
+		c.cfg.HealTicks, trips, rtt, backlog, window, snap)
 }
 
 func (c *cluster) healAll() {
@@ -618,7 +742,7 @@ func (c *cluster) healAll() {
 	c.partUntil = 0
 	c.tr.add(c.now, "heal-all")
 	for _, n := range c.nodes {
-		if !n.up {
+		if !n.up && !n.stopped {
 			n.downUntil = c.now
 		}
 		if n.paused {
@@ -801,13 +925,18 @@ func (c *cluster) startPartition() {
 func (c *cluster) describeNodes() string {
 	var parts []string
 	for _, n := range c.nodes {
+		if n.stopped {
+			parts = append(parts, fmt.Sprintf("%s:stopped", n.id))
+			continue
+		}
 		if !n.up {
 			parts = append(parts, fmt.Sprintf("%s:down", n.id))
 			continue
 		}
 		st := n.core.Status()
-		parts = append(parts, fmt.Sprintf("%s:%s/t%d/lead=%s/last=%d/commit=%d/applied=%d/paused=%t",
-			n.id, st.Role, st.Term, st.Lead, st.LastIndex, st.Commit, n.applied, n.paused))
+		cs, ci := n.core.Conf()
+		parts = append(parts, fmt.Sprintf("%s:%s/t%d/lead=%s/first=%d/last=%d/commit=%d/applied=%d/paused=%t/conf=%d:%s",
+			n.id, st.Role, st.Term, st.Lead, st.FirstIndex, st.LastIndex, st.Commit, n.applied, n.paused, ci, describeConf(cs)))
 	}
 	return strings.Join(parts, " ")
 }
@@ -823,8 +952,8 @@ func (c *cluster) converged() bool {
 	if ls.Commit < ls.LastIndex {
 		return false
 	}
-	for _, n := range c.nodes {
-		if !n.up || n.paused || n.waiting || len(n.pending) > 0 {
+	for _, n := range c.members(l) {
+		if n == nil || !n.up || n.paused || n.waiting || len(n.pending) > 0 {
 			return false
 		}
 		st := n.core.Status()
@@ -848,4 +977,17 @@ func describeWrite(hs repl.HardState, ents []entry.Entry) string {
 		s += fmt.Sprintf(" ents=[%d..%d]t%d", ents[0].Index, ents[len(ents)-1].Index, ents[len(ents)-1].Term)
 	}
 	return s
+}
+
+// describeFollowers is the leader's view of its followers, if there is a leader.
+func (c *cluster) describeFollowers() string {
+	l := c.leader()
+	if l < 0 {
+		return ""
+	}
+	var parts []string
+	for _, f := range c.nodes[l].core.Status().Followers {
+		parts = append(parts, fmt.Sprintf("%s:%s/match=%d/next=%d/inflight=%d/learner=%t/contact=%d", f.ID, f.State, f.Match, f.Next, f.Inflight, f.Learner, f.TicksSinceContact))
+	}
+	return fmt.Sprintf("; leader %s sees %s", c.nodes[l].id, strings.Join(parts, " "))
 }

@@ -43,11 +43,15 @@ type Bugs struct {
 	LeaseWithoutStickiness bool // core: vote while a live leader is heard (breaks leases)
 	AckBeforeFsync         bool // simulated runtime: send and acknowledge before the disk write is durable
 	NoProbeResend          bool // core: never resend a lost probe (a follower stays behind)
+	TwoConfChanges         bool // core: start a configuration change while another is uncommitted
+	SnapshotWithoutChecks  bool // core: install stale snapshots, keep the log without the term check
+	CompactUndurable       bool // simulated runtime: compact the log up to the applied index, not the durable one
 }
 
 // Any reports whether any bug is enabled.
 func (b Bugs) Any() bool {
-	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync || b.NoProbeResend
+	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync || b.NoProbeResend ||
+		b.TwoConfChanges || b.SnapshotWithoutChecks || b.CompactUndurable
 }
 
 // PartitionKind is a shape of network partition.
@@ -103,6 +107,14 @@ type Faults struct {
 	LeaseAttack       float64         // targeted: when a follower campaigns against a live leader, isolate that leader
 	NewLeaderCrash    float64         // targeted: per new leader, crash it 1..4 ticks after its election
 	Transfer          float64         // ask the leader to hand leadership to a random follower
+	// Membership, compaction and snapshots (see DESIGN.md).
+	Membership       float64 // start a membership change (add, promote, remove, re-add)
+	ConfBurst        float64 // per accepted change: try another one at once (must be refused while uncommitted)
+	StoreFlushMax    int     // the store persists its applied state every 1..this many ticks (0 = 20)
+	SnapFail         float64 // per snapshot transfer: lost in flight (reported as failed)
+	SnapDup          float64 // per snapshot transfer: a second copy arrives late (never reported)
+	SnapDelayMax     int     // a snapshot transfer takes size/4 + DelayMin..this many ticks (0 = 4*DelayMax)
+	CrashMidSnapshot float64 // per snapshot install: crash before the store swap, or after it before the log reset / RestoreSnapshot
 }
 
 // Workload is the client workload.
@@ -147,6 +159,10 @@ type Config struct {
 	MaxMsgBytes int
 	// MaxInflight is the core's MaxInflightMsgs.
 	MaxInflight int
+	// Retention: each node keeps at least the last Retention entries of its
+	// log when it compacts (below its store's durable applied index); < 0
+	// never compacts. ConfigForSeed draws it in 0..20.
+	Retention int
 	// EndToEndOnly skips the checks that look inside a node's runtime
 	// (ack-not-durable, apply-not-durable), to show that the end-to-end
 	// checks alone catch a bug.
@@ -169,6 +185,7 @@ func DefaultConfig() Config {
 		Timing:    DefaultTiming(),
 		Workload:  DefaultWorkload(),
 		TraceTail: 60,
+		Retention: 10,
 	}
 	Profiles()[0].Apply(&c)
 	return c
@@ -284,6 +301,8 @@ func Profiles() []Profile {
 		PartitionTicksMax: 60, DownTicksMax: 50, PauseTicksMax: 30,
 		DelayMin: 1, DelayMax: 3, DiskDelayMax: 2,
 		TornWrite: 0.5, StoreLoss: 0.3, PauseDrop: 0.5,
+		Membership: 0.01, ConfBurst: 0.3, StoreFlushMax: 20,
+		SnapFail: 0.1, SnapDup: 0.2, CrashMidSnapshot: 0.05,
 	}
 	with := func(f func(*Faults)) Faults { x := base; f(&x); return x }
 	return []Profile{
@@ -364,6 +383,7 @@ func ConfigForSeed(seed int64, steps int) Config {
 	}
 	ps := Profiles()
 	ps[(u>>8)%uint64(len(ps))].Apply(&c)
+	c.Retention = int((u >> 24) % 21)
 	return c
 }
 
@@ -454,13 +474,33 @@ type Stats struct {
 	JournaledApplied  int
 	LinUnknown        int
 	Applied           int
+	StoreFlushes      int
+	Compactions       int
+	SnapshotsSent     int
+	SnapshotsDup      int
+	SnapshotsFailed   int
+	SnapshotsStale    int
+	SnapshotsKeepLog  int
+	SnapshotsReset    int
+	CrashesMidSnap    int
+	RestartInstalls   int
+	ConfProposed      int
+	ConfRefused       int
+	ConfCommitted     int
+	LearnersAdded     int
+	Promotions        int
+	Removals          int
+	ReAdds            int
+	LeaderRemovals    int
+	NodesStopped      int
+	MaxVoters         int
 }
 
 // Add adds o into s.
 func (s *Stats) Add(o Stats) {
 	sv, ov := reflect.ValueOf(s).Elem(), reflect.ValueOf(o)
 	for i := 0; i < sv.NumField(); i++ {
-		if name := sv.Type().Field(i).Name; name == "MaxTerm" || name == "MaxHealTicks" {
+		if name := sv.Type().Field(i).Name; name == "MaxTerm" || name == "MaxHealTicks" || name == "MaxVoters" {
 			if ov.Field(i).Int() > sv.Field(i).Int() {
 				sv.Field(i).SetInt(ov.Field(i).Int())
 			}

@@ -21,7 +21,7 @@ var (
 	flagNodes   = flag.Int("sim.nodes", 0, "force this cluster size, 3 or 5 (default: chosen by each seed)")
 	flagViz     = flag.String("sim.viz", "", "write porcupine's HTML visualization of a non-linearizable history to this file")
 	flagE2E     = flag.Bool("sim.e2e", false, "end-to-end checks only (skip runtime-internal durability checks)")
-	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe")
+	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe,two-conf,snap-nocheck,compact-undurable")
 )
 
 // seedConfig is the configuration of seed under the command-line flags.
@@ -52,6 +52,12 @@ func seedConfig(t testing.TB, seed int64) Config {
 				c.Bugs.AckBeforeFsync = true
 			case "probe":
 				c.Bugs.NoProbeResend = true
+			case "two-conf":
+				c.Bugs.TwoConfChanges = true
+			case "snap-nocheck":
+				c.Bugs.SnapshotWithoutChecks = true
+			case "compact-undurable":
+				c.Bugs.CompactUndurable = true
 			default:
 				t.Fatalf("-sim.bugs: unknown bug %q", b)
 			}

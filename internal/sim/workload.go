@@ -47,6 +47,7 @@ type op struct {
 	callTick int64
 	tries    int
 	res      repl.Result
+	voters   int // writes: voters in the accepting leader's configuration when proposed
 }
 
 func (o *op) isWrite() bool { return o.kind == opPut || o.kind == opDelete }
@@ -209,6 +210,7 @@ func (w *workload) try(cl *simClient) {
 	}
 	cl.hint = target
 	o.node, o.state, o.call, o.callTick = target, opPending, c.histNow(), c.now
+	o.voters = c.chk.voters(n)
 	w.ops = append(w.ops, o)
 	w.byID[o.id] = o
 	switch o.kind {
