@@ -6,8 +6,10 @@
 // Config.RetryFor has passed; when a node answers that it is not the leader,
 // it follows the leader it names. Errors are typed: check them with
 // errors.Is against ErrNotFound, ErrNoLeader, ErrWriteTimeout,
-// ErrOutcomeUnknown, ErrBadRequest and ErrUnavailable, and use errors.As
-// with *Error for the HTTP status and, for writes, what was achieved.
+// ErrOutcomeUnknown, ErrBadRequest and ErrUnavailable (and, for membership
+// changes, ErrUnknownMember, ErrChangeInProgress, ErrNotCaughtUp and
+// ErrRemoved), and use errors.As with *Error for the HTTP status and, for
+// writes, what was achieved.
 //
 // The client retries a request when the node said there is no leader
 // (nothing was proposed), named another leader, or could not be reached. A
@@ -64,6 +66,18 @@ var (
 	// ErrTLS: the TLS connection failed: a certificate that does not verify
 	// against the CA, or TLS spoken to a plain HTTP port (or the reverse).
 	ErrTLS = errors.New("TLS failed")
+	// ErrUnknownMember: no member has the id given (HTTP 404 from a
+	// membership endpoint).
+	ErrUnknownMember = errors.New("unknown member")
+	// ErrChangeInProgress: another membership change is not committed yet;
+	// nothing was done; retry later (HTTP 409).
+	ErrChangeInProgress = errors.New("another membership change is in progress")
+	// ErrNotCaughtUp: the learner is too far behind to be promoted; the
+	// message says how far (HTTP 409). Retry once it has caught up.
+	ErrNotCaughtUp = errors.New("the learner has not caught up")
+	// ErrRemoved: the node was removed from the cluster and serves nothing
+	// (HTTP 410); use another one.
+	ErrRemoved = errors.New("the node was removed from the cluster")
 )
 
 // Error is an error reply from a node.
@@ -285,6 +299,7 @@ type FollowerInfo struct {
 	LagEntries    uint64 `json:"lag_entries"`
 	LagMillis     int64  `json:"lag_ms"`
 	LastContactMs int64  `json:"last_contact_ms"`
+	Role          string `json:"role,omitempty"` // "voter" or "learner" ("": a voter)
 }
 
 // Status is one node's /v1/status.
@@ -568,20 +583,21 @@ func (c *Client) toLeader(ctx context.Context, f func(ep string) error) error {
 		case errors.As(err, &e) && e.Status == http.StatusMisdirectedRequest:
 			c.setLeader("")
 			return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
-		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader):
+		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader), errors.Is(err, ErrRemoved):
 			c.setLeader("")
 		}
 		return err
 	})
 }
 
-// anyEndpoint runs f against each endpoint in turn until one answers.
+// anyEndpoint runs f against each endpoint in turn until one answers (a
+// node removed from the cluster does not count).
 func (c *Client) anyEndpoint(ctx context.Context, f func(ep string) error) error {
 	return c.retry(ctx, func() error {
 		var errs []error
 		for _, ep := range c.endpoints {
 			err := f(ep)
-			if err == nil || !errors.Is(err, ErrUnavailable) {
+			if err == nil || !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrRemoved) {
 				return err
 			}
 			errs = append(errs, err)
@@ -641,6 +657,14 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 		e.Message += " (use an https:// endpoint)"
 	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/kv/"):
 		e.kind = ErrNotFound
+	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, membersPath+"/"):
+		e.kind = ErrUnknownMember
+	case resp.StatusCode == http.StatusConflict && strings.Contains(eb.Error, api.ErrNotCaughtUp.Error()):
+		e.kind = ErrNotCaughtUp
+	case resp.StatusCode == http.StatusConflict:
+		e.kind = ErrChangeInProgress
+	case resp.StatusCode == http.StatusGone:
+		e.kind = ErrRemoved
 	case resp.StatusCode == http.StatusGatewayTimeout:
 		e.kind = ErrWriteTimeout
 	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, "outcome unknown"):

@@ -39,6 +39,9 @@ func commands() []command {
 		{"status", "show every node: role, term, indexes, lag", "", statusDetails, runStatus},
 		{"rollbacks", "show the writes each node discarded (rollback journal)", "[--node ID]", rollbacksDetails, runRollbacks},
 		{"transfer", "hand leadership to another node", "--to ID", transferDetails, runTransfer},
+		{"member", "list, add, promote or remove cluster members",
+			"list | add --id ID --peer HOST:PORT [--http HOST:PORT] [--resp HOST:PORT] [--learner] | promote ID [--timeout DUR] | remove ID",
+			memberDetails, runMember},
 		{"version", "print the version", "", "", func([]string, io.Writer, io.Writer) int { fmt.Println("trireme", version); return 0 }},
 	}
 }
@@ -142,6 +145,9 @@ func flagSetFor(name string) *flag.FlagSet {
 		return fs
 	case "status", "rollbacks", "transfer":
 		fs, _ := adminFlags(name)
+		return fs
+	case "member":
+		fs, _ := memberFlags()
 		return fs
 	}
 	return nil

@@ -75,7 +75,9 @@ type nodeOpts struct {
 	logLevel                                         string
 	clusterID, priorities                            string
 	pprofAddr                                        string
-	diskReserve                                      string
+	diskReserve, logRetain                           string
+	join                                             string // a member's HTTP address (join.go)
+	learner                                          bool   // with join: stay a learner
 	peers                                            peerOpts
 	clientAuth                                       clientAuthOpts
 }
@@ -102,6 +104,9 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
 	fs.StringVar(&o.diskReserve, "disk-reserve", "256MiB", "free space on the data directory's file system below which the leader refuses writes (bytes, or with KiB, MiB, GiB); 0 = off")
+	fs.StringVar(&o.logRetain, "log-retain", "256MiB", "WAL kept for followers that fall behind, beyond what the store needs (bytes, or with KiB, MiB, GiB); older segments are dropped")
+	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, to be promoted to voter once caught up (not supported by node start-up yet)")
+	fs.BoolVar(&o.learner, "learner", false, "with --join: stay a learner (a read replica that does not vote)")
 	o.peers.register(fs)
 	o.clientAuth.register(fs)
 	return fs, o
@@ -158,6 +163,9 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 	if cfg.DiskReserveBytes, err = node.ParseBytes(o.diskReserve); err != nil {
 		return cfg, nil, fmt.Errorf("--disk-reserve: %w", err)
 	}
+	if cfg.LogRetainBytes, err = node.ParseBytes(o.logRetain); err != nil {
+		return cfg, nil, fmt.Errorf("--log-retain: %w", err)
+	}
 	cfg.Logger = logger
 	for _, a := range []struct{ flag, addr string }{{"--http", o.httpAddr}, {"--resp", o.respAddr}} {
 		if a.addr == "" {
@@ -206,6 +214,12 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) > 0 {
 		return fail(fmt.Errorf("unexpected argument %q (flags start with --)", pos[0]))
+	}
+	if o.join != "" || o.learner {
+		if _, err := joinSpec(o); err != nil {
+			return fail(err)
+		}
+		return fail(fmt.Errorf("--join %s: %w", o.join, errJoinNotWired))
 	}
 	cfg, logger, err := nodeConfig(o, stderr)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/cluster"
+	"github.com/trireme-db/trireme/internal/node"
 )
 
 const upDetails = `
@@ -33,6 +34,11 @@ With --node ID, it starts only node ID of an existing cluster (from
 DATA/cluster.json) in the foreground, replacing this process with
 "trireme node ..." (to bring back a node you killed while trireme up runs).
 
+With --replicas N it also starts N read replicas: learners that receive
+the log and serve stale reads but do not vote, so they add no latency to
+writes and no weight to elections (not supported yet: the nodes need
+online membership changes).
+
 It prints the endpoints, then a line each time the cluster changes (leader,
 term, a node going down or coming back, a follower falling behind). Ctrl-C
 stops every node cleanly. Node logs go to DATA/logs/ID.log.
@@ -41,6 +47,7 @@ Examples:
   trireme up
   trireme up --nodes 5 --data /tmp/t5 --base-port 17001
   trireme up --ack async --heartbeat 100ms --election-timeout 1s
+  trireme up --replicas 2       # three voters and two read replicas (learners)
   trireme up --node n1          # restart node n1 of ./trireme-data (foreground)
 `
 
@@ -49,9 +56,11 @@ type upOpts struct {
 	data, ack        string
 	heartbeat, elect time.Duration
 	logLevel         string
+	logRetain        string
 	quiet            bool
 	only             string
 	procs            int
+	replicas         int
 }
 
 func upFlags() (*flag.FlagSet, *upOpts) {
@@ -64,8 +73,10 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "nodes' heartbeat interval (default: the node's)")
 	fs.DurationVar(&o.elect, "election-timeout", 0, "nodes' minimum election timeout (default: the node's)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
+	fs.StringVar(&o.logRetain, "log-retain", "", "nodes' --log-retain: WAL kept beyond what the store needs (default: the node's, 256MiB)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
+	fs.IntVar(&o.replicas, "replicas", 0, "number of read replicas (learners: they do not vote) started besides --nodes")
 	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: Go's, every core); -1 shares this machine's cores among the nodes: less CPU per write, longer latency tails (docs/BENCHMARKS.md); a GOMAXPROCS in the environment wins")
 	return fs, o
 }
@@ -82,6 +93,12 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) > 0 {
 		return fail(fmt.Errorf("unexpected argument %q", pos[0]))
+	}
+	if o.replicas < 0 {
+		return fail(fmt.Errorf("--replicas %d: want 0 or more", o.replicas))
+	}
+	if o.replicas > 0 && o.only != "" {
+		return fail(errors.New("--replicas and --node exclude each other"))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -126,6 +143,12 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.elect > 0 {
 		cfg.NodeArgs = append(cfg.NodeArgs, "--election-timeout", o.elect.String())
+	}
+	if o.logRetain != "" {
+		if _, err := node.ParseBytes(o.logRetain); err != nil {
+			return fail(fmt.Errorf("--log-retain: %w", err))
+		}
+		cfg.NodeArgs = append(cfg.NodeArgs, "--log-retain", o.logRetain)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cl, err := cluster.New(cfg)
@@ -180,6 +203,16 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "Leader: %s. Watching the cluster (Ctrl-C stops every node):\n", leader)
 	}
+	if o.replicas > 0 {
+		if err := startReplicas(ctx, cl, o); err != nil {
+			cancel()
+			fmt.Fprintf(stderr, "trireme up: --replicas %d: %v; stopping the cluster\n", o.replicas, err)
+			if err := cl.StopAll(); err != nil {
+				fmt.Fprintf(stderr, "trireme up: some nodes did not stop cleanly: %v\n", err)
+			}
+			return 1
+		}
+	}
 	if !o.quiet {
 		go cl.Watch(ctx, 200*time.Millisecond, func(line string) {
 			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
@@ -208,6 +241,16 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Stopped. Run trireme up --data %s again to restart this cluster with its data.\n", o.data)
 	return 0
+}
+
+// errReplicasUnsupported: trireme up cannot start read replicas yet.
+var errReplicasUnsupported = errors.New("read replicas need the nodes' membership support (learners added online), which this build lacks")
+
+// startReplicas starts o.replicas read replicas (learners) beside the
+// voters of cl, once the voters are running. It is the one place trireme
+// up starts them.
+func startReplicas(ctx context.Context, cl *cluster.Cluster, o *upOpts) error {
+	return errReplicasUnsupported
 }
 
 func printEndpoints(w io.Writer, cl *cluster.Cluster) {

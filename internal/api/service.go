@@ -33,6 +33,25 @@ type Service interface {
 	WaitReplicas(ctx context.Context, index uint64, n int) (int, error)
 	// MaxValueBytes is the largest value accepted.
 	MaxValueBytes() int
+
+	// Members lists every member, voters and learners, with the leader's
+	// view of its progress; a follower either forwards to the leader or
+	// answers with State MemberUnknown.
+	Members(ctx context.Context) ([]MemberStatus, error)
+	// AddMember adds m (validated with m.Validate) and returns the members
+	// once the change is committed. Any member may be asked: a follower
+	// forwards to the leader. ErrChangeInProgress while another change is
+	// not committed; ErrDuplicateMember if a member has its id or one of its
+	// addresses; ErrBadMember for a malformed field.
+	AddMember(ctx context.Context, m MemberSpec) ([]MemberStatus, error)
+	// PromoteMember makes learner id a voter and returns the members once
+	// it votes. ErrNotCaughtUp (saying its lag in entries) while it is too
+	// far behind; ErrUnknownMember; ErrAlreadyVoter; ErrChangeInProgress.
+	PromoteMember(ctx context.Context, id string) ([]MemberStatus, error)
+	// RemoveMember removes member id and returns the members once the
+	// change is committed. ErrUnknownMember; ErrLastVoter for the only
+	// voter; ErrChangeInProgress.
+	RemoveMember(ctx context.Context, id string) ([]MemberStatus, error)
 }
 
 // WriteOptions says how a write must be acknowledged.
@@ -83,14 +102,23 @@ type ReadResult struct {
 	LagMillis  int64
 }
 
-// FollowerInfo is the leader's view of one follower.
+// FollowerInfo is the leader's view of one follower: a voter or a learner.
 type FollowerInfo struct {
 	ID            string `json:"id"`
 	MatchIndex    uint64 `json:"match_index"`
 	LagEntries    uint64 `json:"lag_entries"`
 	LagMillis     int64  `json:"lag_ms"`
 	LastContactMs int64  `json:"last_contact_ms"`
+	// Role is RoleVoter or RoleLearner ("" from a node that predates
+	// learners: a voter).
+	Role MemberRole `json:"role,omitempty"`
+	// RESP is the follower's Redis protocol address when the membership
+	// knows it (members added online); "" = unknown.
+	RESP string `json:"resp,omitempty"`
 }
+
+// Learner reports whether the follower is a learner.
+func (f FollowerInfo) Learner() bool { return f.Role == RoleLearner }
 
 // NodeStatus is /v1/status.
 type NodeStatus struct {

@@ -41,8 +41,15 @@ type Config struct {
 	ID string
 	// DataDir holds the WAL, the store, the rollback journal, LOCK and identity.json (--data).
 	DataDir string
-	// Cluster lists every voting member, this node included (--cluster).
+	// Cluster lists every voting member, this node included (--cluster):
+	// the cluster's first configuration. Once the log holds a
+	// configuration (a member was added, promoted or removed), the log's
+	// is authoritative and Cluster only names the cluster.
 	Cluster []Member
+	// JoinConf, for a node started with --join, is the configuration that
+	// added it (the reply of the member it asked); used until the log or a
+	// snapshot gives it one. Cluster may then be empty.
+	JoinConf *repl.ConfState
 	// ClusterID, if set, is the cluster's identity (--cluster-id); peers with
 	// another one are refused, and the data directory remembers it. Empty:
 	// the id in PeerTLS's CA (random, minted with the CA), else a hash of the
@@ -107,7 +114,22 @@ type Config struct {
 	// directory is checked for removal or a read-only remount (default 1s);
 	// it bounds how long such a fault goes unnoticed on an idle node.
 	DiskCheckInterval time.Duration
+	// LogRetainBytes is how much of the newest WAL the node keeps after the
+	// store no longer needs it (--log-retain): whole segments are dropped
+	// from the oldest while the newer ones hold at least this many bytes,
+	// and never past the store's DurableIndex. 0 keeps only what the store
+	// needs. Default 256 MiB (four 64 MiB segments): a follower that was
+	// away for a short while (a restart of tens of seconds under load)
+	// catches up from the leader's log; one further behind needs a
+	// snapshot, which is as fast per byte, so a larger log buys little.
+	LogRetainBytes int64
+	// LogCompactInterval is how often the WAL's size is checked against
+	// LogRetainBytes (default 1s).
+	LogCompactInterval time.Duration
 }
+
+// DefaultLogRetainBytes is Config.LogRetainBytes's default.
+const DefaultLogRetainBytes = 256 << 20
 
 // DefaultDiskReserveBytes is Config.DiskReserveBytes's default.
 const DefaultDiskReserveBytes = 256 << 20
@@ -124,6 +146,9 @@ func DefaultConfig() Config {
 
 		DiskReserveBytes:  DefaultDiskReserveBytes,
 		DiskCheckInterval: time.Second,
+
+		LogRetainBytes:     DefaultLogRetainBytes,
+		LogCompactInterval: time.Second,
 	}
 }
 
@@ -208,7 +233,21 @@ func (c *Config) Validate() error {
 	if c.DiskCheckInterval < 0 || c.DiskCheckInterval > time.Minute {
 		return fmt.Errorf("%w: DiskCheckInterval %v must be in [0, 1m] (0: the default, 1s)", ErrConfig, c.DiskCheckInterval)
 	}
+	if c.LogRetainBytes < 0 {
+		return fmt.Errorf("%w: --log-retain %d must be >= 0", ErrConfig, c.LogRetainBytes)
+	}
+	if c.LogCompactInterval < 0 || c.LogCompactInterval > time.Minute {
+		return fmt.Errorf("%w: LogCompactInterval %v must be in [0, 1m] (0: the default, 1s)", ErrConfig, c.LogCompactInterval)
+	}
 	return nil
+}
+
+// logCompactInterval is LogCompactInterval, or its default.
+func (c *Config) logCompactInterval() time.Duration {
+	if c.LogCompactInterval <= 0 {
+		return time.Second
+	}
+	return c.LogCompactInterval
 }
 
 // diskCheckInterval is DiskCheckInterval, or its default.

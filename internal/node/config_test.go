@@ -76,6 +76,9 @@ func TestConfigValidate(t *testing.T) {
 		{"semi-sync default without replicas", func(c *Config) { c.DefaultAck = repl.Ack{Mode: repl.AckSemiSync} }, "semi-sync"},
 		{"value limit", func(c *Config) { c.MaxValueBytes = 1 << 30 }, "--max-value-bytes"},
 		{"unknown priority id", func(c *Config) { c.Priorities = map[string]int{"zz": 1} }, "Priorities"},
+		{"negative log retain", func(c *Config) { c.LogRetainBytes = -1 }, "--log-retain"},
+		{"no log retain", func(c *Config) { c.LogRetainBytes = 0 }, ""},
+		{"compact interval", func(c *Config) { c.LogCompactInterval = time.Hour }, "LogCompactInterval"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

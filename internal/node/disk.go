@@ -163,6 +163,23 @@ func (g *diskGuard) check() error {
 	return nil
 }
 
+// explain returns err prefixed with the vanished or replaced data directory
+// when that is the cause: a storage error (ENOENT from Pebble or the WAL)
+// often arrives before the next periodic check, and the operator needs the
+// cause, not the symptom.
+func (g *diskGuard) explain(err error) error {
+	for _, w := range g.watch {
+		fi, serr := os.Stat(w.path)
+		if serr != nil {
+			return fmt.Errorf("node: data directory %s vanished: %w (first seen as: %v)", w.path, serr, err)
+		}
+		if !os.SameFile(fi, w.info) {
+			return fmt.Errorf("node: data directory %s was replaced by another directory while the node ran (first seen as: %w)", w.path, err)
+		}
+	}
+	return err
+}
+
 // setFree records the free space and logs a crossing of the reserve.
 func (g *diskGuard) setFree(free uint64) {
 	g.free.Store(free)

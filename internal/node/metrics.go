@@ -24,6 +24,8 @@ type metrics struct {
 	fatal                                            prometheus.Gauge
 	diskFree, diskLow                                prometheus.Gauge
 	diskRefused                                      prometheus.Counter
+	walBytes, walFirstIndex                          prometheus.Gauge // set by the compactor
+	walCompactions                                   prometheus.Counter
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
 	// up front (a label lookup hashes the labels under a lock, on every
@@ -145,6 +147,10 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		diskLow: g("disk_low", "1 while free space is below --disk-reserve: as leader the node refuses client writes."),
 		diskRefused: c("writes_refused_disk_total", "Client writes this node refused as leader because free "+
 			"disk space was below --disk-reserve."),
+		walBytes: g("wal_bytes", "Bytes of the WAL's segments (headers and records; the active segment's "+
+			"preallocated space is not counted)."),
+		walFirstIndex:  g("wal_first_index", "First index still in the WAL (1 until the WAL is compacted)."),
+		walCompactions: c("wal_compactions_total", "Times old WAL segments were dropped (--log-retain)."),
 	}
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
@@ -156,7 +162,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
-		m.diskFree, m.diskLow, m.diskRefused} {
+		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

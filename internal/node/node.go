@@ -50,8 +50,12 @@ type Node struct {
 	log       *slog.Logger
 	id        repl.NodeID
 	clusterID string
-	members   map[repl.NodeID]bool
 	tick      time.Duration
+	// view is the active configuration for goroutines other than the run
+	// loop; removed is set once a committed configuration leaves this
+	// node out (it then refuses clients).
+	view    atomic.Pointer[memberView]
+	removed atomic.Bool
 
 	lock    *os.File
 	wal     *wal.Log
@@ -61,9 +65,10 @@ type Node struct {
 	tr      transport.Transport
 	m       *metrics
 	disk    *diskGuard // free space, reserve, removed or read-only data directory
-	// diskFault receives the fault the disk guard found (one, buffered):
-	// the run loop stops on it.
-	diskFault chan error
+	compact *compactor // drops old WAL segments (compact.go)
+	// bgFault receives a fault found off the run loop (one, buffered): by
+	// the disk guard, or a failed WAL compaction. The run loop stops on it.
+	bgFault chan error
 
 	msgCh chan repl.Message
 	// Writers append proposals to propQ and, when it was empty, signal
@@ -197,7 +202,6 @@ func Start(cfg Config) (_ *Node, err error) {
 		log:          cfg.Logger.With("node", cfg.ID),
 		id:           repl.NodeID(cfg.ID),
 		clusterID:    cfg.clusterID(),
-		members:      make(map[repl.NodeID]bool),
 		tick:         max(cfg.Heartbeat/tickDivisor, time.Millisecond),
 		msgCh:        make(chan repl.Message, 4096),
 		propReady:    make(chan struct{}, 1),
@@ -206,16 +210,13 @@ func Start(cfg Config) (_ *Node, err error) {
 		stopCh:       make(chan struct{}),
 		doneCh:       make(chan struct{}),
 		fatalCh:      make(chan error, 1),
-		diskFault:    make(chan error, 1),
+		bgFault:      make(chan error, 1),
 		applyCh:      make(chan applyJob, 64),
 		applierDone:  make(chan struct{}),
 		applyFailed:  make(chan struct{}),
 		pendingProps: make(map[uint64]*propReq),
 		pendingReads: make(map[uint64]*readReq),
 		caughtUp:     make(map[repl.NodeID]time.Time),
-	}
-	for _, m := range cfg.Cluster {
-		n.members[repl.NodeID(m.ID)] = true
 	}
 	defer func() {
 		if err != nil {
@@ -267,17 +268,20 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: register metrics: %w", err)
 	}
 	n.disk, err = newDiskGuard(cfg.DataDir, guardedDirs(cfg.DataDir, wcfg.FS), cfg.DiskReserveBytes, cfg.diskCheckInterval(),
-		n.log.With("component", "disk"), n.m, func(err error) {
-			select {
-			case n.diskFault <- err:
-			default:
-			}
-		})
+		n.log.With("component", "disk"), n.m, n.reportBgFault)
 	if err != nil {
 		return nil, err
 	}
+	n.compact = newCompactor(n.wal, n.store, cfg.LogRetainBytes, cfg.logCompactInterval(),
+		n.log.With("component", "compact"), n.m, n.reportBgFault)
 
 	rcfg := n.coreConfig()
+	conf, err := n.storedConf()
+	if err != nil {
+		return nil, err
+	}
+	rcfg.Conf = &conf
+	n.view.Store(newMemberView(conf, n.store.AppliedIndex(), nil))
 	n.electionTicks = rcfg.ElectionTicks
 	n.core, err = repl.New(rcfg, walStorage{log: n.wal, fatal: func(e error) {
 		if n.loopErr == nil {
@@ -324,6 +328,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.walLast = n.wal.LastIndex()
 	n.publish(time.Now())
 	n.disk.start()
+	n.compact.start()
 	go n.applier()
 	go n.run()
 	if err := n.tr.Start(n); err != nil {
@@ -373,13 +378,20 @@ func (n *Node) ticks(d time.Duration) int {
 	return max(1, int((d+n.tick-1)/n.tick))
 }
 
-// replay applies the committed WAL entries the store has not applied yet.
+// replay applies the committed WAL entries the store has not applied yet,
+// from the store's applied index on (the WAL may have been compacted up to
+// the store's durable index, never further).
 func (n *Node) replay() error {
 	applied := n.store.AppliedIndex()
-	last := n.wal.LastIndex()
+	first, last := n.wal.FirstIndex(), n.wal.LastIndex()
 	if applied > last {
 		return fmt.Errorf("node: the store has applied index %d but the WAL ends at %d: the WAL in %s lost entries",
 			applied, last, filepath.Join(n.cfg.DataDir, walDir))
+	}
+	if first > applied+1 {
+		return fmt.Errorf("node: the WAL in %s starts at index %d but the store in %s has applied only through index %d: "+
+			"the entries in between are gone (the store lost state it had made durable, or the WAL was compacted past it)",
+			filepath.Join(n.cfg.DataDir, walDir), first, filepath.Join(n.cfg.DataDir, storeDir), applied)
 	}
 	// The store may also ask for more: a drain of its write buffer cut short
 	// by a crash left keys newer than its applied index, all from entries it
@@ -456,6 +468,9 @@ func (n *Node) closeStorageOnce() error {
 	if n.disk != nil {
 		n.disk.close()
 	}
+	if n.compact != nil {
+		n.compact.close() // before the WAL and the store it uses
+	}
 	if n.store != nil {
 		errs = append(errs, n.closeStore())
 	}
@@ -497,8 +512,20 @@ func (n *Node) closeStore() error {
 	}
 }
 
+// reportBgFault hands a fault found off the run loop to it (bgFault); only
+// the first one is kept.
+func (n *Node) reportBgFault(err error) {
+	select {
+	case n.bgFault <- err:
+	default:
+	}
+}
+
 func (n *Node) setFatal(err error) {
 	n.fatalOnce.Do(func() {
+		if n.disk != nil {
+			err = n.disk.explain(err)
+		}
 		n.log.Error("fatal storage error: node stops", "err", err)
 		if n.m != nil {
 			n.m.fatal.Set(1)
@@ -509,7 +536,7 @@ func (n *Node) setFatal(err error) {
 
 // HandleMessage implements transport.Handler.
 func (n *Node) HandleMessage(m repl.Message) {
-	if m.To != n.id || !n.members[m.From] {
+	if m.To != n.id || !n.view.Load().isKnown(m.From) {
 		return
 	}
 	select {
@@ -560,7 +587,7 @@ func (n *Node) run() {
 			if n.loopErr == nil {
 				n.loopErr = fmt.Errorf("node: %w", n.store.Err())
 			}
-		case err := <-n.diskFault:
+		case err := <-n.bgFault:
 			if n.loopErr == nil {
 				n.loopErr = err
 			}
@@ -1179,6 +1206,7 @@ func (n *Node) publish(now time.Time) {
 		}
 		n.prevLead = st.Lead
 	}
+	n.noteConf(&st)
 	m.role.Set(float64(st.Role))
 	m.term.Set(float64(st.Term))
 	m.lastIndex.Set(float64(st.LastIndex))

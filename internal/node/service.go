@@ -598,7 +598,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to string) error {
 }
 
 func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) error {
-	if !n.members[to] {
+	if !n.view.Load().isMember(to) {
 		return fmt.Errorf("%w: %q is not a member of the cluster", repl.ErrBadTransferTarget, to)
 	}
 	s, err := n.waitLeader(ctx)

@@ -40,6 +40,7 @@ type Fake struct {
 	failNext               error // returned once by the next call that can fail
 	lastWrite              api.WriteOptions
 	writes                 int
+	mem                    fakeMembership // members.go
 }
 
 type fakeValue struct {
@@ -59,7 +60,7 @@ func NewFakeID(id string, followers ...string) *Fake {
 func NewFake(followers ...string) *Fake {
 	return &Fake{
 		id:        "n1",
-		followers: followers,
+		followers: slices.Clone(followers),
 		down:      map[string]bool{},
 		data:      map[string]fakeValue{},
 		term:      1,
@@ -68,6 +69,7 @@ func NewFake(followers ...string) *Fake {
 		defAck:    repl.Ack{Mode: repl.AckMajority},
 		defTO:     2 * time.Second,
 		durable:   map[string]uint64{},
+		mem:       newFakeMembership(),
 	}
 }
 
@@ -111,7 +113,9 @@ func (f *Fake) SetDefaultTimeout(d time.Duration) {
 	f.defTO = d
 }
 
-// FailNext makes the next Put, Delete, Get or TransferLeadership return err.
+// FailNext makes the next Put, Delete, Get, TransferLeadership or
+// membership call (Members, AddMember, PromoteMember, RemoveMember) return
+// err.
 func (f *Fake) FailNext(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -190,6 +194,10 @@ func (f *Fake) write(ctx context.Context, key, value []byte, del bool, w api.Wri
 		f.mu.Unlock()
 		return api.WriteResult{}, err
 	}
+	if f.mem.removed {
+		f.mu.Unlock()
+		return api.WriteResult{}, api.ErrRemoved
+	}
 	if len(key) == 0 {
 		f.mu.Unlock()
 		return api.WriteResult{}, api.ErrEmptyKey
@@ -225,6 +233,7 @@ func (f *Fake) write(ctx context.Context, key, value []byte, del bool, w api.Wri
 			f.durable[id] = idx
 		}
 	}
+	f.mem.follow(idx)
 	best, ok := f.met(ack, up)
 	res := api.WriteResult{Index: idx, Term: f.term, Durability: ack.Mode.String(), Replicas: up,
 		Committed: up+1 > (len(f.followers)+1)/2, LeaderDurable: true}
@@ -263,6 +272,9 @@ func (f *Fake) Get(ctx context.Context, key []byte, c api.Consistency) (api.Read
 	if err := f.takeFail(); err != nil {
 		return api.ReadResult{}, err
 	}
+	if f.mem.removed {
+		return api.ReadResult{}, api.ErrRemoved
+	}
 	if len(key) == 0 {
 		return api.ReadResult{}, api.ErrEmptyKey
 	}
@@ -297,9 +309,14 @@ func (f *Fake) Status() api.NodeStatus {
 	if f.leader == f.id {
 		s.Role = "leader"
 		for _, id := range f.followers {
-			fi := api.FollowerInfo{ID: id, MatchIndex: f.durable[id]}
+			fi := api.FollowerInfo{ID: id, MatchIndex: f.durable[id], Role: api.RoleVoter, RESP: f.mem.specs[id].RESP}
 			fi.LagEntries = f.index - f.durable[id]
 			s.Followers = append(s.Followers, fi)
+		}
+		for _, id := range f.mem.learners {
+			p := f.mem.progress[id]
+			s.Followers = append(s.Followers, api.FollowerInfo{ID: id, MatchIndex: p.match,
+				LagEntries: f.index - p.match, Role: api.RoleLearner, RESP: f.mem.specs[id].RESP})
 		}
 	}
 	return s

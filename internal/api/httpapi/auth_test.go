@@ -252,3 +252,38 @@ func TestNoAuthIsOpen(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthMembers(t *testing.T) {
+	fx := mustAuthServer(t, false)
+	tests := []struct {
+		method, path, body string
+		want               map[string]int // by role; "" is no credentials
+	}{
+		{"GET", "/v1/members", "", map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
+		{"POST", "/v1/members", `{"id":"n4","peer":"127.0.0.1:7004","role":"learner"}`,
+			map[string]int{"": 401, "read": 403, "write": 403, "admin": 200}},
+		{"POST", "/v1/members/n4/promote", "", map[string]int{"": 401, "read": 403, "write": 403, "admin": 200}},
+		{"DELETE", "/v1/members/n4", "", map[string]int{"": 401, "read": 403, "write": 403, "admin": 200}},
+		// Requests that get 405 or 404 need read only.
+		{"POST", "/v1/members/n4", "", map[string]int{"": 401, "read": 405, "write": 405, "admin": 405}},
+		{"DELETE", "/v1/members/n4/x", "", map[string]int{"": 401, "read": 404, "write": 404, "admin": 404}},
+		{"DELETE", "/v1/members", "", map[string]int{"": 401, "read": 405, "write": 405, "admin": 405}},
+	}
+	for _, tc := range tests {
+		for _, role := range []string{"", "read", "write", "admin"} {
+			t.Run(tc.method+" "+tc.path+" as "+role, func(t *testing.T) {
+				authz := ""
+				if role != "" {
+					authz = "Bearer " + fx.tokens[role]
+				}
+				code, body, _ := mustDoAuth(t, tc.method, fx.url+tc.path, authz, tc.body)
+				if code != tc.want[role] {
+					t.Fatalf("%d %s, want %d", code, body, tc.want[role])
+				}
+				if code == 403 && !strings.Contains(body, "admin") {
+					t.Fatalf("403 should name the role needed: %s", body)
+				}
+			})
+		}
+	}
+}

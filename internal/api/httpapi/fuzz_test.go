@@ -49,6 +49,26 @@ func (s *countingService) TransferLeadership(ctx context.Context, to string) err
 	return s.Fake.TransferLeadership(ctx, to)
 }
 
+func (s *countingService) Members(ctx context.Context) ([]api.MemberStatus, error) {
+	s.calls.Add(1)
+	return s.Fake.Members(ctx)
+}
+
+func (s *countingService) AddMember(ctx context.Context, m api.MemberSpec) ([]api.MemberStatus, error) {
+	s.calls.Add(1)
+	return s.Fake.AddMember(ctx, m)
+}
+
+func (s *countingService) PromoteMember(ctx context.Context, id string) ([]api.MemberStatus, error) {
+	s.calls.Add(1)
+	return s.Fake.PromoteMember(ctx, id)
+}
+
+func (s *countingService) RemoveMember(ctx context.Context, id string) ([]api.MemberStatus, error) {
+	s.calls.Add(1)
+	return s.Fake.RemoveMember(ctx, id)
+}
+
 var fuzzMethods = []string{"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"}
 
 // knownParams returns the query parameters the endpoint at escapedPath takes
@@ -67,12 +87,22 @@ func knownParams(method, escapedPath string) ([]string, bool) {
 		return nil, method == "GET" || method == "HEAD"
 	case escapedPath == "/v1/leader/transfer":
 		return transferParams, method == "POST"
+	case escapedPath == membersPath:
+		switch method {
+		case "GET", "HEAD":
+			return nil, true
+		case "POST":
+			return memberParams, true
+		}
+	case strings.HasPrefix(escapedPath, membersPath+"/"):
+		return memberParams, memberChange(escapedPath, method)
 	}
 	return nil, false
 }
 
 // FuzzRequest serves requests built from a fuzzed method, path, raw query
-// string and body, and checks that the handler never panics; that it
+// string and body (so membership bodies too), and checks that the handler
+// never panics; that it
 // answers 200 to 499, or 5xx only after calling the service; that every
 // error is a JSON object with an "error"; that a 200 went to a query that
 // url.ParseQuery decodes too, with each parameter known and given once, and
@@ -99,6 +129,20 @@ func FuzzRequest(f *testing.F) {
 		{3, "/v1/leader/transfer", "to=n9", ""},
 		{0, "/v1/status", "", ""},
 		{0, "/v1/rollbacks", "", ""},
+		// Membership: a list, changes that succeed, and each refusal.
+		{0, "/v1/members", "", ""},
+		{3, "/v1/members", "timeout=1s", `{"id":"n4","peer":"127.0.0.1:7004","role":"learner"}`},
+		{3, "/v1/members", "", `{"id":"n4","peer":"127.0.0.1:7002"}`},
+		{3, "/v1/members", "", `{"id":"n4","peer":"h:1","extra":1}`},
+		{3, "/v1/members", "", `{"id":"n4","peer":"h:1"}{}`},
+		{3, "/v1/members", "", `{"id":"` + strings.Repeat("é", 40) + `","peer":"h:1"}`},
+		{3, "/v1/members/n2/promote", "", ""},
+		{3, "/v1/members/n9/promote", "timeout=1ms", ""},
+		{4, "/v1/members/n3", "", ""},
+		{4, "/v1/members/n1", "", ""},
+		{4, "/v1/members/", "", ""},
+		{4, "/v1/members/%6E2", "", ""},
+		{0, "/v1/members/n2/promote", "", ""},
 		// Edges of the query syntax.
 		{0, "/v1/status", "verbose=1", ""},
 		{2, "/v1/kv/k", "ack=&replicas", "v"},
@@ -183,7 +227,7 @@ func checkAccepted(t *testing.T, method string, u *url.URL, target string) {
 // accepts, url.ParseQuery decodes to the same single values.
 func checkParseQuery(t *testing.T, query string) {
 	t.Helper()
-	all := slices.Concat(writeParams, readParams, transferParams)
+	all := slices.Concat(writeParams, readParams, transferParams, memberParams)
 	q, err := ParseQuery(query, all)
 	if err != nil {
 		return

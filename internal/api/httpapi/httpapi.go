@@ -9,6 +9,10 @@
 //	GET    /v1/status
 //	GET    /v1/rollbacks
 //	POST   /v1/leader/transfer?to=ID[&timeout=DUR]
+//	GET    /v1/members
+//	POST   /v1/members[?timeout=DUR]                      body = {"id", "peer", "http", "resp", "role"}
+//	POST   /v1/members/{id}/promote[?timeout=DUR]
+//	DELETE /v1/members/{id}[?timeout=DUR]
 //	GET    /metrics                                       (delegated)
 //
 // It promises: every reply to a /v1 request other than a raw read is JSON;
@@ -31,7 +35,8 @@
 // "Authorization: Bearer TOKEN" with an API token or the default user's
 // password (401 and WWW-Authenticate otherwise), and then a role that
 // allows it (403): reads need read, writes need write, a leadership
-// transfer needs admin; /metrics needs read unless Config.OpenMetrics.
+// transfer and a membership change need admin; /metrics needs read unless
+// Config.OpenMetrics.
 // Without auth, requests are served exactly as before auth existed.
 package httpapi
 
@@ -147,6 +152,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if q, ok := h.allow(w, r, http.MethodPost, transferParams); ok {
 			h.transfer(w, r, q)
 		}
+	case path == membersPath || strings.HasPrefix(path, membersPath+"/"):
+		h.serveMembers(w, r, path)
 	case path == "/metrics":
 		if h.metrics == nil {
 			h.writeError(w, http.StatusNotFound, errors.New("metrics are not enabled"))
@@ -160,13 +167,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestAction classifies a request for the role check: key reads, the
-// node's state and metrics are reads; key writes and deletes are writes; a
-// leadership transfer is admin. A request that will get 404 or 405 needs
-// read, so that only a user learns which endpoints exist.
+// node's state, the member list and metrics are reads; key writes and
+// deletes are writes; a leadership transfer and a membership change are
+// admin. A request that will get 404 or 405 needs read, so that only a user
+// learns which endpoints exist.
 func requestAction(path, method string) auth.Action {
 	switch {
 	case path == "/v1/leader/transfer":
 		return auth.ActionAdmin
+	case path == membersPath || strings.HasPrefix(path, membersPath+"/"):
+		if memberChange(path, method) {
+			return auth.ActionAdmin
+		}
 	case strings.HasPrefix(path, kvPrefix) || path == "/v1/kv":
 		switch method {
 		case http.MethodPut, http.MethodPost, http.MethodDelete:
@@ -396,23 +408,28 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 // readValue reads r's body, at most svc.MaxValueBytes of it. On failure it
 // returns the status to answer.
 func (h *handler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	limit := h.svc.MaxValueBytes()
+	return readBody(w, r, h.svc.MaxValueBytes(), api.ErrValueTooLarge)
+}
+
+// readBody reads r's body, at most limit bytes of it; a longer one is a 413
+// wrapping tooLarge. On failure it returns the status to answer.
+func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge error) ([]byte, int, error) {
 	if r.ContentLength > int64(limit) {
 		return nil, http.StatusRequestEntityTooLarge,
-			fmt.Errorf("%w: %d bytes (limit %d)", api.ErrValueTooLarge, r.ContentLength, limit)
+			fmt.Errorf("%w: %d bytes (limit %d)", tooLarge, r.ContentLength, limit)
 	}
 	// Unlike a LimitReader, MaxBytesReader also has net/http close the
 	// connection rather than read on through an oversized body. The
 	// server's read deadline bounds a body that stops arriving.
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
-	var tooLarge *http.MaxBytesError
+	var over *http.MaxBytesError
 	var ne net.Error
 	switch {
 	case err == nil:
 		return value, 0, nil
-	case errors.As(err, &tooLarge):
+	case errors.As(err, &over):
 		return nil, http.StatusRequestEntityTooLarge,
-			fmt.Errorf("%w: more than %d bytes (limit %d)", api.ErrValueTooLarge, limit, limit)
+			fmt.Errorf("%w: more than %d bytes (limit %d)", tooLarge, limit, limit)
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return nil, http.StatusRequestTimeout,
 			fmt.Errorf("%w: %d bytes had arrived when the server's read deadline passed", ErrSlowBody, len(value))
@@ -533,6 +550,10 @@ func (h *handler) transfer(w http.ResponseWriter, r *http.Request, q url.Values)
 
 // writeServiceError maps a service error to a status code.
 func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
+	if code, ok := memberErrorStatus(err); ok {
+		h.writeError(w, code, err)
+		return
+	}
 	switch {
 	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
 		h.writeError(w, http.StatusBadRequest, err)

@@ -12,6 +12,7 @@ var (
 	writeParams    = []string{"ack", "replicas", "timeout"}
 	readParams     = []string{"consistency", "raw"}
 	transferParams = []string{"to", "timeout"}
+	memberParams   = []string{"timeout"} // the membership changes; GET /v1/members takes none
 )
 
 // ParseQuery decodes the raw query string of a request to an endpoint that

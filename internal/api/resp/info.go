@@ -162,11 +162,20 @@ func (s *Server) replicationInfo(b *strings.Builder, st api.NodeStatus) {
 	if st.Role == "leader" {
 		fs := connected(st.Followers)
 		fmt.Fprintf(b, "role:master\r\nconnected_slaves:%d\r\n", len(fs))
+		learners := 0
 		for i, f := range fs {
-			h, p := s.hostPort(f.ID, "")
-			fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=online,offset=%d,lag=%d\r\n",
-				i, h, p, f.MatchIndex, f.LastContactMs/1000)
+			h, p := s.hostPort(f.ID, f.RESP)
+			role := api.RoleVoter
+			if f.Learner() {
+				role = api.RoleLearner
+				learners++
+			}
+			// Redis's fields, then Trireme's: clients that parse the line
+			// as key=value pairs skip the ones they do not know.
+			fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=online,offset=%d,lag=%d,trireme_id=%s,trireme_role=%s,trireme_lag_entries=%d\r\n",
+				i, h, p, f.MatchIndex, f.LastContactMs/1000, f.ID, role, f.LagEntries)
 		}
+		fmt.Fprintf(b, "trireme_connected_learners:%d\r\n", learners)
 		fmt.Fprintf(b, "master_failover_state:no-failover\r\nmaster_replid:%040x\r\nmaster_repl_offset:%d\r\n", st.Term, st.LastIndex)
 	} else {
 		h, p := s.hostPort(st.Leader, st.LeaderRESP)
@@ -247,7 +256,10 @@ func (s *Server) cmdRole(c *conn, st *connState, args [][]byte) {
 		c.WriteInt64(int64(status.LastIndex))
 		c.WriteArray(len(fs))
 		for _, f := range fs {
-			h, p := s.hostPort(f.ID, "")
+			// Learners too, as Redis lists every replica; their lag is the
+			// master offset minus theirs. The entries keep Redis's three
+			// fields: clients read them by position.
+			h, p := s.hostPort(f.ID, f.RESP)
 			c.WriteArray(3)
 			c.WriteBulkString(h)
 			c.WriteBulkString(strconv.Itoa(p))

@@ -486,6 +486,15 @@ func (s *Server) serviceError(err error) string {
 		return "READONLY this node is not the leader and cannot forward"
 	case errors.Is(err, api.ErrStopped):
 		return "CLUSTERDOWN node stopped"
+	case errors.Is(err, api.ErrRemoved):
+		// Not CLUSTERDOWN, which clients retry: this node will not serve
+		// again; the client must use another one.
+		return "ERR " + api.ErrRemoved.Error() + "; connect to a current member"
+	case errors.Is(err, api.ErrChangeInProgress), errors.Is(err, api.ErrNotCaughtUp),
+		errors.Is(err, api.ErrUnknownMember), errors.Is(err, api.ErrBadMember),
+		errors.Is(err, api.ErrDuplicateMember), errors.Is(err, api.ErrLastVoter),
+		errors.Is(err, api.ErrAlreadyVoter):
+		return "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
 	case errors.Is(err, repl.ErrTransferring), errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout),
 		errors.Is(err, repl.ErrLeadershipLost):
 		// Nothing was done: clients (go-redis) retry TRYAGAIN.

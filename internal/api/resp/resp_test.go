@@ -224,6 +224,7 @@ func TestServiceErrorReplies(t *testing.T) {
 		{api.ErrNotLeader, "READONLY"},
 		{api.ErrStopped, "CLUSTERDOWN"},
 		{errors.New("disk on fire"), "ERR disk on fire"},
+		{fmt.Errorf("leader n1: %w", api.ErrRemoved), "ERR this node was removed from the cluster; connect to a current member"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {

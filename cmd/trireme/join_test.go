@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/api/apitest"
+)
+
+func TestJoinCluster(t *testing.T) {
+	ctx := context.Background()
+	f := apitest.NewFake("n2", "n3")
+	mustWrites(t, f, 3)
+	url := mustNode(t, f)
+	// A voter asks to join: it is added as a learner all the same.
+	n4 := api.MemberSpec{ID: "n4", Peer: "127.0.0.1:7004", HTTP: "127.0.0.1:8004", RESP: "127.0.0.1:9004", Role: api.RoleVoter}
+	ms, err := joinCluster(ctx, url, n4, nil, "")
+	if err != nil || len(ms) != 4 {
+		t.Fatalf("joinCluster: %+v %v", ms, err)
+	}
+	if m := ms[3]; m.ID != "n4" || m.Role != api.RoleLearner || m.LagEntries != 3 || m.State != api.MemberProbe || m.RESP != "127.0.0.1:9004" {
+		t.Fatalf("n4 after joining: %+v", m)
+	}
+	// Joining again (a restart) is not an error; with another address it is.
+	if ms, err := joinCluster(ctx, strings.TrimPrefix(url, "http://"), n4, nil, ""); err != nil || len(ms) != 4 {
+		t.Fatalf("joining again: %+v %v", ms, err)
+	}
+	moved := n4
+	moved.Peer = "127.0.0.1:7104"
+	if _, err := joinCluster(ctx, url, moved, nil, ""); !errors.Is(err, client.ErrBadRequest) || !strings.Contains(err.Error(), "duplicate member") {
+		t.Fatalf("joining with another peer address: %v", err)
+	}
+
+	f.SetChangeInProgress(true)
+	n5 := api.MemberSpec{ID: "n5", Peer: "127.0.0.1:7005"}
+	if _, err := joinCluster(ctx, url, n5, nil, ""); !errors.Is(err, client.ErrChangeInProgress) {
+		t.Fatalf("joining during a change: %v", err)
+	}
+	for _, tc := range []struct {
+		url  string
+		spec api.MemberSpec
+	}{
+		{"ftp://" + strings.TrimPrefix(url, "http://"), n5},
+		{url + "/v1/members", n5},
+		{"", n5},
+		{url, api.MemberSpec{ID: "n 5", Peer: "127.0.0.1:7005"}},
+		{url, api.MemberSpec{ID: "n5", Peer: "0.0.0.0:7005"}},
+	} {
+		if _, err := joinCluster(ctx, tc.url, tc.spec, nil, ""); err == nil {
+			t.Errorf("joinCluster(%q, %+v) succeeded", tc.url, tc.spec)
+		}
+	}
+}
+
+func TestNodeJoinFlags(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"node", "--id", "n4", "--data", dir, "--insecure-peers", "--http", "127.0.0.1:8004", "--resp", "127.0.0.1:9004"}
+	for _, tc := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "http://127.0.0.1:8001"}, "not supported by this build"},
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "127.0.0.1:8001", "--learner"}, "not supported by this build"},
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--learner"}, "--learner applies to --join only"},
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "ftp://h:1"}, `--join "ftp://h:1"`},
+		{[]string{"--cluster", "n1=127.0.0.1:7001", "--join", "http://127.0.0.1:8001"}, "--cluster n4=HOST:PORT"},
+		{[]string{"--cluster", "n4=0.0.0.0:7004", "--join", "http://127.0.0.1:8001"}, "listen-on-all"},
+	} {
+		code, _, errOut := runCLI(append(base, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.mention) {
+			t.Errorf("%v: %d %q, want 2 mentioning %q", tc.args, code, errOut, tc.mention)
+		}
+	}
+}
+
+func TestUpReplicasFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"up", "--data", dir, "--replicas", "-1"}, "want 0 or more"},
+		{[]string{"up", "--data", dir, "--replicas", "1", "--node", "n1"}, "exclude each other"},
+	} {
+		code, _, errOut := runCLI(tc.args...)
+		if code != 1 || !strings.Contains(errOut, tc.mention) {
+			t.Errorf("%v: %d %q, want 1 mentioning %q", tc.args, code, errOut, tc.mention)
+		}
+	}
+	if err := startReplicas(context.Background(), nil, &upOpts{replicas: 1}); !errors.Is(err, errReplicasUnsupported) {
+		t.Errorf("startReplicas: %v", err)
+	}
+}
