@@ -305,6 +305,7 @@ type FollowerInfo struct {
 // Status is one node's /v1/status.
 type Status struct {
 	ID           string         `json:"id"`
+	ClusterID    string         `json:"cluster_id"`
 	Role         string         `json:"role"`
 	Term         uint64         `json:"term"`
 	Leader       string         `json:"leader"`

@@ -5,18 +5,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/trireme-db/trireme/client"
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/node"
+	"github.com/trireme-db/trireme/internal/repl"
 )
-
-// errJoinNotWired: trireme node parses --join and --learner, but node
-// start-up does not join yet.
-var errJoinNotWired = errors.New("joining a running cluster is not supported by this build's node start-up yet (online membership changes are not wired in); start the node with the full --cluster list, or add it with trireme member add")
 
 // joinSpec returns the member that trireme node --join asks to add: this
 // node's --id, its peer address (its own entry in --cluster), its --http
@@ -123,4 +122,123 @@ func memberStatuses(ms []client.Member) []api.MemberStatus {
 		}
 	}
 	return out
+}
+
+// prepareJoin resolves --join before the node starts. A data directory that
+// joined before keeps the cluster it recorded (a restart asks nothing);
+// otherwise the member at --join is asked to add this node as a learner.
+// It rewrites o.cluster to every member's peer address and returns the
+// cluster's id and the configuration that added this node.
+func prepareJoin(ctx context.Context, o *nodeOpts, logger *slog.Logger) (string, *repl.ConfState, error) {
+	if o.data == "" {
+		return "", nil, errors.New("--data is required")
+	}
+	js, cs, err := node.LoadJoin(o.data)
+	if err != nil {
+		return "", nil, err
+	}
+	if js != nil {
+		logger.Info("this data directory joined the cluster before: not asking again", "cluster_id", js.ClusterID, "members", len(cs.Members))
+		o.cluster = clusterFlag(cs)
+		return js.ClusterID, &cs, nil
+	}
+	spec, err := joinSpec(o)
+	if err != nil {
+		return "", nil, err
+	}
+	tc, token, err := joinCredentials()
+	if err != nil {
+		return "", nil, err
+	}
+	ep, err := joinEndpoint(o.join)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := client.New(client.Config{Endpoints: []string{ep}, TLS: tc, Token: token, RetryFor: joinRetryFor})
+	if err != nil {
+		return "", nil, fmt.Errorf("--join %s: %w", ep, err)
+	}
+	st, err := cl.Status(ctx, ep)
+	if err != nil {
+		return "", nil, fmt.Errorf("--join %s: reading the cluster's status: %w", ep, err)
+	}
+	if st.ClusterID == "" {
+		return "", nil, fmt.Errorf("--join %s: the member does not report its cluster id (an older version?)", ep)
+	}
+	if o.clusterID != "" && o.clusterID != st.ClusterID {
+		return "", nil, fmt.Errorf("--cluster-id %s, but the member at --join %s belongs to cluster %s", o.clusterID, ep, st.ClusterID)
+	}
+	logger.Info("joining the cluster as a learner", "through", ep, "cluster_id", st.ClusterID, "peer", spec.Peer)
+	ms, err := joinCluster(ctx, ep, spec, tc, token)
+	if err != nil {
+		return "", nil, err
+	}
+	conf := repl.ConfState{}
+	for _, m := range ms {
+		conf.Members = append(conf.Members, repl.Member{ID: repl.NodeID(m.ID), Learner: m.Role == api.RoleLearner,
+			Priority: 1, Peer: m.Peer, HTTP: m.HTTP, RESP: m.RESP})
+	}
+	if _, ok := conf.Member(repl.NodeID(spec.ID)); !ok {
+		return "", nil, fmt.Errorf("--join %s: the member list after the change does not hold %s", ep, spec.ID)
+	}
+	if err := conf.Validate(); err != nil {
+		return "", nil, fmt.Errorf("--join %s: the member list: %w", ep, err)
+	}
+	o.cluster = clusterFlag(conf)
+	return st.ClusterID, &conf, nil
+}
+
+// clusterFlag renders cs as --cluster does: id=peer,...
+func clusterFlag(cs repl.ConfState) string {
+	parts := make([]string, 0, len(cs.Members))
+	for _, m := range cs.Members {
+		parts = append(parts, string(m.ID)+"="+m.Peer)
+	}
+	return strings.Join(parts, ",")
+}
+
+// joinCredentials: the join request is an API call to a member; it uses
+// $TRIREME_CACERT and $TRIREME_TOKEN when the cluster's API needs them.
+func joinCredentials() (*tls.Config, string, error) {
+	token := os.Getenv(envToken)
+	ca := os.Getenv(envCACert)
+	if ca == "" {
+		return nil, token, nil
+	}
+	tc, err := client.TLSConfig(ca, "", "")
+	if err != nil {
+		return nil, "", fmt.Errorf("$%s: %w", envCACert, err)
+	}
+	return tc, token, nil
+}
+
+// promoteSelf asks, until it succeeds or ctx ends, that this node
+// (a learner that joined) become a voter; the leader refuses while it is
+// too far behind (the error says how far), so the first tries are expected
+// to fail.
+func promoteSelf(ctx context.Context, n *node.Node, id string, logger *slog.Logger) {
+	every := time.NewTicker(time.Second)
+	defer every.Stop()
+	var last time.Time
+	for {
+		_, err := n.PromoteMember(ctx, id)
+		switch {
+		case err == nil:
+			logger.Info("promoted to voter after catching up", "id", id)
+			return
+		case errors.Is(err, api.ErrAlreadyVoter):
+			return
+		case errors.Is(err, api.ErrRemoved), errors.Is(err, api.ErrStopped), ctx.Err() != nil:
+			return
+		}
+		if time.Since(last) >= 10*time.Second {
+			logger.Info("not promoted yet: catching up", "reason", err)
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-every.C:
+		}
+	}
 }

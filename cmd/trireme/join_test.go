@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -59,12 +60,19 @@ func TestJoinCluster(t *testing.T) {
 func TestNodeJoinFlags(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"node", "--id", "n4", "--data", dir, "--insecure-peers", "--http", "127.0.0.1:8004", "--resp", "127.0.0.1:9004"}
+	// A member address where nobody listens.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
 	for _, tc := range []struct {
 		args    []string
 		mention string
 	}{
-		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "http://127.0.0.1:8001"}, "not supported by this build"},
-		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "127.0.0.1:8001", "--learner"}, "not supported by this build"},
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "http://" + closed}, "reading the cluster's status"},
+		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", closed, "--learner"}, "reading the cluster's status"},
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--learner"}, "--learner applies to --join only"},
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "ftp://h:1"}, `--join "ftp://h:1"`},
 		{[]string{"--cluster", "n1=127.0.0.1:7001", "--join", "http://127.0.0.1:8001"}, "--cluster n4=HOST:PORT"},

@@ -105,20 +105,27 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
 	fs.StringVar(&o.diskReserve, "disk-reserve", "256MiB", "free space on the data directory's file system below which the leader refuses writes (bytes, or with KiB, MiB, GiB); 0 = off")
 	fs.StringVar(&o.logRetain, "log-retain", "256MiB", "WAL kept for followers that fall behind, beyond what the store needs (bytes, or with KiB, MiB, GiB); older segments are dropped")
-	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, to be promoted to voter once caught up (not supported by node start-up yet)")
+	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, promoted to voter once caught up; --cluster needs only this node's entry (id=host:port); uses $TRIREME_CACERT and $TRIREME_TOKEN if the API needs them; a restart on the same --data does not ask again")
 	fs.BoolVar(&o.learner, "learner", false, "with --join: stay a learner (a read replica that does not vote)")
 	o.peers.register(fs)
 	o.clientAuth.register(fs)
 	return fs, o
 }
 
-// nodeConfig turns flags into a node.Config and a logger, naming the bad flag.
-func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error) {
+func nodeLogger(o *nodeOpts, stderr io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return node.Config{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// nodeConfig turns flags into a node.Config and a logger, naming the bad flag.
+func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error) {
+	logger, err := nodeLogger(o, stderr)
+	if err != nil {
+		return node.Config{}, nil, err
+	}
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.HTTPAddr, cfg.RESPAddr = o.id, o.data, o.httpAddr, o.respAddr
 	if o.id == "" {
@@ -215,15 +222,29 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return fail(fmt.Errorf("unexpected argument %q (flags start with --)", pos[0]))
 	}
-	if o.join != "" || o.learner {
-		if _, err := joinSpec(o); err != nil {
+	if o.learner && o.join == "" {
+		return fail(errors.New("--learner applies to --join only"))
+	}
+	var joinID string
+	var joinConf *repl.ConfState
+	if o.join != "" {
+		jlog, err := nodeLogger(o, stderr)
+		if err != nil {
 			return fail(err)
 		}
-		return fail(fmt.Errorf("--join %s: %w", o.join, errJoinNotWired))
+		ctx, cancel := context.WithTimeout(context.Background(), joinRetryFor+5*time.Second)
+		joinID, joinConf, err = prepareJoin(ctx, o, jlog)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
 	}
 	cfg, logger, err := nodeConfig(o, stderr)
 	if err != nil {
 		return fail(err)
+	}
+	if joinConf != nil {
+		cfg.ClusterID, cfg.JoinConf = joinID, joinConf
 	}
 	if cfg.PeerTLS == nil {
 		warnInsecurePeers(stderr, logger, o.id)
@@ -269,6 +290,11 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("node started", "data", o.data, "http", o.httpAddr, "resp", o.respAddr, "cluster", o.cluster,
 		"gomaxprocs", runtime.GOMAXPROCS(0))
+	if joinConf != nil && !o.learner {
+		pctx, cancelPromote := context.WithCancel(context.Background())
+		defer cancelPromote()
+		go promoteSelf(pctx, n, o.id, logger)
+	}
 
 	serveErr := make(chan error, 2)
 	var hs *http.Server

@@ -123,6 +123,7 @@ func (f FollowerInfo) Learner() bool { return f.Role == RoleLearner }
 // NodeStatus is /v1/status.
 type NodeStatus struct {
 	ID           string         `json:"id"`
+	ClusterID    string         `json:"cluster_id"` // the cluster's identity (a node joining with --join adopts it)
 	Role         string         `json:"role"`
 	Term         uint64         `json:"term"`
 	Leader       string         `json:"leader"`

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -95,31 +99,85 @@ func (n *Node) storedConf() (repl.ConfState, error) {
 // configuration that removes it is committed).
 func (n *Node) noteConf(st *repl.Status) {
 	v := n.view.Load()
-	if v != nil && v.index == st.ConfIndex && n.removed.Load() == (st.ConfIndex <= st.Commit && !v.isMember(n.id)) {
+	if v != nil && v.index == st.ConfIndex && n.removed.Load() == n.isRemoved(st, v) {
 		return
 	}
 	if v == nil || v.index != st.ConfIndex {
 		v = newMemberView(st.Conf, st.ConfIndex, v)
 		n.view.Store(v)
 		if pu, ok := n.tr.(peerUpdater); ok {
-			peers := make(map[repl.NodeID]string, len(st.Conf.Members))
-			for _, m := range st.Conf.Members {
-				if m.ID != n.id && m.Peer != "" {
-					peers[m.ID] = m.Peer
-				}
-			}
-			pu.SetPeers(peers)
+			pu.SetPeers(peerAddrs(st.Conf, n.id))
 		}
 		n.log.Info("configuration in effect", "index", st.ConfIndex, "voters", len(st.Conf.Voters()), "members", len(st.Conf.Members))
 	}
-	removed := st.ConfIndex <= st.Commit && !v.isMember(n.id)
+	removed := n.isRemoved(st, v)
 	if removed && !n.removed.Load() {
 		n.log.Warn("this node was removed from the cluster: it no longer serves", "index", st.ConfIndex)
 	}
 	n.removed.Store(removed)
 }
 
+// isRemoved: the configuration in effect leaves this node out, it is
+// committed, and this node has caught up with the leader's commit index (a
+// node that joined replays older configurations that never held it).
+func (n *Node) isRemoved(st *repl.Status, v *memberView) bool {
+	return !v.isMember(n.id) && st.ConfIndex <= st.Commit && st.Commit >= st.LeaderCommit && st.Role != repl.RoleLeader
+}
+
+// peerAddrs maps the members of cs other than self to their peer addresses.
+func peerAddrs(cs repl.ConfState, self repl.NodeID) map[repl.NodeID]string {
+	peers := make(map[repl.NodeID]string, len(cs.Members))
+	for _, m := range cs.Members {
+		if m.ID != self && m.Peer != "" {
+			peers[m.ID] = m.Peer
+		}
+	}
+	return peers
+}
+
 // peerUpdater is a transport whose peer addresses can change.
 type peerUpdater interface {
 	SetPeers(map[repl.NodeID]string)
+}
+
+// joinFile records, in the data directory of a node that joined a running
+// cluster, the cluster id and the configuration that added it: a restart
+// before the log or a snapshot gave it a configuration must not fall back to
+// --cluster (which names only this node) and elect itself alone.
+const joinFile = "join.json"
+
+// JoinState is what joinFile holds.
+type JoinState struct {
+	ClusterID string          `json:"cluster_id"`
+	Conf      json.RawMessage `json:"conf"` // repl.EncodeConf
+}
+
+// LoadJoin reads the join record of dataDir: nil if the node never joined
+// through --join.
+func LoadJoin(dataDir string) (*JoinState, repl.ConfState, error) {
+	path := filepath.Join(dataDir, joinFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, repl.ConfState{}, nil
+	}
+	if err != nil {
+		return nil, repl.ConfState{}, fmt.Errorf("node: read %s: %w", path, err)
+	}
+	var js JoinState
+	if err := json.Unmarshal(b, &js); err != nil {
+		return nil, repl.ConfState{}, fmt.Errorf("node: %s is corrupt: %w", path, err)
+	}
+	cs, err := repl.DecodeConf(js.Conf)
+	if err != nil {
+		return nil, repl.ConfState{}, fmt.Errorf("node: %s: %w", path, err)
+	}
+	return &js, cs, nil
+}
+
+// saveJoin writes the join record once (a later start keeps the first).
+func saveJoin(dataDir, clusterID string, cs repl.ConfState) error {
+	if _, err := os.Stat(filepath.Join(dataDir, joinFile)); err == nil {
+		return nil
+	}
+	return writeFileSync(dataDir, joinFile, JoinState{ClusterID: clusterID, Conf: repl.EncodeConf(cs)})
 }

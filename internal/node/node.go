@@ -237,6 +237,15 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err = checkIdentity(cfg.DataDir, identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
 		return nil, err
 	}
+	if cfg.JoinConf != nil {
+		if err = saveJoin(cfg.DataDir, n.clusterID, *cfg.JoinConf); err != nil {
+			return nil, err
+		}
+	} else if _, cs, jerr := LoadJoin(cfg.DataDir); jerr != nil {
+		return nil, jerr
+	} else if len(cs.Members) > 0 {
+		n.cfg.JoinConf = &cs
+	}
 	if n.journal, err = openJournal(filepath.Join(cfg.DataDir, journalFile), n.log); err != nil {
 		return nil, err
 	}
@@ -281,7 +290,6 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	rcfg.Conf = &conf
-	n.view.Store(newMemberView(conf, n.store.AppliedIndex(), nil))
 	n.electionTicks = rcfg.ElectionTicks
 	n.core, err = repl.New(rcfg, walStorage{log: n.wal, fatal: func(e error) {
 		if n.loopErr == nil {
@@ -291,6 +299,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: start protocol core: %w", err)
 	}
+	// The core's configuration: the store's, or a later one from the log.
+	cs, csIndex := n.core.Conf()
+	n.view.Store(newMemberView(cs, csIndex, nil))
 	n.prevRole, n.prevLead = repl.RoleFollower, repl.None
 
 	n.tr = cfg.Transport
@@ -319,6 +330,9 @@ func Start(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: %w (check --cluster for node %q)", err, cfg.ID)
 		}
 		n.tr = tcp
+	}
+	if pu, ok := n.tr.(peerUpdater); ok {
+		pu.SetPeers(peerAddrs(cs, n.id))
 	}
 	if pc, ok := n.tr.(peerCounters); ok {
 		if err := n.m.watchTransport(pc); err != nil {
@@ -1229,8 +1243,17 @@ func (n *Node) publish(now time.Time) {
 				lag = st.LastIndex - f.Match
 			}
 			lagMs := now.Sub(since).Milliseconds()
-			fi = append(fi, api.FollowerInfo{ID: string(f.ID), MatchIndex: f.Match, LagEntries: lag, LagMillis: lagMs,
-				LastContactMs: int64(f.TicksSinceContact) * n.tick.Milliseconds()})
+			info := api.FollowerInfo{ID: string(f.ID), MatchIndex: f.Match, LagEntries: lag, LagMillis: lagMs,
+				LastContactMs: int64(f.TicksSinceContact) * n.tick.Milliseconds(), Role: api.RoleVoter}
+			if f.Learner {
+				info.Role = api.RoleLearner
+			}
+			mem, ok := st.Conf.Member(f.ID)
+			if !ok {
+				continue // removed: the leader only tells it so before forgetting it
+			}
+			info.RESP = mem.RESP
+			fi = append(fi, info)
 			m.setFollowerLag(f.ID, lag, float64(lagMs)/1000)
 		}
 	}

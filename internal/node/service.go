@@ -44,6 +44,7 @@ func (n *Node) Status() api.NodeStatus {
 	st := s.st
 	out := api.NodeStatus{
 		ID:           n.cfg.ID,
+		ClusterID:    n.clusterID,
 		Role:         st.Role.String(),
 		Term:         st.Term,
 		Leader:       string(st.Lead),
@@ -71,6 +72,11 @@ func (n *Node) Status() api.NodeStatus {
 func (n *Node) clientAddrs(id repl.NodeID) (httpAddr, respAddr string) {
 	if id == n.id {
 		return n.cfg.HTTPAddr, n.cfg.RESPAddr
+	}
+	if v := n.view.Load(); v != nil {
+		if m, ok := v.cs.Member(id); ok && (m.HTTP != "" || m.RESP != "") {
+			return m.HTTP, m.RESP
+		}
 	}
 	if pi, ok := n.tr.Peer(id); ok {
 		return pi.HTTPAddr, pi.RESPAddr
@@ -262,6 +268,9 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 // write proposes on the leader or forwards to it. forwarded=true means the
 // request came from a follower: never forward again.
 func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
+	if n.removed.Load() {
+		return api.WriteResult{}, api.ErrRemoved
+	}
 	if err := n.checkWrite(key, value); err != nil {
 		return api.WriteResult{}, err
 	}
@@ -472,6 +481,10 @@ func (n *Node) writeOutcome(req *propReq, r propResp, ack repl.Ack) (api.WriteRe
 
 // Get implements api.Service.
 func (n *Node) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
+	if n.removed.Load() {
+		// Its data stops at the removal: even a stale read would mislead.
+		return api.ReadResult{}, api.ErrRemoved
+	}
 	if len(key) == 0 {
 		return api.ReadResult{}, api.ErrEmptyKey
 	}
@@ -646,7 +659,9 @@ func (n *Node) WaitReplicas(ctx context.Context, index uint64, want int) (int, e
 	count := func(s *snapshot) int {
 		c := 0
 		for _, f := range s.st.Followers {
-			if f.Match >= index {
+			// Voters only, like the sync and semi-sync acks: a learner
+			// (read replica) may be far behind or far away.
+			if !f.Learner && f.Match >= index {
 				c++
 			}
 		}
@@ -690,6 +705,8 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 		resp.Read, err = n.getLinearizable(ctx, req.Key, true)
 	case transport.OpTransfer:
 		err = n.transfer(ctx, repl.NodeID(req.Key), true)
+	case transport.OpMembers:
+		err = n.handleMembers(ctx, req, &resp)
 	default:
 		err = fmt.Errorf("unknown forwarded operation %d", req.Op)
 	}
@@ -714,6 +731,14 @@ var codeOf = []struct {
 	{api.ErrEmptyKey, transport.CodeEmptyKey},
 	{api.ErrValueTooLarge, transport.CodeValueTooLarge},
 	{api.ErrStopped, transport.CodeStopped},
+	{api.ErrBadMember, transport.CodeBadMember},
+	{api.ErrChangeInProgress, transport.CodeChangeInProgress},
+	{api.ErrNotCaughtUp, transport.CodeNotCaughtUp},
+	{api.ErrUnknownMember, transport.CodeUnknownMember},
+	{api.ErrDuplicateMember, transport.CodeDuplicateMember},
+	{api.ErrLastVoter, transport.CodeLastVoter},
+	{api.ErrAlreadyVoter, transport.CodeAlreadyVoter},
+	{api.ErrRemoved, transport.CodeRemoved},
 }
 
 func errCode(err error) transport.ErrCode {

@@ -91,6 +91,11 @@ const (
 	OpDelete   ForwardOp = 2
 	OpGet      ForwardOp = 3 // linearizable read
 	OpTransfer ForwardOp = 4 // leadership transfer to Key (a node id)
+	// OpMembers: a membership request. Key is the action ("list", "add",
+	// "promote", "remove"); Value is the JSON api.MemberSpec for "add", the
+	// member id for "promote" and "remove". The answer's Read.Value is the
+	// JSON []api.MemberStatus.
+	OpMembers ForwardOp = 5
 )
 
 // ForwardRequest is a client operation a follower hands to the leader.
@@ -119,6 +124,17 @@ const (
 	CodeValueTooLarge  ErrCode = 6
 	CodeStopped        ErrCode = 7
 	CodeOther          ErrCode = 8
+	// Membership errors (OpMembers).
+	CodeBadMember        ErrCode = 9
+	CodeChangeInProgress ErrCode = 10
+	CodeNotCaughtUp      ErrCode = 11
+	CodeUnknownMember    ErrCode = 12
+	CodeDuplicateMember  ErrCode = 13
+	CodeLastVoter        ErrCode = 14
+	CodeAlreadyVoter     ErrCode = 15
+	CodeRemoved          ErrCode = 16
+
+	maxErrCode = CodeRemoved
 )
 
 // ForwardResponse is the leader's answer to a ForwardRequest.
@@ -327,7 +343,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r.Consistency = api.Consistency(d.u8())
 		r.Key = d.bytes32()
 		r.Value = d.bytes32()
-		if d.err == nil && (r.Op < OpPut || r.Op > OpTransfer) {
+		if d.err == nil && (r.Op < OpPut || r.Op > OpMembers) {
 			d.fail("unknown forward op %d", r.Op)
 		}
 		f.Request = r
@@ -349,7 +365,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r.Read.LagEntries = d.u64()
 		r.Read.LagMillis = int64(d.u64())
 		r.Read.Value = d.bytes32()
-		if d.err == nil && r.Code > CodeOther {
+		if d.err == nil && r.Code > maxErrCode {
 			d.fail("unknown error code %d", r.Code)
 		}
 		f.Response = r

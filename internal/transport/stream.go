@@ -18,7 +18,7 @@ const MaxInboundStreams = 4
 // TLS and handshake checks as the message connection, opened with a stream
 // handshake.
 func (t *TCP) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, to)
 	}
@@ -28,7 +28,7 @@ func (t *TCP) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) 
 	default:
 	}
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	raw, err := d.DialContext(ctx, "tcp", p.addr)
+	raw, err := d.DialContext(ctx, "tcp", *p.addr.Load())
 	if err != nil {
 		return nil, fmt.Errorf("transport: stream to %s: %w", to, err)
 	}

@@ -98,11 +98,14 @@ func (c *TCPConfig) Validate() error {
 
 // TCP is the TCP transport.
 type TCP struct {
-	cfg       TCPConfig
-	log       *slog.Logger
-	ln        net.Listener
-	handler   Handler
-	peers     map[repl.NodeID]*tcpPeer
+	cfg     TCPConfig
+	log     *slog.Logger
+	ln      net.Listener
+	handler Handler
+	// peers: copy-on-write, replaced whole by SetPeers under mu; read
+	// without a lock.
+	peers     atomic.Pointer[map[repl.NodeID]*tcpPeer]
+	started   bool        // Start ran; guarded by mu
 	serverTLS *tls.Config // nil: plaintext
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -128,8 +131,8 @@ type outItem struct {
 type tcpPeer struct {
 	t      *TCP
 	id     repl.NodeID
-	addr   string
-	tls    *tls.Config // nil: plaintext
+	addr   atomic.Pointer[string] // SetPeers may change it
+	tls    *tls.Config            // nil: plaintext
 	queue  chan outItem
 	nextID atomic.Uint64
 	up     atomic.Bool // a connection is established
@@ -146,7 +149,6 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	t := &TCP{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		peers:   make(map[repl.NodeID]*tcpPeer, len(cfg.Peers)),
 		closed:  make(chan struct{}),
 		info:    make(map[repl.NodeID]PeerInfo),
 		conns:   make(map[net.Conn]struct{}),
@@ -158,14 +160,11 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	}
 	t.refusedWarn = warnLimiter{log: t.log, every: time.Second}
 	t.forgedWarn = warnLimiter{log: t.log, every: time.Second}
+	peers := make(map[repl.NodeID]*tcpPeer, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
-		p := &tcpPeer{t: t, id: id, addr: addr, queue: make(chan outItem, cfg.QueueLen),
-			pending: make(map[uint64]chan *ForwardResponse)}
-		if cfg.TLS != nil {
-			p.tls = t.newClientTLS(id)
-		}
-		t.peers[id] = p
+		peers[id] = t.newPeer(id, addr)
 	}
+	t.peers.Store(&peers)
 	if cfg.TLS != nil {
 		t.serverTLS = t.newServerTLS()
 	}
@@ -178,6 +177,62 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		t.ln = ln
 	}
 	return t, nil
+}
+
+func (t *TCP) newPeer(id repl.NodeID, addr string) *tcpPeer {
+	p := &tcpPeer{t: t, id: id, queue: make(chan outItem, t.cfg.QueueLen),
+		pending: make(map[uint64]chan *ForwardResponse)}
+	p.addr.Store(&addr)
+	if t.cfg.TLS != nil {
+		p.tls = t.newClientTLS(id)
+	}
+	return p
+}
+
+// peer returns the peer with that id, or nil.
+func (t *TCP) peer(id repl.NodeID) *tcpPeer { return (*t.peers.Load())[id] }
+
+// SetPeers adds the peers of a new configuration and updates the address of
+// known ones (the next connection uses it). A peer is never forgotten while
+// the transport runs: a member left out of an uncommitted configuration may
+// be back when it is truncated, and a removed member's link only idles (its
+// dials back off to BackoffMax, logged at debug level); a restart forgets
+// it. The node decides which messages to accept.
+func (t *TCP) SetPeers(peers map[repl.NodeID]string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isClose {
+		return
+	}
+	cur := *t.peers.Load()
+	next := make(map[repl.NodeID]*tcpPeer, len(cur)+len(peers))
+	for id, p := range cur {
+		next[id] = p
+	}
+	var added []*tcpPeer
+	for id, addr := range peers {
+		if id == t.cfg.Self.ID || addr == "" {
+			continue
+		}
+		if p, ok := next[id]; ok {
+			if old := *p.addr.Load(); old != addr {
+				p.addr.Store(&addr)
+				t.log.Info("peer address changed", "peer", string(id), "old", old, "new", addr)
+			}
+			continue
+		}
+		p := t.newPeer(id, addr)
+		next[id] = p
+		added = append(added, p)
+		t.log.Info("peer added", "peer", string(id), "addr", addr)
+	}
+	t.peers.Store(&next)
+	if t.started {
+		for _, p := range added {
+			t.wg.Add(1)
+			go p.run()
+		}
+	}
 }
 
 // Addr is the address the transport listens on.
@@ -204,16 +259,19 @@ func (t *TCP) Start(h Handler) error {
 	t.handler = h
 	t.wg.Add(1)
 	go t.acceptLoop()
-	for _, p := range t.peers {
+	t.mu.Lock()
+	t.started = true
+	for _, p := range *t.peers.Load() {
 		t.wg.Add(1)
 		go p.run()
 	}
+	t.mu.Unlock()
 	return nil
 }
 
 // Send implements Transport.
 func (t *TCP) Send(m repl.Message) {
-	p := t.peers[m.To]
+	p := t.peer(m.To)
 	if p == nil || !p.up.Load() {
 		// Unknown peer, or no connection: the link is down, the message is lost.
 		t.dropped.Add(1)
@@ -228,7 +286,7 @@ func (t *TCP) Send(m repl.Message) {
 
 // Forward implements Transport.
 func (t *TCP) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error) {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, to)
 	}
@@ -363,7 +421,7 @@ func (t *TCP) checkHandshake(h *Handshake, want repl.NodeID) (string, error) {
 		return "cluster mismatch", fmt.Errorf("%w: node %q names another cluster (check --cluster-id, --peer-tls-dir or --cluster on both)",
 			ErrHandshake, h.NodeID)
 	}
-	if _, ok := t.peers[h.NodeID]; !ok {
+	if t.peer(h.NodeID) == nil {
 		return "not a member", fmt.Errorf("%w: node id %q is not a member of this cluster (check --cluster)", ErrHandshake, h.NodeID)
 	}
 	if want != "" && h.NodeID != want {
@@ -535,7 +593,7 @@ func (p *tcpPeer) run() {
 		}
 		c, raw, err := p.dial()
 		if err != nil {
-			t.log.Debug("cannot connect to peer", "peer", string(p.id), "addr", p.addr, "err", err)
+			t.log.Debug("cannot connect to peer", "peer", string(p.id), "addr", *p.addr.Load(), "err", err)
 			if errors.Is(err, ErrHandshake) {
 				t.log.Warn("peer handshake failed", "peer", string(p.id), "err", err)
 			}
@@ -557,7 +615,7 @@ func (p *tcpPeer) run() {
 func (p *tcpPeer) dial() (c, raw net.Conn, err error) {
 	t := p.t
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	raw, err = d.Dial("tcp", p.addr)
+	raw, err = d.Dial("tcp", *p.addr.Load())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -304,3 +304,34 @@ func TestMemNetwork(t *testing.T) {
 		t.Fatalf("peer info %+v", pi)
 	}
 }
+
+// A peer added by SetPeers after Start is dialed and accepted; a new address
+// for a known peer is used by the next connection.
+func TestTCPSetPeers(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{})
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	ha, hb := newRec("a"), newRec("b")
+	a.Start(ha)
+	b.Start(hb)
+	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	if _, ok := waitMsg(t, hb, 100*time.Millisecond); ok {
+		t.Fatal("a message reached a peer the sender does not know")
+	}
+	a.SetPeers(map[repl.NodeID]string{"b": lb.Addr().String(), "a": "ignored:1"})
+	if got := sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2}); got.From != "a" {
+		t.Fatalf("got %+v", got)
+	}
+	// b's inbound check now knows a; and a accepts b's connection.
+	sendUntil(t, b, ha, repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 2})
+	// b moves: a new listener, and a learns the new address.
+	lb2 := mustListen(t)
+	b2 := mustTCP(t, "c", "b", lb2, map[repl.NodeID]string{"a": la.Addr().String()})
+	hb2 := newRec("b")
+	b.Close()
+	b2.Start(hb2)
+	a.SetPeers(map[repl.NodeID]string{"b": lb2.Addr().String()})
+	if got := sendUntil(t, a, hb2, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 3}); got.Term != 3 {
+		t.Fatalf("got %+v after the address change", got)
+	}
+}

@@ -35,7 +35,7 @@ func (t *TCP) newServerTLS() *tls.Config {
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrHandshake, err)
 			}
-			if _, ok := t.peers[repl.NodeID(id)]; !ok {
+			if t.peer(repl.NodeID(id)) == nil {
 				return fmt.Errorf("%w: certificate of %q, not a member", ErrHandshake, id)
 			}
 			return nil
