@@ -33,20 +33,24 @@ func joinSpec(o *nodeOpts) (api.MemberSpec, error) {
 	if o.id == "" {
 		return api.MemberSpec{}, errors.New("--id is required")
 	}
-	spec := api.MemberSpec{ID: o.id, HTTP: o.httpAddr, RESP: o.respAddr, Role: api.RoleLearner}
+	spec := api.MemberSpec{ID: o.id, Peer: o.peer, HTTP: o.httpAddr, RESP: o.respAddr, Role: api.RoleLearner}
 	if o.cluster != "" {
 		ms, err := node.ParseCluster(o.cluster)
 		if err != nil {
 			return api.MemberSpec{}, err
 		}
 		for _, m := range ms {
-			if m.ID == o.id {
-				spec.Peer = m.PeerAddr
+			if m.ID != o.id {
+				continue
 			}
+			if spec.Peer != "" && spec.Peer != m.PeerAddr {
+				return api.MemberSpec{}, fmt.Errorf("--peer %s differs from this node's --cluster entry %s=%s", spec.Peer, o.id, m.PeerAddr)
+			}
+			spec.Peer = m.PeerAddr
 		}
 	}
 	if spec.Peer == "" {
-		return api.MemberSpec{}, fmt.Errorf("--join needs this node's peer address: give --cluster %s=HOST:PORT", o.id)
+		return api.MemberSpec{}, fmt.Errorf("--join needs this node's peer address: give --peer HOST:PORT (or --cluster %s=HOST:PORT)", o.id)
 	}
 	if err := spec.Validate(); err != nil {
 		return api.MemberSpec{}, fmt.Errorf("--join: this node as a member (--id, its --cluster entry, --http, --resp): %w", err)

@@ -74,8 +74,11 @@ func TestNodeJoinFlags(t *testing.T) {
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "http://" + closed}, "reading the cluster's status"},
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", closed, "--learner"}, "reading the cluster's status"},
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--learner"}, "--learner applies to --join only"},
+		{[]string{"--peer", "127.0.0.1:7004"}, "--peer applies to --join only"},
+		{[]string{"--peer", "127.0.0.1:7005", "--cluster", "n4=127.0.0.1:7004", "--join", closed}, "differs from this node's --cluster entry"},
+		{[]string{"--peer", "127.0.0.1:7004", "--join", "http://" + closed}, "reading the cluster's status"},
 		{[]string{"--cluster", "n4=127.0.0.1:7004", "--join", "ftp://h:1"}, `--join "ftp://h:1"`},
-		{[]string{"--cluster", "n1=127.0.0.1:7001", "--join", "http://127.0.0.1:8001"}, "--cluster n4=HOST:PORT"},
+		{[]string{"--cluster", "n1=127.0.0.1:7001", "--join", "http://127.0.0.1:8001"}, "--peer HOST:PORT"},
 		{[]string{"--cluster", "n4=0.0.0.0:7004", "--join", "http://127.0.0.1:8001"}, "listen-on-all"},
 	} {
 		code, _, errOut := runCLI(append(base, tc.args...)...)

@@ -77,6 +77,7 @@ type nodeOpts struct {
 	pprofAddr                                        string
 	diskReserve, logRetain                           string
 	join                                             string // a member's HTTP address (join.go)
+	peer                                             string // with join: this node's peer address
 	learner                                          bool   // with join: stay a learner
 	peers                                            peerOpts
 	clientAuth                                       clientAuthOpts
@@ -105,7 +106,8 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
 	fs.StringVar(&o.diskReserve, "disk-reserve", "256MiB", "free space on the data directory's file system below which the leader refuses writes (bytes, or with KiB, MiB, GiB); 0 = off")
 	fs.StringVar(&o.logRetain, "log-retain", "256MiB", "WAL kept for followers that fall behind, beyond what the store needs (bytes, or with KiB, MiB, GiB); older segments are dropped")
-	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, promoted to voter once caught up; --cluster needs only this node's entry (id=host:port); uses $TRIREME_CACERT and $TRIREME_TOKEN if the API needs them; a restart on the same --data does not ask again")
+	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, promoted to voter once caught up; give this node's peer address with --peer (or --cluster ID=HOST:PORT); uses $TRIREME_CACERT and $TRIREME_TOKEN if the API needs them; a restart on the same --data does not ask again")
+	fs.StringVar(&o.peer, "peer", "", "with --join: this node's peer address (host:port) that the other members dial; instead of --cluster ID=HOST:PORT")
 	fs.BoolVar(&o.learner, "learner", false, "with --join: stay a learner (a read replica that does not vote)")
 	o.peers.register(fs)
 	o.clientAuth.register(fs)
@@ -224,6 +226,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.learner && o.join == "" {
 		return fail(errors.New("--learner applies to --join only"))
+	}
+	if o.peer != "" && o.join == "" {
+		return fail(errors.New("--peer applies to --join only (otherwise this node's peer address is its --cluster entry)"))
 	}
 	var joinID string
 	var joinConf *repl.ConfState
