@@ -272,6 +272,12 @@ func (c *Core) setConf(cs ConfState) {
 	if c.role == RoleLeader {
 		c.syncProgress()
 	}
+	if (c.role == RoleCandidate || c.role == RolePreCandidate) && !cs.IsVoter(c.id) {
+		// A snapshot or a truncation took this node's vote away while it
+		// campaigned: it may not lead a configuration it does not vote in.
+		c.logger.Info("campaign ended: no longer a voter in the configuration", "term", c.term)
+		c.becomeFollower(c.term, None)
+	}
 }
 
 // syncProgress adds progress for new members and refreshes the learner

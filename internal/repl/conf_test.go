@@ -50,7 +50,7 @@ func (nw *tnet) sendSnapshot(from *tnode, to NodeID) {
 		if !errors.Is(err, ErrStaleSnapshot) {
 			nw.t.Fatalf("seed %d: %s: PrepareSnapshot(%+v): %v", nw.seed, to, meta, err)
 		}
-		from.core.ReportSnapshot(to, idx, false)
+		from.core.ReportSnapshot(to, idx, true) // stale: it holds it already
 		return
 	}
 	nd.journal = append(nd.journal, plan.Discard...)
@@ -505,5 +505,96 @@ func TestCompactedInflightEntriesFallBackToSnapshot(t *testing.T) {
 	nw.checkConverged()
 	if got, want := nw.nodes[f].appliedIndex(), ld.appliedIndex(); got != want {
 		t.Fatalf("follower applied %d, leader %d", got, want)
+	}
+}
+
+// A campaigning node that installs a snapshot whose configuration leaves it
+// out (or makes it a learner) stops campaigning at once (found by the
+// simulator, seed 3708: a late duplicate snapshot reached a pre-candidate).
+func TestSnapshotWithoutSelfEndsCampaign(t *testing.T) {
+	nw := newNet(t, 3, 13)
+	lead := nw.waitLeader(100)
+	x := nw.ids[0]
+	if x == lead {
+		x = nw.ids[1]
+	}
+	for i := range 5 {
+		nw.mustPropose(lead, fmt.Sprintf("k%d", i), majority())
+		nw.tick(1)
+	}
+	nw.isolate(x)
+	for i := 0; i < 200 && nw.nodes[x].core.role == RoleFollower; i++ {
+		nw.tick(1)
+	}
+	if r := nw.nodes[x].core.role; r != RolePreCandidate && r != RoleCandidate {
+		t.Fatalf("the isolated node is %v, want campaigning", r)
+	}
+	nw.mustPropose(lead, "more", majority())
+	nw.tick(3)
+	ld := nw.nodes[lead]
+	idx := ld.appliedIndex()
+	term, err := ld.st.Term(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := confAtApplied(ld)
+	var members []Member
+	for _, m := range cs.Members {
+		if m.ID != x {
+			members = append(members, m)
+		}
+	}
+	meta := SnapshotMeta{Index: idx, Term: term, Conf: ConfState{Members: members}}
+	xc := nw.nodes[x].core
+	plan, err := xc.PrepareSnapshot(meta)
+	if err != nil {
+		t.Fatalf("PrepareSnapshot(%+v): %v", meta, err)
+	}
+	if !plan.KeepLog {
+		nw.nodes[x].st.Reset(meta.Index, meta.Term)
+	}
+	xc.RestoreSnapshot(meta, plan)
+	if xc.role != RoleFollower {
+		t.Fatalf("after a snapshot without it, the node is %v, want follower", xc.role)
+	}
+	nw.tick(100)
+	if r := xc.role; r != RoleFollower {
+		t.Fatalf("a node outside its configuration campaigned again: %v", r)
+	}
+}
+
+// A snapshot the follower refuses as stale counts as delivered: the leader
+// probes after it instead of asking for the same snapshot again (found by
+// the simulator, seed 3032: the leader's match for the follower predated its
+// compaction point, and every retry was refused as stale).
+func TestStaleSnapshotReportMovesProbeForward(t *testing.T) {
+	nw := newNet(t, 3, 14)
+	lead := nw.waitLeader(100)
+	ld := nw.nodes[lead]
+	f := nw.ids[0]
+	if f == lead {
+		f = nw.ids[1]
+	}
+	for i := range 5 {
+		nw.mustPropose(lead, fmt.Sprintf("k%d", i), majority())
+		nw.tick(1)
+	}
+	pr := ld.core.prs[f]
+	idx := ld.appliedIndex()
+	// The leader's view of f is stale (answers lost) and f's entries up to
+	// idx are compacted on the leader.
+	pr.match, pr.next = 1, 2
+	pr.becomeSnapshot()
+	if err := ld.st.Compact(idx); err != nil {
+		t.Fatal(err)
+	}
+	ld.core.ReportSnapshot(f, idx, true)
+	if pr.state != stateProbe || pr.next != idx+1 {
+		t.Fatalf("after a stale (delivered) snapshot: state %v next %d, want probe at %d", pr.state, pr.next, idx+1)
+	}
+	nw.mustPropose(lead, "after", majority())
+	nw.tick(10)
+	if pr.state != stateReplicate || pr.match < idx+1 {
+		t.Fatalf("follower %s: state %v match %d, want replicate past %d", f, pr.state, pr.match, idx)
 	}
 }

@@ -114,7 +114,13 @@ func (c *Core) RestoreSnapshot(meta SnapshotMeta, plan SnapshotPlan) {
 // ReportSnapshot tells the leader that sending a snapshot to id ended.
 // After a failure the follower goes back to probing (a new snapshot is asked
 // for after a heartbeat round); after a success it is probed at the
-// snapshot's index + 1 unless its acknowledgement already arrived.
+// snapshot's index + 1 unless its acknowledgement already arrived. A
+// snapshot the follower refused as stale (ErrStaleSnapshot: its commit index
+// is at or above the snapshot's) is a success: it holds every entry the
+// snapshot covers, and those match the leader's (they are committed).
+// Reporting it as a failure would loop: the leader's knowledge of the
+// follower's match may predate its compaction point, so probing from there
+// asks for the same snapshot again (found by the simulator, seed 3032).
 func (c *Core) ReportSnapshot(id NodeID, index uint64, ok bool) {
 	if c.role != RoleLeader {
 		return

@@ -178,7 +178,7 @@ func (k *checker) acked(n *simNode, o *op) {
 	// against the smaller voter count, the guarantee against the larger.
 	voters, most := k.voters(n), k.voters(n)
 	if o.voters > 0 {
-		voters, most = min(voters, o.voters), max(most, o.voters)
+		voters, most = min(voters, o.voters), max(most, o.mostVoters)
 	}
 	if t, err := k.termAt(n.disk, r.Index); !c.cfg.EndToEndOnly && (err != nil || t != r.Term || r.Index == 0) {
 		c.fail("ack-not-durable", "op%d acknowledged (%s) at %d/%d but the leader %s does not hold it durably (term %d, %v)",

@@ -129,7 +129,9 @@ func (c *cluster) arriveSnapshot(t *snapTransfer) {
 		}
 		c.stats.SnapshotsStale++
 		c.tr.add(c.now, "snapshot-stale %s %s -> %s index=%d: %v", t.kind(), from.id, to.id, meta.Index, err)
-		c.reportSnapshot(t, false)
+		// Stale: the follower's commit index is at or above the snapshot's,
+		// so it holds everything the snapshot would give (see ReportSnapshot).
+		c.reportSnapshot(t, true)
 		return
 	}
 	crashAt := -1

@@ -47,7 +47,11 @@ type op struct {
 	callTick int64
 	tries    int
 	res      repl.Result
-	voters   int // writes: voters in the accepting leader's configuration when proposed
+	// writes: the fewest and the most voters in the accepting leader's
+	// configurations while the write was pending (sampled every tick: a
+	// configuration change takes effect when appended, and sync means every
+	// voting follower of the configuration the core saw when it acked).
+	voters, mostVoters int
 }
 
 func (o *op) isWrite() bool { return o.kind == opPut || o.kind == opDelete }
@@ -91,6 +95,10 @@ func (w *workload) step(newOps bool) {
 	wl := c.cfg.Workload
 	for _, cl := range w.clients {
 		if o := cl.cur; o != nil && o.state == opPending {
+			if n := c.nodes[o.node]; o.isWrite() && n.core != nil && n.up {
+				v := c.chk.voters(n)
+				o.voters, o.mostVoters = min(o.voters, v), max(o.mostVoters, v)
+			}
 			if c.now-o.callTick > int64(wl.ClientTimeoutTicks) {
 				w.abandon(o, "client-timeout")
 				cl.cur = nil
@@ -211,6 +219,7 @@ func (w *workload) try(cl *simClient) {
 	cl.hint = target
 	o.node, o.state, o.call, o.callTick = target, opPending, c.histNow(), c.now
 	o.voters = c.chk.voters(n)
+	o.mostVoters = o.voters
 	w.ops = append(w.ops, o)
 	w.byID[o.id] = o
 	switch o.kind {
