@@ -98,7 +98,20 @@ func joinCluster(ctx context.Context, joinURL string, spec api.MemberSpec, tc *t
 	if err != nil {
 		return nil, fmt.Errorf("joining through %s: %w", ep, err)
 	}
-	ms, err := cl.AddMember(ctx, client.MemberSpec{ID: spec.ID, Peer: spec.Peer, HTTP: spec.HTTP, RESP: spec.RESP, Role: string(spec.Role)})
+	cs := client.MemberSpec{ID: spec.ID, Peer: spec.Peer, HTTP: spec.HTTP, RESP: spec.RESP, Role: string(spec.Role)}
+	ms, err := cl.AddMember(ctx, cs)
+	// Another change in progress (another node joining): it commits within
+	// a round trip or two; retry until it does or ctx ends.
+	for wait := 100 * time.Millisecond; errors.Is(err, client.ErrChangeInProgress); wait = min(2*wait, 2*time.Second) {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("joining through %s as %s: %w (gave up: %v)", ep, spec.ID, err, ctx.Err())
+		case <-t.C:
+		}
+		ms, err = cl.AddMember(ctx, cs)
+	}
 	var ce *client.Error
 	if errors.As(err, &ce) && strings.Contains(ce.Message, api.ErrDuplicateMember.Error()) {
 		if cur, lerr := cl.Members(ctx); lerr == nil {

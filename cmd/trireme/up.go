@@ -34,14 +34,24 @@ With --node ID, it starts only node ID of an existing cluster (from
 DATA/cluster.json) in the foreground, replacing this process with
 "trireme node ..." (to bring back a node you killed while trireme up runs).
 
-With --replicas N it also starts N read replicas: learners that receive
-the log and serve stale reads but do not vote, so they add no latency to
-writes and no weight to elections (not supported yet: the nodes need
-online membership changes).
+With --replicas N it also starts N read replicas r1..rN: learners that
+receive the log and serve stale reads (GET /v1/kv/KEY?consistency=stale, or
+the RESP port) but do not vote, so they add no latency to writes and no
+weight to elections. Replica j (from 0) takes the ports after the voters':
+BASE+NODES+j (peer), BASE+1000+NODES+j (HTTP), BASE+2000+NODES+j (RESP); its
+certificate comes from the cluster CA. Once the voters have a leader, each
+replica runs "trireme node --join http://LEADER-HTTP --learner": the leader
+adds it as a learner and its data directory records the cluster it joined,
+so a restart does not join again. trireme up waits (30s at most) until the
+leader lists every replica as a member, then prints their endpoints. On a
+restart the replicas in cluster.json start again; a larger --replicas adds
+the missing ones; a smaller one is refused (remove a replica with trireme
+member remove ID, then delete its entry from cluster.json).
 
 It prints the endpoints, then a line each time the cluster changes (leader,
-term, a node going down or coming back, a follower falling behind). Ctrl-C
-stops every node cleanly. Node logs go to DATA/logs/ID.log.
+term, a node or replica going down or coming back, a follower falling
+behind). Ctrl-C stops every node and replica cleanly. Node logs go to
+DATA/logs/ID.log.
 
 Examples:
   trireme up
@@ -49,6 +59,7 @@ Examples:
   trireme up --ack async --heartbeat 100ms --election-timeout 1s
   trireme up --replicas 2       # three voters and two read replicas (learners)
   trireme up --node n1          # restart node n1 of ./trireme-data (foreground)
+  trireme up --node r1          # restart read replica r1 (foreground)
 `
 
 type upOpts struct {
@@ -76,7 +87,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.logRetain, "log-retain", "", "nodes' --log-retain: WAL kept beyond what the store needs (default: the node's, 256MiB)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
-	fs.IntVar(&o.replicas, "replicas", 0, "number of read replicas (learners: they do not vote) started besides --nodes")
+	fs.IntVar(&o.replicas, "replicas", 0, "number of read replicas (learners: they do not vote) started besides --nodes; on a restart, more than cluster.json has adds the missing ones (default: cluster.json's)")
 	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: Go's, every core); -1 shares this machine's cores among the nodes: less CPU per write, longer latency tails (docs/BENCHMARKS.md); a GOMAXPROCS in the environment wins")
 	return fs, o
 }
@@ -108,7 +119,13 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil && o.only != "":
 	case err == nil:
-		fmt.Fprintf(stdout, "Restarting the cluster in %s (%d nodes, from %s).\n", o.data, len(spec.Nodes), cluster.SpecFile)
+		if set["replicas"] {
+			if spec, err = withReplicas(spec, o); err != nil {
+				return fail(err)
+			}
+		}
+		fmt.Fprintf(stdout, "Restarting the cluster in %s (%d nodes%s, from %s).\n", o.data, len(spec.Nodes),
+			replicasNote(" and", spec), cluster.SpecFile)
 		if set["nodes"] && o.nodes != len(spec.Nodes) {
 			fmt.Fprintf(stderr, "trireme up: note: --nodes %d ignored: %s has %d nodes (use another --data for a new cluster)\n",
 				o.nodes, filepath.Join(o.data, cluster.SpecFile), len(spec.Nodes))
@@ -117,7 +134,10 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		if spec, err = cluster.NewSpec(o.nodes, o.base); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "Creating a %d-node cluster in %s.\n", o.nodes, o.data)
+		if spec, err = withReplicas(spec, o); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "Creating a %d-node cluster%s in %s.\n", o.nodes, replicasNote(" with", spec), o.data)
 	default:
 		return fail(err)
 	}
@@ -131,7 +151,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Binary, cfg.DataDir, cfg.Spec = exe, o.data, spec
-	if cfg.NodeProcs, err = cluster.Procs(o.procs, len(spec.Nodes)); err != nil {
+	if cfg.NodeProcs, err = cluster.Procs(o.procs, len(spec.Nodes)+len(spec.Replicas)); err != nil {
 		return fail(fmt.Errorf("--node-procs: %w", err))
 	}
 	cfg.NodeArgs = []string{"--log-level", o.logLevel}
@@ -175,23 +195,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		cl.StopAll()
 		return fail(err)
 	}
-	// Watch for nodes that exit on their own.
-	for _, n := range spec.Nodes {
-		done, exitErr, err := cl.Exited(n.ID)
-		if err != nil {
-			continue
-		}
-		go func() {
-			select {
-			case <-done:
-				if ctx.Err() == nil {
-					fmt.Fprintf(stdout, "%s  node %s exited: %v (log: %s; restart it with: trireme up --data %s --node %s)\n",
-						time.Now().Format("15:04:05.000"), n.ID, exitErr(), cl.LogPath(n.ID), o.data, n.ID)
-				}
-			case <-ctx.Done():
-			}
-		}()
-	}
+	watchExits(ctx, cl, spec.IDs(), o.data, stdout)
 
 	printEndpoints(stdout, cl)
 
@@ -203,23 +207,27 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "Leader: %s. Watching the cluster (Ctrl-C stops every node):\n", leader)
 	}
-	if o.replicas > 0 {
-		if err := startReplicas(ctx, cl, o); err != nil {
-			cancel()
-			fmt.Fprintf(stderr, "trireme up: --replicas %d: %v; stopping the cluster\n", o.replicas, err)
-			if err := cl.StopAll(); err != nil {
-				fmt.Fprintf(stderr, "trireme up: some nodes did not stop cleanly: %v\n", err)
-			}
-			return 1
+	s, err := startReplicasOrSignal(ctx, cancel, cl, sig, stdout)
+	if err != nil {
+		cancel()
+		fmt.Fprintf(stderr, "trireme up: read replicas: %v; stopping the cluster\n", err)
+		if err := cl.StopAll(); err != nil {
+			fmt.Fprintf(stderr, "trireme up: some nodes did not stop cleanly: %v\n", err)
 		}
+		return 1
 	}
-	if !o.quiet {
+	if s == nil {
+		watchExits(ctx, cl, spec.ReplicaIDs(), o.data, stdout)
+	}
+	if s == nil && !o.quiet {
 		go cl.Watch(ctx, 200*time.Millisecond, func(line string) {
 			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
 		})
 	}
 
-	s := <-sig
+	if s == nil {
+		s = <-sig
+	}
 	first := time.Now()
 	cancel()
 	fmt.Fprintf(stdout, "\n%s: stopping every node (again to kill them)...\n", s)
@@ -231,7 +239,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		fmt.Fprintln(stderr, "trireme up: second signal: killing the nodes")
-		for _, n := range spec.Nodes {
+		for _, n := range spec.All() {
 			cl.Kill(n.ID)
 		}
 	}()
@@ -243,14 +251,107 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// errReplicasUnsupported: trireme up cannot start read replicas yet.
-var errReplicasUnsupported = errors.New("read replicas need the nodes' membership support (learners added online), which this build lacks")
+// replicaWait bounds how long trireme up waits for its read replicas to
+// start and be listed as members (the wait for a leader included).
+const replicaWait = 30 * time.Second
 
-// startReplicas starts o.replicas read replicas (learners) beside the
-// voters of cl, once the voters are running. It is the one place trireme
-// up starts them.
-func startReplicas(ctx context.Context, cl *cluster.Cluster, o *upOpts) error {
-	return errReplicasUnsupported
+// withReplicas gives spec o.replicas read replicas, adding the missing ones;
+// it refuses to remove any.
+func withReplicas(spec cluster.Spec, o *upOpts) (cluster.Spec, error) {
+	out, err := spec.WithReplicas(o.replicas)
+	if errors.Is(err, cluster.ErrFewerReplicas) {
+		return spec, fmt.Errorf("--replicas %d: %s has %d read replicas (%s) and trireme up does not remove any: "+
+			"remove one with `trireme member remove ID` while the cluster runs, then delete its entry from %s "+
+			"(or leave --replicas out to start the ones it has)", o.replicas, filepath.Join(o.data, cluster.SpecFile),
+			len(spec.Replicas), strings.Join(spec.ReplicaIDs(), ", "), cluster.SpecFile)
+	}
+	if err != nil {
+		return spec, fmt.Errorf("--replicas %d: %w", o.replicas, err)
+	}
+	return out, nil
+}
+
+// replicasNote is "<conj> N read replicas" for a spec that has some.
+func replicasNote(conj string, spec cluster.Spec) string {
+	if len(spec.Replicas) == 0 {
+		return ""
+	}
+	if len(spec.Replicas) == 1 {
+		return conj + " 1 read replica"
+	}
+	return fmt.Sprintf("%s %d read replicas", conj, len(spec.Replicas))
+}
+
+// startReplicas starts the read replicas (learners) of cl once the voters
+// have a leader, waits (replicaWait at most) until the leader lists each as
+// a member, and prints their endpoints. It is the one place trireme up
+// starts them.
+func startReplicas(ctx context.Context, cl *cluster.Cluster, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, replicaWait)
+	defer cancel()
+	if err := cl.StartReplicas(ctx); err != nil {
+		return err
+	}
+	printReplicas(stdout, cl)
+	return nil
+}
+
+// startReplicasOrSignal runs startReplicas in the background, so that
+// Ctrl-C works while the replicas join, and returns its error, or the
+// signal that came first (then it cancels ctx and returns once
+// startReplicas has: no replica starts after that).
+func startReplicasOrSignal(ctx context.Context, cancel context.CancelFunc, cl *cluster.Cluster, sig <-chan os.Signal,
+	stdout io.Writer) (os.Signal, error) {
+	if len(cl.Spec().Replicas) == 0 {
+		return nil, nil
+	}
+	started := make(chan error, 1)
+	go func() { started <- startReplicas(ctx, cl, stdout) }()
+	select {
+	case err := <-started:
+		return nil, err
+	case s := <-sig:
+		cancel()
+		<-started // returns at once: ctx is done
+		return s, nil
+	}
+}
+
+// watchExits prints a line when one of nodes exits on its own (before ctx
+// ends).
+func watchExits(ctx context.Context, cl *cluster.Cluster, nodes []string, data string, stdout io.Writer) {
+	for _, id := range nodes {
+		done, exitErr, err := cl.Exited(id)
+		if err != nil {
+			continue
+		}
+		go func() {
+			select {
+			case <-done:
+				if ctx.Err() == nil {
+					fmt.Fprintf(stdout, "%s  node %s exited: %v (log: %s; restart it with: trireme up --data %s --node %s)\n",
+						time.Now().Format("15:04:05.000"), id, exitErr(), cl.LogPath(id), data, id)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+}
+
+// printReplicas prints the read replicas' endpoints, once they are members.
+func printReplicas(w io.Writer, cl *cluster.Cluster) {
+	spec := cl.Spec()
+	fmt.Fprintf(w, "\n%-7s  %-21s  %-21s  %-21s\n", "REPLICA", "HTTP", "RESP (Redis)", "PEER")
+	for _, n := range spec.Replicas {
+		fmt.Fprintf(w, "%-7s  %-21s  %-21s  %-21s\n", n.ID, n.HTTP, n.RESP, n.Peer)
+	}
+	first := spec.Replicas[0]
+	fmt.Fprintf(w, `
+Read replicas (learners) serve stale reads; the cluster lists them with trireme member list:
+  curl 'http://%[1]s/v1/kv/greeting?consistency=stale'
+  redis-cli -h %[2]s -p %[3]d GET greeting
+
+`, first.HTTP, hostOf(first.RESP), cluster.Port(first.RESP))
 }
 
 func printEndpoints(w io.Writer, cl *cluster.Cluster) {

@@ -3,8 +3,10 @@
 // DATA/cluster.json, creates the cluster's CA and node certificates in
 // DATA/certs, starts each node as a `trireme node` process with peer mutual
 // TLS, and can stop (SIGTERM), kill (SIGKILL), pause (SIGSTOP), resume
-// (SIGCONT) and restart them, and wait for a leader. `trireme up`, the system
-// tests and the benchmark use it.
+// (SIGCONT) and restart them, and wait for a leader. Besides the voters, a
+// cluster may have read replicas (learners), which join through a voter once
+// the voters have a leader. `trireme up`, the system tests and the benchmark
+// use it.
 //
 // It promises: the same data directory always gives the same cluster (ids,
 // addresses, per-node data directories, certificates and cluster id), so a
@@ -27,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +46,12 @@ var (
 	ErrNotRunning  = errors.New("cluster: node is not running")
 	ErrRunning     = errors.New("cluster: node is already running")
 	ErrNoLeader    = errors.New("cluster: no leader")
+	// ErrFewerReplicas: Spec.WithReplicas never removes a read replica
+	// (removing one is a membership change: trireme member remove ID).
+	ErrFewerReplicas = errors.New("cluster: fewer read replicas than the layout has")
+	// ErrNoPortScheme: the voters' ports do not follow NewSpec's scheme, so
+	// Spec.WithReplicas cannot place new replicas after them.
+	ErrNoPortScheme = errors.New("cluster: the voters' ports do not follow the --base-port scheme")
 )
 
 // SpecFile is the name of the cluster layout file in the data directory.
@@ -62,29 +71,150 @@ type NodeSpec struct {
 
 // Spec is the layout of a local cluster (the content of cluster.json).
 type Spec struct {
+	// Nodes are the voters: every voter starts with all of them as its
+	// --cluster.
 	Nodes []NodeSpec `json:"nodes"`
+	// Replicas are the read replicas (learners, ids r1, r2, ...). Each one
+	// starts with only itself as its --cluster and joins through a voter
+	// (trireme node --join --learner); its data directory then records the
+	// cluster it joined, so a restart does not join again. cluster.json
+	// files written before read replicas have none.
+	Replicas []NodeSpec `json:"replicas,omitempty"`
 }
+
+// MaxNodes bounds the voters and, separately, the read replicas of a spec
+// made by NewSpec and WithReplicas.
+const MaxNodes = 99
 
 // NewSpec lays out n nodes n1..nN on 127.0.0.1: node i (from 0) gets peer
 // port base+i, HTTP port base+1000+i and RESP port base+2000+i.
 func NewSpec(n, base int) (Spec, error) {
-	if n < 1 || n > 99 {
-		return Spec{}, fmt.Errorf("cluster: --nodes %d must be from 1 to 99", n)
+	if n < 1 || n > MaxNodes {
+		return Spec{}, fmt.Errorf("cluster: --nodes %d must be from 1 to %d", n, MaxNodes)
 	}
 	if base < 1024 || base+2000+n > 65535 {
 		return Spec{}, fmt.Errorf("cluster: --base-port %d must be from 1024 to %d", base, 65535-2000-n)
 	}
 	var s Spec
 	for i := range n {
-		s.Nodes = append(s.Nodes, NodeSpec{
-			ID:   fmt.Sprintf("n%d", i+1),
-			Peer: fmt.Sprintf("127.0.0.1:%d", base+i),
-			HTTP: fmt.Sprintf("127.0.0.1:%d", base+1000+i),
-			RESP: fmt.Sprintf("127.0.0.1:%d", base+2000+i),
-			Dir:  fmt.Sprintf("n%d", i+1),
-		})
+		id := fmt.Sprintf("n%d", i+1)
+		s.Nodes = append(s.Nodes, schemeNode(id, "127.0.0.1", base, i))
 	}
 	return s, nil
+}
+
+// schemeNode is node id at index i of the port scheme from base.
+func schemeNode(id, host string, base, i int) NodeSpec {
+	addr := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+	return NodeSpec{ID: id, Peer: addr(base + i), HTTP: addr(base + 1000 + i), RESP: addr(base + 2000 + i), Dir: id}
+}
+
+// portBase returns the host and base port of the voters' scheme (node i on
+// base+i, base+1000+i, base+2000+i), or ok false if they do not follow it.
+func (s Spec) portBase() (host string, base int, ok bool) {
+	if len(s.Nodes) == 0 {
+		return "", 0, false
+	}
+	host, _, err := net.SplitHostPort(s.Nodes[0].Peer)
+	if err != nil {
+		return "", 0, false
+	}
+	base = Port(s.Nodes[0].Peer)
+	for i, n := range s.Nodes {
+		want := schemeNode(n.ID, host, base, i)
+		if n.Peer != want.Peer || n.HTTP != want.HTTP || n.RESP != want.RESP {
+			return "", 0, false
+		}
+	}
+	return host, base, true
+}
+
+// replicaID is the id of read replica j (from 0).
+func replicaID(j int) string { return fmt.Sprintf("r%d", j+1) }
+
+// WithReplicas returns s with r read replicas: the ones s has, then new
+// ones r(K+1)..rR laid out after the voters on NewSpec's port scheme:
+// replica j (from 0) takes index len(Nodes)+j, so with base the first
+// voter's peer port it listens on base+len(Nodes)+j (peer),
+// base+1000+len(Nodes)+j (HTTP) and base+2000+len(Nodes)+j (RESP). It never
+// removes a replica (ErrFewerReplicas), and needs voters that follow the
+// scheme to add one (ErrNoPortScheme; see WithFreeReplicas).
+func (s Spec) WithReplicas(r int) (Spec, error) {
+	return s.addReplicas(r, func(j int) (NodeSpec, error) {
+		host, base, ok := s.portBase()
+		if !ok {
+			return NodeSpec{}, fmt.Errorf("%w (the first voter's ports are %s, %s, %s): add read replicas to %s by hand",
+				ErrNoPortScheme, s.Nodes[0].Peer, s.Nodes[0].HTTP, s.Nodes[0].RESP, SpecFile)
+		}
+		i := len(s.Nodes) + j
+		if base+2000+i > 65535 {
+			return NodeSpec{}, fmt.Errorf("cluster: read replica %s would need port %d, past 65535", replicaID(j), base+2000+i)
+		}
+		return schemeNode(replicaID(j), host, base, i), nil
+	})
+}
+
+// WithFreeReplicas is WithReplicas with the new replicas on free loopback
+// ports that the spec does not use already (see FreeAddrs; for tests, next
+// to FreeSpec, whose ports are free again until the nodes bind them).
+func (s Spec) WithFreeReplicas(r int) (Spec, error) {
+	var addrs []string
+	return s.addReplicas(r, func(j int) (NodeSpec, error) {
+		if addrs == nil {
+			var err error
+			if addrs, err = s.freeAddrs(3 * (r - len(s.Replicas))); err != nil {
+				return NodeSpec{}, err
+			}
+		}
+		k := 3 * (j - len(s.Replicas))
+		return NodeSpec{ID: replicaID(j), Dir: replicaID(j), Peer: addrs[k], HTTP: addrs[k+1], RESP: addrs[k+2]}, nil
+	})
+}
+
+// freeAddrs returns n distinct free loopback addresses that s does not use.
+func (s Spec) freeAddrs(n int) ([]string, error) {
+	used := map[string]bool{}
+	for _, m := range s.All() {
+		used[m.Peer], used[m.HTTP], used[m.RESP] = true, true, true
+	}
+	var out []string
+	for len(out) < n {
+		more, err := FreeAddrs(n - len(out))
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range more {
+			if !used[a] {
+				used[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
+
+// addReplicas returns s with replicas up to r, the missing ones made by
+// place, and checks the result.
+func (s Spec) addReplicas(r int, place func(j int) (NodeSpec, error)) (Spec, error) {
+	switch {
+	case r < 0 || r > MaxNodes:
+		return Spec{}, fmt.Errorf("cluster: %d read replicas: want 0 to %d", r, MaxNodes)
+	case r < len(s.Replicas):
+		return Spec{}, fmt.Errorf("%w: %d wanted, %d in the layout (%s)", ErrFewerReplicas, r, len(s.Replicas),
+			strings.Join(s.ReplicaIDs(), ", "))
+	}
+	out := Spec{Nodes: slices.Clone(s.Nodes), Replicas: slices.Clone(s.Replicas)}
+	for j := len(s.Replicas); j < r; j++ {
+		n, err := place(j)
+		if err != nil {
+			return Spec{}, err
+		}
+		out.Replicas = append(out.Replicas, n)
+	}
+	if err := out.Validate(); err != nil {
+		return Spec{}, err
+	}
+	return out, nil
 }
 
 // FreeSpec lays out n nodes on free loopback ports (see FreeAddrs; for
@@ -140,13 +270,14 @@ func FreeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// Validate checks ids and addresses.
+// Validate checks ids and addresses, voters' and read replicas' together:
+// every id and every address is used once.
 func (s Spec) Validate() error {
 	if len(s.Nodes) == 0 {
 		return errors.New("cluster: spec has no nodes")
 	}
 	ids, addrs := map[string]bool{}, map[string]string{}
-	for _, n := range s.Nodes {
+	for _, n := range s.All() {
 		if n.ID == "" || strings.ContainsAny(n.ID, "=, /") {
 			return fmt.Errorf("cluster: bad node id %q", n.ID)
 		}
@@ -188,13 +319,28 @@ func (s Spec) HTTPPeersFlag() string {
 	return strings.Join(parts, ",")
 }
 
-// IDs lists the node ids.
-func (s Spec) IDs() []string {
-	ids := make([]string, len(s.Nodes))
-	for i, n := range s.Nodes {
+// IDs lists the voters' ids.
+func (s Spec) IDs() []string { return idsOf(s.Nodes) }
+
+// ReplicaIDs lists the read replicas' ids.
+func (s Spec) ReplicaIDs() []string { return idsOf(s.Replicas) }
+
+func idsOf(ns []NodeSpec) []string {
+	ids := make([]string, len(ns))
+	for i, n := range ns {
 		ids[i] = n.ID
 	}
 	return ids
+}
+
+// All lists the voters, then the read replicas.
+func (s Spec) All() []NodeSpec {
+	return append(slices.Clone(s.Nodes), s.Replicas...)
+}
+
+// IsReplica reports whether id is one of the read replicas.
+func (s Spec) IsReplica(id string) bool {
+	return slices.ContainsFunc(s.Replicas, func(n NodeSpec) bool { return n.ID == id })
 }
 
 // RESPPeersFlag is the --resp-peers value: "n1=resp1,...".
@@ -206,7 +352,7 @@ func (s Spec) RESPPeersFlag() string {
 	return strings.Join(parts, ",")
 }
 
-// HTTPEndpoints lists the nodes' HTTP addresses.
+// HTTPEndpoints lists the voters' HTTP addresses.
 func (s Spec) HTTPEndpoints() []string {
 	out := make([]string, len(s.Nodes))
 	for i, n := range s.Nodes {
@@ -421,12 +567,12 @@ func (c *Cluster) Spec() Spec { return c.cfg.Spec }
 // DataDir is the cluster's data directory (absolute).
 func (c *Cluster) DataDir() string { return c.cfg.DataDir }
 
-// Client returns a client for every node's HTTP endpoint.
+// Client returns a client for every voter's HTTP endpoint.
 func (c *Cluster) Client() *client.Client { return c.client }
 
-// Node returns the spec of node id.
+// Node returns the spec of node id, a voter or a read replica.
 func (c *Cluster) Node(id string) (NodeSpec, error) {
-	for _, n := range c.cfg.Spec.Nodes {
+	for _, n := range c.cfg.Spec.All() {
 		if n.ID == id {
 			return n, nil
 		}
@@ -445,11 +591,32 @@ func (c *Cluster) NodeDir(n NodeSpec) string { return filepath.Join(c.cfg.DataDi
 // CertDir is the certificate directory the nodes use (absolute).
 func (c *Cluster) CertDir() string { return c.cfg.CertDir }
 
-// Args returns the command-line arguments that start node id.
+// Args returns the command-line arguments that start node n. A read
+// replica joins through the first voter (see ReplicaArgs).
 func (c *Cluster) Args(n NodeSpec) []string {
+	if c.cfg.Spec.IsReplica(n.ID) {
+		return c.ReplicaArgs(n, c.cfg.Spec.Nodes[0].HTTP)
+	}
 	args := []string{"node", "--id", n.ID, "--data", c.NodeDir(n), "--cluster", c.cfg.Spec.ClusterFlag(),
 		"--http", n.HTTP, "--resp", n.RESP, "--http-peers", c.cfg.Spec.HTTPPeersFlag(),
 		"--resp-peers", c.cfg.Spec.RESPPeersFlag()}
+	return c.withCommonArgs(args)
+}
+
+// ReplicaArgs returns the command-line arguments that start read replica
+// n, joining through the voter whose HTTP API is at via (host:port) as a
+// learner that stays one. Its --cluster names only itself (its peer
+// address); the members come from the join, which its data directory
+// records, so a restart does not ask again (and ignores via).
+func (c *Cluster) ReplicaArgs(n NodeSpec, via string) []string {
+	args := []string{"node", "--id", n.ID, "--data", c.NodeDir(n), "--cluster", n.ID + "=" + n.Peer,
+		"--join", "http://" + via, "--learner", "--http", n.HTTP, "--resp", n.RESP}
+	return c.withCommonArgs(args)
+}
+
+// withCommonArgs adds what every node gets: peer TLS (or --insecure-peers)
+// and Config.NodeArgs.
+func (c *Cluster) withCommonArgs(args []string) []string {
 	if c.cfg.InsecurePeers {
 		args = append(args, "--insecure-peers")
 	} else {
@@ -458,18 +625,21 @@ func (c *Cluster) Args(n NodeSpec) []string {
 	return append(args, c.cfg.NodeArgs...)
 }
 
-// ensureCerts creates the CA and the nodes' certificates that cfg.CertDir
-// lacks. A new CA takes the cluster id the nodes' data directories already
-// recorded, if any (a cluster created before peer TLS keeps its data).
+// ensureCerts creates the CA and the certificates of the voters and read
+// replicas that cfg.CertDir lacks (a replica added to an existing cluster
+// gets one from the existing CA). A new CA takes the cluster id the nodes'
+// data directories already recorded, if any (a cluster created before peer
+// TLS keeps its data).
 func ensureCerts(cfg *Config) error {
 	pc := pki.DefaultConfig()
-	for _, n := range cfg.Spec.Nodes {
+	all := cfg.Spec.All()
+	for _, n := range all {
 		if id := recordedClusterID(filepath.Join(cfg.DataDir, n.Dir)); id != "" && pki.CheckID(id) == nil {
 			pc.ClusterID = id
 			break
 		}
 	}
-	if _, err := pki.Ensure(cfg.CertDir, cfg.Spec.IDs(), pc); err != nil {
+	if _, err := pki.Ensure(cfg.CertDir, idsOf(all), pc); err != nil {
 		return fmt.Errorf("cluster: peer certificates: %w", err)
 	}
 	return nil
@@ -491,7 +661,8 @@ func recordedClusterID(nodeDir string) string {
 	return id.ClusterID
 }
 
-// StartAll starts every node that is not running.
+// StartAll starts every voter that is not running. Read replicas join
+// through a voter: StartReplicas starts them once the voters have a leader.
 func (c *Cluster) StartAll() error {
 	for _, n := range c.cfg.Spec.Nodes {
 		if c.Running(n.ID) {
@@ -504,12 +675,17 @@ func (c *Cluster) StartAll() error {
 	return nil
 }
 
-// Start starts node id's process.
+// Start starts node id's process (a voter or a read replica) with Args.
 func (c *Cluster) Start(id string) error {
 	n, err := c.Node(id)
 	if err != nil {
 		return err
 	}
+	return c.start(id, c.Args(n))
+}
+
+// start starts node id's process with args.
+func (c *Cluster) start(id string, args []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.procs[id]; ok {
@@ -519,7 +695,7 @@ func (c *Cluster) Start(id string) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	cmd := exec.Command(c.cfg.Binary, c.Args(n)...)
+	cmd := exec.Command(c.cfg.Binary, args...)
 	cmd.Env = c.nodeEnv()
 	var out io.Writer = lf
 	if c.cfg.Output != nil {
@@ -733,8 +909,8 @@ func (c *Cluster) Status(ctx context.Context, id string) (client.Status, error) 
 	return c.client.Status(ctx, n.HTTP)
 }
 
-// Leader returns the id of the node that says it leads with the highest
-// term among the running nodes, or ErrNoLeader.
+// Leader returns the id of the voter that says it leads with the highest
+// term among the running voters, or ErrNoLeader.
 func (c *Cluster) Leader(ctx context.Context) (string, client.Status, error) {
 	var best client.Status
 	for _, n := range c.cfg.Spec.Nodes {

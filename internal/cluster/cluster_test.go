@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,16 +15,21 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/trireme-db/trireme/client"
 	"github.com/trireme-db/trireme/internal/pki"
 )
 
 // TestMain doubles as a fake node process: with TRIREME_FAKE_NODE=1 the test
 // binary parses the node flags, serves /v1/status on --http (n1 leads, the
-// others follow) and exits 0 on SIGTERM.
+// others follow) and exits 0 on SIGTERM. The fake leader also serves
+// /v1/members: the voters of --cluster, and the learners that joined. A
+// fake node with --join first asks to be added as a learner (POST
+// /v1/members), or exits 1 if its id is $TRIREME_FAKE_FAIL.
 func TestMain(m *testing.M) {
 	if os.Getenv("TRIREME_FAKE_NODE") == "1" {
 		os.Exit(fakeNode(os.Args[1:]))
@@ -40,7 +46,10 @@ func fakeNode(args []string) int {
 	id := fs.String("id", "", "")
 	data := fs.String("data", "", "")
 	httpAddr := fs.String("http", "", "")
-	fs.String("cluster", "", "")
+	clusterFlag := fs.String("cluster", "", "")
+	join := fs.String("join", "", "")
+	learner := fs.Bool("learner", false, "")
+	peer := fs.String("peer", "", "")
 	fs.String("resp", "", "")
 	fs.String("resp-peers", "", "")
 	fs.String("http-peers", "", "")
@@ -62,13 +71,42 @@ func fakeNode(args []string) int {
 	if err := os.MkdirAll(*data, 0o755); err != nil {
 		return 1
 	}
+	if *join != "" {
+		if err := fakeJoin(*join, *id, *clusterFlag, *peer, *learner); err != nil {
+			fmt.Fprintln(os.Stderr, "fake node:", err)
+			return 1
+		}
+		fmt.Println("fake node", *id, "joined through", *join)
+	}
 	role := "follower"
 	if *id == "n1" {
 		role = "leader"
 	}
-	srv := &http.Server{Addr: *httpAddr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var mu sync.Mutex
+	var members []client.Member
+	for _, m := range strings.Split(*clusterFlag, ",") {
+		if mid, _, ok := strings.Cut(m, "="); ok {
+			members = append(members, client.Member{MemberSpec: client.MemberSpec{ID: mid, Role: client.RoleVoter}})
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/members", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodPost {
+			var m client.MemberSpec
+			if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			members = append(members, client.Member{MemberSpec: m})
+		}
+		json.NewEncoder(w).Encode(members)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"id": *id, "role": role, "term": 3, "leader": "n1"})
-	})}
+	})
+	srv := &http.Server{Addr: *httpAddr, Handler: mux}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
 	go srv.ListenAndServe()
@@ -77,6 +115,33 @@ func fakeNode(args []string) int {
 	fmt.Println("fake node", *id, "stopping")
 	srv.Close()
 	return 0
+}
+
+// fakeJoin asks the fake leader at join to add id as a learner, as
+// trireme node --join does; id's peer address is its --cluster entry.
+func fakeJoin(join, id, clusterFlag, peer string, learner bool) error {
+	if os.Getenv("TRIREME_FAKE_FAIL") == id {
+		return errors.New("join refused ($TRIREME_FAKE_FAIL)")
+	}
+	if !learner {
+		return errors.New("a replica must stay a learner (--learner)")
+	}
+	if p, ok := strings.CutPrefix(clusterFlag, id+"="); ok && !strings.Contains(clusterFlag, ",") {
+		peer = p
+	}
+	if peer == "" {
+		return fmt.Errorf("--cluster %q is not %s's own entry only", clusterFlag, id)
+	}
+	body, _ := json.Marshal(client.MemberSpec{ID: id, Peer: peer, Role: client.RoleLearner})
+	resp, err := http.Post(join+"/v1/members", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("join: %s", resp.Status)
+	}
+	return nil
 }
 
 func mustCluster(t *testing.T, n int, opts ...func(*Config)) *Cluster {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +36,19 @@ func lagOf(s client.Status, leader client.Status, haveLeader bool) (uint64, int6
 	return 0, s.LagMillis, false
 }
 
+// roleOf is a node's role as its status says, except that a follower the
+// leader lists as a learner (a read replica) is a "learner".
+func roleOf(s client.Status, leader client.Status, haveLeader bool) string {
+	if haveLeader && s.Role == "follower" {
+		for _, f := range leader.Followers {
+			if f.ID == s.ID && f.Role == client.RoleLearner {
+				return client.RoleLearner
+			}
+		}
+	}
+	return s.Role
+}
+
 // FormatStatus renders a table of node statuses (as from
 // client.Client.Statuses). names maps endpoints to node ids for nodes that
 // do not answer.
@@ -62,7 +76,7 @@ func FormatStatus(sts []client.EndpointStatus, names map[string]string) string {
 				lag = fmt.Sprintf("%dms", ms)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", st.ID, st.Role, st.Term, orDash(st.Leader),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", st.ID, roleOf(st, leader, ok), st.Term, orDash(st.Leader),
 			st.LastIndex, st.CommitIndex, st.AppliedIndex, lag, s.Endpoint)
 	}
 	tw.Flush()
@@ -91,8 +105,11 @@ func lagClass(e uint64) string {
 
 // Summary renders the cluster state as one line, and a key that changes only
 // when something a person cares about changes: the leader, the term, a
-// node's role or reachability, or a follower's lag class.
+// node's role or reachability, or a follower's lag class. sts are in the
+// order of Spec.All (voters, then read replicas; the replicas may be left
+// out).
 func (c *Cluster) Summary(sts []client.EndpointStatus) (line, key string) {
+	nodes := c.cfg.Spec.All()
 	leader, ok := leaderOf(sts)
 	var lb, kb strings.Builder
 	if ok {
@@ -103,7 +120,7 @@ func (c *Cluster) Summary(sts []client.EndpointStatus) (line, key string) {
 		kb.WriteString("L=-")
 	}
 	for i, s := range sts {
-		id := c.cfg.Spec.Nodes[i].ID
+		id := nodes[i].ID
 		if s.Err != nil {
 			fmt.Fprintf(&lb, " | %s down", id)
 			fmt.Fprintf(&kb, " %s=down", id)
@@ -116,27 +133,46 @@ func (c *Cluster) Summary(sts []client.EndpointStatus) (line, key string) {
 			continue
 		}
 		e, ms, _ := lagOf(st, leader, ok)
-		fmt.Fprintf(&lb, " | %s %s (applied %d, lag %d entries %dms)", id, st.Role, st.AppliedIndex, e, ms)
-		fmt.Fprintf(&kb, " %s=%s/%d/%s", id, st.Role, st.Term, lagClass(e))
+		role := roleOf(st, leader, ok)
+		fmt.Fprintf(&lb, " | %s %s (applied %d, lag %d entries %dms)", id, role, st.AppliedIndex, e, ms)
+		fmt.Fprintf(&kb, " %s=%s/%d/%s", id, role, st.Term, lagClass(e))
 	}
 	return lb.String(), kb.String()
 }
 
-// Statuses asks every node of the cluster for its status, in spec order.
+// Statuses asks every voter for its status, in spec order.
 func (c *Cluster) Statuses(ctx context.Context) []client.EndpointStatus {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	return c.client.Statuses(ctx)
 }
 
-// Watch polls the cluster every interval until ctx ends and calls emit with
-// a summary line each time something changes.
+// allStatuses asks every voter and read replica for its status, in parallel,
+// in the order of Spec.All.
+func (c *Cluster) allStatuses(ctx context.Context) []client.EndpointStatus {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	nodes := c.cfg.Spec.All()
+	out := make([]client.EndpointStatus, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			st, err := c.client.Status(ctx, n.HTTP)
+			out[i] = client.EndpointStatus{Endpoint: n.HTTP, Status: st, Err: err}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Watch polls the voters and read replicas every interval until ctx ends
+// and calls emit with a summary line each time something changes.
 func (c *Cluster) Watch(ctx context.Context, interval time.Duration, emit func(line string)) {
 	last := ""
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		line, key := c.Summary(c.Statuses(ctx))
+		line, key := c.Summary(c.allStatuses(ctx))
 		if ctx.Err() != nil {
 			return
 		}
