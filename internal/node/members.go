@@ -199,7 +199,21 @@ func (n *Node) removeMember(ctx context.Context, id repl.NodeID) ([]api.MemberSt
 		if err := n.transfer(ctx, to, false); err != nil {
 			return nil, fmt.Errorf("removing the leader %s: transfer leadership to %s: %w", id, to, err)
 		}
-		return n.forwardMembers(ctx, to, memberRemove, []byte(id))
+		// The new leader takes changes once it has committed an entry of
+		// its term: retry while it says a change is in progress.
+		for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+			out, err := n.forwardMembers(ctx, to, memberRemove, []byte(id))
+			if !errors.Is(err, api.ErrChangeInProgress) {
+				return out, err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("removing the leader %s after handing leadership to %s: %w", id, to, err)
+			}
+		}
 	}
 	if err := n.change(ctx, repl.ConfChange{Type: repl.ConfRemove, Member: repl.Member{ID: id}}); err != nil {
 		return nil, err

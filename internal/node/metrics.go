@@ -26,6 +26,8 @@ type metrics struct {
 	diskRefused                                      prometheus.Counter
 	walBytes, walFirstIndex                          prometheus.Gauge // set by the compactor
 	walCompactions                                   prometheus.Counter
+	snapSent, snapBytesSent, snapFailures            prometheus.Counter
+	snapReceived, snapBytesReceived                  prometheus.Counter
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
 	// up front (a label lookup hashes the labels under a lock, on every
@@ -151,6 +153,12 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 			"preallocated space is not counted)."),
 		walFirstIndex:  g("wal_first_index", "First index still in the WAL (1 until the WAL is compacted)."),
 		walCompactions: c("wal_compactions_total", "Times old WAL segments were dropped (--log-retain)."),
+		snapSent:       c("snapshots_sent_total", "Snapshots this node sent as leader and the follower received whole."),
+		snapBytesSent:  c("snapshot_bytes_sent_total", "Bytes of snapshot data sent (resumed bytes not sent again are not counted)."),
+		snapFailures: c("snapshot_send_failures_total", "Snapshot transfers that failed (the leader sends another "+
+			"after a heartbeat round)."),
+		snapReceived:      c("snapshots_received_total", "Snapshots this node received whole (then installed unless stale)."),
+		snapBytesReceived: c("snapshot_bytes_received_total", "Bytes of snapshot data received."),
 	}
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
@@ -162,7 +170,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	for _, col := range []prometheus.Collector{m.role, m.term, m.lastIndex, m.commitIndex, m.appliedIndex,
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
-		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions} {
+		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions,
+		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

@@ -82,6 +82,8 @@ type Node struct {
 	propSpare  []*propReq // the run loop's other queue buffer
 	readCh     chan *readReq
 	ctlCh      chan func()
+	installCh  chan *installReq // received snapshots, to install on the run loop
+	snaps      *snapshots
 	stopCh     chan struct{}
 	doneCh     chan struct{}
 
@@ -152,6 +154,7 @@ type applyJob struct {
 	ents    []entry.Entry
 	reads   []readDone
 	results []propDone
+	barrier chan struct{} // closed when the applier reaches the job (snapshot install)
 }
 
 type readDone struct {
@@ -207,6 +210,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		propReady:    make(chan struct{}, 1),
 		readCh:       make(chan *readReq, 1024),
 		ctlCh:        make(chan func()),
+		installCh:    make(chan *installReq),
+		snaps:        newSnapshots(),
 		stopCh:       make(chan struct{}),
 		doneCh:       make(chan struct{}),
 		fatalCh:      make(chan error, 1),
@@ -269,6 +274,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	scfg.Logger = n.log.With("component", "store")
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, storeDir), scfg); err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
+	}
+	if err = n.cleanSnapshotDirs(); err != nil {
+		return nil, err
+	}
+	if err = n.recoverInstall(); err != nil {
+		return nil, err
 	}
 	if err = n.replay(); err != nil {
 		return nil, err
@@ -455,6 +466,7 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		var errs []error
+		n.snaps.cancel() // senders and receivers end; the run loop stops next
 		if n.tr != nil {
 			errs = append(errs, n.tr.Close())
 		}
@@ -462,6 +474,7 @@ func (n *Node) Stop() error {
 		if n.core != nil {
 			<-n.doneCh
 		}
+		n.snaps.wg.Wait() // senders checkpoint the store: wait before closing it
 		errs = append(errs, n.closeStorage())
 		if n.m != nil {
 			n.m.unregister()
@@ -592,6 +605,13 @@ func (n *Node) run() {
 			n.read(r)
 		case f := <-n.ctlCh:
 			f()
+		case req := <-n.installCh:
+			if err := n.install(req); err != nil {
+				req.done <- err
+				if n.loopErr == nil {
+					n.loopErr = err
+				}
+			}
 		case <-n.applyFailed:
 			n.loopErr = n.applyErr
 		case <-n.store.Failed():
@@ -788,6 +808,9 @@ func (n *Node) applier() {
 		}
 		for _, d := range job.results {
 			d.w.done <- propResp{res: d.r}
+		}
+		if job.barrier != nil {
+			close(job.barrier)
 		}
 	}
 }
@@ -1024,6 +1047,9 @@ func (n *Node) processReady() error {
 		}
 		rd := n.core.Ready()
 		n.m.readyBatches.Inc()
+		if len(rd.Snapshots) > 0 {
+			n.sendSnapshots(rd.Snapshots)
+		}
 		// 1. Journal discarded entries before the log forgets them.
 		if len(rd.Discarded) > 0 {
 			if err := n.journal.append(rd.Discarded, time.Now()); err != nil {

@@ -36,7 +36,7 @@ func extractTgz(t *testing.T, path, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := filepath.Join(dir, filepath.Clean("/" + h.Name))
+		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(p, 0o755); err != nil {

@@ -68,6 +68,9 @@ func refusalReason(err error) string {
 	if errors.Is(err, ErrBadStream) {
 		return "bad stream"
 	}
+	if errors.Is(err, ErrNotNeeded) {
+		return reasonNotNeeded
+	}
 	return "receiver failed"
 }
 

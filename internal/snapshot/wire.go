@@ -85,7 +85,15 @@ var (
 	ErrRefused = errors.New("snapshot: refused by peer")
 	// ErrInvalidArg: a bad argument or Config field.
 	ErrInvalidArg = errors.New("snapshot: invalid argument")
+	// ErrNotNeeded: the receiver holds the offered state already (an
+	// accept callback returns an error wrapping it); the sender's error
+	// wraps it too, with ErrRefused. Part of the format: the reason
+	// "not needed".
+	ErrNotNeeded = errors.New("snapshot: not needed by the receiver")
 )
+
+// reasonNotNeeded is the error frame's reason for ErrNotNeeded.
+const reasonNotNeeded = "not needed"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -418,6 +426,9 @@ func decodeError(b []byte) error {
 	reason := string(d.take(uint64(d.u16())))
 	if err := d.end("error frame"); err != nil {
 		return err
+	}
+	if reason == reasonNotNeeded {
+		return fmt.Errorf("%w: %w", ErrRefused, ErrNotNeeded)
 	}
 	return fmt.Errorf("%w: %q", ErrRefused, reason)
 }

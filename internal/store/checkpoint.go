@@ -123,6 +123,15 @@ func (s *Store) checkpointOnce(dir string, hold bool) (index, term uint64, retry
 type checkpointMeta struct {
 	index, term uint64
 	drainTo     uint64 // a drain cut short was bringing the data to this index (0: none)
+	conf        []byte // the configuration stored with the data (nil: none)
+}
+
+// CheckpointConf returns the cluster configuration stored in the checkpoint
+// in dir (see Conf): the one in effect at the checkpoint's applied index, or
+// nil if the data never held one.
+func CheckpointConf(dir string) ([]byte, error) {
+	m, err := readCheckpoint(dir)
+	return m.conf, err
 }
 
 // readCheckpoint opens the Pebble database in dir read-only and reads its
@@ -152,8 +161,19 @@ func readCheckpoint(dir string) (m checkpointMeta, err error) {
 	if err != nil {
 		return m, err
 	}
-	m.drainTo, err = readDrain(db, dir)
-	return m, err
+	if m.drainTo, err = readDrain(db, dir); err != nil {
+		return m, err
+	}
+	v, closer, err := db.Get(metaKeyConf)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return m, nil
+	case err != nil:
+		return m, fmt.Errorf("%w: checkpoint %s: reading the configuration: %w", ErrCorrupt, dir, err)
+	}
+	m.conf = append([]byte(nil), v...)
+	closer.Close()
+	return m, nil
 }
 
 // quietLogger drops Pebble's log lines while a checkpoint is read, and turns
