@@ -28,6 +28,7 @@ type metrics struct {
 	walCompactions                                   prometheus.Counter
 	snapSent, snapBytesSent, snapFailures            prometheus.Counter
 	snapReceived, snapBytesReceived                  prometheus.Counter
+	snapRecvFailures                                 prometheus.Counter
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
 	// up front (a label lookup hashes the labels under a lock, on every
@@ -159,6 +160,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 			"after a heartbeat round)."),
 		snapReceived:      c("snapshots_received_total", "Snapshots this node received whole (then installed unless stale)."),
 		snapBytesReceived: c("snapshot_bytes_received_total", "Bytes of snapshot data received."),
+		snapRecvFailures: c("snapshot_receive_failures_total", "Snapshot transfers this node failed to receive "+
+			"(a connection lost, a bad stream) or received but could not install (refused by the store)."),
 	}
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
@@ -171,7 +174,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
 		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions,
-		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived} {
+		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived, m.snapRecvFailures} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

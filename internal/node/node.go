@@ -275,10 +275,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, storeDir), scfg); err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
-	if err = n.cleanSnapshotDirs(); err != nil {
-		return nil, err
-	}
-	if err = n.recoverInstall(); err != nil {
+	// Snapshots (snapinstall.go): finish an install a crash cut between the
+	// store and the WAL; discard what transfers left.
+	if err = n.recoverSnapshots(); err != nil {
 		return nil, err
 	}
 	if err = n.replay(); err != nil {
@@ -606,12 +605,7 @@ func (n *Node) run() {
 		case f := <-n.ctlCh:
 			f()
 		case req := <-n.installCh:
-			if err := n.install(req); err != nil {
-				req.done <- err
-				if n.loopErr == nil {
-					n.loopErr = err
-				}
-			}
+			n.runInstall(req) // a received snapshot (snapinstall.go)
 		case <-n.applyFailed:
 			n.loopErr = n.applyErr
 		case <-n.store.Failed():

@@ -2,15 +2,22 @@ package node
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // compactingCluster is a 3-node cluster whose nodes keep little log: 1 MiB
@@ -112,10 +119,9 @@ func TestSnapshotCatchUp(t *testing.T) {
 		want, _ := c.nodes[lead].Get(ctxT(t), []byte(k), api.Stale)
 		c.waitStale(f, k, string(want.Value))
 	}
-	// No snapshot directory is left behind.
-	if des, err := os.ReadDir(filepath.Join(c.cfgs[f].DataDir, snapshotsDir)); err != nil || len(des) != 0 {
-		t.Fatalf("snapshots directory after the install: %v entries, err %v", len(des), err)
-	}
+	// Nothing is left behind in the snapshots directory (the receiver
+	// removes its staging directory right after the install).
+	waitEmptyDir(t, filepath.Join(c.cfgs[f].DataDir, snapshotsDir), 5*time.Second)
 	// A restart starts from the installed state.
 	c.stop(f)
 	c.start(f)
@@ -124,7 +130,10 @@ func TestSnapshotCatchUp(t *testing.T) {
 
 // TestSnapshotInstallRecovery: a node that stopped between the store's
 // install and the WAL's reset (the two steps of an install) starts from the
-// installed state: the store is ahead of the WAL, and the WAL is reset to it.
+// installed state: the store is ahead of the WAL, the install marker names
+// the snapshot, and the WAL is reset to it. Without the marker, the same
+// store ahead of its WAL is a WAL that lost entries: the node refuses to
+// start.
 func TestSnapshotInstallRecovery(t *testing.T) {
 	c := compactingCluster(t)
 	lead := c.leader()
@@ -143,7 +152,7 @@ func TestSnapshotInstallRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp := filepath.Join(t.TempDir(), "cp")
-	index, _, err := ld.store.Checkpoint(tmp)
+	index, term, err := ld.store.Checkpoint(tmp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +167,18 @@ func TestSnapshotInstallRecovery(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := Start(c.cfgs[f]); err == nil {
+		n.Stop()
+		t.Fatalf("a store at index %d ahead of its WAL, with no install marker, started", index)
+	} else if !strings.Contains(err.Error(), "lost entries") {
+		t.Fatalf("start without the install marker: %v, want an error saying the WAL lost entries", err)
+	} else {
+		t.Logf("without the install marker: %v", err)
+	}
+	if err := writeFileSync(filepath.Join(c.cfgs[f].DataDir, snapshotsDir), installMarkerFile,
+		installMarker{Index: index, Term: term}); err != nil {
+		t.Fatal(err)
+	}
 	c.start(f)
 	if first := c.nodes[f].wal.FirstIndex(); first != index+1 {
 		t.Fatalf("after start-up the WAL starts at %d, want %d (reset to the installed snapshot)", first, index+1)
@@ -165,6 +186,26 @@ func TestSnapshotInstallRecovery(t *testing.T) {
 	c.waitStale(f, fmt.Sprintf("b-%05d", keys-1), string(bytes.Repeat([]byte{byte('a' + (keys-1)%26)}, 16<<10)))
 	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
 	c.waitStale(f, "after", "1")
+}
+
+// waitEmptyDir waits until dir is empty.
+func waitEmptyDir(t *testing.T, dir string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		des, err := os.ReadDir(dir)
+		if err == nil && len(des) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, de := range des {
+				names = append(names, de.Name())
+			}
+			t.Fatalf("%s after %v: entries %v, err %v; want it empty", dir, d, names, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -196,4 +237,290 @@ func openStoreForTest(t *testing.T, dir string) *store.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestSnapshotTransferKeepsWritesGoing: while the leader's snapshot stream to
+// a follower is held mid-transfer, a majority write on the leader completes;
+// the follower, stopped in the middle of that transfer, discards the part it
+// received at start-up (logged) and catches up by a new snapshot once the
+// stream is released.
+func TestSnapshotTransferKeepsWritesGoing(t *testing.T) {
+	gate := newStreamGate()
+	c := gatedCluster(t, gate)
+	lead, f, keys := behindFollower(t, c)
+	gate.hold(32 << 10)
+	startGated(c, f, gate)
+	gate.waitHeld(t, 10*time.Second)
+	fid := repl.NodeID(c.cfgs[f].ID)
+	start := time.Now()
+	mustPut(t, c.nodes[lead], "during", "1", repl.Ack{Mode: repl.AckMajority})
+	took := time.Since(start)
+	sent, total, active := c.nodes[lead].snapshotProgress(fid)
+	t.Logf("a majority write during the transfer took %v; transfer to %s: %d of %d bytes, active %v", took, fid, sent, total, active)
+	if !active {
+		t.Fatalf("the transfer to %s was not in progress when the write completed", fid)
+	}
+
+	// Stop the follower in the middle of the transfer, restart it.
+	c.stop(f)
+	logs := captureLog(t, c, f)
+	startGated(c, f, gate)
+	if want := "discarding a snapshot received (whole or in part) but not installed"; !strings.Contains(logs.String(), want) {
+		t.Fatalf("start-up log lacks %q:\n%s", want, logs.String())
+	}
+	gate.release()
+	checkCaughtUp(t, c, lead, f, keys)
+	c.waitStale(f, "during", "1")
+}
+
+// TestSnapshotInstallCrash: an install stopped (as by a crash) after the
+// install marker is written but before the store switches, or after the
+// store switched but before the WAL is reset, leaves a node that restarts
+// into a consistent state (the previous one, or the snapshot's with the WAL
+// reset to it), says which in its log, and catches up.
+func TestSnapshotInstallCrash(t *testing.T) {
+	for _, tc := range []struct {
+		step    string
+		wantLog string
+		reset   bool // the WAL is reset to the snapshot at start-up
+	}{
+		{"marked", "cut short before the store switched to it: starting from the previous state", false},
+		{"installed", "was installed before the stop, but the WAL was not reset to it", true},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			gate := newStreamGate()
+			c := gatedCluster(t, gate)
+			lead, f, keys := behindFollower(t, c)
+			gate.hold(32 << 10)
+			startGated(c, f, gate)
+			gate.waitHeld(t, 10*time.Second)
+			step := tc.step
+			c.nodes[f].snaps.failAt.Store(&step)
+			gate.release()
+			select {
+			case err := <-c.nodes[f].Fatal():
+				t.Logf("the follower stopped: %v", err)
+			case <-time.After(15 * time.Second):
+				t.Fatalf("the follower did not stop at step %q within 15s", tc.step)
+			}
+			b, err := os.ReadFile(filepath.Join(c.cfgs[f].DataDir, snapshotsDir, installMarkerFile))
+			if err != nil {
+				t.Fatalf("the install marker after a stop at %q: %v", tc.step, err)
+			}
+			t.Logf("install marker: %s", bytes.TrimSpace(b))
+			var m installMarker
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			c.stop(f)
+			logs := captureLog(t, c, f)
+			startGated(c, f, gate)
+			first, applied := c.nodes[f].wal.FirstIndex(), c.nodes[f].store.AppliedIndex()
+			t.Logf("after restart: WAL first index %d, store applied %d, snapshot index %d", first, applied, m.Index)
+			if !strings.Contains(logs.String(), tc.wantLog) {
+				t.Fatalf("start-up log lacks %q:\n%s", tc.wantLog, logs.String())
+			}
+			if tc.reset && (first != m.Index+1 || applied < m.Index) {
+				t.Fatalf("WAL first index %d, store applied %d; want %d and at least %d (the snapshot's)", first, applied, m.Index+1, m.Index)
+			}
+			if !tc.reset && applied >= m.Index {
+				t.Fatalf("store applied %d at start-up, want below the snapshot's %d (the install did not happen)", applied, m.Index)
+			}
+			if _, err := os.Stat(filepath.Join(c.cfgs[f].DataDir, snapshotsDir, installMarkerFile)); !os.IsNotExist(err) {
+				t.Fatalf("the install marker is still there after start-up (%v)", err)
+			}
+			checkCaughtUp(t, c, lead, f, keys)
+		})
+	}
+}
+
+// gatedCluster is a 3-node cluster on the in-memory network whose nodes keep
+// little log (as compactingCluster) and open their snapshot streams through
+// gate.
+func gatedCluster(t *testing.T, gate *streamGate) *testCluster {
+	t.Helper()
+	c := newTestCluster(t, 3, true)
+	for i := range c.nodes {
+		c.stop(i)
+		c.cfgs[i].WAL.SegmentBytes = 1 << 20
+		c.cfgs[i].LogRetainBytes = 1 << 20
+		c.cfgs[i].LogCompactInterval = 20 * time.Millisecond
+	}
+	for i := range c.nodes {
+		startGated(c, i, gate)
+	}
+	return c
+}
+
+// behindFollower writes 1 MiB, stops a follower, writes 4 MiB more and waits
+// until the running nodes compacted past the follower's log. It returns the
+// leader, the stopped follower and the keys written under "b".
+func behindFollower(t *testing.T, c *testCluster) (lead, f, keys int) {
+	t.Helper()
+	lead = c.leader()
+	writeMiB(t, c.nodes[lead], "a", 1)
+	f = c.follower(lead)
+	stoppedAt := c.nodes[f].Status().CommitIndex
+	c.stop(f)
+	keys = writeMiB(t, c.nodes[lead], "b", 4)
+	c.waitCompacted(stoppedAt + 1)
+	return lead, f, keys
+}
+
+// checkCaughtUp waits until f serves the leader's last "b" key and a sync
+// write made after it (so by the log), and compares a few keys.
+func checkCaughtUp(t *testing.T, c *testCluster, lead, f, keys int) {
+	t.Helper()
+	last := fmt.Sprintf("b-%05d", keys-1)
+	c.waitStale(f, last, string(bytes.Repeat([]byte{byte('a' + (keys-1)%26)}, 16<<10)))
+	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
+	c.waitStale(f, "after", "1")
+	for _, k := range []string{"a-00000", "b-00000", fmt.Sprintf("b-%05d", keys/2)} {
+		want, err := c.nodes[lead].Get(ctxT(t), []byte(k), api.Stale)
+		if err != nil || !want.Found {
+			t.Fatalf("leader: %s: found %v, %v", k, want.Found, err)
+		}
+		c.waitStale(f, k, string(want.Value))
+	}
+	t.Logf("%s caught up: snapshots received %v, WAL first index %d", c.cfgs[f].ID,
+		counterValue(t, c.nodes[f].m.snapReceived), c.nodes[f].wal.FirstIndex())
+}
+
+// startGated starts node i on the in-memory network, its streams through gate.
+func startGated(c *testCluster, i int, gate *streamGate) {
+	c.t.Helper()
+	cfg := c.cfgs[i]
+	ep := c.net.Endpoint(transport.PeerInfo{ID: repl.NodeID(cfg.ID), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}, 4096)
+	cfg.Transport = gatedTransport{Transport: ep, gate: gate}
+	n, err := Start(cfg)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", cfg.ID, err)
+	}
+	c.nodes[i] = n
+}
+
+// captureLog makes node i log (from its next start) into the returned buffer.
+func captureLog(t *testing.T, c *testCluster, i int) *syncBuffer {
+	b := &syncBuffer{}
+	c.cfgs[i].Logger = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	return b
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// streamGate holds the streams opened through it: while held, a write that
+// would take a stream past the limit waits until release (or until the stream
+// is closed or its deadline cut).
+type streamGate struct {
+	mu    sync.Mutex
+	limit int64         // < 0: not held
+	open  chan struct{} // closed by release
+	held  chan struct{} // closed when a write first waits
+}
+
+func newStreamGate() *streamGate { return &streamGate{limit: -1} }
+
+func (g *streamGate) hold(limit int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.limit, g.open, g.held = limit, make(chan struct{}), make(chan struct{})
+}
+
+func (g *streamGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.limit >= 0 {
+		g.limit = -1
+		close(g.open)
+	}
+}
+
+// check returns the channel a write taking a stream to `after` bytes waits
+// on (nil: it may go), and signals the first wait.
+func (g *streamGate) check(after int64) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.limit < 0 || after <= g.limit {
+		return nil
+	}
+	select {
+	case <-g.held:
+	default:
+		close(g.held)
+	}
+	return g.open
+}
+
+func (g *streamGate) waitHeld(t *testing.T, d time.Duration) {
+	t.Helper()
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	select {
+	case <-held:
+	case <-time.After(d):
+		t.Fatalf("no snapshot stream reached the gate within %v", d)
+	}
+}
+
+// gatedTransport opens its streams through a streamGate.
+type gatedTransport struct {
+	transport.Transport
+	gate *streamGate
+}
+
+func (g gatedTransport) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
+	c, err := g.Transport.OpenStream(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{Conn: c, gate: g.gate, cut: make(chan struct{})}, nil
+}
+
+type gatedConn struct {
+	net.Conn
+	gate    *streamGate
+	written int64 // by the one writer
+	cutOnce sync.Once
+	cut     chan struct{} // closed by Close or a deadline in the past
+}
+
+func (c *gatedConn) Write(b []byte) (int, error) {
+	if wait := c.gate.check(c.written + int64(len(b))); wait != nil {
+		select {
+		case <-wait:
+		case <-c.cut:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+	n, err := c.Conn.Write(b)
+	c.written += int64(n)
+	return n, err
+}
+
+func (c *gatedConn) Close() error {
+	c.cutOnce.Do(func() { close(c.cut) })
+	return c.Conn.Close()
+}
+
+func (c *gatedConn) SetDeadline(t time.Time) error {
+	if !t.IsZero() && !t.After(time.Now()) {
+		c.cutOnce.Do(func() { close(c.cut) })
+	}
+	return c.Conn.SetDeadline(t)
 }

@@ -25,15 +25,16 @@ import (
 // checksummed chunks, flow control, resume) and reports the outcome to the
 // core on the run loop. Nothing of it runs on the run loop but the report.
 //
-// Follower: HandleStream receives into a staging directory on the store's
-// file system, then hands the result to the run loop, which waits until
-// everything handed to the WAL is durable and everything handed to the
-// applier is applied, asks the core (PrepareSnapshot), journals the entries
-// the snapshot replaces, installs the checkpoint in the store (atomic),
-// resets the WAL to the snapshot's index unless the core keeps its log, and
-// restores the core.
+// Follower (snapinstall.go): HandleStream receives into a staging directory
+// on the store's file system, then hands the result to the run loop, which
+// waits until everything handed to the WAL is durable and everything handed
+// to the applier is applied, asks the core (PrepareSnapshot), journals the
+// entries the snapshot replaces, writes the install marker, installs the
+// checkpoint in the store (atomic), resets the WAL to the snapshot's index
+// unless the core keeps its log, removes the marker and restores the core.
 
-// snapshotsDir holds checkpoints being sent (out-ID) and received (in).
+// snapshotsDir holds checkpoints being sent (out-ID-*), the one being
+// received (in) and the install marker (installing).
 const snapshotsDir = "snapshots"
 
 // streamer is a transport that opens byte streams to peers.
@@ -56,17 +57,14 @@ type snapshots struct {
 	cancel  context.CancelFunc
 	// receiving: a transfer or an install is under way (one at a time).
 	receiving atomic.Bool
+	// failAt, set by tests, makes the install stop with an error at that
+	// step (see installStep), as a crash there would stop it.
+	failAt atomic.Pointer[string]
 }
 
 func newSnapshots() *snapshots {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &snapshots{sending: map[repl.NodeID]*snapSend{}, ctx: ctx, cancel: cancel}
-}
-
-// close stops the senders and receivers and waits for the senders.
-func (s *snapshots) close() {
-	s.cancel()
-	s.wg.Wait()
 }
 
 // snapshotProgress reports the bytes sent of the snapshot being sent to id.
@@ -78,28 +76,6 @@ func (n *Node) snapshotProgress(id repl.NodeID) (sent, total int64, active bool)
 		return 0, 0, false
 	}
 	return ss.sent.Load(), ss.total.Load(), true
-}
-
-// cleanSnapshotDirs removes what a previous run left in the snapshots
-// directory (checkpoints being sent, a transfer being received). A received
-// snapshot not yet installed is lost with it: the leader sends it again.
-func (n *Node) cleanSnapshotDirs() error {
-	dir := filepath.Join(n.cfg.DataDir, snapshotsDir)
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return os.MkdirAll(dir, 0o755)
-	}
-	if err != nil {
-		return fmt.Errorf("node: read %s: %w", dir, err)
-	}
-	for _, de := range des {
-		p := filepath.Join(dir, de.Name())
-		n.log.Info("removing a snapshot left by the previous run (not installed; the leader sends another when needed)", "path", p)
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("node: remove %s: %w", p, err)
-		}
-	}
-	return nil
 }
 
 // sendSnapshots starts a sender for each follower the core asked for (run
@@ -130,16 +106,16 @@ func (n *Node) sendSnapshots(ids []repl.NodeID) {
 func (n *Node) sendSnapshot(st streamer, id repl.NodeID, ss *snapSend) {
 	defer n.snaps.wg.Done()
 	start := time.Now()
-	index, ok, err := n.streamSnapshot(st, id, ss)
+	index, stats, ok, err := n.streamSnapshot(st, id, ss)
 	n.snaps.mu.Lock()
 	delete(n.snaps.sending, id)
 	n.snaps.mu.Unlock()
+	n.m.snapBytesSent.Add(float64(stats.Sent)) // failed transfers' bytes too: the receiver keeps them to resume
 	switch {
 	case err == nil:
 		n.m.snapSent.Inc()
-		n.m.snapBytesSent.Add(float64(ss.sent.Load()))
-		n.log.Info("snapshot sent", "follower", string(id), "index", index, "bytes", ss.total.Load(),
-			"sent", ss.sent.Load(), "took", time.Since(start).Round(time.Millisecond).String())
+		n.log.Info("snapshot sent", "follower", string(id), "index", index, "bytes", stats.Total,
+			"resumed", stats.Held, "sent", stats.Sent, "took", time.Since(start).Round(time.Millisecond).String())
 	case ok:
 		n.log.Info("snapshot not needed: the follower holds that state already", "follower", string(id), "index", index)
 	default:
@@ -154,21 +130,22 @@ func (n *Node) sendSnapshot(st streamer, id repl.NodeID, ss *snapSend) {
 }
 
 // streamSnapshot does the work of sendSnapshot. ok: the follower has the
-// state (installed, or refused as not needed).
-func (n *Node) streamSnapshot(st streamer, id repl.NodeID, ss *snapSend) (index uint64, ok bool, err error) {
+// state (received whole, or refused as not needed).
+func (n *Node) streamSnapshot(st streamer, id repl.NodeID, ss *snapSend) (index uint64, stats snapxfer.Stats, ok bool, err error) {
 	dir, err := os.MkdirTemp(filepath.Join(n.cfg.DataDir, snapshotsDir), "out-"+string(id)+"-")
 	if err != nil {
-		return 0, false, fmt.Errorf("node: snapshot directory: %w", err)
+		return 0, stats, false, fmt.Errorf("node: snapshot directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	cp := filepath.Join(dir, "data")
 	index, term, err := n.store.Checkpoint(cp)
 	if err != nil {
-		return 0, false, fmt.Errorf("node: checkpoint the store: %w", err)
+		return 0, stats, false, fmt.Errorf("node: checkpoint the store: %w", err)
 	}
+	ss.total.Store(dirBytes(cp)) // known before the first chunk, for snapshotProgress
 	conf, err := store.CheckpointConf(cp)
 	if err != nil {
-		return index, false, err
+		return index, stats, false, err
 	}
 	if conf == nil {
 		// Data from before configurations were stored: the bootstrap one.
@@ -178,178 +155,27 @@ func (n *Node) streamSnapshot(st streamer, id repl.NodeID, ss *snapSend) (index 
 	defer cancel()
 	c, err := st.OpenStream(ctx, id)
 	if err != nil {
-		return index, false, fmt.Errorf("node: open a stream to %s: %w", id, err)
+		return index, stats, false, fmt.Errorf("node: open a stream to %s: %w", id, err)
 	}
 	defer c.Close()
 	cfg := snapxfer.DefaultConfig()
 	cfg.Logger = n.log.With("component", "snapshot", "follower", string(id))
-	_, err = snapxfer.Send(ctx, c, cp, snapxfer.Identity{Index: index, Term: term, Meta: conf}, cfg,
+	stats, err = snapxfer.Send(ctx, c, cp, snapxfer.Identity{Index: index, Term: term, Meta: conf}, cfg,
 		func(sent, total int64) { ss.sent.Store(sent); ss.total.Store(total) })
 	if errors.Is(err, snapxfer.ErrNotNeeded) {
-		return index, true, err
+		return index, stats, true, err
 	}
-	return index, err == nil, err
+	return index, stats, err == nil, err
 }
 
-// HandleStream implements transport.Handler: a snapshot from the leader.
-func (n *Node) HandleStream(from repl.NodeID, c net.Conn) {
-	defer c.Close()
-	if !n.snaps.receiving.CompareAndSwap(false, true) {
-		n.log.Info("refusing a snapshot stream: another one is being received or installed", "from", string(from))
-		return
-	}
-	defer n.snaps.receiving.Store(false)
-	staging := filepath.Join(n.cfg.DataDir, snapshotsDir, "in")
-	cfg := snapxfer.DefaultConfig()
-	cfg.Logger = n.log.With("component", "snapshot", "leader", string(from))
-	accept := func(id snapxfer.Identity, _ []snapxfer.FileInfo) error {
-		if s, _ := n.status(); id.Index <= s.st.Commit {
-			return fmt.Errorf("%w: snapshot at index %d, commit index %d", snapxfer.ErrNotNeeded, id.Index, s.st.Commit)
-		}
-		if _, err := repl.DecodeConf(id.Meta); err != nil {
-			return fmt.Errorf("snapshot at index %d: its configuration: %w", id.Index, err)
-		}
-		return nil
-	}
-	start := time.Now()
-	res, err := snapxfer.Receive(n.snaps.ctx, c, staging, cfg, accept)
-	if err != nil {
-		if !errors.Is(err, snapxfer.ErrNotNeeded) {
-			n.log.Warn("receiving a snapshot failed (what arrived is kept for a resumed transfer)", "from", string(from), "err", err)
-		}
-		return
-	}
-	n.m.snapReceived.Inc()
-	n.m.snapBytesReceived.Add(float64(res.Stats.Sent))
-	took := time.Since(start)
-	req := &installReq{res: res, from: from, done: make(chan error, 1)}
-	select {
-	case n.installCh <- req:
-	case <-n.doneCh:
-		return
-	}
-	select {
-	case err = <-req.done:
-	case <-n.doneCh:
-		return
-	}
-	if err != nil {
-		n.log.Warn("snapshot received but not installed", "index", res.ID.Index, "err", err)
-		return
-	}
-	if err := os.RemoveAll(staging); err != nil {
-		n.log.Warn("removing the snapshot staging directory", "path", staging, "err", err)
-	}
-	mb := float64(res.Stats.Total) / (1 << 20)
-	n.log.Info("snapshot installed", "from", string(from), "index", res.ID.Index, "term", res.ID.Term,
-		"bytes", res.Stats.Total, "received", res.Stats.Sent, "transfer", took.Round(time.Millisecond).String(),
-		"mib_per_s", fmt.Sprintf("%.1f", mb/took.Seconds()))
-}
-
-// installReq is a received snapshot handed to the run loop.
-type installReq struct {
-	res  snapxfer.Result
-	from repl.NodeID
-	done chan error
-}
-
-// errSnapshotStale: the core no longer needs the snapshot (its commit index
-// passed it while it was received).
-var errSnapshotStale = errors.New("stale: the commit index passed it meanwhile")
-
-// install installs a received snapshot (run loop). A returned error stops the
-// node; a stale snapshot is answered on req.done and changes nothing.
-func (n *Node) install(req *installReq) error {
-	id := req.res.ID
-	cs, err := repl.DecodeConf(id.Meta)
-	if err != nil {
-		req.done <- err
-		return nil
-	}
-	// Everything handed to the WAL durable, everything handed to the
-	// applier applied: the core's and the store's state must not move
-	// under the install.
-	if n.lastTicket > n.durableTicket {
-		if err := n.wal.Wait(n.lastTicket); err != nil {
-			return fmt.Errorf("node: append entries to the WAL: %w", err)
-		}
-		n.onPersisted()
-	}
-	barrier := make(chan struct{})
-	select {
-	case n.applyCh <- applyJob{barrier: barrier}:
-	case <-n.applyFailed:
-		return n.applyErr
-	}
-	select {
-	case <-barrier:
-	case <-n.applyFailed:
-		return n.applyErr
-	}
-	meta := repl.SnapshotMeta{Index: id.Index, Term: id.Term, Conf: cs}
-	plan, err := n.core.PrepareSnapshot(meta)
-	if errors.Is(err, repl.ErrStaleSnapshot) {
-		req.done <- fmt.Errorf("%w: %v", errSnapshotStale, err)
-		return nil
-	}
-	if err != nil {
-		req.done <- err
-		return nil
-	}
-	index, term, err := n.store.Install(req.res.Dir)
-	if err != nil {
-		if errors.Is(err, store.ErrStaleSnapshot) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidArg) {
-			req.done <- err
-			return nil // refused before anything changed
-		}
-		return fmt.Errorf("node: install snapshot at index %d: %w", id.Index, err)
-	}
-	if index != id.Index || term != id.Term {
-		return fmt.Errorf("node: the installed snapshot holds index %d term %d, but was offered as %d term %d", index, term, id.Index, id.Term)
-	}
-	// The entries the snapshot replaces go to the journal before the log
-	// forgets them (the reset below).
-	if len(plan.Discard) > 0 {
-		if err := n.journal.append(plan.Discard, time.Now()); err != nil {
-			return err
-		}
-		n.m.rollbacks.Add(float64(len(plan.Discard)))
-		n.log.Warn("the snapshot replaces uncommitted log entries: they are in the rollback journal", "count", len(plan.Discard),
-			"index", plan.Discard[0].Index)
-	}
-	if !plan.KeepLog {
-		if err := n.wal.Reset(index, term); err != nil {
-			return fmt.Errorf("node: reset the WAL to the snapshot at index %d: %w", index, err)
-		}
-		n.walLast = index
-	}
-	n.core.RestoreSnapshot(meta, plan)
-	req.done <- nil
-	return nil
-}
-
-// recoverInstall makes the WAL agree with a store that installed a snapshot
-// just before a crash (start-up, before replay): the store is atomic, the
-// WAL reset after it is a second step. It logs which state the node starts
-// from.
-func (n *Node) recoverInstall() error {
-	applied, term := n.store.AppliedIndex(), n.store.AppliedTerm()
-	if applied == 0 || term == 0 {
-		return nil // nothing applied, or a store that does not know the term
-	}
-	last := n.wal.LastIndex()
-	if applied <= last && applied+1 >= n.wal.FirstIndex() {
-		if t, err := n.wal.Term(applied); err == nil && t == term {
-			return nil // the log holds the store's state: the usual case
+// dirBytes is the size of the regular files in dir (0 if it cannot be read).
+func dirBytes(dir string) int64 {
+	des, _ := os.ReadDir(dir)
+	var sum int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() {
+			sum += fi.Size()
 		}
 	}
-	if applied <= last && applied+1 < n.wal.FirstIndex() {
-		return nil // replay reports it
-	}
-	n.log.Warn("the store holds a snapshot installed just before the last stop, beyond the log: resetting the log to it",
-		"index", applied, "term", term, "log_first", n.wal.FirstIndex(), "log_last", last)
-	if err := n.wal.Reset(applied, term); err != nil {
-		return fmt.Errorf("node: reset the WAL to the installed snapshot at index %d: %w", applied, err)
-	}
-	return nil
+	return sum
 }
