@@ -145,6 +145,11 @@ func (n *Node) runInstall(req *installReq) {
 	if fatal != nil && n.loopErr == nil {
 		n.loopErr = fatal
 	}
+	// The install held the run loop (seconds, for a large store). Skip the
+	// ticks it missed instead of catching up: a follower whose clock runs
+	// late only waits longer before it campaigns (safe for the leader's
+	// lease), while catching up would expire its election timer at once.
+	n.ticksDone = int64(time.Since(n.tickBase) / n.tick)
 	req.done <- installOutcome{refused: refused, fatal: fatal}
 }
 
