@@ -149,7 +149,10 @@ func (n *Node) runInstall(req *installReq) {
 	// ticks it missed instead of catching up: a follower whose clock runs
 	// late only waits longer before it campaigns (safe for the leader's
 	// lease), while catching up would expire its election timer at once.
-	n.ticksDone = int64(time.Since(n.tickBase) / n.tick)
+	// Never on a leader: a leader's clock must not run late (its lease).
+	if n.core.Status().Role != repl.RoleLeader {
+		n.ticksDone = int64(time.Since(n.tickBase) / n.tick)
+	}
 	req.done <- installOutcome{refused: refused, fatal: fatal}
 }
 
