@@ -11,7 +11,8 @@ import (
 )
 
 // FuzzHandleForward: whatever a peer forwards, a (single-node) leader answers
-// with a response and never panics.
+// with a response and never panics, membership requests included (a learner
+// the fuzzer adds never counts, and the only voter cannot be removed).
 func FuzzHandleForward(f *testing.F) {
 	for _, r := range []transport.ForwardRequest{
 		{Op: transport.OpPut, Key: []byte("k"), Value: []byte("v"), Ack: repl.Ack{Mode: repl.AckMajority}},
@@ -21,6 +22,12 @@ func FuzzHandleForward(f *testing.F) {
 		{Op: transport.OpGet, Key: []byte("k")},
 		{Op: transport.OpGet},
 		{Op: transport.OpTransfer, Key: []byte("nobody")},
+		{Op: transport.OpMembers, Key: []byte("list")},
+		{Op: transport.OpMembers, Key: []byte("add"), Value: []byte(`{"id":"n2","peer":"127.0.0.1:7002","role":"learner"}`)},
+		{Op: transport.OpMembers, Key: []byte("add"), Value: []byte(`{"id":"n 2","peer":"0.0.0.0:1"}`)},
+		{Op: transport.OpMembers, Key: []byte("promote"), Value: []byte("n2")},
+		{Op: transport.OpMembers, Key: []byte("remove"), Value: []byte("n1")},
+		{Op: transport.OpMembers, Key: []byte("drop"), Value: []byte("everything")},
 	} {
 		f.Add(transport.AppendForwardRequest(nil, &r))
 	}
