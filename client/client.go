@@ -325,6 +325,9 @@ type Rollback struct {
 	Op    string `json:"op"`
 	Key   string `json:"key"`
 	Value string `json:"value"`
+	// Cause: "conflict" (never committed: lost) or "snapshot" (replaced by
+	// a snapshot that could not confirm it: it may have been committed).
+	Cause string `json:"cause"`
 }
 
 // Put writes key=value.

@@ -149,7 +149,23 @@ type Rollback struct {
 	Op    string `json:"op"`
 	Key   string `json:"key"`
 	Value string `json:"value"`
+	// Cause is CauseConflict or CauseSnapshot.
+	Cause string `json:"cause"`
 }
+
+// Causes of a Rollback.
+const (
+	// CauseConflict: the entry conflicted with the leader's log, so it was
+	// never committed: the write is lost (the usual case: a deposed
+	// leader's unreplicated writes).
+	CauseConflict = "conflict"
+	// CauseSnapshot: the entry was replaced by a snapshot from the leader
+	// and the snapshot's state could not confirm it (the key was written
+	// again later, or the entry lies beyond the snapshot): the write may
+	// have been committed (then its effect is in the data) or not. Entries
+	// the snapshot's state confirms are not journaled.
+	CauseSnapshot = "snapshot"
+)
 
 // Errors a Service returns (wrapped).
 var (

@@ -24,6 +24,7 @@ type journalRecord struct {
 	Key   []byte    `json:"key,omitempty"`
 	Value []byte    `json:"value,omitempty"`
 	At    time.Time `json:"at"`
+	Cause string    `json:"cause,omitempty"` // "" (api.CauseConflict) or api.CauseSnapshot
 }
 
 // journal is the rollback journal: an append-only, fsynced JSON-lines file of
@@ -84,10 +85,16 @@ func cutTornLine(f *os.File, path string, log *slog.Logger) error {
 
 // append writes ents durably (one write, one fsync). An error is fatal to the node.
 func (j *journal) append(ents []entry.Entry, now time.Time) error {
+	return j.appendCause(ents, now, "")
+}
+
+// appendCause is append with a cause other than a conflicting log (see
+// api.Rollback.Cause).
+func (j *journal) appendCause(ents []entry.Entry, now time.Time, cause string) error {
 	var buf []byte
 	for i := range ents {
 		e := &ents[i]
-		b, err := json.Marshal(journalRecord{Term: e.Term, Index: e.Index, Op: e.Kind.String(), Key: e.Key, Value: e.Value, At: now.UTC()})
+		b, err := json.Marshal(journalRecord{Term: e.Term, Index: e.Index, Op: e.Kind.String(), Key: e.Key, Value: e.Value, At: now.UTC(), Cause: cause})
 		if err != nil {
 			return err
 		}
@@ -124,7 +131,11 @@ func (j *journal) list() ([]api.Rollback, error) {
 			return out, fmt.Errorf("node: rollback journal %s: bad record at offset %d: %w", j.path, off, err)
 		}
 		off += int64(len(line)) + 1
-		out = append(out, api.Rollback{Term: r.Term, Index: r.Index, Op: r.Op, Key: string(r.Key), Value: string(r.Value)})
+		cause := r.Cause
+		if cause == "" {
+			cause = api.CauseConflict
+		}
+		out = append(out, api.Rollback{Term: r.Term, Index: r.Index, Op: r.Op, Key: string(r.Key), Value: string(r.Value), Cause: cause})
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return out, fmt.Errorf("node: read rollback journal %s at offset %d: %w", j.path, off, err)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 	snapxfer "github.com/trireme-db/trireme/internal/snapshot"
@@ -180,7 +182,7 @@ func (n *Node) install(res snapxfer.Result) (refused, fatal error) {
 	}
 	// Journal first: after a crash anywhere below, the restarted node may
 	// reset its log, and these entries must be in the journal by then.
-	if err := n.journalReplaced(plan.Discard); err != nil {
+	if err := n.journalReplaced(plan.Discard, id.Index, res.Dir); err != nil {
 		return nil, err
 	}
 	if err := n.markInstall(id.Index, id.Term); err != nil {
@@ -254,17 +256,58 @@ func (n *Node) settleForInstall() error {
 
 // journalReplaced writes the entries a snapshot replaces to the rollback
 // journal (durably).
-func (n *Node) journalReplaced(ents []entry.Entry) error {
+func (n *Node) journalReplaced(ents []entry.Entry, snapIndex uint64, dir string) error {
 	if len(ents) == 0 {
 		return nil
 	}
-	if err := n.journal.append(ents, time.Now()); err != nil {
+	unsure, err := unconfirmed(ents, snapIndex, dir)
+	if err != nil {
 		return err
 	}
-	n.m.rollbacks.Add(float64(len(ents)))
-	n.log.Warn("the snapshot replaces uncommitted log entries: they are in the rollback journal", "count", len(ents),
-		"index", ents[0].Index, "term", ents[0].Term)
+	if len(unsure) > 0 {
+		if err := n.journal.appendCause(unsure, time.Now(), api.CauseSnapshot); err != nil {
+			return err
+		}
+		n.m.rollbacks.Add(float64(len(unsure)))
+	}
+	n.log.Warn("the snapshot replaces uncommitted log entries", "count", len(ents), "index", ents[0].Index,
+		"in_the_snapshot", len(ents)-len(unsure), "journaled_as_uncertain", len(unsure))
 	return nil
+}
+
+// unconfirmed returns the entries of ents that the snapshot in dir (at
+// snapIndex) does not show it applied: a put at or below snapIndex whose key
+// holds, in the snapshot, the same value set at the same index was applied
+// in the snapshot's history, so it was committed and is not lost. Anything
+// else (a delete, a key written again later, an entry beyond the snapshot)
+// cannot be told apart here from a write that was never committed.
+func unconfirmed(ents []entry.Entry, snapIndex uint64, dir string) ([]entry.Entry, error) {
+	var keys [][]byte
+	var at []int
+	for i := range ents {
+		if e := &ents[i]; e.Kind == entry.KindPut && e.Index <= snapIndex {
+			keys = append(keys, e.Key)
+			at = append(at, i)
+		}
+	}
+	confirmed := make([]bool, len(ents))
+	if len(keys) > 0 {
+		values, versions, found, err := store.CheckpointLookup(dir, keys)
+		if err != nil {
+			return nil, fmt.Errorf("node: reading the received snapshot: %w", err)
+		}
+		for k, i := range at {
+			e := &ents[i]
+			confirmed[i] = found[k] && versions[k] == e.Index && bytes.Equal(values[k], e.Value)
+		}
+	}
+	var out []entry.Entry
+	for i := range ents {
+		if !confirmed[i] {
+			out = append(out, ents[i])
+		}
+	}
+	return out, nil
 }
 
 // refusedBeforeChange reports whether store.Install's error is one it gives

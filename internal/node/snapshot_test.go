@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
 	"github.com/trireme-db/trireme/internal/transport"
@@ -523,4 +524,44 @@ func (c *gatedConn) SetDeadline(t time.Time) error {
 		c.cutOnce.Do(func() { close(c.cut) })
 	}
 	return c.Conn.SetDeadline(t)
+}
+
+// TestSnapshotJournalsOnlyWhatItCannotConfirm: of the log entries a snapshot
+// replaces, a put the snapshot's state shows applied (same key, value and
+// index) was committed and is not journaled; the rest is, as uncertain.
+func TestSnapshotJournalsOnlyWhatItCannotConfirm(t *testing.T) {
+	dir := t.TempDir()
+	st := openStoreForTest(t, filepath.Join(dir, "store"))
+	put := func(i uint64, k, v string) entry.Entry {
+		return entry.Entry{Term: 1, Index: i, Kind: entry.KindPut, Key: []byte(k), Value: []byte(v)}
+	}
+	if err := st.Apply([]entry.Entry{put(1, "a", "a1"), put(2, "b", "b2"), put(3, "a", "a3")}); err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(dir, "cp")
+	index, _, err := st.Checkpoint(cp)
+	if err != nil || index != 3 {
+		t.Fatalf("checkpoint at %d: %v", index, err)
+	}
+	st.Close()
+	replaced := []entry.Entry{
+		put(1, "a", "a1"),    // overwritten at 3: cannot tell
+		put(2, "b", "b2"),    // in the snapshot: committed
+		put(2, "b", "other"), // another write at 2: not in the snapshot
+		put(3, "a", "a3"),    // in the snapshot
+		{Term: 1, Index: 3, Kind: entry.KindDelete, Key: []byte("a")}, // a delete: cannot tell
+		put(4, "c", "c4"), // beyond the snapshot
+	}
+	got, err := unconfirmed(replaced, index, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc []string
+	for _, e := range got {
+		desc = append(desc, fmt.Sprintf("%d:%s:%s=%s", e.Index, e.Kind, e.Key, e.Value))
+	}
+	want := []string{"1:put:a=a1", "2:put:b=other", "3:delete:a=", "4:put:c=c4"}
+	if fmt.Sprint(desc) != fmt.Sprint(want) {
+		t.Fatalf("journaled %v, want %v", desc, want)
+	}
 }

@@ -176,6 +176,30 @@ func readCheckpoint(dir string) (m checkpointMeta, err error) {
 	return m, nil
 }
 
+// CheckpointLookup reads keys from the checkpoint in dir (read-only, with
+// none of the store's hooks): for each, its value and version (the index
+// that last set it), or found false. A follower uses it to tell which of
+// the log entries a snapshot replaces are in the snapshot's state.
+func CheckpointLookup(dir string, keys [][]byte) (values [][]byte, versions []uint64, found []bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: checkpoint %s: %v", ErrCorrupt, dir, r)
+		}
+	}()
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, ErrorIfNotExists: true, FS: vfs.Default, Logger: quietLogger{}})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: checkpoint %s does not open as a database: %w", ErrCorrupt, dir, err)
+	}
+	defer db.Close()
+	values, versions, found = make([][]byte, len(keys)), make([]uint64, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		if values[i], versions[i], found[i], err = get(db, k); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return values, versions, found, nil
+}
+
 // quietLogger drops Pebble's log lines while a checkpoint is read, and turns
 // Fatalf into a panic that readCheckpoint recovers.
 type quietLogger struct{}
