@@ -240,6 +240,8 @@ func TestCheckRollbacks(t *testing.T) {
 		{"value nobody wrote", nil, nil, []Rollback{rb("s-async-0-1", "zz")}, AnomalyJournalUnknown},
 		{"applied and rolled back", []Op{put("s-async-0-1", "a", "async", Unknown)},
 			map[string]FinalRead{"s-async-0-1": {Found: true, Value: "a"}}, []Rollback{rb("s-async-0-1", "a")}, AnomalyDuplicated},
+		{"majority replaced by a snapshot, uncertain", []Op{put("r-majority-0", "a", "majority", OK)}, nil,
+			[]Rollback{{Key: "r-majority-0", Value: "a", Op: "put", Index: 5, Term: 2, Cause: "snapshot"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -125,7 +125,8 @@ func (c *HTTPClient) write(ctx context.Context, method, node, key, value, ack st
 	case code == http.StatusOK:
 		res.Outcome = OK
 	case code == http.StatusBadRequest, code == http.StatusRequestEntityTooLarge, code == http.StatusMisdirectedRequest,
-		code == http.StatusInsufficientStorage: // the leader is below its disk reserve: nothing written
+		code == http.StatusInsufficientStorage, // the leader is below its disk reserve: nothing written
+		code == http.StatusGone:                // a removed node refuses everything
 		res.Outcome = Failed
 	case code == http.StatusServiceUnavailable &&
 		(strings.HasPrefix(r.Error, "no leader") || strings.HasPrefix(r.Error, "unavailable (retry)")):
@@ -221,7 +222,7 @@ func respOutcome(err error) Outcome {
 		msg := re.Error()
 		// Nothing was done (the API's promise); anything else, ERR included
 		// (an unexpected server error), may have written.
-		for _, p := range []string{"CLUSTERDOWN", "READONLY", "TRYAGAIN", "ERR insufficient storage"} {
+		for _, p := range []string{"CLUSTERDOWN", "READONLY", "TRYAGAIN", "ERR insufficient storage", "ERR this node was removed"} {
 			if strings.HasPrefix(msg, p) {
 				return Failed
 			}

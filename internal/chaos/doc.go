@@ -5,7 +5,10 @@
 // Net, which can cut, slow or drop traffic); the process supervisor (Procs:
 // start, kill -9, SIGSTOP/SIGCONT, restart on the same data directory); the
 // nemesis (Nemesis: partitions of several shapes, kills, pauses, slow and
-// lossy links, and failover timing); disk faults (Disk: a small tmpfs or ext4
+// lossy links, failover timing, and membership cycles that remove a voter
+// and join it back from an empty data directory or add and remove a
+// learner, with named peers so that every link stays proxied across
+// configuration changes); disk faults (Disk: a small tmpfs or ext4
 // file system under a node's data directory that fills or turns read-only,
 // and RemoveDir); the workloads (single-key registers and a
 // set of unique inserts, over HTTP and RESP, in every ack mode and read

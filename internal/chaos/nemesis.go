@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// Fault kinds the nemesis knows.
-var FaultKinds = []string{"partition", "kill", "pause", "slow", "drop", "transfer"}
+// Fault kinds the nemesis knows. "membership" is not one fault at a time
+// but cycles beside the others (membership.go).
+var FaultKinds = []string{"partition", "kill", "pause", "slow", "drop", "transfer", "membership"}
 
 // Failover is the timing of one leader kill: from the kill to the first
 // moment another node saw the leader gone (a new term or another leader), to
@@ -35,6 +36,9 @@ type NemesisConfig struct {
 	Faults []string
 	// Hold bounds how long a fault lasts; Gap how long the cluster is healthy between faults.
 	HoldMin, HoldMax, GapMin, GapMax time.Duration
+	// Membership configures the "membership" kind, which is not one fault
+	// at a time: its cycles run beside the other faults (membership.go).
+	Membership MembershipConfig
 	// Seed drives every choice: kinds, victims, durations.
 	Seed   uint64
 	Logger *slog.Logger
@@ -49,10 +53,13 @@ type Nemesis struct {
 	log *slog.Logger
 	hc  *http.Client
 
+	members *memberNemesis // nil without the "membership" kind
+
 	mu        sync.Mutex
-	counts    map[string]int  // guarded by mu
-	failovers []Failover      // guarded by mu
-	killed    map[string]bool // nodes the nemesis killed and has not restarted
+	counts    map[string]int    // guarded by mu
+	failovers []Failover        // guarded by mu
+	killed    map[string]bool   // nodes the nemesis killed and has not restarted; guarded by mu
+	busy      map[string]string // node -> what holds it (a kill, a pause, a membership cycle); guarded by mu
 	wg        sync.WaitGroup
 }
 
@@ -61,9 +68,109 @@ func NewNemesis(c *Cluster, h *History, cfg NemesisConfig) *Nemesis {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Nemesis{cfg: cfg, c: c, h: h, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), log: cfg.Logger,
+	n := &Nemesis{cfg: cfg, c: c, h: h, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), log: cfg.Logger,
 		hc:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
-		counts: map[string]int{}, killed: map[string]bool{}}
+		counts: map[string]int{}, killed: map[string]bool{}, busy: map[string]string{}}
+	if slices.Contains(cfg.Faults, "membership") {
+		n.members = newMemberNemesis(n, cfg.Membership, cfg.Seed)
+	}
+	return n
+}
+
+// claim marks node id as held by who (a kill, a pause, a membership
+// cycle), so that no other fault picks it; false if something holds it.
+func (n *Nemesis) claim(id, who string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.busy[id] != "" {
+		return false
+	}
+	n.busy[id] = who
+	return true
+}
+
+// held reports whether something holds node id (see claim).
+func (n *Nemesis) held(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.busy[id] != ""
+}
+
+// release ends claim.
+func (n *Nemesis) release(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.busy, id)
+}
+
+// free returns the voters nothing holds, in the order of Cluster.VoterIDs.
+func (n *Nemesis) free() []string {
+	voters := n.c.VoterIDs()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.DeleteFunc(voters, func(id string) bool { return n.busy[id] != "" })
+}
+
+// claimVoter claims for who the leader (if wantLeader and a majority
+// agrees on one that is free; with its term) or a random free voter,
+// drawing from rnd; "" if every voter is held.
+func (n *Nemesis) claimVoter(ctx context.Context, wantLeader bool, rnd *rand.Rand, who string) (id string, term uint64, isLeader bool) {
+	free := n.free()
+	if len(free) == 0 {
+		return "", 0, false
+	}
+	random := free[rnd.IntN(len(free))]
+	if wantLeader {
+		if lead, term := n.stableLeader(ctx); lead != "" && n.claim(lead, who) {
+			return lead, term, true
+		}
+	}
+	if !n.claim(random, who) {
+		return "", 0, false
+	}
+	return random, 0, false
+}
+
+// MemberCycles returns the membership cycles (nil without the "membership" kind).
+func (n *Nemesis) MemberCycles() []MemberCycle {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Cycles()
+}
+
+// MemberRollbacks returns the rollback journals of the data directories
+// the membership cycles wiped.
+func (n *Nemesis) MemberRollbacks() []Rollback {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Rollbacks()
+}
+
+// MemberPostponed says why rejoins were put off.
+func (n *Nemesis) MemberPostponed() []string {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Postponed()
+}
+
+// VotersBelow is the time the cluster had fewer voters than it started
+// with, out of the membership nemesis's running time.
+func (n *Nemesis) VotersBelow() (below, total time.Duration) {
+	if n.members == nil {
+		return 0, 0
+	}
+	return n.members.Below()
+}
+
+// MemberEvidence reads, for every node a membership cycle joined, its
+// snapshot metrics and log lines (into MemberCycles).
+func (n *Nemesis) MemberEvidence(ctx context.Context) {
+	if n.members != nil {
+		n.members.evidence(ctx)
+	}
 }
 
 // Counts returns the faults injected, by kind (with their variant: "partition/halves").
@@ -103,11 +210,23 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // Run injects faults until ctx ends, then heals everything (restarting killed
-// nodes, resuming paused ones) and waits for its measurements to finish.
+// nodes, resuming paused ones) and waits for its measurements to finish. The
+// membership cycles run beside the other faults; one under way when ctx ends
+// may go on for MembershipConfig.Finish.
 func (n *Nemesis) Run(ctx context.Context) {
+	var mwg sync.WaitGroup
+	if n.members != nil {
+		mwg.Add(1)
+		go func() {
+			defer mwg.Done()
+			n.members.run(ctx)
+		}()
+	}
 	defer n.wg.Wait()
+	defer mwg.Wait()
 	defer n.HealAll()
-	if len(n.cfg.Faults) == 0 {
+	kinds := slices.DeleteFunc(slices.Clone(n.cfg.Faults), func(k string) bool { return k == "membership" })
+	if len(kinds) == 0 {
 		<-ctx.Done()
 		return
 	}
@@ -117,7 +236,7 @@ func (n *Nemesis) Run(ctx context.Context) {
 			return
 		}
 		if len(bag) == 0 {
-			bag = slices.Clone(n.cfg.Faults)
+			bag = slices.Clone(kinds)
 			n.rnd.Shuffle(len(bag), func(i, j int) { bag[i], bag[j] = bag[j], bag[i] })
 		}
 		kind := bag[0]
@@ -132,7 +251,7 @@ func (n *Nemesis) Run(ctx context.Context) {
 // HealAll heals the network, resumes paused nodes and restarts killed ones.
 func (n *Nemesis) HealAll() {
 	n.c.Net.Heal()
-	for _, id := range n.c.IDs {
+	for _, id := range n.c.AllIDs() {
 		if n.c.Procs.Paused(id) {
 			if err := n.c.Procs.Resume(id); err != nil {
 				n.log.Warn("resume", "node", id, "err", err)
@@ -163,23 +282,17 @@ func (n *Nemesis) count(kind string) {
 	n.mu.Unlock()
 }
 
-// shuffled returns the node ids in random order.
+// shuffled returns the members (learners included) in random order.
 func (n *Nemesis) shuffled() []string {
-	ids := slices.Clone(n.c.IDs)
+	ids := n.c.MemberIDs()
 	n.rnd.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	return ids
 }
 
-// victim picks the leader (with probability pLeader, if one is known) or a random node.
-func (n *Nemesis) victim(ctx context.Context, pLeader float64) (string, uint64, bool) {
-	wantLeader := n.rnd.Float64() < pLeader
-	random := n.c.IDs[n.rnd.IntN(len(n.c.IDs))]
-	if wantLeader {
-		if lead, term := n.stableLeader(ctx); lead != "" {
-			return lead, term, true
-		}
-	}
-	return random, 0, false
+// victim picks and claims for who the leader (with probability pLeader, if
+// one is known and free) or a random free voter; "" if every voter is held.
+func (n *Nemesis) victim(ctx context.Context, pLeader float64, who string) (string, uint64, bool) {
+	return n.claimVoter(ctx, n.rnd.Float64() < pLeader, n.rnd, who)
 }
 
 // stableLeader returns the leader and its term if a majority of the nodes
@@ -188,17 +301,18 @@ func (n *Nemesis) victim(ctx context.Context, pLeader float64) (string, uint64, 
 // not count as a fast failover.
 func (n *Nemesis) stableLeader(ctx context.Context) (string, uint64) {
 	sts := n.c.Statuses(ctx)
+	voters := n.c.VoterIDs()
 	for id, st := range sts {
-		if st.Role != "leader" {
+		if st.Role != "leader" || !slices.Contains(voters, id) {
 			continue
 		}
 		agree := 0
-		for _, o := range sts {
-			if o.Leader == id && o.Term == st.Term {
+		for vid, o := range sts {
+			if o.Leader == id && o.Term == st.Term && slices.Contains(voters, vid) {
 				agree++
 			}
 		}
-		if agree >= len(n.c.IDs)/2+1 {
+		if agree >= len(voters)/2+1 {
 			return id, st.Term
 		}
 	}
@@ -211,7 +325,10 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 	case "partition":
 		return n.partition(ctx)
 	case "kill":
-		id, term, isLeader := n.victim(ctx, 0.6)
+		id, term, isLeader := n.victim(ctx, 0.6, "kill")
+		if id == "" {
+			return func() {}
+		}
 		variant := "kill/random"
 		if isLeader {
 			variant = "kill/leader"
@@ -235,10 +352,14 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 		n.log.Info("nemesis: killed", "node", id, "leader", isLeader)
 		return func() {
 			n.restart(id)
+			n.release(id)
 			end()
 		}
 	case "pause":
-		id, _, isLeader := n.victim(ctx, 0.5)
+		id, _, isLeader := n.victim(ctx, 0.5, "pause")
+		if id == "" {
+			return func() {}
+		}
 		variant := "pause/random"
 		if isLeader {
 			variant = "pause/leader"
@@ -253,6 +374,7 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 			if err := n.c.Procs.Resume(id); err != nil {
 				n.log.Warn("resume", "node", id, "err", err)
 			}
+			n.release(id)
 			end()
 		}
 	case "slow":
@@ -263,7 +385,8 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 			detail = fmt.Sprintf("all links +%v±%v", delay, jitter)
 			n.c.Net.SetAll(func(_, _ string, s *LinkState) { s.Delay, s.Jitter = delay, jitter })
 		} else {
-			id := n.c.IDs[n.rnd.IntN(len(n.c.IDs))]
+			ids := n.c.MemberIDs()
+			id := ids[n.rnd.IntN(len(ids))]
 			detail = fmt.Sprintf("links of %s +%v±%v", id, delay, jitter)
 			n.c.Net.SetAll(func(from, to string, s *LinkState) {
 				if from == id || to == id {
@@ -285,16 +408,17 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 		return func() { n.c.Net.Heal(); end() }
 	case "transfer":
 		// A planned switchover to a random follower, under the workload.
-		if len(n.c.IDs) == 1 {
+		voters := n.c.VoterIDs()
+		if len(voters) == 1 {
 			return func() {}
 		}
 		lead, _ := n.c.Leader(ctx)
-		if lead == "" {
-			lead = n.c.IDs[0]
+		if lead == "" || !slices.Contains(voters, lead) {
+			lead = voters[0]
 		}
 		to := lead
 		for to == lead {
-			to = n.c.IDs[n.rnd.IntN(len(n.c.IDs))]
+			to = voters[n.rnd.IntN(len(voters))]
 		}
 		detail := fmt.Sprintf("%s -> %s", lead, to)
 		end := n.h.Fault("transfer", detail)
@@ -375,7 +499,7 @@ func (n *Nemesis) measureFailover(killed string, oldTerm uint64, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var others []string
-	for _, id := range n.c.IDs {
+	for _, id := range n.c.VoterIDs() {
 		if id != killed {
 			others = append(others, id)
 		}

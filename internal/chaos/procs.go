@@ -29,11 +29,12 @@ type proc struct {
 // directory (kept across restarts) and a log file that restarts append to.
 type Procs struct {
 	binary string
-	args   map[string][]string
 	logDir string
 
-	mu    sync.Mutex
-	procs map[string]*proc // guarded by mu
+	mu     sync.Mutex
+	args   map[string][]string // guarded by mu
+	prefix map[string][]string // command that runs the binary (see namedPrefix); guarded by mu
+	procs  map[string]*proc    // guarded by mu
 }
 
 // NewProcs prepares to run binary with args[id] for every node; logs go to logDir/ID.log.
@@ -41,7 +42,35 @@ func NewProcs(binary string, args map[string][]string, logDir string) (*Procs, e
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
-	return &Procs{binary: binary, args: args, logDir: logDir, procs: map[string]*proc{}}, nil
+	return &Procs{binary: binary, args: args, prefix: map[string][]string{}, logDir: logDir, procs: map[string]*proc{}}, nil
+}
+
+// SetArgs replaces node id's arguments for its next starts (a node that
+// joins a running cluster gets its arguments when it joins).
+func (p *Procs) SetArgs(id string, args []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.args[id] = args
+}
+
+// SetPrefix makes node id run as prefix... binary args... (nil: the binary itself).
+func (p *Procs) SetPrefix(id string, prefix []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.prefix[id] = prefix
+}
+
+// Retire forgets node id's process once it has exited (a member that was
+// removed on purpose), so that Exited does not report it as a crash. It
+// returns ErrRunning if the process is still alive.
+func (p *Procs) Retire(id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.live(id); err == nil {
+		return fmt.Errorf("%w: %s", ErrRunning, id)
+	}
+	delete(p.procs, id)
+	return nil
 }
 
 // LogPath is the log file of node id.
@@ -68,6 +97,9 @@ func (p *Procs) Start(id string) error {
 	}
 	fmt.Fprintf(lf, "==== chaos: starting %s at %s\n", id, time.Now().UTC().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.binary, args...)
+	if pre := p.prefix[id]; len(pre) > 0 {
+		cmd = exec.Command(pre[0], append(append(pre[1:len(pre):len(pre)], p.binary), args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

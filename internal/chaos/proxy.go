@@ -48,7 +48,12 @@ type proxyConn struct {
 
 // NewLink listens on a free loopback port and forwards to target.
 func NewLink(from, to, target string, seed uint64, log *slog.Logger) (*Link, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return NewLinkAt(from, to, "127.0.0.1:0", target, seed, log)
+}
+
+// NewLinkAt listens on listen (host:port) and forwards to target.
+func NewLinkAt(from, to, listen, target string, seed uint64, log *slog.Logger) (*Link, error) {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: proxy %s->%s: %w", from, to, err)
 	}
@@ -242,6 +247,12 @@ type Net struct {
 // NewNet creates a Link for every ordered pair (from, to) of ids; real maps an
 // id to the address its node really listens on for peers.
 func NewNet(ids []string, real map[string]string, seed uint64, log *slog.Logger) (*Net, error) {
+	return NewNetAt(ids, real, nil, seed, log)
+}
+
+// NewNetAt is NewNet with the address each Link listens on: listen(from, to)
+// (nil: a free port on 127.0.0.1).
+func NewNetAt(ids []string, real map[string]string, listen func(from, to string) string, seed uint64, log *slog.Logger) (*Net, error) {
 	n := &Net{ids: ids, links: map[[2]string]*Link{}}
 	i := uint64(0)
 	for _, from := range ids {
@@ -250,7 +261,11 @@ func NewNet(ids []string, real map[string]string, seed uint64, log *slog.Logger)
 				continue
 			}
 			i++
-			l, err := NewLink(from, to, real[to], seed+i, log)
+			addr := "127.0.0.1:0"
+			if listen != nil {
+				addr = listen(from, to)
+			}
+			l, err := NewLinkAt(from, to, addr, real[to], seed+i, log)
 			if err != nil {
 				n.Close()
 				return nil, err

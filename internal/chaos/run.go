@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,20 +57,35 @@ type RunConfig struct {
 	CheckTimeout time.Duration
 	// NodeArgs are extra flags for every node.
 	NodeArgs []string
+	// Membership configures the "membership" fault kind; with it the
+	// cluster runs with named peers (CheckNamedPeers) and one spare node,
+	// Membership.Learner.
+	Membership MembershipConfig
+	// FillBytesPerSec, if above 0, adds a writer of FillValueBytes-byte
+	// values to keys the checks ignore, until the WALs of the leader and a
+	// majority have been compacted (see filler): with a small --log-retain
+	// in NodeArgs, nodes that join afterwards must catch up by snapshot.
+	FillBytesPerSec int64
+	FillValueBytes  int
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
 }
 
-// DefaultRunConfig returns a short run's settings; Binary and Dir must be set.
+// DefaultRunConfig returns a short run's settings (every fault kind but
+// "membership", which needs named peers); Binary and Dir must be set.
 func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Nodes: 3, Duration: 30 * time.Second, Seed: 1,
-		Faults: FaultKinds, Acks: AckModes, Reads: ReadLevels, Protocols: Protocols,
+		Faults: slices.DeleteFunc(slices.Clone(FaultKinds), func(k string) bool { return k == "membership" }), Acks: AckModes, Reads: ReadLevels, Protocols: Protocols,
 		Workers: 6, KeysPerAck: 4, OpDelayMax: 20 * time.Millisecond,
 		HoldMin: 1500 * time.Millisecond, HoldMax: 4 * time.Second, GapMin: 500 * time.Millisecond, GapMax: 2 * time.Second,
 		CheckTimeout: 30 * time.Second,
+		Membership:   DefaultMembershipConfig(), FillValueBytes: 256 << 10,
 	}
 }
+
+// membership reports whether the run changes the membership.
+func (c *RunConfig) membership() bool { return slices.Contains(c.Faults, "membership") }
 
 // Validate names the first bad field.
 func (c *RunConfig) Validate() error {
@@ -117,6 +133,15 @@ func (c *RunConfig) Validate() error {
 			return fmt.Errorf("chaos: RunConfig.Faults: unknown fault %q (want %v)", f, FaultKinds)
 		}
 	}
+	if c.membership() {
+		if err := c.Membership.Validate(); err != nil {
+			return fmt.Errorf("chaos: RunConfig.Membership: %w", err)
+		}
+	}
+	if c.FillBytesPerSec < 0 || (c.FillBytesPerSec > 0 && (c.FillValueBytes < 1 || c.FillValueBytes > 1<<20)) {
+		return fmt.Errorf("chaos: RunConfig.FillBytesPerSec %d / FillValueBytes %d: want a rate >= 0 and values of 1 B to 1 MiB",
+			c.FillBytesPerSec, c.FillValueBytes)
+	}
 	return nil
 }
 
@@ -137,6 +162,14 @@ type Report struct {
 	Anomalies       []Anomaly      `json:"anomalies"`
 	Rollbacks       int            `json:"rollbacks"`
 	RecoveryTime    time.Duration  `json:"recovery"`
+	// Membership runs only: the cycles, the time with fewer voters than at
+	// the start (of MemberTime), the final member list, and the filler.
+	Members      []MemberCycle  `json:"members,omitempty"`
+	VotersBelow  time.Duration  `json:"voters_below,omitempty"`
+	MemberTime   time.Duration  `json:"member_time,omitempty"`
+	FinalMembers []MemberStatus `json:"final_members,omitempty"`
+	Postponed    []string       `json:"postponed,omitempty"`
+	Fill         FillStats      `json:"fill"`
 }
 
 // FailoverPercentiles returns p50 and p99 of detection, election and first
@@ -184,6 +217,24 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "failover (%d leader kills measured of %d): detect p50 %v p99 %v; elect p50 %v p99 %v; first write p50 %v p99 %v\n",
 		n, len(r.Failovers), d[0], d[1], e[0], e[1], w[0], w[1])
 	fmt.Fprintf(&b, "recovery after healing: %v\n", r.RecoveryTime)
+	if r.Fill.Writes > 0 {
+		fmt.Fprintf(&b, "fill: %d writes (%d failed), %.1f MiB; WALs compacted (leader and a majority): %s\n", r.Fill.Writes, r.Fill.Failed,
+			float64(r.Fill.Bytes)/(1<<20), map[bool]string{true: "after " + r.Fill.Compacted.Round(time.Millisecond).String(), false: "never"}[r.Fill.Compacted > 0])
+	}
+	if r.MemberTime > 0 {
+		fmt.Fprintf(&b, "membership: %d cycles; fewer voters than at the start for %v of %v; final members:",
+			len(r.Members), r.VotersBelow.Round(time.Millisecond), r.MemberTime.Round(time.Millisecond))
+		for _, m := range r.FinalMembers {
+			fmt.Fprintf(&b, " %s(%s)", m.ID, m.Role)
+		}
+		b.WriteString("\n")
+		for _, c := range r.Members {
+			b.WriteString(c.Summary())
+		}
+		for _, p := range r.Postponed {
+			fmt.Fprintf(&b, "  rejoin postponed %s\n", p)
+		}
+	}
 	fmt.Fprintf(&b, "anomalies: %d\n", len(r.Anomalies))
 	for i, a := range r.Anomalies {
 		if i == 20 {
@@ -221,11 +272,18 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Dir: cfg.Dir, ByOutcome: map[string]int{}}
-	c, err := NewCluster(ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes,
+	ccfg := ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes,
 		ClusterID: fmt.Sprintf("chaos-%d", cfg.Seed),
 		NodeArgs:  append([]string{"--write-timeout", WriteTimeout.String()}, cfg.NodeArgs...),
-		Seed:      cfg.Seed, Logger: log})
+		Seed:      cfg.Seed, Logger: log}
+	if cfg.membership() {
+		if err := CheckNamedPeers(); err != nil {
+			return nil, err
+		}
+		ccfg.NamedPeers, ccfg.Spares = true, []string{cfg.Membership.Learner}
+	}
+	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Dir: cfg.Dir, ByOutcome: map[string]int{}}
+	c, err := NewCluster(ccfg)
 	if err != nil {
 		return nil, err
 	}
@@ -242,11 +300,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 
 	h := NewHistory()
 	httpAddrs, respAddrs := map[string]string{}, map[string]string{}
-	for _, id := range c.IDs {
+	for _, id := range c.AllIDs() {
 		httpAddrs[id], respAddrs[id] = c.Addrs[id].HTTP, c.Addrs[id].RESP
 	}
 	nem := NewNemesis(c, h, NemesisConfig{Faults: cfg.Faults, HoldMin: cfg.HoldMin, HoldMax: cfg.HoldMax,
-		GapMin: cfg.GapMin, GapMax: cfg.GapMax, Seed: cfg.Seed, Logger: log})
+		GapMin: cfg.GapMin, GapMax: cfg.GapMax, Membership: cfg.Membership, Seed: cfg.Seed, Logger: log})
 
 	wctx, wcancel := context.WithTimeout(ctx, cfg.Duration)
 	var wg sync.WaitGroup
@@ -255,6 +313,15 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		defer wg.Done()
 		nem.Run(wctx)
 	}()
+	var fill *filler
+	if cfg.FillBytesPerSec > 0 {
+		fill = newFiller(c, cfg.FillBytesPerSec, cfg.FillValueBytes)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fill.run(wctx)
+		}()
+	}
 	var setKeys sync.Map
 	for w := range cfg.Workers {
 		proto := cfg.Protocols[w%len(cfg.Protocols)]
@@ -264,7 +331,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		} else {
 			cl = NewHTTPClient(httpAddrs)
 		}
-		wk := &worker{id: w, proto: proto, cl: cl, h: h, cfg: &cfg, ids: c.IDs,
+		wk := &worker{id: w, proto: proto, cl: cl, h: h, cfg: &cfg, ids: c.MemberIDs,
 			rnd: rand.New(rand.NewPCG(cfg.Seed, uint64(w)+1)), setKeys: &setKeys}
 		wg.Add(1)
 		go func() {
@@ -278,18 +345,30 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	log.Info("workload done; recovering", "ops", len(h.Ops()))
 
 	// Recovery: everything healed (nem.Run healed on return); a leader, and
-	// every node caught up.
+	// every member caught up.
 	recStart := time.Now()
-	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer rcancel()
+	cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
+	defer ccancel()
 	for id, err := range c.Procs.Exited() {
 		rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyCrash,
 			Detail: fmt.Sprintf("node %s is not running after healing (%v); log %s", id, err, c.Procs.LogPath(id))})
 	}
-	_, leader, err := converge(rctx, c)
+	members := c.MemberIDs()
+	ready, leader, err := converge(cctx, c)
 	rep.RecoveryTime = time.Since(recStart)
+	// The final reads get their own time: a recovery that took all of its
+	// own must not fail them too.
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer rcancel()
 	if err != nil {
-		rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyNoRecovery, Detail: err.Error()})
+		rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyNoRecovery, Detail: err.Error() + leaderView(rctx, c, leader)})
+	}
+	if cfg.membership() {
+		nem.MemberEvidence(rctx)
+		rep.Anomalies = append(rep.Anomalies, checkMembers(rctx, c, leader, nem, rep)...)
+	}
+	if fill != nil {
+		rep.Fill = fill.Stats()
 	}
 
 	var keys []string
@@ -301,8 +380,8 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	setKeys.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
 	sort.Strings(keys)
 
-	var allRB []Rollback
-	for _, id := range c.IDs {
+	allRB := nem.MemberRollbacks()
+	for _, id := range members {
 		rbs, err := c.Rollbacks(rctx, id)
 		if err != nil {
 			rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyNoRecovery, Detail: fmt.Sprintf("reading %s's rollbacks: %v", id, err)})
@@ -319,35 +398,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep.Faults = nem.Counts()
 	rep.Failovers = nem.Failovers()
 
-	rbChecked := false
-	if err == nil {
-		final := map[string]map[string]FinalRead{}
-		for _, id := range c.IDs {
-			st, err := readAll(rctx, respAddrs[id], keys)
-			if err != nil {
-				rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyNoRecovery, Detail: fmt.Sprintf("final read on %s: %v", id, err)})
-				continue
-			}
-			final[id] = st
-		}
-		if _, ok := final[leader]; ok && len(final) == len(c.IDs) {
-			rep.Anomalies = append(rep.Anomalies, CheckConverged(final)...)
-			var setOps []Op
-			for _, op := range ops {
-				if strings.HasPrefix(op.Key, "s-") {
-					setOps = append(setOps, op)
-				}
-			}
-			an, st := CheckSet(setOps, final[leader], allRB, cfg.Nodes)
-			rep.Anomalies = append(rep.Anomalies, an...)
-			rep.Set = st
-			rbChecked = true
-			rep.Anomalies = append(rep.Anomalies, CheckRollbacks(ops, final[leader], allRB, cfg.Nodes)...)
-		}
-	}
-	if !rbChecked {
-		rep.Anomalies = append(rep.Anomalies, CheckRollbacks(ops, nil, allRB, cfg.Nodes)...)
-	}
+	rep.Anomalies = append(rep.Anomalies, checkFinal(rctx, c, cfg.Nodes, ops, keys, ready, leader, allRB, rep)...)
 
 	for _, op := range ops {
 		if op.Kind == KindGet && op.Outcome == OK {
@@ -370,6 +421,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err := h.WriteJSON(filepath.Join(cfg.Dir, "history.json")); err != nil {
 		return rep, err
 	}
+	if rep.Members != nil {
+		if b, err := json.MarshalIndent(rep.Members, "", " "); err == nil {
+			_ = writeFile(filepath.Join(cfg.Dir, "membership.json"), b)
+		}
+	}
 	if len(rep.Anomalies) > 0 {
 		var b strings.Builder
 		for _, a := range rep.Anomalies {
@@ -380,10 +436,120 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	return rep, nil
 }
 
-// converge waits until all nodes agree on a leader, writes a barrier with
-// ack=majority, and waits until every node has applied the same index, at
-// least the barrier's.
-func converge(ctx context.Context, c *Cluster) (map[string]Status, string, error) {
+// checkFinal reads every key on the members that converged (ready) and
+// checks that they hold the same state, that the set lost nothing it may
+// not lose, and the rollback journals against the history; the set's
+// figures go into rep.
+func checkFinal(ctx context.Context, c *Cluster, nodes int, ops []Op, keys, ready []string, leader string, allRB []Rollback, rep *Report) []Anomaly {
+	var out []Anomaly
+	if leader != "" && slices.Contains(ready, leader) {
+		// Every member that reached the barrier (all of them unless
+		// converge failed, which is an anomaly of its own).
+		final := map[string]map[string]FinalRead{}
+		for _, id := range ready {
+			st, err := readAll(ctx, c.Addrs[id].RESP, keys)
+			if err != nil {
+				out = append(out, Anomaly{Kind: AnomalyNoRecovery, Detail: fmt.Sprintf("final read on %s: %v", id, err)})
+				continue
+			}
+			final[id] = st
+		}
+		if _, ok := final[leader]; ok && len(final) == len(ready) {
+			out = append(out, CheckConverged(final)...)
+			var setOps []Op
+			for _, op := range ops {
+				if strings.HasPrefix(op.Key, "s-") {
+					setOps = append(setOps, op)
+				}
+			}
+			an, st := CheckSet(setOps, final[leader], allRB, nodes)
+			out = append(out, an...)
+			rep.Set = st
+			return append(out, CheckRollbacks(ops, final[leader], allRB, nodes)...)
+		}
+	}
+	return append(out, CheckRollbacks(ops, nil, allRB, nodes)...)
+}
+
+// leaderView is "; leader L lists: ID role state match lag, ..." (or "" if
+// it does not answer), to say why members did not converge.
+func leaderView(ctx context.Context, c *Cluster, leader string) string {
+	if leader == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	r := c.ListMembers(ctx, leader)
+	if r.Code != 200 {
+		return ""
+	}
+	var parts []string
+	for _, m := range r.Members {
+		parts = append(parts, fmt.Sprintf("%s %s %s match %d lag %d", m.ID, m.Role, m.State, m.MatchIndex, m.LagEntries))
+	}
+	return fmt.Sprintf("; leader %s lists: %s", leader, strings.Join(parts, ", "))
+}
+
+// checkMembers fills the report's membership fields and checks that the
+// final configuration, as leader lists it, has the initial members as its
+// voters and the learners the harness added, and that every cycle
+// completed (a node that did not catch up, a removal never known
+// committed).
+func checkMembers(ctx context.Context, c *Cluster, leader string, nem *Nemesis, rep *Report) []Anomaly {
+	var out []Anomaly
+	rep.Members, rep.Postponed = nem.MemberCycles(), nem.MemberPostponed()
+	rep.VotersBelow, rep.MemberTime = nem.VotersBelow()
+	for _, cyc := range rep.Members {
+		if !cyc.OK {
+			out = append(out, Anomaly{Kind: AnomalyMembership,
+				Detail: fmt.Sprintf("%s cycle of %s (started at %.1fs) did not complete: %s", cyc.Kind, cyc.Node, cyc.Start.Seconds(), cyc.Failure)})
+		}
+	}
+	if leader == "" {
+		return append(out, Anomaly{Kind: AnomalyMembership, Detail: "no leader to list the final members"})
+	}
+	var r MemberReply
+	for i := 0; i < 10; i++ {
+		if r = c.ListMembers(ctx, leader); r.Code == 200 || ctx.Err() != nil {
+			break
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	if r.Code != 200 {
+		return append(out, Anomaly{Kind: AnomalyMembership, Detail: fmt.Sprintf("GET /v1/members on the leader %s: %s", leader, r)})
+	}
+	rep.FinalMembers = r.Members
+	var voters, learners []string
+	for _, m := range r.Members {
+		if m.Role == "voter" {
+			voters = append(voters, m.ID)
+		} else {
+			learners = append(learners, m.ID)
+		}
+	}
+	var wantLearners []string
+	for _, id := range c.MemberIDs() {
+		if _, l := c.Member(id); l {
+			wantLearners = append(wantLearners, id)
+		}
+	}
+	sort.Strings(voters)
+	sort.Strings(learners)
+	sort.Strings(wantLearners)
+	wantVoters := slices.Sorted(slices.Values(c.IDs))
+	if !slices.Equal(voters, wantVoters) || !slices.Equal(learners, wantLearners) {
+		out = append(out, Anomaly{Kind: AnomalyMembership,
+			Detail: fmt.Sprintf("final configuration (leader %s): voters %v, learners %v; want voters %v, learners %v",
+				leader, voters, learners, wantVoters, wantLearners)})
+	}
+	return out
+}
+
+// converge waits until all members agree on a leader, writes a barrier with
+// ack=majority, and waits until every member has applied the same index, at
+// least the barrier's. It returns the members that got there (all of them
+// unless the error says otherwise) and the leader.
+func converge(ctx context.Context, c *Cluster) ([]string, string, error) {
 	leader, err := c.Healthy(ctx)
 	if err != nil {
 		return nil, "", fmt.Errorf("after healing: %w", err)
@@ -406,27 +572,30 @@ func converge(ctx context.Context, c *Cluster) (map[string]Status, string, error
 			hc = NewHTTPClient(map[string]string{leader: c.Addrs[leader].HTTP})
 		}
 	}
+	var applied, ready []string // from the last poll that the leader answered
 	for {
+		members := c.MemberIDs()
 		sts := c.Statuses(ctx)
-		ok := len(sts) == len(c.IDs)
-		var applied []string
-		first := uint64(0)
-		for id, st := range sts {
-			applied = append(applied, fmt.Sprintf("%s=%d", id, st.AppliedIndex))
-			if first == 0 {
-				first = st.AppliedIndex
+		if lst, ok := sts[leader]; ok {
+			applied, ready = nil, nil
+			for _, id := range members {
+				st, ok := sts[id]
+				if !ok {
+					applied = append(applied, id+"=?")
+					continue
+				}
+				applied = append(applied, fmt.Sprintf("%s=%d", id, st.AppliedIndex))
+				if st.AppliedIndex >= barrier.Index && st.AppliedIndex == lst.AppliedIndex {
+					ready = append(ready, id)
+				}
 			}
-			if st.AppliedIndex < barrier.Index || st.AppliedIndex != first {
-				ok = false
+			if len(ready) == len(members) {
+				return ready, leader, nil
 			}
-		}
-		if ok {
-			return sts, leader, nil
 		}
 		select {
 		case <-ctx.Done():
-			sort.Strings(applied)
-			return sts, leader, fmt.Errorf("after healing: nodes did not converge to the barrier index %d: applied %v", barrier.Index, applied)
+			return ready, leader, fmt.Errorf("after healing: members did not converge to the barrier index %d: applied %v", barrier.Index, applied)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -460,7 +629,7 @@ func readAll(ctx context.Context, addr string, keys []string) (map[string]FinalR
 // scanLogs reports panics, data races and fatal errors in the node logs.
 func scanLogs(c *Cluster) []Anomaly {
 	var out []Anomaly
-	for _, id := range c.IDs {
+	for _, id := range c.AllIDs() {
 		f, err := os.Open(c.Procs.LogPath(id))
 		if err != nil {
 			continue
@@ -488,7 +657,7 @@ type worker struct {
 	cl      Client
 	h       *History
 	cfg     *RunConfig
-	ids     []string
+	ids     func() []string // the members to send to
 	rnd     *rand.Rand
 	setKeys *sync.Map
 	node    string
@@ -496,7 +665,8 @@ type worker struct {
 }
 
 func (w *worker) run(ctx context.Context) {
-	w.node = w.ids[w.id%len(w.ids)]
+	ids := w.ids()
+	w.node = ids[w.id%len(ids)]
 	for ctx.Err() == nil {
 		w.step(ctx)
 		if w.cfg.OpDelayMax > 0 {
@@ -531,7 +701,8 @@ func (w *worker) step(ctx context.Context) {
 		op.Kind, op.Key = KindGet, registerKey(m, w.rnd.IntN(w.cfg.KeysPerAck))
 		op.Consistency = w.cfg.Reads[w.rnd.IntN(len(w.cfg.Reads))]
 		if op.Consistency == "stale" {
-			op.Node = w.ids[w.rnd.IntN(len(w.ids))]
+			ids := w.ids()
+			op.Node = ids[w.rnd.IntN(len(ids))]
 		}
 		id := w.h.Invoke(op)
 		res = w.cl.Get(octx, op.Node, op.Key, op.Consistency)
@@ -544,6 +715,7 @@ func (w *worker) step(ctx context.Context) {
 		w.h.Complete(id, res)
 	}
 	if res.Outcome != OK {
-		w.node = w.ids[w.rnd.IntN(len(w.ids))]
+		ids := w.ids()
+		w.node = ids[w.rnd.IntN(len(ids))]
 	}
 }

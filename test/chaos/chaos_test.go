@@ -7,6 +7,12 @@
 //	go test ./test/chaos -run TestChaosLong -chaos.duration=10m -chaos.seed=N -chaos.nodes=5 \
 //	    -chaos.faults=partition,kill,pause,slow -chaos.ack=majority,sync,semi-sync,async
 //
+// TestChaosMembership (default suite) removes voters and joins them back
+// from empty data directories, and adds and removes a learner, beside
+// partitions and kills; -chaos.faults=...,membership does the same in the
+// long profile. Both need named peers (chaos.CheckNamedPeers) and skip
+// without them.
+//
 // Targeted scenarios that random faults rarely produce have tests of their
 // own (TestIsolatedLeaderAsyncWritesJournaled, TestPausedLeaderServesNoStaleRead).
 // See internal/chaos/DESIGN.md.
@@ -18,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +57,8 @@ var (
 	flagKeep      = flag.Bool("chaos.keep", false, "keep every run's folder (data, logs, history), not only failed ones")
 	flagDir       = flag.String("chaos.dir", "", "parent folder for run folders (default: the system temp dir)")
 	flagVerbose   = flag.Bool("chaos.verbose", false, "log the nemesis's actions")
+	flagLogRetain = flag.String("chaos.log-retain", "", "long profile: the nodes' --log-retain (default with membership: 1MiB, else the node's default)")
+	flagFill      = flag.Float64("chaos.fill-mib", -1, "long profile: MiB/s of large writes until the WALs of the leader and a majority are compacted (default with membership: 6, else 0)")
 )
 
 var binary string
@@ -157,6 +166,44 @@ func TestChaosShort(t *testing.T) {
 	}
 }
 
+// membershipProfile sets up cfg for the membership nemesis: named peers are
+// required, WAL compaction under a 1 MiB retention after about 64 MiB of
+// large writes (the fill), and rejoins that wait for it, so that a rejoined
+// node catches up by snapshot.
+func membershipProfile(t *testing.T, cfg *chaos.RunConfig, logRetain string, fillMiB float64) {
+	t.Helper()
+	if err := chaos.CheckNamedPeers(); err != nil {
+		t.Skipf("membership profile: %v", err)
+	}
+	if logRetain == "" {
+		logRetain = "1MiB"
+	}
+	if fillMiB < 0 {
+		fillMiB = 6
+	}
+	cfg.NodeArgs = append(cfg.NodeArgs, "--log-retain", logRetain)
+	cfg.FillBytesPerSec = int64(fillMiB * (1 << 20))
+	if fillMiB > 0 {
+		cfg.Membership.CompactionWait = 20 * time.Second
+	}
+}
+
+// TestChaosMembership is the membership profile (about 35 s, 3 voters):
+// partitions and kills, and beside them a learner that joins and is
+// removed, and voters (followers, and the leader one time in four) that are
+// removed, wiped and joined back (by snapshot once the WAL is compacted).
+// Beyond the usual checks, the final configuration must have n1..n3 as
+// voters and every cycle must have completed.
+func TestChaosMembership(t *testing.T) {
+	cfg := chaos.DefaultRunConfig()
+	cfg.Seed = baseSeed()
+	cfg.Nodes, cfg.Duration = 3, 35*time.Second
+	cfg.Faults = []string{"partition", "kill", "membership"}
+	membershipProfile(t, &cfg, "", -1)
+	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosMembership -chaos.seed=%d -v", cfg.Seed)
+	mustRun(t, cfg, replay)
+}
+
 // TestChaosLong is the long profile; it runs only when -chaos.duration is set.
 func TestChaosLong(t *testing.T) {
 	if *flagDuration <= 0 {
@@ -175,9 +222,24 @@ func TestChaosLong(t *testing.T) {
 	if cfg.GapMin, cfg.GapMax, err = durRange(*flagGap, cfg.GapMin, cfg.GapMax); err != nil {
 		t.Fatalf("-chaos.gap: %v", err)
 	}
-	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.reads=%s -chaos.protocols=%s -chaos.workers=%d -chaos.keys=%d -chaos.hold=%v-%v -chaos.gap=%v-%v -v",
+	extra := ""
+	switch {
+	case slices.Contains(cfg.Faults, "membership"):
+		membershipProfile(t, &cfg, *flagLogRetain, *flagFill)
+		extra = fmt.Sprintf(" -chaos.log-retain=%s -chaos.fill-mib=%g", cfg.NodeArgs[len(cfg.NodeArgs)-1], float64(cfg.FillBytesPerSec)/(1<<20))
+	default:
+		if *flagLogRetain != "" {
+			cfg.NodeArgs = append(cfg.NodeArgs, "--log-retain", *flagLogRetain)
+			extra += " -chaos.log-retain=" + *flagLogRetain
+		}
+		if *flagFill > 0 {
+			cfg.FillBytesPerSec = int64(*flagFill * (1 << 20))
+			extra += fmt.Sprintf(" -chaos.fill-mib=%g", *flagFill)
+		}
+	}
+	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.reads=%s -chaos.protocols=%s -chaos.workers=%d -chaos.keys=%d -chaos.hold=%v-%v -chaos.gap=%v-%v%s -v",
 		cfg.Duration, cfg.Seed, cfg.Nodes, *flagFaults, *flagAck, *flagReads, *flagProtocols, cfg.Workers, cfg.KeysPerAck,
-		cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax)
+		cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax, extra)
 	mustRun(t, cfg, replay)
 }
 
