@@ -77,6 +77,10 @@ func joinEndpoint(s string) (string, error) {
 // no leader or the member does not answer.
 const joinRetryFor = 30 * time.Second
 
+// joinStatusRetry bounds how long trireme node --join waits for the member
+// it names to answer (a variable for tests).
+var joinStatusRetry = joinRetryFor
+
 // joinCluster asks the member whose HTTP API is at joinURL to add spec to
 // the cluster as a learner (whatever spec.Role says: a node that should
 // vote is promoted once it has caught up), and returns the members once the
@@ -102,7 +106,10 @@ func joinCluster(ctx context.Context, joinURL string, spec api.MemberSpec, tc *t
 	ms, err := cl.AddMember(ctx, cs)
 	// Another change in progress (another node joining): it commits within
 	// a round trip or two; retry until it does or ctx ends.
-	for wait := 100 * time.Millisecond; errors.Is(err, client.ErrChangeInProgress); wait = min(2*wait, 2*time.Second) {
+	// An unknown outcome (the leader changed meanwhile) is retried too: the
+	// add is idempotent, and a committed one answers with the members.
+	for wait := 100 * time.Millisecond; errors.Is(err, client.ErrChangeInProgress) || errors.Is(err, client.ErrOutcomeUnknown) ||
+		errors.Is(err, client.ErrNoLeader); wait = min(2*wait, 2*time.Second) {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -176,6 +183,18 @@ func prepareJoin(ctx context.Context, o *nodeOpts, logger *slog.Logger) (string,
 		return "", nil, fmt.Errorf("--join %s: %w", ep, err)
 	}
 	st, err := cl.Status(ctx, ep)
+	// The member may be restarting: retry for a while.
+	for wait, deadline := 200*time.Millisecond, time.Now().Add(joinStatusRetry); err != nil && time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
+		logger.Info("the member at --join does not answer yet; retrying", "join", ep, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", nil, fmt.Errorf("--join %s: reading the cluster's status: %w", ep, err)
+		case <-t.C:
+		}
+		st, err = cl.Status(ctx, ep)
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("--join %s: reading the cluster's status: %w", ep, err)
 	}

@@ -80,6 +80,8 @@ func TestNodeJoinFlags(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
+	defer func(d time.Duration) { joinStatusRetry = d }(joinStatusRetry)
+	joinStatusRetry = 300 * time.Millisecond
 	for _, tc := range []struct {
 		args    []string
 		mention string
