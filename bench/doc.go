@@ -7,7 +7,11 @@
 // and memory. Trireme's nodes talk over mutual TLS, as `trireme up` runs
 // them; -peer-tls off runs them without, and -peer-tls both measures a
 // second cluster without TLS next to the first, run for run, to give what
-// peer TLS costs.
+// peer TLS costs. Three more parts, run only when named with -parts,
+// measure what running for months needs (issue 16): stale reads with read
+// replicas (learners), adding a read replica to a cluster whose leader has
+// compacted its log, and a follower's snapshot catch-up against the disk's
+// bandwidth.
 //
 // It lives in its own module so that etcd's dependencies stay out of
 // Trireme's. It promises: every figure it reports was measured in the same

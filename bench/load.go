@@ -53,6 +53,11 @@ type Variant struct {
 	// Release, if set, frees what the connections shared, after every
 	// doer of a run is closed.
 	Release func()
+	// Window, if set, is called when a run's measured window opens (true)
+	// and when it closes (false), right after the CPU samples: a part
+	// that needs more than the run's totals (per-node figures) samples
+	// its own counters there.
+	Window func(open bool)
 }
 
 // LoadSpec is one load run.
@@ -151,11 +156,19 @@ func RunLoad(ctx context.Context, v Variant, spec LoadSpec) (LoadResult, error) 
 		pids = v.Pids()
 	}
 	cpuAt := make(chan cpuSnapshot, 2)
+	sampled := make(chan struct{}) // closed after the last sample and Window call
 	go func() {
+		defer close(sampled)
 		time.Sleep(time.Until(measureFrom))
 		cpuAt <- takeCPU(pids)
+		if v.Window != nil {
+			v.Window(true)
+		}
 		time.Sleep(time.Until(measureTo))
 		cpuAt <- takeCPU(pids)
+		if v.Window != nil {
+			v.Window(false)
+		}
 	}()
 	var wg sync.WaitGroup
 	for i, d := range doers {
@@ -197,6 +210,7 @@ func RunLoad(ctx context.Context, v Variant, spec LoadSpec) (LoadResult, error) 
 		return res, err
 	}
 	c0, c1 := <-cpuAt, <-cpuAt
+	<-sampled
 	var all Hist
 	for i := range hists {
 		all.Merge(&hists[i])

@@ -209,6 +209,9 @@ func Markdown(res *Results, charts []string) string {
 		}
 		b.WriteString("\n")
 	}
+	writeLearners(&b, res)
+	writeReplica(&b, res)
+	writeSnapshot(&b, res)
 	return b.String()
 }
 

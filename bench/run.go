@@ -36,6 +36,21 @@ type Profile struct {
 	// size's main load runs; the targets are judged on their medians. 0:
 	// judged on the main runs alone.
 	TargetRounds int
+	// The parts of issue 16 (running for months). LearnerTrials is how
+	// many runs of each stale-read setup the learners part makes (at
+	// the first value size, Warmup and Duration each). ReplicaBytes is
+	// what the cluster holds when the replica part adds a read replica,
+	// SnapshotBytes what the snapshot part writes while a follower is
+	// down before its first catch-up (both in values of CatchUpValue
+	// bytes). CatchUpTrials is how many read replicas the replica part
+	// adds, and how many times the snapshot part's follower catches up,
+	// one after the other on the same cluster. PhaseWindow is how long
+	// their background writes are measured before each catch-up starts.
+	LearnerTrials int
+	ReplicaBytes  int64
+	SnapshotBytes int64
+	CatchUpTrials int
+	PhaseWindow   time.Duration
 }
 
 // Profiles returns the named profiles: "tiny" (the CI smoke test),
@@ -44,13 +59,16 @@ func Profiles() map[string]Profile {
 	return map[string]Profile{
 		"tiny": {Name: "tiny", ValueSizes: []int{100}, Clients: []int{4}, Warmup: 100 * time.Millisecond,
 			Duration: time.Second, Keys: 1000, FailoverTrials: 1, CatchUpBytes: 2 << 20, CatchUpValue: 16 << 10,
-			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1},
+			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1,
+			LearnerTrials: 1, ReplicaBytes: 4 << 20, SnapshotBytes: 4 << 20, CatchUpTrials: 1, PhaseWindow: 500 * time.Millisecond},
 		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
 			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
-			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200},
+			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200,
+			LearnerTrials: 3, ReplicaBytes: 256 << 20, SnapshotBytes: 256 << 20, CatchUpTrials: 3, PhaseWindow: 3 * time.Second},
 		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
 			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
-			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5},
+			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5,
+			LearnerTrials: 5, ReplicaBytes: 2 << 30, SnapshotBytes: 1 << 30, CatchUpTrials: 3, PhaseWindow: 5 * time.Second},
 	}
 }
 
@@ -95,6 +113,12 @@ type Config struct {
 	PeerTLS string
 }
 
+// AllParts lists the parts, in the order they run.
+var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot"}
+
+// DefaultParts are the parts run when none are named.
+var DefaultParts = []string{"disk", "load", "failover", "catchup", "memory"}
+
 // PeerTLSModes are the values of Config.PeerTLS.
 var PeerTLSModes = []string{"on", "off", "both"}
 
@@ -110,7 +134,7 @@ func (c Config) peerTLS() string {
 // seed 1, progress discarded.
 func DefaultConfig() Config {
 	return Config{Profile: Profiles()["short"], Systems: []string{"trireme", "redis", "etcd"},
-		Parts: []string{"disk", "load", "failover", "catchup", "memory"}, Seed: 1}
+		Parts: slices.Clone(DefaultParts), Seed: 1}
 }
 
 // Validate checks the fields and names the bad one.
@@ -129,6 +153,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Config.Profile.TargetRounds %d: want >= 0", p.TargetRounds)
 	case p.FailoverTrials < 1 || p.CatchUpBytes < 1 || p.CatchUpValue < 1 || p.MemoryValues < 1 || p.DiskBytes < 1 || p.Fsyncs < 1:
 		return fmt.Errorf("bench: Config.Profile %q: FailoverTrials, CatchUpBytes, CatchUpValue, MemoryValues, DiskBytes and Fsyncs must be >= 1", p.Name)
+	case p.LearnerTrials < 1 || p.ReplicaBytes < 1 || p.SnapshotBytes < 1 || p.CatchUpTrials < 1 || p.PhaseWindow <= 0:
+		return fmt.Errorf("bench: Config.Profile %q: LearnerTrials, ReplicaBytes, SnapshotBytes, CatchUpTrials and PhaseWindow must be >= 1", p.Name)
 	}
 	for _, s := range c.Systems {
 		if !slices.Contains([]string{"trireme", "redis", "etcd"}, s) {
@@ -136,7 +162,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, s := range c.Parts {
-		if !slices.Contains([]string{"disk", "load", "failover", "catchup", "memory"}, s) {
+		if !slices.Contains(AllParts, s) {
 			return fmt.Errorf("bench: Config.Parts: unknown part %q", s)
 		}
 	}
@@ -165,6 +191,11 @@ type Results struct {
 	Failover []FailoverResult `json:"failover"`
 	CatchUp  *CatchUpResult   `json:"catch_up,omitempty"`
 	Memory   []MemoryResult   `json:"memory"`
+	// The parts of issue 16: stale reads with read replicas, adding a
+	// read replica, a snapshot catch-up.
+	Learners *LearnersResult `json:"learners,omitempty"`
+	Replica  *ReplicaResult  `json:"replica,omitempty"`
+	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
 	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
 	// with (0: Go's default, every core).
 	NodeProcs int `json:"node_procs"`
@@ -262,7 +293,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		cfg.Systems = []string{"trireme", "redis", "etcd"}
 	}
 	if len(cfg.Parts) == 0 {
-		cfg.Parts = []string{"disk", "load", "failover", "catchup", "memory"}
+		cfg.Parts = slices.Clone(DefaultParts)
 	}
 	res := &Results{Profile: cfg.Profile.Name, Started: time.Now().UTC(), Machine: describeMachine(), PeerTLS: cfg.peerTLS()}
 	res.NodeProcs, _ = cluster.Procs(cfg.NodeProcs, 3) // Validate below reports a bad one
@@ -363,6 +394,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				return err
 			})
 		}
+	}
+	if needTrireme {
+		r.monthsParts(ctx, step)
 	}
 	AddPeers(res.Load)
 	res.Targets = CheckTargets(res)

@@ -78,22 +78,52 @@ type Trireme struct {
 // nodes authenticate each other with mutual TLS (certificates made by
 // internal/cluster), as `trireme up` runs them, unless insecurePeers.
 func StartTrireme(ctx context.Context, binary, dir string, n, procs int, insecurePeers bool, log *slog.Logger) (*Trireme, error) {
-	spec, err := cluster.FreeSpec(n)
+	return StartTriremeSetup(ctx, binary, dir, TriremeSetup{Voters: n, Procs: procs, InsecurePeers: insecurePeers, Log: log})
+}
+
+// TriremeSetup is the layout and settings of a cluster StartTriremeSetup
+// starts.
+type TriremeSetup struct {
+	// Voters is the number of voting nodes, n1..nN.
+	Voters int
+	// Replicas is the number of read replicas (learners r1..rN) laid out
+	// next to the voters, on free ports; they are not started:
+	// Trireme.Cluster().StartReplicas joins them.
+	Replicas int
+	// Procs is each node's GOMAXPROCS setting (see StartTrireme), shared
+	// among the voters when -1.
+	Procs int
+	// InsecurePeers runs the nodes without peer TLS.
+	InsecurePeers bool
+	// NodeArgs are extra flags for every node (e.g. --log-retain 64MiB).
+	NodeArgs []string
+	Log      *slog.Logger
+}
+
+// StartTriremeSetup starts the voters of the cluster s lays out under dir
+// and waits for a leader.
+func StartTriremeSetup(ctx context.Context, binary, dir string, s TriremeSetup) (*Trireme, error) {
+	spec, err := cluster.FreeSpec(s.Voters)
 	if err != nil {
 		return nil, err
 	}
+	if s.Replicas > 0 {
+		if spec, err = spec.WithFreeReplicas(s.Replicas); err != nil {
+			return nil, err
+		}
+	}
 	cfg := cluster.DefaultConfig()
-	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, log
-	cfg.InsecurePeers = insecurePeers
-	if cfg.NodeProcs, err = cluster.Procs(procs, n); err != nil {
+	cfg.Binary, cfg.DataDir, cfg.Spec, cfg.Logger = binary, dir, spec, s.Log
+	cfg.InsecurePeers = s.InsecurePeers
+	if cfg.NodeProcs, err = cluster.Procs(s.Procs, s.Voters); err != nil {
 		return nil, err
 	}
-	cfg.NodeArgs = []string{"--log-level", "warn"}
+	cfg.NodeArgs = append([]string{"--log-level", "warn"}, s.NodeArgs...)
 	cl, err := cluster.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := &Trireme{cl: cl, log: log, System: "trireme", InsecurePeers: insecurePeers}
+	t := &Trireme{cl: cl, log: s.Log, System: "trireme", InsecurePeers: s.InsecurePeers}
 	if err := cl.StartAll(); err != nil {
 		t.Stop()
 		return nil, err

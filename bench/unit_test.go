@@ -23,6 +23,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no duration", func(c *Config) { c.Profile.Duration = 0 }, "Duration"},
 		{"no keys", func(c *Config) { c.Profile.Keys = 0 }, "Keys"},
 		{"no trials", func(c *Config) { c.Profile.FailoverTrials = 0 }, "FailoverTrials"},
+		{"no learner trials", func(c *Config) { c.Profile.LearnerTrials = 0 }, "LearnerTrials"},
+		{"no phase window", func(c *Config) { c.Profile.PhaseWindow = 0 }, "PhaseWindow"},
 		{"unknown system", func(c *Config) { c.Systems = []string{"mysql"} }, "Systems"},
 		{"unknown part", func(c *Config) { c.Parts = []string{"fuzz"} }, "Parts"},
 		{"no binary", func(c *Config) { c.Repo = "" }, "TriremeBin"},
