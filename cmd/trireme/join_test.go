@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -100,5 +101,33 @@ func TestNodeJoinFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, tc.mention) {
 			t.Errorf("%v: %d %q, want 2 mentioning %q", tc.args, code, errOut, tc.mention)
 		}
+	}
+}
+
+// TestPrepareJoin: --join adopts the cluster's id and member list, and
+// refuses a member of another cluster than --cluster-id names.
+func TestPrepareJoin(t *testing.T) {
+	f := apitest.NewFake("n2", "n3")
+	url := mustNode(t, f)
+	logger := slog.New(slog.DiscardHandler)
+	o := &nodeOpts{id: "n4", data: t.TempDir(), join: url, peer: "127.0.0.1:7004", httpAddr: "127.0.0.1:8004",
+		respAddr: "127.0.0.1:9004", clusterID: "another-cluster"}
+	if _, _, err := prepareJoin(context.Background(), o, logger); err == nil || !strings.Contains(err.Error(), apitest.FakeClusterID) {
+		t.Fatalf("joining a member of another cluster: %v", err)
+	}
+	if ms, _ := f.Members(context.Background()); len(ms) != 3 {
+		t.Fatalf("a refused join changed the members: %+v", ms)
+	}
+	o.clusterID = ""
+	id, conf, err := prepareJoin(context.Background(), o, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := conf.Member("n4")
+	if id != apitest.FakeClusterID || !ok || !m.Learner || m.Peer != "127.0.0.1:7004" || len(conf.Members) != 4 {
+		t.Fatalf("join: cluster %q, configuration %+v", id, conf)
+	}
+	if !strings.Contains(o.cluster, "n4=127.0.0.1:7004") || strings.Count(o.cluster, "=") != 4 {
+		t.Fatalf("--cluster after the join: %q", o.cluster)
 	}
 }

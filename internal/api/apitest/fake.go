@@ -299,11 +299,14 @@ func (f *Fake) Count(ctx context.Context) (int, error) {
 	return len(f.data), nil
 }
 
+// FakeClusterID is the cluster id a Fake reports.
+const FakeClusterID = "fake-cluster"
+
 // Status implements api.Service.
 func (f *Fake) Status() api.NodeStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := api.NodeStatus{ID: f.id, Role: "follower", Term: f.term, Leader: f.leader,
+	s := api.NodeStatus{ID: f.id, ClusterID: FakeClusterID, Role: "follower", Term: f.term, Leader: f.leader,
 		LeaderHTTP: f.leaderHTTP, LeaderRESP: f.leaderRESP,
 		LastIndex: f.index, CommitIndex: f.index, AppliedIndex: f.index}
 	if f.leader == f.id {
