@@ -100,6 +100,23 @@ func TestMembershipChanges(t *testing.T) {
 	if _, err := c.nodes[fol].RemoveMember(ctx, "n9"); !errors.Is(err, api.ErrUnknownMember) {
 		t.Fatalf("removing an unknown member: %v, want ErrUnknownMember", err)
 	}
+	if _, err := c.nodes[fol].PromoteMember(ctx, "n9"); !errors.Is(err, api.ErrUnknownMember) {
+		t.Fatalf("promoting an unknown member: %v, want ErrUnknownMember", err)
+	}
+	// A duplicate id (other addresses) or a duplicate address: refused,
+	// nothing changes.
+	n4spec := c.cfgs[n4]
+	for _, spec := range []api.MemberSpec{
+		{ID: "n4", Peer: "127.0.0.1:1", Role: api.RoleLearner},
+		{ID: "n5", Peer: n4spec.Cluster[len(n4spec.Cluster)-1].PeerAddr, Role: api.RoleLearner},
+	} {
+		if _, err := c.nodes[fol].AddMember(ctx, spec); !errors.Is(err, api.ErrDuplicateMember) {
+			t.Fatalf("adding %+v: %v, want ErrDuplicateMember", spec, err)
+		}
+	}
+	if ms, err := c.nodes[fol].Members(ctx); err != nil || len(ms) != 4 {
+		t.Fatalf("members after refused changes: %+v, %v", ms, err)
+	}
 	lead = c.leader()
 	mustPut(t, c.nodes[n4], "after-promote", "1", repl.Ack{Mode: repl.AckSync})
 	c.waitStale(n4, "after-promote", "1")
@@ -161,4 +178,22 @@ func TestMembershipChanges(t *testing.T) {
 	if ms, err := c.nodes[nl].Members(ctx); err != nil || len(ms) != 2 {
 		t.Fatalf("members after two removals: %+v, %v", ms, err)
 	}
+}
+
+// TestRemoveLastVoter: the only voter cannot be removed; nothing changes.
+func TestRemoveLastVoter(t *testing.T) {
+	cfg := soloConfig(t, filepath.Join(t.TempDir(), "data"), []Member{{"n1", "127.0.0.1:7001"}})
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	mustLead(t, n)
+	if _, err := n.RemoveMember(ctxT(t), "n1"); !errors.Is(err, api.ErrLastVoter) {
+		t.Fatalf("removing the only voter: %v, want ErrLastVoter", err)
+	}
+	if ms, err := n.Members(ctxT(t)); err != nil || len(ms) != 1 || ms[0].State != api.MemberLeader {
+		t.Fatalf("members after the refused removal: %+v, %v", ms, err)
+	}
+	mustPut(t, n, "k", "v", repl.Ack{Mode: repl.AckMajority})
 }
