@@ -128,7 +128,17 @@ func TestPromoteWhenCaughtUp(t *testing.T) {
 		t.Fatalf("an unchanged learner should be shown once, got:\n%s", buf.String())
 	}
 
-	// A snapshot, then entries; on a terminal, a bar redrawn in place.
+	// A snapshot, then entries; on a terminal, a bar redrawn in place. A
+	// fresh node: a request of the wait above may still be running on the
+	// first one, and each member list moves the fake's learner on.
+	f = apitest.NewFake("n2")
+	mustWrites(t, f, 8)
+	if cl, err = client.New(client.Config{Endpoints: []string{mustNode(t, f)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.AddMember(ctx, client.MemberSpec{ID: "n3", Peer: "127.0.0.1:7103", Role: client.RoleLearner}); err != nil {
+		t.Fatal(err)
+	}
 	f.SetMemberProgress("n3", 0, api.MemberSnapshot, 0, 3<<20)
 	f.SetLearnerCatchUp(5)
 	buf.Reset()
