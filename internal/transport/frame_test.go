@@ -40,6 +40,8 @@ func appendFrame(dst []byte, f *Frame) []byte {
 	switch f.Type {
 	case FrameHandshake:
 		return AppendHandshake(dst, f.Handshake)
+	case FrameStreamHandshake:
+		return AppendStreamHandshake(dst, f.Handshake)
 	case FrameHandshakeReject:
 		return AppendHandshakeReject(dst, f.Reject)
 	case FrameMessage:
