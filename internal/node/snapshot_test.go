@@ -26,16 +26,22 @@ import (
 func compactingCluster(t *testing.T) *testCluster {
 	t.Helper()
 	c := newTestCluster(t, 3, false)
+	c.keepLittleLog()
+	for i := range c.nodes {
+		c.start(i)
+	}
+	return c
+}
+
+// keepLittleLog stops every node and sets it to keep little log: 1 MiB
+// segments, 1 MiB retained, checked every 20 ms (the caller restarts them).
+func (c *testCluster) keepLittleLog() {
 	for i := range c.nodes {
 		c.stop(i)
 		c.cfgs[i].WAL.SegmentBytes = 1 << 20
 		c.cfgs[i].LogRetainBytes = 1 << 20
 		c.cfgs[i].LogCompactInterval = 20 * time.Millisecond
 	}
-	for i := range c.nodes {
-		c.start(i)
-	}
-	return c
 }
 
 // writeMiB writes about mib MiB of 16 KiB values under prefix through n.
@@ -341,12 +347,7 @@ func TestSnapshotInstallCrash(t *testing.T) {
 func gatedCluster(t *testing.T, gate *streamGate) *testCluster {
 	t.Helper()
 	c := newTestCluster(t, 3, true)
-	for i := range c.nodes {
-		c.stop(i)
-		c.cfgs[i].WAL.SegmentBytes = 1 << 20
-		c.cfgs[i].LogRetainBytes = 1 << 20
-		c.cfgs[i].LogCompactInterval = 20 * time.Millisecond
-	}
+	c.keepLittleLog()
 	for i := range c.nodes {
 		startGated(c, i, gate)
 	}
