@@ -71,7 +71,8 @@ type nodeOpts struct {
 	ack                                              string
 	replicas                                         int
 	heartbeat, election, writeTimeout                time.Duration
-	priority, maxValue                               int
+	idemWindow, sessionWait                          time.Duration
+	priority, maxValue, idemMaxKeys                  int
 	logLevel                                         string
 	clusterID, priorities                            string
 	pprofAddr                                        string
@@ -102,6 +103,9 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.DurationVar(&o.writeTimeout, "write-timeout", d.WriteTimeout, "default time a write waits for its ack mode")
 	fs.IntVar(&o.priority, "priority", d.Priority, "leadership priority: 0 never leads; higher takes over when caught up")
 	fs.IntVar(&o.maxValue, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
+	fs.DurationVar(&o.idemWindow, "idempotency-window", d.IdempotencyWindow, "how long the result of a write with an idempotency key is kept (log time): a retry within it returns the first result and applies nothing")
+	fs.IntVar(&o.idemMaxKeys, "idempotency-max-keys", d.IdempotencyMaxKeys, "most idempotency records kept; beyond it the oldest go first")
+	fs.DurationVar(&o.sessionWait, "session-wait", d.SessionWait, "how long a session read waits for this node to apply the session's token before it forwards to the leader")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty = off)")
 	fs.StringVar(&o.diskReserve, "disk-reserve", "256MiB", "free space on the data directory's file system below which the leader refuses writes (bytes, or with KiB, MiB, GiB); 0 = off")
@@ -169,6 +173,7 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 	}
 	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
 	cfg.Priority, cfg.MaxValueBytes = o.priority, o.maxValue
+	cfg.IdempotencyWindow, cfg.IdempotencyMaxKeys, cfg.SessionWait = o.idemWindow, o.idemMaxKeys, o.sessionWait
 	if cfg.DiskReserveBytes, err = node.ParseBytes(o.diskReserve); err != nil {
 		return cfg, nil, fmt.Errorf("--disk-reserve: %w", err)
 	}

@@ -6,8 +6,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -18,8 +22,19 @@ type Service interface {
 	Put(ctx context.Context, key, value []byte, w WriteOptions) (WriteResult, error)
 	// Delete removes key, with the same semantics as Put.
 	Delete(ctx context.Context, key []byte, w WriteOptions) (WriteResult, error)
+	// Exec applies a state-machine command (read-modify-write, conditional
+	// or idempotent write; internal/command) and returns its result in
+	// WriteResult.Cmd. It replies once the leader has applied the command
+	// (which needs it committed): the ack mode sets what else must hold.
+	// A command whose condition failed or whose value is not an integer
+	// returns the matching error (ErrConditionFailed, ErrNotInteger,
+	// ErrOverflow, ErrValueTooLarge) with the result filled in.
+	Exec(ctx context.Context, cmd *command.Command, w WriteOptions) (WriteResult, error)
 	// Get reads key at the given consistency. Found=false if absent.
+	// Equivalent to Read with ReadOptions{Consistency: c}.
 	Get(ctx context.Context, key []byte, c Consistency) (ReadResult, error)
+	// Read reads key with every read option (session tokens, bounds).
+	Read(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error)
 	// Count returns the number of keys in this node's applied state (DBSIZE).
 	Count(ctx context.Context) (int, error)
 	// Status describes this node and, on the leader, its followers.
@@ -70,26 +85,113 @@ type WriteResult struct {
 	Replicas      int    // followers that made it durable
 	Committed     bool
 	LeaderDurable bool
+	// Cmd is a command's result (Exec only).
+	Cmd command.Result
 }
+
+// Token is the session token of this write: its (term, index).
+func (w WriteResult) Token() Token { return Token{Term: w.Term, Index: w.Index} }
 
 // Consistency is a read level.
 type Consistency uint8
 
-// Read levels.
+// Read levels. Part of the peer wire format (forwarded reads).
 const (
 	Linearizable Consistency = iota // leader under lease or read index; followers forward
 	Stale                           // this node's applied state
+	Session                         // any node that has applied the session's token (else the leader)
+	Bounded                         // any node that can prove it is within the bound (else the leader)
 )
 
-// ParseConsistency parses "linearizable" or "stale".
+func (c Consistency) String() string {
+	switch c {
+	case Linearizable:
+		return "linearizable"
+	case Stale:
+		return "stale"
+	case Session:
+		return "session"
+	case Bounded:
+		return "bounded"
+	}
+	return fmt.Sprintf("consistency(%d)", uint8(c))
+}
+
+// ParseConsistency parses "linearizable", "stale", "session" or "bounded".
 func ParseConsistency(s string) (Consistency, error) {
 	switch s {
 	case "", "linearizable":
 		return Linearizable, nil
 	case "stale":
 		return Stale, nil
+	case "session":
+		return Session, nil
+	case "bounded":
+		return Bounded, nil
 	}
 	return 0, ErrBadConsistency
+}
+
+// ReadOptions says how a read is served.
+type ReadOptions struct {
+	Consistency Consistency
+	// Session: the session's token (the zero Token: a new session, served
+	// at once).
+	Token Token
+	// Bounded: the most this node's state may lag the leader's, in time
+	// and/or in entries (0 = no bound of that kind; at least one is set).
+	MaxLag        time.Duration
+	MaxLagEntries uint64
+}
+
+// Token names a point in the cluster's history: the (term, index) of an
+// entry. A session holds the newest token it wrote or read; a node serves a
+// session read once its applied state includes the token's entry. Clients
+// treat its text form as opaque.
+type Token struct {
+	Term, Index uint64
+}
+
+// IsZero reports whether t is the empty token (a new session).
+func (t Token) IsZero() bool { return t.Term == 0 && t.Index == 0 }
+
+// Covers reports whether t is at or past u in one history (the higher index;
+// on a tie, the higher term).
+func (t Token) Covers(u Token) bool {
+	return t.Index > u.Index || (t.Index == u.Index && t.Term >= u.Term)
+}
+
+// Max returns whichever of t and u is further on.
+func (t Token) Max(u Token) Token {
+	if t.Covers(u) {
+		return t
+	}
+	return u
+}
+
+// String is the token's text form: "1.TERM.INDEX" (1 is the format).
+func (t Token) String() string {
+	if t.IsZero() {
+		return ""
+	}
+	return "1." + strconv.FormatUint(t.Term, 10) + "." + strconv.FormatUint(t.Index, 10)
+}
+
+// ParseToken parses a token's text form; "" is the zero token.
+func ParseToken(s string) (Token, error) {
+	if s == "" {
+		return Token{}, nil
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || parts[0] != "1" || len(s) > 64 {
+		return Token{}, fmt.Errorf("%w: %q", ErrBadToken, s)
+	}
+	term, err1 := strconv.ParseUint(parts[1], 10, 64)
+	index, err2 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || (term == 0) != (index == 0) {
+		return Token{}, fmt.Errorf("%w: %q", ErrBadToken, s)
+	}
+	return Token{Term: term, Index: index}, nil
 }
 
 // ReadResult is the reply to a read.
@@ -100,6 +202,9 @@ type ReadResult struct {
 	// For stale reads: how far behind this node may be.
 	LagEntries uint64
 	LagMillis  int64
+	// Token covers the state read and the session token the read carried:
+	// a session's next token.
+	Token Token
 }
 
 // FollowerInfo is the leader's view of one follower: a voter or a learner.
@@ -173,12 +278,46 @@ var (
 	ErrNoLeader       = errors.New("no leader is known")
 	ErrWriteTimeout   = errors.New("ack mode not met in time; the outcome is not final")
 	ErrOutcomeUnknown = errors.New("leadership lost while the write was in flight; outcome unknown")
-	ErrBadConsistency = errors.New("unknown consistency level (want linearizable or stale)")
-	ErrEmptyKey       = errors.New("empty key")
-	ErrValueTooLarge  = errors.New("value too large")
-	ErrKeyTooLarge    = errors.New("key too large")
-	ErrStopped        = errors.New("node stopped")
+	ErrBadConsistency = errors.New("unknown consistency level (want linearizable, stale, session or bounded)")
+	// ErrBadToken: a session token that is not one this database issues.
+	ErrBadToken = errors.New("malformed session token")
+	// ErrBadBound: a bounded read without a bound, or with a negative one.
+	ErrBadBound = errors.New("a bounded read needs max_lag and/or max_lag_entries, positive")
+	// ErrRolledBack: a session read whose token names a write that was
+	// discarded in a failover (never committed). The error text names the
+	// index; the session must not expect to see that write.
+	ErrRolledBack = errors.New("the session's write was rolled back")
+	// ErrConditionFailed: a conditional write (If-Match, if_index) whose
+	// condition did not hold; nothing changed (HTTP 412).
+	ErrConditionFailed = errors.New("condition not met")
+	// ErrNotInteger: INCR on a value that is not a base-10 64-bit integer.
+	ErrNotInteger = errors.New("value is not an integer or out of range")
+	// ErrOverflow: INCR would overflow a 64-bit integer.
+	ErrOverflow = errors.New("increment or decrement would overflow")
+	// ErrBadCommand: a command that is not well formed.
+	ErrBadCommand    = errors.New("malformed command")
+	ErrEmptyKey      = errors.New("empty key")
+	ErrValueTooLarge = errors.New("value too large")
+	ErrKeyTooLarge   = errors.New("key too large")
+	ErrStopped       = errors.New("node stopped")
 	// ErrInsufficientStorage: the leader's free disk space is below its
 	// reserve; the write was refused and nothing was written (HTTP 507).
 	ErrInsufficientStorage = errors.New("insufficient storage")
 )
+
+// CmdErr is the error a command's result stands for (nil for CodeOK).
+func CmdErr(r command.Result) error {
+	switch r.Code {
+	case command.CodeOK:
+		return nil
+	case command.CodeCondFailed:
+		return fmt.Errorf("%w: the key's version is %d", ErrConditionFailed, r.Version)
+	case command.CodeNotInteger:
+		return ErrNotInteger
+	case command.CodeOverflow:
+		return ErrOverflow
+	case command.CodeTooLarge:
+		return fmt.Errorf("%w: the command's result would exceed the largest value", ErrValueTooLarge)
+	}
+	return fmt.Errorf("%w: result code %d", ErrBadCommand, r.Code)
+}

@@ -10,7 +10,7 @@
 //
 //	offset  size  field
 //	0       1     version      (EncodingVersion, currently 1)
-//	1       1     kind         (Kind: 1 no-op, 2 put, 3 delete, 4 config)
+//	1       1     kind         (Kind: 1 no-op, 2 put, 3 delete, 4 config, 5 command)
 //	2       8     term         (uint64)
 //	10      8     index        (uint64)
 //	18      8     request id   (uint64, 0 = none)
@@ -40,6 +40,10 @@ const (
 	KindPut    Kind = 2 // set Key to Value
 	KindDelete Kind = 3 // remove Key
 	KindConfig Kind = 4 // cluster configuration (Value holds it)
+	// KindCommand: a state-machine command (internal/command) encoded in
+	// Value; Key is the command's key (the first one of a multi-key
+	// command), for logs and the rollback journal only.
+	KindCommand Kind = 5
 )
 
 func (k Kind) String() string {
@@ -52,12 +56,14 @@ func (k Kind) String() string {
 		return "delete"
 	case KindConfig:
 		return "config"
+	case KindCommand:
+		return "command"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k >= KindNoop && k <= KindConfig }
+func (k Kind) Valid() bool { return k >= KindNoop && k <= KindCommand }
 
 // EncodingVersion is the first byte of every encoded entry. Part of the format.
 const EncodingVersion = 1

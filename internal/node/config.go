@@ -82,6 +82,16 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxValueBytes is the largest value accepted (default 1 MiB, at most 8 MiB).
 	MaxValueBytes int
+	// IdempotencyWindow is how long the result of a write with an
+	// idempotency key is kept, in log time (default 10m; 0: the default): a
+	// retry within it returns the first result and applies nothing.
+	IdempotencyWindow time.Duration
+	// IdempotencyMaxKeys caps the idempotency table (default 1,000,000
+	// records; 0: the default); beyond it the oldest records go first.
+	IdempotencyMaxKeys int
+	// SessionWait is how long a session read waits for this node to apply
+	// the session's token before it forwards to the leader (default 100ms).
+	SessionWait time.Duration
 	// Logger receives the node's logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the node's Prometheus metrics; nil = a registry of the
@@ -143,6 +153,10 @@ func DefaultConfig() Config {
 		Priority:        1,
 		WriteTimeout:    5 * time.Second,
 		MaxValueBytes:   1 << 20,
+
+		IdempotencyWindow:  10 * time.Minute,
+		IdempotencyMaxKeys: 1_000_000,
+		SessionWait:        100 * time.Millisecond,
 
 		DiskReserveBytes:  DefaultDiskReserveBytes,
 		DiskCheckInterval: time.Second,
@@ -226,6 +240,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxValueBytes <= 0 || c.MaxValueBytes > maxValueLimit {
 		return fmt.Errorf("%w: --max-value-bytes %d must be in [1, %d]", ErrConfig, c.MaxValueBytes, maxValueLimit)
+	}
+	if c.IdempotencyWindow < 0 || c.IdempotencyWindow > 7*24*time.Hour {
+		return fmt.Errorf("%w: --idempotency-window %v must be in (0, 168h]", ErrConfig, c.IdempotencyWindow)
+	}
+	if c.IdempotencyMaxKeys < 0 || c.IdempotencyMaxKeys > 1<<31 {
+		return fmt.Errorf("%w: --idempotency-max-keys %d must be in [1, 2^31]", ErrConfig, c.IdempotencyMaxKeys)
+	}
+	if c.SessionWait < 0 || c.SessionWait > time.Minute {
+		return fmt.Errorf("%w: --session-wait %v must be in [0, 1m]", ErrConfig, c.SessionWait)
 	}
 	if c.DiskReserveBytes < 0 {
 		return fmt.Errorf("%w: --disk-reserve %d must be >= 0 (0 turns it off)", ErrConfig, c.DiskReserveBytes)
@@ -343,4 +366,20 @@ func ClusterID(members []Member) string {
 	slices.Sort(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
 	return hex.EncodeToString(sum[:8])
+}
+
+// idempotencyWindow is IdempotencyWindow, or its default.
+func (c *Config) idempotencyWindow() time.Duration {
+	if c.IdempotencyWindow <= 0 {
+		return 10 * time.Minute
+	}
+	return c.IdempotencyWindow
+}
+
+// idempotencyMaxKeys is IdempotencyMaxKeys, or its default.
+func (c *Config) idempotencyMaxKeys() int {
+	if c.IdempotencyMaxKeys <= 0 {
+		return 1_000_000
+	}
+	return c.IdempotencyMaxKeys
 }

@@ -28,6 +28,9 @@ type metrics struct {
 	walCompactions                                   prometheus.Counter
 	snapSent, snapBytesSent, snapFailures            prometheus.Counter
 	snapReceived, snapBytesReceived                  prometheus.Counter
+	idemDuplicates                                   prometheus.Counter
+	sessionReads                                     *prometheus.CounterVec // by how they were served
+	boundedReads                                     *prometheus.CounterVec
 	snapRecvFailures                                 prometheus.Counter
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
@@ -162,6 +165,13 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		snapBytesReceived: c("snapshot_bytes_received_total", "Bytes of snapshot data received."),
 		snapRecvFailures: c("snapshot_receive_failures_total", "Snapshot transfers this node failed to receive "+
 			"(a connection lost, a bad stream) or received but could not install (refused by the store)."),
+		idemDuplicates: c("idempotent_replays_total", "Writes this node answered as leader with the recorded result "+
+			"of an earlier write with the same idempotency key (a retry), applying nothing."),
+		sessionReads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trireme", Name: "session_reads_total",
+			Help: "Session reads by how they ended: local (served here), waited (served here after waiting for the " +
+				"token), forwarded (to the leader), rolled_back (the token's write was discarded)."}, []string{"served"}),
+		boundedReads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trireme", Name: "bounded_reads_total",
+			Help: "Bounded-staleness reads by how they were served: local (within the bound) or forwarded."}, []string{"served"}),
 	}
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
@@ -174,7 +184,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		m.followerLagEntries, m.followerLagSeconds, m.writeSeconds, m.electionsStarted, m.electionsWon,
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
 		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions,
-		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived, m.snapRecvFailures} {
+		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived, m.snapRecvFailures,
+		m.idemDuplicates, m.sessionReads, m.boundedReads} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err

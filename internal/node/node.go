@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
@@ -46,6 +47,7 @@ const tickDivisor = 5
 
 // Node is one running Trireme node. It implements api.Service.
 type Node struct {
+	bounded   boundedState // session.go: the read point bounded reads rely on
 	cfg       Config
 	log       *slog.Logger
 	id        repl.NodeID
@@ -143,6 +145,7 @@ type propReq struct {
 
 type propResp struct {
 	res     repl.Result
+	cmd     command.Result // a command's result (KindCommand)
 	err     error
 	refused bool // the core refused the proposal: nothing was written
 }
@@ -779,9 +782,11 @@ func (n *Node) waitApplier() {
 func (n *Node) applier() {
 	defer close(n.applierDone)
 	var failed error
+	cw := newCmdWaits()
+	defer func() { cw.fail(fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)) }()
 	for job := range n.applyCh {
 		if failed == nil && len(job.ents) > 0 {
-			if err := n.store.Apply(job.ents); err != nil {
+			if err := n.store.ApplyReport(job.ents, cw.applied); err != nil {
 				failed = fmt.Errorf("node: apply entries %d..%d to the store: %w", job.ents[0].Index,
 					job.ents[len(job.ents)-1].Index, err)
 				n.applyErr = failed
@@ -795,13 +800,22 @@ func (n *Node) applier() {
 			for _, d := range job.results {
 				d.w.done <- propResp{err: fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)}
 			}
+			cw.fail(fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped))
 			continue
 		}
 		for _, d := range job.reads {
 			d.w.done <- d.r
 		}
+		applied := n.store.AppliedIndex()
 		for _, d := range job.results {
+			if d.w.p.Kind == entry.KindCommand {
+				cw.result(d, applied)
+				continue
+			}
 			d.w.done <- propResp{res: d.r}
+		}
+		if len(cw.parked) > 0 {
+			cw.settle(applied)
 		}
 		if job.barrier != nil {
 			close(job.barrier)

@@ -271,8 +271,10 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 	if n.removed.Load() {
 		return api.WriteResult{}, api.ErrRemoved
 	}
-	if err := n.checkWrite(key, value); err != nil {
-		return api.WriteResult{}, err
+	if kind != entry.KindCommand { // Exec checked its command
+		if err := n.checkWrite(key, value); err != nil {
+			return api.WriteResult{}, err
+		}
 	}
 	ack, timeout, err := n.writeParams(w)
 	if err != nil {
@@ -318,7 +320,18 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 				n.m.diskRefused.Inc()
 				return api.WriteResult{}, err // nothing proposed
 			}
-			res, err := n.proposeLocal(ctx, kind, key, value, ack, timeout, deadline)
+			pv := value
+			if kind == entry.KindCommand {
+				v, dup, err := n.prepareCommand(value)
+				if err != nil {
+					return api.WriteResult{}, err
+				}
+				if dup != nil {
+					return *dup, api.CmdErr(dup.Cmd)
+				}
+				pv = v
+			}
+			res, err := n.proposeLocal(ctx, kind, key, pv, ack, timeout, deadline)
 			if errors.Is(err, repl.ErrTransferring) && attempt < 20 {
 				// A planned switchover is under way: wait for it, then retry
 				// here or at the new leader. Nothing was written.
@@ -352,8 +365,11 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 			continue
 		}
 		op := transport.OpPut
-		if kind == entry.KindDelete {
+		switch kind {
+		case entry.KindDelete:
 			op = transport.OpDelete
+		case entry.KindCommand:
+			op = transport.OpCommand
 		}
 		ctx := slow()
 		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
@@ -380,6 +396,9 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 			}
 			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
 			continue
+		}
+		if resp.CmdSet && resp.Code == transport.CodeOK {
+			return resp.Write, api.CmdErr(resp.Write.Cmd)
 		}
 		return resp.Write, codeErr(resp, true)
 	}
@@ -470,6 +489,11 @@ func (n *Node) writeOutcome(req *propReq, r propResp, ack repl.Ack) (api.WriteRe
 	switch res.Outcome {
 	case repl.OutcomeOK:
 		out.Durability = ack.Mode.String()
+		if req.p.Kind == entry.KindCommand {
+			// Answered once applied (cmdWaits): committed, whatever the ack.
+			out.Cmd, out.Committed = r.cmd, true
+			return out, api.CmdErr(r.cmd)
+		}
 		return out, nil
 	case repl.OutcomeTimeout:
 		return out, fmt.Errorf("%w (%s wanted; leader durable %v, %d replicas, committed %v)", api.ErrWriteTimeout,
@@ -481,20 +505,7 @@ func (n *Node) writeOutcome(req *propReq, r propResp, ack repl.Ack) (api.WriteRe
 
 // Get implements api.Service.
 func (n *Node) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
-	if n.removed.Load() {
-		// Its data stops at the removal: even a stale read would mislead.
-		return api.ReadResult{}, api.ErrRemoved
-	}
-	if len(key) == 0 {
-		return api.ReadResult{}, api.ErrEmptyKey
-	}
-	switch c {
-	case api.Stale:
-		return n.getStale(key)
-	case api.Linearizable:
-		return n.getLinearizable(ctx, key, false)
-	}
-	return api.ReadResult{}, api.ErrBadConsistency
+	return n.Read(ctx, key, api.ReadOptions{Consistency: c})
 }
 
 func (n *Node) getStale(key []byte) (api.ReadResult, error) {
@@ -506,7 +517,7 @@ func (n *Node) getStale(key []byte) (api.ReadResult, error) {
 	if err != nil {
 		return api.ReadResult{}, err
 	}
-	out := api.ReadResult{Found: found, Value: v, Index: ver}
+	out := api.ReadResult{Found: found, Value: v, Index: ver, Token: n.appliedToken()}
 	if s.st.Role != repl.RoleLeader {
 		if s.st.LeaderCommit > s.st.Applied {
 			out.LagEntries = s.st.LeaderCommit - s.st.Applied
@@ -572,37 +583,42 @@ func (n *Node) getLinearizable(ctx context.Context, key []byte, forwarded bool) 
 
 // readLocal gets a read point from the core, waits until it is applied, then reads.
 func (n *Node) readLocal(ctx context.Context, key []byte) (api.ReadResult, error) {
+	if _, err := n.readPointLocal(ctx); err != nil {
+		return api.ReadResult{}, err
+	}
+	return n.readApplied(key)
+}
+
+// readPointLocal gets a read point from the core (as leader) and returns it
+// once the store has applied it.
+func (n *Node) readPointLocal(ctx context.Context) (uint64, error) {
 	req := &readReq{done: make(chan repl.ReadResult, 1)}
 	select {
 	case n.readCh <- req:
 	case <-ctx.Done():
-		return api.ReadResult{}, ctx.Err()
+		return 0, ctx.Err()
 	case <-n.doneCh:
-		return api.ReadResult{}, api.ErrStopped
+		return 0, api.ErrStopped
 	}
 	var r repl.ReadResult
 	select {
 	case r = <-req.done:
 	case <-ctx.Done():
-		return api.ReadResult{}, ctx.Err()
+		return 0, ctx.Err()
 	case <-n.doneCh:
-		return api.ReadResult{}, api.ErrStopped
+		return 0, api.ErrStopped
 	}
 	if r.Err != nil {
 		if errors.Is(r.Err, repl.ErrReadTimeout) {
-			return api.ReadResult{}, fmt.Errorf("%w: cannot confirm leadership: %w", api.ErrNoLeader, r.Err)
+			return 0, fmt.Errorf("%w: cannot confirm leadership: %w", api.ErrNoLeader, r.Err)
 		}
-		return api.ReadResult{}, r.Err
+		return 0, r.Err
 	}
 	// The Ready that carried r applied through r.Index before delivering it.
 	if a := n.store.AppliedIndex(); a < r.Index {
-		return api.ReadResult{}, fmt.Errorf("node: read point %d not applied (applied %d): broken Ready contract", r.Index, a)
+		return 0, fmt.Errorf("node: read point %d not applied (applied %d): broken Ready contract", r.Index, a)
 	}
-	v, ver, found, err := n.store.Get(key)
-	if err != nil {
-		return api.ReadResult{}, err
-	}
-	return api.ReadResult{Found: found, Value: v, Index: ver}, nil
+	return r.Index, nil
 }
 
 // TransferLeadership implements api.Service.
@@ -701,8 +717,13 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 		}
 		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond}
 		resp.Write, err = n.write(ctx, kind, req.Key, req.Value, w, true)
+	case transport.OpCommand:
+		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond}
+		err = n.forwardCommand(ctx, req, w, &resp)
 	case transport.OpGet:
-		resp.Read, err = n.getLinearizable(ctx, req.Key, true)
+		resp.Read, err = n.serveForwarded(ctx, req)
+	case transport.OpReadIndex:
+		resp.Read.Index, err = n.readIndex(ctx)
 	case transport.OpTransfer:
 		err = n.transfer(ctx, repl.NodeID(req.Key), true)
 	case transport.OpMembers:

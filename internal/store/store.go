@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 )
 
@@ -202,6 +203,10 @@ type Store struct {
 	stuck       atomic.Int32  // writes commit stopped waiting for, still inside Pebble
 	closing     atomic.Bool   // Close has flushed and is closing Pebble
 	bgErrors    atomic.Int64  // Pebble background errors reported (BackgroundErrors)
+
+	// The term history (commands.go), cached; loaded on first use.
+	termsMu sync.Mutex // serializes changes to terms
+	terms   atomic.Pointer[[]termStart]
 
 	// crashAt, set by tests, makes Install stop at that step as a crash
 	// would (crashPoint), leaving the files as they are.
@@ -456,7 +461,11 @@ func (s *Store) BackgroundErrors() int64 { return s.bgErrors.Load() }
 // rest must be contiguous and start at AppliedIndex()+1, else nothing is
 // applied and the error wraps ErrGap. An entry of unknown kind, or a put or
 // delete at index 0, gives ErrBadEntry and applies nothing.
-func (s *Store) Apply(ents []entry.Entry) error {
+func (s *Store) Apply(ents []entry.Entry) error { return s.ApplyReport(ents, nil) }
+
+// ApplyReport is Apply, and calls report (if not nil) with the result of
+// each command entry it applies, in order, before it returns.
+func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.failure(); err != nil {
@@ -498,11 +507,11 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		// background work done at full speed, not smoothly.
 		s.pebbleFS().quiet(quietFor)
 	}
-	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 || hasConfig(ents) {
+	if s.cfg.WriteBufferBytes == 0 || n >= s.cfg.WriteBufferBytes/4 || needsDirect(ents) {
 		if err := s.syncBufLocked(); err != nil {
 			return err
 		}
-		return s.applyDirect(ents)
+		return s.applyDirect(ents, report)
 	}
 	// The entries go to the write buffer (wbuf.go); a Get sees them once
 	// the applied index is published below.
@@ -528,17 +537,6 @@ func (s *Store) Apply(ents []entry.Entry) error {
 		return s.startDrainLocked()
 	}
 	return nil
-}
-
-// hasConfig reports whether ents hold a configuration entry: such a batch
-// goes straight to Pebble, so that Conf reads it there.
-func hasConfig(ents []entry.Entry) bool {
-	for i := range ents {
-		if ents[i].Kind == entry.KindConfig {
-			return true
-		}
-	}
-	return false
 }
 
 // Conf returns the value of the last configuration entry applied (nil if
@@ -572,9 +570,22 @@ func batchBytes(ents []entry.Entry) int64 {
 
 // applyDirect applies checked entries in one Pebble batch, with the new
 // applied index: Apply without a write buffer. Under writeMu.
-func (s *Store) applyDirect(ents []entry.Entry) error {
+func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 	db := s.h.db
-	b := db.NewBatch()
+	var b *pebble.Batch
+	var results []command.Result
+	cmds := 0
+	for i := range ents {
+		if ents[i].Kind == entry.KindCommand {
+			cmds++
+		}
+	}
+	if cmds > 0 {
+		b = db.NewIndexedBatch() // commands read the batch's own writes
+		results = make([]command.Result, 0, cmds)
+	} else {
+		b = db.NewBatch()
+	}
 	abandoned := false // b still belongs to Pebble (commit)
 	defer func() {
 		if !abandoned {
@@ -596,8 +607,16 @@ func (s *Store) applyDirect(ents []entry.Entry) error {
 			s.ctr.track(e.Key, false)
 		case entry.KindConfig:
 			_ = b.Set(metaKeyConf, e.Value, nil)
-		default:
-			// no-op and config entries only advance the applied index
+		case entry.KindNoop:
+			_ = b.Set(termKey(e.Index), binary.LittleEndian.AppendUint64(nil, e.Term), nil)
+		case entry.KindCommand:
+			r, err := s.applyCommand(b, e)
+			if err != nil {
+				s.ctr.drop()
+				s.ctr.gen++
+				return s.fail(fmt.Sprintf("apply command at index %d", e.Index), err)
+			}
+			results = append(results, r)
 		}
 	}
 	last := &ents[len(ents)-1]
@@ -609,8 +628,22 @@ func (s *Store) applyDirect(ents []entry.Entry) error {
 		return s.fail(fmt.Sprintf("apply through index %d", last.Index), err)
 	}
 	s.ctr.afterApply()
+	for i := range ents {
+		if ents[i].Kind == entry.KindNoop {
+			s.noteTermStart(ents[i].Index, ents[i].Term)
+		}
+	}
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
+	if report != nil && cmds > 0 {
+		j := 0
+		for i := range ents {
+			if ents[i].Kind == entry.KindCommand {
+				report(ents[i].Index, ents[i].Term, results[j])
+				j++
+			}
+		}
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -96,6 +97,13 @@ const (
 	// member id for "promote" and "remove". The answer's Read.Value is the
 	// JSON []api.MemberStatus.
 	OpMembers ForwardOp = 5
+	// OpCommand: a state-machine command (internal/command); Value is its
+	// encoding (unstamped: the leader stamps it). The answer's Write.Cmd
+	// (CmdSet) is its result.
+	OpCommand ForwardOp = 6
+	// OpReadIndex: the leader confirms its leadership and answers a read
+	// point in Read.Index (a follower's proof for bounded reads).
+	OpReadIndex ForwardOp = 7
 )
 
 // ForwardRequest is a client operation a follower hands to the leader.
@@ -108,6 +116,12 @@ type ForwardRequest struct {
 	DefaultAck  bool   // use the leader's default ack mode
 	TimeoutMs   uint64 // 0 = the leader's default
 	Consistency api.Consistency
+	// Session and bounded reads (OpGet). Encoded in the frame's optional
+	// tail, present only when one of them is set, so that the frames of the
+	// other operations are those of the previous release.
+	Token         api.Token
+	MaxLagNanos   uint64
+	MaxLagEntries uint64
 }
 
 // ErrCode is the error class of a ForwardResponse. Part of the wire format.
@@ -145,6 +159,9 @@ type ForwardResponse struct {
 	Leader  repl.NodeID // the responder's known leader (hint for CodeNotLeader)
 	Write   api.WriteResult
 	Read    api.ReadResult
+	// CmdSet: Write.Cmd holds a command's result (OpCommand). With a
+	// non-zero Read.Token it makes the frame's optional tail.
+	CmdSet bool
 }
 
 // Frame is one decoded frame; exactly one of the pointer fields matching Type
@@ -229,6 +246,12 @@ func AppendForwardRequest(dst []byte, r *ForwardRequest) []byte {
 	dst = append(dst, byte(r.Consistency))
 	dst = appendBytes32(dst, r.Key)
 	dst = appendBytes32(dst, r.Value)
+	if !r.Token.IsZero() || r.MaxLagNanos != 0 || r.MaxLagEntries != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, r.Token.Term)
+		dst = binary.LittleEndian.AppendUint64(dst, r.Token.Index)
+		dst = binary.LittleEndian.AppendUint64(dst, r.MaxLagNanos)
+		dst = binary.LittleEndian.AppendUint64(dst, r.MaxLagEntries)
+	}
 	return endFrame(dst, start)
 }
 
@@ -259,6 +282,16 @@ func AppendForwardResponse(dst []byte, r *ForwardResponse) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, r.Read.LagEntries)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Read.LagMillis))
 	dst = appendBytes32(dst, r.Read.Value)
+	if !r.Read.Token.IsZero() || r.CmdSet {
+		dst = binary.LittleEndian.AppendUint64(dst, r.Read.Token.Term)
+		dst = binary.LittleEndian.AppendUint64(dst, r.Read.Token.Index)
+		if r.CmdSet {
+			dst = append(dst, 1)
+			dst = appendBytes32(dst, command.EncodeResult(nil, &r.Write.Cmd))
+		} else {
+			dst = append(dst, 0)
+		}
+	}
 	return endFrame(dst, start)
 }
 
@@ -343,7 +376,14 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r.Consistency = api.Consistency(d.u8())
 		r.Key = d.bytes32()
 		r.Value = d.bytes32()
-		if d.err == nil && (r.Op < OpPut || r.Op > OpMembers) {
+		if d.err == nil && len(d.b) > 0 {
+			r.Token.Term, r.Token.Index = d.u64(), d.u64()
+			r.MaxLagNanos, r.MaxLagEntries = d.u64(), d.u64()
+			if d.err == nil && r.Token.IsZero() && r.MaxLagNanos == 0 && r.MaxLagEntries == 0 {
+				d.fail("an empty read-options tail")
+			}
+		}
+		if d.err == nil && (r.Op < OpPut || r.Op > OpReadIndex) {
 			d.fail("unknown forward op %d", r.Op)
 		}
 		f.Request = r
@@ -365,6 +405,25 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r.Read.LagEntries = d.u64()
 		r.Read.LagMillis = int64(d.u64())
 		r.Read.Value = d.bytes32()
+		if d.err == nil && len(d.b) > 0 {
+			r.Read.Token.Term, r.Read.Token.Index = d.u64(), d.u64()
+			switch has := d.u8(); {
+			case d.err != nil:
+			case has == 1:
+				r.CmdSet = true
+				if b := d.bytes32(); d.err == nil {
+					cr, err := command.DecodeResult(b)
+					if err != nil {
+						d.fail("command result: %v", err)
+					}
+					r.Write.Cmd = cr
+				}
+			case has != 0:
+				d.fail("bad command-result flag %d", has)
+			case r.Read.Token.IsZero():
+				d.fail("an empty tail")
+			}
+		}
 		if d.err == nil && r.Code > maxErrCode {
 			d.fail("unknown error code %d", r.Code)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -33,6 +34,16 @@ func sampleFrames() []Frame {
 			Write: api.WriteResult{Index: 12, Term: 4, Durability: "semi-sync", Replicas: 2, Committed: true, LeaderDurable: true}}},
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 8, Code: CodeNotLeader, Message: "not the leader", Leader: "n2",
 			Read: api.ReadResult{Found: true, Value: []byte("v"), Index: 3, LagEntries: 1, LagMillis: -5}}},
+		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 9, Op: OpGet, Key: []byte("a"), Consistency: api.Session,
+			Token: api.Token{Term: 3, Index: 40}}},
+		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 10, Op: OpGet, Key: []byte("a"), Consistency: api.Bounded,
+			MaxLagNanos: 5e8, MaxLagEntries: 7}},
+		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 11, Op: OpCommand, Key: []byte("n"), Value: []byte{1, 3}}},
+		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 9, Leader: "n1",
+			Read: api.ReadResult{Found: true, Value: []byte("v"), Index: 3, Token: api.Token{Term: 3, Index: 41}}}},
+		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 11, Leader: "n1", CmdSet: true,
+			Write: api.WriteResult{Index: 50, Term: 3, Durability: "majority", Committed: true, LeaderDurable: true,
+				Cmd: command.Result{Applied: true, Index: 50, Version: 50, Int: 42, Old: []byte("41"), OldFound: true}}}},
 	}
 }
 

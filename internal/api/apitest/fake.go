@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -41,6 +42,8 @@ type Fake struct {
 	lastWrite              api.WriteOptions
 	writes                 int
 	mem                    fakeMembership // members.go
+	idem                   map[string]command.Result
+	lastCmd                *command.Command
 }
 
 type fakeValue struct {

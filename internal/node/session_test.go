@@ -1,0 +1,233 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
+	"github.com/trireme-db/trireme/internal/repl"
+)
+
+func incr(key string, by int64, idem string) *command.Command {
+	return &command.Command{Op: command.OpIncr, Key: []byte(key), Delta: by, IdemKey: []byte(idem)}
+}
+
+// TestCommandsOnLeaderAndFollower: read-modify-write commands apply once each,
+// in log order, whether sent to the leader or forwarded by a follower, under
+// every ack mode, and report their results and failures.
+func TestCommandsOnLeaderAndFollower(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	fi := c.follower(li)
+	ctx := ctxT(t)
+	acks := []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}, {Mode: repl.AckSemiSync, Replicas: 1}, {Mode: repl.AckSync}}
+	var last int64
+	for i := range 8 {
+		n := c.nodes[li]
+		if i%2 == 1 {
+			n = c.nodes[fi]
+		}
+		res, err := n.Exec(ctx, incr("ctr", 3, ""), api.WriteOptions{Ack: acks[i%len(acks)]})
+		if err != nil {
+			t.Fatalf("incr %d on %s: %v", i, n.cfg.ID, err)
+		}
+		if res.Cmd.Int != last+3 || !res.Committed || res.Cmd.Version != res.Index {
+			t.Fatalf("incr %d on %s: %+v (previous value %d)", i, n.cfg.ID, res, last)
+		}
+		last = res.Cmd.Int
+	}
+	for i := range c.nodes {
+		c.waitStale(i, "ctr", "24")
+	}
+	// Failures carry their result and change nothing, forwarded or not.
+	mustPut(t, c.nodes[li], "s", "text", repl.Ack{Mode: repl.AckMajority})
+	for _, n := range []*Node{c.nodes[li], c.nodes[fi]} {
+		if _, err := n.Exec(ctx, incr("s", 1, ""), api.WriteOptions{Default: true}); !errors.Is(err, api.ErrNotInteger) {
+			t.Fatalf("incr of a string on %s: %v", n.cfg.ID, err)
+		}
+		cas := &command.Command{Op: command.OpSet, Key: []byte("s"), Value: []byte("x"), Cond: command.CondIndex, IfIndex: 1}
+		res, err := n.Exec(ctx, cas, api.WriteOptions{Default: true})
+		if !errors.Is(err, api.ErrConditionFailed) || res.Cmd.Version == 0 {
+			t.Fatalf("stale compare-and-set on %s: %+v %v", n.cfg.ID, res, err)
+		}
+		cas.IfIndex = res.Cmd.Version
+		if res, err := n.Exec(ctx, cas, api.WriteOptions{Default: true}); err != nil || !res.Cmd.Applied {
+			t.Fatalf("compare-and-set at the current version on %s: %+v %v", n.cfg.ID, res, err)
+		}
+	}
+	mset := &command.Command{Op: command.OpMSet, Keys: [][]byte{[]byte("a"), []byte("b")}, Values: [][]byte{[]byte("1"), []byte("2")}}
+	if _, err := c.nodes[fi].Exec(ctx, mset, api.WriteOptions{Default: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitStale(li, "a", "1")
+	c.waitStale(li, "b", "2")
+	if _, err := c.nodes[fi].Exec(ctx, &command.Command{Op: 99, Key: []byte("k")}, api.WriteOptions{Default: true}); !errors.Is(err, api.ErrBadCommand) {
+		t.Fatalf("a malformed command: %v", err)
+	}
+}
+
+// TestIdempotentRetryAppliesOnce: a write retried with its idempotency key
+// returns the first result and applies nothing, on any node and after a
+// failover.
+func TestIdempotentRetryAppliesOnce(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	fi := c.follower(li)
+	ctx := ctxT(t)
+	first, err := c.nodes[fi].Exec(ctx, incr("n", 5, "req-1"), api.WriteOptions{Default: true})
+	if err != nil || first.Cmd.Int != 5 || first.Cmd.Duplicate {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	for _, n := range []*Node{c.nodes[li], c.nodes[fi]} {
+		again, err := n.Exec(ctx, incr("n", 5, "req-1"), api.WriteOptions{Default: true})
+		if err != nil || !again.Cmd.Duplicate || again.Cmd.Int != 5 || again.Index != first.Index || again.Term != first.Term {
+			t.Fatalf("retry on %s: %+v %v, want the first result (%+v)", n.cfg.ID, again, err, first)
+		}
+	}
+	// The table is replicated state: the next leader has it.
+	for i := range c.nodes {
+		c.waitStale(i, "n", "5")
+	}
+	c.stop(li)
+	nl := c.leader()
+	again, err := c.nodes[nl].Exec(ctx, incr("n", 5, "req-1"), api.WriteOptions{Default: true})
+	if err != nil || !again.Cmd.Duplicate || again.Cmd.Int != 5 {
+		t.Fatalf("retry on the new leader: %+v %v", again, err)
+	}
+	other, err := c.nodes[nl].Exec(ctx, incr("n", 5, "req-2"), api.WriteOptions{Default: true})
+	if err != nil || other.Cmd.Int != 10 {
+		t.Fatalf("another request: %+v %v", other, err)
+	}
+}
+
+// TestSessionReadsSeeOwnWritesAndNeverGoBack: with its token, a session
+// reads its own async write on any node, and a read on one node followed by
+// one on another never goes back.
+func TestSessionReadsSeeOwnWritesAndNeverGoBack(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	ctx := ctxT(t)
+	var tok api.Token
+	for i := range 30 {
+		v := strconv.Itoa(i)
+		w, err := c.nodes[li].Put(ctx, []byte("k"), []byte(v), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok = tok.Max(w.Token())
+		n := c.nodes[i%3]
+		r, err := n.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: tok})
+		if err != nil || string(r.Value) != v {
+			t.Fatalf("session read %d on %s: %q %v, want %q", i, n.cfg.ID, r.Value, err, v)
+		}
+		if !r.Token.Covers(tok) {
+			t.Fatalf("reply token %v does not cover %v", r.Token, tok)
+		}
+		tok = r.Token
+		// The next read, elsewhere, with the reply's token: same or newer.
+		m := c.nodes[(i+1)%3]
+		r2, err := m.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: tok})
+		if err != nil || string(r2.Value) != v {
+			t.Fatalf("monotonic read %d on %s: %q %v, want %q", i, m.cfg.ID, r2.Value, err, v)
+		}
+	}
+	// Every reply carries a token, whatever its level.
+	for _, lvl := range []api.Consistency{api.Stale, api.Linearizable} {
+		r, err := c.nodes[c.follower(li)].Read(ctx, []byte("k"), api.ReadOptions{Consistency: lvl})
+		if err != nil || r.Token.IsZero() {
+			t.Fatalf("%v read: %+v %v", lvl, r, err)
+		}
+	}
+	if _, err := api.ParseToken(tok.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSessionReadOfRolledBackWrite: a session whose async write was
+// discarded in a failover is told so, on any node.
+func TestSessionReadOfRolledBackWrite(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	old := c.nodes[li]
+	ctx := ctxT(t)
+	mustPut(t, old, "k", "kept", repl.Ack{Mode: repl.AckMajority})
+	c.net.Isolate(repl.NodeID(old.cfg.ID))
+	lost, err := old.Put(ctx, []byte("k"), []byte("lost"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+	if err != nil || lost.Committed {
+		t.Fatalf("async put on the isolated leader: %+v %v", lost, err)
+	}
+	var nl *Node
+	deadline := time.Now().Add(10 * time.Second)
+	for nl == nil && time.Now().Before(deadline) {
+		for i, n := range c.nodes {
+			if i != li && n.Status().Role == "leader" {
+				nl = n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if nl == nil {
+		t.Fatal("no new leader")
+	}
+	// Before the heal: the new leader settles it from its log.
+	if _, err := nl.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: lost.Token()}); !errors.Is(err, api.ErrRolledBack) {
+		t.Fatalf("session read on the new leader: %v, want ErrRolledBack", err)
+	}
+	mustPut(t, nl, "k2", "v", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, nl, "k3", "v", repl.Ack{Mode: repl.AckMajority})
+	c.net.Heal()
+	for i := range c.nodes {
+		c.waitStale(i, "k3", "v")
+	}
+	for _, n := range c.nodes {
+		_, err := n.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: lost.Token()})
+		if !errors.Is(err, api.ErrRolledBack) {
+			t.Fatalf("session read on %s: %v, want ErrRolledBack", n.cfg.ID, err)
+		}
+	}
+}
+
+// TestBoundedReads: a follower serves a bounded read itself when it can
+// prove the bound, and an isolated one cannot.
+func TestBoundedReads(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	fi := c.follower(li)
+	f := c.nodes[fi]
+	ctx := ctxT(t)
+	mustPut(t, c.nodes[li], "k", "v1", repl.Ack{Mode: repl.AckMajority})
+	for _, o := range []api.ReadOptions{
+		{Consistency: api.Bounded, MaxLag: time.Second},
+		{Consistency: api.Bounded, MaxLagEntries: 1},
+		{Consistency: api.Bounded, MaxLag: time.Second, MaxLagEntries: 10},
+	} {
+		r, err := f.Read(ctx, []byte("k"), o)
+		if err != nil || string(r.Value) != "v1" {
+			t.Fatalf("bounded %+v: %q %v", o, r.Value, err)
+		}
+	}
+	if got := counterValue(t, f.m.boundedReads.WithLabelValues("local")); got < 1 {
+		t.Fatalf("no bounded read was served locally (%v)", got)
+	}
+	for _, o := range []api.ReadOptions{{Consistency: api.Bounded}, {Consistency: api.Bounded, MaxLag: -time.Second}} {
+		if _, err := f.Read(ctx, []byte("k"), o); !errors.Is(err, api.ErrBadBound) {
+			t.Fatalf("bounded %+v: %v, want ErrBadBound", o, err)
+		}
+	}
+	// Cut off, it cannot prove any bound, and no leader answers.
+	c.net.Isolate(repl.NodeID(f.cfg.ID))
+	time.Sleep(100 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if r, err := f.Read(short, []byte("k"), api.ReadOptions{Consistency: api.Bounded, MaxLag: 50 * time.Millisecond}); err == nil {
+		t.Fatalf("an isolated follower served a bounded read: %+v", r)
+	}
+	// A stale read still works.
+	if r, err := f.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Stale}); err != nil || string(r.Value) != "v1" {
+		t.Fatalf("stale: %+v %v", r, err)
+	}
+}

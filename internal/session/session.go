@@ -1,0 +1,92 @@
+// Package session holds the decisions behind session and bounded-staleness
+// reads, as pure functions of what a node knows, so that the node
+// (internal/node) and the simulator (internal/sim) make them with the same
+// code.
+//
+// A session token (api.Token) names an entry by (term, index). A node's
+// applied state includes the token once it has applied the index and the
+// entry it applied there has the token's term. Terms along a log never
+// decrease and every leader's first entry is a no-op, so the term of an
+// applied entry is the term of the last no-op at or below it: that is what
+// termAt answers (known=false when it cannot tell: an index applied before
+// the node kept that history; the token is then taken as included).
+package session
+
+import (
+	"fmt"
+
+	"github.com/trireme-db/trireme/internal/api"
+)
+
+// Check reports whether the state applied through index applied includes
+// tok: ok=false while applied < tok.Index; api.ErrRolledBack (wrapped,
+// naming the index) if the entry applied there has another term. A token
+// of term 0 names an index only.
+func Check(tok api.Token, applied uint64, termAt func(index uint64) (term uint64, known bool)) (ok bool, err error) {
+	if tok.IsZero() {
+		return true, nil
+	}
+	if applied < tok.Index {
+		return false, nil
+	}
+	if tok.Term == 0 {
+		return true, nil
+	}
+	if term, known := termAt(tok.Index); known && term != tok.Term {
+		return false, RolledBack(tok, term)
+	}
+	return true, nil
+}
+
+// Settle decides, on the leader of term leaderTerm whose log ends at
+// lastIndex, whether tok can still be committed: every entry that can still
+// commit is in the leader's log, so a token of an older term past the log's
+// end, or whose index holds another term there, was discarded
+// (api.ErrRolledBack). nil means it may yet be applied: wait for it.
+// logTerm reports the term at an index of the leader's log (ok=false: not
+// known, e.g. compacted).
+func Settle(tok api.Token, leaderTerm, lastIndex uint64, logTerm func(index uint64) (term uint64, ok bool)) error {
+	if tok.Term == 0 || tok.Term >= leaderTerm {
+		return nil
+	}
+	if lastIndex < tok.Index {
+		return RolledBack(tok, 0)
+	}
+	if t, ok := logTerm(tok.Index); ok && t != tok.Term {
+		return RolledBack(tok, t)
+	}
+	return nil
+}
+
+// RolledBack is the error for a session whose token's entry was discarded;
+// term is the term of the entry found at its index (0: none).
+func RolledBack(tok api.Token, term uint64) error {
+	if term == 0 {
+		return fmt.Errorf("%w: index %d of term %d was discarded (the leader's log ends before it); the session's write is lost",
+			api.ErrRolledBack, tok.Index, tok.Term)
+	}
+	return fmt.Errorf("%w: index %d of term %d was discarded (the entry there is of term %d); the session's write is lost",
+		api.ErrRolledBack, tok.Index, tok.Term, term)
+}
+
+// WithinBound reports whether a state that includes a read point the leader
+// confirmed age ago (measured on this node's clock) is within maxLag of the
+// leader's, with a margin for clock drift: one tick plus a tenth of age.
+// All three are in the same unit (nanoseconds on a node, ticks in the
+// simulator). maxLag 0 means no time bound.
+func WithinBound(age, tick, maxLag int64) bool {
+	if maxLag <= 0 {
+		return true
+	}
+	return age+tick+age/10 <= maxLag
+}
+
+// Need is the index a node must have applied to serve a bounded read from a
+// read point: all of it for a time bound, and within maxLagEntries of it
+// for an entry bound alone.
+func Need(point uint64, timeBound bool, maxLagEntries uint64) uint64 {
+	if timeBound {
+		return point
+	}
+	return point - min(point, maxLagEntries)
+}
