@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 )
 
@@ -94,7 +96,8 @@ func (j *journal) appendCause(ents []entry.Entry, now time.Time, cause string) e
 	var buf []byte
 	for i := range ents {
 		e := &ents[i]
-		b, err := json.Marshal(journalRecord{Term: e.Term, Index: e.Index, Op: e.Kind.String(), Key: e.Key, Value: e.Value, At: now.UTC(), Cause: cause})
+		op, key, value := describeForJournal(e)
+		b, err := json.Marshal(journalRecord{Term: e.Term, Index: e.Index, Op: op, Key: key, Value: value, At: now.UTC(), Cause: cause})
 		if err != nil {
 			return err
 		}
@@ -147,4 +150,32 @@ func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.f.Close()
+}
+
+// describeForJournal is what the journal records of an entry: its kind, key
+// and value; for a command, the command's op ("incr", "append", "set",
+// "delete", "mset"), its key (the first one of an mset) and what it would
+// have written (the value; the delta of an incr; "k=v ..." of an mset).
+func describeForJournal(e *entry.Entry) (op string, key, value []byte) {
+	if e.Kind != entry.KindCommand {
+		return e.Kind.String(), e.Key, e.Value
+	}
+	c, err := command.Decode(e.Value)
+	if err != nil {
+		return e.Kind.String(), e.Key, e.Value
+	}
+	switch c.Op {
+	case command.OpIncr:
+		return c.Op.String(), c.Key, strconv.AppendInt(nil, c.Delta, 10)
+	case command.OpMSet:
+		var v []byte
+		for i := range c.Keys {
+			if i > 0 {
+				v = append(v, ' ')
+			}
+			v = append(append(append(v, c.Keys[i]...), '='), c.Values[i]...)
+		}
+		return c.Op.String(), c.Keys[0], v
+	}
+	return c.Op.String(), c.Key, c.Value
 }

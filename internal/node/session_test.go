@@ -9,6 +9,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
+	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -229,5 +230,24 @@ func TestBoundedReads(t *testing.T) {
 	// A stale read still works.
 	if r, err := f.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Stale}); err != nil || string(r.Value) != "v1" {
 		t.Fatalf("stale: %+v %v", r, err)
+	}
+}
+
+// TestJournalDescribesCommands: a discarded command is journaled by what it
+// does, not as its encoding.
+func TestJournalDescribesCommands(t *testing.T) {
+	for _, c := range []struct {
+		cmd            command.Command
+		op, key, value string
+	}{
+		{command.Command{Op: command.OpIncr, Key: []byte("n"), Delta: -4}, "incr", "n", "-4"},
+		{command.Command{Op: command.OpAppend, Key: []byte("s"), Value: []byte("x")}, "append", "s", "x"},
+		{command.Command{Op: command.OpMSet, Keys: [][]byte{[]byte("a"), []byte("b")}, Values: [][]byte{[]byte("1"), []byte("2")}}, "mset", "a", "a=1 b=2"},
+	} {
+		e := entry.Entry{Kind: entry.KindCommand, Key: c.cmd.Key, Value: command.Encode(nil, &c.cmd)}
+		op, key, value := describeForJournal(&e)
+		if op != c.op || string(key) != c.key || string(value) != c.value {
+			t.Errorf("%v: journaled as %s %q %q, want %s %q %q", c.cmd.Op, op, key, value, c.op, c.key, c.value)
+		}
 	}
 }
