@@ -105,6 +105,26 @@ func (m *metrics) watchTransport(pc peerCounters) error {
 	return nil
 }
 
+// watchIdempotency exports the size of the store's idempotency table, read
+// at each scrape (one Pebble point read).
+func (m *metrics) watchIdempotency(records func() (uint64, error)) error {
+	col := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trireme", Name: "idempotency_records",
+		Help: "Records in the replicated idempotency table (results of writes with an idempotency key, kept for " +
+			"--idempotency-window, at most --idempotency-max-keys)."},
+		func() float64 {
+			n, err := records()
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		})
+	if err := m.reg.Register(col); err != nil {
+		return err
+	}
+	m.collectors = append(m.collectors, col)
+	return nil
+}
+
 func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	var gatherer prometheus.Gatherer
 	if reg == nil {

@@ -352,6 +352,9 @@ func Start(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: metrics: %w", err)
 		}
 	}
+	if err := n.m.watchIdempotency(n.store.IdempotencyRecords); err != nil {
+		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
 	n.walLast = n.wal.LastIndex()
 	n.publish(time.Now())
 	n.disk.start()

@@ -103,6 +103,9 @@ func TestIdempotentRetryAppliesOnce(t *testing.T) {
 	if err != nil || other.Cmd.Int != 10 {
 		t.Fatalf("another request: %+v %v", other, err)
 	}
+	if n, err := c.nodes[nl].store.IdempotencyRecords(); err != nil || n != 2 {
+		t.Fatalf("idempotency records on the new leader: %d %v, want 2", n, err)
+	}
 }
 
 // TestSessionReadsSeeOwnWritesAndNeverGoBack: with its token, a session
