@@ -45,10 +45,12 @@
 // classify each request as an Action and ask Role.Allows:
 //
 //	ActionRead    HTTP GET/HEAD /v1/kv/..., /v1/status, /v1/rollbacks, /metrics;
-//	              RESP GET MGET EXISTS TTL DBSIZE INFO ROLE CONFIG GET, and the
-//	              connection's own commands (ECHO CLIENT SELECT COMMAND
-//	              READONLY READWRITE TRIREME.CONSISTENCY): any authenticated user
-//	ActionWrite   HTTP PUT/POST/DELETE /v1/kv/...; RESP SET DEL WAIT WAITAOF
+//	              RESP GET MGET EXISTS TTL STRLEN DBSIZE INFO ROLE CONFIG GET,
+//	              and the connection's own commands (ECHO CLIENT SELECT
+//	              COMMAND READONLY READWRITE TRIREME.CONSISTENCY
+//	              TRIREME.SESSION): any authenticated user
+//	ActionWrite   HTTP PUT/POST/DELETE /v1/kv/...; RESP SET SETNX GETSET
+//	              GETDEL MSET INCR INCRBY DECR DECRBY APPEND DEL WAIT WAITAOF
 //	              TRIREME.ACK / CLIENT ACK
 //	ActionAdmin   HTTP POST /v1/leader/transfer (and membership changes, later)
 //

@@ -49,10 +49,11 @@ type Action uint8
 // Actions, with the lowest role that allows each.
 const (
 	// ActionRead: read a key, a node's status, its rollback journal,
-	// metrics; over RESP, GET, MGET, EXISTS, TTL, DBSIZE, INFO, ROLE, ...
+	// metrics; over RESP, GET, MGET, EXISTS, TTL, STRLEN, DBSIZE, INFO, ROLE, ...
 	ActionRead Action = iota + 1
-	// ActionWrite: write or delete a key; over RESP, SET, DEL, and WAIT /
-	// WAITAOF (which follow the connection's writes).
+	// ActionWrite: write or delete a key; over RESP, SET, DEL, INCR, APPEND,
+	// MSET and the other writes, and WAIT / WAITAOF (which follow the
+	// connection's writes).
 	ActionWrite
 	// ActionAdmin: change the cluster (POST /v1/leader/transfer).
 	ActionAdmin

@@ -38,7 +38,16 @@ func (n *Node) checkCommand(c *command.Command) error {
 		return fmt.Errorf("%w: %w", api.ErrBadCommand, err)
 	}
 	if c.Op != command.OpMSet {
-		return n.checkWrite(c.Key, c.Value)
+		if err := n.checkWrite(c.Key, c.Value); err != nil {
+			return err
+		}
+	}
+	// The entry's value is the encoding: it must fit the WAL's limit.
+	if size, limit := len(command.Encode(nil, c)), maxEntryValue(n.cfg.MaxValueBytes); size > limit {
+		return fmt.Errorf("%w: a command of %d bytes encoded, limit %d", api.ErrValueTooLarge, size, limit)
+	}
+	if c.Op != command.OpMSet {
+		return nil
 	}
 	total := 0
 	for i := range c.Keys {

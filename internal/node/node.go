@@ -42,6 +42,12 @@ var ErrKeyTooLarge = api.ErrKeyTooLarge
 // MaxKeyBytes is the largest key accepted.
 const MaxKeyBytes = 64 << 10
 
+// maxEntryValue is the largest value an entry may hold when client values are
+// limited to maxValue: a command entry holds the command's encoding, which
+// adds its key, an idempotency key and fixed fields to the value
+// (checkCommand refuses anything longer).
+func maxEntryValue(maxValue int) int { return maxValue + MaxKeyBytes + 1024 }
+
 // tickDivisor: the core ticks this many times per heartbeat interval.
 const tickDivisor = 5
 
@@ -265,8 +271,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		wcfg = wal.DefaultConfig()
 	}
 	wcfg.Logger = n.log.With("component", "wal")
-	wcfg.MaxValueBytes = cfg.MaxValueBytes
-	wcfg.MaxEntryBytes = max(wcfg.MaxEntryBytes, entry.HeaderSize+MaxKeyBytes+cfg.MaxValueBytes)
+	wcfg.MaxValueBytes = maxEntryValue(cfg.MaxValueBytes)
+	wcfg.MaxEntryBytes = max(wcfg.MaxEntryBytes, entry.HeaderSize+MaxKeyBytes+maxEntryValue(cfg.MaxValueBytes))
 	if n.wal, err = wal.Open(filepath.Join(cfg.DataDir, walDir), wcfg); err != nil {
 		return nil, fmt.Errorf("node: open WAL: %w", err)
 	}
@@ -336,7 +342,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		for id, a := range cfg.PeerClients {
 			tc.Clients[repl.NodeID(id)] = transport.PeerInfo{ID: repl.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
 		}
-		tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 2*rcfg.MaxMsgBytes+4*(entry.HeaderSize+MaxKeyBytes+cfg.MaxValueBytes))
+		tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 2*rcfg.MaxMsgBytes+4*(entry.HeaderSize+MaxKeyBytes+maxEntryValue(cfg.MaxValueBytes)))
 		tc.Logger = n.log.With("component", "transport")
 		tcp, err := transport.NewTCP(tc)
 		if err != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -253,4 +254,36 @@ func TestJournalDescribesCommands(t *testing.T) {
 			t.Errorf("%v: journaled as %s %q %q, want %s %q %q", c.cmd.Op, op, key, value, c.op, c.key, c.value)
 		}
 	}
+}
+
+// TestLargestCommandFitsTheLog: a command carrying the largest key, value
+// and idempotency key a client may send is accepted and applied (its
+// encoding is larger than the value limit: the log must take it), and an
+// MSET whose encoding would not fit is refused, not written.
+func TestLargestCommandFitsTheLog(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	n := c.nodes[li]
+	ctx := ctxT(t)
+	big := &command.Command{Op: command.OpSet, Key: make([]byte, MaxKeyBytes), Value: make([]byte, n.cfg.MaxValueBytes),
+		IdemKey: make([]byte, command.MaxIdemKey)}
+	big.Key[0], big.IdemKey[0] = 'k', 'i'
+	if res, err := c.nodes[c.follower(li)].Exec(ctx, big, api.WriteOptions{Default: true}); err != nil || !res.Cmd.Applied {
+		t.Fatalf("the largest command: %+v %v", res, err)
+	}
+	var mset command.Command
+	mset.Op = command.OpMSet
+	// As many pairs as an MSET may have, of 16 bytes each: within the value
+	// limit in total, but the encoding adds 8 bytes per pair.
+	for i := range command.MaxPairs {
+		mset.Keys = append(mset.Keys, fmt.Appendf(nil, "%08d", i))
+		mset.Values = append(mset.Values, []byte("vvvvvvvv"))
+	}
+	if 16*len(mset.Keys) > n.cfg.MaxValueBytes {
+		t.Fatalf("the test's MSET (%d bytes) exceeds the value limit itself", 16*len(mset.Keys))
+	}
+	if _, err := n.Exec(ctx, &mset, api.WriteOptions{Default: true}); !errors.Is(err, api.ErrValueTooLarge) {
+		t.Fatalf("an MSET too large to encode: %v", err)
+	}
+	mustPut(t, n, "after", "1", repl.Ack{Mode: repl.AckMajority})
 }

@@ -40,7 +40,8 @@ var respReaderSeeds = []string{
 // command respCommandNames[which % len] with the lines of rest as arguments.
 var respCommandNames = []string{"ping", "echo", "get", "mget", "exists", "ttl", "set", "del", "dbsize", "info",
 	"role", "wait", "waitaof", "hello", "client", "command", "config", "select", "readonly", "readwrite",
-	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer"}
+	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer",
+	"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset", "getdel", "mset", "trireme.session"}
 
 var respCommandSeeds = []struct {
 	which byte
@@ -48,6 +49,9 @@ var respCommandSeeds = []struct {
 }{
 	{6, "k\nv\nEX\n10"}, {14, "setinfo\nlib-name\nx"}, {13, "3\nAUTH\nu"}, {11, "1\n5"},
 	{20, "semi-sync\n0"}, {16, "get\n*"}, {9, "replication\nall"},
+	{6, "k\nv\nNX\nGET"}, {6, "k\nv\nXX\nKEEPTTL\nNX"}, {21, "bounded\n0\n5"}, {26, ""},
+	{27, "k\n-9223372036854775808"}, {29, "k\n-9223372036854775808"}, {30, "k\nxxxxxxxx"},
+	{35, "a\n1\nb"}, {35, "a\n1\n\n2"}, {36, "1.1.5"}, {36, "1.0.5"},
 }
 
 // commandFrame is the multibulk frame FuzzCommands's input stands for.

@@ -146,14 +146,14 @@ func TestStalledCommandClosed(t *testing.T) {
 	}
 }
 
-// panicService panics on GET of the key "boom".
+// panicService panics on a read of the key "boom".
 type panicService struct{ *apitest.Fake }
 
-func (p panicService) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
+func (p panicService) Read(ctx context.Context, key []byte, o api.ReadOptions) (api.ReadResult, error) {
 	if string(key) == "boom" {
 		panic("planted panic")
 	}
-	return p.Fake.Get(ctx, key, c)
+	return p.Fake.Read(ctx, key, o)
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use (a log sink).

@@ -78,7 +78,8 @@ func readReply(r *bufio.Reader) error {
 
 var fuzzCommands = []string{"ping", "echo", "get", "mget", "exists", "ttl", "set", "del", "dbsize", "info",
 	"role", "wait", "waitaof", "hello", "client", "command", "config", "select", "readonly", "readwrite",
-	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer"}
+	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer",
+	"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset", "getdel", "mset", "trireme.session"}
 
 // FuzzCommands runs arbitrary arguments through every command handler and
 // checks that each command gets exactly one well-formed reply and nothing
@@ -92,6 +93,17 @@ func FuzzCommands(f *testing.F) {
 	f.Add(byte(20), []byte("semi-sync\n0"))
 	f.Add(byte(16), []byte("get\n*"))
 	f.Add(byte(9), []byte("replication\nall"))
+	f.Add(byte(6), []byte("k\nv\nNX\nGET"))
+	f.Add(byte(6), []byte("k\nv\nXX\nKEEPTTL\nNX"))
+	f.Add(byte(21), []byte("bounded\n0\n5"))
+	f.Add(byte(26), []byte(""))
+	f.Add(byte(27), []byte("k\n-9223372036854775808"))
+	f.Add(byte(29), []byte("k\n-9223372036854775808"))
+	f.Add(byte(30), []byte("k\n"+strings.Repeat("x", 100)))
+	f.Add(byte(35), []byte("a\n1\nb"))
+	f.Add(byte(35), []byte("a\n1\n\n2"))
+	f.Add(byte(36), []byte("1.1.5"))
+	f.Add(byte(36), []byte("1.0.5"))
 	f.Fuzz(func(t *testing.T, which byte, rest []byte) {
 		fake := apitest.NewFake("n2", "n3")
 		fake.SetMaxValueBytes(64)

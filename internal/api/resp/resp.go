@@ -25,8 +25,14 @@
 // Trireme-specific commands (see docs/API.md):
 //
 //	TRIREME.ACK [default|async|semi-sync [K]|sync|majority]  (alias CLIENT ACK ...)
-//	TRIREME.CONSISTENCY [linearizable|stale]                 (READONLY = stale, READWRITE = linearizable)
+//	TRIREME.CONSISTENCY [linearizable|stale|session|bounded MAXLAG_MS [MAXLAG_ENTRIES]]
+//	                                                         (READONLY = stale, READWRITE = linearizable)
+//	TRIREME.SESSION [token]                                  (the connection's session token; session.go)
 //	TRIREME.TRANSFER node-id [timeout-ms]                    (role admin)
+//
+// Read-modify-write commands (INCR, APPEND, SET NX/XX/GET, GETSET, GETDEL,
+// MSET, ...) are state-machine commands given to Service.Exec, so each is
+// atomic (commands.go).
 package resp
 
 import (
@@ -375,6 +381,14 @@ type connState struct {
 	write     api.WriteOptions
 	read      api.Consistency
 	lastIndex uint64 // index of this connection's last write, for WAIT
+	// The bound of read level bounded (0 = none of that kind; one is set).
+	maxLag        time.Duration
+	maxLagEntries uint64
+	// token is the newest session token this connection wrote or read,
+	// whatever its read level; reanchor: a session read found it rolled
+	// back, and the next session read is linearizable (session.go).
+	token    api.Token
+	reanchor bool
 	// who is the authenticated client (Role RoleNone: not yet); with auth
 	// off, everyone (role admin) from the start.
 	who auth.Principal
@@ -476,6 +490,15 @@ func lower(b []byte) string { return strings.ToLower(string(b)) }
 // serviceError turns a service error into a RESP error line.
 func (s *Server) serviceError(err error) string {
 	switch {
+	case errors.Is(err, api.ErrNotInteger):
+		return errNotInteger
+	case errors.Is(err, api.ErrOverflow):
+		return errOverflow
+	case errors.Is(err, api.ErrRolledBack):
+		// The session's write is lost; the connection re-anchors (session.go).
+		return "ROLLEDBACK " + err.Error()
+	case errors.Is(err, api.ErrBadToken):
+		return "ERR " + api.ErrBadToken.Error()
 	case errors.Is(err, api.ErrNoLeader):
 		return "CLUSTERDOWN no leader"
 	case errors.Is(err, api.ErrNotLeader):
@@ -503,6 +526,7 @@ func (s *Server) serviceError(err error) string {
 		return "UNKNOWN " + clip([]byte(err.Error()))
 	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge),
 		errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode),
+		errors.Is(err, api.ErrBadBound), errors.Is(err, api.ErrBadCommand), errors.Is(err, api.ErrConditionFailed),
 		errors.Is(err, api.ErrInsufficientStorage): // nothing written
 		return "ERR " + err.Error()
 	case errors.Is(err, context.Canceled):
@@ -514,9 +538,7 @@ func (s *Server) serviceError(err error) string {
 
 // writeError answers a failed write. A timeout says what was achieved.
 func (s *Server) writeError(c *conn, st *connState, res api.WriteResult, err error) {
-	if res.Index > 0 {
-		st.lastIndex = res.Index
-	}
+	st.wrote(res)
 	if errors.Is(err, api.ErrWriteTimeout) {
 		c.WriteError("TIMEOUT ack mode not met in time; the outcome is not final; reached: " + res.Reached())
 		return
@@ -540,7 +562,7 @@ func (s *Server) cmdPing(c *conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) cmdGet(c *conn, st *connState, args [][]byte) {
-	res, err := s.svc.Get(st.ctx, args[1], st.read)
+	res, err := s.read(st, args[1])
 	if err != nil {
 		c.WriteError(s.serviceError(err))
 		return
@@ -556,7 +578,7 @@ func (s *Server) cmdMGet(c *conn, st *connState, args [][]byte) {
 	vals := make([][]byte, 0, len(args)-1)
 	found := make([]bool, 0, len(args)-1)
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(st.ctx, k, st.read)
+		res, err := s.read(st, k)
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -574,22 +596,9 @@ func (s *Server) cmdMGet(c *conn, st *connState, args [][]byte) {
 	}
 }
 
-func (s *Server) cmdSet(c *conn, st *connState, args [][]byte) {
-	for _, o := range args[3:] {
-		switch lower(o) {
-		case "keepttl":
-			// No key has an expiry, so keeping it is a no-op.
-		case "ex", "px", "exat", "pxat":
-			c.WriteError(fmt.Sprintf("ERR SET option %s is not supported: Trireme keys do not expire", strings.ToUpper(string(o))))
-			return
-		case "nx", "xx", "get":
-			c.WriteError(fmt.Sprintf("ERR SET option %s is not supported: Trireme has no atomic read-modify-write yet", strings.ToUpper(string(o))))
-			return
-		default:
-			c.WriteError("ERR syntax error")
-			return
-		}
-	}
+// plainSet is SET key value [KEEPTTL]: a Put, or with more plain SETs
+// pipelined after it, a PutBatch (setPipeline).
+func (s *Server) plainSet(c *conn, st *connState, args [][]byte) {
 	if bp, ok := s.svc.(BatchPutter); ok && len(args) == 3 {
 		if next := c.peekPipeline(); len(next) > 0 && s.batchable(st, next[0]) {
 			s.setPipeline(c, st, bp, args)
@@ -605,7 +614,7 @@ func (s *Server) setReply(c *conn, st *connState, res api.WriteResult, err error
 		s.writeError(c, st, res, err)
 		return
 	}
-	st.lastIndex = res.Index
+	st.wrote(res)
 	c.WriteString("OK")
 }
 
@@ -662,11 +671,12 @@ func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]b
 func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(st.ctx, k, api.Linearizable)
+		res, err := s.svc.Read(st.ctx, k, api.ReadOptions{Consistency: api.Linearizable})
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
 		}
+		st.token = st.token.Max(res.Token)
 		if !res.Found {
 			continue
 		}
@@ -675,7 +685,7 @@ func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 			s.writeError(c, st, wr, err)
 			return
 		}
-		st.lastIndex = wr.Index
+		st.wrote(wr)
 		n++
 	}
 	c.WriteInt(n)
@@ -684,7 +694,7 @@ func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 func (s *Server) cmdExists(c *conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		res, err := s.svc.Get(st.ctx, k, st.read)
+		res, err := s.read(st, k)
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -697,7 +707,7 @@ func (s *Server) cmdExists(c *conn, st *connState, args [][]byte) {
 }
 
 func (s *Server) cmdTTL(c *conn, st *connState, args [][]byte) {
-	res, err := s.svc.Get(st.ctx, args[1], st.read)
+	res, err := s.read(st, args[1])
 	if err != nil {
 		c.WriteError(s.serviceError(err))
 		return
@@ -724,7 +734,7 @@ func (s *Server) cmdSelect(c *conn, st *connState, args [][]byte) {
 		return
 	}
 	if _, err := strconv.Atoi(string(args[1])); err != nil {
-		c.WriteError("ERR value is not an integer or out of range")
+		c.WriteError(errNotInteger)
 		return
 	}
 	c.WriteError("ERR DB index is out of range (Trireme has a single database, 0)")
@@ -791,37 +801,6 @@ func (s *Server) cmdAck(c *conn, st *connState, args [][]byte) {
 		return
 	}
 	st.write = w
-	c.WriteString("OK")
-}
-
-func (s *Server) cmdConsistency(c *conn, st *connState, args [][]byte) {
-	if len(args) == 1 {
-		if st.read == api.Stale {
-			c.WriteBulkString("stale")
-		} else {
-			c.WriteBulkString("linearizable")
-		}
-		return
-	}
-	if len(args) > 2 {
-		c.WriteError("ERR wrong number of arguments for 'trireme.consistency' command")
-		return
-	}
-	r, err := api.ParseConsistency(lower(args[1]))
-	if err != nil || len(args[1]) == 0 {
-		c.WriteError(fmt.Sprintf("ERR unknown consistency '%s' (want linearizable or stale)", clip(args[1])))
-		return
-	}
-	st.read = r
-	c.WriteString("OK")
-}
-
-func (s *Server) cmdReadOnly(c *conn, st *connState, args [][]byte) {
-	if lower(args[0]) == "readonly" {
-		st.read = api.Stale
-	} else {
-		st.read = api.Linearizable
-	}
 	c.WriteString("OK")
 }
 
@@ -1004,7 +983,7 @@ func (s *Server) cmdWait(c *conn, st *connState, args [][]byte) {
 	n, err1 := strconv.Atoi(string(args[1]))
 	ms, err2 := strconv.ParseInt(string(args[2]), 10, 64)
 	if err1 != nil || err2 != nil || n < 0 {
-		c.WriteError("ERR value is not an integer or out of range")
+		c.WriteError(errNotInteger)
 		return
 	}
 	if ms < 0 {
@@ -1036,7 +1015,7 @@ func (s *Server) cmdWaitAOF(c *conn, st *connState, args [][]byte) {
 	n, err2 := strconv.Atoi(string(args[2]))
 	ms, err3 := strconv.ParseInt(string(args[3]), 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil || local < 0 || n < 0 {
-		c.WriteError("ERR value is not an integer or out of range")
+		c.WriteError(errNotInteger)
 		return
 	}
 	if ms < 0 {
