@@ -588,10 +588,28 @@ func TestRedisClients(t *testing.T) {
 	if out := run("INFO", "replication"); !strings.Contains(out, "role:slave") {
 		t.Fatalf("redis-cli INFO replication on a follower:\n%s", out)
 	}
+	// Read-modify-write through a follower, and a session that reads its
+	// own writes there.
+	for i, want := range []string{"1", "11", "10"} {
+		args := [][]string{{"INCR", "ctr"}, {"INCRBY", "ctr", "10"}, {"DECR", "ctr"}}[i]
+		if out := run(args...); out != want {
+			t.Fatalf("redis-cli %v: %q, want %q", args, out, want)
+		}
+	}
+	if out := run("APPEND", "cli", "!"); out != "12" {
+		t.Fatalf("redis-cli APPEND: %q", out)
+	}
+	if out := run("INCR", "cli"); !strings.Contains(out, "not an integer") {
+		t.Fatalf("redis-cli INCR of a string: %q", out)
+	}
 	if bench, err := exec.LookPath("redis-benchmark"); err == nil {
 		lh, lp, _ := net.SplitHostPort(x.node(leader).RESP)
-		out, err := exec.CommandContext(ctx, bench, "-h", lh, "-p", lp, "-n", "500", "-c", "4", "-t", "set,get", "-q").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "SET:") || strings.Contains(string(out), "ERR") {
+		out, err := exec.CommandContext(ctx, bench, "-h", lh, "-p", lp, "-n", "500", "-c", "4", "-t", "ping,set,get,incr,mset", "-q").CombinedOutput()
+		ok := err == nil && !strings.Contains(string(out), "ERR")
+		for _, test := range []string{"PING_INLINE:", "SET:", "GET:", "INCR:", "MSET (10 keys):"} {
+			ok = ok && strings.Contains(string(out), test)
+		}
+		if !ok {
 			t.Fatalf("redis-benchmark: %v\n%s", err, out)
 		}
 		t.Logf("redis-benchmark against %s:\n%s", leader, out)
