@@ -74,6 +74,11 @@ type WriteOptions struct {
 	Ack     repl.Ack
 	Timeout time.Duration // 0 = the node's default
 	Default bool          // true = use the node's default ack mode (Ack ignored)
+	// Session, when set, is the writer's session token: the leader refuses
+	// the write with ErrRolledBack (writing nothing) if the token's entry
+	// was discarded, so that the new write's token, which then covers the
+	// old one, never hides a lost write of the same session.
+	Session Token
 }
 
 // WriteResult is the reply to a write. On ErrWriteTimeout and ErrOutcomeUnknown

@@ -199,6 +199,10 @@ func (n *Node) PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteO
 // caller.
 func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.WriteOptions, res []api.WriteResult, errs []error) int {
 	ack, timeout, err := n.writeParams(w)
+	if err == nil {
+		s, _ := n.status()
+		err = n.checkSessionWrite(w.Session, s)
+	}
 	if err != nil {
 		for i := range errs {
 			errs[i] = err
@@ -320,6 +324,9 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 				n.m.diskRefused.Inc()
 				return api.WriteResult{}, err // nothing proposed
 			}
+			if err := n.checkSessionWrite(w.Session, s); err != nil {
+				return api.WriteResult{}, err // nothing proposed
+			}
 			pv := value
 			if kind == entry.KindCommand {
 				v, dup, err := n.prepareCommand(value)
@@ -373,7 +380,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 		}
 		ctx := slow()
 		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
-			Ack: ack, TimeoutMs: uint64(timeout.Milliseconds())})
+			Ack: ack, TimeoutMs: uint64(timeout.Milliseconds()), Token: w.Session})
 		if err != nil {
 			if ctx.Err() != nil {
 				return api.WriteResult{}, fmt.Errorf("%w: forwarding to %s: %w", api.ErrOutcomeUnknown, s.st.Lead, ctx.Err())
@@ -715,10 +722,12 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 		if req.Op == transport.OpDelete {
 			kind = entry.KindDelete
 		}
-		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond}
+		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond,
+			Session: req.Token}
 		resp.Write, err = n.write(ctx, kind, req.Key, req.Value, w, true)
 	case transport.OpCommand:
-		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond}
+		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond,
+			Session: req.Token}
 		err = n.forwardCommand(ctx, req, w, &resp)
 	case transport.OpGet:
 		resp.Read, err = n.serveForwarded(ctx, req)
@@ -760,6 +769,10 @@ var codeOf = []struct {
 	{api.ErrLastVoter, transport.CodeLastVoter},
 	{api.ErrAlreadyVoter, transport.CodeAlreadyVoter},
 	{api.ErrRemoved, transport.CodeRemoved},
+	{api.ErrRolledBack, transport.CodeRolledBack},
+	{api.ErrBadCommand, transport.CodeBadCommand},
+	{api.ErrBadToken, transport.CodeBadToken},
+	{api.ErrBadBound, transport.CodeBadBound},
 }
 
 func errCode(err error) transport.ErrCode {

@@ -168,6 +168,25 @@ func (n *Node) waitToken(ctx context.Context, tok api.Token, d time.Duration, se
 	}
 }
 
+// checkSessionWrite refuses, on the leader, a write whose session token
+// names a discarded entry (session.Settle against the leader's log, then the
+// applied state): the write's own token will cover the old one, so the loss
+// must be told now.
+func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
+	if tok.IsZero() {
+		return nil
+	}
+	err := session.Settle(tok, s.st.Term, s.st.LastIndex, func(i uint64) (uint64, bool) {
+		t, err := n.wal.Term(i)
+		return t, err == nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = n.checkToken(tok)
+	return err
+}
+
 // readApplied reads key from the applied state, with its token.
 func (n *Node) readApplied(key []byte) (api.ReadResult, error) {
 	v, ver, found, err := n.store.Get(key)

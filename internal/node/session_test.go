@@ -193,6 +193,26 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 		if !errors.Is(err, api.ErrRolledBack) {
 			t.Fatalf("session read on %s: %v, want ErrRolledBack", n.cfg.ID, err)
 		}
+		// A write of the same session is refused too (on the leader, or
+		// forwarded to it), and writes nothing: its token would cover the
+		// lost one and hide the loss from the session's next read.
+		res, err := n.Put(ctx, []byte("k4"), []byte("x"), api.WriteOptions{Default: true, Session: lost.Token()})
+		if !errors.Is(err, api.ErrRolledBack) {
+			t.Fatalf("session write on %s: %+v %v, want ErrRolledBack", n.cfg.ID, res, err)
+		}
+		if _, err := n.Exec(ctx, incr("c", 1, ""), api.WriteOptions{Default: true, Session: lost.Token()}); !errors.Is(err, api.ErrRolledBack) {
+			t.Fatalf("session command on %s: %v, want ErrRolledBack", n.cfg.ID, err)
+		}
+	}
+	if r, err := nl.Get(ctx, []byte("k4"), api.Linearizable); err != nil || r.Found {
+		t.Fatalf("a refused session write was written: %+v %v", r, err)
+	}
+	// A session whose writes all survived writes on.
+	good := mustPut(t, nl, "k5", "v", repl.Ack{Mode: repl.AckMajority})
+	for _, n := range c.nodes {
+		if _, err := n.Put(ctx, []byte("k5"), []byte("w"), api.WriteOptions{Default: true, Session: good.Token()}); err != nil {
+			t.Fatalf("session write with a committed token on %s: %v", n.cfg.ID, err)
+		}
 	}
 }
 

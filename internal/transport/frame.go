@@ -147,8 +147,13 @@ const (
 	CodeLastVoter        ErrCode = 14
 	CodeAlreadyVoter     ErrCode = 15
 	CodeRemoved          ErrCode = 16
+	// Sessions and commands.
+	CodeRolledBack ErrCode = 17
+	CodeBadCommand ErrCode = 18
+	CodeBadToken   ErrCode = 19
+	CodeBadBound   ErrCode = 20
 
-	maxErrCode = CodeRemoved
+	maxErrCode = CodeBadBound
 )
 
 // ForwardResponse is the leader's answer to a ForwardRequest.

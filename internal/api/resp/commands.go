@@ -28,7 +28,7 @@ const (
 // exec runs cmd with the connection's ack mode. On failure it answers the
 // error itself and reports false.
 func (s *Server) exec(c *conn, st *connState, cmd *statecmd.Command) (statecmd.Result, bool) {
-	res, err := s.svc.Exec(st.ctx, cmd, st.write)
+	res, err := s.svc.Exec(st.ctx, cmd, st.writeOptions())
 	if err != nil {
 		s.writeError(c, st, res, err)
 		return statecmd.Result{}, false

@@ -539,6 +539,11 @@ func (s *Server) serviceError(err error) string {
 // writeError answers a failed write. A timeout says what was achieved.
 func (s *Server) writeError(c *conn, st *connState, res api.WriteResult, err error) {
 	st.wrote(res)
+	if errors.Is(err, api.ErrRolledBack) {
+		// A session write refused: an earlier write of the session was
+		// discarded. As after a read told so, the connection re-anchors.
+		st.token, st.reanchor = api.Token{}, true
+	}
 	if errors.Is(err, api.ErrWriteTimeout) {
 		c.WriteError("TIMEOUT ack mode not met in time; the outcome is not final; reached: " + res.Reached())
 		return
@@ -605,7 +610,7 @@ func (s *Server) plainSet(c *conn, st *connState, args [][]byte) {
 			return
 		}
 	}
-	res, err := s.svc.Put(st.ctx, args[1], args[2], st.write)
+	res, err := s.svc.Put(st.ctx, args[1], args[2], st.writeOptions())
 	s.setReply(c, st, res, err)
 }
 
@@ -652,7 +657,7 @@ func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]b
 			keys, vals = append(keys, rest[i][1]), append(vals, rest[i][2])
 			i++
 		}
-		res, errs := bp.PutBatch(st.ctx, keys, vals, st.write)
+		res, errs := bp.PutBatch(st.ctx, keys, vals, st.writeOptions())
 		for k := range keys {
 			s.setReply(c, st, res[k], errs[k])
 		}
@@ -680,7 +685,7 @@ func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 		if !res.Found {
 			continue
 		}
-		wr, err := s.svc.Delete(st.ctx, k, st.write)
+		wr, err := s.svc.Delete(st.ctx, k, st.writeOptions())
 		if err != nil {
 			s.writeError(c, st, wr, err)
 			return

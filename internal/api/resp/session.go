@@ -40,6 +40,18 @@ func (st *connState) readOptions() api.ReadOptions {
 	return api.ReadOptions{Consistency: st.read}
 }
 
+// writeOptions is how the connection's writes are acknowledged; in session
+// mode they carry the token, so that the leader refuses a write (writing
+// nothing) after a write of the session was discarded: the new write's token
+// would otherwise cover the lost one and hide it.
+func (st *connState) writeOptions() api.WriteOptions {
+	w := st.write
+	if st.read == api.Session && !st.reanchor {
+		w.Session = st.token
+	}
+	return w
+}
+
 // wrote records a write that took a log entry (also one that failed after
 // it did: a timeout, a condition not met): WAIT's index and the session
 // token.

@@ -242,3 +242,45 @@ func TestBoundedConsistency(t *testing.T) {
 		{args: []string{"TRIREME.CONSISTENCY"}, want: "linearizable"},
 	})
 }
+
+// rolledBackWrites is a service whose writes are refused as rolled back
+// while they carry a session token, and records the options it was given.
+type rolledBackWrites struct {
+	*apitest.Fake
+	mu  sync.Mutex
+	got []api.WriteOptions
+}
+
+func (r *rolledBackWrites) Put(ctx context.Context, key, value []byte, w api.WriteOptions) (api.WriteResult, error) {
+	r.mu.Lock()
+	r.got = append(r.got, w)
+	r.mu.Unlock()
+	if !w.Session.IsZero() {
+		return api.WriteResult{}, fmt.Errorf("%w: index 3 of term 1 was discarded", api.ErrRolledBack)
+	}
+	return r.Fake.Put(ctx, key, value, w)
+}
+
+// TestSessionWritesCarryTheToken: in session mode a write carries the
+// connection's token; a write refused as rolled back is answered
+// -ROLLEDBACK and the connection re-anchors (its next write carries none).
+func TestSessionWritesCarryTheToken(t *testing.T) {
+	svc := &rolledBackWrites{Fake: apitest.NewFake("n2")}
+	_, addr := mustServeConfig(t, svc, DefaultConfig())
+	c, rd := mustDial(t, addr)
+	mustScript(t, c, rd, []step{
+		{args: []string{"SET", "k", "v"}, want: "OK"}, // not a session yet: no token sent
+		{args: []string{"TRIREME.SESSION", "1.1.3"}, want: "OK"},
+		{args: []string{"TRIREME.CONSISTENCY", "session"}, want: "OK"},
+	})
+	io.WriteString(c, encode("SET", "k", "v"))
+	if got, err := readValue(rd); err != nil || !strings.HasPrefix(fmt.Sprint(got), "-ROLLEDBACK") {
+		t.Fatalf("SET after a lost write: %q %v, want ROLLEDBACK", got, err)
+	}
+	mustScript(t, c, rd, []step{{args: []string{"SET", "k", "v"}, want: "OK"}})
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if len(svc.got) != 3 || !svc.got[0].Session.IsZero() || svc.got[1].Session != tok(3) || !svc.got[2].Session.IsZero() {
+		t.Fatalf("the writes' sessions: %+v, want none, 1.1.3, none (re-anchored)", svc.got)
+	}
+}
