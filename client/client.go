@@ -6,17 +6,36 @@
 // Config.RetryFor has passed; when a node answers that it is not the leader,
 // it follows the leader it names. Errors are typed: check them with
 // errors.Is against ErrNotFound, ErrNoLeader, ErrWriteTimeout,
-// ErrOutcomeUnknown, ErrBadRequest and ErrUnavailable (and, for membership
-// changes, ErrUnknownMember, ErrChangeInProgress, ErrNotCaughtUp and
-// ErrRemoved), and use errors.As with *Error for the HTTP status and, for
-// writes, what was achieved.
+// ErrOutcomeUnknown, ErrIdempotencyExpired, ErrBadRequest and
+// ErrUnavailable (for commands, ErrConditionFailed, ErrNotInteger and
+// ErrOverflow; for session reads, ErrRolledBack; for membership changes,
+// ErrUnknownMember, ErrChangeInProgress, ErrNotCaughtUp and ErrRemoved),
+// and use errors.As with *Error for the HTTP status and, for writes, what
+// was achieved (and, for ErrConditionFailed, the key's current index).
 //
 // The client retries a request when the node said there is no leader
-// (nothing was proposed), named another leader, or could not be reached. A
-// write whose connection broke after it was sent may thus be applied twice;
-// puts and deletes of the same value are idempotent in the final state, but
-// the second one takes another log index. A write that timed out (504) or
-// whose outcome is unknown is never retried.
+// (nothing was proposed), named another leader, or could not be reached.
+//
+// Writes are exactly-once within Config.IdempotencyWindow: each logical
+// write (Put, Delete, Incr, Append, PutIfIndex, DeleteIfIndex) carries an
+// Idempotency-Key, 128 random bits in hex, and every retry of it sends the
+// same key, so a node applies it at most once and answers a retry with the
+// first attempt's result (WriteResult.Duplicate). With the key, a write
+// whose connection broke, that timed out (504) or whose outcome is unknown
+// (leadership lost) is retried too, up to Config.WriteRetries times; a
+// retry that would leave the window is not sent (ErrIdempotencyExpired). A
+// retry answered as a duplicate proves a commit, not a sync or semi-sync
+// ack mode: such a write then returns ErrWriteTimeout saying so.
+// Two exceptions keep the plain path, where a retried write may apply
+// twice and a timeout or unknown outcome is returned as it is: a Put or
+// Delete with Ack "async" (a write with a key is acknowledged only once
+// committed, which async writes must not wait for), and every write of a
+// client with Config.NoIdempotencyKeys.
+//
+// Reads and writes return a session token (ReadResult.Session,
+// WriteResult.Session); a Session (Client.Session) keeps the newest one for
+// you and reads with it, for read-your-writes and monotonic reads from any
+// node.
 //
 // Over HTTPS (https:// endpoints, or Config.TLS set), the client checks the
 // nodes' certificates against Config.TLS's roots (TLSConfig loads a CA
@@ -41,8 +60,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
@@ -78,6 +99,25 @@ var (
 	// ErrRemoved: the node was removed from the cluster and serves nothing
 	// (HTTP 410); use another one.
 	ErrRemoved = errors.New("the node was removed from the cluster")
+	// ErrConditionFailed: a conditional write (PutIfIndex, DeleteIfIndex)
+	// found the key at another index; nothing changed (HTTP 412).
+	// Error.CurrentIndex is the key's index (0: absent).
+	ErrConditionFailed = errors.New("condition not met: the key is not at the index given")
+	// ErrNotInteger: Incr on a value that is not a base-10 64-bit integer;
+	// nothing changed (HTTP 409).
+	ErrNotInteger = errors.New("the value is not an integer or out of range")
+	// ErrOverflow: Incr would overflow a 64-bit integer; nothing changed
+	// (HTTP 409).
+	ErrOverflow = errors.New("the increment would overflow")
+	// ErrRolledBack: a session read whose token names a write that was
+	// discarded in a failover (HTTP 409): the session will never see it.
+	// Start a new Session.
+	ErrRolledBack = errors.New("a write of the session was rolled back")
+	// ErrIdempotencyExpired: a write failed in a way that leaves its outcome
+	// unknown, and a retry would be sent after Config.IdempotencyWindow,
+	// when the nodes may have forgotten its idempotency key and could apply
+	// it twice. It was not retried: read the key to learn the outcome.
+	ErrIdempotencyExpired = errors.New("the write's idempotency window has passed; it was not retried and its outcome is unknown")
 )
 
 // Error is an error reply from a node.
@@ -87,7 +127,10 @@ type Error struct {
 	Message  string // the node's "error" field
 	// Result is what a write achieved, for ErrWriteTimeout and ErrOutcomeUnknown.
 	Result *WriteResult
-	kind   error
+	// CurrentIndex is, for ErrConditionFailed, the key's current index
+	// (0: the key is absent): the index to give a retry.
+	CurrentIndex uint64
+	kind         error
 }
 
 func (e *Error) Error() string {
@@ -114,12 +157,32 @@ type Config struct {
 	// request: an API token, or the node's default password.
 	Token string
 	// RetryFor bounds how long a request retries while there is no leader or
-	// no endpoint answers (default 5s; 0 = DefaultConfig's).
+	// no endpoint answers (default 5s; 0 = DefaultConfig's). A write's
+	// budget starts again after each retry of an unknown outcome.
 	RetryFor time.Duration
+	// WriteRetries bounds how many times a write whose outcome is unknown
+	// (a timeout, leadership lost while it was in flight) is retried with
+	// its idempotency key (default 3; 0 = DefaultConfig's; negative: never).
+	WriteRetries int
+	// IdempotencyWindow is how long after a write's first attempt the
+	// client may still retry it: past it, a node may have forgotten the
+	// write's idempotency key, so the retry is not sent and the write fails
+	// with ErrIdempotencyExpired. Keep it at most the nodes'
+	// --idempotency-window (default 10m, as theirs; 0 = DefaultConfig's).
+	IdempotencyWindow time.Duration
+	// NoIdempotencyKeys sends every write without an idempotency key, as
+	// clients did before keys existed: plain puts and deletes, never
+	// retried after a timeout or an unknown outcome, and applied twice if a
+	// connection breaks after the node received the write.
+	NoIdempotencyKeys bool
 }
 
-// DefaultConfig returns a Config with a 5s retry budget and no endpoints.
-func DefaultConfig() Config { return Config{RetryFor: 5 * time.Second} }
+// DefaultConfig returns a Config with a 5s retry budget, 3 retries of a
+// write whose outcome is unknown, a 10-minute idempotency window and no
+// endpoints.
+func DefaultConfig() Config {
+	return Config{RetryFor: 5 * time.Second, WriteRetries: 3, IdempotencyWindow: 10 * time.Minute}
+}
 
 // Validate checks that there is at least one endpoint and that each parses.
 func (c Config) Validate() error {
@@ -136,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryFor < 0 {
 		return fmt.Errorf("client: Config.RetryFor %v is negative", c.RetryFor)
+	}
+	if c.IdempotencyWindow < 0 {
+		return fmt.Errorf("client: Config.IdempotencyWindow %v is negative", c.IdempotencyWindow)
 	}
 	return nil
 }
@@ -197,19 +263,32 @@ type Client struct {
 	scheme    string // of bare addresses: "http" or "https"
 	token     string
 
+	writeRetries int           // < 0: none
+	idemWindow   time.Duration // of a write's retries
+	noIdemKeys   bool
+	next         atomic.Uint64 // round-robin position of session and bounded reads
+
 	mu     sync.Mutex
 	leader string // cached leader endpoint, "" = unknown
 }
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
+	def := DefaultConfig()
 	if cfg.RetryFor == 0 {
-		cfg.RetryFor = DefaultConfig().RetryFor
+		cfg.RetryFor = def.RetryFor
+	}
+	if cfg.WriteRetries == 0 {
+		cfg.WriteRetries = def.WriteRetries
+	}
+	if cfg.IdempotencyWindow == 0 {
+		cfg.IdempotencyWindow = def.IdempotencyWindow
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{hc: cfg.HTTPClient, retryFor: cfg.RetryFor, scheme: "http", token: cfg.Token}
+	c := &Client{hc: cfg.HTTPClient, retryFor: cfg.RetryFor, scheme: "http", token: cfg.Token,
+		writeRetries: cfg.WriteRetries, idemWindow: cfg.IdempotencyWindow, noIdemKeys: cfg.NoIdempotencyKeys}
 	if cfg.TLS != nil {
 		c.scheme = "https"
 	}
@@ -244,20 +323,6 @@ type WriteOptions struct {
 	Timeout  time.Duration // 0 = the node's default
 }
 
-func (o WriteOptions) query() url.Values {
-	q := url.Values{}
-	if o.Ack != "" {
-		q.Set("ack", o.Ack)
-	}
-	if o.Replicas > 0 {
-		q.Set("replicas", fmt.Sprint(o.Replicas))
-	}
-	if o.Timeout > 0 {
-		q.Set("timeout", o.Timeout.String())
-	}
-	return q
-}
-
 // WriteResult is what a write achieved.
 type WriteResult struct {
 	Index      uint64 `json:"index"`
@@ -267,6 +332,12 @@ type WriteResult struct {
 	Committed  bool   `json:"committed"`
 	// LeaderDurable: the write is fsynced on the leader.
 	LeaderDurable bool `json:"leader_durable"`
+	// Session is the write's session token: a read with consistency
+	// "session" and this token (or a later one) sees the write.
+	Session string `json:"session"`
+	// Duplicate: the write was retried with its idempotency key and a node
+	// had already applied it; this is the first application's result.
+	Duplicate bool `json:"duplicate"`
 }
 
 // Reached describes, for a person, what the write achieved.
@@ -277,19 +348,50 @@ func (r WriteResult) Reached() string {
 
 // ReadOptions choose how a read is served.
 type ReadOptions struct {
-	Consistency string // "" or "linearizable" (leader), or "stale" (any node)
-	// Endpoint, for stale reads, names the node to read from (default: the
-	// first endpoint that answers).
+	// Consistency is "" or "linearizable" (through the leader), "stale"
+	// (any node's applied state), "session" (any node that has applied
+	// Session, else the leader) or "bounded" (any node within MaxLag and/or
+	// MaxLagEntries of the leader, else the leader).
+	Consistency string
+	// Endpoint, for stale, session and bounded reads, names the node to
+	// read from (default: stale reads take the first endpoint that answers;
+	// session and bounded reads go round-robin over the endpoints).
 	Endpoint string
+	// Session is the session token of a session read: of an earlier reply
+	// ("" = a new session). A Session passes it for you.
+	Session string
+	// MaxLag and MaxLagEntries bound a bounded read (at least one, above 0).
+	MaxLag        time.Duration
+	MaxLagEntries uint64
+}
+
+func (o ReadOptions) query() url.Values {
+	q := url.Values{}
+	if o.Consistency != "" {
+		q.Set("consistency", o.Consistency)
+	}
+	if o.Session != "" {
+		q.Set("session", o.Session)
+	}
+	if o.MaxLag != 0 {
+		q.Set("max_lag", o.MaxLag.String())
+	}
+	if o.MaxLagEntries != 0 {
+		q.Set("max_lag_entries", strconv.FormatUint(o.MaxLagEntries, 10))
+	}
+	return q
 }
 
 // ReadResult is a value read.
 type ReadResult struct {
 	Value      []byte
 	Index      uint64 // log index that last changed the key
-	LagMillis  int64  // stale reads: how far behind the node may be
+	LagMillis  int64  // stale and bounded reads: how far behind the node may be
 	LagEntries uint64
 	Endpoint   string // the node that answered
+	// Session is the read's session token: pass it to the session's next
+	// read (a Session does).
+	Session string
 }
 
 // FollowerInfo is the leader's view of one follower.
@@ -330,54 +432,27 @@ type Rollback struct {
 	Cause string `json:"cause"`
 }
 
-// Put writes key=value.
-func (c *Client) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, error) {
-	return c.write(ctx, http.MethodPut, key, value, o)
-}
-
-// Delete removes key.
-func (c *Client) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, error) {
-	return c.write(ctx, http.MethodDelete, key, nil, o)
-}
-
 func kvPath(key []byte) string { return "/v1/kv/" + url.PathEscape(string(key)) }
 
-func (c *Client) write(ctx context.Context, method string, key, value []byte, o WriteOptions) (WriteResult, error) {
-	if len(key) == 0 {
-		return WriteResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
-	}
-	var res WriteResult
-	p := kvPath(key) + "?" + o.query().Encode()
-	err := c.toLeader(ctx, func(ep string) error {
-		body, err := c.do(ctx, method, ep, p, value)
-		if err != nil {
-			var e *Error
-			if errors.As(err, &e) && len(body) > 0 && e.Result == nil {
-				var r WriteResult
-				if json.Unmarshal(body, &r) == nil && r.Index > 0 {
-					e.Result = &r
-				}
-			}
-			return err
-		}
-		return json.Unmarshal(body, &res)
-	})
-	return res, err
+// Get reads key. ErrNotFound if it is absent (the ReadResult then holds
+// the reply's Endpoint and Session only).
+func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
+	return c.get(ctx, key, o, nil)
 }
 
-// Get reads key.
-func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
+// get reads key; s, if not nil, takes the token of every reply.
+func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session) (ReadResult, error) {
 	if len(key) == 0 {
 		return ReadResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
 	}
-	q := url.Values{}
-	if o.Consistency != "" {
-		q.Set("consistency", o.Consistency)
-	}
-	p := kvPath(key) + "?" + q.Encode()
+	p := kvPath(key) + "?" + o.query().Encode()
 	var out ReadResult
 	read := func(ep string) error {
 		body, err := c.do(ctx, http.MethodGet, ep, p, nil)
+		s.observe(body, err)
+		if errors.Is(err, ErrNotFound) {
+			out = ReadResult{Endpoint: ep, Session: sessionOf(body)}
+		}
 		if err != nil {
 			return err
 		}
@@ -387,6 +462,7 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult
 			Index      uint64 `json:"index"`
 			LagMillis  int64  `json:"lag_ms"`
 			LagEntries uint64 `json:"lag_entries"`
+			Session    string `json:"session"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return fmt.Errorf("%s: bad reply: %w", ep, err)
@@ -397,10 +473,11 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult
 				return fmt.Errorf("%s: bad base64 value: %w", ep, err)
 			}
 		}
-		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep}
+		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep, Session: r.Session}
 		return nil
 	}
-	if o.Consistency == "stale" {
+	switch o.Consistency {
+	case "stale", "session", "bounded":
 		if o.Endpoint != "" {
 			ep, err := normalize(o.Endpoint, c.scheme)
 			if err != nil {
@@ -408,7 +485,10 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult
 			}
 			return out, read(ep)
 		}
-		return out, c.anyEndpoint(ctx, read)
+		if o.Consistency == "stale" {
+			return out, c.anyEndpoint(ctx, read)
+		}
+		return out, c.spread(ctx, read)
 	}
 	return out, c.toLeader(ctx, read)
 }
@@ -569,28 +649,53 @@ func (c *Client) retry(ctx context.Context, f func() error) error {
 // toLeader runs f against the leader, rediscovering it on a connection error
 // or a not-leader reply, and retrying while there is none.
 func (c *Client) toLeader(ctx context.Context, f func(ep string) error) error {
+	return c.retry(ctx, func() error { return c.leaderOnce(ctx, f) })
+}
+
+// leaderOnce runs f once against the leader (discovering it if needed). A
+// not-leader reply, a connection error and a removed node forget the
+// leader; a not-leader reply becomes ErrNoLeader, which the caller retries.
+func (c *Client) leaderOnce(ctx context.Context, f func(ep string) error) error {
+	c.mu.Lock()
+	ep := c.leader
+	c.mu.Unlock()
+	if ep == "" {
+		var err error
+		if ep, err = c.findLeader(ctx); err != nil {
+			return err
+		}
+	}
+	err := f(ep)
+	var e *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e) && e.Status == http.StatusMisdirectedRequest:
+		c.setLeader("")
+		return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader), errors.Is(err, ErrRemoved):
+		c.setLeader("")
+	}
+	return err
+}
+
+// spread runs f against the endpoints in turn, from the next one in
+// round-robin order, until one answers (or refuses for good); it retries
+// while none answers or no leader is known. Session and bounded reads use
+// it to share their load among the nodes.
+func (c *Client) spread(ctx context.Context, f func(ep string) error) error {
 	return c.retry(ctx, func() error {
-		c.mu.Lock()
-		ep := c.leader
-		c.mu.Unlock()
-		if ep == "" {
-			var err error
-			if ep, err = c.findLeader(ctx); err != nil {
+		start := c.next.Add(1) - 1
+		var errs []error
+		for i := range c.endpoints {
+			ep := c.endpoints[(start+uint64(i))%uint64(len(c.endpoints))]
+			err := f(ep)
+			if err == nil || !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrRemoved) && !errors.Is(err, ErrNoLeader) {
 				return err
 			}
+			errs = append(errs, err)
 		}
-		err := f(ep)
-		var e *Error
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &e) && e.Status == http.StatusMisdirectedRequest:
-			c.setLeader("")
-			return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
-		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader), errors.Is(err, ErrRemoved):
-			c.setLeader("")
-		}
-		return err
+		return errors.Join(errs...)
 	})
 }
 
@@ -613,6 +718,11 @@ func (c *Client) anyEndpoint(ctx context.Context, f func(ep string) error) error
 // do sends one request and maps an error reply to *Error. It returns the
 // body for error replies too.
 func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) ([]byte, error) {
+	return c.doWith(ctx, method, ep, path, body, nil)
+}
+
+// doWith is do with extra request headers.
+func (c *Client) doWith(ctx context.Context, method, ep, path string, body []byte, hdr http.Header) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -620,6 +730,9 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 	req, err := http.NewRequestWithContext(ctx, method, ep+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -644,12 +757,14 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 	}
 	var eb struct {
 		Error string `json:"error"`
+		Index uint64 `json:"index"`
 	}
 	_ = json.Unmarshal(b, &eb)
 	if eb.Error == "" {
 		eb.Error = strings.TrimSpace(string(b))
 	}
 	e := &Error{Endpoint: ep, Status: resp.StatusCode, Message: eb.Error}
+	kv := strings.HasPrefix(path, "/v1/kv/")
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		e.kind = ErrUnauthorized
@@ -659,8 +774,12 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 		// net/http's own reply on a TLS port.
 		e.kind = ErrTLS
 		e.Message += " (use an https:// endpoint)"
-	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/kv/"):
+	case resp.StatusCode == http.StatusNotFound && kv:
 		e.kind = ErrNotFound
+	case resp.StatusCode == http.StatusPreconditionFailed && kv:
+		e.kind, e.CurrentIndex = ErrConditionFailed, eb.Index
+	case resp.StatusCode == http.StatusConflict && kv:
+		e.kind = kvConflict(eb.Error)
 	case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, membersPath+"/"):
 		e.kind = ErrUnknownMember
 	case resp.StatusCode == http.StatusConflict && strings.Contains(eb.Error, api.ErrNotCaughtUp.Error()):
@@ -681,6 +800,19 @@ func (c *Client) do(ctx context.Context, method, ep, path string, body []byte) (
 		e.kind = ErrBadRequest
 	}
 	return b, e
+}
+
+// kvConflict is the error of a 409 from /v1/kv/: the node's message names it.
+func kvConflict(msg string) error {
+	switch {
+	case strings.Contains(msg, api.ErrNotInteger.Error()):
+		return ErrNotInteger
+	case strings.Contains(msg, api.ErrOverflow.Error()):
+		return ErrOverflow
+	case strings.Contains(msg, api.ErrRolledBack.Error()):
+		return ErrRolledBack
+	}
+	return ErrBadRequest
 }
 
 // tlsFailed reports whether a request failed in TLS: a certificate that

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -22,27 +23,49 @@ func mustNode(t *testing.T, f *apitest.Fake) string {
 
 func mustClient(t *testing.T, endpoints ...string) *Client {
 	t.Helper()
-	c, err := New(Config{Endpoints: endpoints, RetryFor: 2 * time.Second})
+	return mustClientWith(t, Config{Endpoints: endpoints, RetryFor: 2 * time.Second})
+}
+
+func mustClientWith(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
+// TestPutGetDelete runs with idempotency keys (the default: writes are
+// commands) and without (plain puts and deletes, whose ack modes the Fake
+// models).
 func TestPutGetDelete(t *testing.T) {
-	f := apitest.NewFake("n2", "n3")
-	c := mustClient(t, mustNode(t, f))
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			f := apitest.NewFake("n2", "n3")
+			c := mustClientWith(t, Config{Endpoints: []string{mustNode(t, f)}, NoIdempotencyKeys: plain})
+			testPutGetDelete(t, f, c, plain)
+		})
+	}
+}
+
+func testPutGetDelete(t *testing.T, f *apitest.Fake, c *Client, plain bool) {
 	ctx := context.Background()
 	key := []byte("a/b c")
 	res, err := c.Put(ctx, key, []byte{0xff, 1}, WriteOptions{Ack: "semi-sync", Replicas: 2})
-	if err != nil || res.Index != 1 || res.Durability != "semi-sync" || res.Replicas != 2 {
+	if err != nil || res.Index != 1 || res.Session != "1.1.1" || plain && (res.Durability != "semi-sync" || res.Replicas != 2) {
 		t.Fatalf("Put: %+v %v", res, err)
+	}
+	if w, _ := f.LastWrite(); w.Ack.Mode.String() != "semi-sync" || w.Ack.Replicas != 2 {
+		t.Fatalf("the node saw ack %+v", w)
+	}
+	if cmd := f.LastCommand(); plain != (cmd == nil) {
+		t.Fatalf("plain %v, command %+v", plain, cmd)
 	}
 	if v, ok := f.Value("a/b c"); !ok || string(v) != "\xff\x01" {
 		t.Fatalf("stored %q %v", v, ok)
 	}
 	r, err := c.Get(ctx, key, ReadOptions{})
-	if err != nil || string(r.Value) != "\xff\x01" || r.Index != 1 {
+	if err != nil || string(r.Value) != "\xff\x01" || r.Index != 1 || r.Session != "1.1.1" {
 		t.Fatalf("Get: %+v %v", r, err)
 	}
 	r, err = c.Get(ctx, key, ReadOptions{Consistency: "stale"})
@@ -105,18 +128,30 @@ func TestRetriesWithoutLeader(t *testing.T) {
 
 func TestTypedErrors(t *testing.T) {
 	f := apitest.NewFake("n2")
-	c := mustClient(t, mustNode(t, f))
+	ep := mustNode(t, f)
+	c := mustClient(t, ep)
+	plain := mustClientWith(t, Config{Endpoints: []string{ep}, NoIdempotencyKeys: true})
 	ctx := context.Background()
 
+	// Plain writes: the Fake models ack modes for them.
 	f.SetDown("n2", true)
-	_, err := c.Put(ctx, []byte("k"), []byte("v"), WriteOptions{Ack: "sync", Timeout: 30 * time.Millisecond})
+	_, err := plain.Put(ctx, []byte("k"), []byte("v"), WriteOptions{Ack: "sync", Timeout: 30 * time.Millisecond})
 	var e *Error
 	if !errors.Is(err, ErrWriteTimeout) || !errors.As(err, &e) || e.Result == nil || e.Result.Index != 1 {
 		t.Fatalf("sync write with the follower down: %v (%+v)", err, e)
 	}
+	f.SetDown("n2", false)
 	f.FailNext(api.ErrOutcomeUnknown)
-	if _, err := c.Put(ctx, []byte("k"), []byte("v"), WriteOptions{}); !errors.Is(err, ErrOutcomeUnknown) {
+	if _, err := plain.Put(ctx, []byte("k"), []byte("v"), WriteOptions{}); !errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("outcome unknown: %v", err)
+	}
+	// With an idempotency key, an unknown outcome is retried.
+	f.FailNext(api.ErrOutcomeUnknown)
+	if _, err := c.Put(ctx, []byte("k"), []byte("v2"), WriteOptions{}); err != nil {
+		t.Fatalf("outcome unknown, retried: %v", err)
+	}
+	if v, _ := f.Value("k"); string(v) != "v2" {
+		t.Fatalf("value %q after the retry", v)
 	}
 	if _, err := c.Put(ctx, []byte("k"), []byte("v"), WriteOptions{Ack: "fast"}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("bad ack: %v", err)
@@ -130,6 +165,9 @@ func TestTypedErrors(t *testing.T) {
 	}
 	if _, err := New(Config{}); !errors.Is(err, ErrNoEndpoints) {
 		t.Fatalf("no endpoints: %v", err)
+	}
+	if _, err := New(Config{Endpoints: []string{ep}, IdempotencyWindow: -time.Second}); err == nil {
+		t.Fatal("a negative idempotency window was accepted")
 	}
 }
 

@@ -24,7 +24,7 @@ func TestMembers(t *testing.T) {
 	f := apitest.NewFake("n2", "n3")
 	c := mustClient(t, mustNode(t, f))
 	ctx := context.Background()
-	if _, err := c.Put(ctx, []byte("k"), []byte("v"), WriteOptions{}); err != nil {
+	if _, err := f.Put(ctx, []byte("k"), []byte("v"), api.WriteOptions{Default: true}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,16 @@ Examples:
   trireme put greeting hello --ack semi-sync --replicas 1
   trireme put greeting hello --ack sync --timeout 2s
   trireme put k v --endpoints 127.0.0.1:8001,127.0.0.1:8002
+  trireme put k v2 --if-index 7                     # only if k's index is still 7 (0: only if k is absent)
+  trireme put k v -v                                # also print the write's session token to stderr
+
+Each write (but an --ack async one) carries an idempotency key: if it times
+out or its outcome is unknown, it is retried with the same key, so it is
+applied at most once.
+--if-index makes it conditional: if the key is at another index, nothing is
+written and the command fails (exit 1) naming the key's current index.
+-v prints "session=TOKEN" on stderr: pass it to trireme get --session to
+read this write from any node.
 ` + endpointHelp
 
 const delDetails = `
@@ -38,16 +49,23 @@ Deletes KEY, with the same ack flags as put.
 Examples:
   trireme del greeting
   trireme del greeting --ack majority
+  trireme del greeting --if-index 12                # only if greeting's index is still 12
 ` + endpointHelp
 
 const getDetails = `
 Reads KEY and prints its value. Linearizable reads (the default) go to the
 leader and see every acknowledged write; stale reads are served by any node
 (--node picks one) from its applied state and report how far behind it may be.
+Session reads (--session TOKEN, a token that -v printed) are served by any node
+that has applied the token's write or read, so they see it; they print the
+session's next token on stderr ("session=TOKEN"). Bounded reads are served by
+any node within --max-lag and/or --max-lag-entries of the leader.
 
 Examples:
   trireme get greeting
   trireme get greeting --consistency stale --node n3
+  trireme get greeting --session 1.4.1207 --node n2  # sees the write that returned 1.4.1207
+  trireme get greeting --consistency bounded --max-lag 200ms
 ` + endpointHelp
 
 const statusDetails = `
@@ -210,6 +228,12 @@ func explain(err error) string {
 		return "no node answered; is the cluster running? (`trireme up` starts one; `trireme status` shows the nodes). (" + err.Error() + ")"
 	case errors.Is(err, client.ErrNotFound):
 		return "key not found"
+	case errors.Is(err, client.ErrConditionFailed) && errors.As(err, &ce):
+		return fmt.Sprintf("the key is at index %d, not the one given (0: absent); nothing was written", ce.CurrentIndex)
+	case errors.Is(err, client.ErrIdempotencyExpired):
+		return "the write's outcome is unknown and its idempotency window has passed, so it was not retried: read the key to find out. (" + err.Error() + ")"
+	case errors.Is(err, client.ErrRolledBack) && errors.As(err, &ce):
+		return "the session's write was rolled back in a failover; it will never be visible: start a new session (read without --session). (" + ce.Message + ")"
 	case errors.Is(err, client.ErrUnauthorized) && errors.As(err, &ce):
 		return fmt.Sprintf("the node requires credentials (HTTP 401: %s): give an API token with --token-file FILE or $%s (trireme users token NAME makes one)",
 			ce.Message, envToken)
@@ -223,22 +247,31 @@ func explain(err error) string {
 	return err.Error()
 }
 
-func writeFlags(name string) (*flag.FlagSet, *struct {
+// writeOpts are the flags of put and del.
+type writeOpts struct {
 	endpointOpts
 	ack      string
 	replicas int
 	timeout  time.Duration
-}) {
-	o := &struct {
-		endpointOpts
-		ack      string
-		replicas int
-		timeout  time.Duration
-	}{}
+	ifIndex  *uint64 // nil: unconditional
+	verbose  bool
+}
+
+func writeFlags(name string) (*flag.FlagSet, *writeOpts) {
+	o := &writeOpts{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&o.ack, "ack", "", "ack mode: async, semi-sync, sync or majority (default: the node's)")
 	fs.IntVar(&o.replicas, "replicas", 0, "followers a semi-sync write waits for (default 1)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "how long the write may wait for its ack mode (default: the node's)")
+	fs.Func("if-index", "write only if the key's index is `N` (0: only if the key is absent)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errors.New("want the key's index, a whole number (0: the key must be absent)")
+		}
+		o.ifIndex = &n
+		return nil
+	})
+	fs.BoolVar(&o.verbose, "v", false, "also print the write's session token on stderr (session=TOKEN)")
 	o.register(fs)
 	return fs, o
 }
@@ -276,34 +309,96 @@ func runWrite(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.endpointOpts.timeout+o.timeout)
 	defer cancel()
-	wo := client.WriteOptions{Ack: o.ack, Replicas: o.replicas, Timeout: o.timeout}
-	var res client.WriteResult
-	if name == "put" {
-		res, err = cl.Put(ctx, []byte(pos[0]), []byte(pos[1]), wo)
-	} else {
-		res, err = cl.Delete(ctx, []byte(pos[0]), wo)
-	}
+	res, err := o.write(ctx, cl, name == "put", pos)
 	if err != nil {
 		fmt.Fprintf(stderr, "trireme %s: %s\n", name, explain(err))
 		return 1
 	}
 	fmt.Fprintf(stdout, "OK index=%d term=%d durability=%s replicas=%d\n", res.Index, res.Term, res.Durability, res.Replicas)
+	if o.verbose {
+		printSession(stderr, res.Session)
+	}
 	return 0
 }
 
-func getFlags() (*flag.FlagSet, *struct {
+// write sends a put (KEY VALUE) or a delete (KEY), conditional with
+// --if-index.
+func (o *writeOpts) write(ctx context.Context, cl *client.Client, put bool, pos []string) (client.WriteResult, error) {
+	wo := client.WriteOptions{Ack: o.ack, Replicas: o.replicas, Timeout: o.timeout}
+	key := []byte(pos[0])
+	switch {
+	case put && o.ifIndex != nil:
+		return cl.PutIfIndex(ctx, key, []byte(pos[1]), *o.ifIndex, wo)
+	case put:
+		return cl.Put(ctx, key, []byte(pos[1]), wo)
+	case o.ifIndex != nil:
+		return cl.DeleteIfIndex(ctx, key, *o.ifIndex, wo)
+	}
+	return cl.Delete(ctx, key, wo)
+}
+
+// printSession prints a reply's session token on stderr: one line,
+// "session=TOKEN", which scripts can cut at the '='.
+func printSession(stderr io.Writer, token string) {
+	if token != "" {
+		fmt.Fprintf(stderr, "session=%s\n", token)
+	}
+}
+
+// getOpts are the flags of get.
+type getOpts struct {
 	endpointOpts
-	consistency, node string
-}) {
-	o := &struct {
-		endpointOpts
-		consistency, node string
-	}{}
+	consistency, node, session string
+	maxLag                     time.Duration
+	maxLagEntries              uint64
+	verbose                    bool
+}
+
+func getFlags() (*flag.FlagSet, *getOpts) {
+	o := &getOpts{}
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	fs.StringVar(&o.consistency, "consistency", "linearizable", "linearizable (through the leader) or stale (any node)")
-	fs.StringVar(&o.node, "node", "", "for stale reads: the node to read from (id from cluster.json, or HTTP address)")
+	fs.StringVar(&o.consistency, "consistency", "linearizable",
+		"linearizable (through the leader), stale (any node), session (any node that has applied --session) or bounded (any node within --max-lag / --max-lag-entries)")
+	fs.StringVar(&o.node, "node", "", "for stale, session and bounded reads: the node to read from (id from cluster.json, or HTTP address)")
+	fs.StringVar(&o.session, "session", "", "session token of an earlier reply (printed by -v): read at least what it saw; implies --consistency session")
+	fs.DurationVar(&o.maxLag, "max-lag", 0, "for bounded reads: how far behind the leader, in time, the node may be (implies --consistency bounded)")
+	fs.Uint64Var(&o.maxLagEntries, "max-lag-entries", 0, "for bounded reads: how far behind the leader, in log entries, the node may be (implies --consistency bounded)")
+	fs.BoolVar(&o.verbose, "v", false, "also print the read's session token on stderr (session=TOKEN)")
 	o.register(fs)
 	return fs, o
+}
+
+// check settles the consistency (--session and the bounds imply theirs,
+// given flags, the names of the flags given) and checks the flags against
+// it. It returns a message for a person, or "".
+func (o *getOpts) check(given map[string]bool) string {
+	bounded := given["max-lag"] || given["max-lag-entries"]
+	if !given["consistency"] {
+		switch {
+		case given["session"] && bounded:
+			return "--session and --max-lag / --max-lag-entries exclude each other"
+		case given["session"]:
+			o.consistency = "session"
+		case bounded:
+			o.consistency = "bounded"
+		}
+	}
+	switch o.consistency {
+	case "linearizable", "stale", "session", "bounded":
+	default:
+		return fmt.Sprintf("--consistency %q: want linearizable, stale, session or bounded", o.consistency)
+	}
+	switch {
+	case given["session"] && o.consistency != "session":
+		return "--session applies to --consistency session only"
+	case bounded && o.consistency != "bounded":
+		return "--max-lag and --max-lag-entries apply to --consistency bounded only"
+	case o.consistency == "bounded" && o.maxLag <= 0 && o.maxLagEntries == 0:
+		return "--consistency bounded needs --max-lag DURATION (above 0) and/or --max-lag-entries N (above 0)"
+	case o.node != "" && o.consistency == "linearizable":
+		return "--node applies to --consistency stale, session or bounded only"
+	}
+	return ""
 }
 
 func runGet(args []string, stdout, stderr io.Writer) int {
@@ -316,8 +411,10 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme get: want one non-empty KEY\n")
 		return 2
 	}
-	if o.consistency != "linearizable" && o.consistency != "stale" {
-		fmt.Fprintf(stderr, "trireme get: --consistency %q: want linearizable or stale\n", o.consistency)
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if msg := o.check(given); msg != "" {
+		fmt.Fprintf(stderr, "trireme get: %s\n", msg)
 		return 2
 	}
 	cl, names, err := o.client()
@@ -325,12 +422,8 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme get: %v\n", err)
 		return 1
 	}
-	ro := client.ReadOptions{Consistency: o.consistency}
+	ro := client.ReadOptions{Consistency: o.consistency, Session: o.session, MaxLag: o.maxLag, MaxLagEntries: o.maxLagEntries}
 	if o.node != "" {
-		if o.consistency != "stale" {
-			fmt.Fprintf(stderr, "trireme get: --node applies to --consistency stale only\n")
-			return 2
-		}
 		ro.Endpoint = o.node
 		for ep, id := range names {
 			if id == o.node {
@@ -343,11 +436,17 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	r, err := cl.Get(ctx, []byte(pos[0]), ro)
 	if err != nil {
 		fmt.Fprintf(stderr, "trireme get: %s\n", explain(err))
+		if errors.Is(err, client.ErrNotFound) && (o.verbose || o.consistency == "session") {
+			printSession(stderr, r.Session) // the session has read the key's absence
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s\n", r.Value)
-	if o.consistency == "stale" {
+	if o.consistency == "stale" || o.consistency == "bounded" {
 		fmt.Fprintf(stderr, "(index %d, from %s, lag %d entries / %d ms)\n", r.Index, nameOf(names, r.Endpoint), r.LagEntries, r.LagMillis)
+	}
+	if o.verbose || o.consistency == "session" {
+		printSession(stderr, r.Session)
 	}
 	return 0
 }

@@ -36,16 +36,18 @@ func (f *Fake) Exec(ctx context.Context, cmd *command.Command, w api.WriteOption
 	f.lastWrite = w
 	f.writes++
 	f.lastCmd = cmd
-	f.index++
-	idx := f.index
-	res := api.WriteResult{Index: idx, Term: f.term, Durability: "majority", Committed: true, LeaderDurable: true}
 	if len(cmd.IdemKey) > 0 {
 		if r, ok := f.idem[string(cmd.IdemKey)]; ok {
+			// As the node: the first request's result and position,
+			// nothing new written.
 			r.Duplicate = true
-			res.Cmd = r
+			res := api.WriteResult{Index: r.Index, Term: f.term, Durability: "majority", Committed: true, LeaderDurable: true, Cmd: r}
 			return res, api.CmdErr(r)
 		}
 	}
+	f.index++
+	idx := f.index
+	res := api.WriteResult{Index: idx, Term: f.term, Durability: "majority", Committed: true, LeaderDurable: true}
 	c := *cmd
 	c.Stamp(time.Now().UnixNano(), int64(10*time.Minute), 1<<20, uint32(f.maxValue))
 	effs, r, err := command.Eval(&c, idx, func(key []byte) ([]byte, uint64, bool, error) {

@@ -116,7 +116,7 @@ func (f *Fake) SetDefaultTimeout(d time.Duration) {
 	f.defTO = d
 }
 
-// FailNext makes the next Put, Delete, Get, TransferLeadership or
+// FailNext makes the next Put, Delete, Exec, Get, Read, TransferLeadership or
 // membership call (Members, AddMember, PromoteMember, RemoveMember) return
 // err.
 func (f *Fake) FailNext(err error) {

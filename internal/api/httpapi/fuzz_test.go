@@ -15,6 +15,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/apitest"
+	"github.com/trireme-db/trireme/internal/command"
 )
 
 // countingService is a Fake that counts the calls that can fail, so that a
@@ -37,6 +38,16 @@ func (s *countingService) Delete(ctx context.Context, key []byte, w api.WriteOpt
 func (s *countingService) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
 	s.calls.Add(1)
 	return s.Fake.Get(ctx, key, c)
+}
+
+func (s *countingService) Read(ctx context.Context, key []byte, o api.ReadOptions) (api.ReadResult, error) {
+	s.calls.Add(1)
+	return s.Fake.Read(ctx, key, o)
+}
+
+func (s *countingService) Exec(ctx context.Context, cmd *command.Command, w api.WriteOptions) (api.WriteResult, error) {
+	s.calls.Add(1)
+	return s.Fake.Exec(ctx, cmd, w)
 }
 
 func (s *countingService) Rollbacks() ([]api.Rollback, error) {
@@ -80,8 +91,10 @@ func knownParams(method, escapedPath string) ([]string, bool) {
 		switch method {
 		case "GET", "HEAD":
 			return readParams, true
-		case "PUT", "POST", "DELETE":
+		case "PUT", "DELETE":
 			return writeParams, true
+		case "POST":
+			return postParams, true
 		}
 	case escapedPath == "/v1/status" || escapedPath == "/v1/rollbacks":
 		return nil, method == "GET" || method == "HEAD"
@@ -101,13 +114,14 @@ func knownParams(method, escapedPath string) ([]string, bool) {
 }
 
 // FuzzRequest serves requests built from a fuzzed method, path, raw query
-// string and body (so membership bodies too), and checks that the handler
+// string, headers and body (so membership bodies too), and checks that the handler
 // never panics; that it
 // answers 200 to 499, or 5xx only after calling the service; that every
 // error is a JSON object with an "error"; that a 200 went to a query that
 // url.ParseQuery decodes too, with each parameter known and given once, and
-// to a key within the limit; and that ParseQuery agrees with url.ParseQuery
-// on every query it accepts.
+// to a key within the limit, with valid idempotency and condition headers,
+// and that a write's 200 carries a session token; and that ParseQuery
+// agrees with url.ParseQuery on every query it accepts.
 func FuzzRequest(f *testing.F) {
 	for _, s := range []struct {
 		method      uint8
@@ -153,11 +167,41 @@ func FuzzRequest(f *testing.F) {
 		{0, "/v1/kv/%zz", "", ""},
 		{0, "/metrics", "x=%zz", ""},
 	} {
-		f.Add(s.method, s.path, s.query, []byte(s.body))
+		f.Add(s.method, s.path, s.query, "", []byte(s.body))
+	}
+	// Sessions, bounds, commands, conditions and idempotency keys: each
+	// header is a "Name: value" line.
+	for _, s := range []struct {
+		method             uint8
+		path, query, heads string
+		body               string
+	}{
+		{0, "/v1/kv/k", "consistency=session&session=1.1.1", "", ""},
+		{0, "/v1/kv/k", "consistency=session", "X-Trireme-Session: 1.1.0", ""},
+		{0, "/v1/kv/k", "consistency=session&session=1.1.1", "X-Trireme-Session: 1.1.2", ""},
+		{0, "/v1/kv/k", "consistency=session&session=1.1.99", "", ""},
+		{0, "/v1/kv/k", "consistency=stale&session=1.1.1", "", ""},
+		{1, "/v1/kv/k", "consistency=bounded&max_lag=100ms&max_lag_entries=5&raw=1", "", ""},
+		{0, "/v1/kv/k", "consistency=bounded&max_lag=-1s", "", ""},
+		{0, "/v1/kv/k", "consistency=bounded", "", ""},
+		{3, "/v1/kv/k", "op=incr&by=-3", "Idempotency-Key: a", ""},
+		{3, "/v1/kv/k", "op=incr&by=9223372036854775808", "", ""},
+		{3, "/v1/kv/k", "op=append&ack=async", "", "tail"},
+		{3, "/v1/kv/k", "op=incr", "", "body"},
+		{3, "/v1/kv/k", "op=decr", "", ""},
+		{2, "/v1/kv/k", "if_index=0", "Idempotency-Key: k1", "v"},
+		{2, "/v1/kv/k", "", "If-Match: \"0\"\nIf-Match: 0", "v"},
+		{4, "/v1/kv/k", "if_index=x", "", ""},
+		{4, "/v1/kv/k", "", "If-Match: *", ""},
+		{2, "/v1/kv/k", "op=incr", "", "v"},
+		{2, "/v1/kv/k", "", "Idempotency-Key: " + strings.Repeat("i", command.MaxIdemKey+1), "v"},
+		{4, "/v1/kv/k", "", "Idempotency-Key: ", ""},
+	} {
+		f.Add(s.method, s.path, s.query, s.heads, []byte(s.body))
 	}
 	cfg := DefaultConfig()
 	cfg.MaxKeyBytes = 16
-	f.Fuzz(func(t *testing.T, m uint8, path, query string, body []byte) {
+	f.Fuzz(func(t *testing.T, m uint8, path, query, heads string, body []byte) {
 		method := fuzzMethods[int(m)%len(fuzzMethods)]
 		checkParseQuery(t, query)
 
@@ -181,6 +225,11 @@ func FuzzRequest(f *testing.F) {
 		defer cancel()
 		req := httptest.NewRequestWithContext(ctx, method, "/", bytes.NewReader(body))
 		req.URL, req.RequestURI = u, target
+		for line := range strings.SplitSeq(heads, "\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok {
+				req.Header.Add(name, strings.TrimSpace(value))
+			}
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 
@@ -196,6 +245,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		if code == http.StatusOK {
 			checkAccepted(t, method, u, target)
+			checkAcceptedHeaders(t, method, u, req.Header, rec.Header())
 		}
 	})
 }
@@ -223,11 +273,27 @@ func checkAccepted(t *testing.T, method string, u *url.URL, target string) {
 	}
 }
 
+// checkAcceptedHeaders checks the headers of a request that got 200: an
+// Idempotency-Key within its limit, given once; and a session token in the
+// reply to a write.
+func checkAcceptedHeaders(t *testing.T, method string, u *url.URL, req, reply http.Header) {
+	t.Helper()
+	if ks := req.Values(IdempotencyKeyHeader); len(ks) > 1 || len(ks) == 1 && (ks[0] == "" || len(ks[0]) > command.MaxIdemKey) {
+		t.Fatalf("%s %s: 200 despite %s %q", method, u, IdempotencyKeyHeader, ks)
+	}
+	if len(req.Values("If-Match")) > 1 {
+		t.Fatalf("%s %s: 200 despite If-Match given twice", method, u)
+	}
+	if strings.HasPrefix(u.EscapedPath(), kvPrefix) && method != "GET" && method != "HEAD" && reply.Get(SessionHeader) == "" {
+		t.Fatalf("%s %s: a write's 200 without a session token", method, u)
+	}
+}
+
 // checkParseQuery checks ParseQuery against url.ParseQuery: whatever it
 // accepts, url.ParseQuery decodes to the same single values.
 func checkParseQuery(t *testing.T, query string) {
 	t.Helper()
-	all := slices.Concat(writeParams, readParams, transferParams, memberParams)
+	all := slices.Concat(postParams, readParams, transferParams, memberParams)
 	q, err := ParseQuery(query, all)
 	if err != nil {
 		return

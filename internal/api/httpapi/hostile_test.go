@@ -98,6 +98,22 @@ func TestQueryIsStrict(t *testing.T) {
 		{"POST", "/v1/leader/transfer?to=n2&to=n3", []string{`"to"`, "more than once"}},
 		{"POST", "/v1/leader/transfer?to=n2&ack=sync", []string{`"ack"`, "to, timeout"}},
 		{"POST", "/v1/leader/transfer?to=n2;timeout=1s", []string{"';'"}},
+		// The parameters of sessions, bounds, commands and conditions.
+		{"GET", "/v1/kv/k?consistency=session&session=1.1.1&session=1.1.2", []string{`"session"`, "more than once"}},
+		{"GET", "/v1/kv/k?consistency=session&session=", []string{`"session"`, "without a value"}},
+		{"GET", "/v1/kv/k?consistency=bounded&max_lag=1s;max_lag_entries=1", []string{"';'"}},
+		{"GET", "/v1/kv/k?consistency=bounded&max_lag_entries", []string{`"max_lag_entries"`, "without a value"}},
+		{"GET", "/v1/kv/k?op=incr", []string{`"op"`, "consistency, raw, session, max_lag, max_lag_entries"}},
+		{"GET", "/v1/kv/k?if_index=1", []string{`"if_index"`}},
+		{"PUT", "/v1/kv/k?op=incr", []string{`"op"`, "ack, replicas, timeout, if_index"}},
+		{"PUT", "/v1/kv/k?session=1.1.1&session=1.1.2", []string{`"session"`, "more than once"}},
+		{"PUT", "/v1/kv/k?session=bogus", []string{"session", "malformed"}},
+		{"DELETE", "/v1/kv/k?by=1", []string{`"by"`}},
+		{"DELETE", "/v1/kv/k?if_index=1&if_index=2", []string{`"if_index"`, "more than once"}},
+		{"POST", "/v1/kv/k?op=incr&op=append", []string{`"op"`, "more than once"}},
+		{"POST", "/v1/kv/k?op=incr&by=%zz", []string{`"by"`, "%zz"}},
+		{"POST", "/v1/kv/k?op=incr&max_lag=1s", []string{`"max_lag"`, "ack, replicas, timeout, if_index, session, op, by"}},
+		{"POST", "/v1/leader/transfer?to=n2&if_index=1", []string{`"if_index"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
@@ -136,11 +152,23 @@ func TestQueryAccepted(t *testing.T) {
 		"GET /v1/kv/k?consistency=stale&raw=1",
 		"GET /v1/kv/k?consistency=st%61le",
 		"DELETE /v1/kv/k?ack=async",
+		"POST /v1/kv/n?op=incr&by=-2&ack=majority",
+		"POST /v1/kv/a?op=append&timeout=1s",
+		"DELETE /v1/kv/absent?if_index=0",
+		"PUT /v1/kv/new?if_index=0&ack=majority",
+		"GET /v1/kv/n?consistency=session&session=1.1.1",
+		"GET /v1/kv/n?consistency=session",
+		"GET /v1/kv/n?consistency=bounded&max_lag=1s&max_lag_entries=10&raw=1",
+		"GET /v1/kv/n?consistency=bounded&max_lag_entries=1",
 		"GET /v1/status",
 		"POST /v1/leader/transfer?to=n2&timeout=3s",
 	} {
 		method, path, _ := strings.Cut(target, " ")
-		code, b, _ := mustDo(t, srv.Client(), method, srv.URL+path, []byte("v"))
+		body := []byte("v")
+		if strings.Contains(path, "op=incr") {
+			body = nil // an increment takes no body
+		}
+		code, b, _ := mustDo(t, srv.Client(), method, srv.URL+path, body)
 		if code != http.StatusOK {
 			t.Fatalf("%s: code %d: %s", target, code, b)
 		}
@@ -305,5 +333,35 @@ func TestUnreadReplyIsCutOff(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server still holds a connection whose client reads nothing")
+	}
+}
+
+// Oversized and repeated headers of the write and read options are refused
+// with a 400 that names them, before the service sees anything.
+func TestHostileHeaders(t *testing.T) {
+	f := apitest.NewFake("n2", "n3")
+	srv := mustServer(t, f)
+	c := srv.Client()
+	huge := strings.Repeat("k", 100<<10)
+	for _, tc := range []struct {
+		method, target string
+		headers        []string
+		mention        string
+	}{
+		{"PUT", "/v1/kv/k", []string{IdempotencyKeyHeader + ": " + huge}, IdempotencyKeyHeader},
+		{"POST", "/v1/kv/k?op=append", []string{IdempotencyKeyHeader + ": a", IdempotencyKeyHeader + ": a"}, "more than once"},
+		{"DELETE", "/v1/kv/k", []string{"If-Match: " + huge}, "If-Match"},
+		{"DELETE", "/v1/kv/k", []string{"If-Match: 18446744073709551616"}, "If-Match"},
+		{"PUT", "/v1/kv/k", []string{`If-Match: "`}, "If-Match"},
+		{"GET", "/v1/kv/k?consistency=session", []string{SessionHeader + ": " + huge}, "malformed session token"},
+		{"GET", "/v1/kv/k?consistency=session", []string{SessionHeader + ": 1.18446744073709551615.18446744073709551616"}, "malformed session token"},
+	} {
+		code, b, _ := mustDoH(t, c, tc.method, srv.URL+tc.target, []byte("v"), tc.headers...)
+		if e, _ := mustJSON(t, b)["error"].(string); code != http.StatusBadRequest || !strings.Contains(e, tc.mention) {
+			t.Fatalf("%s %s with %.60q: %d %.200s, want 400 naming %s", tc.method, tc.target, tc.headers, code, b, tc.mention)
+		}
+	}
+	if _, n := f.LastWrite(); n != 0 || f.LastCommand() != nil {
+		t.Fatalf("the service saw %d writes and command %+v", n, f.LastCommand())
 	}
 }

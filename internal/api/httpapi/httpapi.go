@@ -3,9 +3,11 @@
 //
 // Routes:
 //
-//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR   body = value
-//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR
-//	GET    /v1/kv/{key}?consistency=linearizable|stale&raw=1
+//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N   body = value
+//	POST   /v1/kv/{key}?op=incr&by=N | op=append (and PUT's parameters)
+//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N
+//	GET    /v1/kv/{key}?consistency=linearizable|stale|session|bounded&raw=1
+//	       &session=TOKEN (session) &max_lag=DUR&max_lag_entries=N (bounded)
 //	GET    /v1/status
 //	GET    /v1/rollbacks
 //	POST   /v1/leader/transfer?to=ID[&timeout=DUR]
@@ -21,6 +23,14 @@
 // says what was achieved (index, term, durability, replicas), including when
 // its ack mode was not met in time (504). Keys are the path-unescaped bytes
 // after /v1/kv/ (so "%2F" is part of a key, and paths are never cleaned).
+//
+// Every reply to a read or a write carries a session token (JSON
+// "session", header X-Trireme-Session); a read with consistency=session
+// and that token sees the write or read it came from. A write with an
+// op, a condition (If-Match or if_index) or an Idempotency-Key is a
+// command (commands.go), served by Service.Exec; any other PUT or DELETE
+// is a plain Service.Put or Service.Delete. Errors get their status from
+// one table (errors.go).
 //
 // It also promises that what a client sends is bounded, and checked alike on
 // every endpoint (Config holds the limits): a key over the key limit is a
@@ -331,12 +341,27 @@ func parseTimeout(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseReadOptions parses the consistency and raw query parameters of a
-// read, as returned by ParseQuery.
-func ParseReadOptions(q url.Values) (api.Consistency, bool, error) {
+// ParseReadOptions parses the query parameters of a read, as returned by
+// ParseQuery, and the values of its X-Trireme-Session header: the
+// consistency, its session token or bounds, and raw.
+//
+// A token may come in session= or in the header (the same one if both).
+// session= with another consistency than session is refused; the header is
+// then ignored, so that a client may send it on every read. max_lag (a Go
+// duration) and max_lag_entries go with consistency=bounded only, which
+// needs at least one of them; each must be above 0.
+func ParseReadOptions(q url.Values, sessionHeader []string) (api.ReadOptions, bool, error) {
+	var o api.ReadOptions
 	c, err := api.ParseConsistency(q.Get("consistency"))
 	if err != nil {
-		return 0, false, fmt.Errorf("%w: consistency=%q: %v", ErrBadRequest, q.Get("consistency"), err)
+		return o, false, fmt.Errorf("%w: consistency=%q: %v", ErrBadRequest, q.Get("consistency"), err)
+	}
+	o.Consistency = c
+	if o.Token, err = parseSessionToken(c, q.Get("session"), sessionHeader); err != nil {
+		return o, false, err
+	}
+	if o.MaxLag, o.MaxLagEntries, err = parseBounds(c, q.Get("max_lag"), q.Get("max_lag_entries")); err != nil {
+		return o, false, err
 	}
 	raw := false
 	switch q.Get("raw") {
@@ -344,12 +369,69 @@ func ParseReadOptions(q url.Values) (api.Consistency, bool, error) {
 	case "1", "true":
 		raw = true
 	default:
-		return 0, false, fmt.Errorf("%w: raw=%q: want 1 or 0", ErrBadRequest, q.Get("raw"))
+		return o, false, fmt.Errorf("%w: raw=%q: want 1 or 0", ErrBadRequest, q.Get("raw"))
 	}
-	return c, raw, nil
+	return o, raw, nil
 }
 
-// WriteReply is the JSON reply to PUT and DELETE.
+// parseSessionToken returns the token of a read at consistency c from its
+// session= parameter (param) and its X-Trireme-Session header values.
+func parseSessionToken(c api.Consistency, param string, header []string) (api.Token, error) {
+	if param != "" && c != api.Session {
+		return api.Token{}, fmt.Errorf("%w: session=%q applies to consistency=session only, not %s", ErrBadRequest, param, c)
+	}
+	if c != api.Session {
+		return api.Token{}, nil
+	}
+	if len(header) > 1 {
+		return api.Token{}, fmt.Errorf("%w: header %s is given more than once", ErrBadRequest, SessionHeader)
+	}
+	text := param
+	if len(header) == 1 {
+		hv := strings.TrimSpace(header[0])
+		if param != "" && hv != param {
+			return api.Token{}, fmt.Errorf("%w: session=%q and header %s %q differ (give one)", ErrBadRequest, param, SessionHeader, hv)
+		}
+		text = hv
+	}
+	t, err := api.ParseToken(text)
+	if err != nil {
+		return api.Token{}, fmt.Errorf("%w: session: %w (give the session token of an earlier reply, as it was)", ErrBadRequest, err)
+	}
+	return t, nil
+}
+
+// parseBounds returns the bounds of a read at consistency c from its
+// max_lag and max_lag_entries parameters.
+func parseBounds(c api.Consistency, lag, entries string) (time.Duration, uint64, error) {
+	if c != api.Bounded {
+		if lag != "" || entries != "" {
+			return 0, 0, fmt.Errorf("%w: max_lag and max_lag_entries apply to consistency=bounded only, not %s", ErrBadRequest, c)
+		}
+		return 0, 0, nil
+	}
+	if lag == "" && entries == "" {
+		return 0, 0, fmt.Errorf("%w: consistency=bounded needs max_lag=DURATION (such as 100ms) and/or max_lag_entries=N: %w",
+			ErrBadRequest, api.ErrBadBound)
+	}
+	var d time.Duration
+	if lag != "" {
+		var err error
+		if d, err = time.ParseDuration(lag); err != nil || d <= 0 {
+			return 0, 0, fmt.Errorf("%w: max_lag=%q: want a duration above 0 (examples: 100ms, 2s): %w", ErrBadRequest, lag, api.ErrBadBound)
+		}
+	}
+	var n uint64
+	if entries != "" {
+		var err error
+		if n, err = strconv.ParseUint(entries, 10, 64); err != nil || n == 0 {
+			return 0, 0, fmt.Errorf("%w: max_lag_entries=%q: want a whole number above 0: %w", ErrBadRequest, entries, api.ErrBadBound)
+		}
+	}
+	return d, n, nil
+}
+
+// WriteReply is the JSON reply to PUT, POST and DELETE.
 type WriteReply struct {
 	Index      uint64 `json:"index"`
 	Term       uint64 `json:"term"`
@@ -357,8 +439,31 @@ type WriteReply struct {
 	Replicas   int    `json:"replicas"`
 	Committed  bool   `json:"committed"`
 	// LeaderDurable: the write is fsynced on the leader.
-	LeaderDurable bool   `json:"leader_durable"`
-	Error         string `json:"error,omitempty"`
+	LeaderDurable bool `json:"leader_durable"`
+	// Session is the write's session token (also in the X-Trireme-Session
+	// header): a session read with it sees this write.
+	Session string `json:"session,omitempty"`
+	// Duplicate: the reply is the recorded result of an earlier write with
+	// the same Idempotency-Key; this request changed nothing.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Value is the key's new value after op=incr.
+	Value *int64 `json:"value,omitempty"`
+	// Length is the value's new length in bytes after op=append.
+	Length *int64 `json:"length,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// CommandErrorReply is the JSON reply to a write whose condition did not
+// hold (412) or that the key's value refused (409 for op=incr on a value
+// that is not an integer, or an overflow; 413 for a value over the limit).
+// Nothing changed, but the request took a log index: Session covers it.
+type CommandErrorReply struct {
+	Error string `json:"error"`
+	// Index is, on 412, the key's current index (0: the key is absent):
+	// the If-Match of a retry.
+	Index     *uint64 `json:"index,omitempty"`
+	Session   string  `json:"session,omitempty"`
+	Duplicate bool    `json:"duplicate,omitempty"`
 }
 
 // ReadReply is the JSON reply to GET /v1/kv/{key}.
@@ -370,7 +475,26 @@ type ReadReply struct {
 	Index       uint64  `json:"index"`
 	LagMillis   *int64  `json:"lag_ms,omitempty"`
 	LagEntries  *uint64 `json:"lag_entries,omitempty"`
+	// Session is the session token of the read (also in the
+	// X-Trireme-Session header): the next read of the session passes it.
+	Session string `json:"session,omitempty"`
 }
+
+// Headers of the API besides the standard ones.
+const (
+	// SessionHeader carries a session token: in every reply to a read or
+	// a write, and in a read with consistency=session.
+	SessionHeader = "X-Trireme-Session"
+	// IndexHeader carries a key's index: of the value of a raw read, and
+	// the current one in a 412.
+	IndexHeader = "X-Trireme-Index"
+	// IdempotencyKeyHeader makes a write exactly-once within the node's
+	// --idempotency-window.
+	IdempotencyKeyHeader = "Idempotency-Key"
+	// ReplayedHeader is "true" in the reply to a write whose
+	// Idempotency-Key was seen before: the reply is the first one's.
+	ReplayedHeader = "Idempotency-Replayed"
+)
 
 // encodeBytes returns b as a JSON-friendly string and "" when it is valid
 // UTF-8, or as base64 and "base64".
@@ -381,17 +505,10 @@ func encodeBytes(b []byte) (string, string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-// writeOptions parses a write's query string.
-func writeOptions(r *http.Request) (api.WriteOptions, error) {
-	q, err := ParseQuery(r.URL.RawQuery, writeParams)
-	if err != nil {
-		return api.WriteOptions{}, err
-	}
-	return ParseWriteOptions(q)
-}
-
+// put serves PUT and POST. Without a condition, an idempotency key or an
+// op, it is a plain Service.Put; otherwise a command (commands.go).
 func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, err := writeOptions(r)
+	wr, err := parseWriteRequest(r)
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
@@ -401,8 +518,12 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 		h.writeError(w, code, err)
 		return
 	}
-	res, err := h.svc.Put(r.Context(), key, value, opts)
-	h.writeResult(w, r, res, err)
+	if !wr.command() {
+		res, err := h.svc.Put(r.Context(), key, value, wr.opts)
+		h.writeResult(w, r, res, err, nil)
+		return
+	}
+	h.exec(w, r, wr, key, value)
 }
 
 // readValue reads r's body, at most svc.MaxValueBytes of it. On failure it
@@ -439,31 +560,57 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge error)
 }
 
 func (h *handler) del(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, err := writeOptions(r)
+	wr, err := parseWriteRequest(r)
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	res, err := h.svc.Delete(r.Context(), key, opts)
-	h.writeResult(w, r, res, err)
+	if !wr.command() {
+		res, err := h.svc.Delete(r.Context(), key, wr.opts)
+		h.writeResult(w, r, res, err, nil)
+		return
+	}
+	h.exec(w, r, wr, key, nil)
 }
 
-func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.WriteResult, err error) {
+// writeResult answers a write: 200, or what the write achieved with the
+// error of a write whose ack mode was not met (504) or whose outcome is
+// unknown (503), or the service error's status. cmd is the command's result
+// (nil for a plain put or delete).
+func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.WriteResult, err error, cmd *commandResult) {
 	rep := WriteReply{Index: res.Index, Term: res.Term, Durability: res.Durability,
-		Replicas: res.Replicas, Committed: res.Committed, LeaderDurable: res.LeaderDurable}
+		Replicas: res.Replicas, Committed: res.Committed, LeaderDurable: res.LeaderDurable,
+		Session: res.Token().String()}
+	if cmd != nil {
+		rep.Duplicate = res.Cmd.Duplicate
+		rep.Value, rep.Length = cmd.value, cmd.length
+		if res.Cmd.Duplicate && res.Cmd.Index != 0 {
+			rep.Index = res.Cmd.Index // the first write's, as its reply said
+		}
+	}
 	if err == nil {
+		setSession(w, rep.Session)
 		h.writeJSON(w, http.StatusOK, rep)
 		return
 	}
 	switch {
 	case errors.Is(err, api.ErrWriteTimeout):
+		setSession(w, rep.Session)
 		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + res.Reached() + " (" + err.Error() + ")"
 		h.writeJSON(w, http.StatusGatewayTimeout, rep)
 	case errors.Is(err, api.ErrOutcomeUnknown):
+		setSession(w, rep.Session)
 		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + res.Reached()
 		h.writeJSON(w, http.StatusServiceUnavailable, rep)
 	default:
 		h.writeServiceError(w, r, err)
+	}
+}
+
+// setSession sets the session token header of a reply ("" = none).
+func setSession(w http.ResponseWriter, token string) {
+	if token != "" {
+		w.Header().Set(SessionHeader, token)
 	}
 }
 
@@ -473,23 +620,29 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	c, raw, err := ParseReadOptions(q)
+	o, raw, err := ParseReadOptions(q, r.Header.Values(SessionHeader))
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	res, err := h.svc.Get(r.Context(), key, c)
+	res, err := h.svc.Read(r.Context(), key, o)
 	if err != nil {
 		h.writeServiceError(w, r, err)
 		return
 	}
+	session := res.Token.String()
+	setSession(w, session)
 	if !res.Found {
-		h.writeJSON(w, http.StatusNotFound, map[string]string{"error": "key not found"})
+		rep := map[string]string{"error": "key not found"}
+		if session != "" {
+			rep["session"] = session
+		}
+		h.writeJSON(w, http.StatusNotFound, rep)
 		return
 	}
 	if raw {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("X-Trireme-Index", strconv.FormatUint(res.Index, 10))
+		w.Header().Set(IndexHeader, strconv.FormatUint(res.Index, 10))
 		w.Header().Set("Content-Length", strconv.Itoa(len(res.Value)))
 		h.armReplyDeadline(w, len(res.Value))
 		w.WriteHeader(http.StatusOK)
@@ -498,10 +651,10 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		}
 		return
 	}
-	rep := ReadReply{Index: res.Index}
+	rep := ReadReply{Index: res.Index, Session: session}
 	rep.Key, rep.KeyEncoding = encodeBytes(key)
 	rep.Value, rep.Encoding = encodeBytes(res.Value)
-	if c == api.Stale {
+	if o.Consistency == api.Stale || o.Consistency == api.Bounded {
 		lm, le := res.LagMillis, res.LagEntries
 		rep.LagMillis, rep.LagEntries = &lm, &le
 	}
@@ -548,34 +701,31 @@ func (h *handler) transfer(w http.ResponseWriter, r *http.Request, q url.Values)
 	h.writeJSON(w, http.StatusOK, map[string]any{"leader": to, "term": st.Term})
 }
 
-// writeServiceError maps a service error to a status code.
+// writeServiceError maps a service error to a status code: the errors
+// whose reply needs more than a status first, then errorStatuses.
 func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
-	if code, ok := memberErrorStatus(err); ok {
-		h.writeError(w, code, err)
-		return
-	}
 	switch {
-	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode):
-		h.writeError(w, http.StatusBadRequest, err)
-	case errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge):
-		h.writeError(w, http.StatusRequestEntityTooLarge, err)
 	case errors.Is(err, api.ErrNotLeader):
 		st := h.svc.Status()
 		h.writeJSON(w, http.StatusMisdirectedRequest, map[string]string{
 			"error": err.Error(), "leader": st.Leader, "leader_http": st.LeaderHTTP})
+		return
 	case errors.Is(err, api.ErrNoLeader):
 		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader: %w", err))
+		return
 	case errors.Is(err, repl.ErrTransferring):
 		// Nothing was proposed: clients retry, as during an election.
 		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader for a moment (retry): %w", err))
+		return
 	case errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout), errors.Is(err, repl.ErrLeadershipLost):
 		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("unavailable (retry): %w", err))
-	case errors.Is(err, repl.ErrNotEnoughPeers), errors.Is(err, repl.ErrBadTransferTarget), errors.Is(err, repl.ErrUnknownPeer):
-		h.writeError(w, http.StatusBadRequest, err)
-	case errors.Is(err, api.ErrStopped):
-		h.writeError(w, http.StatusServiceUnavailable, err)
-	case errors.Is(err, api.ErrInsufficientStorage): // nothing written
-		h.writeError(w, http.StatusInsufficientStorage, err)
+		return
+	}
+	if code, ok := errorStatus(err); ok {
+		h.writeError(w, code, err)
+		return
+	}
+	switch {
 	case errors.Is(err, api.ErrWriteTimeout), errors.Is(err, context.DeadlineExceeded):
 		h.writeError(w, http.StatusGatewayTimeout, err)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

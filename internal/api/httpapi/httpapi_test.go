@@ -18,6 +18,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/apitest"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
@@ -310,6 +311,14 @@ func TestServiceErrors(t *testing.T) {
 		{"not leader", api.ErrNotLeader, "PUT", 421, "not the leader"},
 		{"internal", errors.New("disk on fire"), "PUT", 500, "disk on fire"},
 		{"too large", api.ErrValueTooLarge, "PUT", 413, "too large"},
+		{"rolled back", fmt.Errorf("%w: index 7", api.ErrRolledBack), "GET", 409, "rolled back"},
+		{"bad token", api.ErrBadToken, "GET", 400, "malformed session token"},
+		{"bad bound", api.ErrBadBound, "GET", 400, "max_lag"},
+		{"not integer", api.ErrNotInteger, "PUT", 409, "not an integer"},
+		{"overflow", api.ErrOverflow, "PUT", 409, "overflow"},
+		{"condition", api.ErrConditionFailed, "DELETE", 412, "condition not met"},
+		{"bad command", api.ErrBadCommand, "PUT", 400, "malformed command"},
+		{"disk", api.ErrInsufficientStorage, "PUT", 507, "insufficient storage"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,6 +441,9 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{"/v1/kv/a", "/v1/kv/%2F%00", "/v1/kv/", "/v1/kv/%zz", "/x"} {
 		f.Add(s, "ack=semi-sync&replicas=2&timeout=1s&consistency=stale&raw=1")
 	}
+	f.Add("/v1/kv/k", "consistency=session&session=1.2.3&if_index=7&op=incr&by=-5&idem=abc")
+	f.Add("/v1/kv/k", "consistency=bounded&max_lag=100ms&max_lag_entries=0&if_match=%2212%22&op=append&by=1")
+	f.Add("/v1/kv/k", "consistency=session&session=1.0.3&if_match=W/%221%22&if_match=2&idem=&max_lag=-1s")
 	f.Add("/v1/kv/k", "ack=%ZZ&replicas=-1&timeout=9999999h")
 	f.Fuzz(func(t *testing.T, path, query string) {
 		if k, err := ParseKey(path); err == nil && len(k) == 0 {
@@ -452,6 +464,25 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("default mode despite ack=%q", q.Get("ack"))
 			}
 		}
-		_, _, _ = ParseReadOptions(q)
+		if o, _, err := ParseReadOptions(q, q["session"]); err == nil {
+			if o.Consistency == api.Bounded && (o.MaxLag <= 0 && o.MaxLagEntries == 0 || o.MaxLag < 0) {
+				t.Fatalf("bounded read without a positive bound from %q: %+v", query, o)
+			}
+			if o.Consistency != api.Bounded && (o.MaxLag != 0 || o.MaxLagEntries != 0) {
+				t.Fatalf("bounds on a %s read from %q", o.Consistency, query)
+			}
+			if o.Consistency != api.Session && !o.Token.IsZero() {
+				t.Fatalf("a token on a %s read from %q", o.Consistency, query)
+			}
+		}
+		if cond, _, err := parseIfIndex(q.Get("if_index"), q["if_match"]); err == nil && cond != (q.Get("if_index") != "" || len(q["if_match"]) > 0) {
+			t.Fatalf("condition %v from %q", cond, query)
+		}
+		if op, _, err := parseOp(q.Get("op"), q.Get("by")); err == nil && op != 0 && op != command.OpIncr && op != command.OpAppend {
+			t.Fatalf("op %v from %q", op, query)
+		}
+		if k, err := parseIdempotencyKey(q["idem"]); err == nil && len(k) > command.MaxIdemKey {
+			t.Fatalf("an idempotency key of %d bytes from %q", len(k), query)
+		}
 	})
 }

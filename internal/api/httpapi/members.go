@@ -46,33 +46,6 @@ type memberRequest struct {
 	Role string `json:"role"`
 }
 
-// memberErrors maps the membership errors to their HTTP status. A node
-// answers them alike whether it made the change or forwarded it.
-var memberErrors = []struct {
-	err  error
-	code int
-}{
-	{api.ErrRemoved, http.StatusGone},
-	{api.ErrChangeInProgress, http.StatusConflict},
-	{api.ErrNotCaughtUp, http.StatusConflict},
-	{api.ErrUnknownMember, http.StatusNotFound},
-	{api.ErrBadMember, http.StatusBadRequest},
-	{api.ErrDuplicateMember, http.StatusBadRequest},
-	{api.ErrLastVoter, http.StatusBadRequest},
-	{api.ErrAlreadyVoter, http.StatusBadRequest},
-}
-
-// memberErrorStatus returns the status of a membership error, and false
-// for any other error.
-func memberErrorStatus(err error) (int, bool) {
-	for _, e := range memberErrors {
-		if errors.Is(err, e.err) {
-			return e.code, true
-		}
-	}
-	return 0, false
-}
-
 // memberRoute splits an escaped path under /v1/members/ into the escaped
 // member id and whether it ends in /promote. ok is false for a path that
 // names no member endpoint (a further '/').

@@ -197,7 +197,10 @@ func TestMemberChangeTimeout(t *testing.T) {
 	}
 }
 
-func TestMemberErrorStatus(t *testing.T) {
+// The one status table: each error, wrapped as a node that forwarded the
+// request wraps it, gets its status; errors that need more than a status
+// are not in it.
+func TestErrorStatus(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		want int
@@ -210,14 +213,28 @@ func TestMemberErrorStatus(t *testing.T) {
 		{api.ErrDuplicateMember, 400},
 		{api.ErrLastVoter, 400},
 		{api.ErrAlreadyVoter, 400},
+		{api.ErrEmptyKey, 400},
+		{api.ErrBadConsistency, 400},
+		{api.ErrBadToken, 400},
+		{api.ErrBadBound, 400},
+		{api.ErrBadCommand, 400},
+		{api.ErrValueTooLarge, 413},
+		{api.ErrKeyTooLarge, 413},
+		{api.ErrConditionFailed, 412},
+		{api.ErrNotInteger, 409},
+		{api.ErrOverflow, 409},
+		{api.ErrRolledBack, 409},
+		{api.ErrStopped, 503},
+		{api.ErrInsufficientStorage, 507},
 	} {
-		// Wrapped, as a node that forwarded the change wraps it.
-		got, ok := memberErrorStatus(fmt.Errorf("leader n1: %w", tc.err))
+		got, ok := errorStatus(fmt.Errorf("leader n1: %w", tc.err))
 		if !ok || got != tc.want {
 			t.Errorf("%v: %d %v, want %d", tc.err, got, ok, tc.want)
 		}
 	}
-	if _, ok := memberErrorStatus(api.ErrNoLeader); ok {
-		t.Error("ErrNoLeader is not a membership error")
+	for _, err := range []error{api.ErrNoLeader, api.ErrNotLeader, api.ErrWriteTimeout, api.ErrOutcomeUnknown} {
+		if _, ok := errorStatus(err); ok {
+			t.Errorf("%v is answered with more than a status: not in the table", err)
+		}
 	}
 }

@@ -9,8 +9,9 @@ import (
 
 // The query parameters each endpoint takes (never modified).
 var (
-	writeParams    = []string{"ack", "replicas", "timeout"}
-	readParams     = []string{"consistency", "raw"}
+	writeParams    = []string{"ack", "replicas", "timeout", "if_index", "session"}             // PUT, DELETE
+	postParams     = []string{"ack", "replicas", "timeout", "if_index", "session", "op", "by"} // POST /v1/kv/{key}
+	readParams     = []string{"consistency", "raw", "session", "max_lag", "max_lag_entries"}
 	transferParams = []string{"to", "timeout"}
 	memberParams   = []string{"timeout"} // the membership changes; GET /v1/members takes none
 )
