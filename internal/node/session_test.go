@@ -362,3 +362,20 @@ func TestConsistentPrefixOnFollowers(t *testing.T) {
 		t.Fatal("no reads ran")
 	}
 }
+
+// TestSessionTokenFromNowhere: a token no node issued (past the leader's
+// log in its own term) is refused at once, on the leader and through a
+// follower, rather than waited for.
+func TestSessionTokenFromNowhere(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	w := mustPut(t, c.nodes[li], "k", "v", repl.Ack{Mode: repl.AckMajority})
+	bogus := api.Token{Term: w.Term, Index: w.Index + 1000}
+	for _, n := range []*Node{c.nodes[li], c.nodes[c.follower(li)]} {
+		// (A wait that ran out would end in ErrNoLeader instead.)
+		_, err := n.Read(ctxT(t), []byte("k"), api.ReadOptions{Consistency: api.Session, Token: bogus})
+		if !errors.Is(err, api.ErrBadToken) {
+			t.Fatalf("%s: %v, want ErrBadToken", n.cfg.ID, err)
+		}
+	}
+}

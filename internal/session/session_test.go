@@ -68,6 +68,9 @@ func TestSettle(t *testing.T) {
 			t.Errorf("Settle(%v, last %d) = %v, want rolled back %v", c.tok, c.last, err, c.back)
 		}
 	}
+	if err := Settle(api.Token{Term: 4, Index: 16}, 4, 15, logTerm); !errors.Is(err, api.ErrBadToken) {
+		t.Errorf("a token of the leader's term past its log: %v, want ErrBadToken", err)
+	}
 }
 
 func TestBounds(t *testing.T) {
