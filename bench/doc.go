@@ -11,7 +11,9 @@
 // measure what running for months needs (issue 16): stale reads with read
 // replicas (learners), adding a read replica to a cluster whose leader has
 // compacted its log, and a follower's snapshot catch-up against the disk's
-// bandwidth.
+// bandwidth. Three more, also run only when named, measure issue 17: session
+// reads on the followers against linearizable reads on the leader, what an
+// Idempotency-Key costs an HTTP write, and INCR and MSET against Redis's.
 //
 // It lives in its own module so that etcd's dependencies stay out of
 // Trireme's. It promises: every figure it reports was measured in the same

@@ -212,6 +212,9 @@ func Markdown(res *Results, charts []string) string {
 	writeLearners(&b, res)
 	writeReplica(&b, res)
 	writeSnapshot(&b, res)
+	writeSessions(&b, res)
+	writeIdempotency(&b, res)
+	writeRMW(&b, res)
 	return b.String()
 }
 

@@ -77,7 +77,7 @@ type Config struct {
 	Profile Profile
 	// Systems to measure: any of "trireme", "redis", "etcd".
 	Systems []string
-	// Parts to run: any of "load", "failover", "catchup", "memory", "disk".
+	// Parts to run: any of AllParts.
 	Parts []string
 	// TriremeBin is the trireme binary; empty = build it from Repo.
 	TriremeBin string
@@ -114,7 +114,7 @@ type Config struct {
 }
 
 // AllParts lists the parts, in the order they run.
-var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot"}
+var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw"}
 
 // DefaultParts are the parts run when none are named.
 var DefaultParts = []string{"disk", "load", "failover", "catchup", "memory"}
@@ -196,6 +196,12 @@ type Results struct {
 	Learners *LearnersResult `json:"learners,omitempty"`
 	Replica  *ReplicaResult  `json:"replica,omitempty"`
 	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
+	// The parts of issue 17: session reads on the followers against
+	// linearizable reads on the leader, the cost of idempotency keys,
+	// INCR and MSET against Redis.
+	Sessions    *SessionsResult    `json:"sessions,omitempty"`
+	Idempotency *IdempotencyResult `json:"idempotency,omitempty"`
+	RMW         *RMWResult         `json:"rmw,omitempty"`
 	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
 	// with (0: Go's default, every core).
 	NodeProcs int `json:"node_procs"`
@@ -397,6 +403,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	if needTrireme {
 		r.monthsParts(ctx, step)
+		r.issue17Parts(ctx, step)
 	}
 	AddPeers(res.Load)
 	res.Targets = CheckTargets(res)

@@ -29,7 +29,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("trireme-bench", flag.ContinueOnError)
 	profile := fs.String("profile", "short", "tiny, short (about a minute) or full (under 20 minutes)")
 	systems := fs.String("systems", "trireme,redis,etcd", "systems to measure, comma-separated")
-	parts := fs.String("parts", strings.Join(bench.DefaultParts, ","), "parts to run, comma-separated: "+strings.Join(bench.AllParts, ", ")+" (learners, replica and snapshot, the measurements of issue 16, run only when named)")
+	parts := fs.String("parts", strings.Join(bench.DefaultParts, ","), "parts to run, comma-separated: "+strings.Join(bench.AllParts, ", ")+" (learners, replica and snapshot, the measurements of issue 16, and sessions, idempotency and rmw, those of issue 17, run only when named)")
 	out := fs.String("out", "bench-results", "directory for report.md, results.json and the SVG charts")
 	procs := fs.Int("node-procs", -1, "GOMAXPROCS of each Trireme node and etcd member: -1 = this machine's cores shared among a cluster's processes (one per process on 2 cores, like Redis's one thread; less CPU per write, longer latency tails); 0 = Go's default (every core), as `trireme up` runs nodes")
 	bin := fs.String("trireme-bin", "", "trireme binary to run (default: build cmd/trireme from -repo)")
@@ -42,7 +42,7 @@ func run(args []string) int {
 	clients := fs.String("clients", "", "override the profile's client counts, comma-separated (e.g. 64)")
 	sizes := fs.String("sizes", "", "override the profile's value sizes in bytes, comma-separated (e.g. 1024)")
 	duration := fs.Duration("duration", 0, "override the profile's measured time per load run")
-	rounds := fs.Int("rounds", -1, "override the profile's interleaved target rounds (each target pair again at 64 clients, back to back, after a value size's main runs; the targets are judged on their medians); 0 = none")
+	rounds := fs.Int("rounds", -1, "override the profile's interleaved target rounds (each target pair again at 64 clients, back to back, after a value size's main runs; the targets are judged on their medians); 0 = none (the parts of issue 17 then run 1 round)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
