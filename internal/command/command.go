@@ -422,6 +422,19 @@ func Eval(c *Command, index uint64, get Getter) ([]Effect, Result, error) {
 		r.Applied, r.Version = true, index
 		return effs, r, nil
 	}
+	if c.Cond == CondNone && !c.ReturnOld && (c.Op == OpSet || c.Op == OpDelete) {
+		// Blind: the effect and the result do not depend on the state, so
+		// the state is not read (the common idempotent put costs no read).
+		if c.MaxValue > 0 && len(c.Value) > int(c.MaxValue) {
+			return nil, Result{Index: index, Code: CodeTooLarge}, nil
+		}
+		r.Applied = true
+		if c.Op == OpDelete {
+			return []Effect{{Key: c.Key, Delete: true}}, r, nil
+		}
+		r.Version = index
+		return []Effect{{Key: c.Key, Value: c.Value}}, r, nil
+	}
 	old, ver, found, err := get(c.Key)
 	if err != nil {
 		return nil, Result{}, err

@@ -103,7 +103,9 @@ func TestEval(t *testing.T) {
 		{"cas ok", Command{Op: OpSet, Key: []byte("s"), Value: []byte("v"), Cond: CondIndex, IfIndex: 4}, Result{Applied: true, Index: 10, Version: 10}, []Effect{{Key: []byte("s"), Value: []byte("v")}}},
 		{"cas stale", Command{Op: OpSet, Key: []byte("s"), Value: []byte("v"), Cond: CondIndex, IfIndex: 3}, Result{Code: CodeCondFailed, Index: 10, Version: 4}, nil},
 		{"getdel", Command{Op: OpDelete, Key: []byte("n"), ReturnOld: true}, Result{Applied: true, Index: 10, Old: []byte("41"), OldFound: true}, []Effect{{Key: []byte("n"), Delete: true}}},
-		{"delete absent", Command{Op: OpDelete, Key: []byte("x")}, Result{Applied: true, Index: 10}, nil},
+		{"delete absent", Command{Op: OpDelete, Key: []byte("x")}, Result{Applied: true, Index: 10}, []Effect{{Key: []byte("x"), Delete: true}}},
+		{"delete absent, old", Command{Op: OpDelete, Key: []byte("x"), ReturnOld: true}, Result{Applied: true, Index: 10}, nil},
+		{"blind set", Command{Op: OpSet, Key: []byte("s"), Value: []byte("v")}, Result{Applied: true, Index: 10, Version: 10}, []Effect{{Key: []byte("s"), Value: []byte("v")}}},
 	} {
 		effs, r, err := Eval(&c.cmd, 10, st.get)
 		if err != nil {
@@ -173,4 +175,20 @@ func FuzzDecodeResult(f *testing.F) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+// TestBlindCommandsReadNothing: an unconditional set or delete that does not
+// return the old value is decided without reading the state.
+func TestBlindCommandsReadNothing(t *testing.T) {
+	fail := func([]byte) ([]byte, uint64, bool, error) { return nil, 0, false, errors.New("read") }
+	for _, c := range []Command{{Op: OpSet, Key: []byte("k"), Value: []byte("v"), IdemKey: []byte("i")}, {Op: OpDelete, Key: []byte("k")}} {
+		if _, r, err := Eval(&c, 3, fail); err != nil || !r.Applied {
+			t.Errorf("%s: %+v %v", c.Op, r, err)
+		}
+	}
+	for _, c := range []Command{{Op: OpSet, Key: []byte("k"), Cond: CondNX}, {Op: OpDelete, Key: []byte("k"), ReturnOld: true}, {Op: OpIncr, Key: []byte("k"), Delta: 1}} {
+		if _, _, err := Eval(&c, 3, fail); err == nil {
+			t.Errorf("%s %v: decided without reading the key", c.Op, c.Cond)
+		}
+	}
 }

@@ -324,6 +324,7 @@ func (s *Store) switchLocked(cur, h *handle, index, term uint64, keys int64) err
 	s.mu.Lock()
 	s.h = h
 	s.forgetTerms()
+	s.forgetIdem()
 	s.appliedTerm.Store(term)
 	s.applied.Store(index)
 	s.durable.Store(index)

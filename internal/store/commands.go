@@ -15,10 +15,10 @@ import (
 
 // Commands (entry.KindCommand) and the replicated side tables they keep.
 //
-// A command's effect depends on the state it applies to, so a batch holding
-// one is applied straight to Pebble in an indexed batch (the write buffer is
-// written out first): command.Eval reads through the batch and so sees the
-// effects of the batch's earlier entries. Everything below is keyed under
+// A command's effect may depend on the state it applies to, so a batch
+// holding one is applied straight to Pebble (the write buffer is written out
+// first), and command.Eval reads through an overlay of the batch's own
+// earlier writes (batchView), then Pebble. Everything below is keyed under
 // prefixMeta and changes only in the batch of the entry that changes it, so a
 // checkpoint (a snapshot) carries it exactly as of its applied index.
 //
@@ -26,29 +26,30 @@ import (
 // it had, until the record expires. Records expire by log time (the
 // leader's clock stamped into each command), never by a local clock:
 //
-//	0x00 'i' KEY              -> uint64 expiry (unix ns), encoded command.Result
-//	0x00 'x' be64(expiry) KEY -> empty (the expiry order, to drop the oldest)
-//	0x00 'k'                  -> uint64 number of records
+//	0x00 'i' KEY -> uint64 expiry (unix ns), encoded command.Result
 //
 // A command whose key has a live record applies nothing and reports the
-// record (Duplicate). Each command with a key drops up to
-// maxExpirePerCommand expired records, and the oldest records beyond its
-// IdemCap, so the table stays near the cap without a scan.
+// record (Duplicate). The store keeps an index of the table in memory
+// (idemIndex: each key's expiry and index, and the keys in the order they
+// were recorded), loaded from Pebble on first use and rebuilt in index order,
+// so that deciding whether a key is a duplicate, and which records to drop,
+// reads nothing. Each command with a key drops up to maxExpirePerCommand
+// records from the front of that order: expired ones, and the oldest beyond
+// its IdemCap. The order is the log's, the same on every node (and after a
+// reload), so every node drops the same records at the same index.
 //
 // The term history, for session tokens: each no-op entry (the first entry of
 // every leader's term) records where its term starts, so the term of any
 // applied entry is the term of the last no-op at or below it:
 //
-//	0x00 't' be64(index)      -> uint64 term
+//	0x00 't' be64(index) -> uint64 term
 var (
-	metaPrefixIdem    = []byte{prefixMeta, 'i'}
-	metaPrefixIdemExp = []byte{prefixMeta, 'x'}
-	metaKeyIdemCount  = []byte{prefixMeta, 'k'}
-	metaPrefixTerm    = []byte{prefixMeta, 't'}
+	metaPrefixIdem = []byte{prefixMeta, 'i'}
+	metaPrefixTerm = []byte{prefixMeta, 't'}
 )
 
 // maxExpirePerCommand bounds the records one command drops.
-const maxExpirePerCommand = 8
+const maxExpirePerCommand = 64
 
 // CommandReport receives the result of each command entry Apply applies.
 type CommandReport func(index, term uint64, r command.Result)
@@ -68,49 +69,131 @@ func needsDirect(ents []entry.Entry) bool {
 
 func idemKey(dst, k []byte) []byte { return append(append(dst, metaPrefixIdem...), k...) }
 
-func idemExpKey(dst []byte, expiry int64, k []byte) []byte {
-	dst = append(dst, metaPrefixIdemExp...)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(expiry))
-	return append(dst, k...)
-}
-
 func termKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), metaPrefixTerm...), index)
 }
 
-// applyCommand applies command entry e in batch b (indexed) and returns its
-// result. A command that does not decode (the leader validated it, so only
-// a bug or a forged entry) applies nothing, on every node alike.
-func (s *Store) applyCommand(b *pebble.Batch, e *entry.Entry) (command.Result, error) {
+// idemIndex is the in-memory index of the idempotency table. Guarded by
+// Store.idemMu.
+type idemIndex struct {
+	loaded bool
+	db     *pebble.DB // the database it was loaded from
+	recs   map[string]idemRec
+	order  []idemQ // recording order (log index); entries superseded or dropped are skipped
+	head   int     // order[:head] was dropped
+}
+
+type idemRec struct {
+	expiry int64
+	index  uint64
+}
+
+type idemQ struct {
+	key   string
+	index uint64
+}
+
+// batchView is what a batch of Apply has written so far (user keys with
+// their versions, and idempotency records), over Pebble.
+type batchView struct {
+	db   *pebble.DB
+	user map[string]viewVal
+	idem map[string][]byte // raw record values written in this batch
+}
+
+type viewVal struct {
+	value   []byte
+	version uint64
+	del     bool
+}
+
+func (v *batchView) get(key []byte) ([]byte, uint64, bool, error) {
+	if x, ok := v.user[string(key)]; ok {
+		if x.del {
+			return nil, 0, false, nil
+		}
+		return x.value, x.version, true, nil
+	}
+	return get(v.db, key)
+}
+
+func (v *batchView) put(key []byte, version uint64, value []byte, del bool) {
+	v.user[string(key)] = viewVal{value: bytes.Clone(value), version: version, del: del}
+}
+
+// loadIdemLocked builds the index from Pebble. Under idemMu.
+func (s *Store) loadIdemLocked(db *pebble.DB) error {
+	upper := []byte{prefixMeta, metaPrefixIdem[1] + 1}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: metaPrefixIdem, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	x := idemIndex{loaded: true, db: db, recs: map[string]idemRec{}}
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(v) < 8+2+8 {
+			it.Close()
+			return fmt.Errorf("%w: idempotency record %x of %d bytes", ErrCorrupt, k, len(v))
+		}
+		key := string(k[len(metaPrefixIdem):])
+		// The result's index, without decoding the whole result (its
+		// old value may be large): code, flags, then the index.
+		rec := idemRec{expiry: int64(binary.LittleEndian.Uint64(v)), index: binary.LittleEndian.Uint64(v[10:])}
+		x.recs[key] = rec
+		x.order = append(x.order, idemQ{key: key, index: rec.index})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	sort.Slice(x.order, func(i, j int) bool { return x.order[i].index < x.order[j].index })
+	s.idem = x
+	return nil
+}
+
+// idemReady loads the index from db if it is not loaded from db already
+// (an Install or Import replaced the database). Under idemMu.
+func (s *Store) idemReady(db *pebble.DB) error {
+	if s.idem.loaded && s.idem.db == db {
+		return nil
+	}
+	return s.loadIdemLocked(db)
+}
+
+// applyCommand applies command entry e into batch b over view v and returns
+// its result. A command that does not decode (the leader validated it, so
+// only a bug or a forged entry) applies nothing, on every node alike. Under
+// writeMu.
+func (s *Store) applyCommand(b *pebble.Batch, v *batchView, e *entry.Entry) (command.Result, error) {
 	c, err := command.Decode(e.Value)
 	if err != nil {
 		s.log.Error("store: a command entry does not decode; applying nothing", "index", e.Index, "err", err)
 		return command.Result{Index: e.Index, Code: command.CodeOK}, nil
 	}
 	if len(c.IdemKey) > 0 {
-		if err := expireIdem(b, c.Time, c.IdemCap); err != nil {
-			return command.Result{}, err
+		s.idemMu.Lock()
+		err := s.idemReady(v.db)
+		var r command.Result
+		var dup bool
+		if err == nil {
+			s.expireIdemLocked(b, c.Time, c.IdemCap)
+			r, dup, err = s.lookupIdemLocked(v, c.IdemKey, c.Time)
 		}
-		r, found, err := lookupIdem(b, c.IdemKey, c.Time)
+		s.idemMu.Unlock()
 		if err != nil {
 			return command.Result{}, err
 		}
-		if found {
-			r.Duplicate = true
+		if dup {
 			return r, nil
 		}
 	}
-	var kbuf []byte
-	effs, r, err := command.Eval(&c, e.Index, func(key []byte) ([]byte, uint64, bool, error) {
-		kbuf = userKey(kbuf[:0], key)
-		return get(b, key)
-	})
+	effs, r, err := command.Eval(&c, e.Index, v.get)
 	if err != nil {
 		return command.Result{}, err
 	}
-	var vbuf []byte
+	var kbuf, vbuf []byte
 	for _, ef := range effs {
 		kbuf = userKey(kbuf[:0], ef.Key)
+		v.put(ef.Key, e.Index, ef.Value, ef.Delete)
 		if ef.Delete {
 			_ = b.Delete(kbuf, nil)
 			s.ctr.track(ef.Key, false)
@@ -121,125 +204,81 @@ func (s *Store) applyCommand(b *pebble.Batch, e *entry.Entry) (command.Result, e
 		s.ctr.track(ef.Key, true)
 	}
 	if len(c.IdemKey) > 0 {
-		if err := recordIdem(b, c.IdemKey, c.Time+c.IdemWindow, &r); err != nil {
-			return command.Result{}, err
-		}
+		expiry := c.Time + c.IdemWindow
+		val := command.EncodeResult(binary.LittleEndian.AppendUint64(nil, uint64(expiry)), &r)
+		k := idemKey(nil, c.IdemKey)
+		_ = b.Set(k, val, nil)
+		v.idem[string(k)] = val
+		s.idemMu.Lock()
+		s.idem.recs[string(c.IdemKey)] = idemRec{expiry: expiry, index: e.Index}
+		s.idem.order = append(s.idem.order, idemQ{key: string(c.IdemKey), index: e.Index})
+		s.idemMu.Unlock()
 	}
 	return r, nil
 }
 
-// lookupIdem returns the live record of key at log time now.
-func lookupIdem(b *pebble.Batch, key []byte, now int64) (command.Result, bool, error) {
-	raw, closer, err := b.Get(idemKey(nil, key))
-	if errors.Is(err, pebble.ErrNotFound) {
+// lookupIdemLocked returns the live record of key at log time now, read
+// from this batch's writes or Pebble (only for a duplicate).
+func (s *Store) lookupIdemLocked(v *batchView, key []byte, now int64) (command.Result, bool, error) {
+	rec, ok := s.idem.recs[string(key)]
+	if !ok || rec.expiry <= now {
 		return command.Result{}, false, nil
 	}
+	k := idemKey(nil, key)
+	raw, ok := v.idem[string(k)]
+	if !ok {
+		val, closer, err := v.db.Get(k)
+		if err != nil {
+			return command.Result{}, false, fmt.Errorf("%w: idempotency record of %q indexed but not readable: %w", ErrCorrupt, key, err)
+		}
+		raw = bytes.Clone(val)
+		closer.Close()
+	}
+	r, err := decodeIdem(raw)
 	if err != nil {
 		return command.Result{}, false, err
 	}
-	defer closer.Close()
-	if len(raw) < 8 {
-		return command.Result{}, false, fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(raw))
-	}
-	if int64(binary.LittleEndian.Uint64(raw)) <= now {
-		return command.Result{}, false, nil // expired, not yet dropped
-	}
-	r, err := command.DecodeResult(raw[8:])
-	if err != nil {
-		return command.Result{}, false, fmt.Errorf("%w: idempotency record: %w", ErrCorrupt, err)
-	}
-	r.Old = bytes.Clone(r.Old)
+	r.Duplicate = true
 	return r, true, nil
 }
 
-// recordIdem records key's result until expiry, replacing an expired record.
-func recordIdem(b *pebble.Batch, key []byte, expiry int64, r *command.Result) error {
-	k := idemKey(nil, key)
-	raw, closer, err := b.Get(k)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		if err := addIdemCount(b, 1); err != nil {
-			return err
-		}
-	case err != nil:
-		return err
-	default:
-		if len(raw) >= 8 {
-			_ = b.Delete(idemExpKey(nil, int64(binary.LittleEndian.Uint64(raw)), key), nil)
-		}
-		closer.Close()
+func decodeIdem(raw []byte) (command.Result, error) {
+	if len(raw) < 8 {
+		return command.Result{}, fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(raw))
 	}
-	v := binary.LittleEndian.AppendUint64(nil, uint64(expiry))
-	v = command.EncodeResult(v, r)
-	_ = b.Set(k, v, nil)
-	_ = b.Set(idemExpKey(nil, expiry, key), nil, nil)
-	return nil
+	r, err := command.DecodeResult(raw[8:])
+	if err != nil {
+		return command.Result{}, fmt.Errorf("%w: idempotency record: %w", ErrCorrupt, err)
+	}
+	r.Old = bytes.Clone(r.Old)
+	return r, nil
 }
 
-func idemCount(r pebble.Reader) (uint64, error) {
-	raw, closer, err := r.Get(metaKeyIdemCount)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	if len(raw) != 8 {
-		return 0, fmt.Errorf("%w: idempotency count of %d bytes", ErrCorrupt, len(raw))
-	}
-	return binary.LittleEndian.Uint64(raw), nil
-}
-
-func addIdemCount(b *pebble.Batch, d int64) error {
-	n, err := idemCount(b)
-	if err != nil {
-		return err
-	}
-	_ = b.Set(metaKeyIdemCount, binary.LittleEndian.AppendUint64(nil, uint64(int64(n)+d)), nil)
-	return nil
-}
-
-// expireIdem drops up to maxExpirePerCommand records, oldest first, that
-// expired by now or exceed capRecords (0: no cap) once one more is added.
-func expireIdem(b *pebble.Batch, now int64, capRecords uint32) error {
-	n, err := idemCount(b)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
-	}
-	upper := append(append([]byte(nil), metaPrefixIdemExp[:1]...), metaPrefixIdemExp[1]+1)
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: metaPrefixIdemExp, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	var drop [][]byte
-	for ok := it.First(); ok && len(drop) < maxExpirePerCommand; ok = it.Next() {
-		k := it.Key()
-		if len(k) < len(metaPrefixIdemExp)+8 {
-			it.Close()
-			return fmt.Errorf("%w: idempotency expiry key of %d bytes", ErrCorrupt, len(k))
+// expireIdemLocked drops, into b, up to maxExpirePerCommand records from the
+// front of the recording order that expired by now or exceed capRecords
+// (0: no cap) once one more is added. Under idemMu.
+func (s *Store) expireIdemLocked(b *pebble.Batch, now int64, capRecords uint32) {
+	x := &s.idem
+	for dropped := 0; x.head < len(x.order) && dropped < maxExpirePerCommand; {
+		q := x.order[x.head]
+		rec, ok := x.recs[q.key]
+		if !ok || rec.index != q.index {
+			x.head++ // superseded or dropped already
+			continue
 		}
-		expiry := int64(binary.BigEndian.Uint64(k[len(metaPrefixIdemExp):]))
-		over := capRecords > 0 && n-uint64(len(drop)) >= uint64(capRecords)
-		if expiry > now && !over {
+		over := capRecords > 0 && len(x.recs) >= int(capRecords)
+		if rec.expiry > now && !over {
 			break
 		}
-		drop = append(drop, bytes.Clone(k))
+		_ = b.Delete(idemKey(nil, []byte(q.key)), nil)
+		delete(x.recs, q.key)
+		x.head++
+		dropped++
 	}
-	if err := it.Close(); err != nil {
-		return err
+	if x.head > 1024 && x.head > len(x.order)/2 {
+		x.order = append(x.order[:0:0], x.order[x.head:]...)
+		x.head = 0
 	}
-	for _, k := range drop {
-		_ = b.Delete(k, nil)
-		_ = b.Delete(idemKey(nil, k[len(metaPrefixIdemExp)+8:]), nil)
-	}
-	if len(drop) > 0 {
-		return addIdemCount(b, -int64(len(drop)))
-	}
-	return nil
 }
 
 // IdempotencyRecords returns the number of records in the idempotency table.
@@ -249,39 +288,55 @@ func (s *Store) IdempotencyRecords() (uint64, error) {
 		return 0, err
 	}
 	defer h.release()
-	return idemCount(h.db)
+	s.idemMu.Lock()
+	defer s.idemMu.Unlock()
+	if err := s.idemReady(h.db); err != nil {
+		return 0, err
+	}
+	return uint64(len(s.idem.recs)), nil
 }
 
 // Idempotent returns the live record for an idempotency key at log time now
 // (found=false if there is none): the result of the request that first
-// used the key. Reads what Pebble holds (commands never wait in the write
-// buffer).
+// used the key. Commands never wait in the write buffer, so Pebble holds
+// every applied record.
 func (s *Store) Idempotent(key []byte, now int64) (r command.Result, found bool, err error) {
 	h, err := s.acquire()
 	if err != nil {
 		return command.Result{}, false, err
 	}
 	defer h.release()
+	s.idemMu.Lock()
+	if err := s.idemReady(h.db); err != nil {
+		s.idemMu.Unlock()
+		return command.Result{}, false, err
+	}
+	rec, ok := s.idem.recs[string(key)]
+	s.idemMu.Unlock()
+	if !ok || rec.expiry <= now {
+		return command.Result{}, false, nil
+	}
 	raw, closer, err := h.db.Get(idemKey(nil, key))
 	if errors.Is(err, pebble.ErrNotFound) {
+		// Indexed by an Apply whose batch is not committed yet.
 		return command.Result{}, false, nil
 	}
 	if err != nil {
 		return command.Result{}, false, err
 	}
 	defer closer.Close()
-	if len(raw) < 8 {
-		return command.Result{}, false, fmt.Errorf("%w: idempotency record of %d bytes", ErrCorrupt, len(raw))
-	}
-	if int64(binary.LittleEndian.Uint64(raw)) <= now {
-		return command.Result{}, false, nil
-	}
-	r, err = command.DecodeResult(raw[8:])
+	r, err = decodeIdem(raw)
 	if err != nil {
-		return command.Result{}, false, fmt.Errorf("%w: idempotency record: %w", ErrCorrupt, err)
+		return command.Result{}, false, err
 	}
-	r.Old = bytes.Clone(r.Old)
 	return r, true, nil
+}
+
+// forgetIdem drops the in-memory index (the database was replaced).
+func (s *Store) forgetIdem() {
+	s.idemMu.Lock()
+	s.idem = idemIndex{}
+	s.idemMu.Unlock()
 }
 
 // termStart is one entry of the term history.

@@ -243,3 +243,44 @@ func TestMalformedCommandEntryAppliesNothing(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// TestIdempotencyEvictionIsTheSameAfterARestart: the records a store drops
+// (cap and expiry) depend only on the log, not on whether the in-memory
+// index was rebuilt from disk in between, so replicas never disagree on
+// which retries are duplicates.
+func TestIdempotencyEvictionIsTheSameAfterARestart(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, b := mustOpen(t, dirA), mustOpen(t, dirB)
+	defer func() { a.Close(); b.Close() }()
+	cmdAt := func(i uint64) entry.Entry {
+		// Keys reused (id i%12), windows of varying length, cap 10.
+		c := command.Command{Op: command.OpSet, Key: []byte("k"), Value: []byte(fmt.Sprint(i)), IdemKey: []byte(fmt.Sprint("id", i%12))}
+		c.Stamp(int64(i)*sec, int64(5+i%7)*sec, 10, 1<<20)
+		return cmdEntry(i, c)
+	}
+	for i := uint64(1); i <= 40; i++ {
+		ra := applyCmds(t, a, cmdAt(i))[i]
+		rb := applyCmds(t, b, cmdAt(i))[i]
+		if ra.Duplicate != rb.Duplicate || ra.Index != rb.Index {
+			t.Fatalf("entry %d: %+v on the store that was not restarted, %+v on the other", i, ra, rb)
+		}
+		if i%9 == 0 {
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			b = mustOpen(t, dirB)
+		}
+	}
+	na, _ := a.IdempotencyRecords()
+	nb, _ := b.IdempotencyRecords()
+	if na != nb || na > 10 {
+		t.Fatalf("records: %d and %d (cap 10)", na, nb)
+	}
+	for id := range 12 {
+		_, fa, _ := a.Idempotent([]byte(fmt.Sprint("id", id)), 40*sec)
+		_, fb, _ := b.Idempotent([]byte(fmt.Sprint("id", id)), 40*sec)
+		if fa != fb {
+			t.Fatalf("id%d: live %v on one store, %v on the other", id, fa, fb)
+		}
+	}
+}

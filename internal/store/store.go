@@ -207,6 +207,9 @@ type Store struct {
 	// The term history (commands.go), cached; loaded on first use.
 	termsMu sync.Mutex // serializes changes to terms
 	terms   atomic.Pointer[[]termStart]
+	// The idempotency table's index (commands.go); loaded on first use.
+	idemMu sync.Mutex
+	idem   idemIndex
 
 	// crashAt, set by tests, makes Install stop at that step as a crash
 	// would (crashPoint), leaving the files as they are.
@@ -572,8 +575,9 @@ func batchBytes(ents []entry.Entry) int64 {
 // applied index: Apply without a write buffer. Under writeMu.
 func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 	db := s.h.db
-	var b *pebble.Batch
+	b := db.NewBatch()
 	var results []command.Result
+	var view *batchView // commands read the batch's own writes through it
 	cmds := 0
 	for i := range ents {
 		if ents[i].Kind == entry.KindCommand {
@@ -581,10 +585,8 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 		}
 	}
 	if cmds > 0 {
-		b = db.NewIndexedBatch() // commands read the batch's own writes
 		results = make([]command.Result, 0, cmds)
-	} else {
-		b = db.NewBatch()
+		view = &batchView{db: db, user: map[string]viewVal{}, idem: map[string][]byte{}}
 	}
 	abandoned := false // b still belongs to Pebble (commit)
 	defer func() {
@@ -601,16 +603,22 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 			vbuf = encodeValue(vbuf[:0], e.Index, e.Value)
 			_ = b.Set(kbuf, vbuf, nil) // Set copies
 			s.ctr.track(e.Key, true)
+			if view != nil {
+				view.put(e.Key, e.Index, e.Value, false)
+			}
 		case entry.KindDelete:
 			kbuf = userKey(kbuf[:0], e.Key)
 			_ = b.Delete(kbuf, nil)
 			s.ctr.track(e.Key, false)
+			if view != nil {
+				view.put(e.Key, e.Index, nil, true)
+			}
 		case entry.KindConfig:
 			_ = b.Set(metaKeyConf, e.Value, nil)
 		case entry.KindNoop:
 			_ = b.Set(termKey(e.Index), binary.LittleEndian.AppendUint64(nil, e.Term), nil)
 		case entry.KindCommand:
-			r, err := s.applyCommand(b, e)
+			r, err := s.applyCommand(b, view, e)
 			if err != nil {
 				s.ctr.drop()
 				s.ctr.gen++
