@@ -406,6 +406,14 @@ type Effect struct {
 // applies to (including the effects of earlier commands of the same batch).
 type Getter func(key []byte) (value []byte, version uint64, found bool, err error)
 
+// Blind reports whether c's effects and result do not depend on the state:
+// an unconditional set, delete or multi-key set that does not return the old
+// value. Eval reads nothing for it (apart from the idempotency record its
+// key may have, which the state machine checks first).
+func (c *Command) Blind() bool {
+	return c.Cond == CondNone && !c.ReturnOld && (c.Op == OpSet || c.Op == OpDelete || c.Op == OpMSet)
+}
+
 // Eval computes c's effects and result at log index index. It is a pure
 // function of c, index and what get returns: every node computes the same.
 // An error is only ever get's.
@@ -422,7 +430,7 @@ func Eval(c *Command, index uint64, get Getter) ([]Effect, Result, error) {
 		r.Applied, r.Version = true, index
 		return effs, r, nil
 	}
-	if c.Cond == CondNone && !c.ReturnOld && (c.Op == OpSet || c.Op == OpDelete) {
+	if c.Blind() && c.Op != OpMSet {
 		// Blind: the effect and the result do not depend on the state, so
 		// the state is not read (the common idempotent put costs no read).
 		if c.MaxValue > 0 && len(c.Value) > int(c.MaxValue) {

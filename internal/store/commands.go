@@ -55,17 +55,119 @@ const maxExpirePerCommand = 64
 type CommandReport func(index, term uint64, r command.Result)
 
 // needsDirect reports whether ents must be applied straight to Pebble:
-// configuration entries (Conf reads them there), commands (they read the
-// state) and no-ops (the term history).
+// configuration entries (Conf reads them there), commands that read the state
+// (their reads go to Pebble and the batch's own writes), and no-ops (the term
+// history). A blind command (command.Command.Blind: its effect does not
+// depend on the state) can go to the write buffer.
 func needsDirect(ents []entry.Entry) bool {
 	for i := range ents {
 		switch ents[i].Kind {
-		case entry.KindConfig, entry.KindCommand, entry.KindNoop:
+		case entry.KindConfig, entry.KindNoop:
 			return true
+		case entry.KindCommand:
+			c, err := command.Decode(ents[i].Value)
+			if err != nil || !c.Blind() {
+				return true
+			}
 		}
 	}
 	return false
 }
+
+// cmdSink is where a command's effects go and what its reads see: a Pebble
+// batch over batchView (applyDirect), or the write buffer (bufSink).
+type cmdSink interface {
+	get(key []byte) ([]byte, uint64, bool, error)
+	putUser(key []byte, index uint64, value []byte, del bool)
+	getMeta(k []byte) ([]byte, bool, error)
+	putMeta(k, value []byte, del bool)
+}
+
+// batchSink writes into a Pebble batch and remembers it in a batchView.
+type batchSink struct {
+	s          *Store
+	b          *pebble.Batch
+	v          *batchView
+	kbuf, vbuf []byte
+}
+
+func (x *batchSink) get(key []byte) ([]byte, uint64, bool, error) { return x.v.get(key) }
+
+func (x *batchSink) putUser(key []byte, index uint64, value []byte, del bool) {
+	x.v.put(key, index, value, del)
+	x.kbuf = userKey(x.kbuf[:0], key)
+	x.s.ctr.track(key, !del)
+	if del {
+		_ = x.b.Delete(x.kbuf, nil)
+		return
+	}
+	x.vbuf = encodeValue(x.vbuf[:0], index, value)
+	_ = x.b.Set(x.kbuf, x.vbuf, nil)
+}
+
+func (x *batchSink) getMeta(k []byte) ([]byte, bool, error) {
+	if v, ok := x.v.idem[string(k)]; ok {
+		return v, v != nil, nil
+	}
+	val, closer, err := x.v.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(val), true, nil
+}
+
+func (x *batchSink) putMeta(k, value []byte, del bool) {
+	if del {
+		x.v.idem[string(k)] = nil
+		_ = x.b.Delete(k, nil)
+		return
+	}
+	x.v.idem[string(k)] = value
+	_ = x.b.Set(k, value, nil)
+}
+
+// bufSink writes blind commands into the active write-buffer table t. Its
+// reads are of idempotency records only (blind commands read no user key):
+// t, then the draining table, then Pebble. Under bufMu (exclusive).
+type bufSink struct {
+	s  *Store
+	t  *bufTable
+	db *pebble.DB
+}
+
+func (x *bufSink) get([]byte) ([]byte, uint64, bool, error) {
+	return nil, 0, false, errors.New("store: a blind command read the state")
+}
+
+func (x *bufSink) putUser(key []byte, index uint64, value []byte, del bool) {
+	x.t.put(key, index, value, del)
+}
+
+func (x *bufSink) getMeta(k []byte) ([]byte, bool, error) {
+	if v, found, ok := x.t.getMeta(string(k)); ok {
+		return v, found, nil
+	}
+	if d := x.s.draining; d != nil {
+		if v, found, ok := d.getMeta(string(k)); ok {
+			return v, found, nil
+		}
+	}
+	val, closer, err := x.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(val), true, nil
+}
+
+func (x *bufSink) putMeta(k, value []byte, del bool) { x.t.putMeta(string(k), value, del) }
 
 func idemKey(dst, k []byte) []byte { return append(append(dst, metaPrefixIdem...), k...) }
 
@@ -159,11 +261,10 @@ func (s *Store) idemReady(db *pebble.DB) error {
 	return s.loadIdemLocked(db)
 }
 
-// applyCommand applies command entry e into batch b over view v and returns
-// its result. A command that does not decode (the leader validated it, so
-// only a bug or a forged entry) applies nothing, on every node alike. Under
-// writeMu.
-func (s *Store) applyCommand(b *pebble.Batch, v *batchView, e *entry.Entry) (command.Result, error) {
+// applyCommand applies command entry e into sink x and returns its result.
+// A command that does not decode (the leader validated it, so only a bug or
+// a forged entry) applies nothing, on every node alike. Under writeMu.
+func (s *Store) applyCommand(x cmdSink, db *pebble.DB, e *entry.Entry) (command.Result, error) {
 	c, err := command.Decode(e.Value)
 	if err != nil {
 		s.log.Error("store: a command entry does not decode; applying nothing", "index", e.Index, "err", err)
@@ -171,12 +272,12 @@ func (s *Store) applyCommand(b *pebble.Batch, v *batchView, e *entry.Entry) (com
 	}
 	if len(c.IdemKey) > 0 {
 		s.idemMu.Lock()
-		err := s.idemReady(v.db)
+		err := s.idemReady(db)
 		var r command.Result
 		var dup bool
 		if err == nil {
-			s.expireIdemLocked(b, c.Time, c.IdemCap)
-			r, dup, err = s.lookupIdemLocked(v, c.IdemKey, c.Time)
+			s.expireIdemLocked(x, c.Time, c.IdemCap)
+			r, dup, err = s.lookupIdemLocked(x, c.IdemKey, c.Time)
 		}
 		s.idemMu.Unlock()
 		if err != nil {
@@ -186,29 +287,17 @@ func (s *Store) applyCommand(b *pebble.Batch, v *batchView, e *entry.Entry) (com
 			return r, nil
 		}
 	}
-	effs, r, err := command.Eval(&c, e.Index, v.get)
+	effs, r, err := command.Eval(&c, e.Index, x.get)
 	if err != nil {
 		return command.Result{}, err
 	}
-	var kbuf, vbuf []byte
 	for _, ef := range effs {
-		kbuf = userKey(kbuf[:0], ef.Key)
-		v.put(ef.Key, e.Index, ef.Value, ef.Delete)
-		if ef.Delete {
-			_ = b.Delete(kbuf, nil)
-			s.ctr.track(ef.Key, false)
-			continue
-		}
-		vbuf = encodeValue(vbuf[:0], e.Index, ef.Value)
-		_ = b.Set(kbuf, vbuf, nil)
-		s.ctr.track(ef.Key, true)
+		x.putUser(ef.Key, e.Index, ef.Value, ef.Delete)
 	}
 	if len(c.IdemKey) > 0 {
 		expiry := c.Time + c.IdemWindow
 		val := command.EncodeResult(binary.LittleEndian.AppendUint64(nil, uint64(expiry)), &r)
-		k := idemKey(nil, c.IdemKey)
-		_ = b.Set(k, val, nil)
-		v.idem[string(k)] = val
+		x.putMeta(idemKey(nil, c.IdemKey), val, false)
 		s.idemMu.Lock()
 		s.idem.recs[string(c.IdemKey)] = idemRec{expiry: expiry, index: e.Index}
 		s.idem.order = append(s.idem.order, idemQ{key: string(c.IdemKey), index: e.Index})
@@ -218,21 +307,18 @@ func (s *Store) applyCommand(b *pebble.Batch, v *batchView, e *entry.Entry) (com
 }
 
 // lookupIdemLocked returns the live record of key at log time now, read
-// from this batch's writes or Pebble (only for a duplicate).
-func (s *Store) lookupIdemLocked(v *batchView, key []byte, now int64) (command.Result, bool, error) {
+// through x (only for a duplicate).
+func (s *Store) lookupIdemLocked(x cmdSink, key []byte, now int64) (command.Result, bool, error) {
 	rec, ok := s.idem.recs[string(key)]
 	if !ok || rec.expiry <= now {
 		return command.Result{}, false, nil
 	}
-	k := idemKey(nil, key)
-	raw, ok := v.idem[string(k)]
-	if !ok {
-		val, closer, err := v.db.Get(k)
-		if err != nil {
-			return command.Result{}, false, fmt.Errorf("%w: idempotency record of %q indexed but not readable: %w", ErrCorrupt, key, err)
-		}
-		raw = bytes.Clone(val)
-		closer.Close()
+	raw, found, err := x.getMeta(idemKey(nil, key))
+	if err != nil {
+		return command.Result{}, false, err
+	}
+	if !found {
+		return command.Result{}, false, fmt.Errorf("%w: idempotency record of %q indexed but not stored", ErrCorrupt, key)
 	}
 	r, err := decodeIdem(raw)
 	if err != nil {
@@ -257,7 +343,7 @@ func decodeIdem(raw []byte) (command.Result, error) {
 // expireIdemLocked drops, into b, up to maxExpirePerCommand records from the
 // front of the recording order that expired by now or exceed capRecords
 // (0: no cap) once one more is added. Under idemMu.
-func (s *Store) expireIdemLocked(b *pebble.Batch, now int64, capRecords uint32) {
+func (s *Store) expireIdemLocked(sink cmdSink, now int64, capRecords uint32) {
 	x := &s.idem
 	for dropped := 0; x.head < len(x.order) && dropped < maxExpirePerCommand; {
 		q := x.order[x.head]
@@ -270,7 +356,7 @@ func (s *Store) expireIdemLocked(b *pebble.Batch, now int64, capRecords uint32) 
 		if rec.expiry > now && !over {
 			break
 		}
-		_ = b.Delete(idemKey(nil, []byte(q.key)), nil)
+		sink.putMeta(idemKey(nil, []byte(q.key)), nil, true)
 		delete(x.recs, q.key)
 		x.head++
 		dropped++
@@ -298,8 +384,7 @@ func (s *Store) IdempotencyRecords() (uint64, error) {
 
 // Idempotent returns the live record for an idempotency key at log time now
 // (found=false if there is none): the result of the request that first
-// used the key. Commands never wait in the write buffer, so Pebble holds
-// every applied record.
+// used the key, from the write buffer or Pebble.
 func (s *Store) Idempotent(key []byte, now int64) (r command.Result, found bool, err error) {
 	h, err := s.acquire()
 	if err != nil {
@@ -316,7 +401,28 @@ func (s *Store) Idempotent(key []byte, now int64) (r command.Result, found bool,
 	if !ok || rec.expiry <= now {
 		return command.Result{}, false, nil
 	}
-	raw, closer, err := h.db.Get(idemKey(nil, key))
+	k := idemKey(nil, key)
+	s.bufMu.RLock()
+	var buffered []byte
+	inBuf, bufFound := false, false
+	for _, t := range []*bufTable{s.active, s.draining} {
+		if t == nil {
+			continue
+		}
+		if v, found, ok := t.getMeta(string(k)); ok {
+			buffered, bufFound, inBuf = v, found, true
+			break
+		}
+	}
+	s.bufMu.RUnlock()
+	if inBuf {
+		if !bufFound {
+			return command.Result{}, false, nil
+		}
+		r, err := decodeIdem(buffered)
+		return r, err == nil, err
+	}
+	raw, closer, err := h.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		// Indexed by an Apply whose batch is not committed yet.
 		return command.Result{}, false, nil

@@ -284,3 +284,69 @@ func TestIdempotencyEvictionIsTheSameAfterARestart(t *testing.T) {
 		}
 	}
 }
+
+// TestBlindIdempotentPutsInTheWriteBuffer: a blind put with an idempotency
+// key goes to the write buffer with its record; a retry finds the record
+// there (and Idempotent does), and after a crash in the middle of the
+// buffer's drain the store holds the records and the values together, or
+// neither: a drain holding records is never cut, so a replay never skips a
+// write whose record survived without it.
+func TestBlindIdempotentPutsInTheWriteBuffer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testBufConfig(1 << 20)
+	s, err := Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed := func(i uint64, id string) entry.Entry {
+		return cmdEntry(i, command.Command{Op: command.OpSet, Key: []byte(fmt.Sprint("k", i%25)), Value: []byte(fmt.Sprint("v", i)), IdemKey: []byte(id)})
+	}
+	var log []entry.Entry
+	for i := uint64(1); i <= 40; i++ {
+		e := keyed(i, fmt.Sprint("id", i))
+		log = append(log, e)
+		if r := applyCmds(t, s, e)[i]; !r.Applied || r.Duplicate {
+			t.Fatalf("entry %d: %+v", i, r)
+		}
+	}
+	if s.active.meta == nil || len(s.active.meta) != 40 {
+		t.Fatalf("the records are not in the write buffer (%d)", len(s.active.meta))
+	}
+	// A retry, found in the buffer.
+	retry := keyed(41, "id7")
+	log = append(log, retry)
+	if r := applyCmds(t, s, retry)[41]; !r.Duplicate || r.Index != 7 {
+		t.Fatalf("retry: %+v", r)
+	}
+	if r, found, err := s.Idempotent([]byte("id7"), 41*sec); err != nil || !found || r.Index != 7 {
+		t.Fatalf("Idempotent from the buffer: %+v %v %v", r, found, err)
+	}
+	s.drainChunk = 4
+	if _, err := s.crashMidDrain(2); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, rec := s.AppliedIndex(), s.RecoverIndex(); a != rec {
+		t.Fatalf("the drain of a table with records was cut: applied %d, recover through %d", a, rec)
+	}
+	// Replay what the store lacks, as the node does, and compare with a
+	// store that never crashed.
+	mustApply(t, s, log[s.AppliedIndex():]...)
+	ref := mustOpen(t, t.TempDir())
+	defer ref.Close()
+	mustApply(t, ref, log...)
+	if got, want := dump(t, s), dump(t, ref); got != want {
+		t.Fatalf("after the crash and the replay:\n%s\nwant:\n%s", got, want)
+	}
+	for i := 1; i <= 40; i++ {
+		_, f1, _ := s.Idempotent([]byte(fmt.Sprint("id", i)), 41*sec)
+		_, f2, _ := ref.Idempotent([]byte(fmt.Sprint("id", i)), 41*sec)
+		if !f1 || !f2 {
+			t.Fatalf("id%d: record %v after the crash, %v without", i, f1, f2)
+		}
+	}
+}

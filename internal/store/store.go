@@ -520,6 +520,7 @@ func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 	// the applied index is published below.
 	last := &ents[len(ents)-1]
 	t := s.active
+	var results []command.Result
 	s.bufMu.Lock()
 	for i := range ents {
 		e := &ents[i]
@@ -528,6 +529,15 @@ func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 			t.put(e.Key, e.Index, e.Value, false)
 		case entry.KindDelete:
 			t.put(e.Key, e.Index, nil, true)
+		case entry.KindCommand:
+			// A blind command (needsDirect): its records go into the
+			// table with its values (bufTable.meta).
+			r, err := s.applyCommand(&bufSink{s: s, t: t, db: s.h.db}, s.h.db, e)
+			if err != nil {
+				s.bufMu.Unlock()
+				return s.fail(fmt.Sprintf("apply command at index %d", e.Index), err)
+			}
+			results = append(results, r)
 		default:
 			// no-op and config entries only advance the applied index
 		}
@@ -536,10 +546,25 @@ func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 	s.bufMu.Unlock()
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
+	s.reportCommands(ents, results, report)
 	if int64(t.size) >= s.drainAt {
 		return s.startDrainLocked()
 	}
 	return nil
+}
+
+// reportCommands calls report with the results of ents' commands, in order.
+func (s *Store) reportCommands(ents []entry.Entry, results []command.Result, report CommandReport) {
+	if report == nil || len(results) == 0 {
+		return
+	}
+	j := 0
+	for i := range ents {
+		if ents[i].Kind == entry.KindCommand {
+			report(ents[i].Index, ents[i].Term, results[j])
+			j++
+		}
+	}
 }
 
 // Conf returns the value of the last configuration entry applied (nil if
@@ -584,9 +609,11 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 			cmds++
 		}
 	}
+	var sink *batchSink
 	if cmds > 0 {
 		results = make([]command.Result, 0, cmds)
 		view = &batchView{db: db, user: map[string]viewVal{}, idem: map[string][]byte{}}
+		sink = &batchSink{s: s, b: b, v: view}
 	}
 	abandoned := false // b still belongs to Pebble (commit)
 	defer func() {
@@ -618,7 +645,7 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 		case entry.KindNoop:
 			_ = b.Set(termKey(e.Index), binary.LittleEndian.AppendUint64(nil, e.Term), nil)
 		case entry.KindCommand:
-			r, err := s.applyCommand(b, view, e)
+			r, err := s.applyCommand(sink, db, e)
 			if err != nil {
 				s.ctr.drop()
 				s.ctr.gen++
@@ -643,15 +670,7 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 	}
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
-	if report != nil && cmds > 0 {
-		j := 0
-		for i := range ents {
-			if ents[i].Kind == entry.KindCommand {
-				report(ents[i].Index, ents[i].Term, results[j])
-				j++
-			}
-		}
-	}
+	s.reportCommands(ents, results, report)
 	return nil
 }
 
