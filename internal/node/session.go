@@ -143,11 +143,7 @@ func (n *Node) waitToken(ctx context.Context, tok api.Token, d time.Duration, se
 		}
 		s, ch := n.status()
 		if settle && s.st.Role == repl.RoleLeader {
-			err := session.Settle(tok, s.st.Term, s.st.LastIndex, func(i uint64) (uint64, bool) {
-				t, err := n.wal.Term(i)
-				return t, err == nil
-			})
-			if err != nil {
+			if err := n.settle(tok, s); err != nil {
 				return false, err
 			}
 		}
@@ -176,15 +172,24 @@ func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 	if tok.IsZero() {
 		return nil
 	}
-	err := session.Settle(tok, s.st.Term, s.st.LastIndex, func(i uint64) (uint64, bool) {
-		t, err := n.wal.Term(i)
-		return t, err == nil
-	})
-	if err != nil {
+	if err := n.settle(tok, s); err != nil {
 		return err
 	}
-	_, err = n.checkToken(tok)
+	_, err := n.checkToken(tok)
 	return err
+}
+
+// settle is session.Settle on this leader's log; it decides only once the
+// leader has committed an entry of its own term (simulator seed 222: a new
+// leader that had not, told a session its write was lost, and a later leader
+// committed it).
+func (n *Node) settle(tok api.Token, s *snapshot) error {
+	logTerm := func(i uint64) (uint64, bool) {
+		t, err := n.wal.Term(i)
+		return t, err == nil
+	}
+	t, ok := logTerm(s.st.Commit)
+	return session.Settle(tok, s.st.Term, s.st.LastIndex, ok && t == s.st.Term, logTerm)
 }
 
 // readApplied reads key from the applied state, with its token.

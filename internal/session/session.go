@@ -39,21 +39,24 @@ func Check(tok api.Token, applied uint64, termAt func(index uint64) (term uint64
 }
 
 // Settle decides, on the leader of term leaderTerm whose log ends at
-// lastIndex, whether tok can still be committed: every entry that can still
-// commit is in the leader's log, so a token of an older term past the log's
-// end, or whose index holds another term there, was discarded
-// (api.ErrRolledBack). A token of the leader's own term past its log was
-// issued by no node (api.ErrBadToken). nil means it may yet be applied: wait
-// for it.
-// logTerm reports the term at an index of the leader's log (ok=false: not
-// known, e.g. compacted).
-func Settle(tok api.Token, leaderTerm, lastIndex uint64, logTerm func(index uint64) (term uint64, ok bool)) error {
+// lastIndex, whether tok can still be committed. Once the leader has
+// committed an entry of its own term (committedInTerm), every entry that can
+// still commit is in its log (no older-term entry can be committed after a
+// committed entry of a later term), so a token of an older term past the
+// log's end, or whose index holds another term there, was discarded
+// (api.ErrRolledBack). Before that, a leader with an older entry that this
+// one lacks may yet be elected and commit it: Settle returns nil (wait). A
+// token of the leader's own term past its log was issued by no node
+// (api.ErrBadToken). nil means it may yet be applied: wait for it. logTerm
+// reports the term at an index of the leader's log (ok=false: not known,
+// e.g. compacted).
+func Settle(tok api.Token, leaderTerm, lastIndex uint64, committedInTerm bool, logTerm func(index uint64) (term uint64, ok bool)) error {
 	if tok.Term == leaderTerm && tok.Index > lastIndex {
 		// Every entry of its own term is in the leader's log: no node
 		// issued this token.
 		return fmt.Errorf("%w: index %d of term %d is past the leader's log (it ends at %d)", api.ErrBadToken, tok.Index, tok.Term, lastIndex)
 	}
-	if tok.Term == 0 || tok.Term >= leaderTerm {
+	if tok.Term == 0 || tok.Term >= leaderTerm || !committedInTerm {
 		return nil
 	}
 	if lastIndex < tok.Index {

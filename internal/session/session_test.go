@@ -63,12 +63,17 @@ func TestSettle(t *testing.T) {
 		{api.Token{Term: 5, Index: 30}, 15, false}, // a later term than this leader's: not its call
 		{api.Token{Term: 0, Index: 30}, 15, false}, // index only
 	} {
-		err := Settle(c.tok, 4, c.last, logTerm)
+		err := Settle(c.tok, 4, c.last, true, logTerm)
 		if errors.Is(err, api.ErrRolledBack) != c.back {
 			t.Errorf("Settle(%v, last %d) = %v, want rolled back %v", c.tok, c.last, err, c.back)
 		}
+		// Before the leader commits in its term, an older entry it lacks
+		// may still be committed by another leader: never rolled back.
+		if err := Settle(c.tok, 4, c.last, false, logTerm); errors.Is(err, api.ErrRolledBack) {
+			t.Errorf("Settle(%v, last %d) before a commit in the term = %v, want nil", c.tok, c.last, err)
+		}
 	}
-	if err := Settle(api.Token{Term: 4, Index: 16}, 4, 15, logTerm); !errors.Is(err, api.ErrBadToken) {
+	if err := Settle(api.Token{Term: 4, Index: 16}, 4, 15, false, logTerm); !errors.Is(err, api.ErrBadToken) {
 		t.Errorf("a token of the leader's term past its log: %v, want ErrBadToken", err)
 	}
 }

@@ -12,3 +12,11 @@ func applyCoreBugs(*repl.Config, Bugs) {}
 func bugAckBeforeFsync(Bugs) bool { return false }
 
 func bugCompactUndurable(Bugs) bool { return false }
+
+func bugSessionReadEarly(Bugs) bool { return false }
+
+func bugDuplicateApply(Bugs) bool { return false }
+
+func bugBoundedNoCheck(Bugs) bool { return false }
+
+func bugSettleEarly(Bugs) bool { return false }

@@ -24,6 +24,10 @@ func bugCases() []bugCase {
 		{"TwoConfChanges", "two-conf", Bugs{TwoConfChanges: true}, bugConfig},
 		{"SnapshotWithoutChecks", "snap-nocheck", Bugs{SnapshotWithoutChecks: true}, bugConfig},
 		{"CompactUndurable", "compact-undurable", Bugs{CompactUndurable: true}, bugConfig},
+		{"SessionReadEarly", "session-early", Bugs{SessionReadEarly: true}, bugConfig},
+		{"DuplicateApply", "dup-apply", Bugs{DuplicateApply: true}, bugConfig},
+		{"BoundedNoCheck", "bounded-nocheck", Bugs{BoundedNoCheck: true}, bugConfig},
+		{"SettleEarly", "settle-early", Bugs{SettleEarly: true}, profileConfig("figure8", 3, 0)},
 		{"AckBeforeFsync/EndToEnd", "ack", Bugs{AckBeforeFsync: true}, func(seed int64) Config {
 			c := bugConfig(seed)
 			c.EndToEndOnly = true

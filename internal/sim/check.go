@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -52,6 +53,25 @@ type checker struct {
 	// states: applied index -> fingerprint of the store there (every node
 	// that applies or installs that index must hold the same state).
 	states map[uint64]string
+	// keyWrites: key -> the committed entries that wrote it, in index
+	// order, with the tick each was first applied (committed by then).
+	keyWrites map[string][]keyWrite
+	// cmdRes: index -> the result of the command applied there.
+	cmdRes map[uint64]command.Result
+	// idemFirst: idempotency key -> the entry that applied it (not as a
+	// duplicate) and when its record expires.
+	idemFirst map[string]idemApply
+}
+
+// keyWrite is one committed write to a key.
+type keyWrite struct {
+	index uint64
+	tick  int64
+}
+
+type idemApply struct {
+	index  uint64
+	expiry int64
 }
 
 func newChecker(c *cluster) *checker {
@@ -64,6 +84,9 @@ func newChecker(c *cluster) *checker {
 		leaderOf:   map[uint64]repl.NodeID{},
 		journaled:  map[uint64]bool{},
 		states:     map[uint64]string{},
+		keyWrites:  map[string][]keyWrite{},
+		cmdRes:     map[uint64]command.Result{},
+		idemFirst:  map[string]idemApply{},
 	}
 }
 
@@ -95,6 +118,18 @@ func (k *checker) persisted(n *simNode, ents []entry.Entry) {
 
 // applied checks that every node applies the same entry at each index.
 func (k *checker) applied(n *simNode, e entry.Entry) {
+	var eff applyEffect
+	if e.Kind == entry.KindPut || e.Kind == entry.KindDelete {
+		eff.written = []string{string(e.Key)}
+	}
+	k.appliedWith(n, e, eff)
+}
+
+// appliedWith is applied with what applying e did on n. The first node to
+// apply an index records it: the keys written (and when), a command's
+// result; a command with an idempotency key applied again (not as a
+// duplicate) while the first application's record is live is a double apply.
+func (k *checker) appliedWith(n *simNode, e entry.Entry, eff applyEffect) {
 	id := identOf(e)
 	if old, ok := k.committed[e.Index]; ok {
 		if old != id {
@@ -105,6 +140,20 @@ func (k *checker) applied(n *simNode, e entry.Entry) {
 	k.committed[e.Index] = id
 	if e.Index > k.maxApplied {
 		k.maxApplied = e.Index
+	}
+	for _, key := range eff.written {
+		k.keyWrites[key] = append(k.keyWrites[key], keyWrite{index: e.Index, tick: k.c.now})
+	}
+	if eff.cmd != nil {
+		k.cmdRes[e.Index] = eff.res
+		if ik := string(eff.cmd.IdemKey); ik != "" && !eff.res.Duplicate {
+			if prev, ok := k.idemFirst[ik]; ok && eff.cmd.Time < prev.expiry {
+				k.c.fail("double-apply", "%s applies %s at %d as new, but the same idempotency key was applied at %d and its record lives until %d (this command's time %d)",
+					n.id, describeEntry(e), e.Index, prev.index, prev.expiry, eff.cmd.Time)
+				return
+			}
+			k.idemFirst[ik] = idemApply{index: e.Index, expiry: eff.cmd.Time + eff.cmd.IdemWindow}
+		}
 	}
 	if e.RequestID != 0 {
 		if _, ok := k.firstApply[e.RequestID]; !ok {
@@ -296,15 +345,9 @@ func (k *checker) final() {
 			c.fail("convergence", "%s applied %d, leader commit %d", n.id, n.applied, commit)
 			return
 		}
-		if len(n.kv) != len(l.kv) {
-			c.fail("convergence", "%s holds %d keys, leader %s %d", n.id, len(n.kv), l.id, len(l.kv))
+		if nf, lf := fingerprint(n), fingerprint(l); nf != lf {
+			c.fail("convergence", "%s's store is %s, leader %s's is %s", n.id, nf, l.id, lf)
 			return
-		}
-		for key, v := range l.kv {
-			if n.kv[key] != v {
-				c.fail("convergence", "%s has %s=%q, leader %s has %q", n.id, key, n.kv[key], l.id, v)
-				return
-			}
 		}
 		if n.disk.LastIndex() < commit {
 			c.fail("convergence", "%s durable log ends at %d below commit %d", n.id, n.disk.LastIndex(), commit)
@@ -363,7 +406,19 @@ func (k *checker) final() {
 		}
 		c.tr.add(c.now, "lost-journaled op%d %s", o.id, o.ack.Mode)
 	}
-	k.linearizable()
+	if k.linearizable(); c.err != nil {
+		return
+	}
+	if k.counters(li); c.err != nil {
+		return
+	}
+	if k.sessions(li); c.err != nil {
+		return
+	}
+	if k.bounded(); c.err != nil {
+		return
+	}
+	k.casLinearizable()
 }
 
 // regInput is a register operation for porcupine.
@@ -409,7 +464,7 @@ func (k *checker) linearizable() {
 	}
 	for _, o := range c.wl.ops {
 		switch {
-		case o.isWrite():
+		case o.kind == opPut || o.kind == opDelete:
 			fa, applied := k.firstApply[o.id]
 			if !applied {
 				continue
@@ -466,7 +521,7 @@ func (k *checker) explainStale(key string) string {
 			seen = k.reqIndex[w.id]
 		}
 		for _, w := range wl.ops {
-			if !w.isWrite() || w.key != key || w.state != opOK || w.ret >= r.call {
+			if (w.kind != opPut && w.kind != opDelete) || w.key != key || w.state != opOK || w.ret >= r.call {
 				continue
 			}
 			if idx, ok := k.reqIndex[w.id]; ok && idx > seen {
@@ -519,18 +574,12 @@ func (k *checker) confs(n *simNode, st repl.Status) {
 	}
 }
 
-// fingerprint is n's store state: its keys and values, and the
-// configuration if one was applied or installed (confIdx > 0).
+// fingerprint is n's store state: its keys, values and versions, its
+// idempotency table and term history, and the configuration if one was
+// applied or installed (confIdx > 0).
 func fingerprint(n *simNode) string {
-	keys := make([]string, 0, len(n.kv))
-	for key := range n.kv {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, key := range keys {
-		fmt.Fprintf(&b, "%s=%q;", key, n.kv[key])
-	}
+	n.sm.fingerprint(&b)
 	if n.confIdx > 0 {
 		fmt.Fprintf(&b, "|conf@%d=%s", n.confIdx, describeConf(n.conf))
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"strings"
 
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -39,7 +40,7 @@ type simNode struct {
 	// the one the node started with). dur is what survives a crash: the
 	// store persists lazily, every 1..StoreFlushMax ticks, and a snapshot
 	// install swaps it durably.
-	kv          map[string]string
+	sm          machine
 	applied     uint64
 	appliedTerm uint64
 	conf        repl.ConfState
@@ -49,6 +50,13 @@ type simNode struct {
 	nextFlush   int64
 
 	journal []entry.Entry // rollback journal (durable)
+
+	// Runtime state that a crash loses: the results of recently applied
+	// commands (for their writers' answers, internal/node's cmdWaits), and
+	// the bounded-read point this node holds (internal/node's boundedState).
+	cmdRecent map[uint64]appliedCmd
+	rp        readPoint
+	rpAsked   int64 // tick a refresh was asked for, 0 = none in flight
 
 	stopped    bool // removed from the cluster and shut down for good
 	everMember bool // was a member of some configuration (may be re-added)
@@ -63,30 +71,22 @@ type simNode struct {
 
 // storeState is a durable copy of a node's store.
 type storeState struct {
-	kv      map[string]string
+	sm      machine
 	applied uint64
 	term    uint64
 	conf    repl.ConfState
 	confIdx uint64
 }
 
-func copyKV(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // flushStore makes n's store durable as it is.
 func (n *simNode) flushStore() {
-	n.dur = storeState{kv: copyKV(n.kv), applied: n.applied, term: n.appliedTerm, conf: n.conf.Clone(), confIdx: n.confIdx}
+	n.dur = storeState{sm: n.sm.clone(), applied: n.applied, term: n.appliedTerm, conf: n.conf.Clone(), confIdx: n.confIdx}
 }
 
 // loadStore reverts n's store to its durable copy (a crash).
 func (n *simNode) loadStore() {
 	d := n.dur
-	n.kv, n.applied, n.appliedTerm, n.conf, n.confIdx = copyKV(d.kv), d.applied, d.term, d.conf.Clone(), d.confIdx
+	n.sm, n.applied, n.appliedTerm, n.conf, n.confIdx = d.sm.clone(), d.applied, d.term, d.conf.Clone(), d.confIdx
 }
 
 // diskWrite is a pending persistence of one Ready's hard state and entries.
@@ -171,7 +171,7 @@ func Run(cfg Config) (*Result, error) {
 // configuration cs.
 func (c *cluster) newNode(cs repl.ConfState) *simNode {
 	i := len(c.nodes)
-	n := &simNode{idx: i, id: nodeID(i), kv: map[string]string{}, conf: cs.Clone(), initConf: cs.Clone()}
+	n := &simNode{idx: i, id: nodeID(i), sm: newMachine(), conf: cs.Clone(), initConf: cs.Clone()}
 	n.flushStore()
 	n.disk = &memLog{}
 	n.log = n.disk
@@ -495,12 +495,32 @@ func (c *cluster) apply(n *simNode, e entry.Entry) {
 			return
 		}
 	}
-	c.chk.applied(n, e)
+	var eff applyEffect
 	switch e.Kind {
 	case entry.KindPut:
-		n.kv[string(e.Key)] = string(e.Value)
+		n.sm.kv[string(e.Key)] = kvVal{val: string(e.Value), ver: e.Index}
+		eff.written = []string{string(e.Key)}
 	case entry.KindDelete:
-		delete(n.kv, string(e.Key))
+		delete(n.sm.kv, string(e.Key))
+		eff.written = []string{string(e.Key)}
+	case entry.KindNoop:
+		n.sm.noteNoop(e.Index, e.Term)
+	case entry.KindCommand:
+		cmd, err := command.Decode(e.Value)
+		if err != nil {
+			c.fail("command-entry", "%s applies a command entry that does not decode at %d: %v", n.id, e.Index, err)
+			return
+		}
+		written, r, expired := n.sm.applyCommand(&cmd, e.Index, bugDuplicateApply(c.cfg.Bugs))
+		eff = applyEffect{written: written, cmd: &cmd, res: r}
+		c.stats.IdemExpired += expired
+		if r.Duplicate {
+			c.stats.IdemDuplicates++
+		}
+		if n.cmdRecent == nil {
+			n.cmdRecent = map[uint64]appliedCmd{}
+		}
+		n.cmdRecent[e.Index] = appliedCmd{term: e.Term, r: r}
 	case entry.KindConfig:
 		cs, err := repl.DecodeConf(e.Value)
 		if err != nil {
@@ -509,9 +529,14 @@ func (c *cluster) apply(n *simNode, e entry.Entry) {
 		}
 		n.conf, n.confIdx = cs, e.Index
 	}
+	c.chk.appliedWith(n, e, eff)
 	n.applied, n.appliedTerm = e.Index, e.Term
 	c.stats.Applied++
-	c.tr.add(c.now, "apply %s %s", n.id, describeEntry(e))
+	if eff.cmd != nil {
+		c.tr.add(c.now, "apply %s %s -> %s", n.id, describeEntry(e), describeCmdResult(eff.res))
+	} else {
+		c.tr.add(c.now, "apply %s %s", n.id, describeEntry(e))
+	}
 	c.chk.stateAt(n, "apply")
 }
 
@@ -588,11 +613,12 @@ func (c *cluster) crash(n *simNode) {
 	}
 	n.pending, n.waiting, n.core, n.up = nil, false, nil, false
 	n.paused, n.held = false, nil
+	n.cmdRecent, n.rp, n.rpAsked = nil, readPoint{}, 0
 	// The store loses what it applied since its last flush. With
 	// StoreLoss it is lost entirely (rebuilt from the log, only possible
 	// while the log was never compacted).
 	if bugAckBeforeFsync(c.cfg.Bugs) || (c.chance(c.cfg.Faults.StoreLoss) && n.disk.off == 0) {
-		n.kv, n.applied, n.appliedTerm, n.conf, n.confIdx = map[string]string{}, 0, 0, n.initConf.Clone(), 0
+		n.sm, n.applied, n.appliedTerm, n.conf, n.confIdx = newMachine(), 0, 0, n.initConf.Clone(), 0
 		n.flushStore()
 		c.stats.StoreLosses++
 		c.tr.add(c.now, "store-lost %s", n.id)
@@ -602,6 +628,24 @@ func (c *cluster) crash(n *simNode) {
 	}
 	n.downUntil = c.now + 1 + int64(c.rng.Intn(c.cfg.Faults.DownTicksMax))
 	c.wl.nodeCrashed(n)
+}
+
+// logTerm is the term at index i of n's log as its runtime sees it: its
+// pending (unsynced) writes laid over the durable log (internal/node asks
+// its WAL). ok=false: not in the log (past its end, truncated, compacted).
+func (c *cluster) logTerm(n *simNode, i uint64) (uint64, bool) {
+	for k := len(n.pending) - 1; k >= 0; k-- {
+		ents := n.pending[k].ents
+		if len(ents) == 0 || ents[0].Index > i {
+			continue
+		}
+		if last := ents[len(ents)-1].Index; i > last {
+			return 0, false // truncated by this write
+		}
+		return ents[i-ents[0].Index].Term, true
+	}
+	t, err := n.log.Term(i)
+	return t, err == nil && i > 0
 }
 
 func (c *cluster) downCount() int {
@@ -722,7 +766,7 @@ func (c *cluster) healBound() (int64, string) {
 	if c.cfg.Retention >= 0 && !bugAckBeforeFsync(c.cfg.Bugs) {
 		keys := 0
 		for _, n := range c.nodes {
-			keys = max(keys, len(n.kv))
+			keys = max(keys, len(n.sm.kv))
 		}
 		per := int64(keys/4+c.snapDelayMax()) + int64(rtt) + int64(2*c.cfg.Timing.HeartbeatTicks)
 		snap = 3 * per
@@ -965,6 +1009,11 @@ func (c *cluster) converged() bool {
 }
 
 func describeEntry(e entry.Entry) string {
+	if e.Kind == entry.KindCommand {
+		if cmd, err := command.Decode(e.Value); err == nil {
+			return fmt.Sprintf("%d/%d %s r%d", e.Index, e.Term, describeCmd(&cmd), e.RequestID)
+		}
+	}
 	return fmt.Sprintf("%d/%d %s %q=%q r%d", e.Index, e.Term, e.Kind, e.Key, e.Value, e.RequestID)
 }
 

@@ -86,6 +86,28 @@ func scenarios() []scenario {
 			},
 		},
 		{
+			name: "CommandsAndSessionsThroughFailover", nodes: []int{3, 5}, seeds: 20, steps: 800,
+			faults: func(f *Faults) {
+				f.Crash, f.LeaderCrashBias, f.DownTicksMax = 0.03, 0.7, 30
+				f.Partition, f.PartitionTicksMax = 0.02, 60
+				f.Drop = 0.02
+			},
+			expect: func(t *testing.T, s Stats) {
+				if s.IncrRetries == 0 || s.IdemDuplicates == 0 || s.IncrAcked < 10*s.Runs {
+					t.Errorf("retried increments not exercised: %s", s)
+				}
+				if s.CASApplied == 0 || s.CASCondFailed == 0 || s.CASChecked < 20*s.Runs {
+					t.Errorf("compare-and-set not exercised: %s", s)
+				}
+				if s.SessionLocal == 0 || s.SessionForwarded == 0 || s.SessionRolledBack == 0 {
+					t.Errorf("session reads not exercised (local, forwarded, rolled back): %s", s)
+				}
+				if s.BoundedLocal == 0 || s.BoundedForwarded == 0 || s.BoundedChecked < 10*s.Runs {
+					t.Errorf("bounded reads not exercised (local and at the leader): %s", s)
+				}
+			},
+		},
+		{
 			name: "PausesAndClockDrift", nodes: []int{3, 5}, seeds: 20, steps: 800,
 			faults: func(f *Faults) {
 				f.Pause, f.PauseTicksMax, f.DriftEvery = 0.05, 40, 30

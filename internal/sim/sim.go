@@ -17,6 +17,11 @@
 //     lost are all in some node's rollback journal; linearizable reads are
 //     linearizable (porcupine, per key); stale reads return a written value;
 //     after a final healed period, a leader exists and all replicas converge.
+//     Commands with idempotency keys apply at most once (retried counter
+//     increments: acknowledged ones counted, unknown ones at most once); the
+//     compare-and-set register is linearizable; session reads give
+//     read-your-writes and monotonic reads and report a lost write as
+//     ErrRolledBack; bounded reads are no staler than their bound.
 //   - A violation is returned as a *Violation in Result.Err, with the seed and
 //     the tail of the trace; ReplayCommand gives the one-line replay command.
 //
@@ -46,12 +51,19 @@ type Bugs struct {
 	TwoConfChanges         bool // core: start a configuration change while another is uncommitted
 	SnapshotWithoutChecks  bool // core: install stale snapshots, keep the log without the term check
 	CompactUndurable       bool // simulated runtime: compact the log up to the applied index, not the durable one
+	SessionReadEarly       bool // simulated runtime: serve a session read at the node asked without session.Check
+	DuplicateApply         bool // simulated state machine: ignore the idempotency table (a retried command applies again)
+	BoundedNoCheck         bool // simulated runtime: serve a bounded read from any read point, without session.WithinBound
+	// SettleEarly: the simulated leader consults session.Settle before it
+	// has committed an entry of its own term, as internal/node does at the
+	// time of writing (see DESIGN.md: a real bug this simulator found).
+	SettleEarly bool
 }
 
 // Any reports whether any bug is enabled.
 func (b Bugs) Any() bool {
 	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync || b.NoProbeResend ||
-		b.TwoConfChanges || b.SnapshotWithoutChecks || b.CompactUndurable
+		b.TwoConfChanges || b.SnapshotWithoutChecks || b.CompactUndurable || b.SessionReadEarly || b.DuplicateApply || b.BoundedNoCheck || b.SettleEarly
 }
 
 // PartitionKind is a shape of network partition.
@@ -132,6 +144,16 @@ type Workload struct {
 	// QuietDuringPartition: while a partition (other than a lease attack)
 	// is active, clients issue reads instead of writes.
 	QuietDuringPartition bool
+
+	// Clients of state-machine commands, sessions and bounded reads (each
+	// with at most one operation in flight; see DESIGN.md).
+	ExtraOpRate      float64 // probability per tick that an idle one of these starts an operation (0 = OpRate)
+	CounterClients   int     // INCR of one counter with idempotency keys, retried through failures
+	SessionClients   int     // writes (often async) and session reads at random nodes
+	CASClients       int     // compare-and-set (CondIndex) of one register, and linearizable reads of it
+	BoundedClients   int     // bounded-staleness reads at random nodes
+	IdemWindowTicks  int     // the idempotency window leaders stamp into commands; retries stop after half of it
+	SessionWaitTicks int     // a session read waits this long at the node asked before it is forwarded (also a bounded read's wait for its point to be applied)
 }
 
 // Timing is the core's timing, in ticks.
@@ -201,7 +223,8 @@ func DefaultTiming() Timing {
 
 // DefaultWorkload is the default client workload.
 func DefaultWorkload() Workload {
-	return Workload{Clients: 4, OpRate: 0.3, Keys: 3, Puts: 6, Deletes: 1, LinReads: 4, StaleReads: 2, ClientTimeoutTicks: 80, RandomStart: 0.1, ReadIndexShare: 0.25}
+	return Workload{Clients: 4, OpRate: 0.3, Keys: 3, Puts: 6, Deletes: 1, LinReads: 4, StaleReads: 2, ClientTimeoutTicks: 80, RandomStart: 0.1, ReadIndexShare: 0.25,
+		ExtraOpRate: 0.15, CounterClients: 1, SessionClients: 1, CASClients: 2, BoundedClients: 1, IdemWindowTicks: 400, SessionWaitTicks: 4}
 }
 
 // Validate checks c and names the first bad field.
@@ -240,6 +263,12 @@ func (c Config) Validate() error {
 		return bad("Workload.RandomStart", "must be in [0, 1]")
 	case c.Workload.ClientTimeoutTicks < 1:
 		return bad("Workload.ClientTimeoutTicks", "must be >= 1")
+	case c.Workload.CounterClients < 0 || c.Workload.SessionClients < 0 || c.Workload.CASClients < 0 || c.Workload.BoundedClients < 0:
+		return bad("Workload", "client counts must be >= 0")
+	case c.Workload.CounterClients > 0 && c.Workload.IdemWindowTicks < 2:
+		return bad("Workload.IdemWindowTicks", "must be >= 2 with counter clients")
+	case (c.Workload.SessionClients > 0 || c.Workload.BoundedClients > 0) && c.Workload.SessionWaitTicks < 1:
+		return bad("Workload.SessionWaitTicks", "must be >= 1 with session or bounded clients")
 	case c.Timing.HeartbeatTicks < 1:
 		return bad("Timing.HeartbeatTicks", "must be >= 1")
 	case c.Timing.ElectionTicks <= c.Timing.HeartbeatTicks:
@@ -426,74 +455,97 @@ func ReplayCommand(seed int64, steps int, tags string) string {
 
 // Stats counts what a run exercised. All fields are counts.
 type Stats struct {
-	Runs              int
-	Ticks             int
-	MsgsSent          int
-	MsgsDelivered     int
-	Drops             int
-	Duplicates        int
-	SlowMsgs          int
-	StepErrors        int
-	PartSymmetric     int
-	PartOneWay        int
-	PartLeaderOneWay  int
-	PartBridge        int
-	PartIsolateLeader int
-	LeaseAttacks      int
-	Heals             int
-	Crashes           int
-	CrashesMidReady   int
-	NewLeaderCrashes  int
-	TornWrites        int
-	StoreLosses       int
-	Restarts          int
-	Pauses            int
-	DriftTicks        int
-	LeaderChanges     int
-	Transfers         int
-	MaxTerm           int
-	HealTicks         int // ticks from heal-all to convergence, summed over runs
-	MaxHealTicks      int // the longest of those
-	Discarded         int
-	PutsAsync         int
-	PutsSemi1         int
-	PutsSemi2         int
-	PutsSync          int
-	PutsMajority      int
-	Deletes           int
-	WritesOK          int
-	WritesOpen        int
-	WritesRefused     int
-	Redirects         int
-	LinReads          int
-	LinReadsOK        int
-	LinReadsFailed    int
-	StaleReads        int
-	ReadsChecked      int
-	LostAcked         int
-	JournaledApplied  int
-	LinUnknown        int
-	Applied           int
-	StoreFlushes      int
-	Compactions       int
-	SnapshotsSent     int
-	SnapshotsDup      int
-	SnapshotsFailed   int
-	SnapshotsStale    int
-	SnapshotsKeepLog  int
-	SnapshotsReset    int
-	CrashesMidSnap    int
-	RestartInstalls   int
-	ConfProposed      int
-	ConfRefused       int
-	ConfCommitted     int
-	LearnersAdded     int
-	Promotions        int
-	Removals          int
-	ReAdds            int
-	LeaderRemovals    int
-	NodesStopped      int
-	MaxVoters         int
+	Runs                  int
+	Ticks                 int
+	MsgsSent              int
+	MsgsDelivered         int
+	Drops                 int
+	Duplicates            int
+	SlowMsgs              int
+	StepErrors            int
+	PartSymmetric         int
+	PartOneWay            int
+	PartLeaderOneWay      int
+	PartBridge            int
+	PartIsolateLeader     int
+	LeaseAttacks          int
+	Heals                 int
+	Crashes               int
+	CrashesMidReady       int
+	NewLeaderCrashes      int
+	TornWrites            int
+	StoreLosses           int
+	Restarts              int
+	Pauses                int
+	DriftTicks            int
+	LeaderChanges         int
+	Transfers             int
+	MaxTerm               int
+	HealTicks             int // ticks from heal-all to convergence, summed over runs
+	MaxHealTicks          int // the longest of those
+	Discarded             int
+	PutsAsync             int
+	PutsSemi1             int
+	PutsSemi2             int
+	PutsSync              int
+	PutsMajority          int
+	Deletes               int
+	WritesOK              int
+	WritesOpen            int
+	WritesRefused         int
+	Redirects             int
+	LinReads              int
+	LinReadsOK            int
+	LinReadsFailed        int
+	StaleReads            int
+	ReadsChecked          int
+	LostAcked             int
+	JournaledApplied      int
+	LinUnknown            int
+	Incrs                 int
+	IncrRetries           int
+	IncrAcked             int
+	IncrUnknown           int
+	IdemDuplicates        int
+	IdemShortcuts         int
+	IdemExpired           int
+	CASOps                int
+	CASApplied            int
+	CASCondFailed         int
+	CASChecked            int
+	SessionWrites         int
+	SessionReads          int
+	SessionLocal          int
+	SessionForwarded      int
+	SessionRolledBack     int
+	SessionReadsChecked   int
+	SessionFinalRollbacks int
+	BoundedReads          int
+	BoundedLocal          int
+	BoundedForwarded      int
+	BoundedChecked        int
+	ReadPointsAsked       int
+	Applied               int
+	StoreFlushes          int
+	Compactions           int
+	SnapshotsSent         int
+	SnapshotsDup          int
+	SnapshotsFailed       int
+	SnapshotsStale        int
+	SnapshotsKeepLog      int
+	SnapshotsReset        int
+	CrashesMidSnap        int
+	RestartInstalls       int
+	ConfProposed          int
+	ConfRefused           int
+	ConfCommitted         int
+	LearnersAdded         int
+	Promotions            int
+	Removals              int
+	ReAdds                int
+	LeaderRemovals        int
+	NodesStopped          int
+	MaxVoters             int
 }
 
 // Add adds o into s.

@@ -21,7 +21,7 @@ var (
 	flagNodes   = flag.Int("sim.nodes", 0, "force this cluster size, 3 or 5 (default: chosen by each seed)")
 	flagViz     = flag.String("sim.viz", "", "write porcupine's HTML visualization of a non-linearizable history to this file")
 	flagE2E     = flag.Bool("sim.e2e", false, "end-to-end checks only (skip runtime-internal durability checks)")
-	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe,two-conf,snap-nocheck,compact-undurable")
+	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe,two-conf,snap-nocheck,compact-undurable,session-early,dup-apply,bounded-nocheck,settle-early")
 )
 
 // seedConfig is the configuration of seed under the command-line flags.
@@ -58,6 +58,14 @@ func seedConfig(t testing.TB, seed int64) Config {
 				c.Bugs.SnapshotWithoutChecks = true
 			case "compact-undurable":
 				c.Bugs.CompactUndurable = true
+			case "session-early":
+				c.Bugs.SessionReadEarly = true
+			case "dup-apply":
+				c.Bugs.DuplicateApply = true
+			case "bounded-nocheck":
+				c.Bugs.BoundedNoCheck = true
+			case "settle-early":
+				c.Bugs.SettleEarly = true
 			default:
 				t.Fatalf("-sim.bugs: unknown bug %q", b)
 			}

@@ -7,7 +7,8 @@ import (
 )
 
 // snapTransfer is a snapshot on its way from a leader to a follower: the
-// leader's store at its applied index, with the configuration there.
+// leader's store at its applied index (keys, idempotency table, term
+// history), with the configuration there.
 type snapTransfer struct {
 	due     int64
 	from    int
@@ -15,7 +16,7 @@ type snapTransfer struct {
 	core    *repl.Core // the sender's core, to report to; nil for a late duplicate (never reported)
 	meta    repl.SnapshotMeta
 	confIdx uint64
-	kv      map[string]string
+	sm      machine
 	seq     int
 }
 
@@ -48,14 +49,14 @@ func (c *cluster) sendSnapshot(from *simNode, id repl.NodeID) {
 	}
 	f := c.cfg.Faults
 	meta := repl.SnapshotMeta{Index: from.applied, Term: from.appliedTerm, Conf: from.conf.Clone()}
-	size := len(from.kv) + 1
+	size := len(from.sm.kv) + 1
 	dmax := c.snapDelayMax()
 	due := c.now + int64(f.DelayMin+size/4+c.rng.Intn(dmax-f.DelayMin+1))
 	c.snapSeq++
-	t := &snapTransfer{due: due, from: from.idx, to: to, core: from.core, meta: meta, confIdx: from.confIdx, kv: copyKV(from.kv), seq: c.snapSeq}
+	t := &snapTransfer{due: due, from: from.idx, to: to, core: from.core, meta: meta, confIdx: from.confIdx, sm: from.sm.clone(), seq: c.snapSeq}
 	c.snaps = append(c.snaps, t)
 	c.stats.SnapshotsSent++
-	c.tr.add(c.now, "snapshot-send %s -> %s index=%d term=%d keys=%d due=%d conf=%s", from.id, id, meta.Index, meta.Term, len(t.kv), due, describeConf(meta.Conf))
+	c.tr.add(c.now, "snapshot-send %s -> %s index=%d term=%d keys=%d due=%d conf=%s", from.id, id, meta.Index, meta.Term, len(t.sm.kv), due, describeConf(meta.Conf))
 	if c.chance(f.SnapDup) {
 		d := *t
 		d.core = nil
@@ -163,7 +164,7 @@ func (c *cluster) arriveSnapshot(t *snapTransfer) {
 		return
 	}
 	// 2. The store swap: atomic and durable.
-	to.kv, to.applied, to.appliedTerm, to.conf, to.confIdx = copyKV(t.kv), meta.Index, meta.Term, meta.Conf.Clone(), t.confIdx
+	to.sm, to.applied, to.appliedTerm, to.conf, to.confIdx = t.sm.clone(), meta.Index, meta.Term, meta.Conf.Clone(), t.confIdx
 	to.flushStore()
 	c.chk.stateAt(to, "snapshot")
 	if c.err != nil || midCrash(1) {

@@ -106,8 +106,8 @@ func testCluster(t *testing.T) (*cluster, *simNode, *simNode) {
 	c := &cluster{cfg: cfg, tr: newTracer(false, 10, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	c.chk = newChecker(c)
 	c.wl = newWorkload(c)
-	a := &simNode{idx: 0, id: "n1", disk: &memLog{}, kv: map[string]string{}}
-	b := &simNode{idx: 1, id: "n2", disk: &memLog{}, kv: map[string]string{}}
+	a := &simNode{idx: 0, id: "n1", disk: &memLog{}, sm: newMachine()}
+	b := &simNode{idx: 1, id: "n2", disk: &memLog{}, sm: newMachine()}
 	a.log, b.log = a.disk, b.disk
 	c.nodes = []*simNode{a, b}
 	return c, a, b
