@@ -44,7 +44,7 @@ import (
 // are committed and in the WAL) before it serves reads. From there on the
 // state is a prefix of the log again.
 type bufTable struct {
-	m     map[string]*bufSlot
+	m map[string]*bufSlot
 	// meta holds raw Pebble keys (idempotency records, commands.go) with
 	// their values, or deletions. A table that holds any is drained in one
 	// Pebble batch, so that the records and the values they describe reach
