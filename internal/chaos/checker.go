@@ -190,12 +190,13 @@ func safeName(s string) string {
 }
 
 // CheckReadsWritten checks every acknowledged read, whatever its level, that
-// found a value: the value must have been written to that key by a write that
-// did not certainly fail, and that write must have begun before the read returned.
+// found a value: the value must have been written to that key by a write (a
+// put or a cas) that did not certainly fail (a cas answered 412 certainly
+// did nothing), and that write must have begun before the read returned.
 func CheckReadsWritten(ops []Op) []Anomaly {
 	writes := map[[2]string]Op{}
 	for _, op := range ops {
-		if op.Kind == KindPut {
+		if isWrite(op.Kind) {
 			writes[[2]string{op.Key, op.Value}] = op
 		}
 	}
@@ -209,9 +210,9 @@ func CheckReadsWritten(ops []Op) []Anomaly {
 		case !ok:
 			out = append(out, Anomaly{Kind: AnomalyUnwrittenRead, Key: op.Key,
 				Detail: fmt.Sprintf("op %d (%s read via %s/%s) returned %q, which no client wrote", op.ID, op.Consistency, op.Proto, op.Node, op.Value)})
-		case w.Outcome == Failed:
+		case nothingDone(w.Outcome):
 			out = append(out, Anomaly{Kind: AnomalyFailedWriteSeen, Key: op.Key,
-				Detail: fmt.Sprintf("op %d (%s read) returned %q, written by op %d, which was answered as failed (%s)", op.ID, op.Consistency, op.Value, w.ID, w.Err)})
+				Detail: fmt.Sprintf("op %d (%s read) returned %q, written by op %d, which was answered as %s (%s)", op.ID, op.Consistency, op.Value, w.ID, w.Outcome, w.Err)})
 		case op.Return >= 0 && op.Return < w.Call:
 			out = append(out, Anomaly{Kind: AnomalyFutureRead, Key: op.Key,
 				Detail: fmt.Sprintf("op %d returned %q before op %d wrote it", op.ID, op.Value, w.ID)})

@@ -24,16 +24,26 @@ const (
 	OK      Outcome = "ok"
 	Failed  Outcome = "fail"
 	Unknown Outcome = "unknown"
+	// RolledBack: the node answered that a write of the op's session was
+	// discarded (HTTP 409, RESP -ROLLEDBACK); a write so answered did nothing.
+	RolledBack Outcome = "rolled-back"
 )
+
+// nothingDone reports whether an op with outcome o certainly did not write.
+func nothingDone(o Outcome) bool { return o == Failed || o == RolledBack }
 
 // Result is the answer to one operation.
 type Result struct {
 	Outcome Outcome
 	Found   bool   // reads: the key exists
 	Value   string // reads: its value
-	Index   uint64 // the write's log index, or the version read
+	Index   uint64 // the write's log index, or the version read (a 412: the key's current index)
 	Term    uint64
 	Err     string
+	Status  int    // HTTP status (0: none)
+	Token   string // the reply's session token
+	// Duplicate: a keyed write's answer is the replay of an earlier one's.
+	Duplicate bool
 }
 
 // Client issues single-key operations to a chosen node. Implementations never
@@ -110,33 +120,81 @@ func (c *HTTPClient) Delete(ctx context.Context, node, key, ack string) Result {
 }
 
 func (c *HTTPClient) write(ctx context.Context, method, node, key, value, ack string) Result {
-	q := url.Values{"ack": {ack}, "timeout": {WriteTimeout.String()}}
-	if ack == "semi-sync" {
-		q.Set("replicas", "1")
-	}
-	u := "http://" + c.addrs[node] + "/v1/kv/" + url.PathEscape(key) + "?" + q.Encode()
-	code, r, err := c.do(ctx, method, u, value)
+	code, r, err := c.do(ctx, method, c.url(node, key, writeQuery(ack)), value)
 	if err != nil {
 		// The request may have reached the node: the write may happen.
 		return Result{Outcome: Unknown, Err: err.Error()}
 	}
-	res := Result{Index: r.Index, Term: r.Term, Err: r.Error}
+	return Result{Outcome: writeOutcome(code, r.Error), Index: r.Index, Term: r.Term, Err: r.Error, Status: code}
+}
+
+// writeOutcome classifies the answer to an HTTP write: its status and error text.
+func writeOutcome(code int, errText string) Outcome {
 	switch {
 	case code == http.StatusOK:
-		res.Outcome = OK
+		return OK
 	case code == http.StatusBadRequest, code == http.StatusRequestEntityTooLarge, code == http.StatusMisdirectedRequest,
 		code == http.StatusInsufficientStorage, // the leader is below its disk reserve: nothing written
 		code == http.StatusGone:                // a removed node refuses everything
-		res.Outcome = Failed
+		return Failed
 	case code == http.StatusServiceUnavailable &&
-		(strings.HasPrefix(r.Error, "no leader") || strings.HasPrefix(r.Error, "unavailable (retry)")):
+		(strings.HasPrefix(errText, "no leader") || strings.HasPrefix(errText, "unavailable (retry)")):
 		// No leader, a leadership transfer, or the leader's queue is full:
 		// the API promises nothing was written.
-		res.Outcome = Failed
-	default:
-		res.Outcome = Unknown
+		return Failed
+	case code == http.StatusConflict && strings.Contains(errText, "rolled back"):
+		// A session's write refused: an earlier one was discarded.
+		return RolledBack
 	}
-	return res
+	return Unknown
+}
+
+// request sends one request with headers hdr and decodes a JSON answer
+// into v (when the body is JSON). It returns the status and the answer's
+// headers; err is a transport error (the request may have been served).
+func (c *HTTPClient) request(ctx context.Context, method, u, body string, hdr map[string]string, v any) (int, http.Header, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, val := range hdr {
+		req.Header.Set(k, val)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, resp.Header, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return resp.StatusCode, resp.Header, fmt.Errorf("bad reply %q: %w", b, err)
+	}
+	return resp.StatusCode, resp.Header, nil
+}
+
+// url is the address of key on node with query q.
+func (c *HTTPClient) url(node, key string, q url.Values) string {
+	u := "http://" + c.addrs[node] + "/v1/kv/" + url.PathEscape(key)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+// writeQuery is the query of a write with ack mode ack.
+func writeQuery(ack string) url.Values {
+	q := url.Values{"ack": {ack}, "timeout": {WriteTimeout.String()}}
+	if ack == "semi-sync" {
+		q.Set("replicas", "1")
+	}
+	return q
 }
 
 // Get implements Client.

@@ -8,12 +8,18 @@ import (
 	"time"
 )
 
-// Op kinds.
+// Op kinds. A cas is a put with If-Match (Op.IfIndex); an incr is one
+// attempt of a logical increment (Op.IdemKey names the increment).
 const (
 	KindPut    = "put"
 	KindDelete = "delete"
 	KindGet    = "get"
+	KindCAS    = "cas"
+	KindIncr   = "incr"
 )
+
+// isWrite reports whether an op of kind k writes a value (Op.Value) to its key.
+func isWrite(k string) bool { return k == KindPut || k == KindCAS }
 
 // Op is one client operation: its call and its return, in nanoseconds since
 // the history began. Return is -1 while the operation is pending.
@@ -34,6 +40,22 @@ type Op struct {
 	Index       uint64  `json:"index,omitempty"`
 	Term        uint64  `json:"term,omitempty"`
 	Err         string  `json:"err,omitempty"`
+	// Status is the HTTP status of the answer (0: none, or RESP).
+	Status int `json:"status,omitempty"`
+	// Session clients (sessions.go): the session (client and epoch), the
+	// token the op carried and the token of the reply (or, over RESP, the
+	// connection's token after the op).
+	Session  string `json:"session,omitempty"`
+	Token    string `json:"token,omitempty"`
+	RepToken string `json:"rep_token,omitempty"`
+	// IfIndex is a cas's If-Match.
+	IfIndex uint64 `json:"if_index,omitempty"`
+	// IdemKey is the Idempotency-Key of an incr (the same for every attempt
+	// of one increment), Attempt its attempt (1, 2, ...), Duplicate that
+	// the answer was the replay of an earlier attempt's.
+	IdemKey   string `json:"idem_key,omitempty"`
+	Attempt   int    `json:"attempt,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
 // FaultEvent is one injected fault: when it began and ended (ns since the history began).
@@ -78,7 +100,8 @@ func (h *History) Complete(id int, r Result) {
 	op := &h.ops[id]
 	op.Return = now
 	op.Outcome, op.Found, op.Index, op.Term, op.Err = r.Outcome, r.Found, r.Index, r.Term, r.Err
-	if op.Kind == KindGet {
+	op.Status, op.RepToken, op.Duplicate = r.Status, r.Token, r.Duplicate
+	if op.Kind == KindGet || op.Kind == KindIncr {
 		op.Value = r.Value
 	}
 }

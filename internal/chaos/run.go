@@ -67,6 +67,16 @@ type RunConfig struct {
 	// in NodeArgs, nodes that join afterwards must catch up by snapshot.
 	FillBytesPerSec int64
 	FillValueBytes  int
+	// SessionClients are session clients (sessions.go) beside the Workers:
+	// each owns a few keys, writes them with random ack modes carrying its
+	// session token and reads them with consistency=session from random
+	// nodes; they alternate among Protocols.
+	SessionClients int
+	// CounterClients increment Counters keys with idempotency keys and
+	// retries (counter.go; HTTP).
+	CounterClients, Counters int
+	// CASClients read and compare-and-set one register (cas.go; HTTP).
+	CASClients int
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
 }
@@ -81,6 +91,7 @@ func DefaultRunConfig() RunConfig {
 		HoldMin: 1500 * time.Millisecond, HoldMax: 4 * time.Second, GapMin: 500 * time.Millisecond, GapMax: 2 * time.Second,
 		CheckTimeout: 30 * time.Second,
 		Membership:   DefaultMembershipConfig(), FillValueBytes: 256 << 10,
+		Counters: 2,
 	}
 }
 
@@ -112,6 +123,11 @@ func (c *RunConfig) Validate() error {
 		return errors.New("chaos: RunConfig hold/gap bounds are inverted or the gap is not > 0")
 	case c.CheckTimeout <= 0:
 		return errors.New("chaos: RunConfig.CheckTimeout must be > 0")
+	case c.SessionClients < 0 || c.CounterClients < 0 || c.CASClients < 0:
+		return fmt.Errorf("chaos: RunConfig.SessionClients %d, CounterClients %d, CASClients %d: want >= 0",
+			c.SessionClients, c.CounterClients, c.CASClients)
+	case c.CounterClients > 0 && c.Counters < 1:
+		return fmt.Errorf("chaos: RunConfig.Counters %d must be >= 1 with CounterClients", c.Counters)
 	}
 	for _, a := range c.Acks {
 		if !slices.Contains(AckModes, a) {
@@ -170,6 +186,10 @@ type Report struct {
 	FinalMembers []MemberStatus `json:"final_members,omitempty"`
 	Postponed    []string       `json:"postponed,omitempty"`
 	Fill         FillStats      `json:"fill"`
+	// The clients of sessions.go, counter.go and cas.go (when configured).
+	Sessions SessionStats `json:"sessions"`
+	Counters CounterStats `json:"counters"`
+	CAS      CASStats     `json:"cas"`
 }
 
 // FailoverPercentiles returns p50 and p99 of detection, election and first
@@ -217,6 +237,16 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "failover (%d leader kills measured of %d): detect p50 %v p99 %v; elect p50 %v p99 %v; first write p50 %v p99 %v\n",
 		n, len(r.Failovers), d[0], d[1], e[0], e[1], w[0], w[1])
 	fmt.Fprintf(&b, "recovery after healing: %v\n", r.RecoveryTime)
+	if s := r.Sessions; s.Clients > 0 {
+		fmt.Fprintf(&b, "sessions: %d clients, %d sessions; writes %v; reads %v; rolled-back answers %d (journaled %d); read-your-writes checked on %d reads, monotonic reads on %d\n",
+			s.Clients, s.Sessions, s.Writes, s.Reads, s.Claims, s.Journaled, s.RYW, s.Monotonic)
+	}
+	if r.Counters.Attempts > 0 {
+		b.WriteString(r.Counters.summary())
+	}
+	if r.CAS.Reads+r.CAS.OK+r.CAS.Refused+r.CAS.Unknown+r.CAS.Failed > 0 {
+		b.WriteString(r.CAS.summary())
+	}
 	if r.Fill.Writes > 0 {
 		fmt.Fprintf(&b, "fill: %d writes (%d failed), %.1f MiB; WALs compacted (leader and a majority): %s\n", r.Fill.Writes, r.Fill.Failed,
 			float64(r.Fill.Bytes)/(1<<20), map[bool]string{true: "after " + r.Fill.Compacted.Round(time.Millisecond).String(), false: "never"}[r.Fill.Compacted > 0])
@@ -340,6 +370,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			wk.run(wctx)
 		}()
 	}
+	extraClients(wctx, &wg, &cfg, h, c, httpAddrs, respAddrs)
 	wg.Wait()
 	wcancel()
 	log.Info("workload done; recovering", "ops", len(h.Ops()))
@@ -378,6 +409,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 	setKeys.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
+	keys = append(keys, extraKeys(&cfg)...)
 	sort.Strings(keys)
 
 	allRB := nem.MemberRollbacks()
@@ -398,7 +430,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep.Faults = nem.Counts()
 	rep.Failovers = nem.Failovers()
 
-	rep.Anomalies = append(rep.Anomalies, checkFinal(rctx, c, cfg.Nodes, ops, keys, ready, leader, allRB, rep)...)
+	an, final := checkFinal(rctx, c, cfg.Nodes, ops, keys, ready, leader, allRB, rep)
+	rep.Anomalies = append(rep.Anomalies, an...)
+	rep.Anomalies = append(rep.Anomalies, checkExtra(&cfg, ops, final, leader, allRB, rep)...)
 
 	for _, op := range ops {
 		if op.Kind == KindGet && op.Outcome == OK {
@@ -439,8 +473,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 // checkFinal reads every key on the members that converged (ready) and
 // checks that they hold the same state, that the set lost nothing it may
 // not lose, and the rollback journals against the history; the set's
-// figures go into rep.
-func checkFinal(ctx context.Context, c *Cluster, nodes int, ops []Op, keys, ready []string, leader string, allRB []Rollback, rep *Report) []Anomaly {
+// figures go into rep. It returns the final states (node -> key -> value)
+// when every ready member, the leader included, was read (else nil).
+func checkFinal(ctx context.Context, c *Cluster, nodes int, ops []Op, keys, ready []string, leader string, allRB []Rollback, rep *Report) ([]Anomaly, map[string]map[string]FinalRead) {
 	var out []Anomaly
 	if leader != "" && slices.Contains(ready, leader) {
 		// Every member that reached the barrier (all of them unless
@@ -465,10 +500,10 @@ func checkFinal(ctx context.Context, c *Cluster, nodes int, ops []Op, keys, read
 			an, st := CheckSet(setOps, final[leader], allRB, nodes)
 			out = append(out, an...)
 			rep.Set = st
-			return append(out, CheckRollbacks(ops, final[leader], allRB, nodes)...)
+			return append(out, CheckRollbacks(ops, final[leader], allRB, nodes)...), final
 		}
 	}
-	return append(out, CheckRollbacks(ops, nil, allRB, nodes)...)
+	return append(out, CheckRollbacks(ops, nil, allRB, nodes)...), nil
 }
 
 // leaderView is "; leader L lists: ID role state match lag, ..." (or "" if

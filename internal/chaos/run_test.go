@@ -57,3 +57,22 @@ func TestReportSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestReportSummaryClients(t *testing.T) {
+	r := &Report{Seed: 1, Nodes: 3, Faults: map[string]int{},
+		Sessions: SessionStats{Clients: 2, Sessions: 3, Writes: map[string]int{"ok": 5}, Reads: map[string]int{"ok": 9, "rolled-back": 1}, Claims: 1, Journaled: 1},
+		Counters: CounterStats{Acked: 7, Unknown: 1, Attempts: 9, Final: map[string]int{"c-0": 8}},
+		CAS:      CASStats{Reads: 4, OK: 3, Refused: 1, Checked: 8}}
+	s := r.Summary()
+	for _, want := range []string{"sessions: 2 clients, 3 sessions", "rolled-back answers 1 (journaled 1)",
+		"7 increments acknowledged, 1 unknown", "c-0=8", "3 writes ok, 1 refused (412)", "checked 8 ops"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	c := DefaultRunConfig()
+	c.Binary, c.Dir, c.CounterClients, c.Counters = "/bin/true", "/tmp/x", 1, 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "Counters") {
+		t.Fatalf("Validate() = %v, want an error naming Counters", err)
+	}
+}

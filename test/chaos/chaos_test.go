@@ -7,6 +7,13 @@
 //	go test ./test/chaos -run TestChaosLong -chaos.duration=10m -chaos.seed=N -chaos.nodes=5 \
 //	    -chaos.faults=partition,kill,pause,slow -chaos.ack=majority,sync,semi-sync,async
 //
+// Beside the workers, both profiles run session clients (session reads from
+// random nodes: read-your-writes, monotonic reads, rollbacks checked against
+// the journals), counter clients (idempotent increments retried through
+// failovers) and compare-and-set clients of one register (porcupine);
+// -chaos.sessions, -chaos.counters and -chaos.cas set how many in the long
+// profile.
+//
 // TestChaosMembership (default suite) removes voters and joins them back
 // from empty data directories, and adds and removes a learner, beside
 // partitions and kills; -chaos.faults=...,membership does the same in the
@@ -59,6 +66,9 @@ var (
 	flagVerbose   = flag.Bool("chaos.verbose", false, "log the nemesis's actions")
 	flagLogRetain = flag.String("chaos.log-retain", "", "long profile: the nodes' --log-retain (default with membership: 1MiB, else the node's default)")
 	flagFill      = flag.Float64("chaos.fill-mib", -1, "long profile: MiB/s of large writes until the WALs of the leader and a majority are compacted (default with membership: 6, else 0)")
+	flagSessions  = flag.Int("chaos.sessions", 4, "long profile: session clients (session reads from random nodes, writes with every ack mode)")
+	flagCounters  = flag.Int("chaos.counters", 2, "long profile: counter clients (idempotent increments retried through failovers)")
+	flagCAS       = flag.Int("chaos.cas", 3, "long profile: compare-and-set clients of one register")
 )
 
 var binary string
@@ -142,6 +152,8 @@ func mustRun(t *testing.T, cfg chaos.RunConfig, replay string) *chaos.Report {
 
 // TestChaosShort is the CI profile: three runs of about 30 s (3 and 5 nodes,
 // HTTP and RESP clients, every ack mode and read level, several fault kinds).
+// Beside the six workers, each run has a small share of session clients
+// (one per protocol), one counter client and two CAS clients.
 func TestChaosShort(t *testing.T) {
 	seed := baseSeed()
 	profiles := []struct {
@@ -160,6 +172,7 @@ func TestChaosShort(t *testing.T) {
 			cfg := chaos.DefaultRunConfig()
 			cfg.Seed = seed + uint64(i)
 			cfg.Nodes, cfg.Faults, cfg.Protocols, cfg.Duration = p.nodes, p.faults, p.protocols, p.dur
+			cfg.SessionClients, cfg.CounterClients, cfg.CASClients = 2, 1, 2
 			replay := fmt.Sprintf("go test ./test/chaos -run 'TestChaosShort/%s' -chaos.seed=%d -v", p.name, seed)
 			mustRun(t, cfg, replay)
 		})
@@ -215,6 +228,7 @@ func TestChaosLong(t *testing.T) {
 	cfg.Faults, cfg.Acks, cfg.Reads, cfg.Protocols = list(*flagFaults), list(*flagAck), list(*flagReads), list(*flagProtocols)
 	cfg.CheckTimeout = 2 * time.Minute
 	cfg.KeysPerAck = *flagKeys
+	cfg.SessionClients, cfg.CounterClients, cfg.CASClients = *flagSessions, *flagCounters, *flagCAS
 	var err error
 	if cfg.HoldMin, cfg.HoldMax, err = durRange(*flagHold, cfg.HoldMin, cfg.HoldMax); err != nil {
 		t.Fatalf("-chaos.hold: %v", err)
@@ -237,9 +251,9 @@ func TestChaosLong(t *testing.T) {
 			extra += fmt.Sprintf(" -chaos.fill-mib=%g", *flagFill)
 		}
 	}
-	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.reads=%s -chaos.protocols=%s -chaos.workers=%d -chaos.keys=%d -chaos.hold=%v-%v -chaos.gap=%v-%v%s -v",
+	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.reads=%s -chaos.protocols=%s -chaos.workers=%d -chaos.keys=%d -chaos.sessions=%d -chaos.counters=%d -chaos.cas=%d -chaos.hold=%v-%v -chaos.gap=%v-%v%s -v",
 		cfg.Duration, cfg.Seed, cfg.Nodes, *flagFaults, *flagAck, *flagReads, *flagProtocols, cfg.Workers, cfg.KeysPerAck,
-		cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax, extra)
+		cfg.SessionClients, cfg.CounterClients, cfg.CASClients, cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax, extra)
 	mustRun(t, cfg, replay)
 }
 
