@@ -177,6 +177,23 @@ func (c *testCluster) leader() int {
 	return -1
 }
 
+// newLeaderBesides waits up to 10s for a node other than node old to lead
+// (the old leader cut off, say) and returns it.
+func (c *testCluster) newLeaderBesides(old int) *Node {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, n := range c.nodes {
+			if i != old && n != nil && n.Status().Role == "leader" {
+				return n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("no node other than %s became leader within 10s", c.cfgs[old].ID)
+	return nil
+}
+
 func (c *testCluster) follower(lead int) int {
 	for i, n := range c.nodes {
 		if i != lead && n != nil {
@@ -529,19 +546,7 @@ func TestRollbackJournal(t *testing.T) {
 		t.Fatalf("linearizable read on an isolated leader succeeded: %+v", got)
 	}
 	// The majority side elects a new leader and moves on.
-	var nl *Node
-	deadline := time.Now().Add(10 * time.Second)
-	for nl == nil && time.Now().Before(deadline) {
-		for i, n := range c.nodes {
-			if i != li && n.Status().Role == "leader" {
-				nl = n
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if nl == nil {
-		t.Fatal("the majority side elected no leader")
-	}
+	nl := c.newLeaderBesides(li)
 	mustPut(t, nl, "new", "1", repl.Ack{Mode: repl.AckMajority})
 	c.net.Heal()
 	for i := range c.nodes {

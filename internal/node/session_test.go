@@ -165,19 +165,7 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 	if err != nil || lost.Committed {
 		t.Fatalf("async put on the isolated leader: %+v %v", lost, err)
 	}
-	var nl *Node
-	deadline := time.Now().Add(10 * time.Second)
-	for nl == nil && time.Now().Before(deadline) {
-		for i, n := range c.nodes {
-			if i != li && n.Status().Role == "leader" {
-				nl = n
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if nl == nil {
-		t.Fatal("no new leader")
-	}
+	nl := c.newLeaderBesides(li)
 	// Before the heal: the new leader settles it from its log.
 	if _, err := nl.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: lost.Token()}); !errors.Is(err, api.ErrRolledBack) {
 		t.Fatalf("session read on the new leader: %v, want ErrRolledBack", err)
