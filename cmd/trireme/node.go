@@ -71,6 +71,8 @@ type nodeOpts struct {
 	ack                                              string
 	replicas                                         int
 	heartbeat, election, writeTimeout                time.Duration
+	electionMin, hbPause                             time.Duration
+	detector                                         string
 	idemWindow, sessionWait                          time.Duration
 	priority, maxValue, idemMaxKeys                  int
 	logLevel                                         string
@@ -99,7 +101,10 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.ack, "ack", d.DefaultAck.Mode.String(), "default ack mode: async, semi-sync, sync or majority")
 	fs.IntVar(&o.replicas, "replicas", 1, "followers a semi-sync write waits for (with --ack semi-sync)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", d.Heartbeat, "leader heartbeat interval")
-	fs.DurationVar(&o.election, "election-timeout", d.ElectionTimeout, "minimum election timeout (randomized up to 2x); >= 3 x --heartbeat")
+	fs.DurationVar(&o.election, "election-timeout", d.ElectionTimeout, "fixed detector: minimum election timeout (randomized up to 2x); adaptive: the upper bound of the learned timeout; >= 3 x --heartbeat")
+	fs.StringVar(&o.detector, "failure-detector", d.FailureDetector, "how followers detect a failed leader: adaptive (learns heartbeat arrivals, within --election-timeout-min and --election-timeout; acts at once on a refused connection) or fixed (--election-timeout, randomized)")
+	fs.DurationVar(&o.electionMin, "election-timeout-min", d.ElectionTimeoutMin, "adaptive detector: the lower bound; no follower votes for another leader within it of hearing its own, and the read lease is shorter; >= 2 x --heartbeat")
+	fs.DurationVar(&o.hbPause, "heartbeat-pause", d.HeartbeatPause, "adaptive detector: silence beyond the learned heartbeat spread tolerated before suspecting the leader (stalls, pauses); 0 = none")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", d.WriteTimeout, "default time a write waits for its ack mode")
 	fs.IntVar(&o.priority, "priority", d.Priority, "leadership priority: 0 never leads; higher takes over when caught up")
 	fs.IntVar(&o.maxValue, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
@@ -172,6 +177,13 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 		cfg.DefaultAck.Replicas = o.replicas
 	}
 	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
+	cfg.FailureDetector, cfg.ElectionTimeoutMin, cfg.HeartbeatPause = o.detector, o.electionMin, o.hbPause
+	if o.hbPause == 0 {
+		cfg.HeartbeatPause = -1 // the flag's 0 means none; the config's 0 means the default
+	}
+	if o.electionMin <= 0 {
+		return cfg, nil, fmt.Errorf("--election-timeout-min %v must be > 0", o.electionMin)
+	}
 	cfg.Priority, cfg.MaxValueBytes = o.priority, o.maxValue
 	cfg.IdempotencyWindow, cfg.IdempotencyMaxKeys, cfg.SessionWait = o.idemWindow, o.idemMaxKeys, o.sessionWait
 	if cfg.DiskReserveBytes, err = node.ParseBytes(o.diskReserve); err != nil {

@@ -66,6 +66,7 @@ type upOpts struct {
 	nodes, base      int
 	data, ack        string
 	heartbeat, elect time.Duration
+	detector         string
 	logLevel         string
 	logRetain        string
 	quiet            bool
@@ -82,7 +83,8 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.IntVar(&o.base, "base-port", 7001, "first peer port (HTTP = +1000, RESP = +2000)")
 	fs.StringVar(&o.ack, "ack", "", "nodes' default ack mode (default: majority)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "nodes' heartbeat interval (default: the node's)")
-	fs.DurationVar(&o.elect, "election-timeout", 0, "nodes' minimum election timeout (default: the node's)")
+	fs.DurationVar(&o.elect, "election-timeout", 0, "nodes' --election-timeout (default: the node's)")
+	fs.StringVar(&o.detector, "failure-detector", "", "nodes' --failure-detector, adaptive or fixed (default: the node's, adaptive)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
 	fs.StringVar(&o.logRetain, "log-retain", "", "nodes' --log-retain: WAL kept beyond what the store needs (default: the node's, 256MiB)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
@@ -163,6 +165,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.elect > 0 {
 		cfg.NodeArgs = append(cfg.NodeArgs, "--election-timeout", o.elect.String())
+	}
+	if o.detector != "" {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--failure-detector", o.detector)
 	}
 	if o.logRetain != "" {
 		if _, err := node.ParseBytes(o.logRetain); err != nil {

@@ -73,9 +73,23 @@ type Config struct {
 	DefaultAck repl.Ack
 	// Heartbeat is the leader's heartbeat interval (default 50ms).
 	Heartbeat time.Duration
-	// ElectionTimeout is the minimum election timeout (default 300ms); each node
-	// randomizes in [E, 2E). Must be >= 3*Heartbeat.
+	// ElectionTimeout (default 300ms): with the fixed detector, the minimum
+	// election timeout (each node randomizes in [E, 2E)); with the adaptive
+	// one, the upper bound of the learned timeout. Must be >= 3*Heartbeat.
 	ElectionTimeout time.Duration
+	// FailureDetector is DetectorAdaptive (the default; "" means it) or
+	// DetectorFixed (--failure-detector).
+	FailureDetector string
+	// ElectionTimeoutMin is the adaptive detector's lower bound (default
+	// 100ms; 0: the default), at least 2*Heartbeat: no follower votes for
+	// another leader within it of hearing its own (leader stickiness), and
+	// the leader's read lease is sized below it.
+	ElectionTimeoutMin time.Duration
+	// HeartbeatPause is the silence beyond the learned spread of heartbeat
+	// arrivals that the adaptive detector tolerates before it suspects the
+	// leader (default 200ms; a stall, a collection pause). 0: the default;
+	// negative: none.
+	HeartbeatPause time.Duration
 	// Priority: 0 never leads; a higher one takes over when caught up (default 1).
 	Priority int
 	// WriteTimeout is the default time a write may wait for its ack mode (default 5s).
@@ -138,6 +152,18 @@ type Config struct {
 	LogCompactInterval time.Duration
 }
 
+// Failure detectors (Config.FailureDetector, --failure-detector).
+const (
+	DetectorAdaptive = "adaptive"
+	DetectorFixed    = "fixed"
+)
+
+// Defaults of the adaptive failure detector (see Config).
+const (
+	DefaultElectionTimeoutMin = 100 * time.Millisecond
+	DefaultHeartbeatPause     = 200 * time.Millisecond
+)
+
 // DefaultLogRetainBytes is Config.LogRetainBytes's default.
 const DefaultLogRetainBytes = 256 << 20
 
@@ -150,9 +176,13 @@ func DefaultConfig() Config {
 		DefaultAck:      repl.Ack{Mode: repl.AckMajority},
 		Heartbeat:       50 * time.Millisecond,
 		ElectionTimeout: 300 * time.Millisecond,
+		FailureDetector: DetectorAdaptive,
 		Priority:        1,
-		WriteTimeout:    5 * time.Second,
-		MaxValueBytes:   1 << 20,
+
+		ElectionTimeoutMin: DefaultElectionTimeoutMin,
+		HeartbeatPause:     DefaultHeartbeatPause,
+		WriteTimeout:       5 * time.Second,
+		MaxValueBytes:      1 << 20,
 
 		IdempotencyWindow:  10 * time.Minute,
 		IdempotencyMaxKeys: 1_000_000,
@@ -231,6 +261,30 @@ func (c *Config) Validate() error {
 	}
 	if c.ElectionTimeout < 3*c.Heartbeat {
 		return fmt.Errorf("%w: --election-timeout %v must be >= 3 x --heartbeat (%v)", ErrConfig, c.ElectionTimeout, c.Heartbeat)
+	}
+	switch c.FailureDetector {
+	case "":
+		c.FailureDetector = DetectorAdaptive
+	case DetectorAdaptive, DetectorFixed:
+	default:
+		return fmt.Errorf("%w: --failure-detector %q: want adaptive or fixed", ErrConfig, c.FailureDetector)
+	}
+	if c.ElectionTimeoutMin == 0 {
+		c.ElectionTimeoutMin = DefaultElectionTimeoutMin
+	}
+	if c.HeartbeatPause == 0 {
+		c.HeartbeatPause = DefaultHeartbeatPause
+	} else if c.HeartbeatPause < 0 {
+		c.HeartbeatPause = -1 // none; kept non-zero so that it stays "none"
+	}
+	if c.FailureDetector == DetectorAdaptive {
+		if c.ElectionTimeoutMin < 2*c.Heartbeat {
+			return fmt.Errorf("%w: --election-timeout-min %v must be >= 2 x --heartbeat (%v)", ErrConfig, c.ElectionTimeoutMin, c.Heartbeat)
+		}
+		if c.ElectionTimeoutMin > c.ElectionTimeout {
+			return fmt.Errorf("%w: --election-timeout-min %v must be <= --election-timeout %v (the adaptive bounds)",
+				ErrConfig, c.ElectionTimeoutMin, c.ElectionTimeout)
+		}
 	}
 	if c.Priority < 0 {
 		return fmt.Errorf("%w: --priority %d must be >= 0", ErrConfig, c.Priority)

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"math"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/trireme-db/trireme/internal/repl"
 
@@ -32,6 +35,10 @@ type metrics struct {
 	sessionReads                                     *prometheus.CounterVec // by how they were served
 	boundedReads                                     *prometheus.CounterVec
 	snapRecvFailures                                 prometheus.Counter
+
+	// fd mirrors the core's failure detector, set by publish and read by
+	// the collectors (GaugeFunc, CounterFunc) at scrape time.
+	fd fdMirror
 
 	// writeObs holds writeSeconds' children by ack mode and outcome, made
 	// up front (a label lookup hashes the labels under a lock, on every
@@ -193,6 +200,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		boundedReads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trireme", Name: "bounded_reads_total",
 			Help: "Bounded-staleness reads by how they were served: local (within the bound) or forwarded."}, []string{"served"}),
 	}
+	fdCols := m.fd.collectors()
 	m.reg = reg
 	m.lagGauges = make(map[repl.NodeID][2]prometheus.Gauge)
 	for mode := range m.writeObs {
@@ -205,7 +213,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		m.failoverSeconds, m.rollbacks, m.readyBatches, m.readyEntries, m.lingers, m.refusedMsgs, m.fatal,
 		m.diskFree, m.diskLow, m.diskRefused, m.walBytes, m.walFirstIndex, m.walCompactions,
 		m.snapSent, m.snapBytesSent, m.snapFailures, m.snapReceived, m.snapBytesReceived, m.snapRecvFailures,
-		m.idemDuplicates, m.sessionReads, m.boundedReads} {
+		m.idemDuplicates, m.sessionReads, m.boundedReads, fdCols[0], fdCols[1], fdCols[2], fdCols[3], fdCols[4]} {
 		if err := reg.Register(col); err != nil {
 			m.unregister()
 			return nil, err
@@ -214,4 +222,46 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 	}
 	m.handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
 	return m, nil
+}
+
+// fdMirror holds the failure detector's last published state.
+type fdMirror struct {
+	timeoutNanos   atomic.Int64
+	suspicionBits  atomic.Uint64
+	suspicions     atomic.Uint64
+	falseSuspicion atomic.Uint64
+	detections     atomic.Uint64
+}
+
+// set mirrors d; tick converts its ticks.
+func (f *fdMirror) set(d *repl.DetectorStatus, tick time.Duration) {
+	f.timeoutNanos.Store(int64(d.TimeoutTicks) * int64(tick))
+	f.suspicionBits.Store(math.Float64bits(d.Suspicion))
+	f.suspicions.Store(d.Suspicions)
+	f.falseSuspicion.Store(d.FalseSuspicions)
+	f.detections.Store(d.Detections)
+}
+
+func (f *fdMirror) collectors() [5]prometheus.Collector {
+	return [5]prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trireme", Name: "failure_detector_timeout_seconds",
+			Help: "Follower: the silence from the leader after which this node would campaign now " +
+				"(adaptive: learned from heartbeat arrivals within the election timeout bounds; fixed: the drawn timeout). " +
+				"0 on the leader."},
+			func() float64 { return time.Duration(f.timeoutNanos.Load()).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trireme", Name: "failure_detector_suspicion",
+			Help: "Follower, adaptive detector: phi, -log10 of the probability that the leader's next heartbeat " +
+				"is still to come after the current silence (about 1 per 10x less likely; 0 when fixed)."},
+			func() float64 { return math.Float64frombits(f.suspicionBits.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "failure_detector_suspicions_total",
+			Help: "Times this node gave up on a silent leader and started a campaign (pre-vote)."},
+			func() float64 { return float64(f.suspicions.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "failure_detector_false_suspicions_total",
+			Help: "Suspicions that were wrong: the campaign ended hearing the same leader in the same term " +
+				"(its pre-vote was refused because the leader was alive)."},
+			func() float64 { return float64(f.falseSuspicion.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "failure_detector_detections_total",
+			Help: "Suspicions that were right: a leader of a later term took over."},
+			func() float64 { return float64(f.detections.Load()) }),
+	}
 }

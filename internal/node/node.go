@@ -309,7 +309,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	rcfg.Conf = &conf
-	n.electionTicks = rcfg.ElectionTicks
+	n.electionTicks = max(rcfg.ElectionTicks, rcfg.MaxElectionTicks)
 	n.core, err = repl.New(rcfg, walStorage{log: n.wal, fatal: func(e error) {
 		if n.loopErr == nil {
 			n.loopErr = e
@@ -393,6 +393,14 @@ func (n *Node) coreConfig() repl.Config {
 	}
 	rc.HeartbeatTicks = max(1, int(cfg.Heartbeat/n.tick))
 	rc.ElectionTicks = max(rc.HeartbeatTicks*3, int(cfg.ElectionTimeout/n.tick))
+	if cfg.FailureDetector == DetectorAdaptive {
+		// The lower bound is every follower's stickiness, which the lease
+		// below is sized from; the upper bound caps the learned deadline.
+		rc.Detector = repl.DetectorAdaptive
+		rc.MaxElectionTicks = rc.ElectionTicks
+		rc.ElectionTicks = min(rc.MaxElectionTicks, max(rc.HeartbeatTicks*2, int(cfg.ElectionTimeoutMin/n.tick)))
+		rc.PauseTicks = int(cfg.HeartbeatPause / n.tick)
+	}
 	rc.DriftTicks = max(1, rc.ElectionTicks/10)
 	rc.LeaseTicks = min(rc.ElectionTicks*3/4, rc.ElectionTicks-rc.DriftTicks-1)
 	rc.Applied = n.store.AppliedIndex()
@@ -579,6 +587,15 @@ func (n *Node) HandleMessage(m repl.Message) {
 	}
 	select {
 	case n.msgCh <- m:
+	case <-n.doneCh:
+	}
+}
+
+// HandlePeerDown implements transport.Handler: a refused connection to id
+// is a hint for the failure detector (repl.Core.PeerDown).
+func (n *Node) HandlePeerDown(id repl.NodeID) {
+	select {
+	case n.ctlCh <- func() { n.core.PeerDown(id) }:
 	case <-n.doneCh:
 	}
 }
@@ -1264,6 +1281,7 @@ func (n *Node) publish(now time.Time) {
 		n.prevLead = st.Lead
 	}
 	n.noteConf(&st)
+	m.fd.set(&st.Detector, n.tick)
 	m.role.Set(float64(st.Role))
 	m.term.Set(float64(st.Term))
 	m.lastIndex.Set(float64(st.LastIndex))

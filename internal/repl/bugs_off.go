@@ -12,3 +12,4 @@ func (Bugs) leaseWithoutStickiness() bool { return false }
 func (Bugs) noProbeResend() bool          { return false }
 func (Bugs) twoConfChanges() bool         { return false }
 func (Bugs) snapshotWithoutChecks() bool  { return false }
+func (Bugs) adaptiveUnderLease() bool     { return false }

@@ -24,6 +24,10 @@ type Bugs struct {
 	// against the commit index, and keeps the log after it without checking
 	// the term at its index.
 	SnapshotWithoutChecks bool
+	// AdaptiveUnderLease lets the adaptive detector's learned deadline go
+	// below ElectionTicks, for campaigning and for stickiness alike: the
+	// leader's lease is then longer than the timeout followers adapted to.
+	AdaptiveUnderLease bool
 }
 
 func (b Bugs) voteWithoutLogCheck() bool    { return b.VoteWithoutLogCheck }
@@ -32,3 +36,4 @@ func (b Bugs) leaseWithoutStickiness() bool { return b.LeaseWithoutStickiness }
 func (b Bugs) noProbeResend() bool          { return b.NoProbeResend }
 func (b Bugs) twoConfChanges() bool         { return b.TwoConfChanges }
 func (b Bugs) snapshotWithoutChecks() bool  { return b.SnapshotWithoutChecks }
+func (b Bugs) adaptiveUnderLease() bool     { return b.AdaptiveUnderLease }

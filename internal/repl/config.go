@@ -60,6 +60,12 @@ func (cfg *Config) Validate() error {
 	case cfg.LeaseTicks >= cfg.ElectionTicks-cfg.DriftTicks:
 		return bad("LeaseTicks", "must be < ElectionTicks - DriftTicks (%d), got %d",
 			cfg.ElectionTicks-cfg.DriftTicks, cfg.LeaseTicks)
+	case cfg.Detector != DetectorFixed && cfg.Detector != DetectorAdaptive:
+		return bad("Detector", "unknown detector %d", uint8(cfg.Detector))
+	case cfg.Detector == DetectorAdaptive && cfg.MaxElectionTicks < cfg.ElectionTicks:
+		return bad("MaxElectionTicks", "must be >= ElectionTicks (%d) with the adaptive detector, got %d", cfg.ElectionTicks, cfg.MaxElectionTicks)
+	case cfg.PauseTicks < 0:
+		return bad("PauseTicks", "must be >= 0, got %d", cfg.PauseTicks)
 	case cfg.MaxMsgBytes <= 0:
 		return bad("MaxMsgBytes", "must be > 0, got %d", cfg.MaxMsgBytes)
 	case cfg.MaxInflightMsgs <= 0:

@@ -47,6 +47,8 @@ type Core struct {
 
 	votes map[NodeID]bool // (pre-)candidate: answers received
 
+	fd detector // follower: the failure detector's state (adaptive or not)
+
 	// Leader state (valid while role == RoleLeader).
 	prs             map[NodeID]*progress // followers only
 	followers       []*progress          // same, sorted by ID
@@ -85,6 +87,7 @@ func New(cfg Config, st Storage) (*Core, error) {
 		logger: cfg.Logger,
 		rand:   cfg.Rand,
 		bugs:   cfg.Bugs,
+		fd:     newDetector(),
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)

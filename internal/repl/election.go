@@ -15,12 +15,77 @@ func (c *Core) inLease() bool {
 	if c.now < int64(c.cfg.ElectionTicks) {
 		return true
 	}
+	if c.bugs.adaptiveUnderLease() && c.adaptive() && c.lead != None {
+		return c.electionElapsed < c.fd.deadline(&c.cfg)
+	}
 	return c.lead != None && c.electionElapsed < c.cfg.ElectionTicks
 }
 
 func (c *Core) resetRandomizedElectionTimeout() {
 	e := c.cfg.ElectionTicks
 	c.randomizedElectionTimeout = e + c.rand.Intn(e)
+	if c.adaptive() {
+		// Followers that lose the same leader at the same moment spread
+		// their campaigns over a heartbeat interval: a split vote then
+		// needs two of them to pick the same tick.
+		c.fd.jitter = c.rand.Intn(c.cfg.HeartbeatTicks + 1)
+	}
+}
+
+func (c *Core) adaptive() bool { return c.cfg.Detector == DetectorAdaptive }
+
+// quorumTicks is the leader's check-quorum window: the longest a follower
+// may stay silent before it would campaign (the adaptive upper bound, or
+// the fixed election timeout).
+func (c *Core) quorumTicks() int {
+	if c.adaptive() {
+		return c.cfg.MaxElectionTicks
+	}
+	return c.cfg.ElectionTicks
+}
+
+// electionDeadline is the silence (electionElapsed) after which this node
+// campaigns: the adaptive detector's deadline while it follows a known
+// leader, else the randomized timeout.
+func (c *Core) electionDeadline() int {
+	if c.adaptive() && c.role == RoleFollower && c.lead != None {
+		return c.fd.deadline(&c.cfg)
+	}
+	return c.randomizedElectionTimeout
+}
+
+// PeerDown tells the core that the runtime found id's process gone: its
+// address refused a connection (nothing listens there), which a live node
+// never does, while a crashed or killed one does at once. With the
+// adaptive detector a follower of id then campaigns as soon as its own
+// stickiness runs out, rather than waiting for a heartbeat to be overdue;
+// other voters still refuse votes until theirs runs out, so the leader
+// lease stays safe even if the report is wrong (a proxy that refuses while
+// the leader lives). Ignored otherwise.
+func (c *Core) PeerDown(id NodeID) {
+	if c.adaptive() && c.role == RoleFollower && id != None && id == c.lead {
+		c.fd.leaderDown = true
+	}
+}
+
+// detectorStatus reports the failure detector for Status.
+func (c *Core) detectorStatus() DetectorStatus {
+	s := DetectorStatus{
+		Mode:            c.cfg.Detector,
+		Suspicions:      c.fd.suspicions,
+		FalseSuspicions: c.fd.falseSuspicions,
+		Detections:      c.fd.detections,
+	}
+	if c.role == RoleLeader {
+		return s
+	}
+	s.TimeoutTicks = c.electionDeadline()
+	if c.adaptive() && c.role == RoleFollower && c.lead != None {
+		s.MeanTicks, s.StddevTicks = c.fd.stats(&c.cfg)
+		s.Suspicion = c.fd.suspicion(&c.cfg, c.electionElapsed)
+		s.LeaderDown = c.fd.leaderDown
+	}
+	return s
 }
 
 // reset moves to term (clearing the vote if the term changes) and clears the
@@ -34,6 +99,7 @@ func (c *Core) reset(term uint64) {
 		c.vote = None
 	}
 	c.lead = None
+	c.fd.leaderDown = false
 	c.electionElapsed = 0
 	c.heartbeatElapsed = 0
 	c.resetRandomizedElectionTimeout()
@@ -78,6 +144,7 @@ func (c *Core) becomeLeader() {
 	c.role = RoleLeader
 	c.lead = c.id
 	c.ticksSinceLeader = 0
+	c.fd.heard(c.id, c.term) // this node's own suspicion, if any, was right
 	last := c.log.lastIndex()
 	c.prs = make(map[NodeID]*progress, len(c.conf.Members))
 	c.followers = c.followers[:0]
@@ -95,8 +162,11 @@ func (c *Core) becomeLeader() {
 func (c *Core) tickElection() {
 	c.electionElapsed++
 	c.ticksSinceLeader++
-	if c.promotable() && c.electionElapsed >= c.randomizedElectionTimeout {
+	if c.promotable() && c.electionElapsed >= c.electionDeadline() {
 		c.electionElapsed = 0
+		if c.role == RoleFollower && c.lead != None {
+			c.fd.suspect(c.lead, c.term)
+		}
 		c.campaign(false)
 	}
 }
@@ -213,6 +283,7 @@ func (c *Core) stepFollower(m Message) error {
 		c.handleAppend(m)
 	case MsgHeartbeat:
 		c.heardLeader(m.From)
+		c.fd.observe(c.now, m.From)
 		c.handleHeartbeat(m)
 	case MsgTimeoutNow:
 		if !c.promotable() {
@@ -229,4 +300,6 @@ func (c *Core) heardLeader(from NodeID) {
 	c.electionElapsed = 0
 	c.ticksSinceLeader = 0
 	c.lead = from
+	c.fd.leaderDown = false
+	c.fd.heard(from, c.term)
 }

@@ -115,6 +115,7 @@ func (c *Core) Status() Status {
 		LeaseValid:   c.leaseValid(),
 		Transferring: c.transferee,
 		FirstIndex:   c.log.firstIndex(),
+		Detector:     c.detectorStatus(),
 	}
 	s.Conf, s.ConfIndex = c.Conf()
 	if c.role == RoleLeader {

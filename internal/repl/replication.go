@@ -397,7 +397,7 @@ func (c *Core) maybeCommit() bool {
 func (c *Core) tickLeader() {
 	c.heartbeatElapsed++
 	c.electionElapsed++
-	if c.electionElapsed >= c.cfg.ElectionTicks {
+	if c.electionElapsed >= c.quorumTicks() {
 		c.electionElapsed = 0
 		if c.cfg.CheckQuorum {
 			active := 0

@@ -346,8 +346,17 @@ type Config struct {
 	// leader's last index to be promoted to voter (default 1024).
 	MaxPromoteLag int
 
-	HeartbeatTicks              int // leader sends heartbeats this often
-	ElectionTicks               int // minimum election timeout; each node randomizes in [E, 2E)
+	HeartbeatTicks int // leader sends heartbeats this often
+	ElectionTicks  int // minimum election timeout and leader stickiness; fixed: each node randomizes in [E, 2E)
+	// Detector chooses how followers detect a failed leader (DetectorFixed,
+	// the zero value, or DetectorAdaptive). MaxElectionTicks bounds the
+	// adaptive deadline from above (it must be >= ElectionTicks) and is the
+	// leader's check-quorum window when adaptive; PauseTicks is the silence
+	// beyond the learned spread that the adaptive detector tolerates (stalls,
+	// collection pauses). Both are ignored when fixed.
+	Detector                    Detector
+	MaxElectionTicks            int
+	PauseTicks                  int
 	LeaseTicks                  int // leader lease after a majority heard it; < ElectionTicks - DriftTicks
 	DriftTicks                  int // clock-drift margin between nodes
 	CheckQuorum                 bool
@@ -422,4 +431,5 @@ type Status struct {
 	FirstIndex       uint64           // first index still in the log
 	Conf             ConfState        // the active configuration
 	ConfIndex        uint64           // index of the entry that set it
+	Detector         DetectorStatus   // follower: its failure detector
 }

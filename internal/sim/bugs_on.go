@@ -16,6 +16,7 @@ func applyCoreBugs(cfg *repl.Config, b Bugs) {
 		NoProbeResend:          b.NoProbeResend,
 		TwoConfChanges:         b.TwoConfChanges,
 		SnapshotWithoutChecks:  b.SnapshotWithoutChecks,
+		AdaptiveUnderLease:     b.AdaptiveUnderLease,
 	}
 }
 

@@ -3,7 +3,10 @@
 package sim
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // bugCase is a deliberate protocol bug and the fault mix that exposes it.
@@ -19,6 +22,11 @@ func bugCases() []bugCase {
 		{"VoteWithoutLogCheck", "vote", Bugs{VoteWithoutLogCheck: true}, bugConfig},
 		{"CommitOldTerm", "commit", Bugs{CommitOldTerm: true}, profileConfig("figure8", 3, 2000)},
 		{"LeaseWithoutStickiness", "lease", Bugs{LeaseWithoutStickiness: true}, profileConfig("lease", 0, 2000)},
+		{"AdaptiveUnderLease", "adaptive-lease", Bugs{AdaptiveUnderLease: true}, func(seed int64) Config {
+			c := profileConfig("lease", 0, 2000)(seed)
+			c.Timing.Adaptive(0)
+			return c
+		}},
 		{"AckBeforeFsync", "ack", Bugs{AckBeforeFsync: true}, bugConfig},
 		{"NoProbeResend", "probe", Bugs{NoProbeResend: true}, profileConfig("lossy", 0, 0)},
 		{"TwoConfChanges", "two-conf", Bugs{TwoConfChanges: true}, bugConfig},
@@ -83,6 +91,9 @@ func TestBugsAreCaught(t *testing.T) {
 					e2e := ""
 					if cfg.EndToEndOnly {
 						e2e = " -sim.e2e"
+					}
+					if cfg.Timing.Detector == repl.DetectorAdaptive {
+						e2e += fmt.Sprintf(" -sim.adaptive=%d", cfg.Timing.PauseTicks)
 					}
 					t.Logf("first caught at seed %d: %v\nreplay: %s -sim.profile=%s -sim.nodes=%d -sim.bugs=%s%s",
 						seed, v, ReplayCommand(seed, cfg.Steps, "replbugs"), cfg.Profile, cfg.Nodes, bc.flag, e2e)

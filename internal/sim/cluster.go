@@ -116,7 +116,8 @@ type cluster struct {
 	ms      membership
 
 	partUntil int64 // 0 = no partition active
-	attacking bool  // the active partition is a lease attack
+	downs     []downReport
+	attacking bool // the active partition is a lease attack
 	healing   bool
 	err       *Violation
 }
@@ -255,6 +256,7 @@ func (c *cluster) step(faulty bool) {
 	if faulty {
 		c.injectFaults()
 	}
+	c.reportDown(faulty)
 	for _, n := range c.nodes {
 		if n.up && !n.paused {
 			c.tickNode(n)
@@ -548,6 +550,9 @@ func (c *cluster) coreConfig(n *simNode) repl.Config {
 		Peers:                       c.peers,
 		HeartbeatTicks:              t.HeartbeatTicks,
 		ElectionTicks:               t.ElectionTicks,
+		Detector:                    t.Detector,
+		MaxElectionTicks:            t.MaxElectionTicks,
+		PauseTicks:                  t.PauseTicks,
 		LeaseTicks:                  t.LeaseTicks,
 		DriftTicks:                  t.DriftTicks,
 		CheckQuorum:                 true,
@@ -628,6 +633,52 @@ func (c *cluster) crash(n *simNode) {
 	}
 	n.downUntil = c.now + 1 + int64(c.rng.Intn(c.cfg.Faults.DownTicksMax))
 	c.wl.nodeCrashed(n)
+	if c.cfg.Timing.Detector == repl.DetectorAdaptive {
+		// The survivors' connections to n close, and redialing it is
+		// refused: each learns soon that n's process is gone.
+		for _, o := range c.nodes {
+			if o != n {
+				at := c.now + int64(c.cfg.Faults.DelayMin+c.rng.Intn(c.cfg.Faults.DelayMax-c.cfg.Faults.DelayMin+1))
+				c.downs = append(c.downs, downReport{at: at, to: o.id, about: n.id})
+			}
+		}
+	}
+}
+
+// downReport is a refused connection to come: node to learns that about's
+// process is gone, at tick at.
+type downReport struct {
+	at        int64
+	to, about repl.NodeID
+}
+
+// reportDown delivers due refusal reports (adaptive detector only) and,
+// in the faulty phase, false ones about live nodes.
+func (c *cluster) reportDown(faulty bool) {
+	if c.cfg.Timing.Detector != repl.DetectorAdaptive {
+		return
+	}
+	if faulty && c.chance(c.cfg.Faults.FalseDown) {
+		to, about := c.nodes[c.rng.Intn(len(c.nodes))], c.nodes[c.rng.Intn(len(c.nodes))]
+		if to != about {
+			c.downs = append(c.downs, downReport{at: c.now, to: to.id, about: about.id})
+			c.tr.add(c.now, "false-down %s about=%s", to.id, about.id)
+		}
+	}
+	k := 0
+	for _, r := range c.downs {
+		if r.at > c.now {
+			c.downs[k] = r
+			k++
+			continue
+		}
+		if i := c.nodeIndex(r.to); i >= 0 && c.nodes[i].up && !c.nodes[i].paused {
+			n := c.nodes[i]
+			c.tr.add(c.now, "peer-down %s about=%s", r.to, r.about)
+			n.core.PeerDown(r.about)
+		}
+	}
+	c.downs = c.downs[:k]
 }
 
 // logTerm is the term at index i of n's log as its runtime sees it: its

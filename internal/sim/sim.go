@@ -34,6 +34,8 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+
+	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // ErrInvalidConfig is returned (wrapped) by Config.Validate.
@@ -58,12 +60,18 @@ type Bugs struct {
 	// has committed an entry of its own term, as internal/node does at the
 	// time of writing (see DESIGN.md: a real bug this simulator found).
 	SettleEarly bool
+	// AdaptiveUnderLease: core: the adaptive detector's deadline is not
+	// held at or above ElectionTicks, and stickiness follows it, so the
+	// leader's lease outlasts the timeout followers adapted to (needs
+	// Timing.Detector adaptive).
+	AdaptiveUnderLease bool
 }
 
 // Any reports whether any bug is enabled.
 func (b Bugs) Any() bool {
 	return b.VoteWithoutLogCheck || b.CommitOldTerm || b.LeaseWithoutStickiness || b.AckBeforeFsync || b.NoProbeResend ||
-		b.TwoConfChanges || b.SnapshotWithoutChecks || b.CompactUndurable || b.SessionReadEarly || b.DuplicateApply || b.BoundedNoCheck || b.SettleEarly
+		b.TwoConfChanges || b.SnapshotWithoutChecks || b.CompactUndurable || b.SessionReadEarly || b.DuplicateApply || b.BoundedNoCheck || b.SettleEarly ||
+		b.AdaptiveUnderLease
 }
 
 // PartitionKind is a shape of network partition.
@@ -127,6 +135,9 @@ type Faults struct {
 	SnapDup          float64 // per snapshot transfer: a second copy arrives late (never reported)
 	SnapDelayMax     int     // a snapshot transfer takes size/4 + DelayMin..this many ticks (0 = 4*DelayMax)
 	CrashMidSnapshot float64 // per snapshot install: crash before the store swap, or after it before the log reset / RestoreSnapshot
+	// FalseDown (adaptive detector only): per tick, tell a random node that
+	// a live peer's process is gone (a refusal from something in between).
+	FalseDown float64
 }
 
 // Workload is the client workload.
@@ -163,6 +174,13 @@ type Timing struct {
 	LeaseTicks     int
 	DriftTicks     int
 	ProposalTicks  int // DefaultProposalTimeoutTicks
+	// Detector is the core's failure detector. With DetectorAdaptive,
+	// MaxElectionTicks and PauseTicks are its bounds, crashes are reported
+	// to the survivors (repl.Core.PeerDown) as a refused connection would
+	// be, and Faults.FalseDown reports live nodes as down.
+	Detector         repl.Detector
+	MaxElectionTicks int
+	PauseTicks       int
 }
 
 // Config configures one simulation run.
@@ -332,6 +350,7 @@ func Profiles() []Profile {
 		TornWrite: 0.5, StoreLoss: 0.3, PauseDrop: 0.5,
 		Membership: 0.01, ConfBurst: 0.3, StoreFlushMax: 20,
 		SnapFail: 0.1, SnapDup: 0.2, CrashMidSnapshot: 0.05,
+		FalseDown: 0.005,
 	}
 	with := func(f func(*Faults)) Faults { x := base; f(&x); return x }
 	return []Profile{
@@ -413,7 +432,18 @@ func ConfigForSeed(seed int64, steps int) Config {
 	ps := Profiles()
 	ps[(u>>8)%uint64(len(ps))].Apply(&c)
 	c.Retention = int((u >> 24) % 21)
+	if (u>>40)&1 == 1 {
+		c.Timing.Adaptive((u >> 41) % 5)
+	}
 	return c
+}
+
+// Adaptive switches t to the adaptive failure detector, with an upper
+// bound of three times the lower one and pause ticks of tolerated silence.
+func (t *Timing) Adaptive(pause uint64) {
+	t.Detector = repl.DetectorAdaptive
+	t.MaxElectionTicks = 3 * t.ElectionTicks
+	t.PauseTicks = int(pause)
 }
 
 // Violation is a broken guarantee.

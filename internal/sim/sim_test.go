@@ -21,7 +21,8 @@ var (
 	flagNodes   = flag.Int("sim.nodes", 0, "force this cluster size, 3 or 5 (default: chosen by each seed)")
 	flagViz     = flag.String("sim.viz", "", "write porcupine's HTML visualization of a non-linearizable history to this file")
 	flagE2E     = flag.Bool("sim.e2e", false, "end-to-end checks only (skip runtime-internal durability checks)")
-	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,ack,probe,two-conf,snap-nocheck,compact-undurable,session-early,dup-apply,bounded-nocheck,settle-early")
+	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,adaptive-lease,ack,probe,two-conf,snap-nocheck,compact-undurable,session-early,dup-apply,bounded-nocheck,settle-early")
+	flagPause   = flag.Int("sim.adaptive", -1, "force the adaptive failure detector with this many pause ticks (default: chosen by each seed)")
 )
 
 // seedConfig is the configuration of seed under the command-line flags.
@@ -37,6 +38,9 @@ func seedConfig(t testing.TB, seed int64) Config {
 	if *flagNodes != 0 {
 		c.Nodes = *flagNodes
 	}
+	if *flagPause >= 0 {
+		c.Timing.Adaptive(uint64(*flagPause))
+	}
 	c.VisualizePath = *flagViz
 	c.EndToEndOnly = *flagE2E
 	if *flagBugs != "" {
@@ -48,6 +52,8 @@ func seedConfig(t testing.TB, seed int64) Config {
 				c.Bugs.CommitOldTerm = true
 			case "lease":
 				c.Bugs.LeaseWithoutStickiness = true
+			case "adaptive-lease":
+				c.Bugs.AdaptiveUnderLease = true
 			case "ack":
 				c.Bugs.AckBeforeFsync = true
 			case "probe":

@@ -114,3 +114,5 @@ func (h handlerFunc) HandleForward(context.Context, repl.NodeID, *ForwardRequest
 }
 
 func (h handlerFunc) HandleStream(repl.NodeID, net.Conn) {}
+
+func (h handlerFunc) HandlePeerDown(repl.NodeID) {}

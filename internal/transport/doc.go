@@ -104,6 +104,10 @@ type Handler interface {
 	HandleMessage(m repl.Message)
 	HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse
 	HandleStream(from repl.NodeID, c net.Conn)
+	// HandlePeerDown: connecting to the peer was refused (nothing listens
+	// at its address: its process is gone). A hint for failure detection,
+	// never proof: something in between may refuse for a live peer.
+	HandlePeerDown(id repl.NodeID)
 }
 
 // PeerInfo is what a node learned about a peer from its handshake.

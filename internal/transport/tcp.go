@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/trireme-db/trireme/internal/pki"
@@ -596,6 +597,12 @@ func (p *tcpPeer) run() {
 			t.log.Debug("cannot connect to peer", "peer", string(p.id), "addr", *p.addr.Load(), "err", err)
 			if errors.Is(err, ErrHandshake) {
 				t.log.Warn("peer handshake failed", "peer", string(p.id), "err", err)
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// The connection to a peer whose process died closes at
+				// once, and redialing it is refused: tell the node now
+				// rather than let it wait for a heartbeat to be overdue.
+				t.handler.HandlePeerDown(p.id)
 			}
 			select {
 			case <-t.closed:

@@ -15,12 +15,20 @@ import (
 )
 
 type recHandler struct {
-	id   repl.NodeID
-	msgs chan repl.Message
+	id    repl.NodeID
+	msgs  chan repl.Message
+	downs chan repl.NodeID
 }
 
 func newRec(id repl.NodeID) *recHandler {
-	return &recHandler{id: id, msgs: make(chan repl.Message, 1024)}
+	return &recHandler{id: id, msgs: make(chan repl.Message, 1024), downs: make(chan repl.NodeID, 64)}
+}
+
+func (h *recHandler) HandlePeerDown(id repl.NodeID) {
+	select {
+	case h.downs <- id:
+	default:
+	}
 }
 
 func (h *recHandler) HandleMessage(m repl.Message) { h.msgs <- m }
@@ -333,5 +341,36 @@ func TestTCPSetPeers(t *testing.T) {
 	a.SetPeers(map[repl.NodeID]string{"b": lb2.Addr().String()})
 	if got := sendUntil(t, a, hb2, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 3}); got.Term != 3 {
 		t.Fatalf("got %+v after the address change", got)
+	}
+}
+
+// TestPeerDownOnRefusal: when a peer's process goes away (its listener
+// closes, as the kernel does for a killed process), the connection to it
+// drops and redialing is refused: the handler hears it at once, without
+// any message queued for the peer. A live peer is never reported.
+func TestPeerDownOnRefusal(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	bAddr := lb.Addr().String()
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": bAddr})
+	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	ha, hb := newRec("a"), newRec("b")
+	a.Start(ha)
+	b.Start(hb)
+	sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	select {
+	case id := <-ha.downs:
+		t.Fatalf("live peer %s reported down", id)
+	case <-time.After(100 * time.Millisecond):
+	}
+	start := time.Now()
+	b.Close() // closes b's listener and its connections
+	select {
+	case id := <-ha.downs:
+		if id != "b" {
+			t.Fatalf("reported %q down, want b", id)
+		}
+		t.Logf("peer down reported %v after the close", time.Since(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("a closed peer was never reported down")
 	}
 }
