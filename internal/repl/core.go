@@ -49,6 +49,8 @@ type Core struct {
 
 	fd detector // follower: the failure detector's state (adaptive or not)
 
+	extUntil int64 // ExternalElection: the coordinator's grant ends at this tick
+
 	// Leader state (valid while role == RoleLeader).
 	prs             map[NodeID]*progress // followers only
 	followers       []*progress          // same, sorted by ID

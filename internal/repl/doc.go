@@ -26,6 +26,8 @@
 //   - Propose(p): a write on the leader, with an ack mode and a timeout.
 //   - Read(r): a linearizable read on the leader.
 //   - TransferLeadership(to): a planned switchover.
+//   - PeerDown(id): the runtime found id's process gone (a refused
+//     connection); a hint for the adaptive failure detector.
 //
 // # The Ready loop
 //
@@ -114,7 +116,12 @@
 // The lease is valid until (tick at which a quorum-acknowledged heartbeat round
 // was sent) + LeaseTicks. It is safe because a follower refuses to vote for
 // ElectionTicks after hearing from its leader (leader stickiness), and
-// Validate requires LeaseTicks < ElectionTicks - DriftTicks. The lease is
+// Validate requires LeaseTicks < ElectionTicks - DriftTicks. With the
+// adaptive failure detector (detector.go) ElectionTicks is the lower bound of
+// the learned timeout: what a follower learns moves only the moment it
+// campaigns, never its stickiness, so the lease needs no report from the
+// followers. PeerDown (a refused connection to the leader) likewise only
+// makes a follower campaign once its own stickiness is over. The lease is
 // never used during a leadership transfer, whose votes override stickiness.
 //
 // # Followers

@@ -131,8 +131,11 @@ func (c *Core) becomePreCandidate() {
 	c.logger.Debug("became pre-candidate", "term", c.term)
 }
 
-func (c *Core) becomeCandidate() {
-	c.reset(c.term + 1)
+func (c *Core) becomeCandidate() { c.becomeCandidateAt(c.term + 1) }
+
+// becomeCandidateAt starts a candidacy at term (> c.term), voting for itself.
+func (c *Core) becomeCandidateAt(term uint64) {
+	c.reset(term)
 	c.role = RoleCandidate
 	c.vote = c.id
 	c.votes = map[NodeID]bool{}
@@ -162,6 +165,9 @@ func (c *Core) becomeLeader() {
 func (c *Core) tickElection() {
 	c.electionElapsed++
 	c.ticksSinceLeader++
+	if c.cfg.ExternalElection {
+		return // the coordinator decides who campaigns (Campaign)
+	}
 	if c.promotable() && c.electionElapsed >= c.electionDeadline() {
 		c.electionElapsed = 0
 		if c.role == RoleFollower && c.lead != None {
@@ -286,6 +292,10 @@ func (c *Core) stepFollower(m Message) error {
 		c.fd.observe(c.now, m.From)
 		c.handleHeartbeat(m)
 	case MsgTimeoutNow:
+		if c.cfg.ExternalElection {
+			c.logger.Info("ignoring MsgTimeoutNow: leadership is chosen by the coordinator", "peer", string(m.From))
+			return nil
+		}
 		if !c.promotable() {
 			c.logger.Info("ignoring MsgTimeoutNow: priority 0", "peer", string(m.From))
 			return nil

@@ -49,7 +49,7 @@ func (rs *readState) sentAt(ctx uint64) int64 { return rs.sent[ctx-rs.base] }
 // The lease is never valid during a leadership transfer: the target's
 // election overrides stickiness.
 func (c *Core) leaseValid() bool {
-	return c.role == RoleLeader && c.transferee == None && c.now < c.rs.leaseUntil
+	return c.role == RoleLeader && c.transferee == None && c.now < c.rs.leaseUntil && !c.externalExpired()
 }
 
 // updateReadQuorum recomputes the confirmed round, extends the lease and

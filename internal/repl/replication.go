@@ -395,6 +395,13 @@ func (c *Core) maybeCommit() bool {
 }
 
 func (c *Core) tickLeader() {
+	if c.externalExpired() {
+		// The coordinator may grant the key to another node from now on
+		// (the grant's end is computed conservatively): stop leading.
+		c.logger.Warn("the coordinator's grant ended; stepping down", "term", c.term)
+		c.becomeFollower(c.term, None)
+		return
+	}
 	c.heartbeatElapsed++
 	c.electionElapsed++
 	if c.electionElapsed >= c.quorumTicks() {

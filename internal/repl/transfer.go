@@ -11,6 +11,9 @@ func (c *Core) TransferLeadership(to NodeID) error {
 	if c.role != RoleLeader {
 		return ErrNotLeader
 	}
+	if c.cfg.ExternalElection && to != c.id {
+		return ErrExternalElection
+	}
 	if !c.isPeer(to) {
 		return fmt.Errorf("%w: %q", ErrUnknownPeer, to)
 	}
@@ -68,7 +71,7 @@ func (c *Core) abortTransfer(why string) {
 // maybePriorityTransfer hands leadership to the caught-up, recently active
 // follower with the highest priority, if it is higher than ours.
 func (c *Core) maybePriorityTransfer() {
-	if c.role != RoleLeader || c.transferee != None || c.now < c.autoTransferMin {
+	if c.role != RoleLeader || c.transferee != None || c.now < c.autoTransferMin || c.cfg.ExternalElection {
 		return
 	}
 	last := c.log.lastIndex()

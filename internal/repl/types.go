@@ -354,9 +354,14 @@ type Config struct {
 	// leader's check-quorum window when adaptive; PauseTicks is the silence
 	// beyond the learned spread that the adaptive detector tolerates (stalls,
 	// collection pauses). Both are ignored when fixed.
-	Detector                    Detector
-	MaxElectionTicks            int
-	PauseTicks                  int
+	Detector         Detector
+	MaxElectionTicks int
+	PauseTicks       int
+	// ExternalElection: an external coordinator decides who campaigns and
+	// at which term (Campaign) and bounds each leader's reign
+	// (ExtendLeadership); the core never campaigns on its own, and does
+	// no leadership transfers.
+	ExternalElection            bool
 	LeaseTicks                  int // leader lease after a majority heard it; < ElectionTicks - DriftTicks
 	DriftTicks                  int // clock-drift margin between nodes
 	CheckQuorum                 bool

@@ -27,6 +27,11 @@ func bugCases() []bugCase {
 			c.Timing.Adaptive(0)
 			return c
 		}},
+		{"VoteWithoutLogCheck/Coordinator", "vote", Bugs{VoteWithoutLogCheck: true}, func(seed int64) Config {
+			c := bugConfig(seed)
+			c.Timing.UseCoordinator()
+			return c
+		}},
 		{"AckBeforeFsync", "ack", Bugs{AckBeforeFsync: true}, bugConfig},
 		{"NoProbeResend", "probe", Bugs{NoProbeResend: true}, profileConfig("lossy", 0, 0)},
 		{"TwoConfChanges", "two-conf", Bugs{TwoConfChanges: true}, bugConfig},
@@ -94,6 +99,9 @@ func TestBugsAreCaught(t *testing.T) {
 					}
 					if cfg.Timing.Detector == repl.DetectorAdaptive {
 						e2e += fmt.Sprintf(" -sim.adaptive=%d", cfg.Timing.PauseTicks)
+					}
+					if cfg.Timing.Coordinator {
+						e2e += " -sim.coordinator"
 					}
 					t.Logf("first caught at seed %d: %v\nreplay: %s -sim.profile=%s -sim.nodes=%d -sim.bugs=%s%s",
 						seed, v, ReplayCommand(seed, cfg.Steps, "replbugs"), cfg.Profile, cfg.Nodes, bc.flag, e2e)

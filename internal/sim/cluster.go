@@ -67,6 +67,8 @@ type simNode struct {
 	leaderChecked uint64 // last term whose leader-completeness check ran
 	campaigning   bool   // was a (pre-)candidate at the last lease-attack look
 	crashAt       int64  // scheduled crash tick, 0 = none
+
+	coord coordNode // its side of the external coordinator (coordinator.go)
 }
 
 // storeState is a durable copy of a node's store.
@@ -117,6 +119,7 @@ type cluster struct {
 
 	partUntil int64 // 0 = no partition active
 	downs     []downReport
+	coord     coordModel
 	attacking bool // the active partition is a lease attack
 	healing   bool
 	err       *Violation
@@ -257,6 +260,7 @@ func (c *cluster) step(faulty bool) {
 		c.injectFaults()
 	}
 	c.reportDown(faulty)
+	c.coordStep(faulty)
 	for _, n := range c.nodes {
 		if n.up && !n.paused {
 			c.tickNode(n)
@@ -553,6 +557,7 @@ func (c *cluster) coreConfig(n *simNode) repl.Config {
 		Detector:                    t.Detector,
 		MaxElectionTicks:            t.MaxElectionTicks,
 		PauseTicks:                  t.PauseTicks,
+		ExternalElection:            t.Coordinator,
 		LeaseTicks:                  t.LeaseTicks,
 		DriftTicks:                  t.DriftTicks,
 		CheckQuorum:                 true,
@@ -633,6 +638,8 @@ func (c *cluster) crash(n *simNode) {
 	}
 	n.downUntil = c.now + 1 + int64(c.rng.Intn(c.cfg.Faults.DownTicksMax))
 	c.wl.nodeCrashed(n)
+	cut := n.coord.cutUntil
+	n.coord = coordNode{cutUntil: cut} // the key stays until its lease expires
 	if c.cfg.Timing.Detector == repl.DetectorAdaptive {
 		// The survivors' connections to n close, and redialing it is
 		// refused: each learns soon that n's process is gone.

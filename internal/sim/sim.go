@@ -138,6 +138,11 @@ type Faults struct {
 	// FalseDown (adaptive detector only): per tick, tell a random node that
 	// a live peer's process is gone (a refusal from something in between).
 	FalseDown float64
+	// CoordCut (coordinator runs only): per tick, cut one node off from the
+	// coordinator for 1..2*CoordTTL ticks; CoordDown: the coordinator
+	// answers nobody for as long.
+	CoordCut  float64
+	CoordDown float64
 }
 
 // Workload is the client workload.
@@ -181,6 +186,10 @@ type Timing struct {
 	Detector         repl.Detector
 	MaxElectionTicks int
 	PauseTicks       int
+	// Coordinator: leadership is chosen by a modelled external coordinator
+	// (coordinator.go) whose key lease lasts CoordTTL ticks.
+	Coordinator bool
+	CoordTTL    int
 }
 
 // Config configures one simulation run.
@@ -350,7 +359,7 @@ func Profiles() []Profile {
 		TornWrite: 0.5, StoreLoss: 0.3, PauseDrop: 0.5,
 		Membership: 0.01, ConfBurst: 0.3, StoreFlushMax: 20,
 		SnapFail: 0.1, SnapDup: 0.2, CrashMidSnapshot: 0.05,
-		FalseDown: 0.005,
+		FalseDown: 0.005, CoordCut: 0.004, CoordDown: 0.002,
 	}
 	with := func(f func(*Faults)) Faults { x := base; f(&x); return x }
 	return []Profile{
@@ -435,7 +444,17 @@ func ConfigForSeed(seed int64, steps int) Config {
 	if (u>>40)&1 == 1 {
 		c.Timing.Adaptive((u >> 41) % 5)
 	}
+	if (u>>44)%4 == 0 {
+		c.Timing.UseCoordinator()
+	}
 	return c
+}
+
+// UseCoordinator makes an external coordinator choose the leaders, with a
+// key lease of three election timeouts.
+func (t *Timing) UseCoordinator() {
+	t.Coordinator = true
+	t.CoordTTL = 3 * t.ElectionTicks
 }
 
 // Adaptive switches t to the adaptive failure detector, with an upper

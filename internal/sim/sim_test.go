@@ -23,6 +23,7 @@ var (
 	flagE2E     = flag.Bool("sim.e2e", false, "end-to-end checks only (skip runtime-internal durability checks)")
 	flagBugs    = flag.String("sim.bugs", "", "comma-separated test-only bugs (needs -tags replbugs): vote,commit,lease,adaptive-lease,ack,probe,two-conf,snap-nocheck,compact-undurable,session-early,dup-apply,bounded-nocheck,settle-early")
 	flagPause   = flag.Int("sim.adaptive", -1, "force the adaptive failure detector with this many pause ticks (default: chosen by each seed)")
+	flagCoord   = flag.Bool("sim.coordinator", false, "force leadership by the modelled external coordinator (default: chosen by each seed)")
 )
 
 // seedConfig is the configuration of seed under the command-line flags.
@@ -40,6 +41,9 @@ func seedConfig(t testing.TB, seed int64) Config {
 	}
 	if *flagPause >= 0 {
 		c.Timing.Adaptive(uint64(*flagPause))
+	}
+	if *flagCoord {
+		c.Timing.UseCoordinator()
 	}
 	c.VisualizePath = *flagViz
 	c.EndToEndOnly = *flagE2E
