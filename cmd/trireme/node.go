@@ -21,6 +21,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api/httpapi"
 	"github.com/trireme-db/trireme/internal/api/resp"
+	"github.com/trireme-db/trireme/internal/coordinator"
 	"github.com/trireme-db/trireme/internal/node"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -72,7 +73,8 @@ type nodeOpts struct {
 	replicas                                         int
 	heartbeat, election, writeTimeout                time.Duration
 	electionMin, hbPause                             time.Duration
-	detector                                         string
+	detector, electionMode, coordinator              string
+	coordTTL                                         time.Duration
 	idemWindow, sessionWait                          time.Duration
 	priority, maxValue, idemMaxKeys                  int
 	logLevel                                         string
@@ -104,6 +106,9 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.DurationVar(&o.election, "election-timeout", d.ElectionTimeout, "fixed detector: minimum election timeout (randomized up to 2x); adaptive: the upper bound of the learned timeout; >= 3 x --heartbeat")
 	fs.StringVar(&o.detector, "failure-detector", d.FailureDetector, "how followers detect a failed leader: adaptive (learns heartbeat arrivals, within --election-timeout-min and --election-timeout; acts at once on a refused connection) or fixed (--election-timeout, randomized)")
 	fs.DurationVar(&o.electionMin, "election-timeout-min", d.ElectionTimeoutMin, "adaptive detector: the lower bound; no follower votes for another leader within it of hearing its own, and the read lease is shorter; >= 2 x --heartbeat")
+	fs.StringVar(&o.electionMode, "election", d.Election, "who chooses the leader: quorum (the nodes elect among themselves) or coordinator (a lease-backed key in etcd, --coordinator)")
+	fs.StringVar(&o.coordinator, "coordinator", "", "with --election coordinator: the etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
+	fs.DurationVar(&o.coordTTL, "coordinator-ttl", d.CoordinatorTTL, "with --election coordinator: the leadership key's lease (whole seconds): how long a dead leader's key blocks a successor")
 	fs.DurationVar(&o.hbPause, "heartbeat-pause", d.HeartbeatPause, "adaptive detector: silence beyond the learned heartbeat spread tolerated before suspecting the leader (stalls, pauses); 0 = none")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", d.WriteTimeout, "default time a write waits for its ack mode")
 	fs.IntVar(&o.priority, "priority", d.Priority, "leadership priority: 0 never leads; higher takes over when caught up")
@@ -178,6 +183,12 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 	}
 	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
 	cfg.FailureDetector, cfg.ElectionTimeoutMin, cfg.HeartbeatPause = o.detector, o.electionMin, o.hbPause
+	cfg.Election, cfg.CoordinatorTTL = o.electionMode, o.coordTTL
+	if o.coordinator != "" {
+		if cfg.CoordinatorEndpoints, err = coordinator.ParseEndpoints(o.coordinator); err != nil {
+			return cfg, nil, fmt.Errorf("--coordinator: %w", err)
+		}
+	}
 	if o.hbPause == 0 {
 		cfg.HeartbeatPause = -1 // the flag's 0 means none; the config's 0 means the default
 	}

@@ -67,6 +67,7 @@ type upOpts struct {
 	data, ack        string
 	heartbeat, elect time.Duration
 	detector         string
+	coordinator      string
 	logLevel         string
 	logRetain        string
 	quiet            bool
@@ -85,6 +86,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "nodes' heartbeat interval (default: the node's)")
 	fs.DurationVar(&o.elect, "election-timeout", 0, "nodes' --election-timeout (default: the node's)")
 	fs.StringVar(&o.detector, "failure-detector", "", "nodes' --failure-detector, adaptive or fixed (default: the node's, adaptive)")
+	fs.StringVar(&o.coordinator, "coordinator", "", "run the nodes with --election coordinator against this etcd, etcd://HOST:PORT[,...] (default: quorum elections)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "nodes' log level")
 	fs.StringVar(&o.logRetain, "log-retain", "", "nodes' --log-retain: WAL kept beyond what the store needs (default: the node's, 256MiB)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
@@ -168,6 +170,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.detector != "" {
 		cfg.NodeArgs = append(cfg.NodeArgs, "--failure-detector", o.detector)
+	}
+	if o.coordinator != "" {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--election", "coordinator", "--coordinator", o.coordinator)
 	}
 	if o.logRetain != "" {
 		if _, err := node.ParseBytes(o.logRetain); err != nil {

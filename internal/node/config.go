@@ -90,6 +90,14 @@ type Config struct {
 	// leader (default 200ms; a stall, a collection pause). 0: the default;
 	// negative: none.
 	HeartbeatPause time.Duration
+	// Election is ElectionQuorum (the default; "" means it) or
+	// ElectionCoordinator (--election): then leadership is a lease-backed
+	// key in the etcd at CoordinatorEndpoints (--coordinator), whose lease
+	// lasts CoordinatorTTL (--coordinator-ttl, default 2s, whole seconds;
+	// 0: the default). See coordination.go.
+	Election             string
+	CoordinatorEndpoints []string
+	CoordinatorTTL       time.Duration
 	// Priority: 0 never leads; a higher one takes over when caught up (default 1).
 	Priority int
 	// WriteTimeout is the default time a write may wait for its ack mode (default 5s).
@@ -177,6 +185,8 @@ func DefaultConfig() Config {
 		Heartbeat:       50 * time.Millisecond,
 		ElectionTimeout: 300 * time.Millisecond,
 		FailureDetector: DetectorAdaptive,
+		Election:        ElectionQuorum,
+		CoordinatorTTL:  DefaultCoordinatorTTL,
 		Priority:        1,
 
 		ElectionTimeoutMin: DefaultElectionTimeoutMin,
@@ -268,6 +278,23 @@ func (c *Config) Validate() error {
 	case DetectorAdaptive, DetectorFixed:
 	default:
 		return fmt.Errorf("%w: --failure-detector %q: want adaptive or fixed", ErrConfig, c.FailureDetector)
+	}
+	switch c.Election {
+	case "":
+		c.Election = ElectionQuorum
+	case ElectionQuorum:
+	case ElectionCoordinator:
+		if len(c.CoordinatorEndpoints) == 0 {
+			return fmt.Errorf("%w: --election coordinator needs --coordinator etcd://HOST:PORT[,HOST:PORT...]", ErrConfig)
+		}
+	default:
+		return fmt.Errorf("%w: --election %q: want quorum or coordinator", ErrConfig, c.Election)
+	}
+	if c.CoordinatorTTL == 0 {
+		c.CoordinatorTTL = DefaultCoordinatorTTL
+	}
+	if c.CoordinatorTTL < time.Second || c.CoordinatorTTL%time.Second != 0 {
+		return fmt.Errorf("%w: --coordinator-ttl %v must be a whole number of seconds, at least 1s (etcd grants leases in seconds)", ErrConfig, c.CoordinatorTTL)
 	}
 	if c.ElectionTimeoutMin == 0 {
 		c.ElectionTimeoutMin = DefaultElectionTimeoutMin

@@ -90,6 +90,7 @@ type Node struct {
 	propSpare  []*propReq // the run loop's other queue buffer
 	readCh     chan *readReq
 	ctlCh      chan func()
+	coord      *coordRunner     // the external coordinator's runner (--election coordinator), nil otherwise
 	installCh  chan *installReq // received snapshots, to install on the run loop
 	snaps      *snapshots
 	stopCh     chan struct{}
@@ -367,6 +368,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.compact.start()
 	go n.applier()
 	go n.run()
+	if cfg.Election == ElectionCoordinator {
+		if err := n.startCoordinator(); err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("node: coordinator: %w", err)
+		}
+	}
 	if err := n.tr.Start(n); err != nil {
 		n.Stop()
 		return nil, fmt.Errorf("node: start transport: %w", err)
@@ -391,6 +398,7 @@ func (n *Node) coreConfig() repl.Config {
 		}
 		rc.Peers = append(rc.Peers, repl.Peer{ID: repl.NodeID(m.ID), Priority: prio})
 	}
+	rc.ExternalElection = cfg.Election == ElectionCoordinator
 	rc.HeartbeatTicks = max(1, int(cfg.Heartbeat/n.tick))
 	rc.ElectionTicks = max(rc.HeartbeatTicks*3, int(cfg.ElectionTimeout/n.tick))
 	if cfg.FailureDetector == DetectorAdaptive {
@@ -485,6 +493,9 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		var errs []error
+		if n.coord != nil {
+			n.coord.close()
+		}
 		n.snaps.cancel() // senders and receivers end; the run loop stops next
 		if n.tr != nil {
 			errs = append(errs, n.tr.Close())

@@ -634,6 +634,10 @@ func (n *Node) TransferLeadership(ctx context.Context, to string) error {
 }
 
 func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) error {
+	if n.cfg.Election == ElectionCoordinator {
+		return fmt.Errorf("%w: leadership is chosen by the coordinator (--election coordinator): "+
+			"no planned transfer; stopping the leader hands its key back", repl.ErrBadTransferTarget)
+	}
 	if !n.view.Load().isMember(to) {
 		return fmt.Errorf("%w: %q is not a member of the cluster", repl.ErrBadTransferTarget, to)
 	}
