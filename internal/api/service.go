@@ -250,6 +250,21 @@ type NodeStatus struct {
 	DiskFreeBytes    uint64 `json:"disk_free_bytes"`
 	DiskReserveBytes uint64 `json:"disk_reserve_bytes"`
 	DiskLow          bool   `json:"disk_low"`
+	// Election is "quorum" or "coordinator"; FailureDetector describes how
+	// this node watches its leader.
+	Election        string               `json:"election,omitempty"`
+	FailureDetector *FailureDetectorInfo `json:"failure_detector,omitempty"`
+}
+
+// FailureDetectorInfo is a node's failure detector (a follower's; on the
+// leader only the mode and the counters mean anything).
+type FailureDetectorInfo struct {
+	Mode            string  `json:"mode"`       // adaptive or fixed
+	TimeoutMillis   int64   `json:"timeout_ms"` // silence after which it would campaign now
+	Suspicion       float64 `json:"suspicion"`  // phi (adaptive)
+	Suspicions      uint64  `json:"suspicions"`
+	FalseSuspicions uint64  `json:"false_suspicions"`
+	Detections      uint64  `json:"detections"`
 }
 
 // Rollback is one discarded write.

@@ -410,6 +410,14 @@ func TestClusterRestartAndFailover(t *testing.T) {
 	if !failovers {
 		t.Error("no node recorded a failover duration")
 	}
+	// The new leader's own suspicion of the old one was right: a detection.
+	if st := c.nodes[nli].Status(); st.Election != ElectionQuorum || st.FailureDetector == nil ||
+		st.FailureDetector.Mode != DetectorAdaptive || st.FailureDetector.Detections == 0 {
+		t.Errorf("new leader's status: election %q detector %+v, want quorum, adaptive, a detection", st.Election, st.FailureDetector)
+	}
+	if st := c.nodes[c.follower(nli)].Status(); st.FailureDetector.TimeoutMillis < 100 || st.FailureDetector.TimeoutMillis > 400 {
+		t.Errorf("follower's learned timeout %d ms, want within the bounds (100-300 ms, plus jitter)", st.FailureDetector.TimeoutMillis)
+	}
 
 	// Everything stops; everything restarts from disk (WAL replay into the store).
 	c.start(li)

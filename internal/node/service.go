@@ -56,6 +56,16 @@ func (n *Node) Status() api.NodeStatus {
 		DiskFreeBytes:    n.disk.free.Load(),
 		DiskReserveBytes: n.disk.reserve,
 		DiskLow:          n.disk.low.Load(),
+
+		Election: n.cfg.Election,
+		FailureDetector: &api.FailureDetectorInfo{
+			Mode:            n.cfg.FailureDetector,
+			TimeoutMillis:   (time.Duration(st.Detector.TimeoutTicks) * n.tick).Milliseconds(),
+			Suspicion:       st.Detector.Suspicion,
+			Suspicions:      st.Detector.Suspicions,
+			FalseSuspicions: st.Detector.FalseSuspicions,
+			Detections:      st.Detector.Detections,
+		},
 	}
 	if n.stopped() {
 		out.Role = "stopped"
