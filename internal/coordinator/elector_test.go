@@ -12,17 +12,19 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/trireme-db/trireme/internal/coordinator/etcdtest"
 )
 
-// These tests run against a real etcd (see etcd_helper_test.go) with a 1s
+// These tests run against a real etcd (internal/coordinator/etcdtest) with a 1s
 // lease TTL. Times come from etcd, so they poll the wall clock; every bound
 // they check is one the package promises, never a speed target.
 
 func TestRaceExactlyOneWins(t *testing.T) {
-	etcd := mustStartEtcd(t)
+	etcd := etcdtest.Start(t)
 	var electors []*Elector
 	for i := range 4 {
-		electors = append(electors, mustElector(t, etcd.client, "race", fmt.Sprintf("n%d", i)))
+		electors = append(electors, mustElector(t, etcd.Endpoint(), "race", fmt.Sprintf("n%d", i)))
 	}
 	var lastTerm uint64
 	for round := range 5 {
@@ -86,10 +88,10 @@ func TestRaceExactlyOneWins(t *testing.T) {
 }
 
 func TestTermsIncreaseAcrossHoldersAndMinTermIsHonoured(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "terms", "a")
-	b := mustElector(t, etcd.client, "terms", "b")
-	c := mustElector(t, etcd.client, "terms", "c")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "terms", "a")
+	b := mustElector(t, etcd.Endpoint(), "terms", "b")
+	c := mustElector(t, etcd.Endpoint(), "terms", "c")
 	ctx := testCtx(t, 20*time.Second)
 	resign := func(e *Elector) {
 		t.Helper()
@@ -157,9 +159,9 @@ func TestTermsIncreaseAcrossHoldersAndMinTermIsHonoured(t *testing.T) {
 }
 
 func TestKeepalivesHoldTheKeyPastTheTTL(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "keep", "a")
-	b := mustElector(t, etcd.client, "keep", "b")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "keep", "a")
+	b := mustElector(t, etcd.Endpoint(), "keep", "b")
 	term := mustAcquire(t, a, 0)
 	first := a.ValidUntil()
 	end := time.Now().Add(3 * testTTL)
@@ -181,9 +183,9 @@ func TestKeepalivesHoldTheKeyPastTheTTL(t *testing.T) {
 }
 
 func TestCrashedHolderBlocksOthersUntilLeaseExpires(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "crash", "a")
-	b := mustElector(t, etcd.client, "crash", "b")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "crash", "a")
+	b := mustElector(t, etcd.Endpoint(), "crash", "b")
 	termA := mustAcquire(t, a, 0)
 	time.Sleep(testTTL) // a few keepalives
 
@@ -252,10 +254,10 @@ func watchHolding(e *Elector, stop <-chan struct{}) <-chan holdWatch {
 }
 
 func TestHolderCutOffFromEtcdStepsDownBeforeOthersAcquire(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	proxy := mustStallProxy(t, etcd.client)
+	etcd := etcdtest.Start(t)
+	proxy := mustStallProxy(t, etcd.Endpoint())
 	a := mustElector(t, proxy.addr(), "cut", "a") // a reaches etcd only through the proxy
-	b := mustElector(t, etcd.client, "cut", "b")
+	b := mustElector(t, etcd.Endpoint(), "cut", "b")
 	termA := mustAcquire(t, a, 0)
 	time.Sleep(testTTL / 2)
 
@@ -300,20 +302,20 @@ func TestHolderCutOffFromEtcdStepsDownBeforeOthersAcquire(t *testing.T) {
 }
 
 func TestHolderStepsDownWhileEtcdIsStopped(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "stopped", "a")
-	b := mustElector(t, etcd.client, "stopped", "b")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "stopped", "a")
+	b := mustElector(t, etcd.Endpoint(), "stopped", "b")
 	termA := mustAcquire(t, a, 0)
 	time.Sleep(testTTL / 2)
 
 	stop := make(chan struct{})
 	watched := watchHolding(a, stop)
-	etcd.pause()
+	etcd.Pause()
 	pausedAt := time.Now()
 	resumed := false
 	defer func() {
 		if !resumed {
-			etcd.resume()
+			etcd.Resume()
 		}
 	}()
 	deadline := pausedAt.Add(testTTL + time.Second)
@@ -324,7 +326,7 @@ func TestHolderStepsDownWhileEtcdIsStopped(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	etcd.resume()
+	etcd.Resume()
 	resumed = true
 	termB, acquiredAt := acquireWhenFree(t, b, 0, testTTL+5*time.Second)
 	close(stop)
@@ -350,36 +352,36 @@ func TestHolderStepsDownWhileEtcdIsStopped(t *testing.T) {
 }
 
 func TestTermSurvivesEtcdRestart(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "restart", "a")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "restart", "a")
 	t1 := mustAcquire(t, a, 0)
 	if err := a.Resign(testCtx(t, 3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	etcd.restart() // SIGKILL, then the same data directory
+	etcd.Restart() // SIGKILL, then the same data directory
 
 	// The same Elector (its client reconnects) and a new one both see the term.
 	t2, _ := acquireWhenFree(t, a, 0, 5*time.Second)
 	if t2 <= t1 {
 		t.Fatalf("term after restart %d, want > %d", t2, t1)
 	}
-	b := mustElector(t, etcd.client, "restart", "b")
+	b := mustElector(t, etcd.Endpoint(), "restart", "b")
 	if id, term, ok, err := b.Holder(testCtx(t, 3*time.Second)); err != nil || !ok || id != "a" || term != t2 {
 		t.Fatalf("Holder() = %q, %d, %v, %v; want a, %d", id, term, ok, err, t2)
 	}
 	if err := a.Resign(testCtx(t, 3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	etcd.restart()
+	etcd.Restart()
 	if t3, _ := acquireWhenFree(t, b, 0, 5*time.Second); t3 <= t2 {
 		t.Fatalf("term after second restart %d, want > %d", t3, t2)
 	}
 }
 
 func TestGarbageTermIsAnError(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	raw := mustRawClient(t, etcd.client)
-	a := mustElector(t, etcd.client, "garbage", "a")
+	etcd := etcdtest.Start(t)
+	raw := mustRawClient(t, etcd.Endpoint())
+	a := mustElector(t, etcd.Endpoint(), "garbage", "a")
 	k := keysFor("garbage")
 	ctx := testCtx(t, 10*time.Second)
 	for _, v := range []string{"banana", "007", "-3", "", "18446744073709551616"} {
@@ -413,10 +415,10 @@ func TestGarbageTermIsAnError(t *testing.T) {
 }
 
 func TestHolderNoticesKeyDeletedOrLeaseRevoked(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	raw := mustRawClient(t, etcd.client)
-	a := mustElector(t, etcd.client, "tamper", "a")
-	b := mustElector(t, etcd.client, "tamper", "b")
+	etcd := etcdtest.Start(t)
+	raw := mustRawClient(t, etcd.Endpoint())
+	a := mustElector(t, etcd.Endpoint(), "tamper", "a")
+	b := mustElector(t, etcd.Endpoint(), "tamper", "b")
 	k := keysFor("tamper")
 	ctx := testCtx(t, 20*time.Second)
 	waitLost := func(e *Elector, what string) {
@@ -455,8 +457,8 @@ func TestHolderNoticesKeyDeletedOrLeaseRevoked(t *testing.T) {
 }
 
 func TestCloseIsFinal(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	a := mustElector(t, etcd.client, "close", "a")
+	etcd := etcdtest.Start(t)
+	a := mustElector(t, etcd.Endpoint(), "close", "a")
 	mustAcquire(t, a, 0)
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -474,7 +476,7 @@ func TestCloseIsFinal(t *testing.T) {
 
 func TestNewFailsWithoutEtcd(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Endpoints, cfg.Cluster, cfg.ID = []string{freePort(t)}, "c", "n"
+	cfg.Endpoints, cfg.Cluster, cfg.ID = []string{etcdtest.FreeAddr(t)}, "c", "n"
 	cfg.DialTimeout = 300 * time.Millisecond
 	start := time.Now()
 	if _, err := New(cfg); err == nil {
@@ -488,11 +490,11 @@ func TestNewFailsWithoutEtcd(t *testing.T) {
 // An acquisition whose answer is lost may still have created the key; the
 // Elector must not keep that key alive while believing it lost.
 func TestLostAcquireAnswerDoesNotWedgeTheKey(t *testing.T) {
-	etcd := mustStartEtcd(t)
-	raw := mustRawClient(t, etcd.client)
-	proxy := mustStallProxy(t, etcd.client)
+	etcd := etcdtest.Start(t)
+	raw := mustRawClient(t, etcd.Endpoint())
+	proxy := mustStallProxy(t, etcd.Endpoint())
 	a := mustElector(t, proxy.addr(), "lost", "a")
-	b := mustElector(t, etcd.client, "lost", "b")
+	b := mustElector(t, etcd.Endpoint(), "lost", "b")
 	ctx := testCtx(t, 10*time.Second)
 
 	termB := mustAcquire(t, b, 0)

@@ -166,7 +166,15 @@ func (c *Core) tickElection() {
 	c.electionElapsed++
 	c.ticksSinceLeader++
 	if c.cfg.ExternalElection {
-		return // the coordinator decides who campaigns (Campaign)
+		// The coordinator decides who campaigns (Campaign). A leader
+		// silent for the check-quorum window is forgotten, so that this
+		// node stops naming (and forwarding to) a leader that stepped
+		// down or died, until the next one is heard.
+		if c.lead != None && c.electionElapsed >= c.quorumTicks() {
+			c.logger.Info("leader silent; no leader until the coordinator's next one is heard", "peer", string(c.lead), "term", c.term)
+			c.lead = None
+		}
+		return
 	}
 	if c.promotable() && c.electionElapsed >= c.electionDeadline() {
 		c.electionElapsed = 0

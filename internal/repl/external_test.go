@@ -46,11 +46,16 @@ func TestExternalElection(t *testing.T) {
 		t.Fatalf("a second campaign at the same term: %v, want ErrStaleTerm", err)
 	}
 	// The leader dies: nobody replaces it until the coordinator grants
-	// the next term.
+	// the next term, and the followers stop naming it.
 	nw.crash("n2")
 	nw.tick(100)
 	if l := nw.leader(); l != None {
 		t.Fatalf("%s became leader without the coordinator", l)
+	}
+	for _, id := range []NodeID{"n1", "n3"} {
+		if lead := nw.nodes[id].core.Status().Lead; lead != None {
+			t.Fatalf("%s still names %s as leader 100 ticks after it died", id, lead)
+		}
 	}
 	campaignUntil(t, nw, "n3", 8, 30)
 	nw.checkConverged()
