@@ -36,9 +36,9 @@ func freePort() (int, error) {
 }
 
 // startProc starts a process in its own group that dies with its parent,
-// with its output in logPath.
+// with its output appended to logPath.
 func startProc(name string, args []string, env []string, logPath string) (*exec.Cmd, chan struct{}, error) {
-	lf, err := os.Create(logPath)
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // a restart appends
 	if err != nil {
 		return nil, nil, err
 	}

@@ -185,14 +185,8 @@ func Markdown(res *Results, charts []string) string {
 		}
 		b.WriteString("\n")
 	}
-	if len(res.Failover) > 0 {
-		b.WriteString("## Failover (kill -9 of the leader to the first successful write)\n\n")
-		b.WriteString("| system | settings | trials | median ms | p90 ms | min ms | max ms |\n|---|---|---|---|---|---|---|\n")
-		for _, f := range res.Failover {
-			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |\n", f.System, f.Settings, len(f.TrialsMs), f.MedianMs, f.P90Ms, f.MinMs, f.MaxMs)
-		}
-		b.WriteString("\n")
-	}
+	writeFailover(&b, res)
+	writeFalseFailover(&b, res)
 	if c := res.CatchUp; c != nil {
 		b.WriteString("## Catch-up of a follower\n\n")
 		b.WriteString("| missed | entries | catch-up time (process start to applied) | catch-up MB/s | of which start-up s | disk sequential write MB/s | write rate while it was down MB/s |\n|---|---|---|---|---|---|---|\n")

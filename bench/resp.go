@@ -80,3 +80,13 @@ func respVariant(system, name string, addrs func() []string, setup [][]any, wait
 		return &respDoer{c: c, wait: wait}, nil
 	}}
 }
+
+// quietRedisLog discards go-redis's own log lines.
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
+
+// SilenceRedisLog turns go-redis's logging off for the whole program: it
+// prints a line for every failed dial, and a failover makes hundreds of
+// them, which would drown the progress lines. Call it from main.
+func SilenceRedisLog() { redis.SetLogger(quietRedisLog{}) }

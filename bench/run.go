@@ -51,6 +51,12 @@ type Profile struct {
 	SnapshotBytes int64
 	CatchUpTrials int
 	PhaseWindow   time.Duration
+	// The false-failover part (issue 18): FalseFailoverDuration is how
+	// long each of its runs writes at full load; in the run with stalls,
+	// the leader is stopped for 200 ms every StallEvery (the first after
+	// half of it).
+	FalseFailoverDuration time.Duration
+	StallEvery            time.Duration
 }
 
 // Profiles returns the named profiles: "tiny" (the CI smoke test),
@@ -60,22 +66,27 @@ func Profiles() map[string]Profile {
 		"tiny": {Name: "tiny", ValueSizes: []int{100}, Clients: []int{4}, Warmup: 100 * time.Millisecond,
 			Duration: time.Second, Keys: 1000, FailoverTrials: 1, CatchUpBytes: 2 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1,
-			LearnerTrials: 1, ReplicaBytes: 4 << 20, SnapshotBytes: 4 << 20, CatchUpTrials: 1, PhaseWindow: 500 * time.Millisecond},
+			LearnerTrials: 1, ReplicaBytes: 4 << 20, SnapshotBytes: 4 << 20, CatchUpTrials: 1, PhaseWindow: 500 * time.Millisecond,
+			FalseFailoverDuration: 3 * time.Second, StallEvery: 2 * time.Second},
 		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
 			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200,
-			LearnerTrials: 3, ReplicaBytes: 256 << 20, SnapshotBytes: 256 << 20, CatchUpTrials: 3, PhaseWindow: 3 * time.Second},
+			LearnerTrials: 3, ReplicaBytes: 256 << 20, SnapshotBytes: 256 << 20, CatchUpTrials: 3, PhaseWindow: 3 * time.Second,
+			FalseFailoverDuration: 20 * time.Second, StallEvery: 10 * time.Second},
 		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
 			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
 			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5,
-			LearnerTrials: 5, ReplicaBytes: 2 << 30, SnapshotBytes: 1 << 30, CatchUpTrials: 3, PhaseWindow: 5 * time.Second},
+			LearnerTrials: 5, ReplicaBytes: 2 << 30, SnapshotBytes: 1 << 30, CatchUpTrials: 3, PhaseWindow: 5 * time.Second,
+			FalseFailoverDuration: 5 * time.Minute, StallEvery: 30 * time.Second},
 	}
 }
 
 // Config configures a benchmark run.
 type Config struct {
 	Profile Profile
-	// Systems to measure: any of "trireme", "redis", "etcd".
+	// Systems to measure: any of AllSystems. "patroni" (PostgreSQL with
+	// Patroni) takes part in the failover part only; in it, "redis" is
+	// Redis with Sentinel.
 	Systems []string
 	// Parts to run: any of AllParts.
 	Parts []string
@@ -113,8 +124,11 @@ type Config struct {
 	PeerTLS string
 }
 
+// AllSystems lists the systems a run may measure.
+var AllSystems = []string{"trireme", "redis", "etcd", "patroni"}
+
 // AllParts lists the parts, in the order they run.
-var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw"}
+var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw", "falsefailover"}
 
 // DefaultParts are the parts run when none are named.
 var DefaultParts = []string{"disk", "load", "failover", "catchup", "memory"}
@@ -155,9 +169,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Config.Profile %q: FailoverTrials, CatchUpBytes, CatchUpValue, MemoryValues, DiskBytes and Fsyncs must be >= 1", p.Name)
 	case p.LearnerTrials < 1 || p.ReplicaBytes < 1 || p.SnapshotBytes < 1 || p.CatchUpTrials < 1 || p.PhaseWindow <= 0:
 		return fmt.Errorf("bench: Config.Profile %q: LearnerTrials, ReplicaBytes, SnapshotBytes, CatchUpTrials and PhaseWindow must be >= 1", p.Name)
+	case p.FalseFailoverDuration <= 0 || p.StallEvery <= 0:
+		return fmt.Errorf("bench: Config.Profile %q: FalseFailoverDuration %v and StallEvery %v must be > 0", p.Name, p.FalseFailoverDuration, p.StallEvery)
 	}
 	for _, s := range c.Systems {
-		if !slices.Contains([]string{"trireme", "redis", "etcd"}, s) {
+		if !slices.Contains(AllSystems, s) {
 			return fmt.Errorf("bench: Config.Systems: unknown system %q", s)
 		}
 	}
@@ -189,8 +205,12 @@ type Results struct {
 	// Rounds are the interleaved target rounds (Profile.TargetRounds).
 	Rounds   []LoadResult     `json:"rounds,omitempty"`
 	Failover []FailoverResult `json:"failover"`
-	CatchUp  *CatchUpResult   `json:"catch_up,omitempty"`
-	Memory   []MemoryResult   `json:"memory"`
+	// FalseFailover are the runs of the false-failover part: elections
+	// under full load with jittery peer links, without and with stalls of
+	// the leader.
+	FalseFailover []FalseFailoverRun `json:"false_failover,omitempty"`
+	CatchUp       *CatchUpResult     `json:"catch_up,omitempty"`
+	Memory        []MemoryResult     `json:"memory"`
 	// The parts of issue 16: stale reads with read replicas, adding a
 	// read replica, a snapshot catch-up.
 	Learners *LearnersResult `json:"learners,omitempty"`
@@ -354,8 +374,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			return nil
 		})
 	}
-	if cfg.has(cfg.Parts, "load") || cfg.has(cfg.Parts, "failover") {
+	if cfg.has(cfg.Parts, "load") {
 		step("systems", func() error { return r.systems(ctx) })
+	}
+	if cfg.has(cfg.Parts, "failover") {
+		r.failoverPart(ctx, step)
 	}
 	if needTrireme && cfg.has(cfg.Parts, "catchup") {
 		step("catch-up", func() error {
@@ -404,6 +427,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if needTrireme {
 		r.monthsParts(ctx, step)
 		r.issue17Parts(ctx, step)
+		if cfg.has(cfg.Parts, "falsefailover") {
+			r.falseFailoverPart(ctx, step)
+		}
 	}
 	AddPeers(res.Load)
 	res.Targets = CheckTargets(res)
@@ -723,8 +749,8 @@ func (r *runner) startEtcd(ctx context.Context) (*Etcd, *system, error) {
 	return e, sy, nil
 }
 
-// systems starts the selected systems, runs the load and failover parts,
-// and stops them.
+// systems starts the selected systems, runs the load part, and stops them.
+// (The failover part starts fresh clusters of its own: failover.go.)
 func (r *runner) systems(ctx context.Context) error {
 	var started []*system
 	defer func() {
@@ -732,23 +758,20 @@ func (r *runner) systems(ctx context.Context) error {
 			sy.stop()
 		}
 	}()
-	var t *Trireme          // the failover's: with peer TLS unless PeerTLS is "off"
-	var triremes []*Trireme // t and, for PeerTLS "both", its twin without TLS
-	var e *Etcd
-	var redisSys, notlsSys *system
+	var triremes []*Trireme // with peer TLS unless PeerTLS is "off"; for "both", its twin without TLS too
 	if r.cfg.has(r.cfg.Systems, "trireme") {
 		tt, sy, err := r.startTrireme(ctx, "trireme", r.cfg.peerTLS() == "off")
 		if err != nil {
 			return fmt.Errorf("trireme: %w", err)
 		}
-		t, started, triremes = tt, append(started, sy), append(triremes, tt)
-		if r.cfg.peerTLS() == "both" && r.cfg.has(r.cfg.Parts, "load") {
+		started, triremes = append(started, sy), append(triremes, tt)
+		if r.cfg.peerTLS() == "both" {
 			tn, syn, err := r.startTrireme(ctx, TriremeNoTLS, true)
 			if err != nil {
 				return fmt.Errorf("%s: %w", TriremeNoTLS, err)
 			}
 			sy.twin, syn.twinOf = syn, sy
-			notlsSys, started, triremes = syn, append(started, syn), append(triremes, tn)
+			started, triremes = append(started, syn), append(triremes, tn)
 		}
 	}
 	if r.cfg.has(r.cfg.Systems, "redis") {
@@ -757,57 +780,32 @@ func (r *runner) systems(ctx context.Context) error {
 			return fmt.Errorf("redis: %w", err)
 		}
 		if sy != nil {
-			redisSys, started = sy, append(started, sy)
+			started = append(started, sy)
 		}
 	}
 	if r.cfg.has(r.cfg.Systems, "etcd") {
-		ee, sy, err := r.startEtcd(ctx)
+		_, sy, err := r.startEtcd(ctx)
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
-		e, started = ee, append(started, sy)
+		started = append(started, sy)
 	}
-	if r.cfg.has(r.cfg.Parts, "load") {
-		st0 := make([]uint64, len(triremes))
-		for i, tt := range triremes {
-			if _, st, err := tt.Cluster().Leader(ctx); err == nil {
-				st0[i] = st.Term
-			}
-		}
-		if err := r.runLoads(ctx, started); err != nil {
-			return err
-		}
-		for i, tt := range triremes {
-			if _, st1, err := tt.Cluster().Leader(ctx); err == nil && st0[i] != 0 {
-				if st1.Term != st0[i] {
-					r.note("%s: the term changed from %d to %d during the load runs (leader elections under load)", tt.System, st0[i], st1.Term)
-				} else {
-					r.say("%s: no leader election during the load runs (term %d throughout)", tt.System, st0[i])
-				}
-			}
+	st0 := make([]uint64, len(triremes))
+	for i, tt := range triremes {
+		if _, st, err := tt.Cluster().Leader(ctx); err == nil {
+			st0[i] = st.Term
 		}
 	}
-	for _, idle := range []*system{redisSys, notlsSys} {
-		if idle != nil {
-			// Idle, but out of the way of the failover timings.
-			idle.stop()
-			started = slices.DeleteFunc(started, func(s *system) bool { return s == idle })
-		}
+	if err := r.runLoads(ctx, started); err != nil {
+		return err
 	}
-	if r.cfg.has(r.cfg.Parts, "failover") {
-		if t != nil {
-			f, err := TriremeFailover(ctx, t, r.cfg.Profile.FailoverTrials, r.progress)
-			if err != nil {
-				return err
+	for i, tt := range triremes {
+		if _, st1, err := tt.Cluster().Leader(ctx); err == nil && st0[i] != 0 {
+			if st1.Term != st0[i] {
+				r.note("%s: the term changed from %d to %d during the load runs (leader elections under load)", tt.System, st0[i], st1.Term)
+			} else {
+				r.say("%s: no leader election during the load runs (term %d throughout)", tt.System, st0[i])
 			}
-			r.res.Failover = append(r.res.Failover, f)
-		}
-		if e != nil {
-			f, err := EtcdFailover(ctx, e, r.cfg.Profile.FailoverTrials, r.progress)
-			if err != nil {
-				return err
-			}
-			r.res.Failover = append(r.res.Failover, f)
 		}
 	}
 	return nil

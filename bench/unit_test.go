@@ -13,6 +13,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("default config with a repo: %v", err)
 	}
+	withPatroni := ok
+	withPatroni.Systems = AllSystems
+	if err := withPatroni.Validate(); err != nil {
+		t.Fatalf("every system: %v", err)
+	}
 	tests := []struct {
 		name  string
 		edit  func(*Config)
@@ -25,6 +30,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no trials", func(c *Config) { c.Profile.FailoverTrials = 0 }, "FailoverTrials"},
 		{"no learner trials", func(c *Config) { c.Profile.LearnerTrials = 0 }, "LearnerTrials"},
 		{"no phase window", func(c *Config) { c.Profile.PhaseWindow = 0 }, "PhaseWindow"},
+		{"no false-failover duration", func(c *Config) { c.Profile.FalseFailoverDuration = 0 }, "FalseFailoverDuration"},
+		{"no stall interval", func(c *Config) { c.Profile.StallEvery = -time.Second }, "StallEvery"},
 		{"unknown system", func(c *Config) { c.Systems = []string{"mysql"} }, "Systems"},
 		{"unknown part", func(c *Config) { c.Parts = []string{"fuzz"} }, "Parts"},
 		{"no binary", func(c *Config) { c.Repo = "" }, "TriremeBin"},
@@ -57,7 +64,7 @@ func TestAddPeersAndTargets(t *testing.T) {
 	if rs[2].Peer != "" || rs[2].ThroughputRatio != 0 {
 		t.Errorf("async has no Redis run at 64 clients, got peer %q ratio %v", rs[2].Peer, rs[2].ThroughputRatio)
 	}
-	res := &Results{Load: rs, Failover: []FailoverResult{{System: "trireme", MedianMs: 300}, {System: "etcd", MedianMs: 1000}}}
+	res := &Results{Load: rs, Failover: []FailoverResult{{System: "trireme", Variant: "fixed", TrialsMs: []float64{300}, MedianMs: 300}, {System: "etcd", TrialsMs: []float64{1000}, MedianMs: 1000}}}
 	met := map[string]string{}
 	for _, tg := range CheckTargets(res) {
 		met[tg.Name] = tg.Met
@@ -68,7 +75,7 @@ func TestAddPeersAndTargets(t *testing.T) {
 	if got := met["async writes vs Redis SET, 100 B, 64 clients"]; got != "not measured" {
 		t.Errorf("async target: %q, want not measured", got)
 	}
-	if got := met["failover (kill -9 of the leader to the first successful write)"]; got != "yes" {
+	if got := met["failover (kill -9 of the leader to the first acknowledged write)"]; got != "yes" {
 		t.Errorf("failover target: %q, want yes (300 <= 1000/2)", got)
 	}
 	res.Failover[0].MedianMs = 600
