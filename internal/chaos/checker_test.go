@@ -255,3 +255,29 @@ func TestCheckRollbacks(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalOfMovedAsideNode: the journal of a data directory a membership
+// cycle moved aside is read with each record's cause, so that a record a
+// snapshot left uncertain is not reported as a lost durable write (it was,
+// in TestChaosMembership seed 545422624, before the cause was read).
+func TestJournalOfMovedAsideNode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rollbacks.jsonl")
+	lines := `{"term":3,"index":1011,"op":"put","key":"ci1tYWpvcml0eS0x","value":"dzEtMjAy","at":"2026-12-05T13:44:46Z","cause":"snapshot"}
+{"term":3,"index":1012,"op":"put","key":"ci1tYWpvcml0eS0x","value":"dzEtMjAz","at":"2026-12-05T13:44:46Z","cause":"conflict"}
+`
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rbs, err := readJournal(path)
+	if err != nil || len(rbs) != 2 || rbs[0].Cause != "snapshot" || rbs[1].Cause != "conflict" || rbs[0].Key != "r-majority-1" {
+		t.Fatalf("read %+v, %v", rbs, err)
+	}
+	ops := []Op{
+		{ID: 1, Kind: KindPut, Key: "r-majority-1", Value: "w1-202", Ack: "majority", Outcome: OK},
+		{ID: 2, Kind: KindPut, Key: "r-majority-1", Value: "w1-203", Ack: "majority", Outcome: OK},
+	}
+	got := CheckRollbacks(ops, nil, rbs, 3)
+	if len(got) != 1 || got[0].Kind != AnomalyDurableRolled || !strings.Contains(got[0].Detail, "op 2") {
+		t.Fatalf("anomalies %+v: want only the conflict record's acknowledged write", got)
+	}
+}

@@ -307,11 +307,14 @@ func readJournal(path string) ([]Rollback, error) {
 			Op    string `json:"op"`
 			Key   []byte `json:"key"`
 			Value []byte `json:"value"`
+			Cause string `json:"cause"`
 		}
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return out, fmt.Errorf("chaos: %s:%d: %w", path, i+1, err)
 		}
-		out = append(out, Rollback{Term: r.Term, Index: r.Index, Op: r.Op, Key: string(r.Key), Value: string(r.Value)})
+		// The cause matters to the checker: a "snapshot" record is not a
+		// claim of loss (CheckRollbacks).
+		out = append(out, Rollback{Term: r.Term, Index: r.Index, Op: r.Op, Key: string(r.Key), Value: string(r.Value), Cause: r.Cause})
 	}
 	return out, nil
 }
