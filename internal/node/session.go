@@ -168,9 +168,19 @@ func (n *Node) waitToken(ctx context.Context, tok api.Token, d time.Duration, se
 // names a discarded entry (session.Settle against the leader's log, then the
 // applied state): the write's own token will cover the old one, so the loss
 // must be told now.
+//
+// A token of a later term than this leader's proves that a newer leader was
+// elected: this one is deposed and does not know it yet. Its write would be
+// discarded, and the session's next token (the later of the two) would hide
+// it, so the loss would never be told (chaos seed 18001): refuse, and let
+// the client retry on the newer leader.
 func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 	if tok.IsZero() {
 		return nil
+	}
+	if tok.Term > s.st.Term {
+		return fmt.Errorf("%w: the session has seen term %d and this leader is of term %d: a newer leader exists",
+			api.ErrNoLeader, tok.Term, s.st.Term)
 	}
 	if err := n.settle(tok, s); err != nil {
 		return err

@@ -367,3 +367,30 @@ func TestSessionTokenFromNowhere(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionWriteRefusedByDeposedLeader: a session that has seen a later
+// term than the leader's has met a newer leader; this one is deposed without
+// knowing it. It must refuse the session's write (retryable, no leader)
+// rather than take a write that will be discarded behind the session's
+// newer token (chaos seed 18001 found the loss left untold).
+func TestSessionWriteRefusedByDeposedLeader(t *testing.T) {
+	c := newTestCluster(t, 3, true)
+	li := c.leader()
+	w := mustPut(t, c.nodes[li], "k", "v1", repl.Ack{Mode: repl.AckMajority})
+	newer := api.Token{Term: w.Term + 1, Index: w.Index + 1}
+	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}} {
+		_, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v2"), api.WriteOptions{Ack: ack, Session: newer})
+		if !errors.Is(err, api.ErrNoLeader) {
+			t.Fatalf("ack %s: session write with a token of term %d on the leader of term %d: %v, want ErrNoLeader",
+				ack.Mode, newer.Term, w.Term, err)
+		}
+	}
+	got, err := c.nodes[li].Get(ctxT(t), []byte("k"), api.Linearizable)
+	if err != nil || string(got.Value) != "v1" {
+		t.Fatalf("after the refused writes k = %q %v, want v1", got.Value, err)
+	}
+	// The session's own token is fine.
+	if _, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v3"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}, Session: w.Token()}); err != nil {
+		t.Fatalf("session write with its own token: %v", err)
+	}
+}
