@@ -69,8 +69,12 @@ Examples:
 ` + endpointHelp
 
 const statusDetails = `
-Prints a table of every node: role, term, leader, last/commit/applied
-indexes and how far it lags. A node that does not answer is shown as down.
+Prints a table of every member of the cluster: role (leader, follower, or
+learner for a read replica), term, leader, last/commit/applied indexes and
+how far it lags. A node that does not answer is shown as down. The members
+are those the cluster lists (GET /v1/members), read replicas included,
+besides the endpoints asked; when no node can list them, the endpoints and
+the read replicas of DATA/cluster.json are shown (with a note on stderr).
 
 Example:
   trireme status
@@ -165,6 +169,12 @@ func (e *endpointOpts) credentials() (*tls.Config, string, error) {
 	return tc, token, nil
 }
 
+// fromLayout reports whether the endpoints come from DATA/cluster.json:
+// neither --endpoints nor $TRIREME_ENDPOINTS is given.
+func (e *endpointOpts) fromLayout() bool {
+	return e.endpoints == "" && os.Getenv("TRIREME_ENDPOINTS") == ""
+}
+
 // resolve returns the endpoints and, when known, the node ids by endpoint.
 func (e *endpointOpts) resolve() ([]string, map[string]string, error) {
 	names := map[string]string{}
@@ -174,12 +184,8 @@ func (e *endpointOpts) resolve() ([]string, map[string]string, error) {
 	if env := os.Getenv("TRIREME_ENDPOINTS"); env != "" {
 		return strings.Split(env, ","), names, nil
 	}
-	spec, err := cluster.LoadSpec(e.data)
+	spec, err := e.layout()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("no cluster found: give --endpoints HOST:PORT,..., set TRIREME_ENDPOINTS, or start one with `trireme up` (looked for %s)",
-				filepath.Join(e.data, cluster.SpecFile))
-		}
 		return nil, nil, err
 	}
 	var eps []string
@@ -188,6 +194,17 @@ func (e *endpointOpts) resolve() ([]string, map[string]string, error) {
 		names[n.HTTP] = n.ID
 	}
 	return eps, names, nil
+}
+
+// layout reads DATA/cluster.json, with an error for a person when there is
+// none.
+func (e *endpointOpts) layout() (cluster.Spec, error) {
+	spec, err := cluster.LoadSpec(e.data)
+	if errors.Is(err, os.ErrNotExist) {
+		return spec, fmt.Errorf("no cluster found: give --endpoints HOST:PORT,..., set TRIREME_ENDPOINTS, or start one with `trireme up` (looked for %s)",
+			filepath.Join(e.data, cluster.SpecFile))
+	}
+	return spec, err
 }
 
 // client returns a client and the node ids by the client's endpoints
@@ -492,10 +509,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme status: %v\n", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), min(o.timeout, 3*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), min(o.timeout, statusWait))
 	defer cancel()
-	sts := cl.Statuses(ctx)
+	sts, notes := clusterStatuses(ctx, cl, names, &o.endpointOpts)
 	fmt.Fprint(stdout, cluster.FormatStatus(sts, names))
+	for _, n := range notes {
+		fmt.Fprintf(stderr, "trireme status: note: %s\n", n)
+	}
 	for _, s := range sts {
 		if s.Err == nil {
 			return 0

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/cluster"
 )
 
 const memberDetails = `
@@ -28,7 +30,10 @@ nodes require credentials.
             not promoted: this waits, showing its progress (a bar on a
             terminal, a line per change otherwise), and retries until it
             is promoted or --timeout passes
-  remove    removes member ID (not the last voter)
+  remove    removes member ID (not the last voter). When the cluster was
+            found through DATA/cluster.json (trireme up's layout), a read
+            replica's entry is dropped from it too, so that trireme up
+            no longer starts it; its data directory stays
 
 Examples:
   trireme member list
@@ -151,6 +156,30 @@ func runMember(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stdout, formatMembers(ms))
+	if sub == "remove" && o.fromLayout() {
+		return forgetInLayout(o.data, pos[1], stdout, stderr)
+	}
+	return 0
+}
+
+// forgetInLayout drops member id, just removed from the cluster, from the
+// layout of the local cluster whose endpoints the command used
+// (DATA/cluster.json), so that the next trireme up does not start it and
+// wait for it. It returns the exit status: 1 if the layout could not be
+// written (the member is removed all the same).
+func forgetInLayout(data, id string, stdout, stderr io.Writer) int {
+	file := filepath.Join(data, cluster.SpecFile)
+	switch what, r, err := dropFromLayout(data, id); {
+	case err != nil:
+		fmt.Fprintf(stderr, "trireme member remove: %s is removed from the cluster, but %s still lists it: %v "+
+			"(trireme up skips it once the cluster's members no longer list it)\n", id, file, err)
+		return 1
+	case what == layoutDropped:
+		fmt.Fprintf(stdout, "%s: dropped read replica %s (its data stays in %s)\n", file, id, filepath.Join(data, r.Dir))
+	case what == layoutVoter:
+		fmt.Fprintf(stderr, "trireme member remove: note: %s keeps voter %s: trireme up lays voters out by position and starts each with all of them\n",
+			file, id)
+	}
 	return 0
 }
 

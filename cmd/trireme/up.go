@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/trireme-db/trireme/client"
 	"github.com/trireme-db/trireme/internal/cluster"
 	"github.com/trireme-db/trireme/internal/node"
 )
@@ -45,8 +47,14 @@ adds it as a learner and its data directory records the cluster it joined,
 so a restart does not join again. trireme up waits (30s at most) until the
 leader lists every replica as a member, then prints their endpoints. On a
 restart the replicas in cluster.json start again; a larger --replicas adds
-the missing ones; a smaller one is refused (remove a replica with trireme
-member remove ID, then delete its entry from cluster.json).
+the missing ones; a smaller one is refused: remove a replica with trireme
+member remove ID, which also drops its entry from cluster.json. A replica
+that the cluster removed otherwise (trireme member remove --endpoints,
+the HTTP API) is skipped on the next restart: once the voters have a
+leader, trireme up asks it for the members (GET /v1/members), and a
+replica that joined before but is no longer listed is not started or
+waited for; trireme up says so and drops its entry from cluster.json. Its
+data directory stays.
 
 It prints the endpoints, then a line each time the cluster changes (leader,
 term, a node or replica going down or coming back, a follower falling
@@ -217,7 +225,11 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "Leader: %s. Watching the cluster (Ctrl-C stops every node):\n", leader)
 	}
-	s, err := startReplicasOrSignal(ctx, cancel, cl, sig, stdout)
+	plan := allReplicas(cl, stdout)
+	if err == nil && len(spec.Replicas) > 0 {
+		plan = planReplicas(ctx, cl, cfg, stdout, stderr)
+	}
+	s, err := startReplicasOrSignal(ctx, cancel, plan, sig)
 	if err != nil {
 		cancel()
 		fmt.Fprintf(stderr, "trireme up: read replicas: %v; stopping the cluster\n", err)
@@ -227,10 +239,10 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if s == nil {
-		watchExits(ctx, cl, spec.ReplicaIDs(), o.data, stdout)
+		watchExits(ctx, cl, plan.ids, o.data, stdout)
 	}
 	if s == nil && !o.quiet {
-		go cl.Watch(ctx, 200*time.Millisecond, func(line string) {
+		go plan.watch.Watch(ctx, 200*time.Millisecond, func(line string) {
 			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), line)
 		})
 	}
@@ -271,9 +283,12 @@ func withReplicas(spec cluster.Spec, o *upOpts) (cluster.Spec, error) {
 	out, err := spec.WithReplicas(o.replicas)
 	if errors.Is(err, cluster.ErrFewerReplicas) {
 		return spec, fmt.Errorf("--replicas %d: %s has %d read replicas (%s) and trireme up does not remove any: "+
-			"remove one with `trireme member remove ID` while the cluster runs, then delete its entry from %s "+
-			"(or leave --replicas out to start the ones it has)", o.replicas, filepath.Join(o.data, cluster.SpecFile),
-			len(spec.Replicas), strings.Join(spec.ReplicaIDs(), ", "), cluster.SpecFile)
+			"remove one with `trireme member remove ID --data %s` while the cluster runs (that also drops it from %s), "+
+			"or leave --replicas out to start the ones it has", o.replicas, filepath.Join(o.data, cluster.SpecFile),
+			len(spec.Replicas), strings.Join(spec.ReplicaIDs(), ", "), o.data, cluster.SpecFile)
+	}
+	if err == nil {
+		err = checkNewReplicaDirs(spec, out, o.data)
 	}
 	if err != nil {
 		return spec, fmt.Errorf("--replicas %d: %w", o.replicas, err)
@@ -292,31 +307,143 @@ func replicasNote(conj string, spec cluster.Spec) string {
 	return fmt.Sprintf("%s %d read replicas", conj, len(spec.Replicas))
 }
 
+// replicaPlan is what trireme up does with the layout's read replicas.
+type replicaPlan struct {
+	ids []string // the replicas it starts
+	// start starts them and waits (replicaWait at most) until the leader
+	// lists each as a member.
+	start func(ctx context.Context) error
+	// watch is polled for the status lines: the cluster, or, when replicas
+	// were skipped, a Cluster over the layout without them (it starts
+	// nothing; the processes stay the cluster's).
+	watch *cluster.Cluster
+}
+
+// allReplicas is the plan that starts every read replica of cl's layout.
+func allReplicas(cl *cluster.Cluster, stdout io.Writer) replicaPlan {
+	return replicaPlan{ids: cl.Spec().ReplicaIDs(), watch: cl, start: func(ctx context.Context) error {
+		return startReplicas(ctx, cl, stdout)
+	}}
+}
+
+// memberAsk bounds how long trireme up waits for the member list that says
+// which read replicas the cluster removed.
+const memberAsk = 5 * time.Second
+
+// planReplicas asks the leader of cl (whose voters run and have a leader)
+// for the members, and skips the read replicas of the layout that the
+// cluster removed (removedReplicas): otherwise trireme up would start each
+// one and wait replicaWait for the leader to list it. It says which it
+// skips and why, and drops them from cluster.json (cfg is cl's
+// configuration; its data directories stay). Without a member list it
+// starts every replica, as before.
+func planReplicas(ctx context.Context, cl *cluster.Cluster, cfg cluster.Config, stdout, stderr io.Writer) replicaPlan {
+	spec := cl.Spec()
+	mctx, cancel := context.WithTimeout(ctx, memberAsk)
+	ms, err := cl.Client().Members(mctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "trireme up: note: could not list the cluster's members (%s): starting every read replica of %s\n",
+			explain(err), cluster.SpecFile)
+		return allReplicas(cl, stdout)
+	}
+	gone := removedReplicas(spec, cl.DataDir(), ms)
+	if len(gone) == 0 {
+		return allReplicas(cl, stdout)
+	}
+	var goneIDs []string
+	for _, r := range gone {
+		goneIDs = append(goneIDs, r.ID)
+		fmt.Fprintf(stdout, "Skipping read replica %s: it joined this cluster, but the cluster's members (%s) no longer list it "+
+			"(removed with trireme member remove?). Its data stays in %s.\n", r.ID, memberList(ms), cl.NodeDir(r))
+	}
+	kept := withoutReplicas(spec, goneIDs)
+	plan := replicaPlan{ids: kept.ReplicaIDs(), watch: cl, start: func(ctx context.Context) error {
+		return startKeptReplicas(ctx, cl, kept.Replicas, stdout)
+	}}
+	// A Cluster over the layout without them saves it (atomically) and
+	// watches only the nodes that run.
+	kcfg := cfg
+	kcfg.Spec = kept
+	if plan.watch, err = cluster.New(kcfg); err != nil {
+		fmt.Fprintf(stderr, "trireme up: %s still lists %s: %v\n", filepath.Join(cl.DataDir(), cluster.SpecFile),
+			strings.Join(goneIDs, ", "), err)
+		plan.watch = cl
+		return plan
+	}
+	fmt.Fprintf(stdout, "Dropped %s from %s.\n", strings.Join(goneIDs, ", "), filepath.Join(cl.DataDir(), cluster.SpecFile))
+	return plan
+}
+
 // startReplicas starts the read replicas (learners) of cl once the voters
 // have a leader, waits (replicaWait at most) until the leader lists each as
-// a member, and prints their endpoints. It is the one place trireme up
-// starts them.
+// a member, and prints their endpoints.
 func startReplicas(ctx context.Context, cl *cluster.Cluster, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, replicaWait)
 	defer cancel()
 	if err := cl.StartReplicas(ctx); err != nil {
 		return err
 	}
-	printReplicas(stdout, cl)
+	printReplicas(stdout, cl.Spec().Replicas)
 	return nil
 }
 
-// startReplicasOrSignal runs startReplicas in the background, so that
-// Ctrl-C works while the replicas join, and returns its error, or the
-// signal that came first (then it cancels ctx and returns once
-// startReplicas has: no replica starts after that).
-func startReplicasOrSignal(ctx context.Context, cancel context.CancelFunc, cl *cluster.Cluster, sig <-chan os.Signal,
-	stdout io.Writer) (os.Signal, error) {
-	if len(cl.Spec().Replicas) == 0 {
+// startKeptReplicas is startReplicas for some of cl's read replicas, kept:
+// cluster.StartReplicas starts all of its layout's. Like it, it starts them
+// one at a time, each once the one before is a member (the cluster takes
+// one membership change at a time). A replica that never joined joins
+// through the first voter, which forwards the change to the leader.
+func startKeptReplicas(ctx context.Context, cl *cluster.Cluster, kept []cluster.NodeSpec, stdout io.Writer) error {
+	if len(kept) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, replicaWait)
+	defer cancel()
+	for _, r := range kept {
+		if err := cl.Start(r.ID); err != nil {
+			return err
+		}
+		if err := cl.WaitReady(ctx, r.ID); err != nil {
+			return err
+		}
+		if err := waitListed(ctx, cl.Client(), r.ID); err != nil {
+			return err
+		}
+	}
+	printReplicas(stdout, kept)
+	return nil
+}
+
+// waitListed polls the member list every 50ms until it holds id.
+func waitListed(ctx context.Context, c *client.Client, id string) error {
+	for {
+		ms, err := c.Members(ctx)
+		if err == nil {
+			if slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == id }) {
+				return nil
+			}
+			err = fmt.Errorf("the members are %s", memberList(ms))
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s not a member within the deadline (%w): %v", id, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// startReplicasOrSignal runs plan.start in the background, so that Ctrl-C
+// works while the replicas join, and returns its error, or the signal that
+// came first (then it cancels ctx and returns once plan.start has: no
+// replica starts after that).
+func startReplicasOrSignal(ctx context.Context, cancel context.CancelFunc, plan replicaPlan, sig <-chan os.Signal) (os.Signal, error) {
+	if len(plan.ids) == 0 {
 		return nil, nil
 	}
 	started := make(chan error, 1)
-	go func() { started <- startReplicas(ctx, cl, stdout) }()
+	go func() { started <- plan.start(ctx) }()
 	select {
 	case err := <-started:
 		return nil, err
@@ -349,13 +476,15 @@ func watchExits(ctx context.Context, cl *cluster.Cluster, nodes []string, data s
 }
 
 // printReplicas prints the read replicas' endpoints, once they are members.
-func printReplicas(w io.Writer, cl *cluster.Cluster) {
-	spec := cl.Spec()
+func printReplicas(w io.Writer, replicas []cluster.NodeSpec) {
+	if len(replicas) == 0 {
+		return
+	}
 	fmt.Fprintf(w, "\n%-7s  %-21s  %-21s  %-21s\n", "REPLICA", "HTTP", "RESP (Redis)", "PEER")
-	for _, n := range spec.Replicas {
+	for _, n := range replicas {
 		fmt.Fprintf(w, "%-7s  %-21s  %-21s  %-21s\n", n.ID, n.HTTP, n.RESP, n.Peer)
 	}
-	first := spec.Replicas[0]
+	first := replicas[0]
 	fmt.Fprintf(w, `
 Read replicas (learners) serve stale reads; the cluster lists them with trireme member list:
   curl 'http://%[1]s/v1/kv/greeting?consistency=stale'

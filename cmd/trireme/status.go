@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/cluster"
+)
+
+// statusWait bounds each round of trireme status's requests: the statuses
+// of the endpoints with the member list, then the statuses of the members
+// that are not among the endpoints.
+const statusWait = 3 * time.Second
+
+// clusterStatuses returns the status of every endpoint of cl, then of every
+// member that the cluster lists (GET /v1/members) and the endpoints do not
+// cover: the endpoints are the voters of cluster.json or --endpoints, and
+// read replicas (learners) are members too. names (node ids by endpoint)
+// gains the members' ids. A member that is a learner is shown as one even
+// when the leader does not answer. Without a member list, the read
+// replicas of cluster.json stand in for the members, if it is where the
+// endpoints come from. notes are lines for stderr: what could not be
+// listed or asked.
+func clusterStatuses(ctx context.Context, cl *client.Client, names map[string]string, o *endpointOpts) (
+	sts []client.EndpointStatus, notes []string) {
+	var ms []client.Member
+	var merr error
+	var wg sync.WaitGroup
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	wg.Go(func() {
+		sts = cl.Statuses(ctx)
+		if !anyAnswered(sts) {
+			// The member list is asked of the same endpoints: none will
+			// answer it, and the client would retry until ctx ends.
+			mcancel()
+		}
+	})
+	wg.Go(func() { ms, merr = cl.Members(mctx) })
+	wg.Wait()
+	answered := anyAnswered(sts) // if none did, runStatus says so
+
+	var others []client.MemberSpec // members that no endpoint covers
+	switch {
+	case merr == nil && answered:
+		for _, m := range ms {
+			others = append(others, m.MemberSpec)
+		}
+	case o.fromLayout():
+		if answered {
+			notes = append(notes, fmt.Sprintf("could not list the members (%s): showing the nodes of %s", explain(merr), cluster.SpecFile))
+		}
+		if spec, err := o.layout(); err == nil {
+			for _, r := range spec.Replicas {
+				others = append(others, client.MemberSpec{ID: r.ID, HTTP: r.HTTP, Role: client.RoleLearner})
+			}
+		}
+	case answered:
+		notes = append(notes, fmt.Sprintf("could not list the members (%s): showing the endpoints given only", explain(merr)))
+	}
+	others = uncovered(others, sts, names)
+
+	var eps []string
+	for _, m := range others {
+		if m.HTTP == "" {
+			notes = append(notes, fmt.Sprintf("member %s (%s) has no HTTP address: not asked", m.ID, roleOf(m.Role)))
+			continue
+		}
+		eps = append(eps, m.HTTP)
+	}
+	if len(eps) > 0 {
+		more, err := statusesAt(cl, eps, o)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("could not ask the other members: %v", err))
+		}
+		for i, s := range more {
+			names[s.Endpoint] = idOfHTTP(others, eps[i])
+		}
+		sts = append(sts, more...)
+	}
+	markLearners(sts, ms)
+	return sts, notes
+}
+
+// uncovered returns the members of ms that sts do not cover: no answering
+// node has their id, no endpoint that does not answer is named after them
+// (names), and no endpoint has their HTTP address.
+func uncovered(ms []client.MemberSpec, sts []client.EndpointStatus, names map[string]string) []client.MemberSpec {
+	ids, addrs := map[string]bool{}, map[string]bool{}
+	for _, s := range sts {
+		if s.Err == nil {
+			ids[s.Status.ID] = true
+		} else if id := names[s.Endpoint]; id != "" {
+			ids[id] = true
+		}
+		_, hostPort, _ := strings.Cut(s.Endpoint, "://")
+		addrs[hostPort] = true
+	}
+	var out []client.MemberSpec
+	for _, m := range ms {
+		if !ids[m.ID] && (m.HTTP == "" || !addrs[m.HTTP]) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// statusesAt asks the nodes at eps (host:port, with the scheme and
+// credentials of cl's endpoints) for their status, within statusWait.
+func statusesAt(cl *client.Client, eps []string, o *endpointOpts) ([]client.EndpointStatus, error) {
+	scheme := "http"
+	if first := cl.Endpoints(); len(first) > 0 {
+		scheme, _, _ = strings.Cut(first[0], "://")
+	}
+	full := make([]string, len(eps))
+	for i, ep := range eps {
+		full[i] = scheme + "://" + ep
+	}
+	tc, token, err := o.credentials()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := client.New(client.Config{Endpoints: full, TLS: tc, Token: token})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(o.timeout, statusWait))
+	defer cancel()
+	return mc.Statuses(ctx), nil
+}
+
+// anyAnswered reports whether a node of sts answered.
+func anyAnswered(sts []client.EndpointStatus) bool {
+	for _, s := range sts {
+		if s.Err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// idOfHTTP is the id of the member of ms whose HTTP address is addr.
+func idOfHTTP(ms []client.MemberSpec, addr string) string {
+	for _, m := range ms {
+		if m.HTTP == addr {
+			return m.ID
+		}
+	}
+	return ""
+}
+
+// markLearners shows as a learner each answering node that ms lists as
+// one: a learner's own status says "follower", and the table marks it a
+// learner only when the leader answers (and lists it among its followers).
+func markLearners(sts []client.EndpointStatus, ms []client.Member) {
+	learner := map[string]bool{}
+	for _, m := range ms {
+		learner[m.ID] = m.Role == client.RoleLearner
+	}
+	for i := range sts {
+		if st := &sts[i].Status; sts[i].Err == nil && st.Role == "follower" && learner[st.ID] {
+			st.Role = client.RoleLearner
+		}
+	}
+}
