@@ -184,10 +184,10 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 			"preallocated space is not counted)."),
 		walFirstIndex:  g("wal_first_index", "First index still in the WAL (1 until the WAL is compacted)."),
 		walCompactions: c("wal_compactions_total", "Times old WAL segments were dropped (--log-retain)."),
-		snapSent:       c("snapshots_sent_total", "Snapshots this node sent as leader and the follower received whole."),
+		snapSent:       c("snapshots_sent_total", "Snapshots this node sent as leader that the follower installed (or, if it reads only version 1 of the snapshot format, received whole)."),
 		snapBytesSent:  c("snapshot_bytes_sent_total", "Bytes of snapshot data sent (resumed bytes not sent again are not counted)."),
-		snapFailures: c("snapshot_send_failures_total", "Snapshot transfers that failed (the leader sends another "+
-			"after a heartbeat round)."),
+		snapFailures: c("snapshot_send_failures_total", "Snapshot attempts that failed: the transfer, or the "+
+			"follower's install (the leader tries again after a backoff)."),
 		snapReceived:      c("snapshots_received_total", "Snapshots this node received whole (then installed unless stale)."),
 		snapBytesReceived: c("snapshot_bytes_received_total", "Bytes of snapshot data received."),
 		snapRecvFailures: c("snapshot_receive_failures_total", "Snapshot transfers this node failed to receive "+

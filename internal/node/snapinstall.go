@@ -43,7 +43,10 @@ type installMarker struct {
 
 // HandleStream implements transport.Handler: a snapshot from the leader. One
 // at a time: a stream that arrives while one is received or installed is
-// closed (the leader retries after a heartbeat round).
+// closed (the leader retries after a backoff). The snapshot is installed
+// while the stream is still open, so that the leader learns whether the
+// install succeeded (format version 2) and counts the snapshot as delivered
+// only then.
 func (n *Node) HandleStream(from repl.NodeID, c net.Conn) {
 	defer c.Close()
 	if !n.snaps.receiving.CompareAndSwap(false, true) {
@@ -54,28 +57,27 @@ func (n *Node) HandleStream(from repl.NodeID, c net.Conn) {
 	staging := filepath.Join(n.cfg.DataDir, snapshotsDir, stagingDir)
 	cfg := snapxfer.DefaultConfig()
 	cfg.Logger = n.log.With("component", "snapshot", "peer", string(from))
-	start := time.Now()
-	res, err := snapxfer.Receive(n.snaps.ctx, c, staging, cfg, n.acceptSnapshot)
-	if err != nil {
+	rv := &received{start: time.Now()}
+	res, err := snapxfer.Receive(n.snaps.ctx, c, staging, cfg, n.acceptSnapshot, func(res snapxfer.Result) error {
+		return n.installReceived(rv, res)
+	})
+	took := rv.took
+	switch {
+	case !rv.handed:
 		if !errors.Is(err, snapxfer.ErrNotNeeded) {
 			n.m.snapRecvFailures.Inc()
 			n.log.Warn("receiving a snapshot failed (what arrived is kept for a resumed transfer)", "peer", string(from), "err", err)
 		}
 		return
-	}
-	n.m.snapReceived.Inc()
-	n.m.snapBytesReceived.Add(float64(res.Stats.Sent))
-	took := time.Since(start)
-	out, ok := n.handInstall(res)
-	switch {
-	case !ok || out.fatal != nil:
+	case rv.stopped:
 		return // the node stops; start-up recovers and discards the staging directory
-	case errors.Is(out.refused, errSnapshotStale):
+	case errors.Is(err, snapxfer.ErrNotNeeded):
 		n.log.Info("snapshot received but not installed: the log caught up meanwhile", "peer", string(from),
-			"index", res.ID.Index, "err", out.refused)
-	case out.refused != nil:
+			"index", res.ID.Index, "err", err)
+	case err != nil:
 		n.m.snapRecvFailures.Inc()
-		n.log.Warn("snapshot received but not installed", "peer", string(from), "index", res.ID.Index, "err", out.refused)
+		n.log.Warn("snapshot received but not installed (the leader is told, and sends it again)", "peer", string(from),
+			"index", res.ID.Index, "err", err)
 	default:
 		mb := float64(res.Stats.Total) / (1 << 20)
 		n.log.Info("snapshot installed", "peer", string(from), "index", res.ID.Index, "term", res.ID.Term,
@@ -87,6 +89,34 @@ func (n *Node) HandleStream(from repl.NodeID, c net.Conn) {
 	if err := os.RemoveAll(staging); err != nil {
 		n.log.Warn("removing the snapshot staging directory", "path", staging, "err", err)
 	}
+}
+
+// received is what HandleStream learns of the install of a snapshot it
+// received.
+type received struct {
+	start   time.Time
+	handed  bool // received whole and handed to the install
+	stopped bool // the run loop ended, or the install was fatal
+	took    time.Duration
+}
+
+// installReceived installs a snapshot received whole (Receive's install
+// callback, the stream still open). Its error tells the leader: one wrapping
+// snapxfer.ErrNotNeeded if the log passed the snapshot meanwhile, any other
+// if it was not installed.
+func (n *Node) installReceived(rv *received, res snapxfer.Result) error {
+	rv.handed, rv.took = true, time.Since(rv.start)
+	n.m.snapReceived.Inc()
+	n.m.snapBytesReceived.Add(float64(res.Stats.Sent))
+	out, ok := n.handInstall(res)
+	switch {
+	case !ok || out.fatal != nil:
+		rv.stopped = true
+		return errors.New("the node stopped during the install")
+	case errors.Is(out.refused, errSnapshotStale):
+		return fmt.Errorf("%w: %w", snapxfer.ErrNotNeeded, out.refused)
+	}
+	return out.refused
 }
 
 // acceptSnapshot refuses an offer the node does not need (at or below its
@@ -165,6 +195,10 @@ func (n *Node) runInstall(req *installReq) {
 // fatal: the node must stop.
 func (n *Node) install(res snapxfer.Result) (refused, fatal error) {
 	id := res.ID
+	if n.snaps.refuseInstalls.Load() > 0 {
+		n.snaps.refuseInstalls.Add(-1)
+		return fmt.Errorf("snapshot at index %d: refused (test)", id.Index), nil
+	}
 	cs, err := repl.DecodeConf(id.Meta)
 	if err != nil {
 		return fmt.Errorf("snapshot at index %d: its configuration: %w", id.Index, err), nil

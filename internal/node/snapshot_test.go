@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
@@ -116,9 +118,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	if got := counterValue(t, c.nodes[f].m.snapReceived); got < 1 {
 		t.Fatalf("the follower received %v snapshots, want at least 1 (it caught up by the log? its WAL first index %d)", got, c.nodes[f].wal.FirstIndex())
 	}
-	if got := counterValue(t, c.nodes[lead].m.snapSent); got <= sentBefore {
-		t.Fatalf("the leader's snapshots_sent_total is %v, was %v", got, sentBefore)
-	}
+	waitCounterAbove(t, c.nodes[lead].m.snapSent, sentBefore, "the leader's snapshots_sent_total")
 	// The log after the snapshot reaches it.
 	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
 	c.waitStale(f, "after", "1")
@@ -564,5 +564,65 @@ func TestSnapshotJournalsOnlyWhatItCannotConfirm(t *testing.T) {
 	want := []string{"1:put:a=a1", "2:put:b=other", "3:delete:a=", "4:put:c=c4"}
 	if fmt.Sprint(desc) != fmt.Sprint(want) {
 		t.Fatalf("journaled %v, want %v", desc, want)
+	}
+}
+
+// TestSnapshotInstallFailureReachesLeader: a follower whose install of a
+// received snapshot fails tells the leader, which does not count the
+// snapshot as delivered (its match index for the follower stays behind the
+// log it compacted) and sends it again after a backoff; once an install
+// succeeds the leader counts it and the follower catches up.
+func TestSnapshotInstallFailureReachesLeader(t *testing.T) {
+	gate := newStreamGate()
+	c := gatedCluster(t, gate)
+	lead, f, keys := behindFollower(t, c)
+	gate.hold(32 << 10)
+	startGated(c, f, gate)
+	gate.waitHeld(t, 10*time.Second)
+	c.nodes[f].snaps.refuseInstalls.Store(2)
+	ld, fid := c.nodes[lead], c.cfgs[f].ID
+	sentBefore := counterValue(t, ld.m.snapSent)
+	failedBefore := counterValue(t, ld.m.snapFailures)
+	gate.release()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for counterValue(t, ld.m.snapFailures) < failedBefore+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader counted %v failed snapshot attempts and %v delivered ones (before: %v and %v); "+
+				"the follower has %d installs left to refuse: its refusals did not reach the leader as failures",
+				counterValue(t, ld.m.snapFailures), counterValue(t, ld.m.snapSent), failedBefore, sentBefore,
+				c.nodes[f].snaps.refuseInstalls.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// The next attempt comes after a backoff: nothing was delivered yet.
+	if got := counterValue(t, ld.m.snapSent); got != sentBefore {
+		t.Fatalf("the leader counted %v snapshots delivered (was %v) though the follower refused every install", got, sentBefore)
+	}
+	s, _ := ld.status()
+	for _, fi := range s.followers {
+		if fi.ID == fid && fi.MatchIndex+1 >= ld.wal.FirstIndex() {
+			t.Fatalf("the leader's match index for %s is %d with its WAL starting at %d: it counts the refused snapshot as delivered",
+				fid, fi.MatchIndex, ld.wal.FirstIndex())
+		}
+	}
+	if got := counterValue(t, c.nodes[f].m.snapRecvFailures); got < 2 {
+		t.Fatalf("the follower counted %v failed receives or installs, want at least 2", got)
+	}
+
+	checkCaughtUp(t, c, lead, f, keys)
+	waitCounterAbove(t, ld.m.snapSent, sentBefore, "the leader's snapshots_sent_total")
+}
+
+// waitCounterAbove waits until c is above v (for a leader that counts a
+// snapshot once the follower reports its install, which may come just after
+// the follower serves the snapshot's state).
+func waitCounterAbove(t *testing.T, c prometheus.Counter, v float64, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); counterValue(t, c) <= v; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v, want above %v", what, counterValue(t, c), v)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -67,7 +67,7 @@ func BenchmarkTransfer(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, rerr := Receive(context.Background(), c, staging, cfg, nil)
+		_, rerr := Receive(context.Background(), c, staging, cfg, nil, nil)
 		c.Close()
 		wg.Wait()
 		if serr != nil || rerr != nil {

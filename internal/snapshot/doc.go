@@ -6,9 +6,13 @@
 //
 // It promises:
 //   - Every byte is checked: each frame carries a CRC-32C (Castagnoli) over
-//     its type, length and body, and each file's CRC-32C from the manifest is
-//     checked once the file is whole. Nothing is returned before every file
-//     and the directory are fsynced.
+//     its type, length and body, and each file's CRC-32C (from the manifest
+//     in version 1, from its file-end frame in version 2) is checked once the
+//     file is whole. Nothing is returned before every file and the directory
+//     are fsynced.
+//   - Install reported (version 2): the receiver installs the snapshot
+//     (Receive's install callback) before the stream ends and tells the
+//     sender whether it did; Send succeeds only if it did.
 //   - Flow control: the sender keeps at most Config.WindowBytes of chunk data
 //     unacknowledged; the receiver acknowledges what it has written.
 //   - Resume: the receiver keeps what it received in its staging directory.
@@ -35,13 +39,14 @@
 //
 // The sender opens with an offer (type 1, at most maxOfferBody bytes):
 //
-//	4   magic "TRSX" (Magic), 1 format version (Version, 1)
+//	4   magic "TRSX" (Magic), 1 format version (1 or 2; Version is 2)
 //	8   applied index, 8 applied term
 //	bytes32 metadata (opaque to this package, at most MaxMetaBytes)
 //	4   file count N (at most MaxFiles), then N times:
 //	    str16 name (1..MaxNameBytes bytes, a plain base name: no '/', '\',
 //	    NUL, "." or ".."; names unique), 8 size (at most MaxFileBytes; all
 //	    together at most MaxTotalBytes), 4 CRC-32C of the whole file
+//	    (version 2: 0; the file-end frame carries it)
 //
 // The receiver answers with a resume (type 2): 4 file count (N again), then N
 // times 8 bytes held and 4 CRC-32C of those bytes (held <= size). It holds
@@ -52,10 +57,19 @@
 //
 // The chunks of a file are contiguous and start where the receiver's held
 // bytes end, or at offset 0 if the sender found the held bytes' CRC wrong
-// (the receiver then truncates the file). After each chunk it has written,
-// the receiver sends an ack (type 4, 8 bytes: chunk data bytes written in
-// this transfer so far). When every file is whole, checked and fsynced, the
-// receiver fsyncs the directories and sends done (type 5, empty body).
-// Either side may send an error (type 6, str16 reason of at most 1024 bytes)
-// before it closes. The constants and values here are part of the format.
+// (the receiver then truncates the file). In version 2, after a file's
+// chunks (or none, if the receiver held it whole and its CRC matched), the
+// sender sends a file-end frame (type 7, 8 bytes: 4 file number, 4 CRC-32C
+// of the whole file), in manifest order; the receiver checks the file
+// against it. After each chunk it has written, the receiver sends an ack
+// (type 4, 8 bytes: chunk data bytes written in this transfer so far). When
+// every file is whole, checked and fsynced, the receiver fsyncs the
+// directories and sends done (type 5, empty body). In version 2 it then
+// installs the snapshot and sends installed (type 8, empty body), or an
+// error frame whose reason is "install failed" or "not needed"; a version 1
+// sender stops reading at done. Either side may send an error (type 6,
+// str16 reason of at most 1024 bytes) before it closes; a receiver answers
+// an offer of a version it does not read with the reason "unsupported
+// version" (version 1 receivers said "bad stream"), and a sender may then
+// offer version 1. The constants and values here are part of the format.
 package snapshot

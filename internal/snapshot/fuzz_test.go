@@ -17,6 +17,10 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(appendError(nil, "no"))
 	f.Add(appendFrame(nil, frameOffer, appendOffer(nil, &offer{files: []FileInfo{{Name: "a", Size: 1}}})))
 	f.Add([]byte{frameChunk, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+	f.Add(appendFrame(nil, frameFileEnd, appendFileEnd(nil, 3, 0xdeadbeef)))
+	f.Add(appendFrame(nil, frameInstalled))
+	f.Add(appendError(nil, reasonNotInstalled))
+	f.Add(appendFrame(nil, frameOffer, appendOffer(nil, &offer{version: 1, files: []FileInfo{{Name: "a", Size: 1, CRC: 9}}})))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fr := &frameReader{r: bytes.NewReader(in)}
 		for {
@@ -36,6 +40,8 @@ func FuzzReadFrame(f *testing.F) {
 				decodeAck(body)
 			case frameError:
 				decodeError(body)
+			case frameFileEnd:
+				decodeFileEnd(body)
 			}
 		}
 	})
@@ -45,6 +51,11 @@ func FuzzDecodeOffer(f *testing.F) {
 	f.Add(appendOffer(nil, &offer{id: Identity{Index: 5, Term: 1, Meta: []byte("m")},
 		files: []FileInfo{{Name: "000001.sst", Size: 100, CRC: 7}, {Name: "MANIFEST-000001", Size: 0}}}))
 	f.Add(appendOffer(nil, &offer{}))
+	f.Add(appendOffer(nil, &offer{version: 1, id: Identity{Index: 5, Term: 1},
+		files: []FileInfo{{Name: "000001.sst", Size: 100, CRC: 7}}}))
+	f.Add(appendOffer(nil, &offer{version: 2, id: Identity{Index: 5, Term: 1},
+		files: []FileInfo{{Name: "000001.sst", Size: 100}, {Name: "x", Size: 0}}}))
+	f.Add(appendOffer(nil, &offer{version: Version + 1}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		o, err := decodeOffer(in)
 		if err != nil {
@@ -58,6 +69,9 @@ func FuzzDecodeOffer(f *testing.F) {
 			}
 			seen[fi.Name] = true
 			total += fi.Size
+		}
+		if o.version < 1 || o.version > Version {
+			t.Fatalf("accepted an offer of format version %d", o.version)
 		}
 		if total != o.total || total > MaxTotalBytes || len(o.id.Meta) > MaxMetaBytes {
 			t.Fatalf("accepted offer totalling %d (%d), meta %d", total, o.total, len(o.id.Meta))
@@ -83,11 +97,20 @@ func (c *scriptConn) Write(b []byte) (int, error) { return len(b), nil }
 // returns as a success is exactly what the manifest promised.
 func FuzzReceive(f *testing.F) {
 	data := []byte("hello, snapshot")
-	o := &offer{id: Identity{Index: 1, Term: 1}, files: []FileInfo{{Name: "f", Size: int64(len(data)), CRC: crcOf(data)}}}
+	o := &offer{version: 1, id: Identity{Index: 1, Term: 1}, files: []FileInfo{{Name: "f", Size: int64(len(data)), CRC: crcOf(data)}}}
 	good := appendFrame(nil, frameOffer, appendOffer(nil, o))
 	chunk := append(append(make([]byte, 0, 12), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), data...)
 	good = appendFrame(good, frameChunk, chunk)
 	f.Add(good)
+	// Version 2: the CRC comes in a file-end frame after the chunks.
+	o2 := &offer{version: 2, id: Identity{Index: 1, Term: 1}, files: []FileInfo{{Name: "f", Size: int64(len(data))}, {Name: "g", Size: 0}}}
+	good2 := appendFrame(nil, frameOffer, appendOffer(nil, o2))
+	good2 = appendFrame(good2, frameChunk, chunk)
+	good2 = appendFrame(good2, frameFileEnd, appendFileEnd(nil, 0, crcOf(data)))
+	good2 = appendFrame(good2, frameFileEnd, appendFileEnd(nil, 1, 0))
+	f.Add(good2)
+	f.Add(appendFrame(appendFrame(appendFrame(nil, frameOffer, appendOffer(nil, o2)), frameChunk, chunk),
+		frameFileEnd, appendFileEnd(nil, 0, crcOf(data)^1)))
 	bad := &offer{files: []FileInfo{{Name: "../x", Size: 1}}}
 	f.Add(appendFrame(nil, frameOffer, appendOffer(nil, bad)))
 	f.Add(appendFrame(nil, frameOffer, appendOffer(nil, &offer{})))
@@ -97,7 +120,7 @@ func FuzzReceive(f *testing.F) {
 		staging := filepath.Join(parent, "staging")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		res, err := Receive(ctx, &scriptConn{in: bytes.NewReader(in)}, staging, cfg, nil)
+		res, err := Receive(ctx, &scriptConn{in: bytes.NewReader(in)}, staging, cfg, nil, func(Result) error { return nil })
 		des, _ := os.ReadDir(parent)
 		for _, de := range des {
 			if de.Name() != "staging" {

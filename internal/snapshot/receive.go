@@ -39,10 +39,15 @@ type Result struct {
 // manifest) from an earlier, cut transfer, only the rest is received;
 // anything else in it is discarded first. accept, if not nil, sees the
 // offered identity and manifest before anything is written: an error refuses
-// the snapshot (the sender is told, and Receive returns the error). A bad
-// stream gives an error wrapping ErrBadStream; nothing is ever written
-// outside the staging directory. The caller closes rw.
-func Receive(ctx context.Context, rw io.ReadWriter, staging string, cfg Config, accept func(Identity, []FileInfo) error) (Result, error) {
+// the snapshot (the sender is told, and Receive returns the error). install,
+// if not nil, is called once every file is whole, checked and fsynced (and
+// done sent), with the stream still open: a version 2 sender is then told
+// whether it succeeded (an error wrapping ErrNotNeeded says the snapshot was
+// of no use, anything else that the install failed), and its error is
+// returned, wrapped. Without install, a version 2 sender is told "installed"
+// at once. A bad stream gives an error wrapping ErrBadStream; nothing is
+// ever written outside the staging directory. The caller closes rw.
+func Receive(ctx context.Context, rw io.ReadWriter, staging string, cfg Config, accept func(Identity, []FileInfo) error, install func(Result) error) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -59,14 +64,37 @@ func Receive(ctx context.Context, rw io.ReadWriter, staging string, cfg Config, 
 	}
 	cfg.Logger.Info("snapshot: received", "index", res.ID.Index, "term", res.ID.Term, "files", res.Stats.Files,
 		"bytes", res.Stats.Total, "held", res.Stats.Held, "received", res.Stats.Sent)
+	var ierr error
+	if install != nil {
+		ierr = install(res)
+	}
+	if r.o.version >= 2 {
+		reply := appendFrame(nil, frameInstalled)
+		switch {
+		case errors.Is(ierr, ErrNotNeeded):
+			reply = appendError(nil, reasonNotNeeded)
+		case ierr != nil:
+			reply = appendError(nil, reasonNotInstalled)
+		}
+		if _, err := c.Write(reply); err != nil && ierr == nil {
+			cfg.Logger.Warn("snapshot: telling the sender of the install", "index", res.ID.Index, "err", err)
+		}
+	}
+	if ierr != nil {
+		return res, fmt.Errorf("snapshot: installing the snapshot at index %d: %w", res.ID.Index, ierr)
+	}
+	res.Stats.Installed = install != nil
 	return res, nil
 }
 
 // refusalReason is what the sender is told: the kind of failure, nothing of
 // this node's files.
 func refusalReason(err error) string {
+	if errors.Is(err, errVersion) {
+		return reasonVersion
+	}
 	if errors.Is(err, ErrBadStream) {
-		return "bad stream"
+		return reasonBadStream
 	}
 	if errors.Is(err, ErrNotNeeded) {
 		return reasonNotNeeded
@@ -83,9 +111,14 @@ type receiver struct {
 	o       *offer
 	next    []int64  // per file: bytes held so far
 	crcs    []uint32 // per file: CRC-32C of those bytes
-	cur     *os.File // the file chunks are going to, or nil
+	ended   []bool   // per file: its file-end frame was checked (version 2)
+	left    int      // files not yet ended (version 2)
+	cur     *rfile   // the file chunks are going to, or nil
 	curIdx  int
 	out     []byte // frame being written
+	// w writes the chunks and acknowledges them, in order, on a goroutine
+	// of its own (writer.go).
+	w *diskWriter
 	// Whole files are fsynced by a goroutine (syncer) while the next ones
 	// arrive: the disk flushes one file while the network fills the next.
 	syncq   chan *os.File
@@ -106,6 +139,21 @@ func (r *receiver) syncer(q <-chan *os.File) {
 		}
 	}
 	r.syncErr <- first
+}
+
+// shutdown stops the disk writer (closing the current file) and waits for
+// the fsyncs; it returns the first error. Safe to call twice.
+func (r *receiver) shutdown() error {
+	var err error
+	if r.w != nil {
+		r.closeCur()
+		err = r.w.stop()
+		r.w = nil
+	}
+	if serr := r.waitSynced(); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // waitSynced waits for every whole file's fsync.
@@ -146,10 +194,10 @@ func (r *receiver) run(accept func(Identity, []FileInfo) error) (Result, error) 
 	if err := r.prepare(body); err != nil {
 		return res, err
 	}
-	defer r.closeCur()
 	r.syncq, r.syncErr = make(chan *os.File, 64), make(chan error, 1)
 	go r.syncer(r.syncq)
-	defer r.waitSynced()
+	r.w = newDiskWriter(r.c, r.cfg.ChunkBytes, r.syncq)
+	defer r.shutdown()
 	hs := make([]held, len(o.files))
 	for i := range hs {
 		hs[i] = held{n: r.next[i], crc: r.crcs[i]}
@@ -158,32 +206,10 @@ func (r *receiver) run(accept func(Identity, []FileInfo) error) (Result, error) 
 	if _, err := r.c.Write(appendFrame(r.out[:0], frameResume, appendResume(nil, hs))); err != nil {
 		return res, err
 	}
-	var got uint64
-	for !r.complete() {
-		typ, body, err := fr.next()
-		if err != nil {
-			return res, err
-		}
-		switch typ {
-		case frameChunk:
-		case frameError:
-			return res, decodeError(body)
-		default:
-			return res, badf("unexpected %s frame from the sender", frameName(typ))
-		}
-		n, err := r.chunk(body)
-		if err != nil {
-			return res, err
-		}
-		got += uint64(n)
-		res.Stats.Sent += int64(n)
-		r.out = appendFrame(r.out[:0], frameAck, binary.LittleEndian.AppendUint64(nil, got))
-		if _, err := r.c.Write(r.out); err != nil {
-			return res, err
-		}
+	if err := r.receiveFiles(fr, &res.Stats); err != nil {
+		return res, err
 	}
-	r.closeCur()
-	if err := r.waitSynced(); err != nil {
+	if err := r.shutdown(); err != nil {
 		return res, err
 	}
 	if err := errors.Join(syncDir(r.data), syncDir(r.staging)); err != nil {
@@ -193,6 +219,60 @@ func (r *receiver) run(accept func(Identity, []FileInfo) error) (Result, error) 
 		return res, err
 	}
 	return res, nil
+}
+
+// receiveFiles reads chunks (and, in version 2, file-end frames) until
+// every file is whole, handing the chunks to the disk writer; st.Sent counts
+// the data.
+func (r *receiver) receiveFiles(fr *frameReader, st *Stats) error {
+	var got uint64
+	var ch [chunkHeaderSize]byte
+	for !r.complete() {
+		h, err := fr.header()
+		if err != nil {
+			return err
+		}
+		if h[0] == frameChunk {
+			data, err := fr.chunkInto(h, &ch, r.w.buffer)
+			if werr := r.w.failure(); errors.Is(err, errWriterStopped) && werr != nil {
+				err = werr
+			}
+			if err != nil {
+				return err
+			}
+			n, err := r.chunk(ch, data, got)
+			if err != nil {
+				return err
+			}
+			got += uint64(n)
+			st.Sent += int64(n)
+			continue
+		}
+		n := binary.LittleEndian.Uint32(h[1:])
+		body, err := readBody(fr.r, int(n), fr.buf)
+		fr.buf = body[:0]
+		if err != nil {
+			return fr.cut(h[0], n, err)
+		}
+		if err := checkFrame(h, body); err != nil {
+			return err
+		}
+		switch typ := h[0]; typ {
+		case frameFileEnd:
+			if r.o.version < 2 {
+				return badf("file-end frame in a version %d transfer", r.o.version)
+			}
+			if err := r.fileEnd(body); err != nil {
+				return err
+			}
+			continue
+		case frameError:
+			return decodeError(body)
+		default:
+			return badf("unexpected %s frame from the sender", frameName(typ))
+		}
+	}
+	return nil
 }
 
 // prepare makes the staging directory hold this offer: it keeps what it
@@ -225,6 +305,7 @@ func (r *receiver) prepare(offerBody []byte) error {
 	}
 	r.next = make([]int64, len(r.o.files))
 	r.crcs = make([]uint32, len(r.o.files))
+	r.ended, r.left = make([]bool, len(r.o.files)), len(r.o.files)
 	for i, f := range r.o.files {
 		n, crc, err := r.held(f)
 		if err != nil {
@@ -270,7 +351,8 @@ func (r *receiver) held(f FileInfo) (int64, uint32, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("snapshot: reading %s: %w", path, err)
 	}
-	if n > f.Size || (n == f.Size && h.Sum32() != f.CRC) {
+	// A version 2 manifest carries no CRCs: the sender checks what is held.
+	if n > f.Size || (n == f.Size && r.o.version < 2 && h.Sum32() != f.CRC) {
 		if err := fh.Truncate(0); err != nil {
 			return 0, 0, fmt.Errorf("snapshot: %w", err)
 		}
@@ -282,8 +364,11 @@ func (r *receiver) held(f FileInfo) (int64, uint32, error) {
 	return n, h.Sum32(), nil
 }
 
-// complete reports whether every file is whole.
+// complete reports whether every file is whole (version 2: and ended).
 func (r *receiver) complete() bool {
+	if r.o.version >= 2 {
+		return r.left == 0
+	}
 	for i, f := range r.o.files {
 		if r.next[i] != f.Size {
 			return false
@@ -292,12 +377,11 @@ func (r *receiver) complete() bool {
 	return true
 }
 
-// chunk checks a chunk and writes its data. It returns the data's length.
-func (r *receiver) chunk(body []byte) (int, error) {
-	idx, off, data, err := decodeChunk(body)
-	if err != nil {
-		return 0, err
-	}
+// chunk checks a chunk (its header ch, its data in a buffer of the disk
+// writer) and queues its data to be written and acknowledged; got is the
+// data received before it in this transfer. It returns the data's length.
+func (r *receiver) chunk(ch [chunkHeaderSize]byte, data []byte, got uint64) (int, error) {
+	idx, off := binary.LittleEndian.Uint32(ch[:]), binary.LittleEndian.Uint64(ch[4:])
 	if uint64(idx) >= uint64(len(r.o.files)) {
 		return 0, badf("chunk for file %d of %d", idx, len(r.o.files))
 	}
@@ -306,55 +390,111 @@ func (r *receiver) chunk(body []byte) (int, error) {
 	if off != uint64(r.next[i]) && off != 0 {
 		return 0, badf("chunk of %q at offset %d, expected %d (or 0)", f.Name, off, r.next[i])
 	}
+	if r.ended[i] {
+		return 0, badf("chunk of %q after its file-end frame", f.Name)
+	}
 	if uint64(len(data)) > uint64(f.Size)-off {
 		return 0, badf("chunk of %q at offset %d with %d bytes passes its size %d", f.Name, off, len(data), f.Size)
 	}
-	fh, err := r.open(i)
+	rf, err := r.open(i)
 	if err != nil {
 		return 0, err
 	}
 	if off == 0 && r.next[i] != 0 {
 		// The sender found the held bytes wrong: start the file again.
-		if err := fh.Truncate(0); err != nil {
-			return 0, fmt.Errorf("snapshot: %w", err)
+		if err := r.truncate(i); err != nil {
+			return 0, err
 		}
-		r.next[i], r.crcs[i] = 0, 0
-	}
-	if _, err := fh.WriteAt(data, int64(off)); err != nil {
-		return 0, fmt.Errorf("snapshot: writing %s: %w", fh.Name(), err)
 	}
 	r.next[i] += int64(len(data))
 	r.crcs[i] = crc32.Update(r.crcs[i], castagnoli, data)
-	if r.next[i] == f.Size {
+	if err := r.w.put(writeJob{f: rf, off: int64(off), data: data, buf: data, ack: got + uint64(len(data))}); err != nil {
+		return 0, err
+	}
+	if r.next[i] == f.Size && r.o.version < 2 {
 		if got := r.crcs[i]; got != f.CRC {
-			_ = fh.Truncate(0) // the next transfer starts it again
-			r.next[i], r.crcs[i] = 0, 0
-			return 0, badf("file %q has CRC %#08x, the manifest says %#08x", f.Name, got, f.CRC)
+			err := badf("file %q has CRC %#08x, the manifest says %#08x", f.Name, got, f.CRC)
+			return 0, errors.Join(err, r.truncate(i)) // the next transfer starts it again
 		}
-		r.cur = nil // the syncer closes it
-		r.syncq <- fh
+		r.finishCur()
 	}
 	return len(data), nil
 }
 
+// truncate empties file i once the writes queued for it are done.
+func (r *receiver) truncate(i int) error {
+	if err := r.w.wait(); err != nil {
+		return err
+	}
+	if err := os.Truncate(filepath.Join(r.data, r.o.files[i].Name), 0); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	r.next[i], r.crcs[i] = 0, 0
+	return nil
+}
+
+// finishCur hands the current file, whole, to be fsynced and closed after
+// its writes.
+func (r *receiver) finishCur() {
+	if r.cur != nil {
+		if r.w.put(writeJob{f: r.cur, finish: true}) != nil {
+			r.cur.close() // the writer failed: shutdown returns its error
+		}
+		r.cur = nil
+	}
+}
+
+// fileEnd checks a file-end frame (version 2): the file is whole and its
+// CRC-32C is the one the sender computed; then it is handed to the syncer.
+func (r *receiver) fileEnd(body []byte) error {
+	idx, crc, err := decodeFileEnd(body)
+	if err != nil {
+		return err
+	}
+	if uint64(idx) >= uint64(len(r.o.files)) {
+		return badf("file-end for file %d of %d", idx, len(r.o.files))
+	}
+	i, f := int(idx), r.o.files[idx]
+	switch {
+	case r.ended[i]:
+		return badf("second file-end for %q", f.Name)
+	case r.next[i] != f.Size:
+		return badf("file-end for %q with %d of its %d bytes", f.Name, r.next[i], f.Size)
+	}
+	if got := r.crcs[i]; got != crc {
+		err := badf("file %q has CRC %#08x, the sender says %#08x", f.Name, got, crc)
+		return errors.Join(err, r.truncate(i)) // the next transfer starts it again
+	}
+	r.ended[i] = true
+	r.left--
+	if r.cur != nil && r.curIdx == i {
+		r.finishCur()
+	}
+	return nil
+}
+
 // open returns file i open for writing, closing the previous one.
-func (r *receiver) open(i int) (*os.File, error) {
+func (r *receiver) open(i int) (*rfile, error) {
 	if r.cur != nil && r.curIdx == i {
 		return r.cur, nil
 	}
 	r.closeCur()
-	fh, err := os.OpenFile(filepath.Join(r.data, r.o.files[i].Name), os.O_RDWR, 0)
+	path := filepath.Join(r.data, r.o.files[i].Name)
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	r.cur, r.curIdx = fh, i
-	return fh, nil
+	r.cur, r.curIdx = &rfile{fh: fh, direct: openDirect(path)}, i
+	return r.cur, nil
 }
 
+// closeCur closes the current file once its writes are done. Unsynced bytes
+// of a file cut short are checked by CRC on resume.
 func (r *receiver) closeCur() {
 	if r.cur != nil {
-		// Unsynced bytes of a file cut short are checked by CRC on resume.
-		r.cur.Close()
+		if r.w.put(writeJob{f: r.cur, close: true}) != nil {
+			r.cur.close()
+		}
 		r.cur = nil
 	}
 }

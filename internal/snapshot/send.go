@@ -28,6 +28,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Logger receives progress and resume decisions. Required.
 	Logger *slog.Logger
+	// Version is the format version the sender offers, 1..Version (the
+	// receiver reads any). With 2, Send returns only once the receiver
+	// reports the snapshot installed; with 1, once it was received (for a
+	// receiver that reads only version 1).
+	Version int
 }
 
 // DefaultConfig returns the defaults.
@@ -37,6 +42,7 @@ func DefaultConfig() Config {
 		WindowBytes: 8 << 20,
 		IdleTimeout: 30 * time.Second,
 		Logger:      slog.Default(),
+		Version:     Version,
 	}
 }
 
@@ -51,6 +57,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.IdleTimeout is %v, must be > 0", ErrInvalidArg, c.IdleTimeout)
 	case c.Logger == nil:
 		return fmt.Errorf("%w: Config.Logger is nil", ErrInvalidArg)
+	case c.Version < 1 || c.Version > Version:
+		return fmt.Errorf("%w: Config.Version is %d, must be in [1, %d]", ErrInvalidArg, c.Version, Version)
 	}
 	return nil
 }
@@ -61,6 +69,9 @@ type Stats struct {
 	Total int64 // bytes in the snapshot
 	Held  int64 // bytes the receiver already held (resumed), not sent again
 	Sent  int64 // chunk data bytes sent in this transfer
+	// Installed: the receiver reported the snapshot installed (format
+	// version 2); false after a version 1 transfer, which ends at receipt.
+	Installed bool
 }
 
 // conn is the stream a transfer runs on, with deadlines if it has them.
@@ -113,7 +124,12 @@ func ctxErr(ctx context.Context, err error) error {
 // Manifest lists the regular files of dir (sorted by name) with their sizes
 // and CRC-32Cs. It refuses anything but regular files and names the format
 // cannot carry.
-func Manifest(dir string) ([]FileInfo, error) {
+func Manifest(dir string) ([]FileInfo, error) { return listFiles(dir, true) }
+
+// listFiles is Manifest; without withCRC the CRCs are left 0 (a version 2
+// offer, whose file-end frames carry them: the files are read once, as they
+// are sent).
+func listFiles(dir string, withCRC bool) ([]FileInfo, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: listing %s: %w", dir, err)
@@ -131,8 +147,16 @@ func Manifest(dir string) ([]FileInfo, error) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidArg, dir, err)
 		}
 		fi := FileInfo{Name: de.Name()}
-		if fi.Size, fi.CRC, err = fileCRC(filepath.Join(dir, de.Name()), -1); err != nil {
-			return nil, err
+		if withCRC {
+			fi.Size, fi.CRC, err = fileCRC(filepath.Join(dir, de.Name()), -1)
+		} else {
+			var info os.FileInfo
+			if info, err = de.Info(); err == nil {
+				fi.Size = info.Size()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
 		}
 		if fi.Size > MaxFileBytes {
 			return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrInvalidArg, fi.Name, fi.Size, int64(MaxFileBytes))
@@ -170,7 +194,11 @@ func fileCRC(path string, n int64) (int64, uint32, error) {
 
 // Send streams the files of dir (a store checkpoint, which must not change
 // meanwhile) as the snapshot id to the receiver at the other end of rw, and
-// returns when the receiver reports every file whole, checked and fsynced.
+// returns when the receiver reports every file whole, checked and fsynced,
+// and (Config.Version 2) the snapshot installed: Stats.Installed. A receiver
+// whose install failed gives an error wrapping ErrNotInstalled; one that
+// refused the offer itself (perhaps it reads only version 1) an error
+// wrapping ErrOfferRefused.
 // If the receiver already holds part of this snapshot (an earlier transfer
 // of it was cut), only the rest is sent. progress, if not nil, is called
 // after each chunk with the bytes the receiver holds or was sent, and the
@@ -184,11 +212,11 @@ func Send(ctx context.Context, rw io.ReadWriter, dir string, id Identity, cfg Co
 	if len(id.Meta) > MaxMetaBytes {
 		return Stats{}, fmt.Errorf("%w: metadata of %d bytes, limit %d", ErrInvalidArg, len(id.Meta), MaxMetaBytes)
 	}
-	files, err := Manifest(dir)
+	files, err := listFiles(dir, cfg.Version < 2)
 	if err != nil {
 		return Stats{}, err
 	}
-	o := &offer{id: id, files: files}
+	o := &offer{version: byte(cfg.Version), id: id, files: files}
 	for _, f := range files {
 		o.total += f.Size
 	}
@@ -203,7 +231,7 @@ func Send(ctx context.Context, rw io.ReadWriter, dir string, id Identity, cfg Co
 		return st, fmt.Errorf("snapshot: sending %s at index %d: %w", dir, id.Index, err)
 	}
 	cfg.Logger.Info("snapshot: sent", "index", id.Index, "term", id.Term, "files", st.Files,
-		"bytes", st.Total, "held", st.Held, "sent", st.Sent)
+		"bytes", st.Total, "held", st.Held, "sent", st.Sent, "installed", st.Installed)
 	return st, nil
 }
 
@@ -212,26 +240,13 @@ func isRefusal(err error) bool { return errors.Is(err, ErrRefused) }
 // send runs the sender's side of the protocol on c.
 func send(ctx context.Context, c *conn, dir string, o *offer, cfg Config, progress func(sent, total int64)) (Stats, error) {
 	st := Stats{Files: len(o.files), Total: o.total}
-	if _, err := c.Write(appendFrame(nil, frameOffer, appendOffer(nil, o))); err != nil {
-		return st, err
-	}
 	fr := &frameReader{r: c}
-	typ, body, err := fr.next()
+	hs, err := offerFiles(c, fr, o)
 	if err != nil {
 		return st, err
 	}
-	switch typ {
-	case frameResume:
-	case frameError:
-		return st, decodeError(body)
-	default:
-		return st, badf("%s frame in answer to the offer", frameName(typ))
-	}
-	hs, err := decodeResume(body, o.files)
-	if err != nil {
-		return st, err
-	}
-	starts, err := resumePoints(dir, o.files, hs, cfg.Logger)
+	v2 := o.version >= 2
+	starts, crcs, err := resumePoints(dir, o.files, hs, v2, cfg.Logger)
 	if err != nil {
 		return st, err
 	}
@@ -241,12 +256,16 @@ func send(ctx context.Context, c *conn, dir string, o *offer, cfg Config, progre
 	acks := make(chan ackEvent, 16)
 	quit := make(chan struct{})
 	defer close(quit)
-	go readAcks(fr, acks, quit)
+	go readAcks(fr, acks, quit, v2)
 	w := &window{acks: acks, limit: cfg.WindowBytes}
 	buf := make([]byte, cfg.ChunkBytes)
 	var hdr [frameHeaderSize + chunkHeaderSize]byte
 	for i, f := range o.files {
-		if err := sendFile(ctx, c, w, dir, uint32(i), f, starts[i], buf, hdr[:], func(n int64) {
+		var crc *uint32
+		if v2 {
+			crc = &crcs[i]
+		}
+		if err := sendFile(ctx, c, w, dir, uint32(i), f, starts[i], crc, buf, hdr[:], func(n int64) {
 			st.Sent += n
 			if progress != nil {
 				progress(st.Held+st.Sent, st.Total)
@@ -259,38 +278,77 @@ func send(ctx context.Context, c *conn, dir string, o *offer, cfg Config, progre
 			return st, err
 		}
 	}
-	return st, w.waitDone(st.Sent)
+	if err := w.waitDone(st.Sent); err != nil {
+		return st, err
+	}
+	if v2 {
+		if err := w.waitInstalled(); err != nil {
+			return st, err
+		}
+		st.Installed = true
+	}
+	return st, nil
 }
 
-// resumePoints returns, per file, the offset the sender starts from: what
-// the receiver holds, if its CRC matches this side's file, else 0.
-func resumePoints(dir string, files []FileInfo, hs []held, log *slog.Logger) ([]int64, error) {
+// offerFiles sends the offer and returns what the receiver holds of each
+// file (its resume answer).
+func offerFiles(c *conn, fr *frameReader, o *offer) ([]held, error) {
+	if _, err := c.Write(appendFrame(nil, frameOffer, appendOffer(nil, o))); err != nil {
+		return nil, err
+	}
+	typ, body, err := fr.next()
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case frameResume:
+	case frameError:
+		err := decodeError(body)
+		if r, _ := errorReason(body); r == reasonBadStream || r == reasonVersion {
+			err = fmt.Errorf("%w: %w", ErrOfferRefused, err)
+		}
+		return nil, err
+	default:
+		return nil, badf("%s frame in answer to the offer", frameName(typ))
+	}
+	return decodeResume(body, o.files)
+}
+
+// resumePoints returns, per file, the offset the sender starts from (what
+// the receiver holds, if its CRC matches this side's file, else 0) and the
+// CRC-32C of the bytes before it. The CRCs of whole files are in the
+// manifest, except in version 2 (v2), where they are computed here.
+func resumePoints(dir string, files []FileInfo, hs []held, v2 bool, log *slog.Logger) ([]int64, []uint32, error) {
 	starts := make([]int64, len(files))
+	crcs := make([]uint32, len(files))
 	for i, f := range files {
 		h := hs[i]
 		if h.n == 0 {
 			continue
 		}
 		want := f.CRC
-		if h.n < f.Size {
+		if h.n < f.Size || v2 {
 			var err error
 			if _, want, err = fileCRC(filepath.Join(dir, f.Name), h.n); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if h.crc != want {
 			log.Warn("snapshot: the receiver's copy of a file differs; sending it again", "file", f.Name, "held", h.n)
 			continue
 		}
-		starts[i] = h.n
+		starts[i], crcs[i] = h.n, want
 	}
-	return starts, nil
+	return starts, crcs, nil
 }
 
-// sendFile sends file number i from offset start in chunks of len(buf).
-func sendFile(ctx context.Context, c *conn, w *window, dir string, i uint32, f FileInfo, start int64, buf, hdr []byte, sent func(int64)) error {
+// sendFile sends file number i from offset start in chunks of len(buf). If
+// crc is not nil (version 2) it holds the CRC-32C of the bytes before start;
+// the data sent is added to it, and a file-end frame carrying it follows
+// the chunks (even when none was needed).
+func sendFile(ctx context.Context, c *conn, w *window, dir string, i uint32, f FileInfo, start int64, crc *uint32, buf, hdr []byte, sent func(int64)) error {
 	if start >= f.Size {
-		return nil
+		return sendFileEnd(c, i, crc)
 	}
 	fh, err := os.Open(filepath.Join(dir, f.Name))
 	if err != nil {
@@ -306,6 +364,9 @@ func sendFile(ctx context.Context, c *conn, w *window, dir string, i uint32, f F
 			return err
 		}
 		putChunkHeader(hdr, i, uint64(off), buf[:n])
+		if crc != nil {
+			*crc = crc32.Update(*crc, castagnoli, buf[:n])
+		}
 		bufs := net.Buffers{hdr, buf[:n]}
 		if _, err := bufs.WriteTo(c); err != nil {
 			return err
@@ -313,7 +374,16 @@ func sendFile(ctx context.Context, c *conn, w *window, dir string, i uint32, f F
 		off += int64(n)
 		sent(int64(n))
 	}
-	return nil
+	return sendFileEnd(c, i, crc)
+}
+
+// sendFileEnd sends file i's file-end frame, if crc is not nil.
+func sendFileEnd(c *conn, i uint32, crc *uint32) error {
+	if crc == nil {
+		return nil
+	}
+	_, err := c.Write(appendFrame(nil, frameFileEnd, appendFileEnd(nil, i, *crc)))
+	return err
 }
 
 // putChunkHeader fills hdr with the frame and chunk headers of a chunk
@@ -330,16 +400,19 @@ func putChunkHeader(hdr []byte, file uint32, off uint64, data []byte) {
 	le.PutUint32(hdr[5:], crc)
 }
 
-// ackEvent is what the receiver said: bytes acknowledged, done, or an error.
+// ackEvent is what the receiver said: bytes acknowledged, done, installed,
+// or an error.
 type ackEvent struct {
-	acked uint64
-	done  bool
-	err   error
+	acked     uint64
+	done      bool
+	installed bool
+	err       error
 }
 
-// readAcks reads the receiver's frames into acks until an error or done,
-// or until quit is closed.
-func readAcks(fr *frameReader, acks chan<- ackEvent, quit <-chan struct{}) {
+// readAcks reads the receiver's frames into acks until an error or done
+// (v2: until the installed frame or an error after done), or until quit is
+// closed.
+func readAcks(fr *frameReader, acks chan<- ackEvent, quit <-chan struct{}, v2 bool) {
 	put := func(ev ackEvent) {
 		select {
 		case acks <- ev:
@@ -365,6 +438,9 @@ func readAcks(fr *frameReader, acks chan<- ackEvent, quit <-chan struct{}) {
 				return
 			}
 			put(ackEvent{done: true})
+			if v2 {
+				readInstalled(fr, put)
+			}
 			return
 		case frameError:
 			put(ackEvent{err: decodeError(body)})
@@ -373,6 +449,25 @@ func readAcks(fr *frameReader, acks chan<- ackEvent, quit <-chan struct{}) {
 			put(ackEvent{err: badf("unexpected %s frame from the receiver", frameName(typ))})
 			return
 		}
+	}
+}
+
+// readInstalled reads the receiver's answer after done: installed, or an
+// error frame (its install failed, or it was not needed).
+func readInstalled(fr *frameReader, put func(ackEvent)) {
+	typ, body, err := fr.next()
+	switch {
+	case err != nil:
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: the receiver hung up after done without reporting its install", ErrNotInstalled)
+		}
+		put(ackEvent{err: err})
+	case typ == frameInstalled:
+		put(ackEvent{installed: true})
+	case typ == frameError:
+		put(ackEvent{err: decodeError(body)})
+	default:
+		put(ackEvent{err: badf("unexpected %s frame from the receiver after done", frameName(typ))})
 	}
 }
 
@@ -446,6 +541,18 @@ func (w *window) waitDone(sent int64) error {
 	}
 	if w.acked != sent {
 		return badf("receiver said done after acknowledging %d of %d bytes", w.acked, sent)
+	}
+	return nil
+}
+
+// waitInstalled waits, after done, for the receiver's report of its install.
+func (w *window) waitInstalled() error {
+	ev := <-w.acks
+	if ev.err != nil {
+		return ev.err
+	}
+	if !ev.installed {
+		return badf("unexpected event from the receiver after done")
 	}
 	return nil
 }

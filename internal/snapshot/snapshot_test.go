@@ -97,6 +97,13 @@ func dump(t testing.TB, s *store.Store) string {
 // not nil, wraps the sender's end.
 func transfer(t testing.TB, dir, staging string, id Identity, wrap func(net.Conn) net.Conn) (Stats, Result, error, error) {
 	t.Helper()
+	return transferWith(t, dir, staging, id, wrap, Version, nil)
+}
+
+// transferWith is transfer with the sender offering format version v and the
+// receiver installing with install.
+func transferWith(t testing.TB, dir, staging string, id Identity, wrap func(net.Conn) net.Conn, v int, install func(Result) error) (Stats, Result, error, error) {
+	t.Helper()
 	a, b := net.Pipe()
 	var sconn net.Conn = a
 	if wrap != nil {
@@ -109,9 +116,11 @@ func transfer(t testing.TB, dir, staging string, id Identity, wrap func(net.Conn
 	go func() {
 		defer wg.Done()
 		defer sconn.Close()
-		st, serr = Send(context.Background(), sconn, dir, id, testConfig(), nil)
+		cfg := testConfig()
+		cfg.Version = v
+		st, serr = Send(context.Background(), sconn, dir, id, cfg, nil)
 	}()
-	res, rerr := Receive(context.Background(), b, staging, testConfig(), nil)
+	res, rerr := Receive(context.Background(), b, staging, testConfig(), nil, install)
 	b.Close()
 	wg.Wait()
 	return st, res, serr, rerr
@@ -197,18 +206,24 @@ func mustSameFiles(t testing.TB, a, b string) {
 }
 
 func TestResumeAfterDroppedConnection(t *testing.T) {
+	for v := 1; v <= Version; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testResumeAfterDroppedConnection(t, v) })
+	}
+}
+
+func testResumeAfterDroppedConnection(t *testing.T, v int) {
 	base := t.TempDir()
 	src := mustCheckpointFiles(t, base, 5, 300<<10)
 	staging := filepath.Join(base, "staging")
 	id := Identity{Index: 10, Term: 2}
 	_, total := manifestTotal(t, src)
-	_, _, serr, rerr := transfer(t, src, staging, id, func(c net.Conn) net.Conn {
+	_, _, serr, rerr := transferWith(t, src, staging, id, func(c net.Conn) net.Conn {
 		return &cutConn{Conn: c, limit: total * 6 / 10}
-	})
+	}, v, nil)
 	if serr == nil || rerr == nil {
 		t.Fatalf("a cut transfer succeeded: Send %v, Receive %v", serr, rerr)
 	}
-	st, res, serr, rerr := transfer(t, src, staging, id, nil)
+	st, res, serr, rerr := transferWith(t, src, staging, id, nil, v, nil)
 	if serr != nil || rerr != nil {
 		t.Fatalf("resumed transfer: Send %v, Receive %v", serr, rerr)
 	}
@@ -219,7 +234,7 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 	mustSameFiles(t, src, res.Dir)
 
 	// A different identity discards what is staged.
-	st, res, serr, rerr = transfer(t, src, staging, Identity{Index: 11, Term: 2}, nil)
+	st, res, serr, rerr = transferWith(t, src, staging, Identity{Index: 11, Term: 2}, nil, v, nil)
 	if serr != nil || rerr != nil || st.Held != 0 || st.Sent != st.Total {
 		t.Fatalf("another snapshot: Send %v, Receive %v, stats %+v", serr, rerr, st)
 	}
@@ -227,27 +242,164 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 }
 
 // TestResumeChecksHeldBytes: staged bytes that differ from the sender's
-// (a torn write, say) are sent again, not trusted.
+// (a torn write, say) are sent again, not trusted, whether the damaged file
+// was held in part or whole.
 func TestResumeChecksHeldBytes(t *testing.T) {
+	for v := 1; v <= Version; v++ {
+		for _, cut := range []struct {
+			name     string
+			num, den int64
+		}{{"part", 1, 4}, {"whole", 3, 4}} {
+			t.Run(fmt.Sprintf("v%d/%s", v, cut.name), func(t *testing.T) {
+				base := t.TempDir()
+				src := mustCheckpointFiles(t, base, 2, 200<<10)
+				staging := filepath.Join(base, "staging")
+				id := Identity{Index: 10, Term: 2}
+				files, total := manifestTotal(t, src)
+				transferWith(t, src, staging, id, func(c net.Conn) net.Conn {
+					return &cutConn{Conn: c, limit: total * cut.num / cut.den}
+				}, v, nil)
+				// Damage the staged copy of the first file.
+				p := filepath.Join(staging, dataDir, "000000.sst")
+				b, err := os.ReadFile(p)
+				if err != nil || len(b) == 0 {
+					t.Fatalf("staged file: %d bytes, %v", len(b), err)
+				}
+				if whole := int64(len(b)) == files[0].Size; whole != (cut.name == "whole") {
+					t.Fatalf("staged %d of %d bytes of the first file, want it held %s", len(b), files[0].Size, cut.name)
+				}
+				b[len(b)/2] ^= 1
+				os.WriteFile(p, b, 0o644)
+				_, res, serr, rerr := transferWith(t, src, staging, id, nil, v, nil)
+				if serr != nil || rerr != nil {
+					t.Fatalf("Send %v, Receive %v", serr, rerr)
+				}
+				mustSameFiles(t, src, res.Dir)
+			})
+		}
+	}
+}
+
+// TestInstallReported: with format version 2 the sender returns only once
+// the receiver's install ended, and learns its outcome: installed, failed
+// (ErrNotInstalled), or of no use (ErrNotNeeded). With version 1 (a sender
+// of an earlier build) the install still runs but the sender is not told.
+func TestInstallReported(t *testing.T) {
+	failed := errors.New("the store refused it")
+	for _, tc := range []struct {
+		name      string
+		v         int
+		install   error
+		wantSend  error // nil: success
+		installed bool
+	}{
+		{"v2 installed", 2, nil, nil, true},
+		{"v2 install failed", 2, failed, ErrNotInstalled, false},
+		{"v2 not needed", 2, fmt.Errorf("%w: stale", ErrNotNeeded), ErrNotNeeded, false},
+		{"v1 installed", 1, nil, nil, false},
+		{"v1 install failed", 1, failed, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			src := mustCheckpointFiles(t, base, 3, 50<<10)
+			var calls atomic.Int32
+			install := func(res Result) error {
+				calls.Add(1)
+				mustSameFiles(t, src, res.Dir)
+				return tc.install
+			}
+			st, res, serr, rerr := transferWith(t, src, filepath.Join(base, "staging"), Identity{Index: 4, Term: 1}, nil, tc.v, install)
+			if calls.Load() != 1 {
+				t.Fatalf("install called %d times, want 1", calls.Load())
+			}
+			if !errors.Is(rerr, tc.install) || (tc.install == nil && rerr != nil) {
+				t.Fatalf("Receive = %v, want %v", rerr, tc.install)
+			}
+			if tc.wantSend == nil && serr != nil || tc.wantSend != nil && !errors.Is(serr, tc.wantSend) {
+				t.Fatalf("Send = %v, want %v", serr, tc.wantSend)
+			}
+			if tc.wantSend != nil && !errors.Is(serr, ErrRefused) {
+				t.Fatalf("Send = %v, want it to wrap ErrRefused", serr)
+			}
+			if st.Installed != tc.installed || res.Stats.Installed != (tc.install == nil) {
+				t.Fatalf("Installed: sender %v, receiver %v", st.Installed, res.Stats.Installed)
+			}
+		})
+	}
+}
+
+// TestInstallNotReportedIsFailure: a version 2 receiver that hangs up after
+// done without reporting its install (it crashed while installing) is a
+// failure for the sender, never a success.
+func TestInstallNotReportedIsFailure(t *testing.T) {
 	base := t.TempDir()
-	src := mustCheckpointFiles(t, base, 2, 200<<10)
-	staging := filepath.Join(base, "staging")
-	id := Identity{Index: 10, Term: 2}
-	_, total := manifestTotal(t, src)
-	transfer(t, src, staging, id, func(c net.Conn) net.Conn { return &cutConn{Conn: c, limit: total / 2} })
-	// Damage the staged copy of the first file.
-	p := filepath.Join(staging, dataDir, "000000.sst")
-	b, err := os.ReadFile(p)
-	if err != nil || len(b) == 0 {
-		t.Fatalf("staged file: %d bytes, %v", len(b), err)
+	src := mustCheckpointFiles(t, base, 1, 10<<10)
+	a, b := net.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		defer a.Close()
+		_, err := Send(context.Background(), a, src, Identity{Index: 2, Term: 1}, testConfig(), nil)
+		errc <- err
+	}()
+	Receive(context.Background(), b, filepath.Join(base, "staging"), testConfig(), nil, func(Result) error {
+		b.Close() // the crash: the connection ends before the report
+		return nil
+	})
+	if err := <-errc; !errors.Is(err, ErrNotInstalled) {
+		t.Fatalf("Send = %v, want an error wrapping ErrNotInstalled", err)
 	}
-	b[len(b)/2] ^= 1
-	os.WriteFile(p, b, 0o644)
-	_, res, serr, rerr := transfer(t, src, staging, id, nil)
-	if serr != nil || rerr != nil {
-		t.Fatalf("Send %v, Receive %v", serr, rerr)
+}
+
+// TestOfferRefusedByEarlierVersion: a receiver that reads only version 1
+// answers a version 2 offer with "bad stream"; one that reads version 2
+// answers a later one with "unsupported version". Either way the sender's
+// error wraps ErrOfferRefused, and sending in version 1 works.
+func TestOfferRefusedByEarlierVersion(t *testing.T) {
+	base := t.TempDir()
+	src := mustCheckpointFiles(t, base, 1, 10<<10)
+	a, b := net.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		defer a.Close()
+		_, err := Send(context.Background(), a, src, Identity{Index: 2, Term: 1}, testConfig(), nil)
+		errc <- err
+	}()
+	fr := &frameReader{r: b}
+	if typ, _, err := fr.next(); err != nil || typ != frameOffer {
+		t.Fatalf("first frame %s, %v", frameName(typ), err)
 	}
-	mustSameFiles(t, src, res.Dir)
+	b.Write(appendError(nil, reasonBadStream)) // what a version 1 receiver says
+	b.Close()
+	if err := <-errc; !errors.Is(err, ErrOfferRefused) {
+		t.Fatalf("Send = %v, want an error wrapping ErrOfferRefused", err)
+	}
+
+	// A later version, offered to this build's receiver.
+	a, b = net.Pipe()
+	go func() {
+		defer a.Close()
+		a.Write(appendFrame(nil, frameOffer, appendOffer(nil, &offer{version: Version + 1})))
+		_, body, err := (&frameReader{r: a}).next()
+		if err != nil {
+			errc <- err
+			return
+		}
+		reason, err := errorReason(body)
+		errc <- errors.Join(err, fmt.Errorf("reason %q", reason))
+	}()
+	_, rerr := Receive(context.Background(), b, filepath.Join(base, "staging2"), testConfig(), nil, nil)
+	b.Close()
+	if !errors.Is(rerr, ErrBadStream) {
+		t.Fatalf("Receive of a version %d offer = %v", Version+1, rerr)
+	}
+	if err := <-errc; !strings.Contains(err.Error(), fmt.Sprintf("%q", reasonVersion)) {
+		t.Fatalf("the receiver answered %v, want the reason %q", err, reasonVersion)
+	}
+
+	st, _, serr, rerr := transferWith(t, src, filepath.Join(base, "staging3"), Identity{Index: 2, Term: 1}, nil, 1, nil)
+	if serr != nil || rerr != nil || st.Installed {
+		t.Fatalf("version 1: Send %v, Receive %v, stats %+v", serr, rerr, st)
+	}
 }
 
 func manifestTotal(t testing.TB, dir string) ([]FileInfo, int64) {
@@ -307,7 +459,7 @@ func TestAcceptRefuses(t *testing.T) {
 			return stale
 		}
 		return nil
-	})
+	}, nil)
 	if !errors.Is(err, stale) {
 		t.Fatalf("Receive = %v", err)
 	}

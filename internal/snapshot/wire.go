@@ -14,8 +14,11 @@ import (
 const (
 	// Magic opens every offer ("TRSX").
 	Magic uint32 = 0x58535254
-	// Version is the format version in the offer.
-	Version = 1
+	// Version is the format version a sender offers by default; a receiver
+	// reads every version from 1 to Version. Version 2 moves each file's
+	// CRC-32C from the offer to a file-end frame after the file's chunks, and
+	// has the receiver report, after done, whether it installed the snapshot.
+	Version = 2
 	// MaxFiles bounds the files of one snapshot.
 	MaxFiles = 1 << 16
 	// MaxNameBytes bounds a file name.
@@ -46,6 +49,9 @@ const (
 	frameAck    byte = 4
 	frameDone   byte = 5
 	frameError  byte = 6
+	// Version 2 only.
+	frameFileEnd   byte = 7
+	frameInstalled byte = 8
 )
 
 // maxBody is the limit on the body of each frame type (0: unknown type).
@@ -56,6 +62,9 @@ var maxBody = [...]int{
 	frameAck:    8,
 	frameDone:   0,
 	frameError:  2 + maxReasonBytes,
+	// Version 2 only.
+	frameFileEnd:   8,
+	frameInstalled: 0,
 }
 
 func frameName(t byte) string {
@@ -72,6 +81,10 @@ func frameName(t byte) string {
 		return "done"
 	case frameError:
 		return "error"
+	case frameFileEnd:
+		return "file-end"
+	case frameInstalled:
+		return "installed"
 	}
 	return fmt.Sprintf("frame(%d)", t)
 }
@@ -90,12 +103,35 @@ var (
 	// wraps it too, with ErrRefused. Part of the format: the reason
 	// "not needed".
 	ErrNotNeeded = errors.New("snapshot: not needed by the receiver")
+	// ErrNotInstalled: the receiver (version 2) received the snapshot whole
+	// but its install failed; the sender's error wraps it, with ErrRefused.
+	// Part of the format: the reason "install failed" after done.
+	ErrNotInstalled = errors.New("snapshot: received but not installed by the receiver")
+	// ErrOfferRefused: the receiver refused the offer itself as a bad
+	// stream or as of an unknown version, which is what a receiver that
+	// reads an earlier format version says to a later one. Sending again
+	// with Config.Version 1 may succeed.
+	ErrOfferRefused = errors.New("snapshot: offer refused (the receiver may read only an earlier format version)")
 )
 
-// reasonNotNeeded is the error frame's reason for ErrNotNeeded.
-const reasonNotNeeded = "not needed"
+// Error frame reasons that are part of the format.
+const (
+	// reasonNotNeeded is the reason for ErrNotNeeded.
+	reasonNotNeeded = "not needed"
+	// reasonNotInstalled is the reason for ErrNotInstalled.
+	reasonNotInstalled = "install failed"
+	// reasonBadStream answers bytes that break the format.
+	reasonBadStream = "bad stream"
+	// reasonVersion answers an offer of a format version the receiver
+	// does not read (version 1 receivers said reasonBadStream).
+	reasonVersion = "unsupported version"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errVersion: an offer of a format version this build does not read. It
+// wraps ErrBadStream; the receiver says reasonVersion.
+var errVersion = fmt.Errorf("%w: unsupported version", ErrBadStream)
 
 func badf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadStream, fmt.Sprintf(format, args...))
@@ -118,9 +154,10 @@ type FileInfo struct {
 
 // offer is a decoded offer frame body.
 type offer struct {
-	id    Identity
-	files []FileInfo
-	total int64
+	version byte // format version, 1..Version
+	id      Identity
+	files   []FileInfo
+	total   int64
 }
 
 // held is what the receiver holds of one file: its first n bytes, with crc.
@@ -159,35 +196,86 @@ type frameReader struct {
 // call. A body's buffer grows as its bytes arrive: a length field alone never
 // costs more than 64 KiB, or the size of the previous frame.
 func (fr *frameReader) next() (typ byte, body []byte, err error) {
-	var h [frameHeaderSize]byte
-	if _, err := io.ReadFull(fr.r, h[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, nil, badf("stream ends inside a frame header")
-		}
+	h, err := fr.header()
+	if err != nil {
 		return 0, nil, err
 	}
-	typ = h[0]
-	n := binary.LittleEndian.Uint32(h[1:])
-	if int(typ) >= len(maxBody) || typ == 0 {
-		return 0, nil, badf("unknown frame type %d", typ)
-	}
-	if uint64(n) > uint64(maxBody[typ]) {
-		return 0, nil, badf("%s frame of %d bytes, limit %d", frameName(typ), n, maxBody[typ])
-	}
+	typ, n := h[0], binary.LittleEndian.Uint32(h[1:])
 	body, err = readBody(fr.r, int(n), fr.buf)
 	fr.buf = body[:0]
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, nil, badf("stream ends inside a %d-byte %s frame", n, frameName(typ))
-		}
-		return 0, nil, err
+		return 0, nil, fr.cut(typ, n, err)
 	}
-	crc := crc32.Update(crc32.Checksum(h[:5], castagnoli), castagnoli, body)
-	if got := binary.LittleEndian.Uint32(h[5:]); got != crc {
-		return 0, nil, badf("%s frame checksum %#08x, computed %#08x", frameName(typ), got, crc)
+	if err := checkFrame(h, body); err != nil {
+		return 0, nil, err
 	}
 	return typ, body, nil
 }
+
+// header reads a frame header and checks its type and length against the
+// type's limit.
+func (fr *frameReader) header() (h [frameHeaderSize]byte, err error) {
+	if _, err := io.ReadFull(fr.r, h[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return h, badf("stream ends inside a frame header")
+		}
+		return h, err
+	}
+	typ := h[0]
+	n := binary.LittleEndian.Uint32(h[1:])
+	if int(typ) >= len(maxBody) || typ == 0 {
+		return h, badf("unknown frame type %d", typ)
+	}
+	if uint64(n) > uint64(maxBody[typ]) {
+		return h, badf("%s frame of %d bytes, limit %d", frameName(typ), n, maxBody[typ])
+	}
+	return h, nil
+}
+
+// cut turns an error reading the body of a frame into a bad stream if the
+// stream ended inside it.
+func (fr *frameReader) cut(typ byte, n uint32, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return badf("stream ends inside a %d-byte %s frame", n, frameName(typ))
+	}
+	return err
+}
+
+// checkFrame checks the CRC in header h against the body, given in pieces.
+func checkFrame(h [frameHeaderSize]byte, body ...[]byte) error {
+	crc := crc32.Checksum(h[:5], castagnoli)
+	for _, b := range body {
+		crc = crc32.Update(crc, castagnoli, b)
+	}
+	if got := binary.LittleEndian.Uint32(h[5:]); got != crc {
+		return badf("%s frame checksum %#08x, computed %#08x", frameName(h[0]), got, crc)
+	}
+	return nil
+}
+
+// chunkInto reads the body of the chunk frame whose header is h: its chunk
+// header into ch, its data into a buffer from get (called with the data's
+// length; nil: give up). It checks the frame's CRC.
+func (fr *frameReader) chunkInto(h [frameHeaderSize]byte, ch *[chunkHeaderSize]byte, get func(int) []byte) ([]byte, error) {
+	n := binary.LittleEndian.Uint32(h[1:])
+	if n <= chunkHeaderSize {
+		return nil, badf("chunk of %d bytes holds no data", n)
+	}
+	if _, err := io.ReadFull(fr.r, ch[:]); err != nil {
+		return nil, fr.cut(h[0], n, err)
+	}
+	data := get(int(n) - chunkHeaderSize)
+	if data == nil {
+		return nil, errWriterStopped
+	}
+	if _, err := io.ReadFull(fr.r, data); err != nil {
+		return data, fr.cut(h[0], n, err)
+	}
+	return data, checkFrame(h, ch[:], data)
+}
+
+// errWriterStopped: the receiver's disk writer stopped (its error follows).
+var errWriterStopped = errors.New("snapshot: the disk writer stopped")
 
 // readBody reads n bytes into buf (reused if large enough), growing it only
 // as the bytes arrive.
@@ -287,7 +375,11 @@ func checkName(name string) error {
 // appendOffer encodes an offer body.
 func appendOffer(dst []byte, o *offer) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, Magic)
-	dst = append(dst, Version)
+	v := o.version
+	if v == 0 {
+		v = Version
+	}
+	dst = append(dst, v)
 	dst = binary.LittleEndian.AppendUint64(dst, o.id.Index)
 	dst = binary.LittleEndian.AppendUint64(dst, o.id.Term)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(o.id.Meta)))
@@ -309,10 +401,11 @@ func decodeOffer(b []byte) (*offer, error) {
 	if m := d.u32(); m != Magic && d.err == nil {
 		return nil, badf("offer magic %#08x, want %#08x", m, Magic)
 	}
-	if v := d.u8(); v != Version && d.err == nil {
-		return nil, badf("offer format version %d, this build reads %d", v, Version)
+	v := d.u8()
+	if (v < 1 || v > Version) && d.err == nil {
+		return nil, fmt.Errorf("%w: offer format version %d, this build reads 1 to %d", errVersion, v, Version)
 	}
-	o := &offer{}
+	o := &offer{version: v}
 	o.id.Index = d.u64()
 	o.id.Term = d.u64()
 	ml := d.u32()
@@ -352,6 +445,9 @@ func decodeOffer(b []byte) (*offer, error) {
 		}
 		if o.total += int64(size); o.total > MaxTotalBytes {
 			return nil, badf("files total more than %d bytes", int64(MaxTotalBytes))
+		}
+		if v >= 2 && crc != 0 {
+			return nil, badf("file %q: a version %d offer carries CRC %#08x, want 0 (the file-end frame carries it)", name, v, crc)
 		}
 		o.files = append(o.files, FileInfo{Name: name, Size: int64(size), CRC: crc})
 	}
@@ -405,6 +501,21 @@ func decodeChunk(b []byte) (file uint32, off uint64, data []byte, err error) {
 	return binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint64(b[4:]), b[chunkHeaderSize:], nil
 }
 
+// appendFileEnd encodes a file-end body: file number i has CRC-32C crc.
+func appendFileEnd(dst []byte, i uint32, crc uint32) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, i)
+	return binary.LittleEndian.AppendUint32(dst, crc)
+}
+
+func decodeFileEnd(b []byte) (file uint32, crc uint32, err error) {
+	if len(b) != 8 {
+		return 0, 0, badf("file-end of %d bytes, want 8", len(b))
+	}
+	return binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), nil
+}
+
+func appendU64(dst []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(dst, v) }
+
 func decodeAck(b []byte) (uint64, error) {
 	if len(b) != 8 {
 		return 0, badf("ack of %d bytes, want 8", len(b))
@@ -420,15 +531,24 @@ func appendError(dst []byte, reason string) []byte {
 	return appendFrame(dst, frameError, body, []byte(reason))
 }
 
-// decodeError returns the peer's refusal as an error wrapping ErrRefused.
-func decodeError(b []byte) error {
+// errorReason decodes an error frame's body.
+func errorReason(b []byte) (string, error) {
 	d := decoder{b: b}
 	reason := string(d.take(uint64(d.u16())))
-	if err := d.end("error frame"); err != nil {
+	return reason, d.end("error frame")
+}
+
+// decodeError returns the peer's refusal as an error wrapping ErrRefused.
+func decodeError(b []byte) error {
+	reason, err := errorReason(b)
+	if err != nil {
 		return err
 	}
-	if reason == reasonNotNeeded {
+	switch reason {
+	case reasonNotNeeded:
 		return fmt.Errorf("%w: %w", ErrRefused, ErrNotNeeded)
+	case reasonNotInstalled:
+		return fmt.Errorf("%w: %w", ErrRefused, ErrNotInstalled)
 	}
 	return fmt.Errorf("%w: %q", ErrRefused, reason)
 }
