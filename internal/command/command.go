@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -181,6 +182,7 @@ func (c *Command) Validate() error {
 // invalid command does not decode (or, for an MSET with fewer values than
 // keys, decodes with nil values).
 func Encode(dst []byte, c *Command) []byte {
+	dst = slices.Grow(dst, EncodedLen(c)) // one allocation, not one per field
 	var flags byte
 	if c.ReturnOld {
 		flags |= 1
@@ -205,6 +207,18 @@ func Encode(dst []byte, c *Command) []byte {
 		dst = appendBytes(dst, v)
 	}
 	return dst
+}
+
+// EncodedLen is the length of c's encoding: what Encode appends.
+func EncodedLen(c *Command) int {
+	n := 4 + 8*4 + 4*2 + 4*3 + len(c.IdemKey) + len(c.Key) + len(c.Value) + 4
+	for i := range c.Keys {
+		n += 4 + len(c.Keys[i]) + 4
+		if i < len(c.Values) {
+			n += len(c.Values[i])
+		}
+	}
+	return n
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -362,6 +376,7 @@ func EncodeResult(dst []byte, r *Result) []byte {
 	if r.Duplicate {
 		flags |= 4
 	}
+	dst = slices.Grow(dst, resultFixed+len(r.Old))
 	dst = append(dst, byte(r.Code), flags)
 	dst = binary.LittleEndian.AppendUint64(dst, r.Index)
 	dst = binary.LittleEndian.AppendUint64(dst, r.Version)
@@ -369,10 +384,13 @@ func EncodeResult(dst []byte, r *Result) []byte {
 	return appendBytes(dst, r.Old)
 }
 
+// resultFixed is the length of a result's encoding without its old value.
+const resultFixed = 2 + 24 + 4
+
 // DecodeResult decodes one result occupying all of b. Old aliases b.
 func DecodeResult(b []byte) (Result, error) {
 	var r Result
-	if len(b) < 2+24+4 {
+	if len(b) < resultFixed {
 		return r, fmt.Errorf("%w: result of %d bytes", ErrMalformed, len(b))
 	}
 	if b[0] > byte(CodeTooLarge) || b[1]&^7 != 0 {

@@ -23,6 +23,12 @@ func sample() []Command {
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for _, c := range sample() {
 		b := Encode(nil, &c)
+		if len(b) != EncodedLen(&c) {
+			t.Fatalf("EncodedLen(%+v) = %d, encoding has %d bytes", c, EncodedLen(&c), len(b))
+		}
+		if a := testing.AllocsPerRun(10, func() { Encode(nil, &c) }); a != 1 {
+			t.Fatalf("Encode made %v allocations, want 1", a)
+		}
 		got, err := Decode(b)
 		if err != nil {
 			t.Fatalf("Decode(Encode(%+v)): %v", c, err)
@@ -157,6 +163,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if again := Encode(nil, &c); !bytes.Equal(again, b) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", b, again)
+		}
+		if n := EncodedLen(&c); n != len(b) {
+			t.Fatalf("EncodedLen %d, encoding of %d bytes", n, len(b))
 		}
 		st := state{"k": {"12", 1}}
 		_, _, _ = Eval(&c, 2, st.get)

@@ -29,7 +29,7 @@ func (n *Node) Exec(ctx context.Context, cmd *command.Command, w api.WriteOption
 	if err := n.checkCommand(&c); err != nil {
 		return api.WriteResult{}, err
 	}
-	return n.write(ctx, entry.KindCommand, c.Key, command.Encode(nil, &c), w, false)
+	return n.write(ctx, entry.KindCommand, c.Key, nil, &c, w, false)
 }
 
 // checkCommand validates a command from a client or a follower.
@@ -43,7 +43,7 @@ func (n *Node) checkCommand(c *command.Command) error {
 		}
 	}
 	// The entry's value is the encoding: it must fit the WAL's limit.
-	if size, limit := len(command.Encode(nil, c)), maxEntryValue(n.cfg.MaxValueBytes); size > limit {
+	if size, limit := command.EncodedLen(c), maxEntryValue(n.cfg.MaxValueBytes); size > limit {
 		return fmt.Errorf("%w: a command of %d bytes encoded, limit %d", api.ErrValueTooLarge, size, limit)
 	}
 	if c.Op != command.OpMSet {
@@ -62,18 +62,14 @@ func (n *Node) checkCommand(c *command.Command) error {
 	return nil
 }
 
-// prepareCommand turns a command entry's unstamped encoding into the entry
-// value the leader proposes: stamped with the leader's clock and limits. If
-// the command's idempotency key already has a live record in the applied
+// prepareCommand turns a checked, unstamped command into the entry value the
+// leader proposes: stamped with the leader's clock and limits, encoded once.
+// If the command's idempotency key already has a live record in the applied
 // state, dup is set and nothing is to be proposed.
-func (n *Node) prepareCommand(enc []byte) (value []byte, dup *api.WriteResult, err error) {
-	c, err := command.Decode(enc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", api.ErrBadCommand, err)
-	}
+func (n *Node) prepareCommand(cmd *command.Command) (value []byte, dup *api.WriteResult, err error) {
 	now := time.Now().UnixNano()
-	if len(c.IdemKey) > 0 {
-		r, found, err := n.store.Idempotent(c.IdemKey, now)
+	if len(cmd.IdemKey) > 0 {
+		r, found, err := n.store.Idempotent(cmd.IdemKey, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -85,6 +81,7 @@ func (n *Node) prepareCommand(enc []byte) (value []byte, dup *api.WriteResult, e
 				Committed: true, LeaderDurable: true, Cmd: r}, nil
 		}
 	}
+	c := *cmd // the caller's copy stays unstamped, for a retry elsewhere
 	c.Stamp(now, int64(n.cfg.idempotencyWindow()), uint32(n.cfg.idempotencyMaxKeys()), uint32(n.cfg.MaxValueBytes))
 	return command.Encode(nil, &c), nil, nil
 }
@@ -99,7 +96,7 @@ func (n *Node) forwardCommand(ctx context.Context, req *transport.ForwardRequest
 	if err := n.checkCommand(&c); err != nil {
 		return err
 	}
-	res, err := n.write(ctx, entry.KindCommand, c.Key, command.Encode(nil, &c), w, true)
+	res, err := n.write(ctx, entry.KindCommand, c.Key, nil, &c, w, true)
 	resp.Write = res
 	if err == nil || res.Cmd.Code != command.CodeOK {
 		// Applied (or refused by its own condition): the result says it all.

@@ -98,6 +98,9 @@ type Node struct {
 
 	applyCh     chan applyJob // run loop -> applier, in Ready order
 	applierDone chan struct{} // closed when the applier has ended
+	// cmdWriters counts the command writers waiting on this node: only then
+	// does the applier keep command results (followers never have any).
+	cmdWriters  atomic.Int64
 	applyFailed chan struct{} // closed by the applier after a store error
 	applyErr    error         // the store error; read after applyFailed is closed
 
@@ -821,9 +824,16 @@ func (n *Node) applier() {
 	var failed error
 	cw := newCmdWaits()
 	defer func() { cw.fail(fmt.Errorf("%w: %w", api.ErrOutcomeUnknown, api.ErrStopped)) }()
+	report := cw.applied
 	for job := range n.applyCh {
 		if failed == nil && len(job.ents) > 0 {
-			if err := n.store.ApplyReport(job.ents, cw.applied); err != nil {
+			// A writer counts itself before it proposes, so every command
+			// applied while one waits is reported.
+			rep := report
+			if n.cmdWriters.Load() == 0 && len(cw.parked) == 0 {
+				rep = nil
+			}
+			if err := n.store.ApplyReport(job.ents, rep); err != nil {
 				failed = fmt.Errorf("node: apply entries %d..%d to the store: %w", job.ents[0].Index,
 					job.ents[len(job.ents)-1].Index, err)
 				n.applyErr = failed

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/transport"
@@ -15,12 +16,12 @@ import (
 
 // Put implements api.Service.
 func (n *Node) Put(ctx context.Context, key, value []byte, w api.WriteOptions) (api.WriteResult, error) {
-	return n.write(ctx, entry.KindPut, key, value, w, false)
+	return n.write(ctx, entry.KindPut, key, value, nil, w, false)
 }
 
 // Delete implements api.Service.
 func (n *Node) Delete(ctx context.Context, key []byte, w api.WriteOptions) (api.WriteResult, error) {
-	return n.write(ctx, entry.KindDelete, key, nil, w, false)
+	return n.write(ctx, entry.KindDelete, key, nil, nil, w, false)
 }
 
 // MaxValueBytes implements api.Service.
@@ -198,7 +199,7 @@ func (n *Node) PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteO
 		done = n.proposeBatch(ctx, keys, values, w, res, errs)
 	}
 	for i := done; i < len(keys); i++ {
-		res[i], errs[i] = n.write(ctx, entry.KindPut, keys[i], values[i], w, false)
+		res[i], errs[i] = n.write(ctx, entry.KindPut, keys[i], values[i], nil, w, false)
 	}
 	return res, errs
 }
@@ -280,8 +281,11 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 }
 
 // write proposes on the leader or forwards to it. forwarded=true means the
-// request came from a follower: never forward again.
-func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
+// request came from a follower: never forward again. A command (kind
+// KindCommand) comes as cmd, checked and unstamped, with value nil: the
+// leader stamps and encodes it once (prepareCommand); a forward carries its
+// unstamped encoding.
+func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, cmd *command.Command, w api.WriteOptions, forwarded bool) (api.WriteResult, error) {
 	if n.removed.Load() {
 		return api.WriteResult{}, api.ErrRemoved
 	}
@@ -313,7 +317,8 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 			cancel()
 		}
 	}()
-	// Copy: the caller may reuse its buffers once we return, but the entry lives on.
+	// Copy: the caller may reuse its buffers once we return, but the entry
+	// lives on. (A command's encoding is a copy already.)
 	buf := make([]byte, len(key)+len(value))
 	copy(buf, key)
 	copy(buf[len(key):], value)
@@ -339,7 +344,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 			}
 			pv := value
 			if kind == entry.KindCommand {
-				v, dup, err := n.prepareCommand(value)
+				v, dup, err := n.prepareCommand(cmd)
 				if err != nil {
 					return api.WriteResult{}, err
 				}
@@ -387,6 +392,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, w 
 			op = transport.OpDelete
 		case entry.KindCommand:
 			op = transport.OpCommand
+			value = command.Encode(nil, cmd) // unstamped: the leader stamps
 		}
 		ctx := slow()
 		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
@@ -437,6 +443,10 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
 	if err := ctx.Err(); err != nil {
 		return api.WriteResult{}, err // the caller gave up first: nothing written
+	}
+	if kind == entry.KindCommand {
+		n.cmdWriters.Add(1) // before the proposal exists: see applier
+		defer n.cmdWriters.Add(-1)
 	}
 	req := n.getPropReq()
 	req.p = repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)}
@@ -738,7 +748,7 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 		}
 		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond,
 			Session: req.Token}
-		resp.Write, err = n.write(ctx, kind, req.Key, req.Value, w, true)
+		resp.Write, err = n.write(ctx, kind, req.Key, req.Value, nil, w, true)
 	case transport.OpCommand:
 		w := api.WriteOptions{Ack: req.Ack, Default: req.DefaultAck, Timeout: time.Duration(min(req.TimeoutMs, maxForwardTimeoutMs)) * time.Millisecond,
 			Session: req.Token}

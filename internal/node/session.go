@@ -178,9 +178,8 @@ func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 	if tok.IsZero() {
 		return nil
 	}
-	if tok.Term > s.st.Term {
-		return fmt.Errorf("%w: the session has seen term %d and this leader is of term %d: a newer leader exists",
-			api.ErrNoLeader, tok.Term, s.st.Term)
+	if err := session.NewerTerm(tok, s.st.Term); err != nil {
+		return err
 	}
 	if err := n.settle(tok, s); err != nil {
 		return err

@@ -100,3 +100,17 @@ func Need(point uint64, timeBound bool, maxLagEntries uint64) uint64 {
 	}
 	return point - min(point, maxLagEntries)
 }
+
+// NewerTerm is the error for a session write asked of a leader whose term is
+// below the session's token: that leader is deposed and does not know it yet.
+// The write would be discarded, and the session's next token, of the later
+// term, would hide the loss (no read would report it rolled back). nil when
+// leaderTerm may take the write. The write is refused before anything is
+// proposed; the client retries at the current leader.
+func NewerTerm(tok api.Token, leaderTerm uint64) error {
+	if tok.Term <= leaderTerm {
+		return nil
+	}
+	return fmt.Errorf("%w: the session has seen term %d and this leader is of term %d: a newer leader exists",
+		api.ErrNoLeader, tok.Term, leaderTerm)
+}

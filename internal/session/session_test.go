@@ -89,3 +89,21 @@ func TestBounds(t *testing.T) {
 		t.Error("Need")
 	}
 }
+
+func TestNewerTerm(t *testing.T) {
+	for _, c := range []struct {
+		tok     api.Token
+		term    uint64
+		refused bool
+	}{
+		{api.Token{}, 3, false},                  // no session yet
+		{api.Token{Term: 2, Index: 9}, 3, false}, // seen an older leader
+		{api.Token{Term: 3, Index: 9}, 3, false}, // this leader's term
+		{api.Token{Term: 4, Index: 1}, 3, true},  // a newer leader exists
+	} {
+		err := NewerTerm(c.tok, c.term)
+		if (err != nil) != c.refused || (err != nil && !errors.Is(err, api.ErrNoLeader)) {
+			t.Errorf("NewerTerm(%+v, %d) = %v, refused want %v", c.tok, c.term, err, c.refused)
+		}
+	}
+}

@@ -563,6 +563,7 @@ type Stats struct {
 	CASCondFailed         int
 	CASChecked            int
 	SessionWrites         int
+	SessionWritesRefused  int // at a leader of an older term than the token
 	SessionReads          int
 	SessionLocal          int
 	SessionForwarded      int

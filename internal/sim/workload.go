@@ -8,6 +8,7 @@ import (
 	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/session"
 )
 
 type opKind uint8
@@ -361,6 +362,18 @@ func (w *workload) try(cl *simClient) {
 		p := repl.Proposal{ID: o.id, Kind: entry.KindPut, Key: []byte(o.key), Value: []byte(o.value), RequestID: o.id, Ack: o.ack}
 		if o.kind == opDelete {
 			p.Kind, p.Value = entry.KindDelete, nil
+		}
+		if cl.kind == clientSession {
+			// internal/node's checkSessionWrite: a leader of an older term
+			// than the session's token is deposed; refused, like a redirect.
+			if st := n.core.Status(); st.Role == repl.RoleLeader {
+				if rerr := session.NewerTerm(cl.tok, st.Term); rerr != nil {
+					c.stats.SessionWritesRefused++
+					cl.hint = -1
+					c.tr.add(c.now, "session-write-refused c%d op%d at %s: %v", cl.id, o.id, n.id, rerr)
+					return
+				}
+			}
 		}
 		err = n.core.Propose(p)
 	}

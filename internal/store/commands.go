@@ -296,8 +296,8 @@ func (s *Store) applyCommand(x cmdSink, db *pebble.DB, e *entry.Entry) (command.
 	}
 	if len(c.IdemKey) > 0 {
 		expiry := c.Time + c.IdemWindow
-		val := command.EncodeResult(binary.LittleEndian.AppendUint64(nil, uint64(expiry)), &r)
-		x.putMeta(idemKey(nil, c.IdemKey), val, false)
+		val := command.EncodeResult(binary.LittleEndian.AppendUint64(make([]byte, 0, 64+len(r.Old)), uint64(expiry)), &r)
+		x.putMeta(idemKey(make([]byte, 0, len(metaPrefixIdem)+len(c.IdemKey)), c.IdemKey), val, false)
 		s.idemMu.Lock()
 		s.idem.recs[string(c.IdemKey)] = idemRec{expiry: expiry, index: e.Index}
 		s.idem.order = append(s.idem.order, idemQ{key: string(c.IdemKey), index: e.Index})
