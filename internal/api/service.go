@@ -1,6 +1,12 @@
 // Package api holds what the client protocols (HTTP in internal/api/httpapi, RESP
 // in internal/api/resp) need from a node: the Service interface, declared here
-// by its users, and the request and reply types they share.
+// by its users, the request and reply types they share, and the errors a
+// Service returns with their one classification (errors.go): each sentinel
+// error has a Class, which sets the HTTP status and the RESP error prefix of
+// its reply, and a Code, its identity when a follower forwards a request to
+// the leader and gets the leader's error back (ErrorOf). A node wraps its
+// replication engine's errors with this package's, so that the protocols
+// speak no engine's vocabulary. See DESIGN.md.
 package api
 
 import (
@@ -16,6 +22,9 @@ import (
 )
 
 // Service is what a node offers to client protocols. Implemented by internal/node.
+// Every error it returns wraps one of this package's sentinel errors
+// (Sentinels) or is an internal error (ClassInternal); the protocols answer
+// it by its class (Classify), never by the engine's errors.
 type Service interface {
 	// Put writes key=value. A follower forwards the write to the leader;
 	// ErrNoLeader when no leader is known.
@@ -292,7 +301,8 @@ const (
 	CauseSnapshot = "snapshot"
 )
 
-// Errors a Service returns (wrapped).
+// Errors a Service returns (wrapped). Their class and wire code are in
+// errors.go.
 var (
 	ErrNotLeader      = errors.New("not the leader")
 	ErrNoLeader       = errors.New("no leader is known")

@@ -315,7 +315,7 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 		if _, err := l.Put(ctx, []byte("k"), big, api.WriteOptions{Default: true}); !errors.Is(err, api.ErrValueTooLarge) {
 			t.Fatalf("big value: %v", err)
 		}
-		if _, err := l.Put(ctx, []byte("k"), nil, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync}}); !errors.Is(err, repl.ErrBadAckMode) {
+		if _, err := l.Put(ctx, []byte("k"), nil, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync}}); !errors.Is(err, api.ErrBadAckMode) {
 			t.Fatalf("semi-sync without replicas: %v", err)
 		}
 		if _, err := l.Get(ctx, []byte("k"), api.Consistency(9)); !errors.Is(err, api.ErrBadConsistency) {

@@ -1035,6 +1035,7 @@ func (n *Node) propose1(p *propReq) error {
 	n.nextID++
 	p.p.ID = n.nextID
 	if err := n.core.Propose(p.p); err != nil {
+		err = engineErr(err)
 		p.done <- propResp{err: err, refused: true}
 		return err
 	}
@@ -1051,7 +1052,7 @@ func (n *Node) read(r *readReq) {
 	n.nextID++
 	id := n.nextID
 	if err := n.core.Read(repl.ReadRequest{ID: id, Level: repl.ReadLinearizable}); err != nil {
-		r.done <- repl.ReadResult{ID: id, Err: err}
+		r.done <- repl.ReadResult{ID: id, Err: err} // readPointLocal wraps it (engineErr)
 		return
 	}
 	n.pendingReads[id] = r

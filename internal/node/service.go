@@ -150,10 +150,10 @@ func (n *Node) writeParams(w api.WriteOptions) (repl.Ack, time.Duration, error) 
 	case repl.AckAsync, repl.AckSync, repl.AckMajority:
 	case repl.AckSemiSync:
 		if ack.Replicas < 1 {
-			return ack, 0, fmt.Errorf("%w: semi-sync needs at least 1 replica", repl.ErrBadAckMode)
+			return ack, 0, fmt.Errorf("%w: semi-sync needs at least 1 replica", api.ErrBadAckMode)
 		}
 	default:
-		return ack, 0, fmt.Errorf("%w: %v", repl.ErrBadAckMode, ack.Mode)
+		return ack, 0, fmt.Errorf("%w: %v", api.ErrBadAckMode, ack.Mode)
 	}
 	timeout := w.Timeout
 	if timeout <= 0 {
@@ -412,7 +412,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, cm
 			}
 			return api.WriteResult{}, fmt.Errorf("%w: forwarding to %s: %w", api.ErrOutcomeUnknown, s.st.Lead, err)
 		}
-		if resp.Code == transport.CodeNotLeader || resp.Code == transport.CodeNoLeader {
+		if resp.Code == api.CodeNotLeader || resp.Code == api.CodeNoLeader {
 			// The target was not the leader: nothing was written. Wait for news and retry.
 			if attempt >= 5 {
 				return api.WriteResult{}, api.ErrNoLeader
@@ -420,7 +420,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, cm
 			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
 			continue
 		}
-		if resp.CmdSet && resp.Code == transport.CodeOK {
+		if resp.CmdSet && resp.Code == api.CodeOK {
 			return resp.Write, api.CmdErr(resp.Write.Cmd)
 		}
 		return resp.Write, codeErr(resp, true)
@@ -600,7 +600,7 @@ func (n *Node) getLinearizable(ctx context.Context, key []byte, forwarded bool) 
 			n.sleep(ctx, n.cfg.Heartbeat)
 			continue // reads are safe to retry
 		}
-		if resp.Code == transport.CodeNotLeader || resp.Code == transport.CodeNoLeader || resp.Code == transport.CodeStopped {
+		if resp.Code == api.CodeNotLeader || resp.Code == api.CodeNoLeader || resp.Code == api.CodeStopped {
 			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
 			continue
 		}
@@ -639,7 +639,7 @@ func (n *Node) readPointLocal(ctx context.Context) (uint64, error) {
 		if errors.Is(r.Err, repl.ErrReadTimeout) {
 			return 0, fmt.Errorf("%w: cannot confirm leadership: %w", api.ErrNoLeader, r.Err)
 		}
-		return 0, r.Err
+		return 0, engineErr(r.Err)
 	}
 	// The Ready that carried r applied through r.Index before delivering it.
 	if a := n.store.AppliedIndex(); a < r.Index {
@@ -656,10 +656,10 @@ func (n *Node) TransferLeadership(ctx context.Context, to string) error {
 func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) error {
 	if n.cfg.Election == ElectionCoordinator {
 		return fmt.Errorf("%w: leadership is chosen by the coordinator (--election coordinator): "+
-			"no planned transfer; stopping the leader hands its key back", repl.ErrBadTransferTarget)
+			"no planned transfer; stopping the leader hands its key back", api.ErrBadTransferTarget)
 	}
 	if !n.view.Load().isMember(to) {
-		return fmt.Errorf("%w: %q is not a member of the cluster", repl.ErrBadTransferTarget, to)
+		return fmt.Errorf("%w: %q is not a member of the cluster", api.ErrBadTransferTarget, to)
 	}
 	s, err := n.waitLeader(ctx)
 	if err != nil {
@@ -681,7 +681,7 @@ func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) err
 			return api.ErrStopped
 		}
 		if err := <-errc; err != nil {
-			return err
+			return engineErr(err)
 		}
 	case forwarded:
 		return n.notLeader(s.st.Lead)
@@ -773,74 +773,68 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 	return &resp
 }
 
-var codeOf = []struct {
-	err  error
-	code transport.ErrCode
-}{
-	{api.ErrNotLeader, transport.CodeNotLeader},
-	{repl.ErrNotLeader, transport.CodeNotLeader},
-	{api.ErrNoLeader, transport.CodeNoLeader},
-	{api.ErrWriteTimeout, transport.CodeWriteTimeout},
-	{api.ErrOutcomeUnknown, transport.CodeOutcomeUnknown},
-	{api.ErrEmptyKey, transport.CodeEmptyKey},
-	{api.ErrValueTooLarge, transport.CodeValueTooLarge},
-	{api.ErrStopped, transport.CodeStopped},
-	{api.ErrBadMember, transport.CodeBadMember},
-	{api.ErrChangeInProgress, transport.CodeChangeInProgress},
-	{api.ErrNotCaughtUp, transport.CodeNotCaughtUp},
-	{api.ErrUnknownMember, transport.CodeUnknownMember},
-	{api.ErrDuplicateMember, transport.CodeDuplicateMember},
-	{api.ErrLastVoter, transport.CodeLastVoter},
-	{api.ErrAlreadyVoter, transport.CodeAlreadyVoter},
-	{api.ErrRemoved, transport.CodeRemoved},
-	{api.ErrRolledBack, transport.CodeRolledBack},
-	{api.ErrBadCommand, transport.CodeBadCommand},
-	{api.ErrBadToken, transport.CodeBadToken},
-	{api.ErrBadBound, transport.CodeBadBound},
-}
-
-func errCode(err error) transport.ErrCode {
-	for _, c := range codeOf {
-		if errors.Is(err, c.err) {
-			return c.code
-		}
+// errCode is the wire code of a forwarded request's error: its identity
+// (api.CodeOf), or, for a leader that gave up (its transport closed, or its
+// deadline passed), CodeStopped: for a write the follower reports an
+// unknown outcome, a read retries.
+func errCode(err error) api.Code {
+	if c := api.CodeOf(engineErr(err)); c != api.CodeOther { // engineErr: a core error a path did not wrap
+		return c
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// The leader gave up (its transport closed, or its deadline passed):
-		// for a write the follower reports an unknown outcome, a read retries.
-		return transport.CodeStopped
+		return api.CodeStopped
 	}
-	return transport.CodeOther
+	return api.CodeOther
 }
 
-// codeErr turns a forwarded response's code back into the api error. For
-// writes, a leader that stopped mid-request leaves the outcome unknown.
+// codeErr turns a forwarded response's code back into the api error
+// (api.ErrorOf), naming the leader. For writes, a leader that stopped
+// mid-request leaves the outcome unknown.
 func codeErr(resp *transport.ForwardResponse, write bool) error {
-	if resp.Code == transport.CodeOK {
+	if resp.Code == api.CodeOK {
 		return nil
 	}
 	msg := fmt.Sprintf("leader %s: %s", resp.Leader, resp.Message)
-	switch resp.Code {
-	case transport.CodeStopped:
-		if write {
-			return fmt.Errorf("%w: %s", api.ErrOutcomeUnknown, msg)
-		}
-		return fmt.Errorf("%w: %s", api.ErrStopped, msg)
-	case transport.CodeOther:
-		// The transport has no code for a leader short of disk space (it
-		// belongs to another package's wire format): its message starts
-		// with the error's text.
-		if strings.HasPrefix(resp.Message, api.ErrInsufficientStorage.Error()) {
-			return fmt.Errorf("%w (%s)", api.ErrInsufficientStorage, msg)
-		}
-		return errors.New(msg)
+	switch {
+	case resp.Code == api.CodeStopped && write:
+		return fmt.Errorf("%w: %s", api.ErrOutcomeUnknown, msg)
+	case resp.Code == api.CodeOther && strings.HasPrefix(resp.Message, api.ErrInsufficientStorage.Error()):
+		// A leader of an earlier version, which had no code for a disk
+		// short of space, sends its message only.
+		return fmt.Errorf("%w (%s)", api.ErrInsufficientStorage, msg)
 	}
-	for _, c := range codeOf {
-		if c.code == resp.Code {
-			return fmt.Errorf("%w (%s)", c.err, msg)
+	return api.ErrorOf(resp.Code, msg)
+}
+
+// engineErrors maps the replication core's errors that reach clients to
+// the API's, which client protocols classify (api.Classify).
+var engineErrors = []struct{ core, api error }{
+	{repl.ErrNotLeader, api.ErrNotLeader},
+	{repl.ErrTransferring, api.ErrTransferring},
+	{repl.ErrBusy, api.ErrBusy},
+	{repl.ErrBadAckMode, api.ErrBadAckMode},
+	{repl.ErrNotEnoughPeers, api.ErrNotEnoughReplicas},
+	{repl.ErrReadTimeout, api.ErrReadTimeout},
+	{repl.ErrLeadershipLost, api.ErrLeadershipLost},
+	{repl.ErrBadTransferTarget, api.ErrBadTransferTarget},
+	{repl.ErrUnknownPeer, api.ErrUnknownPeer},
+}
+
+// engineErr wraps an error of the replication core with the API's error of
+// the same meaning, at the node's boundary: errors.Is holds for both (the
+// node's own checks use the core's), and the message is the API's, with
+// the core's details in brackets. Other errors (nil, and those the API
+// already classifies) are returned as they are.
+func engineErr(err error) error {
+	if err == nil || api.CodeOf(err) != api.CodeOther {
+		return err
+	}
+	for _, m := range engineErrors {
+		if errors.Is(err, m.core) {
+			return fmt.Errorf("%w (%w)", m.api, err)
 		}
 	}
-	return errors.New(msg)
+	return err
 }
 
 // getTimer returns a timer that fires after d, from the node's pool.

@@ -243,7 +243,7 @@ func (n *Node) forwardRead(ctx context.Context, req *transport.ForwardRequest) (
 			n.sleep(ctx, n.cfg.Heartbeat)
 			continue
 		}
-		if resp.Code == transport.CodeNotLeader || resp.Code == transport.CodeNoLeader || resp.Code == transport.CodeStopped {
+		if resp.Code == api.CodeNotLeader || resp.Code == api.CodeNoLeader || resp.Code == api.CodeStopped {
 			n.waitStatus(ctx, n.cfg.ElectionTimeout/2, func(s2 *snapshot) bool { return s2.st.Lead != s.st.Lead })
 			continue
 		}
@@ -362,7 +362,7 @@ func (n *Node) refreshReadPoint(done chan struct{}, asked time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
 	defer cancel()
 	resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpReadIndex})
-	if err != nil || resp.Code != transport.CodeOK {
+	if err != nil || resp.Code != api.CodeOK {
 		return
 	}
 	b.mu.Lock()

@@ -124,44 +124,17 @@ type ForwardRequest struct {
 	MaxLagEntries uint64
 }
 
-// ErrCode is the error class of a ForwardResponse. Part of the wire format.
-type ErrCode uint8
-
-// Error codes.
-const (
-	CodeOK             ErrCode = 0
-	CodeNotLeader      ErrCode = 1
-	CodeNoLeader       ErrCode = 2
-	CodeWriteTimeout   ErrCode = 3
-	CodeOutcomeUnknown ErrCode = 4
-	CodeEmptyKey       ErrCode = 5
-	CodeValueTooLarge  ErrCode = 6
-	CodeStopped        ErrCode = 7
-	CodeOther          ErrCode = 8
-	// Membership errors (OpMembers).
-	CodeBadMember        ErrCode = 9
-	CodeChangeInProgress ErrCode = 10
-	CodeNotCaughtUp      ErrCode = 11
-	CodeUnknownMember    ErrCode = 12
-	CodeDuplicateMember  ErrCode = 13
-	CodeLastVoter        ErrCode = 14
-	CodeAlreadyVoter     ErrCode = 15
-	CodeRemoved          ErrCode = 16
-	// Sessions and commands.
-	CodeRolledBack ErrCode = 17
-	CodeBadCommand ErrCode = 18
-	CodeBadToken   ErrCode = 19
-	CodeBadBound   ErrCode = 20
-
-	maxErrCode = CodeBadBound
-)
+// maxErrCode is the highest error code a ForwardResponse may carry. The
+// codes are internal/api's (api.Code: each names one error, kept across
+// nodes); a frame with a higher one is malformed.
+const maxErrCode = api.CodeLast
 
 // ForwardResponse is the leader's answer to a ForwardRequest.
 type ForwardResponse struct {
 	ID      uint64
-	Code    ErrCode
-	Message string      // error text when Code != CodeOK
-	Leader  repl.NodeID // the responder's known leader (hint for CodeNotLeader)
+	Code    api.Code    // api.CodeOK, or the error's identity (api.CodeOf)
+	Message string      // error text when Code != api.CodeOK
+	Leader  repl.NodeID // the responder's known leader (hint for api.CodeNotLeader)
 	Write   api.WriteResult
 	Read    api.ReadResult
 	// CmdSet: Write.Cmd holds a command's result (OpCommand). With a
@@ -395,7 +368,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 	case FrameForwardResponse:
 		r := &ForwardResponse{}
 		r.ID = d.u64()
-		r.Code = ErrCode(d.u8())
+		r.Code = api.Code(d.u8())
 		r.Message = d.str16()
 		r.Leader = repl.NodeID(d.str16())
 		r.Write.Index = d.u64()

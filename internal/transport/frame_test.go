@@ -32,7 +32,7 @@ func sampleFrames() []Frame {
 		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 8, Op: OpGet, Key: []byte("a"), DefaultAck: true, Consistency: api.Linearizable}},
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 7, Leader: "n1",
 			Write: api.WriteResult{Index: 12, Term: 4, Durability: "semi-sync", Replicas: 2, Committed: true, LeaderDurable: true}}},
-		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 8, Code: CodeNotLeader, Message: "not the leader", Leader: "n2",
+		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 8, Code: api.CodeNotLeader, Message: "not the leader", Leader: "n2",
 			Read: api.ReadResult{Found: true, Value: []byte("v"), Index: 3, LagEntries: 1, LagMillis: -5}}},
 		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 9, Op: OpGet, Key: []byte("a"), Consistency: api.Session,
 			Token: api.Token{Term: 3, Index: 40}}},
@@ -44,6 +44,10 @@ func sampleFrames() []Frame {
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 11, Leader: "n1", CmdSet: true,
 			Write: api.WriteResult{Index: 50, Term: 3, Durability: "majority", Committed: true, LeaderDurable: true,
 				Cmd: command.Result{Applied: true, Index: 50, Version: 50, Int: 42, Old: []byte("41"), OldFound: true}}}},
+		// Error codes added after the first release, up to the last.
+		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 12, Code: api.CodeNotEnoughReplicas,
+			Message: "not enough replicas for the ack mode", Leader: "n1"}},
+		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 13, Code: api.CodeLast, Message: "unknown peer", Leader: "n1"}},
 	}
 }
 
@@ -124,6 +128,13 @@ func TestDecodeFrameErrors(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+	// An error code past the last one this node knows is refused; the last one is not.
+	for code, ok := range map[api.Code]bool{api.CodeLast: true, api.CodeLast + 1: false, 255: false} {
+		b := AppendForwardResponse(nil, &ForwardResponse{ID: 1, Code: code, Message: "m"})
+		if _, err := DecodeFrame(b, 0); (err == nil) != ok || err != nil && !errors.Is(err, ErrMalformedFrame) {
+			t.Errorf("forward response with error code %d: %v", code, err)
+		}
 	}
 	if _, err := ReadFrame(bytes.NewReader([]byte{0xff, 0xff, 0xff, 0x7f, 3}), 1024); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("ReadFrame of an oversized frame: %v", err)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -563,7 +564,7 @@ func (t *TCP) serveInbound(raw net.Conn) {
 				defer handlers.Done()
 				resp := t.handler.HandleForward(ctx, from, req)
 				if resp == nil {
-					resp = &ForwardResponse{Code: CodeOther, Message: "no response"}
+					resp = &ForwardResponse{Code: api.CodeOther, Message: "no response"}
 				}
 				resp.ID = req.ID
 				buf := AppendForwardResponse(nil, resp)

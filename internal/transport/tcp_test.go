@@ -45,7 +45,7 @@ func (h *recHandler) HandleStream(from repl.NodeID, c net.Conn) {
 func (h *recHandler) HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse {
 	if string(req.Key) == "block" {
 		<-ctx.Done()
-		return &ForwardResponse{Code: CodeStopped}
+		return &ForwardResponse{Code: api.CodeStopped}
 	}
 	return &ForwardResponse{Leader: h.id, Read: api.ReadResult{Found: true, Value: append([]byte(string(from)+":"), req.Key...)}}
 }

@@ -204,8 +204,10 @@ func (h *handler) exec(w http.ResponseWriter, r *http.Request, wr writeRequest, 
 // the body and the X-Trireme-Index header), or the key's value refused it
 // (409, 413).
 func (h *handler) writeCommandError(w http.ResponseWriter, r *http.Request, res api.WriteResult, err error) {
-	code, ok := errorStatus(err)
-	if !ok {
+	class := api.ClassOf(err)
+	switch class {
+	case api.ClassConditionFailed, api.ClassConflict, api.ClassTooLarge, api.ClassBadRequest: // api.CmdErr's
+	default:
 		h.writeServiceError(w, r, err)
 		return
 	}
@@ -216,5 +218,5 @@ func (h *handler) writeCommandError(w http.ResponseWriter, r *http.Request, res 
 		w.Header().Set(IndexHeader, strconv.FormatUint(v, 10))
 	}
 	setSession(w, rep.Session)
-	h.writeJSON(w, code, rep)
+	h.writeJSON(w, class.HTTPStatus(), rep)
 }

@@ -593,15 +593,18 @@ func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.Wr
 		h.writeJSON(w, http.StatusOK, rep)
 		return
 	}
-	switch {
+	// Both replies are the write's class's status, with what the write
+	// reached (only api.ErrWriteTimeout of ClassTimeout has a result: a
+	// context's deadline does not).
+	switch class := api.ClassOf(err); {
 	case errors.Is(err, api.ErrWriteTimeout):
 		setSession(w, rep.Session)
 		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + res.Reached() + " (" + err.Error() + ")"
-		h.writeJSON(w, http.StatusGatewayTimeout, rep)
-	case errors.Is(err, api.ErrOutcomeUnknown):
+		h.writeJSON(w, class.HTTPStatus(), rep)
+	case class == api.ClassOutcomeUnknown:
 		setSession(w, rep.Session)
 		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + res.Reached()
-		h.writeJSON(w, http.StatusServiceUnavailable, rep)
+		h.writeJSON(w, class.HTTPStatus(), rep)
 	default:
 		h.writeServiceError(w, r, err)
 	}
@@ -699,42 +702,6 @@ func (h *handler) transfer(w http.ResponseWriter, r *http.Request, q url.Values)
 	}
 	st := h.svc.Status()
 	h.writeJSON(w, http.StatusOK, map[string]any{"leader": to, "term": st.Term})
-}
-
-// writeServiceError maps a service error to a status code: the errors
-// whose reply needs more than a status first, then errorStatuses.
-func (h *handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, api.ErrNotLeader):
-		st := h.svc.Status()
-		h.writeJSON(w, http.StatusMisdirectedRequest, map[string]string{
-			"error": err.Error(), "leader": st.Leader, "leader_http": st.LeaderHTTP})
-		return
-	case errors.Is(err, api.ErrNoLeader):
-		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader: %w", err))
-		return
-	case errors.Is(err, repl.ErrTransferring):
-		// Nothing was proposed: clients retry, as during an election.
-		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("no leader for a moment (retry): %w", err))
-		return
-	case errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout), errors.Is(err, repl.ErrLeadershipLost):
-		h.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("unavailable (retry): %w", err))
-		return
-	}
-	if code, ok := errorStatus(err); ok {
-		h.writeError(w, code, err)
-		return
-	}
-	switch {
-	case errors.Is(err, api.ErrWriteTimeout), errors.Is(err, context.DeadlineExceeded):
-		h.writeError(w, http.StatusGatewayTimeout, err)
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads this reply.
-		h.writeError(w, 499, err)
-	default:
-		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		h.writeError(w, http.StatusInternalServerError, err)
-	}
 }
 
 func (h *handler) writeError(w http.ResponseWriter, code int, err error) {

@@ -336,6 +336,29 @@ func TestServiceErrors(t *testing.T) {
 	}
 }
 
+// TestEverySentinelStatus: every error of the classification, as the node
+// that served it returns it and as a follower that forwarded the request
+// rebuilds it (api.ErrorOf), gets its class's status on every kind of
+// request.
+func TestEverySentinelStatus(t *testing.T) {
+	f := apitest.NewFake("n2")
+	srv := mustServer(t, f)
+	for _, sentinel := range api.Sentinels() {
+		class, code := api.Classify(sentinel)
+		for _, err := range []error{fmt.Errorf("%w: detail", sentinel), api.ErrorOf(code, "leader n1: detail")} {
+			for _, req := range []struct{ method, path string }{
+				{"PUT", "/v1/kv/k"}, {"GET", "/v1/kv/k"}, {"DELETE", "/v1/members/n1"}, {"POST", "/v1/leader/transfer?to=n2"},
+			} {
+				f.FailNext(err)
+				code, b, _ := mustDo(t, srv.Client(), req.method, srv.URL+req.path, []byte("v"))
+				if code != class.HTTPStatus() {
+					t.Errorf("%s %s failing with %q: %d, want %d (%s): %s", req.method, req.path, err, code, class.HTTPStatus(), class, b)
+				}
+			}
+		}
+	}
+}
+
 func TestStatusRollbacksTransferMetrics(t *testing.T) {
 	f := apitest.NewFake("n2", "n3")
 	srv := mustServer(t, f)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/auth"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Error replies about access, in Redis's words (clients match on them).
@@ -106,8 +105,6 @@ func (s *Server) cmdTransfer(c *conn, st *connState, args [][]byte) {
 		c.WriteString("OK")
 	case errors.Is(err, context.DeadlineExceeded):
 		c.WriteError(fmt.Sprintf("TIMEOUT leadership transfer to %s not done within %s", clip(args[1]), d))
-	case errors.Is(err, repl.ErrNotEnoughPeers), errors.Is(err, repl.ErrBadTransferTarget), errors.Is(err, repl.ErrUnknownPeer):
-		c.WriteError("ERR " + clip([]byte(err.Error())))
 	default:
 		c.WriteError(s.serviceError(err))
 	}

@@ -487,53 +487,40 @@ func clip(b []byte) string {
 
 func lower(b []byte) string { return strings.ToLower(string(b)) }
 
-// serviceError turns a service error into a RESP error line.
+// serviceError turns a service error into a RESP error line: its class's
+// prefix (api.Classify, the classification HTTP and forwarding share) and
+// its message. Some replies keep Redis's own words (INCR's errors), a fixed
+// text, or name the leader.
 func (s *Server) serviceError(err error) string {
+	class := api.ClassOf(err)
 	switch {
 	case errors.Is(err, api.ErrNotInteger):
 		return errNotInteger
 	case errors.Is(err, api.ErrOverflow):
 		return errOverflow
-	case errors.Is(err, api.ErrRolledBack):
-		// The session's write is lost; the connection re-anchors (session.go).
-		return "ROLLEDBACK " + err.Error()
 	case errors.Is(err, api.ErrBadToken):
 		return "ERR " + api.ErrBadToken.Error()
-	case errors.Is(err, api.ErrNoLeader):
-		return "CLUSTERDOWN no leader"
-	case errors.Is(err, api.ErrNotLeader):
+	case class == api.ClassNotLeader:
 		st := s.svc.Status()
 		if st.LeaderRESP != "" {
 			return fmt.Sprintf("READONLY this node is not the leader; the leader is %s at %s", st.Leader, st.LeaderRESP)
 		}
 		return "READONLY this node is not the leader and cannot forward"
-	case errors.Is(err, api.ErrStopped):
-		return "CLUSTERDOWN node stopped"
-	case errors.Is(err, api.ErrRemoved):
-		// Not CLUSTERDOWN, which clients retry: this node will not serve
-		// again; the client must use another one.
+	case class == api.ClassGone:
+		// -ERR, not -CLUSTERDOWN, which clients retry: this node will not
+		// serve again; the client must use another one.
 		return "ERR " + api.ErrRemoved.Error() + "; connect to a current member"
-	case errors.Is(err, api.ErrChangeInProgress), errors.Is(err, api.ErrNotCaughtUp),
-		errors.Is(err, api.ErrUnknownMember), errors.Is(err, api.ErrBadMember),
-		errors.Is(err, api.ErrDuplicateMember), errors.Is(err, api.ErrLastVoter),
-		errors.Is(err, api.ErrAlreadyVoter):
-		return "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
-	case errors.Is(err, repl.ErrTransferring), errors.Is(err, repl.ErrBusy), errors.Is(err, repl.ErrReadTimeout),
-		errors.Is(err, repl.ErrLeadershipLost):
-		// Nothing was done: clients (go-redis) retry TRYAGAIN.
-		return "TRYAGAIN " + clip([]byte(err.Error()))
-	case errors.Is(err, api.ErrOutcomeUnknown):
-		return "UNKNOWN " + clip([]byte(err.Error()))
-	case errors.Is(err, api.ErrEmptyKey), errors.Is(err, api.ErrValueTooLarge), errors.Is(err, api.ErrKeyTooLarge),
-		errors.Is(err, api.ErrBadConsistency), errors.Is(err, repl.ErrBadAckMode),
-		errors.Is(err, api.ErrBadBound), errors.Is(err, api.ErrBadCommand), errors.Is(err, api.ErrConditionFailed),
-		errors.Is(err, api.ErrInsufficientStorage): // nothing written
-		return "ERR " + err.Error()
-	case errors.Is(err, context.Canceled):
+	case class == api.ClassInternal && errors.Is(err, context.Canceled):
 		return "ERR server shutting down"
+	case class == api.ClassInternal:
+		s.log.Warn("resp request failed", "err", err)
 	}
-	s.log.Warn("resp request failed", "err", err)
-	return "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
+	return class.RESPPrefix() + " " + oneLine(err.Error())
+}
+
+// oneLine makes an error message fit a RESP simple string.
+func oneLine(msg string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(msg)
 }
 
 // writeError answers a failed write. A timeout says what was achieved.
@@ -544,12 +531,13 @@ func (s *Server) writeError(c *conn, st *connState, res api.WriteResult, err err
 		// discarded. As after a read told so, the connection re-anchors.
 		st.token, st.reanchor = api.Token{}, true
 	}
+	// The replies of a write's own errors say what it reached.
 	if errors.Is(err, api.ErrWriteTimeout) {
-		c.WriteError("TIMEOUT ack mode not met in time; the outcome is not final; reached: " + res.Reached())
+		c.WriteError(api.ClassTimeout.RESPPrefix() + " ack mode not met in time; the outcome is not final; reached: " + res.Reached())
 		return
 	}
-	if errors.Is(err, api.ErrOutcomeUnknown) {
-		c.WriteError("UNKNOWN outcome unknown (leadership lost while the write was in flight); reached: " + res.Reached())
+	if api.ClassOf(err) == api.ClassOutcomeUnknown {
+		c.WriteError(api.ClassOutcomeUnknown.RESPPrefix() + " outcome unknown (leadership lost while the write was in flight); reached: " + res.Reached())
 		return
 	}
 	c.WriteError(s.serviceError(err))

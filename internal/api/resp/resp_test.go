@@ -239,6 +239,24 @@ func TestServiceErrorReplies(t *testing.T) {
 	}
 }
 
+// TestEverySentinelReply: every error of the classification, as the node
+// that served it returns it and as a follower that forwarded the request
+// rebuilds it (api.ErrorOf), gets its class's RESP prefix, on a write and on
+// a read.
+func TestEverySentinelReply(t *testing.T) {
+	f := apitest.NewFake("n2")
+	c, rd := mustDial(t, mustServe(t, f))
+	for _, sentinel := range api.Sentinels() {
+		class, code := api.Classify(sentinel)
+		for _, err := range []error{fmt.Errorf("%w: detail", sentinel), api.ErrorOf(code, "leader n1: detail")} {
+			for _, cmd := range [][]string{{"SET", "k", "v"}, {"GET", "k"}} {
+				f.FailNext(err)
+				mustScript(t, c, rd, []step{{args: cmd, want: "-" + class.RESPPrefix() + " ", prefix: true}})
+			}
+		}
+	}
+}
+
 func TestWait(t *testing.T) {
 	f := apitest.NewFake("n2", "n3")
 	addr := mustServe(t, f)

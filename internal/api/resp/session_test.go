@@ -178,8 +178,8 @@ func TestSessionReadWaits(t *testing.T) {
 		t.Fatalf("a session read ahead of the node was answered after %v, before its context ended (%v)", d, wait)
 	}
 	c.Flush()
-	if got := c.buf.String(); !strings.HasPrefix(got, "-ERR context deadline exceeded") {
-		t.Fatalf("reply %q, want the context's error", got)
+	if got := c.buf.String(); !strings.HasPrefix(got, "-TIMEOUT context deadline exceeded") {
+		t.Fatalf("reply %q, want the context's error, a timeout (as HTTP's 504)", got)
 	}
 	c.buf.Reset()
 	for i := range 3 {
