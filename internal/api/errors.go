@@ -189,7 +189,7 @@ const (
 	CodeLeadershipLost      Code = 32
 	CodeBadTransferTarget   Code = 33
 	CodeUnknownPeer         Code = 34
-	CodeLast                     = CodeUnknownPeer // the highest code a decoder accepts
+	CodeLast                     = CodeUnknownPeer // the highest code this release knows
 )
 
 // errorTable is the one classification of the errors a Service returns:

@@ -75,7 +75,9 @@
 // Forward response (type 5), leader to follower, on the same connection:
 //
 //	8   request id
-//	1   error code (api.Code, up to api.CodeLast), str16 error text, str16 known leader id
+//	1   error code (api.Code; one this node does not know, from a newer
+//	    node, is kept: api.ErrorOf makes it an internal error with its text),
+//	    str16 error text, str16 known leader id
 //	8   write index, 8 write term, str16 durability, 4 replicas (uint32)
 //	1   flags (bit 0 committed, bit 1 leader durable, bit 2 found)
 //	8   read version index, 8 lag entries, 8 lag ms (int64 bits)

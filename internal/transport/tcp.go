@@ -138,6 +138,11 @@ type tcpPeer struct {
 	queue  chan outItem
 	nextID atomic.Uint64
 	up     atomic.Bool // a connection is established
+	// wake cuts a redial backoff short: a peer that just connected to us
+	// (authenticated) is up again, so waiting out a backoff of up to
+	// BackoffMax before dialing it back only delays what we have to send it
+	// (a restarted follower's catch-up, a new leader's heartbeats).
+	wake chan struct{}
 
 	mu      sync.Mutex
 	pending map[uint64]chan *ForwardResponse // guarded by mu
@@ -183,7 +188,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 
 func (t *TCP) newPeer(id repl.NodeID, addr string) *tcpPeer {
 	p := &tcpPeer{t: t, id: id, queue: make(chan outItem, t.cfg.QueueLen),
-		pending: make(map[uint64]chan *ForwardResponse)}
+		wake: make(chan struct{}, 1), pending: make(map[uint64]chan *ForwardResponse)}
 	p.addr.Store(&addr)
 	if t.cfg.TLS != nil {
 		p.tls = t.newClientTLS(id)
@@ -525,6 +530,12 @@ func (t *TCP) serveInbound(raw net.Conn) {
 	}
 	t.setInbound(from, raw)
 	defer t.clearInbound(from, raw)
+	if p := t.peer(from); p != nil {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -605,15 +616,24 @@ func (p *tcpPeer) run() {
 				// rather than let it wait for a heartbeat to be overdue.
 				t.handler.HandlePeerDown(p.id)
 			}
+			timer := time.NewTimer(backoff)
 			select {
 			case <-t.closed:
+				timer.Stop()
 				return
-			case <-time.After(backoff):
+			case <-timer.C:
+				backoff = min(2*backoff, t.cfg.BackoffMax)
+			case <-p.wake:
+				timer.Stop()
+				backoff = t.cfg.BackoffMin
 			}
-			backoff = min(2*backoff, t.cfg.BackoffMax)
 			continue
 		}
 		backoff = t.cfg.BackoffMin
+		select { // a wake from before this connection is stale
+		case <-p.wake:
+		default:
+		}
 		p.serve(c, raw)
 	}
 }

@@ -374,3 +374,40 @@ func TestPeerDownOnRefusal(t *testing.T) {
 		t.Fatal("a closed peer was never reported down")
 	}
 }
+
+// TestRedialWokenByInbound: a peer that connects to us is up, so our own
+// dial to it does not wait out its backoff (a restarted follower would
+// otherwise wait up to BackoffMax for the leader's heartbeats and catch-up).
+func TestRedialWokenByInbound(t *testing.T) {
+	la, lb := mustListen(t), mustListen(t)
+	bAddr := lb.Addr().String()
+	lb.Close() // b is down: a's dials are refused, then back off
+	slow := func(c *TCPConfig) { c.BackoffMin, c.BackoffMax = 20*time.Second, 20*time.Second }
+	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": bAddr}, slow)
+	ha := newRec("a")
+	a.Start(ha)
+	select {
+	case <-ha.downs: // a's first dial was refused; it now waits 20 s
+	case <-time.After(5 * time.Second):
+		t.Fatal("a's dial to the closed address was not refused")
+	}
+	lb2, err := net.Listen("tcp", bAddr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", bAddr, err)
+	}
+	b := mustTCP(t, "c", "b", lb2, map[repl.NodeID]string{"a": la.Addr().String()})
+	hb := newRec("b")
+	b.Start(hb)
+	start := time.Now()
+	// b dials a when it starts (to send this); a's link to b must follow.
+	b.Send(repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 1})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+		if _, ok := waitMsg(t, hb, 20*time.Millisecond); ok {
+			t.Logf("a reached b %v after b started", time.Since(start).Round(time.Millisecond))
+			return
+		}
+	}
+	t.Fatal("a did not redial b within 5 s of b connecting to it (backoff 20 s)")
+}
