@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/httpapi"
 	"github.com/trireme-db/trireme/internal/api/resp"
 	"github.com/trireme-db/trireme/internal/coordinator"
@@ -170,12 +171,12 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 			cfg.Priorities[id] = p
 		}
 	}
-	mode, err := repl.ParseAckMode(o.ack)
+	mode, err := api.ParseAckMode(o.ack)
 	if err != nil {
 		return cfg, nil, fmt.Errorf("--ack: %w", err)
 	}
-	cfg.DefaultAck = repl.Ack{Mode: mode}
-	if mode == repl.AckSemiSync {
+	cfg.DefaultAck = api.Ack{Mode: mode}
+	if mode == api.AckSemiSync {
 		if o.replicas < 1 || o.replicas >= len(members) {
 			return cfg, nil, fmt.Errorf("--replicas %d must be from 1 to %d (the number of followers)", o.replicas, len(members)-1)
 		}

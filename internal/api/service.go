@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Service is what a node offers to client protocols. Implemented by internal/node.
@@ -80,7 +79,7 @@ type Service interface {
 
 // WriteOptions says how a write must be acknowledged.
 type WriteOptions struct {
-	Ack     repl.Ack
+	Ack     Ack
 	Timeout time.Duration // 0 = the node's default
 	Default bool          // true = use the node's default ack mode (Ack ignored)
 	// Session, when set, is the writer's session token: the leader refuses

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/api"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // TestPutBatch checks that a batch is written in order, one entry per key,
@@ -33,7 +32,7 @@ func TestPutBatch(t *testing.T) {
 				keys = append(keys, []byte(k))
 				vals = append(vals, []byte(fmt.Sprint(i)))
 			}
-			res, errs := n.PutBatch(ctxT(t), keys, vals, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}})
+			res, errs := n.PutBatch(ctxT(t), keys, vals, api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}})
 			if len(res) != len(keys) || len(errs) != len(keys) {
 				t.Fatalf("%d results, %d errors for %d keys", len(res), len(errs), len(keys))
 			}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
 )
 
@@ -21,7 +20,7 @@ import (
 // go test -run XXX -bench 'ClusterPut//64' -benchtime 2s ./internal/node/
 // (writes/s, and each write's latency: p50-ms, p99-ms).
 func BenchmarkClusterPut(b *testing.B) {
-	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}, {Mode: repl.AckSync}} {
+	for _, ack := range []api.Ack{{Mode: api.AckAsync}, {Mode: api.AckMajority}, {Mode: api.AckSync}} {
 		b.Run(ack.Mode.String()+"/1-client", func(b *testing.B) {
 			c := benchCluster(b)
 			l := c.nodes[c.leader()]
@@ -83,7 +82,7 @@ func BenchmarkClusterPutKeyed(b *testing.B) {
 			c := benchCluster(b)
 			l := c.nodes[c.leader()]
 			value := make([]byte, 100)
-			w := api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}}
+			w := api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}}
 			var seq atomic.Uint64
 			b.SetParallelism(32)
 			b.ResetTimer()
@@ -123,12 +122,12 @@ func BenchmarkFailover(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		li := c.leader()
 		fi := c.follower(li)
-		mustPut(b, c.nodes[li], "before", fmt.Sprint(i), repl.Ack{Mode: repl.AckMajority})
+		mustPut(b, c.nodes[li], "before", fmt.Sprint(i), api.Ack{Mode: api.AckMajority})
 		start := time.Now()
 		c.stop(li)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := c.nodes[fi].Put(ctx, []byte("after"), []byte("x"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}})
+			_, err := c.nodes[fi].Put(ctx, []byte("after"), []byte("x"), api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}})
 			cancel()
 			if err == nil {
 				break

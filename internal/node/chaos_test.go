@@ -49,7 +49,7 @@ func chaos(t *testing.T, mem bool) {
 
 	type ack struct {
 		key, value string
-		mode       repl.AckMode
+		mode       api.AckMode
 	}
 	var mu sync.Mutex // guards c.nodes reads by writers vs. restarts, and acked
 	var acked []ack
@@ -65,7 +65,7 @@ func chaos(t *testing.T, mem bool) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	modes := []repl.Ack{{Mode: repl.AckMajority}, {Mode: repl.AckSync}, {Mode: repl.AckAsync}, {Mode: repl.AckSemiSync, Replicas: 1}}
+	modes := []api.Ack{{Mode: api.AckMajority}, {Mode: api.AckSync}, {Mode: api.AckAsync}, {Mode: api.AckSemiSync, Replicas: 1}}
 	for w := range 4 {
 		wg.Add(1)
 		r := rand.New(rand.NewSource(seed + int64(w) + 1))
@@ -154,7 +154,7 @@ func chaos(t *testing.T, mem bool) {
 		if got.Found && string(got.Value) == a.value {
 			continue
 		}
-		if a.mode == repl.AckMajority || a.mode == repl.AckSync {
+		if a.mode == api.AckMajority || a.mode == api.AckSync {
 			t.Errorf("%s-acknowledged write %s=%s lost (read %+v)", a.mode, a.key, a.value, got)
 		} else {
 			lost = append(lost, a)

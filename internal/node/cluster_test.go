@@ -226,7 +226,7 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func mustPut(t testing.TB, n *Node, key, value string, ack repl.Ack) api.WriteResult {
+func mustPut(t testing.TB, n *Node, key, value string, ack api.Ack) api.WriteResult {
 	t.Helper()
 	res, err := n.Put(ctxT(t), []byte(key), []byte(value), api.WriteOptions{Ack: ack})
 	if err != nil {
@@ -245,15 +245,15 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 
 	t.Run("ack modes", func(t *testing.T) {
 		tests := []struct {
-			ack      repl.Ack
+			ack      api.Ack
 			wantDur  string
 			minRepl  int
 			wantComm bool
 		}{
-			{repl.Ack{Mode: repl.AckAsync}, "async", 0, false},
-			{repl.Ack{Mode: repl.AckSemiSync, Replicas: 1}, "semi-sync", 1, false},
-			{repl.Ack{Mode: repl.AckSync}, "sync", 2, false},
-			{repl.Ack{Mode: repl.AckMajority}, "majority", 1, true},
+			{api.Ack{Mode: api.AckAsync}, "async", 0, false},
+			{api.Ack{Mode: api.AckSemiSync, Replicas: 1}, "semi-sync", 1, false},
+			{api.Ack{Mode: api.AckSync}, "sync", 2, false},
+			{api.Ack{Mode: api.AckMajority}, "majority", 1, true},
 		}
 		var last uint64
 		for _, tc := range tests {
@@ -277,7 +277,7 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 	})
 
 	t.Run("linearizable reads see acknowledged writes", func(t *testing.T) {
-		for i, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}} {
+		for i, ack := range []api.Ack{{Mode: api.AckAsync}, {Mode: api.AckMajority}} {
 			key := fmt.Sprintf("lin-%d", i)
 			res := mustPut(t, l, key, "x", ack)
 			for _, n := range []*Node{l, f} { // the follower forwards the read
@@ -315,7 +315,7 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 		if _, err := l.Put(ctx, []byte("k"), big, api.WriteOptions{Default: true}); !errors.Is(err, api.ErrValueTooLarge) {
 			t.Fatalf("big value: %v", err)
 		}
-		if _, err := l.Put(ctx, []byte("k"), nil, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync}}); !errors.Is(err, api.ErrBadAckMode) {
+		if _, err := l.Put(ctx, []byte("k"), nil, api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync}}); !errors.Is(err, api.ErrBadAckMode) {
 			t.Fatalf("semi-sync without replicas: %v", err)
 		}
 		if _, err := l.Get(ctx, []byte("k"), api.Consistency(9)); !errors.Is(err, api.ErrBadConsistency) {
@@ -332,7 +332,7 @@ func TestClusterWritesReadsAndForwarding(t *testing.T) {
 		if ls.Role != "leader" || len(ls.Followers) != 2 || ls.LeaderHTTP != l.cfg.HTTPAddr {
 			t.Fatalf("leader status %+v", ls)
 		}
-		res := mustPut(t, l, "w", "1", repl.Ack{Mode: repl.AckAsync})
+		res := mustPut(t, l, "w", "1", api.Ack{Mode: api.AckAsync})
 		got, err := l.WaitReplicas(ctx, res.Index, 2)
 		if err != nil || got != 2 {
 			t.Fatalf("WaitReplicas: %d %v", got, err)
@@ -365,7 +365,7 @@ func TestClusterRestartAndFailover(t *testing.T) {
 	fi := c.follower(li)
 	acked := map[string]string{}
 	put := func(n *Node, k, v string) {
-		mustPut(t, n, k, v, repl.Ack{Mode: repl.AckMajority})
+		mustPut(t, n, k, v, api.Ack{Mode: api.AckMajority})
 		acked[k] = v
 	}
 	for i := range 20 {
@@ -445,7 +445,7 @@ func TestWriteTimeoutReportsWhatWasAchieved(t *testing.T) {
 	fi := c.follower(li)
 	c.net.Isolate(repl.NodeID(c.cfgs[fi].ID))
 	res, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v"),
-		api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSync}, Timeout: 300 * time.Millisecond})
+		api.WriteOptions{Ack: api.Ack{Mode: api.AckSync}, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, api.ErrWriteTimeout) {
 		t.Fatalf("sync write with a follower cut off: %+v %v", res, err)
 	}
@@ -486,7 +486,7 @@ func TestTransferLeadership(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
 	fi := c.follower(li)
-	mustPut(t, c.nodes[li], "k", "v", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[li], "k", "v", api.Ack{Mode: api.AckMajority})
 	target := c.cfgs[fi].ID
 	// Asked on the other follower: it forwards to the leader.
 	var other int
@@ -539,11 +539,11 @@ func TestRollbackJournal(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
 	old := c.nodes[li]
-	mustPut(t, old, "keep", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, old, "keep", "1", api.Ack{Mode: api.AckMajority})
 	c.net.Isolate(repl.NodeID(old.cfg.ID))
 	lost := []string{"lost-1", "lost-2", "lost-3"}
 	for _, k := range lost {
-		res, err := old.Put(ctxT(t), []byte(k), []byte("gone"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+		res, err := old.Put(ctxT(t), []byte(k), []byte("gone"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 		if err != nil || !res.LeaderDurable || res.Committed {
 			t.Fatalf("async put on the isolated leader: %+v %v", res, err)
 		}
@@ -555,7 +555,7 @@ func TestRollbackJournal(t *testing.T) {
 	}
 	// The majority side elects a new leader and moves on.
 	nl := c.newLeaderBesides(li)
-	mustPut(t, nl, "new", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, nl, "new", "1", api.Ack{Mode: api.AckMajority})
 	c.net.Heal()
 	for i := range c.nodes {
 		c.waitStale(i, "new", "1")
@@ -602,7 +602,7 @@ func TestCutOffFollower(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
 	fi := c.follower(li)
-	mustPut(t, c.nodes[li], "k", "v", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[li], "k", "v", api.Ack{Mode: api.AckMajority})
 	c.waitStale(fi, "k", "v")
 	c.net.Isolate(repl.NodeID(c.cfgs[fi].ID))
 	f := c.nodes[fi]
@@ -617,7 +617,7 @@ func TestCutOffFollower(t *testing.T) {
 		t.Fatalf("stale get on a cut-off follower: %+v %v", res, err)
 	}
 	c.net.Heal()
-	res := mustPut(t, f, "k3", "v", repl.Ack{Mode: repl.AckMajority})
+	res := mustPut(t, f, "k3", "v", api.Ack{Mode: api.AckMajority})
 	if !res.Committed {
 		t.Fatalf("after heal: %+v", res)
 	}
@@ -630,7 +630,7 @@ func TestCanceledWriteIsNotProposed(t *testing.T) {
 	l := c.nodes[c.leader()]
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}} {
+	for _, ack := range []api.Ack{{Mode: api.AckAsync}, {Mode: api.AckMajority}} {
 		if _, err := l.Put(ctx, []byte("gone"), []byte("v"), api.WriteOptions{Ack: ack}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("%v write with a canceled context: %v", ack.Mode, err)
 		}
@@ -638,7 +638,7 @@ func TestCanceledWriteIsNotProposed(t *testing.T) {
 			t.Fatalf("%v batch with a canceled context: %+v %v", ack.Mode, res, errs)
 		}
 	}
-	mustPut(t, l, "after", "x", repl.Ack{Mode: repl.AckMajority}) // the log moves on
+	mustPut(t, l, "after", "x", api.Ack{Mode: api.AckMajority}) // the log moves on
 	for _, k := range []string{"gone", "gone2"} {
 		got, err := l.Get(ctxT(t), []byte(k), api.Linearizable)
 		if err != nil || got.Found {

@@ -77,7 +77,7 @@ func (n *Node) prepareCommand(cmd *command.Command) (value []byte, dup *api.Writ
 			r.Duplicate = true
 			term, _, _ := n.store.TermAt(r.Index)
 			n.m.idemDuplicates.Inc()
-			return nil, &api.WriteResult{Index: r.Index, Term: term, Durability: repl.AckMajority.String(),
+			return nil, &api.WriteResult{Index: r.Index, Term: term, Durability: api.AckMajority.String(),
 				Committed: true, LeaderDurable: true, Cmd: r}, nil
 		}
 	}

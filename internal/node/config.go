@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
@@ -70,7 +71,7 @@ type Config struct {
 	// so that they can name the leader's endpoints. Either may be empty.
 	HTTPAddr, RESPAddr string
 	// DefaultAck is the ack mode of writes that ask for the default.
-	DefaultAck repl.Ack
+	DefaultAck api.Ack
 	// Heartbeat is the leader's heartbeat interval (default 50ms).
 	Heartbeat time.Duration
 	// ElectionTimeout (default 300ms): with the fixed detector, the minimum
@@ -181,7 +182,7 @@ const DefaultDiskReserveBytes = 256 << 20
 // DefaultConfig returns the defaults; ID, DataDir and Cluster must still be set.
 func DefaultConfig() Config {
 	return Config{
-		DefaultAck:      repl.Ack{Mode: repl.AckMajority},
+		DefaultAck:      api.Ack{Mode: api.AckMajority},
 		Heartbeat:       50 * time.Millisecond,
 		ElectionTimeout: 300 * time.Millisecond,
 		FailureDetector: DetectorAdaptive,
@@ -258,8 +259,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch m := c.DefaultAck.Mode; m {
-	case repl.AckAsync, repl.AckSync, repl.AckMajority:
-	case repl.AckSemiSync:
+	case api.AckAsync, api.AckSync, api.AckMajority:
+	case api.AckSemiSync:
 		if c.DefaultAck.Replicas < 1 {
 			return fmt.Errorf("%w: --ack semi-sync needs replicas >= 1", ErrConfig)
 		}

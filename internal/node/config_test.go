@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/transport"
 	"github.com/trireme-db/trireme/internal/vfs"
 )
@@ -73,7 +72,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad address", func(c *Config) { c.Cluster[1].PeerAddr = "x" }, "bad peer address"},
 		{"election vs heartbeat", func(c *Config) { c.ElectionTimeout = 2 * c.Heartbeat }, "--election-timeout"},
 		{"negative priority", func(c *Config) { c.Priority = -1 }, "--priority"},
-		{"semi-sync default without replicas", func(c *Config) { c.DefaultAck = repl.Ack{Mode: repl.AckSemiSync} }, "semi-sync"},
+		{"semi-sync default without replicas", func(c *Config) { c.DefaultAck = api.Ack{Mode: api.AckSemiSync} }, "semi-sync"},
 		{"value limit", func(c *Config) { c.MaxValueBytes = 1 << 30 }, "--max-value-bytes"},
 		{"unknown priority id", func(c *Config) { c.Priorities = map[string]int{"zz": 1} }, "Priorities"},
 		{"negative log retain", func(c *Config) { c.LogRetainBytes = -1 }, "--log-retain"},

@@ -20,7 +20,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/entry"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/vfs"
 )
 
@@ -352,7 +351,7 @@ func TestDiskReserve(t *testing.T) {
 			setLow(n, true)
 		}
 	}
-	res, err := l.Put(ctx, []byte("k"), []byte("v4"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSync}})
+	res, err := l.Put(ctx, []byte("k"), []byte("v4"), api.WriteOptions{Ack: api.Ack{Mode: api.AckSync}})
 	if err != nil || res.Replicas != 2 {
 		t.Fatalf("sync write with both followers below their reserve: %+v %v", res, err)
 	}

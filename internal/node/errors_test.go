@@ -20,7 +20,7 @@ func TestFollowerAnswersLikeTheLeader(t *testing.T) {
 	li := c.leader()
 	l, f := c.nodes[li], c.nodes[c.follower(li)]
 	ctx := ctxT(t)
-	tooMany := api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 5}}
+	tooMany := api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 5}}
 	incr := &command.Command{Op: command.OpIncr, Key: []byte("n"), Delta: 1}
 
 	for _, tc := range []struct {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/transport"
 )
 
@@ -15,9 +15,9 @@ import (
 // the fuzzer adds never counts, and the only voter cannot be removed).
 func FuzzHandleForward(f *testing.F) {
 	for _, r := range []transport.ForwardRequest{
-		{Op: transport.OpPut, Key: []byte("k"), Value: []byte("v"), Ack: repl.Ack{Mode: repl.AckMajority}},
-		{Op: transport.OpPut, Key: []byte("k"), Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 5}},
-		{Op: transport.OpPut, Key: []byte("k"), Ack: repl.Ack{Mode: 77}, TimeoutMs: 1 << 63},
+		{Op: transport.OpPut, Key: []byte("k"), Value: []byte("v"), Ack: api.Ack{Mode: api.AckMajority}},
+		{Op: transport.OpPut, Key: []byte("k"), Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 5}},
+		{Op: transport.OpPut, Key: []byte("k"), Ack: api.Ack{Mode: 77}, TimeoutMs: 1 << 63},
 		{Op: transport.OpDelete, Key: []byte("k"), DefaultAck: true},
 		{Op: transport.OpGet, Key: []byte("k")},
 		{Op: transport.OpGet},

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/api"
 )
 
 // A running node records the commit index as the WAL's commit hint, not by
@@ -20,7 +20,7 @@ func TestCommitIndexGoesToTheHint(t *testing.T) {
 	li := c.leader()
 	var last uint64
 	for i := range 20 {
-		last = mustPut(t, c.nodes[li], fmt.Sprintf("k%d", i), "v", repl.Ack{Mode: repl.AckSync}).Index
+		last = mustPut(t, c.nodes[li], fmt.Sprintf("k%d", i), "v", api.Ack{Mode: api.AckSync}).Index
 	}
 	walPath := filepath.Join(c.cfgs[li].DataDir, walDir)
 	readHint := func() uint64 {

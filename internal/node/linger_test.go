@@ -21,9 +21,9 @@ import (
 func TestLoneWriterNeverLingers(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
-	for _, mode := range []repl.AckMode{repl.AckAsync, repl.AckMajority} {
+	for _, mode := range []api.AckMode{api.AckAsync, api.AckMajority} {
 		for i := range 40 {
-			mustPut(t, c.nodes[li], fmt.Sprintf("lone-%v-%d", mode, i), "v", repl.Ack{Mode: mode})
+			mustPut(t, c.nodes[li], fmt.Sprintf("lone-%v-%d", mode, i), "v", api.Ack{Mode: mode})
 		}
 	}
 	if got := counterValue(t, c.nodes[li].m.lingers); got != 0 {
@@ -44,8 +44,8 @@ func TestConcurrentWritersLinger(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				mode := []repl.AckMode{repl.AckAsync, repl.AckMajority, repl.AckSync}[(w+i)%3]
-				res, err := lead.Put(ctxT(t), []byte(fmt.Sprintf("w%d-%d", w, i)), []byte("v"), api.WriteOptions{Ack: repl.Ack{Mode: mode}})
+				mode := []api.AckMode{api.AckAsync, api.AckMajority, api.AckSync}[(w+i)%3]
+				res, err := lead.Put(ctxT(t), []byte(fmt.Sprintf("w%d-%d", w, i)), []byte("v"), api.WriteOptions{Ack: api.Ack{Mode: mode}})
 				if err != nil {
 					errs <- fmt.Errorf("writer %d put %d (%v): %w (%+v)", w, i, mode, err, res)
 					return
@@ -94,7 +94,7 @@ func TestLingerEndsWhenCommitStalls(t *testing.T) {
 					// the leader alone makes them durable.
 					for j := range 20 {
 						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-						res, err := lead.Put(ctx, []byte(fmt.Sprintf("cut%d-%d", w, j)), []byte("v"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+						res, err := lead.Put(ctx, []byte(fmt.Sprintf("cut%d-%d", w, j)), []byte("v"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 						cancel()
 						if deposed(err) {
 							return // check-quorum deposed the leader: a clear refusal
@@ -108,7 +108,7 @@ func TestLingerEndsWhenCommitStalls(t *testing.T) {
 					return
 				default:
 				}
-				_, err := lead.Put(ctxT(t), []byte(fmt.Sprintf("pre%d-%d", w, i)), []byte("v"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+				_, err := lead.Put(ctxT(t), []byte(fmt.Sprintf("pre%d-%d", w, i)), []byte("v"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 				if deposed(err) {
 					return // the cut came while this write was on its way
 				}

@@ -66,7 +66,7 @@ func TestMembershipChanges(t *testing.T) {
 	c := newTestCluster(t, 3, false)
 	lead := c.leader()
 	for i := range 50 {
-		mustPut(t, c.nodes[lead], fmt.Sprintf("k%d", i), "v", repl.Ack{Mode: repl.AckMajority})
+		mustPut(t, c.nodes[lead], fmt.Sprintf("k%d", i), "v", api.Ack{Mode: api.AckMajority})
 	}
 	fol := c.follower(lead)
 	n4 := c.joinNode(fol, "n4")
@@ -118,7 +118,7 @@ func TestMembershipChanges(t *testing.T) {
 		t.Fatalf("members after refused changes: %+v, %v", ms, err)
 	}
 	lead = c.leader()
-	mustPut(t, c.nodes[n4], "after-promote", "1", repl.Ack{Mode: repl.AckSync})
+	mustPut(t, c.nodes[n4], "after-promote", "1", api.Ack{Mode: api.AckSync})
 	c.waitStale(n4, "after-promote", "1")
 
 	// Remove a follower that is not n4, asking n4 (a follower or the leader).
@@ -149,7 +149,7 @@ func TestMembershipChanges(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.stop(victim)
-	mustPut(t, c.nodes[n4], "after-remove", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[n4], "after-remove", "1", api.Ack{Mode: api.AckMajority})
 
 	// Remove the leader: it hands leadership over first.
 	lead = c.leader()
@@ -166,7 +166,7 @@ func TestMembershipChanges(t *testing.T) {
 	if c.cfgs[nl].ID == lid {
 		t.Fatalf("the removed leader %s still leads", lid)
 	}
-	mustPut(t, c.nodes[nl], "after-leader-removed", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[nl], "after-leader-removed", "1", api.Ack{Mode: api.AckMajority})
 	for i, n := range c.nodes {
 		if n != nil {
 			c.waitStale(i, "after-leader-removed", "1")
@@ -195,5 +195,5 @@ func TestRemoveLastVoter(t *testing.T) {
 	if ms, err := n.Members(ctxT(t)); err != nil || len(ms) != 1 || ms[0].State != api.MemberLeader {
 		t.Fatalf("members after the refused removal: %+v, %v", ms, err)
 	}
-	mustPut(t, n, "k", "v", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, n, "k", "v", api.Ack{Mode: api.AckMajority})
 }

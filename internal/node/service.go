@@ -140,15 +140,16 @@ func (n *Node) waitStatus(ctx context.Context, d time.Duration, cond func(*snaps
 
 var errTimeout = errors.New("node: timed out")
 
-// writeParams resolves a write's ack mode and timeout.
-func (n *Node) writeParams(w api.WriteOptions) (repl.Ack, time.Duration, error) {
+// writeParams resolves a write's ack mode and timeout. The ack is in api's
+// words: a follower forwards it so; the leader hands the core replAck(ack).
+func (n *Node) writeParams(w api.WriteOptions) (api.Ack, time.Duration, error) {
 	ack := w.Ack
 	if w.Default {
 		ack = n.cfg.DefaultAck
 	}
 	switch ack.Mode {
-	case repl.AckAsync, repl.AckSync, repl.AckMajority:
-	case repl.AckSemiSync:
+	case api.AckAsync, api.AckSync, api.AckMajority:
+	case api.AckSemiSync:
 		if ack.Replicas < 1 {
 			return ack, 0, fmt.Errorf("%w: semi-sync needs at least 1 replica", api.ErrBadAckMode)
 		}
@@ -209,7 +210,7 @@ func (n *Node) PutBatch(ctx context.Context, keys, values [][]byte, w api.WriteO
 // writes from the first refused one on were not written and are left to the
 // caller.
 func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.WriteOptions, res []api.WriteResult, errs []error) int {
-	ack, timeout, err := n.writeParams(w)
+	wack, timeout, err := n.writeParams(w)
 	if err == nil {
 		s, _ := n.status()
 		err = n.checkSessionWrite(w.Session, s)
@@ -220,6 +221,7 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 		}
 		return len(keys)
 	}
+	ack := replAck(wack)
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*n.cfg.ElectionTimeout+time.Second)
 	defer cancel()
 	size := 0
@@ -440,7 +442,7 @@ func (n *Node) sleep(ctx context.Context, d time.Duration) {
 // proposeLocal hands a write to the core and waits for its Result, until
 // ctx ends or deadline passes (the core answers by itself when the write's
 // timeout passes; the deadline is a backstop for a loop that cannot).
-func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack repl.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
+func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []byte, ack api.Ack, timeout time.Duration, deadline time.Time) (api.WriteResult, error) {
 	if err := ctx.Err(); err != nil {
 		return api.WriteResult{}, err // the caller gave up first: nothing written
 	}
@@ -449,7 +451,7 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 		defer n.cmdWriters.Add(-1)
 	}
 	req := n.getPropReq()
-	req.p = repl.Proposal{Kind: kind, Key: key, Value: value, Ack: ack, TimeoutTicks: n.ticks(timeout)}
+	req.p = repl.Proposal{Kind: kind, Key: key, Value: value, Ack: replAck(ack), TimeoutTicks: n.ticks(timeout)}
 	req.start = time.Now()
 	if !n.enqueueProp(req) {
 		n.putPropReq(req)
@@ -462,7 +464,7 @@ func (n *Node) proposeLocal(ctx context.Context, kind entry.Kind, key, value []b
 		// Not recycled: the loop still holds req and will answer it.
 		return api.WriteResult{}, r.err
 	}
-	res, err := n.writeOutcome(req, r, ack)
+	res, err := n.writeOutcome(req, r, req.p.Ack)
 	n.putPropReq(req) // answered: the loop and the applier are done with it
 	return res, err
 }

@@ -26,7 +26,7 @@ func TestCommandsOnLeaderAndFollower(t *testing.T) {
 	li := c.leader()
 	fi := c.follower(li)
 	ctx := ctxT(t)
-	acks := []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}, {Mode: repl.AckSemiSync, Replicas: 1}, {Mode: repl.AckSync}}
+	acks := []api.Ack{{Mode: api.AckAsync}, {Mode: api.AckMajority}, {Mode: api.AckSemiSync, Replicas: 1}, {Mode: api.AckSync}}
 	var last int64
 	for i := range 8 {
 		n := c.nodes[li]
@@ -46,7 +46,7 @@ func TestCommandsOnLeaderAndFollower(t *testing.T) {
 		c.waitStale(i, "ctr", "24")
 	}
 	// Failures carry their result and change nothing, forwarded or not.
-	mustPut(t, c.nodes[li], "s", "text", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[li], "s", "text", api.Ack{Mode: api.AckMajority})
 	for _, n := range []*Node{c.nodes[li], c.nodes[fi]} {
 		if _, err := n.Exec(ctx, incr("s", 1, ""), api.WriteOptions{Default: true}); !errors.Is(err, api.ErrNotInteger) {
 			t.Fatalf("incr of a string on %s: %v", n.cfg.ID, err)
@@ -119,7 +119,7 @@ func TestSessionReadsSeeOwnWritesAndNeverGoBack(t *testing.T) {
 	var tok api.Token
 	for i := range 30 {
 		v := strconv.Itoa(i)
-		w, err := c.nodes[li].Put(ctx, []byte("k"), []byte(v), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+		w, err := c.nodes[li].Put(ctx, []byte("k"), []byte(v), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,9 +159,9 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 	li := c.leader()
 	old := c.nodes[li]
 	ctx := ctxT(t)
-	mustPut(t, old, "k", "kept", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, old, "k", "kept", api.Ack{Mode: api.AckMajority})
 	c.net.Isolate(repl.NodeID(old.cfg.ID))
-	lost, err := old.Put(ctx, []byte("k"), []byte("lost"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}})
+	lost, err := old.Put(ctx, []byte("k"), []byte("lost"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 	if err != nil || lost.Committed {
 		t.Fatalf("async put on the isolated leader: %+v %v", lost, err)
 	}
@@ -170,8 +170,8 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 	if _, err := nl.Read(ctx, []byte("k"), api.ReadOptions{Consistency: api.Session, Token: lost.Token()}); !errors.Is(err, api.ErrRolledBack) {
 		t.Fatalf("session read on the new leader: %v, want ErrRolledBack", err)
 	}
-	mustPut(t, nl, "k2", "v", repl.Ack{Mode: repl.AckMajority})
-	mustPut(t, nl, "k3", "v", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, nl, "k2", "v", api.Ack{Mode: api.AckMajority})
+	mustPut(t, nl, "k3", "v", api.Ack{Mode: api.AckMajority})
 	c.net.Heal()
 	for i := range c.nodes {
 		c.waitStale(i, "k3", "v")
@@ -196,7 +196,7 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 		t.Fatalf("a refused session write was written: %+v %v", r, err)
 	}
 	// A session whose writes all survived writes on.
-	good := mustPut(t, nl, "k5", "v", repl.Ack{Mode: repl.AckMajority})
+	good := mustPut(t, nl, "k5", "v", api.Ack{Mode: api.AckMajority})
 	for _, n := range c.nodes {
 		if _, err := n.Put(ctx, []byte("k5"), []byte("w"), api.WriteOptions{Default: true, Session: good.Token()}); err != nil {
 			t.Fatalf("session write with a committed token on %s: %v", n.cfg.ID, err)
@@ -212,7 +212,7 @@ func TestBoundedReads(t *testing.T) {
 	fi := c.follower(li)
 	f := c.nodes[fi]
 	ctx := ctxT(t)
-	mustPut(t, c.nodes[li], "k", "v1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[li], "k", "v1", api.Ack{Mode: api.AckMajority})
 	for _, o := range []api.ReadOptions{
 		{Consistency: api.Bounded, MaxLag: time.Second},
 		{Consistency: api.Bounded, MaxLagEntries: 1},
@@ -293,7 +293,7 @@ func TestLargestCommandFitsTheLog(t *testing.T) {
 	if _, err := n.Exec(ctx, &mset, api.WriteOptions{Default: true}); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("an MSET too large to encode: %v", err)
 	}
-	mustPut(t, n, "after", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, n, "after", "1", api.Ack{Mode: api.AckMajority})
 }
 
 // TestConsistentPrefixOnFollowers: every node applies the log in order, so a
@@ -310,7 +310,7 @@ func TestConsistentPrefixOnFollowers(t *testing.T) {
 		for i := 1; i <= 200; i++ {
 			v := []byte(strconv.Itoa(i))
 			for _, k := range []string{"a", "b"} {
-				if _, err := c.nodes[li].Put(ctx, []byte(k), v, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}}); err != nil {
+				if _, err := c.nodes[li].Put(ctx, []byte(k), v, api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}}); err != nil {
 					t.Errorf("put %s=%s: %v", k, v, err)
 					return
 				}
@@ -357,7 +357,7 @@ func TestConsistentPrefixOnFollowers(t *testing.T) {
 func TestSessionTokenFromNowhere(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
-	w := mustPut(t, c.nodes[li], "k", "v", repl.Ack{Mode: repl.AckMajority})
+	w := mustPut(t, c.nodes[li], "k", "v", api.Ack{Mode: api.AckMajority})
 	bogus := api.Token{Term: w.Term, Index: w.Index + 1000}
 	for _, n := range []*Node{c.nodes[li], c.nodes[c.follower(li)]} {
 		// (A wait that ran out would end in ErrNoLeader instead.)
@@ -376,9 +376,9 @@ func TestSessionTokenFromNowhere(t *testing.T) {
 func TestSessionWriteRefusedByDeposedLeader(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
-	w := mustPut(t, c.nodes[li], "k", "v1", repl.Ack{Mode: repl.AckMajority})
+	w := mustPut(t, c.nodes[li], "k", "v1", api.Ack{Mode: api.AckMajority})
 	newer := api.Token{Term: w.Term + 1, Index: w.Index + 1}
-	for _, ack := range []repl.Ack{{Mode: repl.AckAsync}, {Mode: repl.AckMajority}} {
+	for _, ack := range []api.Ack{{Mode: api.AckAsync}, {Mode: api.AckMajority}} {
 		_, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v2"), api.WriteOptions{Ack: ack, Session: newer})
 		if !errors.Is(err, api.ErrNoLeader) {
 			t.Fatalf("ack %s: session write with a token of term %d on the leader of term %d: %v, want ErrNoLeader",
@@ -390,7 +390,7 @@ func TestSessionWriteRefusedByDeposedLeader(t *testing.T) {
 		t.Fatalf("after the refused writes k = %q %v, want v1", got.Value, err)
 	}
 	// The session's own token is fine.
-	if _, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v3"), api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}, Session: w.Token()}); err != nil {
+	if _, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v3"), api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}, Session: w.Token()}); err != nil {
 		t.Fatalf("session write with its own token: %v", err)
 	}
 }

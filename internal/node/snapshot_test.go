@@ -57,7 +57,7 @@ func writeMiB(t *testing.T, n *Node, prefix string, mib int) int {
 			ks = append(ks, fmt.Appendf(nil, "%s-%05d", prefix, j))
 			vs = append(vs, bytes.Repeat([]byte{byte('a' + j%26)}, 16<<10))
 		}
-		if _, errs := n.PutBatch(ctx, ks, vs, api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}}); errs != nil {
+		if _, errs := n.PutBatch(ctx, ks, vs, api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}}); errs != nil {
 			for _, err := range errs {
 				if err != nil {
 					t.Fatalf("put batch %s at %d: %v", prefix, i, err)
@@ -111,7 +111,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	c.start(f)
 	// Writes go on while the follower catches up.
 	for i := range 20 {
-		mustPut(t, c.nodes[lead], fmt.Sprintf("during-%d", i), "x", repl.Ack{Mode: repl.AckMajority})
+		mustPut(t, c.nodes[lead], fmt.Sprintf("during-%d", i), "x", api.Ack{Mode: api.AckMajority})
 	}
 	c.waitStale(f, fmt.Sprintf("missed-%05d", keys-1), string(bytes.Repeat([]byte{byte('a' + (keys-1)%26)}, 16<<10)))
 	c.waitStale(f, "during-19", "x")
@@ -120,7 +120,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 	waitCounterAbove(t, c.nodes[lead].m.snapSent, sentBefore, "the leader's snapshots_sent_total")
 	// The log after the snapshot reaches it.
-	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
+	mustPut(t, c.nodes[lead], "after", "1", api.Ack{Mode: api.AckSync})
 	c.waitStale(f, "after", "1")
 	for _, k := range []string{"before-00000", "missed-00000", fmt.Sprintf("missed-%05d", keys/2)} {
 		want, _ := c.nodes[lead].Get(ctxT(t), []byte(k), api.Stale)
@@ -191,7 +191,7 @@ func TestSnapshotInstallRecovery(t *testing.T) {
 		t.Fatalf("after start-up the WAL starts at %d, want %d (reset to the installed snapshot)", first, index+1)
 	}
 	c.waitStale(f, fmt.Sprintf("b-%05d", keys-1), string(bytes.Repeat([]byte{byte('a' + (keys-1)%26)}, 16<<10)))
-	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
+	mustPut(t, c.nodes[lead], "after", "1", api.Ack{Mode: api.AckSync})
 	c.waitStale(f, "after", "1")
 }
 
@@ -260,7 +260,7 @@ func TestSnapshotTransferKeepsWritesGoing(t *testing.T) {
 	gate.waitHeld(t, 10*time.Second)
 	fid := repl.NodeID(c.cfgs[f].ID)
 	start := time.Now()
-	mustPut(t, c.nodes[lead], "during", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[lead], "during", "1", api.Ack{Mode: api.AckMajority})
 	took := time.Since(start)
 	sent, total, active := c.nodes[lead].snapshotProgress(fid)
 	t.Logf("a majority write during the transfer took %v; transfer to %s: %d of %d bytes, active %v", took, fid, sent, total, active)
@@ -375,7 +375,7 @@ func checkCaughtUp(t *testing.T, c *testCluster, lead, f, keys int) {
 	t.Helper()
 	last := fmt.Sprintf("b-%05d", keys-1)
 	c.waitStale(f, last, string(bytes.Repeat([]byte{byte('a' + (keys-1)%26)}, 16<<10)))
-	mustPut(t, c.nodes[lead], "after", "1", repl.Ack{Mode: repl.AckSync})
+	mustPut(t, c.nodes[lead], "after", "1", api.Ack{Mode: api.AckSync})
 	c.waitStale(f, "after", "1")
 	for _, k := range []string{"a-00000", "b-00000", fmt.Sprintf("b-%05d", keys/2)} {
 		want, err := c.nodes[lead].Get(ctxT(t), []byte(k), api.Stale)

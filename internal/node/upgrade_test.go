@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/api"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // extractTgz unpacks a .tgz of regular files and directories into dir.
@@ -91,7 +90,7 @@ func TestDataDirFromPreviousRelease(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		c.waitStale(0, fmt.Sprintf("key-%d", i), fmt.Sprintf("value-%d", i))
 	}
-	mustPut(t, c.nodes[0], "after-upgrade", "1", repl.Ack{Mode: repl.AckMajority})
+	mustPut(t, c.nodes[0], "after-upgrade", "1", api.Ack{Mode: api.AckMajority})
 	ms, err := c.nodes[0].Members(ctxT(t))
 	if err != nil || len(ms) != 1 || ms[0].ID != "n1" || ms[0].Role != api.RoleVoter {
 		t.Fatalf("members of the upgraded cluster: %+v, %v", ms, err)

@@ -66,7 +66,7 @@
 //
 //	8   request id (connection-local)
 //	1   op (1 put, 2 delete, 3 linearizable get, 4 leadership transfer to key)
-//	1   ack mode (repl.AckMode), 4 replicas (uint32)
+//	1   ack mode (api.AckMode), 4 replicas (uint32)
 //	1   flags (bit 0: use the leader's default ack)
 //	8   timeout in ms (0 = leader's default)
 //	1   consistency (api.Consistency)

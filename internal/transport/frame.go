@@ -112,7 +112,7 @@ type ForwardRequest struct {
 	Op          ForwardOp
 	Key         []byte
 	Value       []byte
-	Ack         repl.Ack
+	Ack         api.Ack
 	DefaultAck  bool   // use the leader's default ack mode
 	TimeoutMs   uint64 // 0 = the leader's default
 	Consistency api.Consistency
@@ -342,7 +342,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r := &ForwardRequest{}
 		r.ID = d.u64()
 		r.Op = ForwardOp(d.u8())
-		r.Ack.Mode = repl.AckMode(d.u8())
+		r.Ack.Mode = api.AckMode(d.u8())
 		r.Ack.Replicas = int(d.u32())
 		r.DefaultAck = d.u8()&1 != 0
 		r.TimeoutMs = d.u64()

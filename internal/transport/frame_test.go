@@ -28,7 +28,7 @@ func sampleFrames() []Frame {
 				{Term: 4, Index: 13, Kind: entry.KindDelete, Key: []byte("k")},
 			}}},
 		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 7, Op: OpPut, Key: []byte("a"), Value: []byte("b"),
-			Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 2}, TimeoutMs: 1500}},
+			Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 2}, TimeoutMs: 1500}},
 		{Type: FrameForwardRequest, Request: &ForwardRequest{ID: 8, Op: OpGet, Key: []byte("a"), DefaultAck: true, Consistency: api.Linearizable}},
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 7, Leader: "n1",
 			Write: api.WriteResult{Index: 12, Term: 4, Durability: "semi-sync", Replicas: 2, Committed: true, LeaderDurable: true}}},

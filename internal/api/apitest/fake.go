@@ -19,7 +19,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Fake is an in-memory api.Service. The zero value is not usable; use NewFake.
@@ -34,7 +33,7 @@ type Fake struct {
 	leader                 string // "" = no leader
 	leaderHTTP, leaderRESP string
 	maxValue               int
-	defAck                 repl.Ack
+	defAck                 api.Ack
 	defTO                  time.Duration
 	durable                map[string]uint64 // follower -> highest durable index
 	rollbacks              []api.Rollback
@@ -69,7 +68,7 @@ func NewFake(followers ...string) *Fake {
 		term:      1,
 		leader:    "n1",
 		maxValue:  1 << 20,
-		defAck:    repl.Ack{Mode: repl.AckMajority},
+		defAck:    api.Ack{Mode: api.AckMajority},
 		defTO:     2 * time.Second,
 		durable:   map[string]uint64{},
 		mem:       newFakeMembership(),
@@ -165,7 +164,7 @@ func (f *Fake) upCount() int {
 
 // met reports the strongest mode satisfied with up followers, and whether
 // ack is satisfied.
-func (f *Fake) met(ack repl.Ack, up int) (string, bool) {
+func (f *Fake) met(ack api.Ack, up int) (string, bool) {
 	all := len(f.followers)
 	majority := up+1 > (all+1)/2
 	best := "async"
@@ -179,13 +178,13 @@ func (f *Fake) met(ack repl.Ack, up int) (string, bool) {
 		best = "sync"
 	}
 	switch ack.Mode {
-	case repl.AckAsync:
+	case api.AckAsync:
 		return best, true
-	case repl.AckSemiSync:
+	case api.AckSemiSync:
 		return best, up >= ack.Replicas
-	case repl.AckSync:
+	case api.AckSync:
 		return best, up == all
-	case repl.AckMajority:
+	case api.AckMajority:
 		return best, majority
 	}
 	return best, false

@@ -69,7 +69,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/auth"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Errors for bad requests (wrapped with details).
@@ -301,12 +300,12 @@ func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
 		}
 		w.Default = true
 	} else {
-		m, err := repl.ParseAckMode(mode)
+		m, err := api.ParseAckMode(mode)
 		if err != nil {
 			return w, fmt.Errorf("%w: ack: %v", ErrBadRequest, err)
 		}
 		w.Ack.Mode = m
-		if m == repl.AckSemiSync {
+		if m == api.AckSemiSync {
 			w.Ack.Replicas = 1
 			if reps != "" {
 				n, err := strconv.Atoi(reps)

@@ -19,7 +19,6 @@ import (
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/apitest"
 	"github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 func mustServer(t *testing.T, f *apitest.Fake) *httptest.Server {
@@ -109,18 +108,18 @@ func TestAckModes(t *testing.T) {
 		query    string
 		down     []string
 		wantCode int
-		wantMode repl.AckMode
+		wantMode api.AckMode
 		wantReps int
 		wantDur  string
 	}{
-		{"ack=async", nil, 200, repl.AckAsync, 0, "async"},
-		{"ack=semi-sync", nil, 200, repl.AckSemiSync, 1, "semi-sync"},
-		{"ack=semi-sync&replicas=2", nil, 200, repl.AckSemiSync, 2, "semi-sync"},
-		{"ack=sync", nil, 200, repl.AckSync, 0, "sync"},
-		{"ack=majority", nil, 200, repl.AckMajority, 0, "majority"},
-		{"ack=sync&timeout=50ms", []string{"n3"}, 504, repl.AckSync, 0, "majority"},
-		{"ack=semi-sync&replicas=1", []string{"n3"}, 200, repl.AckSemiSync, 1, "semi-sync"},
-		{"ack=semi-sync&replicas=2&timeout=30ms", []string{"n3"}, 504, repl.AckSemiSync, 2, "majority"},
+		{"ack=async", nil, 200, api.AckAsync, 0, "async"},
+		{"ack=semi-sync", nil, 200, api.AckSemiSync, 1, "semi-sync"},
+		{"ack=semi-sync&replicas=2", nil, 200, api.AckSemiSync, 2, "semi-sync"},
+		{"ack=sync", nil, 200, api.AckSync, 0, "sync"},
+		{"ack=majority", nil, 200, api.AckMajority, 0, "majority"},
+		{"ack=sync&timeout=50ms", []string{"n3"}, 504, api.AckSync, 0, "majority"},
+		{"ack=semi-sync&replicas=1", []string{"n3"}, 200, api.AckSemiSync, 1, "semi-sync"},
+		{"ack=semi-sync&replicas=2&timeout=30ms", []string{"n3"}, 504, api.AckSemiSync, 2, "majority"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -433,10 +432,10 @@ func TestParseWriteOptions(t *testing.T) {
 	}{
 		{"", api.WriteOptions{Default: true}, false},
 		{"timeout=2s", api.WriteOptions{Default: true, Timeout: 2 * time.Second}, false},
-		{"ack=async", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckAsync}}, false},
-		{"ack=semi-sync&replicas=3", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 3}}, false},
-		{"ack=semisync", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckSemiSync, Replicas: 1}}, false},
-		{"ack=majority&timeout=100ms", api.WriteOptions{Ack: repl.Ack{Mode: repl.AckMajority}, Timeout: 100 * time.Millisecond}, false},
+		{"ack=async", api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}}, false},
+		{"ack=semi-sync&replicas=3", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 3}}, false},
+		{"ack=semisync", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 1}}, false},
+		{"ack=majority&timeout=100ms", api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}, Timeout: 100 * time.Millisecond}, false},
 		{"ack=MAJORITY", api.WriteOptions{}, true},
 		{"timeout=11m", api.WriteOptions{}, true},
 		{"timeout=0s", api.WriteOptions{}, true},
@@ -480,7 +479,7 @@ func FuzzParse(f *testing.F) {
 			if w.Timeout < 0 || w.Timeout > MaxTimeout {
 				t.Fatalf("timeout %v out of bounds from %q", w.Timeout, query)
 			}
-			if w.Ack.Mode == repl.AckSemiSync && w.Ack.Replicas < 1 {
+			if w.Ack.Mode == api.AckSemiSync && w.Ack.Replicas < 1 {
 				t.Fatalf("semi-sync with %d replicas from %q", w.Ack.Replicas, query)
 			}
 			if w.Default && q.Get("ack") != "" {

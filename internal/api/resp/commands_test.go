@@ -15,7 +15,6 @@ import (
 	"github.com/trireme-db/trireme/internal/api/apitest"
 	"github.com/trireme-db/trireme/internal/auth"
 	statecmd "github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // isErrorReply reports whether a reply rendered by readValue is an error
@@ -261,7 +260,7 @@ func TestCommandsUseAckMode(t *testing.T) {
 		_, before := f.LastWrite()
 		got := run(cmd...)
 		w, n := f.LastWrite()
-		if n != before+1 || w.Default || w.Ack != (repl.Ack{Mode: repl.AckSemiSync, Replicas: 2}) {
+		if n != before+1 || w.Default || w.Ack != (api.Ack{Mode: api.AckSemiSync, Replicas: 2}) {
 			t.Fatalf("%q (%q): the service saw %d writes, the last with %+v", cmd, got, n-before, w)
 		}
 		last := f.Status().LastIndex

@@ -51,7 +51,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/auth"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // RedisVersion is the Redis version the server reports (INFO, HELLO). Some
@@ -747,19 +746,19 @@ func parseAck(args [][]byte) (api.WriteOptions, error) {
 		}
 		return api.WriteOptions{Default: true}, nil
 	}
-	m, err := repl.ParseAckMode(mode)
+	m, err := api.ParseAckMode(mode)
 	if err != nil {
 		return api.WriteOptions{}, fmt.Errorf("ERR unknown ack mode '%s' (want default, async, semi-sync [K], sync or majority)", clip(args[0]))
 	}
-	w := api.WriteOptions{Ack: repl.Ack{Mode: m}}
-	if m == repl.AckSemiSync {
+	w := api.WriteOptions{Ack: api.Ack{Mode: m}}
+	if m == api.AckSemiSync {
 		w.Ack.Replicas = 1
 	}
 	if len(args) > 2 {
 		return w, errors.New("ERR syntax error: too many arguments")
 	}
 	if len(args) == 2 {
-		if m != repl.AckSemiSync {
+		if m != api.AckSemiSync {
 			return w, fmt.Errorf("ERR a replica count applies only to semi-sync, not %s", m)
 		}
 		k, err := strconv.Atoi(string(args[1]))
@@ -775,7 +774,7 @@ func ackString(w api.WriteOptions) string {
 	if w.Default {
 		return "default"
 	}
-	if w.Ack.Mode == repl.AckSemiSync {
+	if w.Ack.Mode == api.AckSemiSync {
 		return fmt.Sprintf("semi-sync %d", w.Ack.Replicas)
 	}
 	return w.Ack.Mode.String()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/apitest"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 func mustServe(t *testing.T, f *apitest.Fake) string {
@@ -159,16 +158,16 @@ func TestAckMode(t *testing.T) {
 
 	tests := []struct {
 		cmd      []any
-		wantMode repl.AckMode
+		wantMode api.AckMode
 		wantReps int
 		wantDef  bool
 	}{
 		{nil, 0, 0, true},
-		{[]any{"TRIREME.ACK", "async"}, repl.AckAsync, 0, false},
-		{[]any{"TRIREME.ACK", "semi-sync", "2"}, repl.AckSemiSync, 2, false},
-		{[]any{"CLIENT", "ACK", "semi-sync"}, repl.AckSemiSync, 1, false},
-		{[]any{"client", "ack", "sync"}, repl.AckSync, 0, false},
-		{[]any{"TRIREME.ACK", "MAJORITY"}, repl.AckMajority, 0, false},
+		{[]any{"TRIREME.ACK", "async"}, api.AckAsync, 0, false},
+		{[]any{"TRIREME.ACK", "semi-sync", "2"}, api.AckSemiSync, 2, false},
+		{[]any{"CLIENT", "ACK", "semi-sync"}, api.AckSemiSync, 1, false},
+		{[]any{"client", "ack", "sync"}, api.AckSync, 0, false},
+		{[]any{"TRIREME.ACK", "MAJORITY"}, api.AckMajority, 0, false},
 		{[]any{"TRIREME.ACK", "default"}, 0, 0, true},
 	}
 	for i, tc := range tests {

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"errors"
+	"testing"
+)
+
+// The values are part of the peer wire format (internal/transport carries
+// the mode as one byte in a forwarded write): they must not change.
+func TestAckModeValues(t *testing.T) {
+	for _, c := range []struct {
+		m    AckMode
+		want uint8
+	}{{AckMajority, 0}, {AckAsync, 1}, {AckSemiSync, 2}, {AckSync, 3}} {
+		if uint8(c.m) != c.want {
+			t.Errorf("%v = %d, want %d", c.m, uint8(c.m), c.want)
+		}
+	}
+	if (Ack{}).Mode != AckMajority {
+		t.Errorf("the zero Ack asks for %v, want majority", Ack{}.Mode)
+	}
+}
+
+func TestParseAckMode(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want AckMode
+	}{
+		{"async", AckAsync},
+		{"semi-sync", AckSemiSync},
+		{"semisync", AckSemiSync},
+		{"sync", AckSync},
+		{"majority", AckMajority},
+	} {
+		m, err := ParseAckMode(c.s)
+		if err != nil || m != c.want {
+			t.Errorf("ParseAckMode(%q) = %v, %v; want %v", c.s, m, err, c.want)
+		}
+	}
+	for _, m := range []AckMode{AckMajority, AckAsync, AckSemiSync, AckSync} {
+		got, err := ParseAckMode(m.String())
+		if err != nil || got != m {
+			t.Errorf("ParseAckMode(%q) = %v, %v; want %v", m.String(), got, err, m)
+		}
+	}
+	for _, s := range []string{"", "Async", "SYNC", "semi", "semi_sync", "quorum", "all", " sync", "majority ", "0", "ack(0)"} {
+		if m, err := ParseAckMode(s); !errors.Is(err, ErrBadAckMode) {
+			t.Errorf("ParseAckMode(%q) = %v, %v; want ErrBadAckMode", s, m, err)
+		}
+	}
+	if s := AckMode(9).String(); s != "ack(9)" {
+		t.Errorf("AckMode(9).String() = %q", s)
+	}
+}
