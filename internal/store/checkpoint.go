@@ -324,12 +324,12 @@ func (s *Store) switchLocked(cur, h *handle, index, term uint64, keys int64) err
 	s.mu.Lock()
 	s.h = h
 	s.forgetTerms()
-	s.forgetIdem()
 	s.appliedTerm.Store(term)
 	s.applied.Store(index)
 	s.durable.Store(index)
 	s.recoverTo.Store(0)
 	s.mu.Unlock()
+	s.forgetIdem() // after mu: lockIdem takes mu under idemMu
 	if keys >= 0 {
 		s.ctr.reset(h, keys)
 	} else {

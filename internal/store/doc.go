@@ -47,15 +47,37 @@
 // never collide. Byte by byte (all integers little-endian):
 //
 //	Pebble key             Pebble value
-//	0x00 'f'               uint32 format version (FormatVersion, 2; 1 is also read)
+//	0x00 'f'               uint32 format version (FormatVersion, 3; 1 and 2 are also read)
 //	0x00 'a'               uint64 applied index, uint64 applied term
 //	0x00 'n'               format 1 only: a key count, now ignored
 //	0x00 'd'               uint64 index, uint64 term: a drain in several batches is under way to there
+//	0x00 'c'               the cluster configuration of the last config entry applied
+//	0x00 't' be64(index)   uint64 term: a term starts at index (the term history)
+//	0x00 'j' be64(I)       a chunk of idempotency records, the last one at index I (below)
+//	0x00 'w'               uint64 W: every idempotency record at index <= W is dead
+//	0x00 'i' <idem key>    format 2: one idempotency record, uint64 expiry then the encoded result
 //	0x01 <user key bytes>  uint64 version (index of the last change), then the value bytes
 //
 // User keys may be empty and may hold any bytes. 0x02 is the exclusive upper
 // bound of the user key space. The prefix bytes, the metadata keys and the
 // value header are part of the on-disk format.
+//
+// A chunk of idempotency records is their concatenation, in index order,
+// each: uint32 L (the length of the rest, at most 1 GiB), uint64 index,
+// uint16 K (at most command.MaxIdemKey), K bytes of idempotency key, uint64
+// expiry (unix ns, log time), then the encoded command.Result (its index is
+// the record's). Chunks cover disjoint, ascending index ranges and are
+// written whole, with the applied index that includes their records; a chunk
+// whose last index is at most W is dead and may be deleted at any time.
+// Reading one checks every length against the bytes present: damage is
+// ErrCorrupt, never a panic.
+//
+// Format 3 (chunks and W) would be silently ignored by a release that reads
+// format 2, which would then apply retries again: so a database is marked 3
+// by the first batch that writes a chunk or W (new databases are created at
+// 3), and Open and Install refuse a format above the one they read
+// (ErrIncompatible). A format 1 or 2 database opens unchanged; its 'i'
+// records are loaded, and dropping one deletes its key.
 //
 // # Directory layout
 //

@@ -20,16 +20,23 @@ var (
 	metaKeyCount   = []byte{prefixMeta, 'n'} // format 1 only: uint64 LE number of live user keys (now ignored)
 	metaKeyConf    = []byte{prefixMeta, 'c'} // the cluster configuration of the last config entry applied (its encoding, opaque here)
 	metaKeyDrain   = []byte{prefixMeta, 'd'} // uint64 LE applied index a drain in several batches is bringing the store to, uint64 LE term
+	// The idempotency table (idem.go) uses 'i', 'j' and 'w'; the term history (commands.go) 't'.
 )
 
 // FormatVersion is the store's on-disk format version, kept under the format
-// metadata key. Open refuses a store with any version other than this one and
-// formatVersion1. Part of the format.
+// metadata key. Open (and Install, for a checkpoint) refuses a store with a
+// version above it, or 0. Part of the format.
 //
 // Version 2 no longer maintains a key count under metaKeyCount (Count is
 // computed, see counter); a version 1 store opens unchanged (its stale count
 // key is ignored).
-const FormatVersion uint32 = 2
+//
+// Version 3 keeps the idempotency table in chunks under a watermark (idem.go),
+// which a release that reads version 2 would ignore: it would open the store
+// and answer retries as new writes. A version 1 or 2 store opens unchanged
+// (its per-record keys are read) and is marked 3 by the first batch that
+// writes a chunk or the watermark; a new store is created at 3.
+const FormatVersion uint32 = 3
 
 const formatVersion1 uint32 = 1
 

@@ -130,6 +130,9 @@ type handle struct {
 	refs   atomic.Int64
 	remove atomic.Bool // remove the directory after the last release
 	log    *slog.Logger
+	// chunked is set once the database is known to be marked with
+	// FormatVersion (writeIdem marks it before it writes chunks).
+	chunked atomic.Bool
 }
 
 func (h *handle) release() {
@@ -207,9 +210,10 @@ type Store struct {
 	// The term history (commands.go), cached; loaded on first use.
 	termsMu sync.Mutex // serializes changes to terms
 	terms   atomic.Pointer[[]termStart]
-	// The idempotency table's index (commands.go); loaded on first use.
-	idemMu sync.Mutex
-	idem   idemIndex
+	// The idempotency table's index (idem.go); loaded on first use.
+	idemMu   sync.Mutex
+	idem     idemIndex
+	idemHash func([]byte) uint64 // keys the index (tests set a weak one)
 
 	// crashAt, set by tests, makes Install stop at that step as a crash
 	// would (crashPoint), leaving the files as they are.
@@ -225,7 +229,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
 	s := &Store{cfg: cfg, dir: dir, log: cfg.Logger, active: newBufTable(), drainChunk: defaultDrainChunk,
-		failedCh: make(chan struct{})}
+		failedCh: make(chan struct{}), idemHash: newIdemHash()}
 	seed := cfg.drainSeed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -379,18 +383,35 @@ func readMeta(r pebble.Reader, path string) (index, term uint64, err error) {
 		}
 		return append([]byte(nil), v...), nil
 	}
-	f, err := get(metaKeyFormat, 4)
-	if err != nil {
+	if _, err := readFormat(r, path); err != nil {
 		return 0, 0, err
-	}
-	if v := binary.LittleEndian.Uint32(f); v != FormatVersion && v != formatVersion1 {
-		return 0, 0, fmt.Errorf("%w: %s has format version %d, this build reads %d and %d", ErrIncompatible, path, v, formatVersion1, FormatVersion)
 	}
 	a, err := get(metaKeyApplied, 16)
 	if err != nil {
 		return 0, 0, err
 	}
 	return binary.LittleEndian.Uint64(a), binary.LittleEndian.Uint64(a[8:]), nil
+}
+
+// readFormat reads the format version of an open database and checks that
+// this build reads it.
+func readFormat(r pebble.Reader, path string) (uint32, error) {
+	v, c, err := r.Get(metaKeyFormat)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, fmt.Errorf("%w: %s: metadata key %q missing", ErrCorrupt, path, metaKeyFormat)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: %s: reading metadata key %q: %w", path, metaKeyFormat, err)
+	}
+	defer c.Close()
+	if len(v) != 4 {
+		return 0, fmt.Errorf("%w: %s: metadata key %q is %d bytes, want 4", ErrCorrupt, path, metaKeyFormat, len(v))
+	}
+	f := binary.LittleEndian.Uint32(v)
+	if f < formatVersion1 || f > FormatVersion {
+		return 0, fmt.Errorf("%w: %s has format version %d, this build reads %d to %d", ErrIncompatible, path, f, formatVersion1, FormatVersion)
+	}
+	return f, nil
 }
 
 // acquire returns the current database with a reference the caller must release.
@@ -531,8 +552,8 @@ func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 			t.put(e.Key, e.Index, nil, true)
 		case entry.KindCommand:
 			// A blind command (needsDirect): its records go into the
-			// table with its values (bufTable.meta).
-			r, err := s.applyCommand(&bufSink{s: s, t: t, db: s.h.db}, s.h.db, e)
+			// table with its values (bufTable.idem).
+			r, err := s.applyCommand(&bufSink{s: s, t: t}, s.h.db, e)
 			if err != nil {
 				s.bufMu.Unlock()
 				return s.fail(fmt.Sprintf("apply command at index %d", e.Index), err)
@@ -612,7 +633,7 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 	var sink *batchSink
 	if cmds > 0 {
 		results = make([]command.Result, 0, cmds)
-		view = &batchView{db: db, user: map[string]viewVal{}, idem: map[string][]byte{}}
+		view = &batchView{db: db, user: map[string]viewVal{}}
 		sink = &batchSink{s: s, b: b, v: view}
 	}
 	abandoned := false // b still belongs to Pebble (commit)
@@ -655,6 +676,13 @@ func (s *Store) applyDirect(ents []entry.Entry, report CommandReport) error {
 		}
 	}
 	last := &ents[len(ents)-1]
+	if sink != nil {
+		if err := s.writeIdem(s.h, b, &sink.idem); err != nil {
+			s.ctr.drop()
+			s.ctr.gen++
+			return s.fail(fmt.Sprintf("apply through index %d (idempotency records)", last.Index), err)
+		}
+	}
 	_ = b.Set(metaKeyApplied, encodeApplied(last.Index, last.Term), nil)
 	var err error
 	if abandoned, err = s.commit(db, b); err != nil {

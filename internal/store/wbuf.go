@@ -45,12 +45,12 @@ import (
 // state is a prefix of the log again.
 type bufTable struct {
 	m map[string]*bufSlot
-	// meta holds raw Pebble keys (idempotency records, commands.go) with
-	// their values, or deletions. A table that holds any is drained in one
-	// Pebble batch, so that the records and the values they describe reach
-	// Pebble together, with the applied index: a crash never leaves a
-	// record whose write is missing (which a replay would then skip).
-	meta  map[string]*metaSlot
+	// idem holds what the table's commands change in the idempotency table
+	// (records, the watermark: idem.go). The drain writes it in its last
+	// batch, the one that carries the applied index: a drain cut short by
+	// a crash leaves no record of an entry whose write may be missing (a
+	// replay would take the entry for a duplicate and skip it).
+	idem  idemChanges
 	arena []byte // the values, appended
 	size  int    // bytes counted against Config.WriteBufferBytes
 	last  uint64 // applied index (and its term) this table brings Pebble to
@@ -64,39 +64,6 @@ type bufSlot struct {
 	del    bool
 }
 
-// metaSlot is the latest value (or deletion) of one raw Pebble key in a table.
-type metaSlot struct {
-	value []byte
-	del   bool
-}
-
-// putMeta records raw Pebble key k's value (del: its deletion). Under bufMu.
-func (t *bufTable) putMeta(k string, value []byte, del bool) {
-	if t.meta == nil {
-		t.meta = make(map[string]*metaSlot)
-	}
-	if sl, ok := t.meta[k]; ok {
-		t.size += len(value) - len(sl.value)
-		sl.value, sl.del = value, del
-		return
-	}
-	t.meta[k] = &metaSlot{value: value, del: del}
-	t.size += len(k) + len(value) + slotOverhead
-}
-
-// getMeta returns raw key k's value in t: ok false if t does not hold it.
-// Under bufMu (shared).
-func (t *bufTable) getMeta(k string) (value []byte, found, ok bool) {
-	sl, ok := t.meta[k]
-	if !ok {
-		return nil, false, false
-	}
-	if sl.del {
-		return nil, false, true
-	}
-	return sl.value, true, true
-}
-
 // slotOverhead approximates the memory of one key's slot and map entry.
 const slotOverhead = 64
 
@@ -107,16 +74,19 @@ const defaultDrainChunk = 256
 
 func newBufTable() *bufTable { return &bufTable{m: make(map[string]*bufSlot)} }
 
-func (t *bufTable) empty() bool { return len(t.m) == 0 && len(t.meta) == 0 && t.last == 0 }
+func (t *bufTable) empty() bool { return len(t.m) == 0 && t.idem.empty() && t.last == 0 }
 
 // reset empties t for reuse, keeping its arena unless it grew past keep
 // bytes (a table that held one huge value should not pin it).
 func (t *bufTable) reset(keep int64) {
 	clear(t.m)
-	t.meta = nil
+	t.idem.reset()
 	t.arena = t.arena[:0]
 	if int64(cap(t.arena)) > keep {
 		t.arena = nil
+	}
+	if int64(cap(t.idem.run.buf)) > keep {
+		t.idem.run = idemRun{}
 	}
 	t.size, t.last, t.term = 0, 0, 0
 }
@@ -272,7 +242,7 @@ func (s *Store) drain(h *handle, t *bufTable, stopAfter int) error {
 	var kbuf, vbuf []byte
 	target := encodeApplied(t.last, t.term)
 	chunk := s.drainChunk
-	split := len(t.m) > chunk && len(t.meta) == 0 // see bufTable.meta
+	split := len(t.m) > chunk
 	if split {
 		_ = b.Set(metaKeyDrain, target, nil)
 	}
@@ -297,12 +267,8 @@ func (s *Store) drain(h *handle, t *bufTable, stopAfter int) error {
 			runtime.Gosched()
 		}
 	}
-	for k, sl := range t.meta {
-		if sl.del {
-			_ = b.Delete([]byte(k), nil)
-		} else {
-			_ = b.Set([]byte(k), sl.value, nil)
-		}
+	if err := s.writeIdem(h, b, &t.idem); err != nil {
+		return s.fail(fmt.Sprintf("apply through index %d (idempotency records)", t.last), err)
 	}
 	_ = b.Set(metaKeyApplied, target, nil)
 	if split {
