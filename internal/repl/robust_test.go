@@ -290,30 +290,10 @@ func TestRestartRestoresState(t *testing.T) {
 	}
 }
 
-func TestParseAckMode(t *testing.T) {
-	tests := []struct {
-		in   string
-		want AckMode
-		err  bool
-	}{
-		{"async", AckAsync, false},
-		{"semi-sync", AckSemiSync, false},
-		{"semisync", AckSemiSync, false},
-		{"sync", AckSync, false},
-		{"majority", AckMajority, false},
-		{"quorum", 0, true},
-		{"", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := ParseAckMode(tt.in)
-		if tt.err {
-			if !errors.Is(err, ErrBadAckMode) {
-				t.Fatalf("%q: err %v, want ErrBadAckMode", tt.in, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want || got.String() != map[AckMode]string{AckAsync: "async", AckSemiSync: "semi-sync", AckSync: "sync", AckMajority: "majority"}[tt.want] {
-			t.Fatalf("%q: %v %v", tt.in, got, err)
+func TestStrings(t *testing.T) {
+	for m, want := range map[AckMode]string{AckAsync: "async", AckSemiSync: "semi-sync", AckSync: "sync", AckMajority: "majority"} {
+		if m.String() != want {
+			t.Fatalf("%d: %q, want %q", m, m.String(), want)
 		}
 	}
 	if RoleLeader.String() != "leader" || MsgApp.String() != "App" || OutcomeUnknown.String() != "unknown" || Role(9).String() != "role(9)" {

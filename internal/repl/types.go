@@ -65,21 +65,6 @@ func (m AckMode) String() string {
 	return fmt.Sprintf("ack(%d)", uint8(m))
 }
 
-// ParseAckMode parses "async", "semi-sync", "sync" or "majority".
-func ParseAckMode(s string) (AckMode, error) {
-	switch s {
-	case "async":
-		return AckAsync, nil
-	case "semi-sync", "semisync":
-		return AckSemiSync, nil
-	case "sync":
-		return AckSync, nil
-	case "majority":
-		return AckMajority, nil
-	}
-	return 0, fmt.Errorf("%w: %q (want async, semi-sync, sync or majority)", ErrBadAckMode, s)
-}
-
 // Ack is the acknowledgement a write asks for.
 type Ack struct {
 	Mode     AckMode
