@@ -170,9 +170,32 @@ func budgetGroup(t *testing.T, x *env) {
 		}()
 	}
 	writers.Wait()
-	time.Sleep(500 * time.Millisecond)
+	// A write has returned once its bytes are in the kernel's buffers, not
+	// once the node has read them: wait until the node's count and the
+	// replies stop changing (a loaded machine may take well over 500 ms).
+	var pending int64
+	replied := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range results {
+			if r.reply != "" {
+				n++
+			}
+		}
+		return n
+	}
+	for lastP, lastR, same, deadline := int64(-1), -1, 0, time.Now().Add(15*time.Second); same < 3 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		pending = mustPending(t, addr)
+		r := replied()
+		if pending == lastP && r == lastR {
+			same++
+		} else {
+			lastP, lastR, same = pending, r, 0
+		}
+	}
 	peak := g.watch.peaks()[id]
-	pending := mustPending(t, addr)
 	mu.Lock()
 	held, refused := 0, 0
 	for i, r := range results {
