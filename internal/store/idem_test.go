@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,19 +139,7 @@ type idemModelRun struct {
 }
 
 func TestIdempotencyModel(t *testing.T) {
-	var seeds []uint64
-	if s := os.Getenv("TRIREME_IDEM_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("TRIREME_IDEM_SEED=%q: %v", s, err)
-		}
-		seeds = []uint64{seed}
-	} else {
-		base := uint64(time.Now().UnixNano())
-		for i := 0; i < envInt(t, "TRIREME_IDEM_ITERS", 4); i++ {
-			seeds = append(seeds, base+uint64(i))
-		}
-	}
+	seeds := modelSeeds(t, "TRIREME_IDEM_SEED", "TRIREME_IDEM_ITERS", 4)
 	ops := envInt(t, "TRIREME_IDEM_OPS", 400)
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {

@@ -98,20 +98,28 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-func TestModel(t *testing.T) {
-	var seeds []uint64
-	if s := os.Getenv("TRIREME_STORE_SEED"); s != "" {
+// modelSeeds returns the seeds of a randomized model test: the one in the
+// environment variable seedEnv (a replay), else itersEnv (default iters)
+// seeds from the clock.
+func modelSeeds(t *testing.T, seedEnv, itersEnv string, iters int) []uint64 {
+	t.Helper()
+	if s := os.Getenv(seedEnv); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("TRIREME_STORE_SEED=%q: %v", s, err)
+			t.Fatalf("%s=%q: %v", seedEnv, s, err)
 		}
-		seeds = []uint64{seed}
-	} else {
-		base := uint64(time.Now().UnixNano())
-		for i := 0; i < envInt(t, "TRIREME_STORE_ITERS", 2); i++ {
-			seeds = append(seeds, base+uint64(i))
-		}
+		return []uint64{seed}
 	}
+	base := uint64(time.Now().UnixNano())
+	seeds := make([]uint64, 0, iters)
+	for i := 0; i < envInt(t, itersEnv, iters); i++ {
+		seeds = append(seeds, base+uint64(i))
+	}
+	return seeds
+}
+
+func TestModel(t *testing.T) {
+	seeds := modelSeeds(t, "TRIREME_STORE_SEED", "TRIREME_STORE_ITERS", 2)
 	ops := envInt(t, "TRIREME_STORE_OPS", 300)
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {

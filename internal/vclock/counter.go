@@ -69,24 +69,10 @@ func (c Counter) ResetDelta() Counter {
 // JoinCounter merges two counters field by field (maximum). Commutative,
 // associative, idempotent.
 func JoinCounter(a, b Counter) Counter {
-	out := make(Counter, 0, max(len(a), len(b)))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || (i < len(a) && a[i].Node < b[j].Node):
-			out = append(out, a[i])
-			i++
-		case i == len(a) || b[j].Node < a[i].Node:
-			out = append(out, b[j])
-			j++
-		default:
-			x, y := a[i], b[j]
-			out = append(out, CounterEntry{x.Node, max(x.P, y.P), max(x.N, y.N), max(x.FloorP, y.FloorP), max(x.FloorN, y.FloorN)})
-			i++
-			j++
-		}
-	}
-	return out
+	return joinByNode(a, b, func(e CounterEntry) string { return e.Node },
+		func(x, y CounterEntry) CounterEntry {
+			return CounterEntry{x.Node, max(x.P, y.P), max(x.N, y.N), max(x.FloorP, y.FloorP), max(x.FloorN, y.FloorN)}
+		})
 }
 
 // Equal reports whether two counters are identical.

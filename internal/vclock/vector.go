@@ -141,18 +141,26 @@ func (a Vector) Descends(b Vector) bool {
 
 // Merge returns the pointwise maximum of a and b: the events either saw.
 func Merge(a, b Vector) Vector {
-	out := make(Vector, 0, max(len(a), len(b)))
+	return joinByNode(a, b, func(e Entry) string { return e.Node },
+		func(x, y Entry) Entry { return Entry{x.Node, max(x.Counter, y.Counter)} })
+}
+
+// joinByNode merges two lists sorted by node id into one: an entry of one
+// list only is kept, two entries of the same node are combined by both.
+// Vectors and counters are both such lists.
+func joinByNode[T any](a, b []T, node func(T) string, both func(x, y T) T) []T {
+	out := make([]T, 0, max(len(a), len(b)))
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
-		case j == len(b) || (i < len(a) && a[i].Node < b[j].Node):
+		case j == len(b) || (i < len(a) && node(a[i]) < node(b[j])):
 			out = append(out, a[i])
 			i++
-		case i == len(a) || b[j].Node < a[i].Node:
+		case i == len(a) || node(b[j]) < node(a[i]):
 			out = append(out, b[j])
 			j++
 		default:
-			out = append(out, Entry{a[i].Node, max(a[i].Counter, b[j].Counter)})
+			out = append(out, both(a[i], b[j]))
 			i++
 			j++
 		}
