@@ -43,11 +43,15 @@ func (m AckMode) String() string {
 }
 
 // ParseAckMode parses "async", "semi-sync" (or "semisync"), "sync" or
-// "majority". Any other word is an error wrapping ErrBadAckMode.
+// "majority", and the multi-leader words "local" (durable on the node that
+// took the write: AckAsync) and "all" (AckSync). Any other word is an error
+// wrapping ErrBadAckMode.
 func ParseAckMode(s string) (AckMode, error) {
 	switch s {
-	case "async":
+	case "async", "local":
 		return AckAsync, nil
+	case "all":
+		return AckSync, nil
 	case "semi-sync", "semisync":
 		return AckSemiSync, nil
 	case "sync":

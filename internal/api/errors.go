@@ -189,7 +189,9 @@ const (
 	CodeLeadershipLost      Code = 32
 	CodeBadTransferTarget   Code = 33
 	CodeUnknownPeer         Code = 34
-	CodeLast                     = CodeUnknownPeer // the highest code this release knows
+	CodeBadContext          Code = 35
+	CodeNotSupported        Code = 36
+	CodeLast                     = CodeNotSupported // the highest code this release knows
 )
 
 // errorTable is the one classification of the errors a Service returns:
@@ -224,6 +226,8 @@ var errorTable = []struct {
 	{ErrBadCommand, ClassBadRequest, CodeBadCommand},
 	{ErrBadTransferTarget, ClassBadRequest, CodeBadTransferTarget},
 	{ErrUnknownPeer, ClassBadRequest, CodeUnknownPeer},
+	{ErrBadContext, ClassBadRequest, CodeBadContext},
+	{ErrNotSupported, ClassBadRequest, CodeNotSupported},
 	{ErrValueTooLarge, ClassTooLarge, CodeValueTooLarge},
 	{ErrKeyTooLarge, ClassTooLarge, CodeKeyTooLarge},
 

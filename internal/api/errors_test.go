@@ -54,6 +54,8 @@ func TestErrorClassification(t *testing.T) {
 		{ErrLeadershipLost, ClassRetry, 503, "TRYAGAIN", 32},
 		{ErrBadTransferTarget, ClassBadRequest, 400, "ERR", 33},
 		{ErrUnknownPeer, ClassBadRequest, 400, "ERR", 34},
+		{ErrBadContext, ClassBadRequest, 400, "ERR", 35},
+		{ErrNotSupported, ClassBadRequest, 400, "ERR", 36},
 	}
 	seen := map[error]bool{}
 	codes := map[Code]error{}

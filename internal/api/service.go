@@ -87,6 +87,10 @@ type WriteOptions struct {
 	// was discarded, so that the new write's token, which then covers the
 	// old one, never hides a lost write of the same session.
 	Session Token
+	// Context (multi-leader) is the opaque causal context of the read this
+	// write follows: the write supersedes the versions that read saw. ""
+	// is a blind write.
+	Context string
 }
 
 // WriteResult is the reply to a write. On ErrWriteTimeout and ErrOutcomeUnknown
@@ -218,6 +222,12 @@ type ReadResult struct {
 	// Token covers the state read and the session token the read carried:
 	// a session's next token.
 	Token Token
+	// Multi-leader: Siblings lists every concurrent value when a key has
+	// more than one (Value is then the first, Found true); Context is the
+	// read's opaque causal context, to send back with a write that
+	// supersedes what was read ("" for single-leader reads).
+	Siblings []Sibling
+	Context  string
 }
 
 // FollowerInfo is the leader's view of one follower: a voter or a learner.
