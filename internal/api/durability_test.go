@@ -31,6 +31,8 @@ func TestParseAckMode(t *testing.T) {
 		{"semisync", AckSemiSync},
 		{"sync", AckSync},
 		{"majority", AckMajority},
+		{"local", AckAsync},
+		{"all", AckSync},
 	} {
 		m, err := ParseAckMode(c.s)
 		if err != nil || m != c.want {
@@ -43,7 +45,7 @@ func TestParseAckMode(t *testing.T) {
 			t.Errorf("ParseAckMode(%q) = %v, %v; want %v", m.String(), got, err, m)
 		}
 	}
-	for _, s := range []string{"", "Async", "SYNC", "semi", "semi_sync", "quorum", "all", " sync", "majority ", "0", "ack(0)"} {
+	for _, s := range []string{"", "Async", "SYNC", "semi", "semi_sync", "quorum", "All", " sync", "majority ", "0", "ack(0)"} {
 		if m, err := ParseAckMode(s); !errors.Is(err, ErrBadAckMode) {
 			t.Errorf("ParseAckMode(%q) = %v, %v; want ErrBadAckMode", s, m, err)
 		}
