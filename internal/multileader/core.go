@@ -65,6 +65,12 @@ type origin struct {
 	buffer     map[uint64]Entry
 	lastResend int64
 	needAck    bool
+	// For status only: the end of the origin's stream as last heard (a
+	// heartbeat or entries), when it was heard, and the last tick at which
+	// applied had reached it.
+	known      uint64
+	heardAt    int64
+	caughtUpAt int64
 }
 
 type proposal struct {
@@ -104,7 +110,7 @@ func New(cfg Config) (*Core, error) {
 	c.stableSeq = c.lastSeq
 	for _, id := range cfg.Peers {
 		c.peers = append(c.peers, &peer{id: id, probing: true, lastSend: -1 << 40, lastRetry: -1 << 40})
-		c.origins[id] = &origin{applied: cfg.Applied[id], buffer: map[uint64]Entry{}, lastResend: -1 << 40}
+		c.origins[id] = &origin{applied: cfg.Applied[id], buffer: map[uint64]Entry{}, lastResend: -1 << 40, heardAt: -1}
 	}
 	self := cfg.Applied[cfg.ID]
 	if self > c.lastSeq {
@@ -154,6 +160,43 @@ func (c *Core) Applied(origin string) uint64 {
 		return o.applied
 	}
 	return 0
+}
+
+// PeerStatus is how one peer's replication looks from this node.
+type PeerStatus struct {
+	ID string
+	// Acked: this node's stream applied durably by the peer, as far as its
+	// acks tell.
+	Acked uint64
+	// Applied: the peer's stream applied here; Known: its end as last heard
+	// (heartbeats and entries), so Known-Applied is this node's lag behind
+	// the peer in entries.
+	Applied, Known uint64
+	// HeardTicks: ticks since the peer was last heard (-1: never since
+	// start). BehindTicks: ticks since Applied last reached Known (0 when
+	// caught up).
+	HeardTicks, BehindTicks int64
+	// MaxOffsetNanos: the largest clock offset seen in the peer's
+	// timestamps (positive: the peer's clock ahead of this node's).
+	MaxOffsetNanos int64
+}
+
+// Peers returns every peer's status, in id order.
+func (c *Core) Peers() []PeerStatus {
+	out := make([]PeerStatus, 0, len(c.peers))
+	for _, p := range c.peers {
+		o := c.origins[p.id]
+		ps := PeerStatus{ID: p.id, Acked: p.acked, Applied: o.applied, Known: max(o.known, o.applied),
+			HeardTicks: -1, MaxOffsetNanos: c.stats.MaxOffset[p.id]}
+		if o.heardAt >= 0 {
+			ps.HeardTicks = c.tick - o.heardAt
+		}
+		if o.applied < o.known {
+			ps.BehindTicks = c.tick - o.caughtUpAt
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // LastSeq returns the end of the own stream (including non-durable entries).

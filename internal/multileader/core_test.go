@@ -282,3 +282,35 @@ func TestRejects(t *testing.T) {
 		t.Fatalf("bad token: %v", err)
 	}
 }
+
+func TestPeersStatus(t *testing.T) {
+	tc := newCluster(t, LWW, "a", "b")
+	a := tc.nodes["a"].core
+	if ps := a.Peers(); len(ps) != 1 || ps[0].ID != "b" || ps[0].HeardTicks != -1 || ps[0].Known != 0 {
+		t.Fatalf("before any message: %+v", ps)
+	}
+	tc.propose("b", Write{Key: "k", Value: []byte("v")})
+	tc.propose("b", Write{Key: "k2", Value: []byte("v")})
+	tc.queue = nil // lost: a hears only the heartbeat below
+	// a hears a heartbeat naming the end of b's stream before any entry.
+	if err := a.Step(Message{Type: MsgHeartbeat, From: "b", To: "a", Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if ps := a.Peers()[0]; ps.Known != 2 || ps.Applied != 0 || ps.HeardTicks != 0 {
+		t.Fatalf("after b's heartbeat: %+v", ps)
+	}
+	a.Tick(tc.now)
+	a.Tick(tc.now)
+	if ps := a.Peers()[0]; ps.BehindTicks != 2 || ps.HeardTicks != 2 {
+		t.Fatalf("two ticks behind: %+v", ps)
+	}
+	tc.flush("a")
+	tc.queue = nil
+	tc.tick(60) // b retransmits what a did not ack
+	if ps := a.Peers()[0]; ps.Applied != 2 || ps.Known != 2 || ps.BehindTicks != 0 {
+		t.Fatalf("after settling: %+v", ps)
+	}
+	if ps := tc.nodes["b"].core.Peers()[0]; ps.Acked != 2 || ps.ID != "a" {
+		t.Fatalf("b's view of a's acks: %+v", ps)
+	}
+}

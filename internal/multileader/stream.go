@@ -74,6 +74,10 @@ func (c *Core) Step(m Message) error {
 	if err := c.validate(m); err != nil {
 		return err
 	}
+	if o := c.origins[m.From]; o != nil {
+		c.heard(o, m)
+		defer c.noteCaughtUp(o)
+	}
 	switch m.Type {
 	case MsgEntries:
 		return c.stepEntries(m)
@@ -102,6 +106,27 @@ func (c *Core) Step(m Message) error {
 		c.checkProposals()
 	}
 	return nil
+}
+
+// heard notes, for status, that the origin's stream reaches at least what m
+// shows.
+func (c *Core) heard(o *origin, m Message) {
+	if o.applied >= o.known {
+		o.caughtUpAt = c.tick
+	}
+	o.heardAt = c.tick
+	switch {
+	case m.Type == MsgHeartbeat:
+		o.known = max(o.known, m.Seq)
+	case m.Type == MsgEntries && len(m.Entries) > 0:
+		o.known = max(o.known, m.Entries[len(m.Entries)-1].Seq)
+	}
+}
+
+func (c *Core) noteCaughtUp(o *origin) {
+	if o.applied >= o.known {
+		o.caughtUpAt = c.tick
+	}
 }
 
 func (c *Core) peer(id string) *peer {
