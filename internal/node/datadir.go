@@ -1,120 +1,25 @@
 package node
 
-import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"syscall"
-)
+import "github.com/trireme-db/trireme/internal/datadir"
 
 // Errors for a data directory that cannot be used.
 var (
-	ErrLocked        = errors.New("node: data directory is in use by another process")
-	ErrWrongIdentity = errors.New("node: data directory belongs to another node or cluster")
+	ErrLocked        = datadir.ErrLocked
+	ErrWrongIdentity = datadir.ErrWrongIdentity
 )
 
-// Files in the data directory. Their names are part of the on-disk layout.
+// Files in the data directory. Their names are part of the on-disk layout
+// (LOCK and identity.json are internal/datadir's).
 const (
-	lockFile     = "LOCK"
-	identityFile = "identity.json"
-	journalFile  = "rollbacks.jsonl"
-	walDir       = "wal"
-	storeDir     = "store"
+	journalFile = "rollbacks.jsonl"
+	walDir      = "wal"
+	storeDir    = "store"
 	// diskCheckFile holds 8 bytes the disk guard overwrites in place every
 	// check, to find a file system that no longer takes writes.
 	diskCheckFile = "disk-check"
 )
 
-// identity is DATA/identity.json, written on first start.
-type identity struct {
-	NodeID    string   `json:"node_id"`
-	ClusterID string   `json:"cluster_id"`
-	Members   []string `json:"members"` // id=peer-address, as configured at creation
-}
-
-// lockDir takes an exclusive flock on DATA/LOCK; the returned file holds it.
-func lockDir(dir string) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("node: create data directory %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, lockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("node: open %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked (is another trireme running with --data %s?)", ErrLocked, path, dir)
-		}
-		return nil, fmt.Errorf("node: lock %s: %w", path, err)
-	}
-	return f, nil
-}
-
-// checkIdentity compares DATA/identity.json with want, writing it on first start.
-func checkIdentity(dir string, want identity) error {
-	path := filepath.Join(dir, identityFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return writeFileSync(dir, identityFile, want)
-	}
-	if err != nil {
-		return fmt.Errorf("node: read %s: %w", path, err)
-	}
-	var have identity
-	if err := json.Unmarshal(b, &have); err != nil {
-		return fmt.Errorf("node: %s is corrupt: %w", path, err)
-	}
-	if have.NodeID != want.NodeID {
-		return fmt.Errorf("%w: %s belongs to node %q, not --id %q", ErrWrongIdentity, dir, have.NodeID, want.NodeID)
-	}
-	if have.ClusterID != want.ClusterID {
-		return fmt.Errorf("%w: %s belongs to cluster %s (members %v), but --cluster gives cluster %s (members %v)",
-			ErrWrongIdentity, dir, have.ClusterID, have.Members, want.ClusterID, want.Members)
-	}
-	return nil
-}
-
-// writeFileSync writes v as JSON to dir/name through a temporary file, fsyncs it,
-// renames it into place and fsyncs the directory.
-func writeFileSync(dir, name string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("node: create %s: %w", tmp, err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("node: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("node: fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("node: rename %s: %w", tmp, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("node: open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("node: fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
+var (
+	writeFileSync = datadir.WriteJSON
+	syncDir       = datadir.SyncDir
+)

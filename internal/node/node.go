@@ -29,6 +29,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
+	"github.com/trireme-db/trireme/internal/datadir"
 	"github.com/trireme-db/trireme/internal/entry"
 	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
@@ -245,14 +246,14 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	if n.lock, err = lockDir(cfg.DataDir); err != nil {
+	if n.lock, err = datadir.Lock(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	members := make([]string, len(cfg.Cluster))
 	for i, m := range cfg.Cluster {
 		members[i] = m.ID + "=" + m.PeerAddr
 	}
-	if err = checkIdentity(cfg.DataDir, identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
+	if err = datadir.CheckIdentity(cfg.DataDir, datadir.Identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
 		return nil, err
 	}
 	if cfg.JoinConf != nil {

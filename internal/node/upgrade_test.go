@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/datadir"
 )
 
 // extractTgz unpacks a .tgz of regular files and directories into dir.
@@ -65,11 +66,11 @@ func extractTgz(t *testing.T, path, dir string) {
 func TestDataDirFromPreviousRelease(t *testing.T) {
 	dir := t.TempDir()
 	extractTgz(t, filepath.Join("testdata", "datadir-stop22.tgz"), dir)
-	b, err := os.ReadFile(filepath.Join(dir, "n1", identityFile))
+	b, err := os.ReadFile(filepath.Join(dir, "n1", datadir.IdentityFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var id identity
+	var id datadir.Identity
 	if err := json.Unmarshal(b, &id); err != nil {
 		t.Fatal(err)
 	}
