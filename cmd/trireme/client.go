@@ -401,9 +401,9 @@ func (o *getOpts) check(given map[string]bool) string {
 		}
 	}
 	switch o.consistency {
-	case "linearizable", "stale", "session", "bounded":
+	case "linearizable", "stale", "session", "bounded", "local":
 	default:
-		return fmt.Sprintf("--consistency %q: want linearizable, stale, session or bounded", o.consistency)
+		return fmt.Sprintf("--consistency %q: want linearizable, stale, session, bounded or local", o.consistency)
 	}
 	switch {
 	case given["session"] && o.consistency != "session":

@@ -54,7 +54,7 @@ func TestGetFlagsRefused(t *testing.T) {
 		{[]string{"get", "k", "--consistency", "bounded"}, "needs --max-lag"},
 		{[]string{"get", "k", "--consistency", "session", "--max-lag", "1s"}, "apply to --consistency bounded only"},
 		{[]string{"get", "k", "--session", "1.1.1", "--max-lag-entries", "3"}, "exclude each other"},
-		{[]string{"get", "k", "--consistency", "eventual"}, "want linearizable, stale, session or bounded"},
+		{[]string{"get", "k", "--consistency", "eventual"}, "want linearizable, stale, session, bounded or local"},
 		{[]string{"get", "k", "--node", "n2"}, "--node applies to"},
 		{[]string{"put", "k", "v", "--if-index", "x"}, "if-index"},
 		{[]string{"del", "k", "--if-index", "-1"}, "if-index"},

@@ -118,6 +118,9 @@ const (
 	Stale                           // this node's applied state
 	Session                         // any node that has applied the session's token (else the leader)
 	Bounded                         // any node that can prove it is within the bound (else the leader)
+	// Local: this node's own copy, as it is (a multi-leader node's only
+	// read level; on a single-leader node, the same as Stale).
+	Local
 )
 
 func (c Consistency) String() string {
@@ -130,11 +133,14 @@ func (c Consistency) String() string {
 		return "session"
 	case Bounded:
 		return "bounded"
+	case Local:
+		return "local"
 	}
 	return fmt.Sprintf("consistency(%d)", uint8(c))
 }
 
-// ParseConsistency parses "linearizable", "stale", "session" or "bounded".
+// ParseConsistency parses "linearizable", "stale", "session", "bounded" or
+// "local".
 func ParseConsistency(s string) (Consistency, error) {
 	switch s {
 	case "", "linearizable":
@@ -145,6 +151,8 @@ func ParseConsistency(s string) (Consistency, error) {
 		return Session, nil
 	case "bounded":
 		return Bounded, nil
+	case "local":
+		return Local, nil
 	}
 	return 0, ErrBadConsistency
 }
@@ -317,7 +325,7 @@ var (
 	ErrNoLeader       = errors.New("no leader is known")
 	ErrWriteTimeout   = errors.New("ack mode not met in time; the outcome is not final")
 	ErrOutcomeUnknown = errors.New("leadership lost while the write was in flight; outcome unknown")
-	ErrBadConsistency = errors.New("unknown consistency level (want linearizable, stale, session or bounded)")
+	ErrBadConsistency = errors.New("unknown consistency level (want linearizable, stale, session, bounded or local)")
 	// ErrBadToken: a session token that is not one this database issues.
 	ErrBadToken = errors.New("malformed session token")
 	// ErrBadBound: a bounded read without a bound, or with a negative one.

@@ -46,7 +46,7 @@ func (n *Node) Read(ctx context.Context, key []byte, o api.ReadOptions) (api.Rea
 		return api.ReadResult{}, api.ErrEmptyKey
 	}
 	switch o.Consistency {
-	case api.Stale:
+	case api.Stale, api.Local:
 		return n.getStale(key)
 	case api.Linearizable:
 		return n.getLinearizable(ctx, key, false)

@@ -656,7 +656,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 	rep := ReadReply{Index: res.Index, Session: session}
 	rep.Key, rep.KeyEncoding = encodeBytes(key)
 	rep.Value, rep.Encoding = encodeBytes(res.Value)
-	if o.Consistency == api.Stale || o.Consistency == api.Bounded {
+	if o.Consistency == api.Stale || o.Consistency == api.Bounded || o.Consistency == api.Local {
 		lm, le := res.LagMillis, res.LagEntries
 		rep.LagMillis, rep.LagEntries = &lm, &le
 	}
