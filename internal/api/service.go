@@ -280,6 +280,36 @@ type NodeStatus struct {
 	// this node watches its leader.
 	Election        string               `json:"election,omitempty"`
 	FailureDetector *FailureDetectorInfo `json:"failure_detector,omitempty"`
+	// Mode is the node's replication engine, "single-leader" or
+	// "multi-leader" ("" from a node that predates engines: single-leader).
+	Mode string `json:"mode,omitempty"`
+	// Multi-leader: every peer's streams, the conflicts this node has
+	// recorded, and the remote timestamps it did not follow because they
+	// were ahead of its clock by more than the maximum offset.
+	Streams     []StreamInfo `json:"streams,omitempty"`
+	Conflicts   uint64       `json:"conflicts,omitempty"`
+	ClockClamps uint64       `json:"clock_clamps,omitempty"`
+}
+
+// StreamInfo is one peer of a multi-leader node: how far each applied the
+// other's stream of writes, and the peer's clock.
+type StreamInfo struct {
+	Peer string `json:"peer"`
+	// PeerAcked: this node's stream applied durably by the peer, as its
+	// acks say (the stream ends at NodeStatus.LastIndex).
+	PeerAcked uint64 `json:"peer_acked"`
+	// Applied: the peer's stream applied here; Known: its end as last
+	// heard. LagEntries = Known - Applied; LagMillis: how long this node
+	// has been behind the peer's stream (0 when caught up).
+	Applied    uint64 `json:"applied"`
+	Known      uint64 `json:"known"`
+	LagEntries uint64 `json:"lag_entries"`
+	LagMillis  int64  `json:"lag_ms"`
+	// LastContactMs: since the peer was last heard (-1: not since start).
+	LastContactMs int64 `json:"last_contact_ms"`
+	// ClockOffsetMs: the largest offset seen in the peer's timestamps
+	// (positive: the peer's clock is ahead of this node's).
+	ClockOffsetMs float64 `json:"clock_offset_ms"`
 }
 
 // FailureDetectorInfo is a node's failure detector (a follower's; on the
