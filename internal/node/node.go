@@ -606,6 +606,25 @@ func (n *Node) HandleMessage(m repl.Message) {
 	}
 }
 
+// HandlePayload implements transport.Handler. This node's engine speaks in
+// message frames, so a payload means a peer runs another engine: it is
+// dropped, and logged on the run loop, which owns the rate limit of refusals.
+func (n *Node) HandlePayload(from repl.NodeID, e transport.Engine, _ []byte) {
+	logRefusal := func() {
+		if now := time.Now(); now.Sub(n.refusedLogAt) >= time.Second {
+			n.log.Warn("dropped a payload for another replication engine", "peer", string(from), "engine", e.String(),
+				"not_logged_since_last", n.refusedQuiet)
+			n.refusedLogAt, n.refusedQuiet = now, 0
+		} else {
+			n.refusedQuiet++
+		}
+	}
+	select {
+	case n.ctlCh <- logRefusal:
+	case <-n.doneCh:
+	}
+}
+
 // HandlePeerDown implements transport.Handler: a refused connection to id
 // is a hint for the failure detector (repl.Core.PeerDown).
 func (n *Node) HandlePeerDown(id repl.NodeID) {

@@ -113,6 +113,8 @@ func (h handlerFunc) HandleForward(context.Context, repl.NodeID, *ForwardRequest
 	return &ForwardResponse{}
 }
 
+func (h handlerFunc) HandlePayload(repl.NodeID, Engine, []byte) {}
+
 func (h handlerFunc) HandleStream(repl.NodeID, net.Conn) {}
 
 func (h handlerFunc) HandlePeerDown(repl.NodeID) {}

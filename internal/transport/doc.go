@@ -3,21 +3,22 @@
 // queues, reconnect with backoff, mutual TLS 1.3 with member certificates from
 // internal/pki) and an in-memory transport for tests that can cut links.
 //
-// It promises: Send never blocks (a full queue drops, like a lossy network; the
-// protocol retries). With TLS (TCPConfig.TLS), a connection is accepted only
-// from a certificate that chains to the cluster CA and names a current member
-// id, and a dialed peer must show the certificate of the member dialed; the
-// connection then speaks for that member only: its handshake must name it,
-// every message's From must be it (others are dropped and counted, Forged),
-// and forwarded client operations are attributed to it. Without TLS
-// (plaintext, for tests) the handshake's node id is taken on trust. Either
-// way: frames read before the handshake completes are at most
-// MaxHandshakeBytes; a frame's buffer is allocated at most 1 MiB ahead of the
-// bytes that arrived, never to the size a length field claims; a refusal sent to the peer names nothing of this
-// node or cluster; client endpoints come from configuration or from an
-// authenticated handshake (Peer); each member has at most one inbound
-// connection (a new one replaces the old); the decoder never panics on bad
-// bytes and refuses frames over the limit. See DESIGN.md.
+// It promises: Send and SendPayload never block (a full queue drops, like a
+// lossy network; the protocol retries). With TLS (TCPConfig.TLS), a connection
+// is accepted only from a certificate that chains to the cluster CA and names
+// a current member id, and a dialed peer must show the certificate of the
+// member dialed; the connection then speaks for that member only: its
+// handshake must name it, every message's and payload's From must be it
+// (others are dropped and counted, Forged), and forwarded client operations
+// are attributed to it. Without TLS (plaintext, for tests) the handshake's
+// node id is taken on trust. Either way: frames read before the handshake
+// completes are at most MaxHandshakeBytes; a frame's buffer is allocated at
+// most 1 MiB ahead of the bytes that arrived, never to the size a length field
+// claims; a refusal sent to the peer names nothing of this node or cluster;
+// client endpoints come from configuration or from an authenticated handshake
+// (Peer); each member has at most one inbound connection (a new one replaces
+// the old); the decoder never panics on bad bytes and refuses frames over the
+// limit. See DESIGN.md.
 //
 // # Frame format
 //
@@ -65,7 +66,9 @@
 // Forward request (type 4), follower to leader:
 //
 //	8   request id (connection-local)
-//	1   op (1 put, 2 delete, 3 linearizable get, 4 leadership transfer to key)
+//	1   op (ForwardOp: 1 put, 2 delete, 3 linearizable get, 4 leadership
+//	    transfer to key, 5 membership request, 6 state-machine command,
+//	    7 read index)
 //	1   ack mode (api.AckMode), 4 replicas (uint32)
 //	1   flags (bit 0: use the leader's default ack)
 //	8   timeout in ms (0 = leader's default)
@@ -83,6 +86,17 @@
 //	8   read version index, 8 lag entries, 8 lag ms (int64 bits)
 //	bytes32 read value
 //
+// Payload (type 7), one replication engine's opaque message (Payload),
+// on the same connection and queue as messages:
+//
+//	1   engine (Engine: 1 single-leader, 2 multi-leader, 3 leaderless; 0 is
+//	    malformed, other values decode and the handler refuses them)
+//	str16 from, str16 to
+//	bytes32 payload
+//
+// A node that predates payload frames refuses one as malformed and closes
+// the connection.
+//
 // A decoded frame must use exactly L bytes. The constants and values above are
 // part of the wire format.
 package transport
@@ -95,8 +109,9 @@ import (
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
-// Handler receives what peers send. HandleMessage must not block for long;
-// HandleForward runs on its own goroutine and may block until ctx ends.
+// Handler receives what peers send. HandleMessage and HandlePayload must not
+// block for long; HandleForward runs on its own goroutine and may block until
+// ctx ends.
 //
 // HandleStream gets a byte stream a peer opened (Transport.OpenStream), for
 // bulk transfers such as snapshots; from is the authenticated peer. It runs
@@ -104,6 +119,11 @@ import (
 // the transport closes).
 type Handler interface {
 	HandleMessage(m repl.Message)
+	// HandlePayload receives an engine's message from an authenticated
+	// peer. It must not block for long. payload is the handler's to keep.
+	// e may be an engine this node does not know (never 0): the handler
+	// decides.
+	HandlePayload(from repl.NodeID, e Engine, payload []byte)
 	HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse
 	HandleStream(from repl.NodeID, c net.Conn)
 	// HandlePeerDown: connecting to the peer was refused (nothing listens
@@ -119,13 +139,19 @@ type PeerInfo struct {
 	RESPAddr string
 }
 
-// Transport carries protocol messages and forwarded client requests between nodes.
+// Transport carries protocol messages, engines' payloads and forwarded client
+// requests between nodes.
 type Transport interface {
 	// Start begins accepting and delivering to h. Called once.
 	Start(h Handler) error
 	// Send queues m for m.To without blocking; it is dropped if the queue is
 	// full or the peer unknown.
 	Send(m repl.Message)
+	// SendPayload queues an engine's opaque message for node `to` without
+	// blocking, like Send: it is dropped if the queue is full, the peer
+	// unknown or the payload over the frame limit (and if e is 0). The
+	// transport owns payload after the call.
+	SendPayload(to repl.NodeID, e Engine, payload []byte)
 	// Forward sends req to node `to` and waits for its response or ctx.
 	Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error)
 	// OpenStream opens a byte stream to node `to`, authenticated like the

@@ -23,6 +23,7 @@ const (
 	FrameForwardRequest  FrameType = 4 // a client operation forwarded to the leader
 	FrameForwardResponse FrameType = 5 // the answer to a FrameForwardRequest
 	FrameStreamHandshake FrameType = 6 // a handshake that opens a stream (Transport.OpenStream)
+	FramePayload         FrameType = 7 // a replication engine's opaque message (Payload)
 )
 
 func (t FrameType) String() string {
@@ -39,8 +40,33 @@ func (t FrameType) String() string {
 		return "forward-response"
 	case FrameStreamHandshake:
 		return "stream-handshake"
+	case FramePayload:
+		return "payload"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
+}
+
+// Engine names the replication engine that owns a payload. Part of the wire format.
+type Engine uint8
+
+// Engines. Part of the wire format (values must not change). 0 is not an
+// engine: a payload frame naming it is malformed.
+const (
+	EngineSingleLeader Engine = 1
+	EngineMultiLeader  Engine = 2
+	EngineLeaderless   Engine = 3
+)
+
+func (e Engine) String() string {
+	switch e {
+	case EngineSingleLeader:
+		return "single-leader"
+	case EngineMultiLeader:
+		return "multi-leader"
+	case EngineLeaderless:
+		return "leaderless"
+	}
+	return fmt.Sprintf("engine(%d)", uint8(e))
 }
 
 // Format constants. Part of the wire format.
@@ -137,6 +163,13 @@ type ForwardResponse struct {
 	CmdSet bool
 }
 
+// Payload is one replication engine's message, opaque to the transport.
+type Payload struct {
+	Engine   Engine // never 0 on the wire; values this node does not know decode
+	From, To repl.NodeID
+	Data     []byte
+}
+
 // Frame is one decoded frame; exactly one of the pointer fields matching Type
 // is set (Handshake for both handshake types).
 type Frame struct {
@@ -146,6 +179,7 @@ type Frame struct {
 	Message   *repl.Message
 	Request   *ForwardRequest
 	Response  *ForwardResponse
+	Payload   *Payload
 }
 
 // AppendHandshake appends a handshake frame to dst.
@@ -202,6 +236,24 @@ func AppendMessage(dst []byte, m *repl.Message) []byte {
 		dst = entry.AppendEncode(dst, e)
 	}
 	return endFrame(dst, start)
+}
+
+// AppendPayload appends a payload frame to dst. It encodes engine 0 too,
+// which every decoder refuses: senders drop such payloads instead.
+func AppendPayload(dst []byte, p *Payload) []byte {
+	start, dst := beginFrame(dst, FramePayload)
+	dst = append(dst, byte(p.Engine))
+	dst = appendStr16(dst, string(p.From))
+	dst = appendStr16(dst, string(p.To))
+	dst = appendBytes32(dst, p.Data)
+	return endFrame(dst, start)
+}
+
+// payloadFits reports whether a payload frame from `from` to `to` carrying n
+// bytes has a length field of at most maxBytes (and of a uint32).
+func payloadFits(from, to repl.NodeID, n, maxBytes int) bool {
+	l := uint64(1+1+2+2+4) + uint64(len(from)) + uint64(len(to)) + uint64(n)
+	return l <= uint64(maxBytes) && l <= 0xffffffff
 }
 
 // AppendForwardRequest appends a forward-request frame to dst.
@@ -398,6 +450,16 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 			}
 		}
 		f.Response = r
+	case FramePayload:
+		p := &Payload{}
+		p.Engine = Engine(d.u8())
+		p.From = repl.NodeID(d.str16())
+		p.To = repl.NodeID(d.str16())
+		p.Data = d.bytes32()
+		if d.err == nil && p.Engine == 0 {
+			d.fail("engine 0")
+		}
+		f.Payload = p
 	default:
 		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrMalformedFrame, b[4])
 	}

@@ -48,6 +48,10 @@ func sampleFrames() []Frame {
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 12, Code: api.CodeNotEnoughReplicas,
 			Message: "not enough replicas for the ack mode", Leader: "n1"}},
 		{Type: FrameForwardResponse, Response: &ForwardResponse{ID: 13, Code: api.CodeLast, Message: "unknown peer", Leader: "n1"}},
+		{Type: FramePayload, Payload: &Payload{Engine: EngineSingleLeader, From: "n1", To: "n2", Data: []byte("opaque")}},
+		{Type: FramePayload, Payload: &Payload{Engine: EngineMultiLeader, From: "n2", To: "n3", Data: []byte{0, 1, 0xff, 0, 7}}},
+		{Type: FramePayload, Payload: &Payload{Engine: EngineLeaderless, From: "n3", To: "n1"}}, // empty payload
+		{Type: FramePayload, Payload: &Payload{Engine: 200, Data: []byte("x")}},                 // an engine this node does not know
 	}
 }
 
@@ -65,6 +69,8 @@ func appendFrame(dst []byte, f *Frame) []byte {
 		return AppendForwardRequest(dst, f.Request)
 	case FrameForwardResponse:
 		return AppendForwardResponse(dst, f.Response)
+	case FramePayload:
+		return AppendPayload(dst, f.Payload)
 	}
 	panic("unknown frame type")
 }
@@ -144,10 +150,99 @@ func TestDecodeFrameErrors(t *testing.T) {
 	}
 }
 
+// payloadClaiming is a payload frame whose bytes32 length claims n bytes
+// and whose frame holds 3 of them.
+func payloadClaiming(n uint32) []byte {
+	b := AppendPayload(nil, &Payload{Engine: EngineMultiLeader, From: "a", To: "b", Data: []byte("abc")})
+	binary.LittleEndian.PutUint32(b[len(b)-3-4:], n)
+	return b
+}
+
+func TestEngineString(t *testing.T) {
+	for e, want := range map[Engine]string{EngineSingleLeader: "single-leader", EngineMultiLeader: "multi-leader",
+		EngineLeaderless: "leaderless", 0: "engine(0)", 4: "engine(4)", 255: "engine(255)"} {
+		if got := e.String(); got != want {
+			t.Errorf("Engine(%d).String() = %q, want %q", uint8(e), got, want)
+		}
+	}
+}
+
+// TestPayloadFrame: payloads of any size up to the frame limit round-trip
+// (ReadFrame growing its buffer as the bytes arrive); engine 0, a cut body,
+// a payload length that lies and trailing bytes are refused.
+func TestPayloadFrame(t *testing.T) {
+	for _, n := range []int{0xffff + 1, 3*frameChunk + 17} {
+		p := &Payload{Engine: EngineLeaderless, From: "n1", To: "n2", Data: bytes.Repeat([]byte{0x5a}, n)}
+		b := AppendPayload(nil, p)
+		want := Frame{Type: FramePayload, Payload: p}
+		if got, err := DecodeFrame(b, DefaultMaxFrameBytes); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%d bytes: DecodeFrame: %v", n, err)
+		}
+		if got, err := ReadFrame(bytes.NewReader(b), DefaultMaxFrameBytes); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%d bytes: ReadFrame: %v", n, err)
+		}
+		if _, err := DecodeFrame(b, len(b)-5); !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("%d bytes, limit one under the frame: %v", n, err)
+		}
+		for _, cut := range []int{1, 5, 20, frameChunk, frameChunk + 4, len(b) - 1} {
+			if cut >= len(b) {
+				continue
+			}
+			if _, err := ReadFrame(bytes.NewReader(b[:cut]), DefaultMaxFrameBytes); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("%d bytes, stream cut at %d: %v, want io.ErrUnexpectedEOF", n, cut, err)
+			}
+		}
+	}
+
+	// A body cut anywhere, under a length field that agrees with the cut:
+	// some field is missing, and the frame is refused.
+	for _, fr := range sampleFrames() {
+		if fr.Type != FramePayload {
+			continue
+		}
+		b := AppendPayload(nil, fr.Payload)
+		for n := FrameHeaderSize; n < len(b); n++ {
+			c := append([]byte(nil), b[:n]...)
+			binary.LittleEndian.PutUint32(c, uint32(n-4))
+			if _, err := DecodeFrame(c, 0); !errors.Is(err, ErrMalformedFrame) {
+				t.Fatalf("%+v cut to %d of %d bytes: %v", *fr.Payload, n, len(b), err)
+			}
+		}
+	}
+
+	trailing := AppendPayload(nil, &Payload{Engine: EngineSingleLeader, From: "a", To: "b", Data: []byte("v")})
+	trailing = append(trailing, 0)
+	binary.LittleEndian.PutUint32(trailing, uint32(len(trailing)-4))
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"engine 0", AppendPayload(nil, &Payload{From: "a", To: "b", Data: []byte("v")})},
+		{"engine 0, empty", AppendPayload(nil, &Payload{})},
+		{"payload length over the frame", payloadClaiming(4)},
+		{"payload length of 4 GiB", payloadClaiming(0xffffffff)},
+		{"trailing bytes", trailing},
+	} {
+		if _, err := DecodeFrame(tc.b, 0); !errors.Is(err, ErrMalformedFrame) {
+			t.Errorf("%s: %v, want ErrMalformedFrame", tc.name, err)
+		}
+	}
+	// Engines this node does not know decode: the handler decides.
+	for _, e := range []Engine{EngineLeaderless + 1, 255} {
+		f, err := DecodeFrame(AppendPayload(nil, &Payload{Engine: e, From: "a", To: "b"}), 0)
+		if err != nil || f.Payload.Engine != e {
+			t.Errorf("engine %d: %v %+v", uint8(e), err, f.Payload)
+		}
+	}
+}
+
 func FuzzDecodeFrame(f *testing.F) {
 	for _, fr := range sampleFrames() {
 		f.Add(appendFrame(nil, &fr))
 	}
+	f.Add(AppendPayload(nil, &Payload{From: "a", To: "b", Data: []byte("engine 0")}))
+	f.Add(AppendPayload(nil, &Payload{Engine: 255, From: "a", To: "b", Data: bytes.Repeat([]byte{0xab}, 300)}))
+	f.Add(payloadClaiming(0xffffffff))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := DecodeFrame(b, 1<<20)
 		if err != nil {

@@ -50,6 +50,8 @@ func FuzzAcceptHandshake(f *testing.F) {
 	f.Add(claim(MaxHandshakeBytes, FrameHandshake))
 	f.Add(AppendMessage(nil, &repl.Message{Type: repl.MsgTimeoutNow, From: "a", To: "b", Term: 1}))
 	f.Add(AppendForwardRequest(nil, &ForwardRequest{Op: OpPut, Key: []byte("k")}))
+	f.Add(AppendPayload(nil, &Payload{Engine: EngineMultiLeader, From: "a", To: "b", Data: []byte("p")}))
+	f.Add(append(hs("c", "a"), AppendPayload(nil, &Payload{Engine: EngineLeaderless, From: "a", To: "b"})...))
 	f.Add([]byte{})
 	f.Add(AppendStreamHandshake(nil, &Handshake{ClusterID: "c", NodeID: "a"}))
 

@@ -10,8 +10,8 @@ import (
 )
 
 // Network is an in-memory network of Mem transports for tests. Links can be
-// cut one way or both ways and healed. Every message goes through the frame
-// codec, so nothing is shared between sender and receiver.
+// cut one way or both ways and healed. Every message and payload goes through
+// the frame codec, so nothing is shared between sender and receiver.
 type Network struct {
 	mu  sync.Mutex
 	eps map[repl.NodeID]*Mem        // guarded by mu
@@ -36,7 +36,7 @@ func NewNetwork() *Network {
 }
 
 // Endpoint creates (or replaces, for a restarted node) the transport of info.ID.
-// queueLen bounds its inbox; beyond it messages are dropped.
+// queueLen bounds its inbox; beyond it messages and payloads are dropped.
 func (n *Network) Endpoint(info PeerInfo, queueLen int) *Mem {
 	if queueLen <= 0 {
 		queueLen = 1024
@@ -147,10 +147,13 @@ func (m *Mem) Start(h Handler) error {
 				return
 			case b := <-m.inbox:
 				f, err := DecodeFrame(b, 0)
-				if err != nil || f.Type != FrameMessage {
-					continue
+				switch {
+				case err != nil:
+				case f.Type == FrameMessage:
+					h.HandleMessage(*f.Message)
+				case f.Type == FramePayload:
+					h.HandlePayload(f.Payload.From, f.Payload.Engine, f.Payload.Data)
 				}
-				h.HandleMessage(*f.Message)
 			}
 		}
 	}()
@@ -177,6 +180,24 @@ func (m *Mem) Send(msg repl.Message) {
 	}
 	select {
 	case dst.inbox <- AppendMessage(nil, &msg):
+	default:
+	}
+}
+
+// SendPayload implements Transport, like Send: the payload shares the
+// receiver's inbox with messages. A payload whose frame would exceed
+// DefaultMaxFrameBytes (the TCP transport's default limit), or of engine 0,
+// is dropped.
+func (m *Mem) SendPayload(to repl.NodeID, e Engine, payload []byte) {
+	if !m.live() || e == 0 || !payloadFits(m.info.ID, to, len(payload), DefaultMaxFrameBytes) {
+		return
+	}
+	dst := m.net.route(m.info.ID, to)
+	if dst == nil || !dst.live() {
+		return
+	}
+	select {
+	case dst.inbox <- AppendPayload(nil, &Payload{Engine: e, From: m.info.ID, To: to, Data: payload}):
 	default:
 	}
 }

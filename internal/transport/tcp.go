@@ -44,9 +44,11 @@ type TCPConfig struct {
 	ListenAddr string
 	// Listener, if set, is used instead of listening on ListenAddr.
 	Listener net.Listener
-	// QueueLen is the per-peer outbound queue length, in frames; beyond it Send drops.
+	// QueueLen is the per-peer outbound queue length, in frames; beyond it
+	// Send and SendPayload drop.
 	QueueLen int
-	// MaxFrameBytes refuses frames whose length field exceeds it.
+	// MaxFrameBytes refuses frames whose length field exceeds it;
+	// SendPayload drops a payload whose frame would.
 	MaxFrameBytes int
 	// DialTimeout bounds one connection attempt including the handshake.
 	DialTimeout time.Duration
@@ -112,7 +114,7 @@ type TCP struct {
 	closed    chan struct{}
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
-	forged    atomic.Uint64 // messages refused: From is not the connection's peer, or To is not us
+	forged    atomic.Uint64 // messages and payloads refused: From is not the connection's peer, or To is not us
 	refused   atomic.Uint64 // inbound connections refused at the handshake
 
 	refusedWarn, forgedWarn warnLimiter
@@ -125,9 +127,11 @@ type TCP struct {
 	isClose bool                     // guarded by mu
 }
 
+// outItem is one queued frame: fwd if set, else pay if set, else msg.
 type outItem struct {
 	msg repl.Message
 	fwd *ForwardRequest
+	pay *Payload
 }
 
 type tcpPeer struct {
@@ -245,12 +249,13 @@ func (t *TCP) SetPeers(peers map[repl.NodeID]string) {
 // Addr is the address the transport listens on.
 func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 
-// Dropped is the number of messages dropped because a queue was full or the
-// peer was not connected.
+// Dropped is the number of messages and payloads dropped because a queue was
+// full or the peer was not connected, and of payloads dropped at SendPayload
+// (over MaxFrameBytes, or engine 0).
 func (t *TCP) Dropped() uint64 { return t.dropped.Load() }
 
-// Forged is the number of messages refused because their From was not the
-// connection's (authenticated) peer or their To was not this node.
+// Forged is the number of messages and payloads refused because their From
+// was not the connection's (authenticated) peer or their To was not this node.
 func (t *TCP) Forged() uint64 { return t.forged.Load() }
 
 // Refused is the number of inbound connections refused at the TLS or the
@@ -286,6 +291,21 @@ func (t *TCP) Send(m repl.Message) {
 	}
 	select {
 	case p.queue <- outItem{msg: m}:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// SendPayload implements Transport: on the peer's message queue, in order
+// with its messages.
+func (t *TCP) SendPayload(to repl.NodeID, e Engine, payload []byte) {
+	p := t.peer(to)
+	if p == nil || !p.up.Load() || e == 0 || !payloadFits(t.cfg.Self.ID, to, len(payload), t.cfg.MaxFrameBytes) {
+		t.dropped.Add(1)
+		return
+	}
+	select {
+	case p.queue <- outItem{pay: &Payload{Engine: e, From: t.cfg.Self.ID, To: to, Data: payload}}:
 	default:
 		t.dropped.Add(1)
 	}
@@ -569,6 +589,14 @@ func (t *TCP) serveInbound(raw net.Conn) {
 				continue
 			}
 			t.handler.HandleMessage(*f.Message)
+		case FramePayload:
+			if f.Payload.From != from || f.Payload.To != t.cfg.Self.ID {
+				t.forged.Add(1)
+				t.forgedWarn.warn("dropped payload with a forged sender or another recipient", "peer", string(from),
+					"from", string(f.Payload.From), "to", string(f.Payload.To), "engine", f.Payload.Engine.String())
+				continue
+			}
+			t.handler.HandlePayload(from, f.Payload.Engine, f.Payload.Data)
 		case FrameForwardRequest:
 			handlers.Add(1)
 			go func(req *ForwardRequest) {
@@ -748,9 +776,12 @@ func (p *tcpPeer) serve(c, raw net.Conn) {
 	var buf []byte
 	write := func(it outItem) error {
 		buf = buf[:0]
-		if it.fwd != nil {
+		switch {
+		case it.fwd != nil:
 			buf = AppendForwardRequest(buf, it.fwd)
-		} else {
+		case it.pay != nil:
+			buf = AppendPayload(buf, it.pay)
+		default:
 			buf = AppendMessage(buf, &it.msg)
 		}
 		_, err := bw.Write(buf)

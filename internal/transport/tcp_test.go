@@ -17,11 +17,13 @@ import (
 type recHandler struct {
 	id    repl.NodeID
 	msgs  chan repl.Message
+	pays  chan Payload // To is left empty: the handler is not told
 	downs chan repl.NodeID
 }
 
 func newRec(id repl.NodeID) *recHandler {
-	return &recHandler{id: id, msgs: make(chan repl.Message, 1024), downs: make(chan repl.NodeID, 64)}
+	return &recHandler{id: id, msgs: make(chan repl.Message, 1024), pays: make(chan Payload, 1024),
+		downs: make(chan repl.NodeID, 64)}
 }
 
 func (h *recHandler) HandlePeerDown(id repl.NodeID) {
@@ -32,6 +34,10 @@ func (h *recHandler) HandlePeerDown(id repl.NodeID) {
 }
 
 func (h *recHandler) HandleMessage(m repl.Message) { h.msgs <- m }
+
+func (h *recHandler) HandlePayload(from repl.NodeID, e Engine, payload []byte) {
+	h.pays <- Payload{Engine: e, From: from, Data: payload}
+}
 
 // HandleStream echoes the stream back, prefixed with the peer's id and a
 // newline, until the stream ends.
