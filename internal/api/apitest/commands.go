@@ -58,6 +58,7 @@ func (f *Fake) Exec(ctx context.Context, cmd *command.Command, w api.WriteOption
 		return api.WriteResult{}, err
 	}
 	for _, e := range effs {
+		delete(f.ver.siblings, string(e.Key))
 		if e.Delete {
 			delete(f.data, string(e.Key))
 		} else {

@@ -43,6 +43,7 @@ type Fake struct {
 	mem                    fakeMembership // members.go
 	idem                   map[string]command.Result
 	lastCmd                *command.Command
+	ver                    fakeVersions // versions.go
 }
 
 type fakeValue struct {
@@ -115,9 +116,9 @@ func (f *Fake) SetDefaultTimeout(d time.Duration) {
 	f.defTO = d
 }
 
-// FailNext makes the next Put, Delete, Exec, Get, Read, TransferLeadership or
-// membership call (Members, AddMember, PromoteMember, RemoveMember) return
-// err.
+// FailNext makes the next Put, Delete, Exec, Get, Read, TransferLeadership,
+// Conflicts or membership call (Members, AddMember, PromoteMember,
+// RemoveMember) return err.
 func (f *Fake) FailNext(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -229,6 +230,7 @@ func (f *Fake) write(ctx context.Context, key, value []byte, del bool, w api.Wri
 	} else {
 		f.data[string(key)] = fakeValue{value: slices.Clone(value), index: idx}
 	}
+	delete(f.ver.siblings, string(key))
 	up := f.upCount()
 	for _, id := range f.followers {
 		if !f.down[id] {
@@ -288,6 +290,7 @@ func (f *Fake) Get(ctx context.Context, key []byte, c api.Consistency) (api.Read
 	}
 	v, ok := f.data[string(key)]
 	r := api.ReadResult{Found: ok, Value: slices.Clone(v.value), Index: v.index}
+	f.versionsOf(key, &r)
 	if c == api.Stale {
 		r.LagEntries, r.LagMillis = 0, 0
 	}

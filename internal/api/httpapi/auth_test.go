@@ -85,6 +85,7 @@ func TestAuthRoles(t *testing.T) {
 	get := req{"GET", "/v1/kv/k", ""}
 	status := req{"GET", "/v1/status", ""}
 	rollbacks := req{"GET", "/v1/rollbacks", ""}
+	conflicts := req{"GET", "/v1/conflicts?limit=5", ""}
 	metrics := req{"GET", "/metrics", ""}
 	transfer := req{"POST", "/v1/leader/transfer?to=n2", ""}
 	missing := req{"GET", "/nope", ""}
@@ -99,6 +100,7 @@ func TestAuthRoles(t *testing.T) {
 		{get, map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
 		{status, map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
 		{rollbacks, map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
+		{conflicts, map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
 		{metrics, map[string]int{"": 401, "read": 200, "write": 200, "admin": 200}},
 		{missing, map[string]int{"": 401, "read": 404, "write": 404, "admin": 404}},
 		{del, map[string]int{"": 401, "read": 403, "write": 200, "admin": 200}},

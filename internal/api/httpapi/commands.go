@@ -58,9 +58,14 @@ func (wr *writeRequest) toCommand(key, value []byte) *command.Command {
 }
 
 // parseWriteRequest parses a write's query string (strictly, with the
-// parameters its method takes) and its If-Match and Idempotency-Key
-// headers.
+// parameters its method takes) and its If-Match, Idempotency-Key,
+// X-Trireme-Session and X-Trireme-Context headers. A causal context over
+// MaxContextBytes is refused first.
 func parseWriteRequest(r *http.Request) (writeRequest, error) {
+	ctxHeader := r.Header.Values(ContextHeader)
+	if err := checkContextHeader(ctxHeader); err != nil {
+		return writeRequest{}, err
+	}
 	known := writeParams
 	if r.Method == http.MethodPost {
 		known = postParams
@@ -70,9 +75,14 @@ func parseWriteRequest(r *http.Request) (writeRequest, error) {
 		return writeRequest{}, err
 	}
 	wr := writeRequest{del: r.Method == http.MethodDelete}
+	causal, err := parseContext(q.Get("context"), ctxHeader)
+	if err != nil {
+		return writeRequest{}, err
+	}
 	if wr.opts, err = ParseWriteOptions(q); err != nil {
 		return writeRequest{}, err
 	}
+	wr.opts.Context = causal
 	if wr.op, wr.delta, err = parseOp(q.Get("op"), q.Get("by")); err != nil {
 		return writeRequest{}, err
 	}

@@ -55,6 +55,11 @@ func (s *countingService) Rollbacks() ([]api.Rollback, error) {
 	return s.Fake.Rollbacks()
 }
 
+func (s *countingService) Conflicts(ctx context.Context, after uint64, limit int) ([]api.ConflictRecord, uint64, error) {
+	s.calls.Add(1)
+	return s.Fake.Conflicts(ctx, after, limit)
+}
+
 func (s *countingService) TransferLeadership(ctx context.Context, to string) error {
 	s.calls.Add(1)
 	return s.Fake.TransferLeadership(ctx, to)
@@ -98,6 +103,8 @@ func knownParams(method, escapedPath string) ([]string, bool) {
 		}
 	case escapedPath == "/v1/status" || escapedPath == "/v1/rollbacks":
 		return nil, method == "GET" || method == "HEAD"
+	case escapedPath == conflictsPath:
+		return conflictsParams, method == "GET" || method == "HEAD"
 	case escapedPath == "/v1/leader/transfer":
 		return transferParams, method == "POST"
 	case escapedPath == membersPath:
@@ -196,6 +203,22 @@ func FuzzRequest(f *testing.F) {
 		{2, "/v1/kv/k", "op=incr", "", "v"},
 		{2, "/v1/kv/k", "", "Idempotency-Key: " + strings.Repeat("i", command.MaxIdemKey+1), "v"},
 		{4, "/v1/kv/k", "", "Idempotency-Key: ", ""},
+		// Multi-leader: causal contexts, ack words and the conflict log.
+		{2, "/v1/kv/k", "context=abc&ack=local", "X-Trireme-Context: abc", "v"},
+		{2, "/v1/kv/k", "context=abc", "X-Trireme-Context: abd", "v"},
+		{4, "/v1/kv/k", "ack=all", "X-Trireme-Context: a\nX-Trireme-Context: a", ""},
+		{3, "/v1/kv/k", "op=incr&ack=3&replicas=2", "", ""},
+		{3, "/v1/kv/k", "op=append&ack=1&context=%2B%2F", "", "t"},
+		{2, "/v1/kv/k", "ack=1001", "", "v"},
+		{2, "/v1/kv/k", "ack=0&context=", "", "v"},
+		{2, "/v1/kv/k", "", "X-Trireme-Context: " + strings.Repeat("c", MaxContextBytes+1), "v"},
+		{2, "/v1/kv/k", "context=" + strings.Repeat("c", MaxContextBytes), "", "v"},
+		{0, "/v1/kv/k", "context=abc", "X-Trireme-Context: abc", ""},
+		{0, "/v1/conflicts", "after=0&limit=1000", "", ""},
+		{1, "/v1/conflicts", "after=18446744073709551615&limit=1", "", ""},
+		{0, "/v1/conflicts", "limit=0", "", ""},
+		{0, "/v1/conflicts", "after=-1&limit=1001", "", ""},
+		{3, "/v1/conflicts", "", "", ""},
 	} {
 		f.Add(s.method, s.path, s.query, s.heads, []byte(s.body))
 	}
@@ -284,6 +307,9 @@ func checkAcceptedHeaders(t *testing.T, method string, u *url.URL, req, reply ht
 	if len(req.Values("If-Match")) > 1 {
 		t.Fatalf("%s %s: 200 despite If-Match given twice", method, u)
 	}
+	if cs := req.Values(ContextHeader); len(cs) > 1 || len(cs) == 1 && len(cs[0]) > MaxContextBytes {
+		t.Fatalf("%s %s: 200 despite %s %.60q", method, u, ContextHeader, cs)
+	}
 	if strings.HasPrefix(u.EscapedPath(), kvPrefix) && method != "GET" && method != "HEAD" && reply.Get(SessionHeader) == "" {
 		t.Fatalf("%s %s: a write's 200 without a session token", method, u)
 	}
@@ -293,7 +319,7 @@ func checkAcceptedHeaders(t *testing.T, method string, u *url.URL, req, reply ht
 // accepts, url.ParseQuery decodes to the same single values.
 func checkParseQuery(t *testing.T, query string) {
 	t.Helper()
-	all := slices.Concat(postParams, readParams, transferParams, memberParams)
+	all := slices.Concat(postParams, readParams, transferParams, memberParams, conflictsParams)
 	q, err := ParseQuery(query, all)
 	if err != nil {
 		return

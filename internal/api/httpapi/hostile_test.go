@@ -95,6 +95,8 @@ func TestQueryIsStrict(t *testing.T) {
 		{"GET", "/v1/kv/k?timeout=1s", []string{`"timeout"`}},
 		{"GET", "/v1/status?verbose=1", []string{`"verbose"`, "takes none"}},
 		{"GET", "/v1/rollbacks?limit=3", []string{`"limit"`}},
+		{"GET", "/v1/conflicts?limit=3;after=1", []string{"';'"}},
+		{"GET", "/v1/conflicts?limit=%zz", []string{`"limit"`, "%zz"}},
 		{"POST", "/v1/leader/transfer?to=n2&to=n3", []string{`"to"`, "more than once"}},
 		{"POST", "/v1/leader/transfer?to=n2&ack=sync", []string{`"ack"`, "to, timeout"}},
 		{"POST", "/v1/leader/transfer?to=n2;timeout=1s", []string{"';'"}},
@@ -161,6 +163,11 @@ func TestQueryAccepted(t *testing.T) {
 		"GET /v1/kv/n?consistency=bounded&max_lag=1s&max_lag_entries=10&raw=1",
 		"GET /v1/kv/n?consistency=bounded&max_lag_entries=1",
 		"GET /v1/status",
+		"PUT /v1/kv/k?ack=local&context=abc",
+		"DELETE /v1/kv/k?ack=all&context=abc",
+		"POST /v1/kv/n?op=incr&ack=1&context=abc",
+		"GET /v1/conflicts",
+		"GET /v1/conflicts?after=0&limit=1000",
 		"POST /v1/leader/transfer?to=n2&timeout=3s",
 	} {
 		method, path, _ := strings.Cut(target, " ")
@@ -355,6 +362,8 @@ func TestHostileHeaders(t *testing.T) {
 		{"PUT", "/v1/kv/k", []string{`If-Match: "`}, "If-Match"},
 		{"GET", "/v1/kv/k?consistency=session", []string{SessionHeader + ": " + huge}, "malformed session token"},
 		{"GET", "/v1/kv/k?consistency=session", []string{SessionHeader + ": 1.18446744073709551615.18446744073709551616"}, "malformed session token"},
+		{"PUT", "/v1/kv/k", []string{ContextHeader + ": " + huge}, ContextHeader},
+		{"POST", "/v1/kv/k?op=append", []string{ContextHeader + ": a", ContextHeader + ": a"}, "more than once"},
 	} {
 		code, b, _ := mustDoH(t, c, tc.method, srv.URL+tc.target, []byte("v"), tc.headers...)
 		if e, _ := mustJSON(t, b)["error"].(string); code != http.StatusBadRequest || !strings.Contains(e, tc.mention) {

@@ -3,13 +3,14 @@
 //
 // Routes:
 //
-//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N   body = value
+//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX   body = value
 //	POST   /v1/kv/{key}?op=incr&by=N | op=append (and PUT's parameters)
-//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N
+//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX
 //	GET    /v1/kv/{key}?consistency=linearizable|stale|session|bounded&raw=1
 //	       &session=TOKEN (session) &max_lag=DUR&max_lag_entries=N (bounded)
 //	GET    /v1/status
 //	GET    /v1/rollbacks
+//	GET    /v1/conflicts?after=SEQ&limit=N                (multi-leader; versions.go)
 //	POST   /v1/leader/transfer?to=ID[&timeout=DUR]
 //	GET    /v1/members
 //	POST   /v1/members[?timeout=DUR]                      body = {"id", "peer", "http", "resp", "role"}
@@ -23,6 +24,21 @@
 // says what was achieved (index, term, durability, replicas), including when
 // its ack mode was not met in time (504). Keys are the path-unescaped bytes
 // after /v1/kv/ (so "%2F" is part of a key, and paths are never cleaned).
+//
+// MODE is async, semi-sync (with replicas=K, default 1), sync, majority, or
+// the multi-leader words local (= async), all (= sync) and a number K from 1
+// to 1000, which is semi-sync with K replicas (replicas= is then refused).
+//
+// Multi-leader nodes (versions.go): a read whose reply has a causal context
+// gives it in JSON "context" and in the header X-Trireme-Context (in a 404
+// too); a key with several concurrent values adds JSON "siblings", each
+// {"value", "encoding", "dot", "node", "time"}, while "value" stays the
+// first one's. A raw read answers the first value, with X-Trireme-Context
+// and, for more than one value, X-Trireme-Siblings: N. A write carries the
+// context back in X-Trireme-Context or context= (the same one if both; at
+// most 4096 bytes), so that it supersedes the values that read saw. On a
+// single-leader node none of this appears, and /v1/conflicts answers 400
+// (api.ErrNotSupported).
 //
 // Every reply to a read or a write carries a session token (JSON
 // "session", header X-Trireme-Session); a read with consistency=session
@@ -157,6 +173,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, ok := h.allow(w, r, http.MethodGet, nil); ok {
 			h.rollbacks(w)
 		}
+	case path == conflictsPath:
+		if q, ok := h.allow(w, r, http.MethodGet, conflictsParams); ok {
+			h.conflicts(w, r, q)
+		}
 	case path == "/v1/leader/transfer":
 		if q, ok := h.allow(w, r, http.MethodPost, transferParams); ok {
 			h.transfer(w, r, q)
@@ -176,10 +196,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestAction classifies a request for the role check: key reads, the
-// node's state, the member list and metrics are reads; key writes and
-// deletes are writes; a leadership transfer and a membership change are
-// admin. A request that will get 404 or 405 needs read, so that only a user
-// learns which endpoints exist.
+// node's state (status, rollbacks, conflicts), the member list and metrics
+// are reads; key writes and deletes are writes; a leadership transfer and a
+// membership change are admin. A request that will get 404 or 405 needs
+// read, so that only a user learns which endpoints exist.
 func requestAction(path, method string) auth.Action {
 	switch {
 	case path == "/v1/leader/transfer":
@@ -289,17 +309,28 @@ func ParseKey(escapedPath string) ([]byte, error) {
 
 // ParseWriteOptions parses the ack, replicas and timeout query parameters of
 // a write, as returned by ParseQuery. No ack parameter means the node's
-// default mode.
+// default mode; a number K is semi-sync with K replicas. (A write's causal
+// context, from context= or its header, is parseWriteRequest's.)
 func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
 	var w api.WriteOptions
 	mode := q.Get("ack")
 	reps := q.Get("replicas")
-	if mode == "" {
+	switch {
+	case mode == "":
 		if reps != "" {
 			return w, fmt.Errorf("%w: replicas=%q needs ack=semi-sync", ErrBadRequest, reps)
 		}
 		w.Default = true
-	} else {
+	case isDigits(mode):
+		n, err := strconv.Atoi(mode)
+		if err != nil || n < 1 || n > 1000 {
+			return w, fmt.Errorf("%w: ack=%q: a number is a replica count, a whole number from 1 to 1000", ErrBadRequest, mode)
+		}
+		if reps != "" {
+			return w, fmt.Errorf("%w: replicas=%q cannot go with ack=%s, which is the replica count already", ErrBadRequest, reps, mode)
+		}
+		w.Ack = api.Ack{Mode: api.AckSemiSync, Replicas: n}
+	default:
 		m, err := api.ParseAckMode(mode)
 		if err != nil {
 			return w, fmt.Errorf("%w: ack: %v", ErrBadRequest, err)
@@ -324,6 +355,16 @@ func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
 	}
 	w.Timeout = d
 	return w, nil
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func parseTimeout(s string) (time.Duration, error) {
@@ -477,6 +518,13 @@ type ReadReply struct {
 	// Session is the session token of the read (also in the
 	// X-Trireme-Session header): the next read of the session passes it.
 	Session string `json:"session,omitempty"`
+	// Context (multi-leader) is the read's causal context (also in the
+	// X-Trireme-Context header): a write that supersedes what was read
+	// sends it back.
+	Context string `json:"context,omitempty"`
+	// Siblings (multi-leader) lists every concurrent value when the key has
+	// more than one; Value is then the first.
+	Siblings []SiblingReply `json:"siblings,omitempty"`
 }
 
 // Headers of the API besides the standard ones.
@@ -634,10 +682,14 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	session := res.Token.String()
 	setSession(w, session)
+	setReadVersions(w, res, raw)
 	if !res.Found {
 		rep := map[string]string{"error": "key not found"}
 		if session != "" {
 			rep["session"] = session
+		}
+		if res.Context != "" {
+			rep["context"] = res.Context
 		}
 		h.writeJSON(w, http.StatusNotFound, rep)
 		return
@@ -653,7 +705,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		}
 		return
 	}
-	rep := ReadReply{Index: res.Index, Session: session}
+	rep := ReadReply{Index: res.Index, Session: session, Context: res.Context, Siblings: siblingReplies(res.Siblings)}
 	rep.Key, rep.KeyEncoding = encodeBytes(key)
 	rep.Value, rep.Encoding = encodeBytes(res.Value)
 	if o.Consistency == api.Stale || o.Consistency == api.Bounded || o.Consistency == api.Local {

@@ -347,6 +347,7 @@ func TestEverySentinelStatus(t *testing.T) {
 		for _, err := range []error{fmt.Errorf("%w: detail", sentinel), api.ErrorOf(code, "leader n1: detail")} {
 			for _, req := range []struct{ method, path string }{
 				{"PUT", "/v1/kv/k"}, {"GET", "/v1/kv/k"}, {"DELETE", "/v1/members/n1"}, {"POST", "/v1/leader/transfer?to=n2"},
+				{"GET", "/v1/conflicts"},
 			} {
 				f.FailNext(err)
 				code, b, _ := mustDo(t, srv.Client(), req.method, srv.URL+req.path, []byte("v"))
@@ -436,7 +437,16 @@ func TestParseWriteOptions(t *testing.T) {
 		{"ack=semi-sync&replicas=3", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 3}}, false},
 		{"ack=semisync", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 1}}, false},
 		{"ack=majority&timeout=100ms", api.WriteOptions{Ack: api.Ack{Mode: api.AckMajority}, Timeout: 100 * time.Millisecond}, false},
+		{"ack=local", api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}}, false},
+		{"ack=all", api.WriteOptions{Ack: api.Ack{Mode: api.AckSync}}, false},
+		{"ack=3", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 3}}, false},
+		{"ack=1000&timeout=1s", api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: 1000}, Timeout: time.Second}, false},
 		{"ack=MAJORITY", api.WriteOptions{}, true},
+		{"ack=0", api.WriteOptions{}, true},
+		{"ack=1001", api.WriteOptions{}, true},
+		{"ack=3&replicas=2", api.WriteOptions{}, true},
+		{"ack=3&replicas=3", api.WriteOptions{}, true},
+		{"ack=local&replicas=1", api.WriteOptions{}, true},
 		{"timeout=11m", api.WriteOptions{}, true},
 		{"timeout=0s", api.WriteOptions{}, true},
 	}
@@ -467,6 +477,11 @@ func FuzzParse(f *testing.F) {
 	f.Add("/v1/kv/k", "consistency=bounded&max_lag=100ms&max_lag_entries=0&if_match=%2212%22&op=append&by=1")
 	f.Add("/v1/kv/k", "consistency=session&session=1.0.3&if_match=W/%221%22&if_match=2&idem=&max_lag=-1s")
 	f.Add("/v1/kv/k", "ack=%ZZ&replicas=-1&timeout=9999999h")
+	f.Add("/v1/kv/k", "ack=local&context=abc&ctx_header=abc")
+	f.Add("/v1/kv/k", "ack=3&replicas=2&context=a&ctx_header=b")
+	f.Add("/v1/kv/k", "ack=1000&ctx_header=x&ctx_header=x")
+	f.Add("/v1/kv/k", "ack=0001&context=c%2B%2F&ctx_header=c+/")
+	f.Add("/v1/kv/k", "ack=all&replicas=1&after=7&limit=1000")
 	f.Fuzz(func(t *testing.T, path, query string) {
 		if k, err := ParseKey(path); err == nil && len(k) == 0 {
 			t.Fatalf("empty key accepted from %q", path)
@@ -485,6 +500,19 @@ func FuzzParse(f *testing.F) {
 			if w.Default && q.Get("ack") != "" {
 				t.Fatalf("default mode despite ack=%q", q.Get("ack"))
 			}
+			if isDigits(q.Get("ack")) && (w.Ack.Mode != api.AckSemiSync || w.Ack.Replicas > 1000 || q.Get("replicas") != "") {
+				t.Fatalf("%+v from a numeric ack in %q", w.Ack, query)
+			}
+		}
+		if err := checkContextHeader(q["ctx_header"]); err == nil {
+			if c, err := parseContext(q.Get("context"), q["ctx_header"]); err == nil {
+				if len(c) > MaxContextBytes || c != q.Get("context") && q.Get("context") != "" {
+					t.Fatalf("context %.60q from %.100q", c, query)
+				}
+			}
+		}
+		if after, limit, err := parseConflictsQuery(q); err == nil && (limit < 1 || limit > MaxConflictsLimit || q.Get("after") == "" && after != 0) {
+			t.Fatalf("after %d limit %d from %q", after, limit, query)
 		}
 		if o, _, err := ParseReadOptions(q, q["session"]); err == nil {
 			if o.Consistency == api.Bounded && (o.MaxLag <= 0 && o.MaxLagEntries == 0 || o.MaxLag < 0) {

@@ -79,7 +79,8 @@ func readReply(r *bufio.Reader) error {
 var fuzzCommands = []string{"ping", "echo", "get", "mget", "exists", "ttl", "set", "del", "dbsize", "info",
 	"role", "wait", "waitaof", "hello", "client", "command", "config", "select", "readonly", "readwrite",
 	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer",
-	"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset", "getdel", "mset", "trireme.session"}
+	"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset", "getdel", "mset", "trireme.session",
+	"trireme.getctx", "trireme.setctx"}
 
 // FuzzCommands runs arbitrary arguments through every command handler and
 // checks that each command gets exactly one well-formed reply and nothing
@@ -104,6 +105,17 @@ func FuzzCommands(f *testing.F) {
 	f.Add(byte(35), []byte("a\n1\n\n2"))
 	f.Add(byte(36), []byte("1.1.5"))
 	f.Add(byte(36), []byte("1.0.5"))
+	f.Add(byte(20), []byte("local"))
+	f.Add(byte(20), []byte("ALL"))
+	f.Add(byte(20), []byte("3"))
+	f.Add(byte(20), []byte("3\n2"))
+	f.Add(byte(20), []byte("1001"))
+	f.Add(byte(14), []byte("ack\n0"))
+	f.Add(byte(37), []byte("k"))
+	f.Add(byte(37), []byte("k\nextra"))
+	f.Add(byte(38), []byte("k\nctx\nv"))
+	f.Add(byte(38), []byte("\n\nv"))
+	f.Add(byte(38), []byte("k\nctx"))
 	f.Fuzz(func(t *testing.T, which byte, rest []byte) {
 		fake := apitest.NewFake("n2", "n3")
 		fake.SetMaxValueBytes(64)

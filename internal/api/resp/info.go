@@ -80,6 +80,8 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "trireme.consistency", arity: -1, flags: []string{"fast"}, action: read, run: s.cmdConsistency},
 		{name: "trireme.session", arity: -1, flags: []string{"fast"}, action: read, run: s.cmdSession},
 		{name: "trireme.transfer", arity: -2, flags: []string{"admin"}, action: admin, run: s.cmdTransfer},
+		{name: "trireme.getctx", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, action: read, run: s.cmdGetCtx},
+		{name: "trireme.setctx", arity: 4, flags: []string{"write", "denyoom"}, first: 1, last: 1, step: 1, action: write, run: s.cmdSetCtx},
 	}
 	for _, c := range list {
 		if c.action != 0 {

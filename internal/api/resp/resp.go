@@ -24,11 +24,20 @@
 //
 // Trireme-specific commands (see docs/API.md):
 //
-//	TRIREME.ACK [default|async|semi-sync [K]|sync|majority]  (alias CLIENT ACK ...)
+//	TRIREME.ACK [default|async|semi-sync [K]|sync|majority|local|all|K]  (alias CLIENT ACK ...)
 //	TRIREME.CONSISTENCY [linearizable|stale|session|bounded MAXLAG_MS [MAXLAG_ENTRIES]]
 //	                                                         (READONLY = stale, READWRITE = linearizable)
 //	TRIREME.SESSION [token]                                  (the connection's session token; session.go)
 //	TRIREME.TRANSFER node-id [timeout-ms]                    (role admin)
+//	TRIREME.GETCTX key                                       (multi-leader: [context, [value ...]]; versions.go)
+//	TRIREME.SETCTX key context value                         (multi-leader: SET carrying a read's context)
+//
+// The ack words local (= async) and all (= sync), and a number K alone
+// (= semi-sync K), are the multi-leader ones. On a multi-leader node GET and
+// every other read answer a key's first concurrent value, so that
+// unchanged clients keep working; TRIREME.GETCTX answers every value and
+// the causal context, which TRIREME.SETCTX sends back with a write that
+// supersedes them.
 //
 // Read-modify-write commands (INCR, APPEND, SET NX/XX/GET, GETSET, GETDEL,
 // MSET, ...) are state-machine commands given to Service.Exec, so each is
@@ -737,7 +746,12 @@ func (s *Server) cmdQuit(c *conn, st *connState, args [][]byte) {
 	c.closeAfterReply()
 }
 
-// parseAck parses TRIREME.ACK's arguments.
+// errReplicaCount answers a replica count out of range.
+const errReplicaCount = "ERR replica count must be a whole number from 1 to 1000"
+
+// parseAck parses TRIREME.ACK's arguments: a mode (api.ParseAckMode's
+// words, with local and all) with K for semi-sync, default, or a number K
+// alone (semi-sync K).
 func parseAck(args [][]byte) (api.WriteOptions, error) {
 	mode := lower(args[0])
 	if mode == "default" {
@@ -746,9 +760,19 @@ func parseAck(args [][]byte) (api.WriteOptions, error) {
 		}
 		return api.WriteOptions{Default: true}, nil
 	}
+	if isDigits(mode) {
+		if len(args) > 1 {
+			return api.WriteOptions{}, errors.New("ERR syntax error: a number is the replica count already")
+		}
+		k, err := strconv.Atoi(mode)
+		if err != nil || k < 1 || k > 1000 {
+			return api.WriteOptions{}, errors.New(errReplicaCount)
+		}
+		return api.WriteOptions{Ack: api.Ack{Mode: api.AckSemiSync, Replicas: k}}, nil
+	}
 	m, err := api.ParseAckMode(mode)
 	if err != nil {
-		return api.WriteOptions{}, fmt.Errorf("ERR unknown ack mode '%s' (want default, async, semi-sync [K], sync or majority)", clip(args[0]))
+		return api.WriteOptions{}, fmt.Errorf("ERR unknown ack mode '%s' (want default, async, semi-sync [K], sync, majority, local, all or a replica count K)", clip(args[0]))
 	}
 	w := api.WriteOptions{Ack: api.Ack{Mode: m}}
 	if m == api.AckSemiSync {
@@ -763,11 +787,21 @@ func parseAck(args [][]byte) (api.WriteOptions, error) {
 		}
 		k, err := strconv.Atoi(string(args[1]))
 		if err != nil || k < 1 || k > 1000 {
-			return w, errors.New("ERR replica count must be a whole number from 1 to 1000")
+			return w, errors.New(errReplicaCount)
 		}
 		w.Ack.Replicas = k
 	}
 	return w, nil
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func ackString(w api.WriteOptions) string {

@@ -248,7 +248,7 @@ func TestEverySentinelReply(t *testing.T) {
 	for _, sentinel := range api.Sentinels() {
 		class, code := api.Classify(sentinel)
 		for _, err := range []error{fmt.Errorf("%w: detail", sentinel), api.ErrorOf(code, "leader n1: detail")} {
-			for _, cmd := range [][]string{{"SET", "k", "v"}, {"GET", "k"}} {
+			for _, cmd := range [][]string{{"SET", "k", "v"}, {"GET", "k"}, {"TRIREME.GETCTX", "k"}, {"TRIREME.SETCTX", "k", "c", "v"}} {
 				f.FailNext(err)
 				mustScript(t, c, rd, []step{{args: cmd, want: "-" + class.RESPPrefix() + " ", prefix: true}})
 			}
