@@ -59,7 +59,7 @@ func ParseAckMode(s string) (AckMode, error) {
 	case "majority":
 		return AckMajority, nil
 	}
-	return 0, fmt.Errorf("%w: %q (want async, semi-sync, sync or majority)", ErrBadAckMode, s)
+	return 0, fmt.Errorf("%w: %q (want async, semi-sync, sync or majority; multi-leader: local, all or a number of other nodes)", ErrBadAckMode, s)
 }
 
 // Ack is the acknowledgement a write asks for. The zero value asks for
