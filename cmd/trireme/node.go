@@ -23,6 +23,7 @@ import (
 	"github.com/trireme-db/trireme/internal/api/httpapi"
 	"github.com/trireme-db/trireme/internal/api/resp"
 	"github.com/trireme-db/trireme/internal/coordinator"
+	"github.com/trireme-db/trireme/internal/multileader/mlnode"
 	"github.com/trireme-db/trireme/internal/node"
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -87,6 +88,9 @@ type nodeOpts struct {
 	learner                                          bool   // with join: stay a learner
 	peers                                            peerOpts
 	clientAuth                                       clientAuthOpts
+	mode                                             string // --mode: single-leader or multi-leader
+	ml                                               mlOpts
+	set                                              map[string]bool // flags given on the command line
 }
 
 func nodeFlags() (*flag.FlagSet, *nodeOpts) {
@@ -124,6 +128,8 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, promoted to voter once caught up; give this node's peer address with --peer (or --cluster ID=HOST:PORT); uses $TRIREME_CACERT and $TRIREME_TOKEN if the API needs them; a restart on the same --data does not ask again")
 	fs.StringVar(&o.peer, "peer", "", "with --join: this node's peer address (host:port) that the other members dial; instead of --cluster ID=HOST:PORT")
 	fs.BoolVar(&o.learner, "learner", false, "with --join: stay a learner (a read replica that does not vote)")
+	fs.StringVar(&o.mode, "mode", modeSingleLeader, "replication mode: single-leader (one leader orders every write; the flags above) or multi-leader (every node accepts writes and streams them to the others; concurrent writes resolved by --conflicts; --ack local, all, majority or a number of other nodes, default local)")
+	o.ml.register(fs)
 	o.peers.register(fs)
 	o.clientAuth.register(fs)
 	return fs, o
@@ -171,16 +177,18 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 			cfg.Priorities[id] = p
 		}
 	}
-	mode, err := api.ParseAckMode(o.ack)
-	if err != nil {
-		return cfg, nil, fmt.Errorf("--ack: %w", err)
-	}
-	cfg.DefaultAck = api.Ack{Mode: mode}
-	if mode == api.AckSemiSync {
-		if o.replicas < 1 || o.replicas >= len(members) {
-			return cfg, nil, fmt.Errorf("--replicas %d must be from 1 to %d (the number of followers)", o.replicas, len(members)-1)
+	if o.mode != modeMultiLeader { // a multi-leader node reads --ack itself (mlConfig)
+		mode, err := api.ParseAckMode(o.ack)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--ack: %w", err)
 		}
-		cfg.DefaultAck.Replicas = o.replicas
+		cfg.DefaultAck = api.Ack{Mode: mode}
+		if mode == api.AckSemiSync {
+			if o.replicas < 1 || o.replicas >= len(members) {
+				return cfg, nil, fmt.Errorf("--replicas %d must be from 1 to %d (the number of followers)", o.replicas, len(members)-1)
+			}
+			cfg.DefaultAck.Replicas = o.replicas
+		}
 	}
 	cfg.Heartbeat, cfg.ElectionTimeout, cfg.WriteTimeout = o.heartbeat, o.election, o.writeTimeout
 	cfg.FailureDetector, cfg.ElectionTimeoutMin, cfg.HeartbeatPause = o.detector, o.electionMin, o.hbPause
@@ -225,6 +233,25 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 	return cfg, logger, nil
 }
 
+// engine is what the shell runs behind its client listeners: one
+// replication engine (internal/node for single-leader, mlnode for
+// multi-leader).
+type engine interface {
+	api.Service
+	Metrics() http.Handler
+	Fatal() <-chan error
+	Stop() error
+}
+
+// startEngine turns an engine's typed start result into the shell's
+// interface, keeping a nil engine nil.
+func startEngine[E engine](e E, err error) (engine, error) {
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 func parsePeers(s string) (map[string]string, error) {
 	out := map[string]string{}
 	if strings.TrimSpace(s) == "" {
@@ -252,6 +279,11 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) > 0 {
 		return fail(fmt.Errorf("unexpected argument %q (flags start with --)", pos[0]))
+	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if err := checkModeFlags(o.mode, o.set); err != nil {
+		return fail(err)
 	}
 	if o.learner && o.join == "" {
 		return fail(errors.New("--learner applies to --join only"))
@@ -311,7 +343,22 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	n, err := node.Start(cfg)
+	var n engine
+	if o.mode == modeMultiLeader {
+		var mc mlnode.Config
+		if mc, err = mlConfig(cfg, o); err != nil {
+			if hln != nil {
+				hln.Close()
+			}
+			if rln != nil {
+				rln.Close()
+			}
+			return fail(err)
+		}
+		n, err = startEngine(mlnode.Start(mc))
+	} else {
+		n, err = startEngine(node.Start(cfg))
+	}
 	if err != nil {
 		if hln != nil {
 			hln.Close()
@@ -324,10 +371,10 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("node started", "data", o.data, "http", o.httpAddr, "resp", o.respAddr, "cluster", o.cluster,
 		"gomaxprocs", runtime.GOMAXPROCS(0))
-	if joinConf != nil && !o.learner {
+	if sl, ok := n.(*node.Node); ok && joinConf != nil && !o.learner {
 		pctx, cancelPromote := context.WithCancel(context.Background())
 		defer cancelPromote()
-		go promoteSelf(pctx, n, o.id, logger)
+		go promoteSelf(pctx, sl, o.id, logger)
 	}
 
 	serveErr := make(chan error, 2)

@@ -82,6 +82,7 @@ type upOpts struct {
 	only             string
 	procs            int
 	replicas         int
+	mode, conflicts  string
 }
 
 func upFlags() (*flag.FlagSet, *upOpts) {
@@ -100,6 +101,8 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
 	fs.IntVar(&o.replicas, "replicas", 0, "number of read replicas (learners: they do not vote) started besides --nodes; on a restart, more than cluster.json has adds the missing ones (default: cluster.json's)")
+	fs.StringVar(&o.mode, "mode", "", "replication mode of a new cluster: single-leader or multi-leader (every node accepts writes; see trireme node --help) (default: cluster.json's, else single-leader)")
+	fs.StringVar(&o.conflicts, "conflicts", "", "with --mode multi-leader: nodes' --conflicts, lww or siblings (default: the node's, lww)")
 	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: Go's, every core); -1 shares this machine's cores among the nodes: less CPU per write, longer latency tails (docs/BENCHMARKS.md); a GOMAXPROCS in the environment wins")
 	return fs, o
 }
@@ -125,6 +128,11 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["mode"] {
+		if err := checkModeFlags(o.mode, nil); err != nil {
+			return fail(err)
+		}
+	}
 
 	spec, err := cluster.LoadSpec(o.data)
 	fromFile := err == nil
@@ -154,6 +162,15 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 
+	if set["mode"] && fromFile && o.mode != modeOf(spec) {
+		return fail(fmt.Errorf("--mode %s: the cluster in %s is %s (use another --data for a new cluster)", o.mode, o.data, modeOf(spec)))
+	}
+	if !fromFile && o.mode == modeMultiLeader {
+		spec.Mode = modeMultiLeader
+	}
+	if err := checkUpMode(spec, o, set); err != nil {
+		return fail(err)
+	}
 	if o.only != "" && !fromFile {
 		return fail(fmt.Errorf("--node %s: no cluster in %s (start it with trireme up first)", o.only, o.data))
 	}
@@ -188,6 +205,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.NodeArgs = append(cfg.NodeArgs, "--log-retain", o.logRetain)
 	}
+	if o.conflicts != "" {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--conflicts", o.conflicts)
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cl, err := cluster.New(cfg)
 	if err != nil {
@@ -217,6 +237,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 
 	printEndpoints(stdout, cl)
 
+	if spec.Mode == modeMultiLeader {
+		return upMultiLeader(ctx, cl, o, sig, stdout, stderr)
+	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	leader, err := cl.WaitLeader(wctx, "")
 	wcancel()
@@ -250,8 +273,15 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if s == nil {
 		s = <-sig
 	}
-	first := time.Now()
 	cancel()
+	return stopCluster(cl, s, sig, o.data, stdout, stderr)
+}
+
+// stopCluster stops every node of cl after signal s (a second signal kills
+// them) and says how to restart the cluster.
+func stopCluster(cl *cluster.Cluster, s os.Signal, sig <-chan os.Signal, data string, stdout, stderr io.Writer) int {
+	spec := cl.Spec()
+	first := time.Now()
 	fmt.Fprintf(stdout, "\n%s: stopping every node (again to kill them)...\n", s)
 	go func() {
 		for range sig {
@@ -269,7 +299,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme up: some nodes did not stop cleanly: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "Stopped. Run trireme up --data %s again to restart this cluster with its data.\n", o.data)
+	fmt.Fprintf(stdout, "Stopped. Run trireme up --data %s again to restart this cluster with its data.\n", data)
 	return 0
 }
 
@@ -498,6 +528,9 @@ func printEndpoints(w io.Writer, cl *cluster.Cluster) {
 	fmt.Fprintf(w, "\n%-4s  %-21s  %-21s  %-21s\n", "NODE", "HTTP", "RESP (Redis)", "PEER")
 	for _, n := range spec.Nodes {
 		fmt.Fprintf(w, "%-4s  %-21s  %-21s  %-21s\n", n.ID, n.HTTP, n.RESP, n.Peer)
+	}
+	if modeOf(spec) == modeMultiLeader {
+		return // upMultiLeader says how to use it
 	}
 	first := spec.Nodes[0]
 	fmt.Fprintf(w, `

@@ -106,8 +106,15 @@ type WriteResult struct {
 	Cmd command.Result
 }
 
-// Token is the session token of this write: its (term, index).
-func (w WriteResult) Token() Token { return Token{Term: w.Term, Index: w.Index} }
+// Token is the session token of this write: its (term, index); the zero
+// token for a write without a term (a multi-leader write: sessions need a
+// single order of writes).
+func (w WriteResult) Token() Token {
+	if w.Term == 0 {
+		return Token{}
+	}
+	return Token{Term: w.Term, Index: w.Index}
+}
 
 // Consistency is a read level.
 type Consistency uint8

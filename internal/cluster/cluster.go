@@ -80,6 +80,9 @@ type Spec struct {
 	// cluster it joined, so a restart does not join again. cluster.json
 	// files written before read replicas have none.
 	Replicas []NodeSpec `json:"replicas,omitempty"`
+	// Mode is the nodes' replication mode (trireme node --mode); "" is
+	// single-leader (and every cluster.json written before modes).
+	Mode string `json:"mode,omitempty"`
 }
 
 // MaxNodes bounds the voters and, separately, the read replicas of a spec
@@ -600,6 +603,9 @@ func (c *Cluster) Args(n NodeSpec) []string {
 	args := []string{"node", "--id", n.ID, "--data", c.NodeDir(n), "--cluster", c.cfg.Spec.ClusterFlag(),
 		"--http", n.HTTP, "--resp", n.RESP, "--http-peers", c.cfg.Spec.HTTPPeersFlag(),
 		"--resp-peers", c.cfg.Spec.RESPPeersFlag()}
+	if c.cfg.Spec.Mode != "" {
+		args = append(args, "--mode", c.cfg.Spec.Mode)
+	}
 	return c.withCommonArgs(args)
 }
 

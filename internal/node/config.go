@@ -465,3 +465,9 @@ func (c *Config) idempotencyMaxKeys() int {
 	}
 	return c.IdempotencyMaxKeys
 }
+
+// ResolvedClusterID is the cluster identity this configuration gives: the
+// configured ClusterID, else the CA's, else the hash of the member list.
+// Another engine's node uses it to derive the same identity from the same
+// flags.
+func (c *Config) ResolvedClusterID() string { return c.clusterID() }

@@ -46,6 +46,7 @@ func (n *Node) Status() api.NodeStatus {
 	out := api.NodeStatus{
 		ID:           n.cfg.ID,
 		ClusterID:    n.clusterID,
+		Mode:         "single-leader",
 		Role:         st.Role.String(),
 		Term:         st.Term,
 		Leader:       string(st.Lead),
