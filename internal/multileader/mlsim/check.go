@@ -43,6 +43,46 @@ func (s *sim) check(quiet bool) {
 	}
 	s.checkAckedWrites()
 	s.checkCounters(keys)
+	s.checkCausalTimes()
+}
+
+// checkCausalTimes: a write is stamped after everything it supersedes.
+// The hybrid clock promises it: a node's clock is at least the time of
+// every version it has seen, and a write is timed above its context's
+// newest version even when that version's clock ran too far ahead to be
+// followed. So for every put or delete, every write of the same key that
+// its context covers has a lower timestamp. LWW by anything else (a
+// node's wall clock) breaks this as soon as a write follows one from a
+// node whose clock is ahead, whatever the message order.
+func (s *sim) checkCausalTimes() {
+	type version struct {
+		key string
+		dot vclock.Dot
+	}
+	entries := map[version]multileader.Entry{}
+	for _, n := range s.nodes {
+		for _, e := range n.stream {
+			if e.Op != multileader.OpIncr {
+				entries[version{e.Key, e.Dot}] = e
+			}
+		}
+	}
+	for _, n := range s.nodes {
+		for _, e := range n.stream {
+			if e.Op == multileader.OpIncr {
+				continue
+			}
+			for _, c := range e.Context {
+				for i := uint64(1); i <= c.Counter; i++ {
+					seen, ok := entries[version{e.Key, vclock.Dot{Node: c.Node, Counter: i}}]
+					if ok && !seen.Time.Less(e.Time) {
+						s.violation("write %v to %s at %v supersedes %v at %v: not later", e.Dot, e.Key, e.Time, seen.Dot, seen.Time)
+						return
+					}
+				}
+			}
+		}
+	}
 }
 
 func (s *sim) checkStreams() {
