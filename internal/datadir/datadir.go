@@ -58,6 +58,21 @@ func Lock(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// Open locks dir (creating it if needed) and checks its identity against
+// want (writing it on first start): what every node does first. The
+// returned file holds the lock.
+func Open(dir string, want Identity) (*os.File, error) {
+	f, err := Lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckIdentity(dir, want); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // CheckIdentity compares DATA/identity.json with want, writing it on first
 // start.
 func CheckIdentity(dir string, want Identity) error {

@@ -6,10 +6,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	metricsreg "github.com/trireme-db/trireme/internal/metrics"
 	"github.com/trireme-db/trireme/internal/repl"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics are the node's Prometheus metrics. Gauges are set by the Ready loop.
@@ -133,16 +133,7 @@ func (m *metrics) watchIdempotency(records func() (uint64, error)) error {
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
-	var gatherer prometheus.Gatherer
-	if reg == nil {
-		r := prometheus.NewRegistry()
-		reg, gatherer = r, r
-	} else if g, ok := reg.(prometheus.Gatherer); ok {
-		gatherer = g
-	} else {
-		gatherer = prometheus.DefaultGatherer
-	}
-	reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": nodeID}, reg)
+	reg, handler := metricsreg.Registry(reg, nodeID)
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trireme", Name: name, Help: help})
 	}
@@ -220,7 +211,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		}
 		m.collectors = append(m.collectors, col)
 	}
-	m.handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
+	m.handler = handler
 	return m, nil
 }
 

@@ -246,14 +246,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	if n.lock, err = datadir.Lock(cfg.DataDir); err != nil {
-		return nil, err
-	}
 	members := make([]string, len(cfg.Cluster))
 	for i, m := range cfg.Cluster {
 		members[i] = m.ID + "=" + m.PeerAddr
 	}
-	if err = datadir.CheckIdentity(cfg.DataDir, datadir.Identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
+	if n.lock, err = datadir.Open(cfg.DataDir, datadir.Identity{NodeID: cfg.ID, ClusterID: n.clusterID, Members: members}); err != nil {
 		return nil, err
 	}
 	if cfg.JoinConf != nil {

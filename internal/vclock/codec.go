@@ -26,18 +26,27 @@ func AppendSet(b []byte, s Set) []byte {
 	b = AppendVector(b, s.Context)
 	b = binary.AppendUvarint(b, uint64(len(s.Siblings)))
 	for _, x := range s.Siblings {
-		b = appendNode(b, x.Dot.Node)
-		b = binary.AppendUvarint(b, x.Dot.Counter)
-		b = x.Time.Append(b)
-		var flags byte
-		if x.Deleted {
-			flags = 1
-		}
-		b = append(b, flags)
-		b = binary.AppendUvarint(b, uint64(len(x.Value)))
-		b = append(b, x.Value...)
+		b = AppendSibling(b, x)
 	}
 	return b
+}
+
+// MinSiblingLen is the smallest encoding of a Sibling.
+const MinSiblingLen = 4 + hlc.EncodedLen
+
+// AppendSibling appends one sibling as a Set encodes it: its dot, time,
+// deleted flag and value.
+func AppendSibling(b []byte, x Sibling) []byte {
+	b = appendNode(b, x.Dot.Node)
+	b = binary.AppendUvarint(b, x.Dot.Counter)
+	b = x.Time.Append(b)
+	var flags byte
+	if x.Deleted {
+		flags = 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(x.Value)))
+	return append(b, x.Value...)
 }
 
 // AppendCounter appends c's encoding to b.
@@ -241,7 +250,7 @@ func (r *Reader) Context() Context {
 // Set reads a Set and validates it.
 func (r *Reader) Set() Set {
 	ctx := r.Vector()
-	n := r.Count(4 + hlc.EncodedLen)
+	n := r.Count(MinSiblingLen)
 	if r.err != nil {
 		return Set{}
 	}
@@ -250,18 +259,7 @@ func (r *Reader) Set() Set {
 		s.Siblings = make([]Sibling, 0, n)
 	}
 	for range n {
-		x := Sibling{Dot: Dot{Node: r.Node(), Counter: r.Uvarint()}, Time: r.Timestamp()}
-		switch f := r.Byte(); f {
-		case 0:
-		case 1:
-			x.Deleted = true
-		default:
-			r.fail(errorf("sibling flags %#x", f))
-		}
-		if v := r.Bytes(); len(v) > 0 {
-			x.Value = v
-		}
-		s.Siblings = append(s.Siblings, x)
+		s.Siblings = append(s.Siblings, r.Sibling())
 	}
 	if r.err != nil {
 		return Set{}
@@ -271,6 +269,23 @@ func (r *Reader) Set() Set {
 		return Set{}
 	}
 	return s
+}
+
+// Sibling reads one sibling as AppendSibling writes it (its fields only;
+// a Set validates its siblings together). Its value aliases the input.
+func (r *Reader) Sibling() Sibling {
+	x := Sibling{Dot: Dot{Node: r.Node(), Counter: r.Uvarint()}, Time: r.Timestamp()}
+	switch f := r.Byte(); f {
+	case 0:
+	case 1:
+		x.Deleted = true
+	default:
+		r.fail(errorf("sibling flags %#x", f))
+	}
+	if v := r.Bytes(); len(v) > 0 {
+		x.Value = v
+	}
+	return x
 }
 
 // Counter reads a Counter and validates it.

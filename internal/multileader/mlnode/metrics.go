@@ -4,7 +4,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	metricsreg "github.com/trireme-db/trireme/internal/metrics"
 )
 
 // metrics are the multi-leader node's Prometheus metrics (namespace
@@ -25,16 +26,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
-	var gatherer prometheus.Gatherer
-	if reg == nil {
-		r := prometheus.NewRegistry()
-		reg, gatherer = r, r
-	} else if g, ok := reg.(prometheus.Gatherer); ok {
-		gatherer = g
-	} else {
-		gatherer = prometheus.DefaultGatherer
-	}
-	reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": nodeID}, reg)
+	reg, handler := metricsreg.Registry(reg, nodeID)
 	gv := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "trireme", Name: name, Help: help}, []string{"peer"})
 	}
@@ -72,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 			return nil, err
 		}
 	}
-	m.handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
+	m.handler = handler
 	return m, nil
 }
 

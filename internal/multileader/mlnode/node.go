@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,9 +125,6 @@ func Start(cfg Config) (_ *Node, err error) {
 			}
 		}
 	}()
-	if n.lock, err = datadir.Lock(cfg.DataDir); err != nil {
-		return nil, err
-	}
 	members := make([]string, len(cfg.Cluster))
 	for i, m := range cfg.Cluster {
 		members[i] = m.ID + "=" + m.PeerAddr
@@ -134,7 +132,7 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.peers = append(n.peers, m.ID)
 		}
 	}
-	if err = datadir.CheckIdentity(cfg.DataDir, datadir.Identity{NodeID: cfg.ID, ClusterID: cfg.ClusterID, Members: members, Mode: Mode}); err != nil {
+	if n.lock, err = datadir.Open(cfg.DataDir, datadir.Identity{NodeID: cfg.ID, ClusterID: cfg.ClusterID, Members: members, Mode: Mode}); err != nil {
 		return nil, err
 	}
 	if n.store, err = mlstore.Open(filepath.Join(cfg.DataDir, storeDir), mlstore.Config{MaxConflicts: cfg.MaxConflicts, Logger: n.log.With("component", "store")}); err != nil {
@@ -145,7 +143,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("mlnode: read positions: %w", err)
 	}
 	ccfg := multileader.DefaultConfig()
-	ccfg.ID, ccfg.Peers, ccfg.ClusterID = cfg.ID, sortedCopy(n.peers), cfg.ClusterID
+	ccfg.ID, ccfg.Peers, ccfg.ClusterID = cfg.ID, slices.Sorted(slices.Values(n.peers)), cfg.ClusterID
 	ccfg.Policy, ccfg.MaxSiblings = cfg.Conflicts, cfg.MaxSiblings
 	ccfg.MaxOffsetNanos = int64(cfg.MaxClockOffset)
 	ccfg.AckTimeoutTicks = n.ticks(cfg.WriteTimeout)
@@ -171,16 +169,6 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.log.Info("node started", "cluster", cfg.ClusterID, "conflicts", cfg.Conflicts.String(),
 		"stream", n.store.LastSeq(), "positions", applied)
 	return n, nil
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func (n *Node) newTCP() (transport.Transport, error) {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/trireme-db/trireme/internal/hlc"
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/vclock"
 )
@@ -75,11 +74,8 @@ func decodeState(b []byte) (multileader.KeyState, error) {
 	return st, nil
 }
 
-// minSibling and minDot are the smallest encoded conflict version and loser.
-const (
-	minSibling = 1 + 1 + hlc.EncodedLen + 1 + 1
-	minDot     = 1 + 1
-)
+// minDot is the smallest encoded loser.
+const minDot = 1 + 1
 
 func appendConflict(b []byte, c *multileader.Conflict) []byte {
 	b = append(b, conflictVersion)
@@ -89,15 +85,7 @@ func appendConflict(b []byte, c *multileader.Conflict) []byte {
 	b = appendDot(b, c.Winner)
 	b = binary.AppendUvarint(b, uint64(len(c.Versions)))
 	for _, x := range c.Versions {
-		b = appendDot(b, x.Dot)
-		b = x.Time.Append(b)
-		var flags byte
-		if x.Deleted {
-			flags = 1
-		}
-		b = append(b, flags)
-		b = binary.AppendUvarint(b, uint64(len(x.Value)))
-		b = append(b, x.Value...)
+		b = vclock.AppendSibling(b, x)
 	}
 	b = binary.AppendUvarint(b, uint64(len(c.Losers)))
 	for _, d := range c.Losers {
@@ -114,23 +102,12 @@ func decodeConflict(b []byte) (multileader.Conflict, error) {
 		return multileader.Conflict{}, fmt.Errorf("conflict record version %d (this build reads %d)", v, conflictVersion)
 	}
 	c := multileader.Conflict{Node: string(r.Bytes()), Key: string(r.Bytes()), Reason: string(r.Bytes()), Winner: readDot(r)}
-	n := r.Count(minSibling)
+	n := r.Count(vclock.MinSiblingLen)
 	if n > 0 {
 		c.Versions = make([]vclock.Sibling, 0, n)
 	}
 	for range n {
-		x := vclock.Sibling{Dot: readDot(r), Time: r.Timestamp()}
-		switch f := r.Byte(); f {
-		case 0:
-		case 1:
-			x.Deleted = true
-		default:
-			return multileader.Conflict{}, fmt.Errorf("conflict version flags %#x", f)
-		}
-		if v := r.Bytes(); len(v) > 0 {
-			x.Value = v
-		}
-		c.Versions = append(c.Versions, x)
+		c.Versions = append(c.Versions, r.Sibling())
 	}
 	n = r.Count(minDot)
 	if n > 0 {
