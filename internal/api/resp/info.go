@@ -170,9 +170,27 @@ func connected(fs []api.FollowerInfo) []api.FollowerInfo {
 	return out
 }
 
+// multiLeader reports whether st is a multi-leader node's: every node takes
+// writes, so to Redis clients each is a master with no replicas.
+func multiLeader(st api.NodeStatus) bool { return st.Mode == "multi-leader" }
+
+// multiLeaderInfo is INFO replication on a multi-leader node: Redis's
+// master fields, then one line per peer stream and the conflict counts.
+func multiLeaderInfo(b *strings.Builder, st api.NodeStatus) {
+	fmt.Fprintf(b, "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:%040x\r\nmaster_repl_offset:%d\r\n", 0, st.LastIndex)
+	fmt.Fprintf(b, "trireme_mode:multi-leader\r\ntrireme_peers:%d\r\n", len(st.Streams))
+	for i, p := range st.Streams {
+		fmt.Fprintf(b, "trireme_peer%d:id=%s,peer_acked=%d,applied=%d,known=%d,lag_entries=%d,lag_ms=%d,last_contact_ms=%d,clock_offset_ms=%.3f\r\n",
+			i, p.Peer, p.PeerAcked, p.Applied, p.Known, p.LagEntries, p.LagMillis, p.LastContactMs, p.ClockOffsetMs)
+	}
+	fmt.Fprintf(b, "trireme_conflicts:%d\r\ntrireme_clock_clamps:%d\r\n", st.Conflicts, st.ClockClamps)
+}
+
 func (s *Server) replicationInfo(b *strings.Builder, st api.NodeStatus) {
 	b.WriteString("# Replication\r\n")
-	if st.Role == "leader" {
+	if multiLeader(st) {
+		multiLeaderInfo(b, st)
+	} else if st.Role == "leader" {
 		fs := connected(st.Followers)
 		fmt.Fprintf(b, "role:master\r\nconnected_slaves:%d\r\n", len(fs))
 		learners := 0
@@ -262,6 +280,13 @@ func (s *Server) cmdInfo(c *conn, st *connState, args [][]byte) {
 
 func (s *Server) cmdRole(c *conn, st *connState, args [][]byte) {
 	status := s.svc.Status()
+	if multiLeader(status) {
+		c.WriteArray(3)
+		c.WriteBulkString("master")
+		c.WriteInt64(int64(status.LastIndex))
+		c.WriteArray(0)
+		return
+	}
 	if status.Role == "leader" {
 		fs := connected(status.Followers)
 		c.WriteArray(3)

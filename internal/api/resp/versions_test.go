@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -203,4 +204,35 @@ func TestAckWords(t *testing.T) {
 		{args: []string{"TRIREME.ACK", "-1"}, want: "-ERR unknown ack mode '-1'", prefix: true},
 		{args: []string{"TRIREME.ACK"}, want: `"async"`}, // unchanged by the refusals
 	})
+}
+
+// mlService reports a multi-leader node's status.
+type mlService struct {
+	api.Service
+	st api.NodeStatus
+}
+
+func (m mlService) Status() api.NodeStatus { return m.st }
+
+func TestMultiLeaderInfoAndRole(t *testing.T) {
+	st := api.NodeStatus{ID: "n1", Role: "multi-leader", Mode: "multi-leader", LastIndex: 7, Conflicts: 3, ClockClamps: 1,
+		Streams: []api.StreamInfo{{Peer: "n2", PeerAcked: 7, Applied: 5, Known: 9, LagEntries: 4, LagMillis: 120, LastContactMs: 10, ClockOffsetMs: 1.5}}}
+	_, addr := mustServeConfig(t, mlService{apitest.NewFake("n2"), st}, DefaultConfig())
+	rdb := mustClient(t, addr)
+	ctx := context.Background()
+	info, err := rdb.Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"role:master", "connected_slaves:0", "master_repl_offset:7", "trireme_mode:multi-leader",
+		"trireme_peer0:id=n2,peer_acked=7,applied=5,known=9,lag_entries=4,lag_ms=120,last_contact_ms=10,clock_offset_ms=1.500",
+		"trireme_conflicts:3", "trireme_clock_clamps:1"} {
+		if !strings.Contains(info, want) {
+			t.Fatalf("INFO replication lacks %q:\n%s", want, info)
+		}
+	}
+	role, err := rdb.Do(ctx, "ROLE").Slice()
+	if err != nil || len(role) != 3 || role[0] != "master" || role[1] != int64(7) {
+		t.Fatalf("ROLE: %v %v", role, err)
+	}
 }
