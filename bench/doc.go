@@ -18,8 +18,12 @@
 // people run: Trireme with each way it has of electing, etcd, Redis with
 // Sentinel and PostgreSQL with Patroni, by one probe client writing every
 // 10 ms through each system's own failover mechanism, which also counts the
-// acknowledged writes lost; a last part, falsefailover, counts elections
-// while the leader is alive, under jittery peer links and leader stalls.
+// acknowledged writes lost; falsefailover counts elections while the
+// leader is alive, under jittery peer links and leader stalls. A last part,
+// multileader, also run only when named, measures multi-leader mode: writes
+// acknowledged locally on every node against single-leader async writes,
+// conflicts under a contended workload, and how long the nodes take to
+// converge after a partition heals.
 //
 // It lives in its own module so that etcd's dependencies stay out of
 // Trireme's. It promises: every figure it reports was measured in the same

@@ -209,6 +209,7 @@ func Markdown(res *Results, charts []string) string {
 	writeSessions(&b, res)
 	writeIdempotency(&b, res)
 	writeRMW(&b, res)
+	writeMultiLeader(&b, res)
 	return b.String()
 }
 

@@ -57,6 +57,12 @@ type Profile struct {
 	// half of it).
 	FalseFailoverDuration time.Duration
 	StallEvery            time.Duration
+	// The multileader part: MLWriteRate is the paced writer's rate
+	// (writes/s over the nodes) while one node is cut off from the others
+	// for MLPartition, MLPartitionReps times.
+	MLWriteRate     int
+	MLPartition     time.Duration
+	MLPartitionReps int
 }
 
 // Profiles returns the named profiles: "tiny" (the CI smoke test),
@@ -67,17 +73,20 @@ func Profiles() map[string]Profile {
 			Duration: time.Second, Keys: 1000, FailoverTrials: 1, CatchUpBytes: 2 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1,
 			LearnerTrials: 1, ReplicaBytes: 4 << 20, SnapshotBytes: 4 << 20, CatchUpTrials: 1, PhaseWindow: 500 * time.Millisecond,
-			FalseFailoverDuration: 3 * time.Second, StallEvery: 2 * time.Second},
+			FalseFailoverDuration: 3 * time.Second, StallEvery: 2 * time.Second,
+			MLWriteRate: 500, MLPartition: 2 * time.Second, MLPartitionReps: 1},
 		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
 			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200,
 			LearnerTrials: 3, ReplicaBytes: 256 << 20, SnapshotBytes: 256 << 20, CatchUpTrials: 3, PhaseWindow: 3 * time.Second,
-			FalseFailoverDuration: 20 * time.Second, StallEvery: 10 * time.Second},
+			FalseFailoverDuration: 20 * time.Second, StallEvery: 10 * time.Second,
+			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 3},
 		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
 			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
 			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5,
 			LearnerTrials: 5, ReplicaBytes: 2 << 30, SnapshotBytes: 1 << 30, CatchUpTrials: 3, PhaseWindow: 5 * time.Second,
-			FalseFailoverDuration: 5 * time.Minute, StallEvery: 30 * time.Second},
+			FalseFailoverDuration: 5 * time.Minute, StallEvery: 30 * time.Second,
+			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 5},
 	}
 }
 
@@ -128,7 +137,7 @@ type Config struct {
 var AllSystems = []string{"trireme", "redis", "etcd", "patroni"}
 
 // AllParts lists the parts, in the order they run.
-var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw", "falsefailover"}
+var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw", "falsefailover", "multileader"}
 
 // DefaultParts are the parts run when none are named.
 var DefaultParts = []string{"disk", "load", "failover", "catchup", "memory"}
@@ -171,6 +180,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Config.Profile %q: LearnerTrials, ReplicaBytes, SnapshotBytes, CatchUpTrials and PhaseWindow must be >= 1", p.Name)
 	case p.FalseFailoverDuration <= 0 || p.StallEvery <= 0:
 		return fmt.Errorf("bench: Config.Profile %q: FalseFailoverDuration %v and StallEvery %v must be > 0", p.Name, p.FalseFailoverDuration, p.StallEvery)
+	case p.MLWriteRate < 1 || p.MLPartition <= 0 || p.MLPartitionReps < 1:
+		return fmt.Errorf("bench: Config.Profile %q: MLWriteRate %d, MLPartition %v and MLPartitionReps %d must be > 0", p.Name, p.MLWriteRate, p.MLPartition, p.MLPartitionReps)
 	}
 	for _, s := range c.Systems {
 		if !slices.Contains(AllSystems, s) {
@@ -222,6 +233,10 @@ type Results struct {
 	Sessions    *SessionsResult    `json:"sessions,omitempty"`
 	Idempotency *IdempotencyResult `json:"idempotency,omitempty"`
 	RMW         *RMWResult         `json:"rmw,omitempty"`
+	// MultiLeader is the multileader part: multi-leader writes against
+	// single-leader async ones, conflicts under contention, convergence
+	// after a partition heals.
+	MultiLeader *MultiLeaderResult `json:"multi_leader,omitempty"`
 	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
 	// with (0: Go's default, every core).
 	NodeProcs int `json:"node_procs"`
@@ -429,6 +444,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		r.issue17Parts(ctx, step)
 		if cfg.has(cfg.Parts, "falsefailover") {
 			r.falseFailoverPart(ctx, step)
+		}
+		if cfg.has(cfg.Parts, "multileader") {
+			r.multiLeaderPart(ctx, step)
 		}
 	}
 	AddPeers(res.Load)

@@ -185,3 +185,58 @@ func TestSmokePeerTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeMultiLeader runs the multileader part with the tiny profile (a
+// 2 s partition) and checks that each of its three measurements produced
+// figures and a report section. It asserts no speed.
+func TestSmokeMultiLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke test starts real clusters; skipped with -short")
+	}
+	repo, err := FindRepo(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := Profiles()["tiny"]
+	var progress strings.Builder
+	cfg := Config{Profile: p, Systems: []string{"trireme"}, Parts: []string{"multileader"}, Repo: repo, WorkDir: t.TempDir(),
+		Progress: &progress, Seed: 1}
+	res, err := Run(ctx, cfg)
+	t.Log("progress:\n" + progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	x := res.MultiLeader
+	if x == nil {
+		t.Fatal("no multileader result")
+	}
+	if len(x.Runs) != 2*p.TargetRounds || len(x.Comparison.Versus) != 1 {
+		t.Errorf("write comparison: %d runs, %+v", len(x.Runs), x.Comparison)
+	}
+	for _, r := range x.Runs {
+		if r.Ops == 0 || r.Errors > 0 {
+			t.Errorf("%s round %d: %d ops, %d errors (first: %s)", sideName(r), r.Round, r.Ops, r.Errors, r.FirstError)
+		}
+	}
+	if c := x.Contended; c == nil || c.Acked == 0 || !c.Converged || c.KeysChecked != mlHotKeys || c.KeysDiffering != 0 || len(c.Nodes) != 3 {
+		t.Errorf("contended: %+v", c)
+	}
+	if v := x.Convergence; v == nil || len(v.Reps) != p.MLPartitionReps || v.Converged != len(v.Reps) || v.Reps[0].Backlog == 0 || v.Reps[0].Acked == 0 {
+		t.Errorf("convergence: %+v", v)
+	}
+	out := t.TempDir()
+	if err := WriteReport(res, out); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"## Multi-leader mode", "### Writes: ack=local", "### Conflicts under contention", "### Convergence after a partition heals"} {
+		if !strings.Contains(string(md), s) {
+			t.Errorf("report.md lacks %q", s)
+		}
+	}
+}

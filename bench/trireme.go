@@ -97,15 +97,29 @@ type TriremeSetup struct {
 	InsecurePeers bool
 	// NodeArgs are extra flags for every node (e.g. --log-retain 64MiB).
 	NodeArgs []string
-	Log      *slog.Logger
+	// Mode is the nodes' replication mode (trireme node --mode): "" or
+	// "single-leader", or MultiLeaderMode, whose nodes all accept writes;
+	// then there is no leader to wait for, and no read replicas.
+	Mode string
+	Log  *slog.Logger
 }
 
+// MultiLeaderMode is the replication mode in which every node accepts
+// writes (trireme node --mode multi-leader).
+const MultiLeaderMode = "multi-leader"
+
 // StartTriremeSetup starts the voters of the cluster s lays out under dir
-// and waits for a leader.
+// and waits for a leader (in multi-leader mode, for every node to answer).
 func StartTriremeSetup(ctx context.Context, binary, dir string, s TriremeSetup) (*Trireme, error) {
 	spec, err := cluster.FreeSpec(s.Voters)
 	if err != nil {
 		return nil, err
+	}
+	if s.Mode == MultiLeaderMode && s.Replicas > 0 {
+		return nil, errors.New("bench: a multi-leader cluster has no read replicas")
+	}
+	if s.Mode != "" && s.Mode != "single-leader" {
+		spec.Mode = s.Mode
 	}
 	if s.Replicas > 0 {
 		if spec, err = spec.WithFreeReplicas(s.Replicas); err != nil {
@@ -135,6 +149,9 @@ func StartTriremeSetup(ctx context.Context, binary, dir string, s TriremeSetup) 
 			t.Stop()
 			return nil, err
 		}
+	}
+	if s.Mode == MultiLeaderMode {
+		return t, nil
 	}
 	if _, err := cl.WaitLeader(wctx, ""); err != nil {
 		t.Stop()

@@ -32,6 +32,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no phase window", func(c *Config) { c.Profile.PhaseWindow = 0 }, "PhaseWindow"},
 		{"no false-failover duration", func(c *Config) { c.Profile.FalseFailoverDuration = 0 }, "FalseFailoverDuration"},
 		{"no stall interval", func(c *Config) { c.Profile.StallEvery = -time.Second }, "StallEvery"},
+		{"no multi-leader write rate", func(c *Config) { c.Profile.MLWriteRate = 0 }, "MLWriteRate"},
+		{"no partition", func(c *Config) { c.Profile.MLPartition = 0 }, "MLPartition"},
 		{"unknown system", func(c *Config) { c.Systems = []string{"mysql"} }, "Systems"},
 		{"unknown part", func(c *Config) { c.Parts = []string{"fuzz"} }, "Parts"},
 		{"no binary", func(c *Config) { c.Repo = "" }, "TriremeBin"},

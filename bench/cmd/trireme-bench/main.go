@@ -31,10 +31,13 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("trireme-bench", flag.ContinueOnError)
 	profile := fs.String("profile", "short", "tiny, short (about a minute) or full (under 20 minutes)")
 	systems := fs.String("systems", "trireme,redis,etcd", "systems to measure, comma-separated: "+strings.Join(bench.AllSystems, ", ")+"; in the failover part, trireme is three rows (failure detector fixed, adaptive, and the etcd coordinator; a variant whose flag trireme node lacks is reported skipped), redis is Redis with Sentinel (needs redis-sentinel) and patroni is PostgreSQL with Patroni over etcd (failover only; needs the Debian packages patroni, postgresql, etcd-server); a system not installed is reported skipped")
-	parts := fs.String("parts", strings.Join(bench.DefaultParts, ","), "parts to run, comma-separated: "+strings.Join(bench.AllParts, ", ")+" (learners, replica and snapshot, the measurements of issue 16, sessions, idempotency and rmw, those of issue 17, and falsefailover, issue 18's elections under jittery peer links and leader stalls, run only when named)")
+	parts := fs.String("parts", strings.Join(bench.DefaultParts, ","), "parts to run, comma-separated: "+strings.Join(bench.AllParts, ", ")+" (learners, replica and snapshot, the measurements of issue 16, sessions, idempotency and rmw, those of issue 17, falsefailover, issue 18's elections under jittery peer links and leader stalls, and multileader, multi-leader mode's writes against single-leader async ones, conflicts under contention and convergence after a partition heals, run only when named)")
 	failoverTrials := fs.Int("failover-trials", 0, "override the profile's failover trials per system (tiny 1, short 3, full 20)")
 	falseDuration := fs.Duration("false-failover-duration", 0, "override how long each falsefailover run writes (tiny 3s, short 20s, full 5m)")
 	stallEvery := fs.Duration("stall-every", 0, "override how often the falsefailover run with stalls stops the leader for 200 ms, the first after half of it (tiny 2s, short 10s, full 30s)")
+	mlRate := fs.Int("ml-rate", 0, "override the multileader part's paced write rate during a partition, writes/s over the 3 nodes (500 in every profile)")
+	mlPartition := fs.Duration("ml-partition", 0, "override how long the multileader part cuts a node off from the others (tiny 2s, short and full 10s)")
+	mlReps := fs.Int("ml-reps", 0, "override how many partitions the multileader part makes, one after the other (tiny 1, short 3, full 5)")
 	out := fs.String("out", "bench-results", "directory for report.md, results.json and the SVG charts")
 	procs := fs.Int("node-procs", -1, "GOMAXPROCS of each Trireme node and etcd member: -1 = this machine's cores shared among a cluster's processes (one per process on 2 cores, like Redis's one thread; less CPU per write, longer latency tails); 0 = Go's default (every core), as `trireme up` runs nodes")
 	bin := fs.String("trireme-bin", "", "trireme binary to run (default: build cmd/trireme from -repo)")
@@ -67,6 +70,15 @@ func run(args []string) int {
 	}
 	if *stallEvery > 0 {
 		p.StallEvery = *stallEvery
+	}
+	if *mlRate > 0 {
+		p.MLWriteRate = *mlRate
+	}
+	if *mlPartition > 0 {
+		p.MLPartition = *mlPartition
+	}
+	if *mlReps > 0 {
+		p.MLPartitionReps = *mlReps
 	}
 	if *rounds != -1 { // -1: the profile's; other negatives fail Validate, naming the field
 		p.TargetRounds = *rounds
