@@ -318,34 +318,40 @@ func (n *Node) run() {
 			return
 		case p := <-n.propCh:
 			n.propose(p)
-			for more := true; more; {
-				select {
-				case p := <-n.propCh:
-					n.propose(p)
-				default:
-					more = false
-				}
-			}
 		case m := <-n.msgCh:
 			n.step(m)
-			for more := true; more; {
-				select {
-				case m := <-n.msgCh:
-					n.step(m)
-				default:
-					more = false
-				}
-			}
 		case now := <-ticker.C:
 			n.core.Tick(now.UnixNano())
 			n.publish()
 		case f := <-n.ctlCh:
 			f()
 		}
+		n.drainInputs()
 		if err := n.processReady(); err != nil {
 			n.setFatal(err)
 			n.failAll(fmt.Errorf("%w: %v", api.ErrOutcomeUnknown, err))
 			<-n.stopCh
+			return
+		}
+	}
+}
+
+// maxBatchInputs bounds the proposals and messages taken into one Ready,
+// so that one fsync's batch stays bounded.
+const maxBatchInputs = 4096
+
+// drainInputs takes every proposal and peer message already queued, so
+// that they share the next Ready and its fsync: the writes that queued
+// while the last batch was being fsynced, and the entries peers streamed
+// meanwhile.
+func (n *Node) drainInputs() {
+	for range maxBatchInputs {
+		select {
+		case p := <-n.propCh:
+			n.propose(p)
+		case m := <-n.msgCh:
+			n.step(m)
+		default:
 			return
 		}
 	}

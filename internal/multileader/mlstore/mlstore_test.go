@@ -221,10 +221,6 @@ func TestPersistRefusesAndWritesNothing(t *testing.T) {
 		Changes: []multileader.Change{{Key: "k", State: valueState("a", 2, "v2")}},
 		Applied: []multileader.Position{{Origin: "a", Seq: 2}},
 	})
-	badState := valueState("a", 1, "x")
-	badState.Reg.Context = nil // a sibling its context does not cover
-	badEntry := put(3, "k", "v", 3)
-	badEntry.Dot.Node = "b"
 	tests := []struct {
 		name string
 		rd   multileader.Ready
@@ -232,8 +228,6 @@ func TestPersistRefusesAndWritesNothing(t *testing.T) {
 		{"gap", multileader.Ready{Entries: []multileader.Entry{put(4, "k", "v", 4)}}},
 		{"repeat", multileader.Ready{Entries: []multileader.Entry{put(2, "k", "v", 2)}}},
 		{"gap inside", multileader.Ready{Entries: []multileader.Entry{put(3, "k", "v", 3), put(5, "k", "v", 4)}}},
-		{"malformed entry", multileader.Ready{Entries: []multileader.Entry{badEntry}}},
-		{"invalid state", multileader.Ready{Entries: []multileader.Entry{put(3, "k", "v", 3)}, Changes: []multileader.Change{{Key: "j", State: badState}}}},
 		{"empty origin", multileader.Ready{Applied: []multileader.Position{{Origin: "", Seq: 1}}}},
 		{"negative conflict time", multileader.Ready{Conflicts: []multileader.Conflict{{Key: "k", Versions: []vclock.Sibling{{Time: ts(-1)}}}}}},
 	}
