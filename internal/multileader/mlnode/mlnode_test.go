@@ -19,7 +19,7 @@ import (
 
 // tcluster is n in-process nodes over an in-memory network.
 type tcluster struct {
-	t     *testing.T
+	t     testing.TB
 	net   *transport.Network
 	dir   string
 	ids   []string
@@ -27,7 +27,7 @@ type tcluster struct {
 	cfg   func(*Config)
 }
 
-func newCluster(t *testing.T, n int, tweak func(*Config)) *tcluster {
+func newCluster(t testing.TB, n int, tweak func(*Config)) *tcluster {
 	t.Helper()
 	tc := &tcluster{t: t, net: transport.NewNetwork(), dir: t.TempDir(), nodes: map[string]*Node{}, cfg: tweak}
 	for i := 1; i <= n; i++ {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/vclock"
@@ -53,7 +54,19 @@ type Store struct {
 	lastConflict uint64 // the highest conflict seq given out (dropped if none)
 	dropped      uint64 // conflict records dropped: those present are dropped+1..lastConflict
 	failed       error  // sticky: a batch that failed to commit
+
+	// states caches the encoded states of recently written keys, filled
+	// only by Persist after its batch committed (never by a read, which
+	// could race a Persist and cache a superseded state): every write on
+	// every node reads its key's state first, and Pebble's read path is
+	// most of a write's cost without it.
+	statesMu sync.RWMutex
+	states   map[string][]byte
 }
+
+// stateCacheKeys bounds the state cache; beyond it, an eighth of the
+// entries (Go's map order: arbitrary ones) is dropped.
+const stateCacheKeys = 1 << 16
 
 // Open opens or creates the store in dir (created if missing).
 func Open(dir string, cfg Config) (*Store, error) {
@@ -85,16 +98,21 @@ func Open(dir string, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// pebbleOptions keeps Pebble modest: Pebble's WAL on (Persist syncs it),
-// an 8 MiB block cache, 4 MiB memtables, one compaction at a time.
+// pebbleOptions keeps Pebble modest but fast to read: Pebble's WAL on
+// (Persist syncs it), a 64 MiB block cache and bloom filters (every write
+// on every node reads its key's state first, and a new key's read must
+// not touch every level's data blocks), 16 MiB memtables, one compaction
+// at a time.
 func (s *Store) pebbleOptions() *pebble.Options {
-	return &pebble.Options{
-		CacheSize:                  8 << 20,
-		MemTableSize:               4 << 20,
+	opts := &pebble.Options{
+		CacheSize:                  64 << 20,
+		MemTableSize:               16 << 20,
 		CompactionConcurrencyRange: func() (int, int) { return 1, 1 },
 		FormatMajorVersion:         pebble.FormatNewest,
 		Logger:                     pebbleLogger{s.log},
 	}
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by lower levels
+	return opts
 }
 
 // load checks the format (writing it into a new database) and loads the
@@ -271,9 +289,17 @@ func (s *Store) Get(key string) (multileader.KeyState, error) {
 		return multileader.KeyState{}, err
 	}
 	defer s.leave()
-	v, err := s.getRaw(stringKey(prefixState, key), fmt.Sprintf("the state of key %q", key))
-	if err != nil || v == nil {
-		return multileader.KeyState{}, err
+	s.statesMu.RLock()
+	v, ok := s.states[key]
+	s.statesMu.RUnlock()
+	if !ok {
+		var err error
+		if v, err = s.getRaw(stringKey(prefixState, key), "the state of a key"); err != nil {
+			return multileader.KeyState{}, fmt.Errorf("%w (key %q)", err, key)
+		}
+		if v == nil {
+			return multileader.KeyState{}, nil
+		}
 	}
 	return s.decodeStateRecord(key, v)
 }
@@ -514,7 +540,8 @@ func (s *Store) Persist(rd *multileader.Ready) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	last := s.LastSeq()
-	if err := s.batchRecords(b, rd, last); err != nil {
+	states := make([][]byte, len(rd.Changes)) // the changes' encodings, for the cache
+	if err := s.batchRecords(b, rd, last, states); err != nil {
 		return err
 	}
 	keepFrom := s.dropped + 1
@@ -533,6 +560,7 @@ func (s *Store) Persist(rd *multileader.Ready) error {
 	}
 	s.lastSeq.Store(last + uint64(len(rd.Entries)))
 	s.lastConflict += uint64(len(rd.Conflicts))
+	s.cacheStates(rd.Changes, states)
 	if keepFrom-1 > s.dropped {
 		s.log.Debug("mlstore: conflict records dropped", "dir", s.dir, "dropped", keepFrom-1-s.dropped, "max", s.cfg.MaxConflicts)
 		s.dropped = keepFrom - 1
@@ -546,7 +574,7 @@ func (s *Store) Persist(rd *multileader.Ready) error {
 // valid ones, and the codecs' round trips are fuzzed
 // (multileader.FuzzDecodeEntry, vclock's set and counter targets). A
 // conflict record (rare) is checked by decoding it.
-func (s *Store) batchRecords(b *pebble.Batch, rd *multileader.Ready, last uint64) error {
+func (s *Store) batchRecords(b *pebble.Batch, rd *multileader.Ready, last uint64, states [][]byte) error {
 	for i := range rd.Entries {
 		e := &rd.Entries[i]
 		if want := last + 1 + uint64(i); e.Seq != want {
@@ -556,7 +584,9 @@ func (s *Store) batchRecords(b *pebble.Batch, rd *multileader.Ready, last uint64
 	}
 	for i := range rd.Changes {
 		c := &rd.Changes[i]
-		_ = b.Set(stringKey(prefixState, c.Key), appendState(nil, &c.State), nil)
+		v := appendState(nil, &c.State)
+		states[i] = v
+		_ = b.Set(stringKey(prefixState, c.Key), v, nil)
 	}
 	for _, p := range rd.Applied {
 		if p.Origin == "" || len(p.Origin) > vclock.MaxNodeIDLen {
@@ -570,6 +600,32 @@ func (s *Store) batchRecords(b *pebble.Batch, rd *multileader.Ready, last uint64
 		}
 	}
 	return nil
+}
+
+// cacheStates records the committed states of changes (encoded) in the
+// state cache.
+func (s *Store) cacheStates(changes []multileader.Change, states [][]byte) {
+	if len(changes) == 0 {
+		return
+	}
+	s.statesMu.Lock()
+	defer s.statesMu.Unlock()
+	if s.states == nil {
+		s.states = make(map[string][]byte)
+	}
+	if len(s.states)+len(changes) > stateCacheKeys {
+		drop := max(stateCacheKeys/8, len(s.states)+len(changes)-stateCacheKeys)
+		for k := range s.states {
+			if drop == 0 {
+				break
+			}
+			delete(s.states, k)
+			drop--
+		}
+	}
+	for i, c := range changes {
+		s.states[c.Key] = states[i]
+	}
 }
 
 // trim adds to b the deletions that bound the conflict log to MaxConflicts
