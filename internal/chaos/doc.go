@@ -25,4 +25,19 @@
 // faults heal, the cluster elects a leader and every node converges to the
 // same state. A run that breaks any of this reports anomalies and keeps its
 // folder: history.json, porcupine's lin-KEY.html, and logs/ID.log per node.
+//
+// Multi-leader runs (RunConfig.Mode = ModeMultiLeader; multileader.go and
+// mlchecker.go) start every node with --mode multi-leader and --conflicts
+// (lww or siblings), inject partitions, kills, pauses, slow and lossy
+// links (no leadership transfer, no membership change), and run their own
+// workload against random nodes: unique inserts, blind writes of distinct
+// values to a few contended keys, and increments without idempotency
+// keys. After healing, every node must apply every peer's stream to its
+// end (how long that takes is the convergence time) and hold the same
+// state of every key (value, siblings, causal context); every write
+// acknowledged (or answered 504 as durable on its node) must be a final
+// value or sibling, a loser in some node's conflict log, or (LWW only)
+// possibly overwritten by a later write; every unique insert so
+// acknowledged must be present everywhere; and every counter must lie
+// between the sum of such increments and that sum plus the unknown ones.
 package chaos

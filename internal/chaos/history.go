@@ -56,6 +56,8 @@ type Op struct {
 	IdemKey   string `json:"idem_key,omitempty"`
 	Attempt   int    `json:"attempt,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	// By is the increment of a multi-leader add (KindAdd).
+	By int64 `json:"by,omitempty"`
 }
 
 // FaultEvent is one injected fault: when it began and ended (ns since the history began).
@@ -101,7 +103,7 @@ func (h *History) Complete(id int, r Result) {
 	op.Return = now
 	op.Outcome, op.Found, op.Index, op.Term, op.Err = r.Outcome, r.Found, r.Index, r.Term, r.Err
 	op.Status, op.RepToken, op.Duplicate = r.Status, r.Token, r.Duplicate
-	if op.Kind == KindGet || op.Kind == KindIncr {
+	if op.Kind == KindGet || op.Kind == KindIncr || op.Kind == KindAdd {
 		op.Value = r.Value
 	}
 }

@@ -40,8 +40,12 @@ type NemesisConfig struct {
 	// at a time: its cycles run beside the other faults (membership.go).
 	Membership MembershipConfig
 	// Seed drives every choice: kinds, victims, durations.
-	Seed   uint64
-	Logger *slog.Logger
+	Seed uint64
+	// MultiLeader: the cluster has no leader, so kills and pauses pick
+	// random nodes and partitions skip the "leader" variant (a "halves"
+	// minority of one isolates a node just as well).
+	MultiLeader bool
+	Logger      *slog.Logger
 }
 
 // Nemesis injects faults into a Cluster, one at a time, and records them.
@@ -292,7 +296,7 @@ func (n *Nemesis) shuffled() []string {
 // victim picks and claims for who the leader (with probability pLeader, if
 // one is known and free) or a random free voter; "" if every voter is held.
 func (n *Nemesis) victim(ctx context.Context, pLeader float64, who string) (string, uint64, bool) {
-	return n.claimVoter(ctx, n.rnd.Float64() < pLeader, n.rnd, who)
+	return n.claimVoter(ctx, n.rnd.Float64() < pLeader && !n.cfg.MultiLeader, n.rnd, who)
 }
 
 // stableLeader returns the leader and its term if a majority of the nodes
@@ -435,6 +439,9 @@ func (n *Nemesis) inject(ctx context.Context, kind string) (heal func()) {
 func (n *Nemesis) partition(ctx context.Context) func() {
 	ids := n.shuffled()
 	variants := []string{"halves", "leader", "oneway", "bridge"}
+	if n.cfg.MultiLeader {
+		variants = []string{"halves", "oneway", "bridge"}
+	}
 	v := variants[n.rnd.IntN(len(variants))]
 	var detail string
 	switch v {

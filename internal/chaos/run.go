@@ -31,6 +31,11 @@ type RunConfig struct {
 	// Binary is the trireme executable; Dir holds everything the run writes
 	// (data, logs, history, visualizations).
 	Binary, Dir string
+	// Mode is the replication mode: "" or ModeSingleLeader, or
+	// ModeMultiLeader (multileader.go: its own workload and checks; see
+	// DefaultMultiLeaderRunConfig). Conflicts is a multi-leader cluster's
+	// --conflicts, PolicyLWW (the default) or PolicySiblings.
+	Mode, Conflicts string
 	// Nodes in the cluster (3 or 5 typically).
 	Nodes int
 	// Duration of the workload under faults (recovery and checks come after).
@@ -40,8 +45,11 @@ type RunConfig struct {
 	// Faults are the fault kinds (FaultKinds); empty = none.
 	Faults []string
 	// Acks are the ack modes written (a key is written with one mode only).
+	// Multi-leader: local, all, majority or a number K of other nodes,
+	// chosen per operation (MultiLeaderAckModes).
 	Acks []string
-	// Reads are the read levels used.
+	// Reads are the read levels used (single-leader; multi-leader reads
+	// are local).
 	Reads []string
 	// Protocols are the client protocols ("http", "resp"); workers alternate.
 	Protocols []string
@@ -73,8 +81,12 @@ type RunConfig struct {
 	// nodes; they alternate among Protocols.
 	SessionClients int
 	// CounterClients increment Counters keys with idempotency keys and
-	// retries (counter.go; HTTP).
+	// retries (counter.go; HTTP). Multi-leader: the workers increment
+	// Counters keys, without idempotency keys.
 	CounterClients, Counters int
+	// ContendedKeys (multi-leader) are the keys every node writes, to make
+	// conflicts.
+	ContendedKeys int
 	// CASClients read and compare-and-set one register (cas.go; HTTP).
 	CASClients int
 	// Logger receives progress; nil discards.
@@ -100,6 +112,21 @@ func (c *RunConfig) membership() bool { return slices.Contains(c.Faults, "member
 
 // Validate names the first bad field.
 func (c *RunConfig) Validate() error {
+	if err := c.validateCommon(); err != nil {
+		return err
+	}
+	switch c.Mode {
+	case "", ModeSingleLeader:
+	case ModeMultiLeader:
+		return c.validateMultiLeader()
+	default:
+		return fmt.Errorf("chaos: RunConfig.Mode %q: want %q or %q", c.Mode, ModeSingleLeader, ModeMultiLeader)
+	}
+	return c.validateSingleLeader()
+}
+
+// validateCommon checks the fields every mode uses.
+func (c *RunConfig) validateCommon() error {
 	switch {
 	case c.Binary == "":
 		return errors.New("chaos: RunConfig.Binary is empty")
@@ -109,16 +136,8 @@ func (c *RunConfig) Validate() error {
 		return fmt.Errorf("chaos: RunConfig.Nodes %d must be >= 1", c.Nodes)
 	case c.Duration <= 0:
 		return fmt.Errorf("chaos: RunConfig.Duration %v must be > 0", c.Duration)
-	case len(c.Acks) == 0:
-		return errors.New("chaos: RunConfig.Acks is empty")
-	case len(c.Reads) == 0:
-		return errors.New("chaos: RunConfig.Reads is empty")
-	case len(c.Protocols) == 0:
-		return errors.New("chaos: RunConfig.Protocols is empty")
 	case c.Workers < 1:
 		return fmt.Errorf("chaos: RunConfig.Workers %d must be >= 1", c.Workers)
-	case c.KeysPerAck < 1:
-		return fmt.Errorf("chaos: RunConfig.KeysPerAck %d must be >= 1", c.KeysPerAck)
 	case c.HoldMax < c.HoldMin || c.GapMax < c.GapMin || c.GapMin <= 0:
 		return errors.New("chaos: RunConfig hold/gap bounds are inverted or the gap is not > 0")
 	case c.CheckTimeout <= 0:
@@ -126,6 +145,21 @@ func (c *RunConfig) Validate() error {
 	case c.SessionClients < 0 || c.CounterClients < 0 || c.CASClients < 0:
 		return fmt.Errorf("chaos: RunConfig.SessionClients %d, CounterClients %d, CASClients %d: want >= 0",
 			c.SessionClients, c.CounterClients, c.CASClients)
+	}
+	return nil
+}
+
+// validateSingleLeader is the rest of Validate for a single-leader run.
+func (c *RunConfig) validateSingleLeader() error {
+	switch {
+	case len(c.Acks) == 0:
+		return errors.New("chaos: RunConfig.Acks is empty")
+	case len(c.Reads) == 0:
+		return errors.New("chaos: RunConfig.Reads is empty")
+	case len(c.Protocols) == 0:
+		return errors.New("chaos: RunConfig.Protocols is empty")
+	case c.KeysPerAck < 1:
+		return fmt.Errorf("chaos: RunConfig.KeysPerAck %d must be >= 1", c.KeysPerAck)
 	case c.CounterClients > 0 && c.Counters < 1:
 		return fmt.Errorf("chaos: RunConfig.Counters %d must be >= 1 with CounterClients", c.Counters)
 	}
@@ -190,6 +224,10 @@ type Report struct {
 	Sessions SessionStats `json:"sessions"`
 	Counters CounterStats `json:"counters"`
 	CAS      CASStats     `json:"cas"`
+	// ML holds a multi-leader run's figures (nil in single-leader runs,
+	// whose linearizability, set, failover and recovery figures it
+	// replaces; RecoveryTime is then its convergence time).
+	ML *MLStats `json:"multi_leader,omitempty"`
 }
 
 // FailoverPercentiles returns p50 and p99 of detection, election and first
@@ -209,6 +247,13 @@ func (r *Report) FailoverPercentiles() (detect, elect, write [2]time.Duration) {
 // Summary is a human-readable account of the run.
 func (r *Report) Summary() string {
 	var b strings.Builder
+	if r.ML != nil {
+		fmt.Fprintf(&b, "seed %d, %d nodes: %d ops (%v); %d reads checked for written values\n", r.Seed, r.Nodes, r.Ops, r.ByOutcome, r.ReadsChecked)
+		b.WriteString(r.faultSummary())
+		b.WriteString(r.ML.summary())
+		b.WriteString(r.anomalySummary())
+		return b.String()
+	}
 	fmt.Fprintf(&b, "seed %d, %d nodes: %d ops (%v); linearizability checked %d ops on %d keys",
 		r.Seed, r.Nodes, r.Ops, r.ByOutcome, r.LinOps, r.LinKeys)
 	if len(r.Inconclusive) > 0 {
@@ -217,16 +262,7 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "; %d reads checked for written values\n", r.ReadsChecked)
 	fmt.Fprintf(&b, "set: acknowledged %v, missing %v (journaled %v), unknown %v; rollback entries %d\n",
 		r.Set.Acked, r.Set.Lost, r.Set.Journaled, r.Set.Unknown, r.Rollbacks)
-	kinds := make([]string, 0, len(r.Faults))
-	for k := range r.Faults {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	var fs []string
-	for _, k := range kinds {
-		fs = append(fs, fmt.Sprintf("%s=%d", k, r.Faults[k]))
-	}
-	fmt.Fprintf(&b, "faults: %s\n", strings.Join(fs, " "))
+	b.WriteString(r.faultSummary())
 	d, e, w := r.FailoverPercentiles()
 	n := 0
 	for _, f := range r.Failovers {
@@ -265,6 +301,27 @@ func (r *Report) Summary() string {
 			fmt.Fprintf(&b, "  rejoin postponed %s\n", p)
 		}
 	}
+	b.WriteString(r.anomalySummary())
+	return b.String()
+}
+
+// faultSummary is the summary's line of faults injected, by kind.
+func (r *Report) faultSummary() string {
+	kinds := make([]string, 0, len(r.Faults))
+	for k := range r.Faults {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var fs []string
+	for _, k := range kinds {
+		fs = append(fs, fmt.Sprintf("%s=%d", k, r.Faults[k]))
+	}
+	return fmt.Sprintf("faults: %s\n", strings.Join(fs, " "))
+}
+
+// anomalySummary is the summary's count of anomalies and the first 20.
+func (r *Report) anomalySummary() string {
+	var b strings.Builder
 	fmt.Fprintf(&b, "anomalies: %d\n", len(r.Anomalies))
 	for i, a := range r.Anomalies {
 		if i == 20 {
@@ -301,6 +358,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.multiLeader() {
+		return runMultiLeader(ctx, cfg, log)
 	}
 	ccfg := ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes,
 		ClusterID: fmt.Sprintf("chaos-%d", cfg.Seed),

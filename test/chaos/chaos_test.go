@@ -20,6 +20,15 @@
 // long profile. Both need named peers (chaos.CheckNamedPeers) and skip
 // without them.
 //
+// TestChaosMultiLeader (default suite) runs multi-leader clusters (--mode
+// multi-leader), one run per conflict policy (-chaos.conflicts=lww or
+// siblings runs one): unique inserts, blind writes to contended keys and
+// increments on random nodes under partitions, kills and pauses; after
+// healing every node must converge to the same state, every acknowledged
+// write be final, a sibling, a conflict loser or causally overwritten,
+// and every counter lie between the acknowledged and the acknowledged plus
+// unknown increments. -chaos.mode=multi-leader runs the long profile so.
+//
 // Targeted scenarios that random faults rarely produce have tests of their
 // own (TestIsolatedLeaderAsyncWritesJournaled, TestPausedLeaderServesNoStaleRead).
 // See internal/chaos/DESIGN.md.
@@ -69,6 +78,9 @@ var (
 	flagSessions  = flag.Int("chaos.sessions", 4, "long profile: session clients (session reads from random nodes, writes with every ack mode)")
 	flagCounters  = flag.Int("chaos.counters", 2, "long profile: counter clients (idempotent increments retried through failovers)")
 	flagCAS       = flag.Int("chaos.cas", 3, "long profile: compare-and-set clients of one register")
+	flagMode      = flag.String("chaos.mode", "single-leader", "long profile: replication mode, single-leader or multi-leader (then -chaos.faults and -chaos.ack default to the multi-leader ones)")
+	flagConflicts = flag.String("chaos.conflicts", "", "multi-leader: the nodes' --conflicts, lww or siblings (TestChaosMultiLeader: only that subtest; long profile: default lww)")
+	flagContended = flag.Int("chaos.contended", 8, "multi-leader long profile: keys every node writes (fewer = more conflicts)")
 )
 
 var binary string
@@ -217,10 +229,56 @@ func TestChaosMembership(t *testing.T) {
 	mustRun(t, cfg, replay)
 }
 
+// TestChaosMultiLeader is the multi-leader profile: 3 nodes, partitions,
+// kills and pauses, HTTP and RESP writers; 20 s with LWW and 12 s with
+// siblings (about 35 s in all with recovery and checks).
+func TestChaosMultiLeader(t *testing.T) {
+	seed := baseSeed()
+	profiles := []struct {
+		policy string
+		dur    time.Duration
+	}{
+		{chaos.PolicyLWW, 20 * time.Second},
+		{chaos.PolicySiblings, 12 * time.Second},
+	}
+	ran := false
+	for i, p := range profiles {
+		if *flagConflicts != "" && *flagConflicts != p.policy {
+			continue
+		}
+		ran = true
+		t.Run(p.policy, func(t *testing.T) {
+			cfg := chaos.DefaultMultiLeaderRunConfig()
+			cfg.Seed = seed + uint64(i)
+			cfg.Conflicts, cfg.Duration = p.policy, p.dur
+			replay := fmt.Sprintf("go test ./test/chaos -run 'TestChaosMultiLeader/%s' -chaos.seed=%d -v", p.policy, seed)
+			mustRun(t, cfg, replay)
+		})
+	}
+	if !ran {
+		t.Fatalf("-chaos.conflicts=%q: want %s or %s", *flagConflicts, chaos.PolicyLWW, chaos.PolicySiblings)
+	}
+}
+
+// flagGiven reports whether flag name was set on the command line.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // TestChaosLong is the long profile; it runs only when -chaos.duration is set.
 func TestChaosLong(t *testing.T) {
 	if *flagDuration <= 0 {
 		t.Skip("long profile: set -chaos.duration (e.g. -chaos.duration=10m)")
+	}
+	switch *flagMode {
+	case chaos.ModeMultiLeader:
+		longMultiLeader(t)
+		return
+	case chaos.ModeSingleLeader:
+	default:
+		t.Fatalf("-chaos.mode=%q: want %s or %s", *flagMode, chaos.ModeSingleLeader, chaos.ModeMultiLeader)
 	}
 	cfg := chaos.DefaultRunConfig()
 	cfg.Seed = baseSeed()
@@ -278,4 +336,34 @@ func durRange(s string, dmin, dmax time.Duration) (time.Duration, time.Duration,
 		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
 	}
 	return lo, hi, nil
+}
+
+// longMultiLeader is the long profile with -chaos.mode=multi-leader.
+func longMultiLeader(t *testing.T) {
+	cfg := chaos.DefaultMultiLeaderRunConfig()
+	cfg.Seed = baseSeed()
+	cfg.Nodes, cfg.Duration, cfg.Workers = *flagNodes, *flagDuration, *flagWorkers
+	cfg.Faults, cfg.Protocols = chaos.MultiLeaderFaultKinds, list(*flagProtocols)
+	faults, acks := strings.Join(cfg.Faults, ","), strings.Join(cfg.Acks, ",")
+	if flagGiven("chaos.faults") {
+		faults, cfg.Faults = *flagFaults, list(*flagFaults)
+	}
+	if flagGiven("chaos.ack") {
+		acks, cfg.Acks = *flagAck, list(*flagAck)
+	}
+	if *flagConflicts != "" {
+		cfg.Conflicts = *flagConflicts
+	}
+	cfg.ContendedKeys = *flagContended
+	var err error
+	if cfg.HoldMin, cfg.HoldMax, err = durRange(*flagHold, cfg.HoldMin, cfg.HoldMax); err != nil {
+		t.Fatalf("-chaos.hold: %v", err)
+	}
+	if cfg.GapMin, cfg.GapMax, err = durRange(*flagGap, cfg.GapMin, cfg.GapMax); err != nil {
+		t.Fatalf("-chaos.gap: %v", err)
+	}
+	replay := fmt.Sprintf("go test ./test/chaos -run TestChaosLong -timeout 0 -chaos.mode=multi-leader -chaos.conflicts=%s -chaos.duration=%v -chaos.seed=%d -chaos.nodes=%d -chaos.faults=%s -chaos.ack=%s -chaos.protocols=%s -chaos.workers=%d -chaos.contended=%d -chaos.hold=%v-%v -chaos.gap=%v-%v -v",
+		cfg.Conflicts, cfg.Duration, cfg.Seed, cfg.Nodes, faults, acks, *flagProtocols, cfg.Workers, cfg.ContendedKeys,
+		cfg.HoldMin, cfg.HoldMax, cfg.GapMin, cfg.GapMax)
+	mustRun(t, cfg, replay)
 }
