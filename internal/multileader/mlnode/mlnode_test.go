@@ -341,3 +341,30 @@ func TestRefusesPeerMessagesThatLie(t *testing.T) {
 	}
 	tc.put("n1", "k", "still works", local)
 }
+
+// TestTimeoutsCountWallTime: a write's ack timeout is wall time even when
+// the run loop stalls (a long fsync): the ticks a stall swallowed are
+// given to the core afterwards, instead of the timeout stretching by them.
+func TestTimeoutsCountWallTime(t *testing.T) {
+	tc := newCluster(t, 2, nil)
+	tc.net.Isolate("n2")
+	n := tc.nodes["n1"]
+	o := api.WriteOptions{Ack: api.Ack{Mode: api.AckSync}, Timeout: 400 * time.Millisecond}
+	done := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() {
+		_, err := n.Put(context.Background(), []byte("k"), []byte("v"), o)
+		if !errors.Is(err, api.ErrWriteTimeout) {
+			t.Errorf("ack=all with the peer cut off: %v", err)
+		}
+		done <- time.Since(start)
+	}()
+	time.Sleep(20 * time.Millisecond) // the write is proposed
+	n.ctlCh <- func() { time.Sleep(time.Second) }
+	// 200 ticks of 2 ms: with the ticks replayed the write times out right
+	// after the stall (~1 s); a ticker alone would give one tick at the end
+	// of the stall and then need ~190 more (~1.4 s).
+	if d := <-done; d > 1250*time.Millisecond {
+		t.Fatalf("the 400 ms timeout fired after %v (a 1 s stall)", d)
+	}
+}

@@ -69,8 +69,10 @@ type Node struct {
 	pub atomic.Pointer[statusSnap]
 
 	// Owned by the run goroutine.
-	waiting map[uint64]*proposal
-	started time.Time
+	waiting   map[uint64]*proposal
+	started   time.Time
+	tickBase  time.Time // wall-clock start of the core's tick count
+	ticksDone int64     // ticks given to the core since tickBase
 
 	dropped atomic.Uint64 // peer messages refused (undecodable, forged, foreign engine)
 	lastLog atomic.Int64  // unix ns of the last refused-message warning
@@ -307,9 +309,28 @@ func (n *Node) refuse(what string, args ...any) {
 
 // The run loop.
 
+// tickUpTo gives the core one tick per Config.Tick of wall time since the
+// last: a time.Ticker drops the ticks that fall while the loop is busy
+// (a long fsync), and write timeouts and retransmissions count ticks.
+func (n *Node) tickUpTo(now time.Time) {
+	due := int64(now.Sub(n.tickBase) / n.cfg.Tick)
+	// At most maxCatchUpTicks at once: after a stall (a paused process)
+	// the protocol needs to move on, not to replay every tick it missed.
+	if due-n.ticksDone > maxCatchUpTicks {
+		n.ticksDone = due - maxCatchUpTicks
+	}
+	for ; n.ticksDone < due; n.ticksDone++ {
+		n.core.Tick(now.UnixNano())
+	}
+}
+
+// maxCatchUpTicks bounds the ticks given at once by tickUpTo.
+const maxCatchUpTicks = 1000
+
 func (n *Node) run() {
 	defer close(n.doneCh)
 	defer n.failAll(api.ErrStopped)
+	n.tickBase = time.Now()
 	ticker := time.NewTicker(n.cfg.Tick)
 	defer ticker.Stop()
 	for {
@@ -321,7 +342,7 @@ func (n *Node) run() {
 		case m := <-n.msgCh:
 			n.step(m)
 		case now := <-ticker.C:
-			n.core.Tick(now.UnixNano())
+			n.tickUpTo(now)
 			n.publish()
 		case f := <-n.ctlCh:
 			f()
