@@ -37,6 +37,40 @@
 // you and reads with it, for read-your-writes and monotonic reads from any
 // node.
 //
+// # Multi-leader clusters
+//
+// Against a multi-leader cluster (the nodes' /v1/status says "mode":
+// "multi-leader") there is no leader: every node accepts writes and serves
+// reads from its own copy. The client learns the mode from the /v1/status
+// round that would find a leader, then sends every write, and every read
+// that names no node, to its preferred node: the first endpoint, in
+// Config.Endpoints order, that answered. It sticks to that node, so that
+// it reads its own writes while the node is up. When a request to it fails
+// to connect or its connection breaks, the client moves to the next
+// endpoint after it (in that order, wrapping around) that answers a new
+// /v1/status round, and sticks to that one. Client.Mode says which mode
+// the client found.
+//
+// Every read there is local: "", "linearizable", "stale" and "local" are
+// sent as consistency=local. The nodes refuse session and bounded reads,
+// conditional writes, Append, Transfer and membership changes
+// (ErrNotSupported, a 400). A read returns the key's causal context
+// (ReadResult.Context) and, under the siblings policy, its concurrent
+// values (ReadResult.Siblings); a write that sends the context back
+// (WriteOptions.Context) replaces what that read saw. Client.Conflicts and
+// Client.ConflictsAt page through a node's conflict log; Status has the
+// peer streams.
+//
+// Multi-leader nodes keep no table of idempotency keys: a Put or Delete
+// retried after a broken connection is applied again (the same value: no
+// change under the lww policy, one more sibling under siblings). Incr sends
+// no key at all (the nodes refuse one on an increment, which a retry would
+// count twice) and is retried on another node only when the connection
+// could not be made; once sent, a broken connection is ErrOutcomeUnknown. A
+// write that missed its ack mode in time (ErrWriteTimeout) but is durable
+// on the node that took it is returned as it is, not retried: it still
+// replicates.
+//
 // Over HTTPS (https:// endpoints, or Config.TLS set), the client checks the
 // nodes' certificates against Config.TLS's roots (TLSConfig loads a CA
 // file); with Config.Token it sends "Authorization: Bearer TOKEN" on every
@@ -51,7 +85,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +146,17 @@ var (
 	// discarded in a failover (HTTP 409): the session will never see it.
 	// Start a new Session.
 	ErrRolledBack = errors.New("a write of the session was rolled back")
+	// ErrNotSupported: the node's replication mode does not offer the
+	// request (HTTP 400): on a multi-leader cluster, session and bounded
+	// reads, conditional writes (PutIfIndex, DeleteIfIndex), Append,
+	// Transfer, membership changes; on a single-leader one, Conflicts.
+	// It wraps ErrBadRequest.
+	ErrNotSupported = fmt.Errorf("%w: not supported in this replication mode", ErrBadRequest)
+	// ErrBadContext: a multi-leader node refused a write's causal context
+	// (WriteOptions.Context): malformed, from another cluster or for
+	// another key, or naming writes the node does not have yet; nothing
+	// was written (HTTP 400). It wraps ErrBadRequest.
+	ErrBadContext = fmt.Errorf("%w: invalid causal context", ErrBadRequest)
 	// ErrIdempotencyExpired: a write failed in a way that leaves its outcome
 	// unknown, and a retry would be sent after Config.IdempotencyWindow,
 	// when the nodes may have forgotten its idempotency key and could apply
@@ -267,9 +311,15 @@ type Client struct {
 	idemWindow   time.Duration // of a write's retries
 	noIdemKeys   bool
 	next         atomic.Uint64 // round-robin position of session and bounded reads
+	mode         atomic.Int32  // the cluster's replication mode, as the nodes last said: modeUnknown, ...
 
-	mu     sync.Mutex
-	leader string // cached leader endpoint, "" = unknown
+	mu sync.Mutex
+	// leader is the cached leader endpoint or, on a multi-leader cluster,
+	// the preferred node; "" = unknown.
+	leader string
+	// failed is, on a multi-leader cluster, the preferred node that last
+	// failed a request: the next one is chosen after it ("" = none).
+	failed string
 }
 
 // New returns a Client for cfg.
@@ -318,9 +368,20 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // WriteOptions say how a write is acknowledged. The zero value asks for the
 // node's default ack mode and timeout.
 type WriteOptions struct {
-	Ack      string        // "", "async", "semi-sync", "sync" or "majority"
+	// Ack is "", "async", "semi-sync", "sync" or "majority"; on a
+	// multi-leader cluster "local" (durable on the node that takes the
+	// write; the same as async), "all", "majority" or a number K of other
+	// nodes that must apply it durably ("2").
+	Ack      string
 	Replicas int           // for semi-sync (0 = the server's default, 1)
 	Timeout  time.Duration // 0 = the node's default
+	// Context (multi-leader) is the causal context of an earlier read of
+	// the key (ReadResult.Context), sent as X-Trireme-Context: the write
+	// replaces the versions that read saw (siblings included). "" is a
+	// blind write: under the lww policy it replaces what the node has,
+	// under siblings it becomes one more sibling. A context the node does
+	// not accept is ErrBadContext. Single-leader nodes ignore it.
+	Context string
 }
 
 // WriteResult is what a write achieved.
@@ -338,10 +399,22 @@ type WriteResult struct {
 	// Duplicate: the write was retried with its idempotency key and a node
 	// had already applied it; this is the first application's result.
 	Duplicate bool `json:"duplicate"`
+	// Endpoint is the node that answered (the leader; on a multi-leader
+	// cluster, the node that took the write). Not set in Error.Result.
+	Endpoint string `json:"-"`
 }
 
 // Reached describes, for a person, what the write achieved.
 func (r WriteResult) Reached() string {
+	if r.Term == 0 && r.Index > 0 {
+		// A multi-leader write: Index is its place in the stream of the
+		// node that took it, Replicas the other nodes that applied it.
+		where := "durable on no node yet"
+		if r.LeaderDurable {
+			where = fmt.Sprintf("durable on the node that took it and %d other node(s)", r.Replicas)
+		}
+		return fmt.Sprintf("%s, at index %d of that node's stream", where, r.Index)
+	}
 	return api.WriteResult{Index: r.Index, Term: r.Term, Replicas: r.Replicas,
 		Committed: r.Committed, LeaderDurable: r.LeaderDurable}.Reached()
 }
@@ -351,11 +424,16 @@ type ReadOptions struct {
 	// Consistency is "" or "linearizable" (through the leader), "stale"
 	// (any node's applied state), "session" (any node that has applied
 	// Session, else the leader) or "bounded" (any node within MaxLag and/or
-	// MaxLagEntries of the leader, else the leader).
+	// MaxLagEntries of the leader, else the leader). "local" is a stale
+	// read. On a multi-leader cluster every read is local (the node's own
+	// copy), whichever of "", "linearizable", "stale" and "local" is
+	// given; session and bounded reads are refused there (ErrNotSupported).
 	Consistency string
-	// Endpoint, for stale, session and bounded reads, names the node to
-	// read from (default: stale reads take the first endpoint that answers;
-	// session and bounded reads go round-robin over the endpoints).
+	// Endpoint, for stale, local, session and bounded reads, and for every
+	// read on a multi-leader cluster, names the node to read from (default:
+	// stale reads take the first endpoint that answers; session and
+	// bounded reads go round-robin over the endpoints; multi-leader reads
+	// go to the client's preferred node, the one its writes go to).
 	Endpoint string
 	// Session is the session token of a session read: of an earlier reply
 	// ("" = a new session). A Session passes it for you.
@@ -392,6 +470,15 @@ type ReadResult struct {
 	// Session is the read's session token: pass it to the session's next
 	// read (a Session does).
 	Session string
+	// Context (multi-leader) is the key's causal context as the node read
+	// it, found or not (also after ErrNotFound): opaque; give it back in
+	// WriteOptions.Context to replace what this read saw. "" from a
+	// single-leader node.
+	Context string
+	// Siblings (multi-leader, --conflicts siblings) lists the key's
+	// concurrent values when it has more than one; Value is the first.
+	// nil for a key with one value.
+	Siblings []Sibling
 }
 
 // FollowerInfo is the leader's view of one follower.
@@ -418,7 +505,22 @@ type Status struct {
 	AppliedIndex uint64         `json:"applied_index"`
 	LagMillis    int64          `json:"lag_ms"`
 	Followers    []FollowerInfo `json:"followers,omitempty"`
+	// Mode is the node's replication mode: "single-leader" or
+	// "multi-leader" ("" from a node that predates modes: single-leader).
+	// A multi-leader node's Role is "multi-leader", its Leader is empty,
+	// and LastIndex is the end of its own stream of writes.
+	Mode string `json:"mode,omitempty"`
+	// Multi-leader: per peer, how far each node applied the other's
+	// stream; the conflicts this node recorded (Client.ConflictsAt lists
+	// them); the peer timestamps it did not follow because they were more
+	// than its --max-clock-offset ahead.
+	Streams     []StreamInfo `json:"streams,omitempty"`
+	Conflicts   uint64       `json:"conflicts,omitempty"`
+	ClockClamps uint64       `json:"clock_clamps,omitempty"`
 }
+
+// MultiLeader reports whether the node runs in multi-leader mode.
+func (s Status) MultiLeader() bool { return s.Mode == ModeMultiLeader }
 
 // Rollback is one write a node discarded from its log (and journaled).
 type Rollback struct {
@@ -445,50 +547,75 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 	if len(key) == 0 {
 		return ReadResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
 	}
-	p := kvPath(key) + "?" + o.query().Encode()
 	var out ReadResult
 	read := func(ep string) error {
-		body, err := c.do(ctx, http.MethodGet, ep, p, nil)
+		q := o.query()
+		if c.multiLeader() && localRead(o.Consistency) {
+			q.Set("consistency", "local") // what the other words mean there
+		}
+		body, err := c.do(ctx, http.MethodGet, ep, kvPath(key)+"?"+q.Encode(), nil)
 		s.observe(body, err)
 		if errors.Is(err, ErrNotFound) {
-			out = ReadResult{Endpoint: ep, Session: sessionOf(body)}
+			out = ReadResult{Endpoint: ep, Session: sessionOf(body), Context: contextOf(body)}
 		}
 		if err != nil {
 			return err
 		}
 		var r struct {
-			Value      string `json:"value"`
-			Encoding   string `json:"encoding"`
-			Index      uint64 `json:"index"`
-			LagMillis  int64  `json:"lag_ms"`
-			LagEntries uint64 `json:"lag_entries"`
-			Session    string `json:"session"`
+			Value      string         `json:"value"`
+			Encoding   string         `json:"encoding"`
+			Index      uint64         `json:"index"`
+			LagMillis  int64          `json:"lag_ms"`
+			LagEntries uint64         `json:"lag_entries"`
+			Session    string         `json:"session"`
+			Context    string         `json:"context"`
+			Siblings   []siblingReply `json:"siblings"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return fmt.Errorf("%s: bad reply: %w", ep, err)
 		}
-		v := []byte(r.Value)
-		if r.Encoding == "base64" {
-			if v, err = base64.StdEncoding.DecodeString(r.Value); err != nil {
-				return fmt.Errorf("%s: bad base64 value: %w", ep, err)
-			}
+		v, err := decodeValue(r.Value, r.Encoding)
+		if err != nil {
+			return fmt.Errorf("%s: bad base64 value: %w", ep, err)
 		}
-		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep, Session: r.Session}
+		sibs, err := siblingsOf(ep, r.Siblings)
+		if err != nil {
+			return err
+		}
+		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep, Session: r.Session,
+			Context: r.Context, Siblings: sibs}
 		return nil
 	}
-	switch o.Consistency {
-	case "stale", "session", "bounded":
-		if o.Endpoint != "" {
-			ep, err := normalize(o.Endpoint, c.scheme)
-			if err != nil {
-				return out, fmt.Errorf("%w: %v", ErrBadRequest, err)
-			}
-			return out, read(ep)
+	at := func(endpoint string) error {
+		ep, err := normalize(endpoint, c.scheme)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
-		if o.Consistency == "stale" {
+		return read(ep)
+	}
+	switch o.Consistency {
+	case "stale", "session", "bounded", "local":
+		if o.Endpoint != "" {
+			return out, at(o.Endpoint)
+		}
+		if c.multiLeader() && localRead(o.Consistency) {
+			return out, c.toLeader(ctx, read) // the preferred node
+		}
+		if o.Consistency == "stale" || o.Consistency == "local" {
 			return out, c.anyEndpoint(ctx, read)
 		}
 		return out, c.spread(ctx, read)
+	}
+	if o.Endpoint != "" {
+		// A node named for a linearizable read matters only on a
+		// multi-leader cluster, where every read is local.
+		ml, err := c.isMultiLeader(ctx)
+		if err != nil {
+			return out, err
+		}
+		if ml {
+			return out, at(o.Endpoint)
+		}
 	}
 	return out, c.toLeader(ctx, read)
 }
@@ -564,7 +691,8 @@ func (c *Client) Transfer(ctx context.Context, to string) error {
 	return err
 }
 
-// Leader returns the leader's endpoint, discovering it if needed.
+// Leader returns the leader's endpoint, discovering it if needed. A
+// multi-leader cluster has none: ErrNotSupported.
 func (c *Client) Leader(ctx context.Context) (string, error) {
 	var ep string
 	err := c.retry(ctx, func() error {
@@ -572,6 +700,9 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 		ep, err = c.findLeader(ctx)
 		return err
 	})
+	if err == nil && c.multiLeader() {
+		return "", fmt.Errorf("%w: a multi-leader cluster has no leader: every node accepts writes", ErrNotSupported)
+	}
 	return ep, err
 }
 
@@ -582,9 +713,16 @@ func (c *Client) setLeader(ep string) {
 }
 
 // findLeader asks every endpoint for its status; a leader wins, else the
-// leader a node names.
+// leader a node names. On a multi-leader cluster it returns the preferred
+// node instead: the first endpoint that answered. It records the mode the
+// nodes report.
 func (c *Client) findLeader(ctx context.Context) (string, error) {
 	sts := c.Statuses(ctx)
+	c.setMode(sts)
+	if ep, ok := c.preferred(sts); ok {
+		c.setLeader(ep)
+		return ep, nil
+	}
 	named := ""
 	var errs []error
 	for _, s := range sts {
@@ -646,8 +784,9 @@ func (c *Client) retry(ctx context.Context, f func() error) error {
 	}
 }
 
-// toLeader runs f against the leader, rediscovering it on a connection error
-// or a not-leader reply, and retrying while there is none.
+// toLeader runs f against the leader (on a multi-leader cluster, the
+// preferred node), rediscovering it on a connection error or a not-leader
+// reply, and retrying while there is none.
 func (c *Client) toLeader(ctx context.Context, f func(ep string) error) error {
 	return c.retry(ctx, func() error { return c.leaderOnce(ctx, f) })
 }
@@ -675,6 +814,11 @@ func (c *Client) leaderOnce(ctx context.Context, f func(ep string) error) error 
 		return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader), errors.Is(err, ErrRemoved):
 		c.setLeader("")
+		if c.multiLeader() {
+			c.mu.Lock()
+			c.failed = ep // the next preferred node is one after it
+			c.mu.Unlock()
+		}
 	}
 	return err
 }
@@ -745,7 +889,11 @@ func (c *Client) doWith(ctx context.Context, method, ep, path string, body []byt
 		if tlsFailed(err) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrTLS, ep, err)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
+		uerr := fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
+		if dialFailed(err) {
+			return nil, notSentError{uerr}
+		}
+		return nil, uerr
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -774,6 +922,10 @@ func (c *Client) doWith(ctx context.Context, method, ep, path string, body []byt
 		// net/http's own reply on a TLS port.
 		e.kind = ErrTLS
 		e.Message += " (use an https:// endpoint)"
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(eb.Error, api.ErrNotSupported.Error()):
+		e.kind = ErrNotSupported
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(eb.Error, api.ErrBadContext.Error()):
+		e.kind = ErrBadContext
 	case resp.StatusCode == http.StatusNotFound && kv:
 		e.kind = ErrNotFound
 	case resp.StatusCode == http.StatusPreconditionFailed && kv:

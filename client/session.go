@@ -35,6 +35,11 @@ import (
 // ErrRolledBack: the session can never see that write; start a new one.
 // Tokens are opaque text: Token and Client.ResumeSession carry a session
 // across processes.
+//
+// A multi-leader cluster has no single order of writes, so no session
+// tokens: its nodes refuse session reads (ErrNotSupported). A client
+// reads its own writes there as long as its preferred node stays up (see
+// the package comment).
 type Session struct {
 	c *Client
 

@@ -50,6 +50,16 @@ func (c *Client) DeleteIfIndex(ctx context.Context, key []byte, index uint64, o 
 // 64-bit integer (an absent key is 0), and returns the new value, with the
 // node's default ack mode. ErrNotInteger if the value is not such an
 // integer, ErrOverflow if the sum would not be one.
+//
+// On a multi-leader cluster the key is a counter that every node
+// increments (concurrent increments on different nodes all count; Incr of
+// a key that holds a value is ErrNotInteger) and the call carries no
+// idempotency key: the nodes refuse one on an increment, since they cannot
+// recognise a retry. So an Incr whose outcome is unknown is not retried: a
+// connection that broke after the request was sent returns
+// ErrOutcomeUnknown (wrapping ErrUnavailable) and ErrWriteTimeout comes
+// back at once; only a node that could not be connected to at all is
+// replaced by another.
 func (c *Client) Incr(ctx context.Context, key []byte, by int64) (int64, error) {
 	return c.incr(ctx, key, by, nil)
 }
@@ -134,17 +144,22 @@ func (c *Client) idempotent(w *writeCall) bool {
 	return !c.noIdemKeys && (w.command() || w.o.Ack != "async")
 }
 
-// write sends w to the leader and retries it: while there is no leader or
-// no endpoint answers (up to RetryFor), and, with an idempotency key, after
-// an unknown outcome (up to WriteRetries times, within the idempotency
-// window). s, if not nil, takes the token of every reply.
+// write sends w to the leader (on a multi-leader cluster, the preferred
+// node) and retries it: while there is no leader or no endpoint answers
+// (up to RetryFor), and, with an idempotency key, after an unknown outcome
+// (up to WriteRetries times, within the idempotency window). s, if not
+// nil, takes the token of every reply.
+//
+// On a multi-leader cluster an increment goes without its idempotency key
+// and is retried only when it was not sent (see Incr), and a write that
+// timed out but is durable on the node that took it is not retried.
 func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply, error) {
 	if len(w.key) == 0 {
 		return writeReply{}, fmt.Errorf("%w: empty key", ErrBadRequest)
 	}
 	var hdr http.Header
 	if c.idempotent(&w) {
-		hdr = http.Header{"Idempotency-Key": {newIdempotencyKey()}}
+		hdr = http.Header{idempotencyKeyHeader: {newIdempotencyKey()}}
 	}
 	if tok := s.writeToken(); tok != "" {
 		// The leader refuses the write (ErrRolledBack, nothing written) if
@@ -154,6 +169,14 @@ func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply
 		}
 		hdr.Set("X-Trireme-Session", tok)
 	}
+	keyed := hdr != nil
+	if w.o.Context != "" {
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set(contextHeader, w.o.Context)
+	}
+	incr := w.op == "incr"
 	path := w.path()
 	first := time.Now()
 	deadline := first.Add(c.retryFor)
@@ -161,15 +184,24 @@ func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply
 	retries := 0
 	var unknown error // the last failure after which the write may have been applied
 	for {
-		rep, err := c.writeOnce(ctx, w.method, path, w.value, hdr, s)
+		rep, err := c.writeOnce(ctx, w.method, path, w.value, hdr, incr, s)
 		if err == nil {
 			if rep.Duplicate && unknown != nil && !duplicateMeets(w.o.Ack) {
 				return rep, unconfirmed(unknown, rep, w.o.Ack)
 			}
 			return rep, nil
 		}
+		ml := c.multiLeader()
 		switch {
-		case hdr != nil && (errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)):
+		case ml && incr && rep.endpoint != "" && errors.Is(err, ErrUnavailable) && maybeSent(err):
+			// Sent without a key: a retry might count it twice.
+			return rep, fmt.Errorf("%w: the increment was sent to %s and the connection failed; it was not retried, since a multi-leader node cannot tell a retry from a new increment: %w",
+				ErrOutcomeUnknown, rep.endpoint, err)
+		case ml && errors.Is(err, ErrWriteTimeout) && durableThere(err):
+			// The node says where the write is: durable there, it will
+			// still replicate. A retry would write it again.
+			return rep, err
+		case keyed && !(ml && incr) && (errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)):
 			retries++
 			if c.writeRetries < 0 || retries > c.writeRetries {
 				return rep, err
@@ -191,19 +223,26 @@ func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply
 			return rep, fmt.Errorf("%w (while retrying: %w)", serr, err)
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
-		if hdr != nil && unknown != nil && time.Since(first) >= c.idemWindow {
+		if keyed && unknown != nil && time.Since(first) >= c.idemWindow {
 			return rep, fmt.Errorf("%w: %v since its first attempt, window %v; last attempt: %w",
 				ErrIdempotencyExpired, time.Since(first).Round(time.Millisecond), c.idemWindow, err)
 		}
 	}
 }
 
-// writeOnce sends a write to the leader once.
-func (c *Client) writeOnce(ctx context.Context, method, path string, value []byte, hdr http.Header, s *Session) (writeReply, error) {
+// writeOnce sends a write to the leader (the preferred node) once. An
+// increment (incr) to a multi-leader node goes without its idempotency key.
+// rep.endpoint is set once the write is sent.
+func (c *Client) writeOnce(ctx context.Context, method, path string, value []byte, hdr http.Header, incr bool, s *Session) (writeReply, error) {
 	var rep writeReply
 	err := c.leaderOnce(ctx, func(ep string) error {
 		rep.endpoint = ep
-		body, err := c.doWith(ctx, method, ep, path, value, hdr)
+		h := hdr
+		if incr && c.multiLeader() && h.Get(idempotencyKeyHeader) != "" {
+			h = h.Clone()
+			h.Del(idempotencyKeyHeader)
+		}
+		body, err := c.doWith(ctx, method, ep, path, value, h)
 		s.observe(body, err)
 		if err != nil {
 			var e *Error
@@ -219,9 +258,23 @@ func (c *Client) writeOnce(ctx context.Context, method, path string, value []byt
 		if err := json.Unmarshal(body, &rep); err != nil {
 			return fmt.Errorf("%s: bad reply: %w", ep, err)
 		}
+		rep.Endpoint = ep
 		return nil
 	})
 	return rep, err
+}
+
+// Headers a write may carry.
+const (
+	idempotencyKeyHeader = "Idempotency-Key"
+	contextHeader        = "X-Trireme-Context"
+)
+
+// durableThere reports whether a write error's result says that the write
+// is durable on the node that answered (a multi-leader node's timeout).
+func durableThere(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Result != nil && e.Result.LeaderDurable
 }
 
 // duplicateMeets reports whether a duplicate reply, which proves that the

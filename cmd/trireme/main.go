@@ -33,10 +33,12 @@ func commands() []command {
 			certsDetails, runCerts},
 		{"users", "add users and API tokens to a users file (trireme node --users)",
 			"add NAME --role ROLE [--file FILE] [--token] | token NAME --file FILE [--label L]", usersDetails, runUsers},
-		{"put", "write a key", "KEY VALUE [--ack MODE] [--replicas K] [--timeout DUR]", putDetails, runPut},
-		{"get", "read a key", "KEY [--consistency linearizable|stale] [--node ID]", getDetails, runGet},
-		{"del", "delete a key", "KEY [--ack MODE] [--replicas K] [--timeout DUR]", delDetails, runDel},
-		{"status", "show every node: role, term, indexes, lag", "", statusDetails, runStatus},
+		{"put", "write a key", "KEY VALUE [--ack MODE] [--replicas K] [--timeout DUR] [--node ID] [--context TOKEN]", putDetails, runPut},
+		{"get", "read a key", "KEY [--consistency linearizable|stale|local] [--node ID] [-v]", getDetails, runGet},
+		{"del", "delete a key", "KEY [--ack MODE] [--replicas K] [--timeout DUR] [--node ID] [--context TOKEN]", delDetails, runDel},
+		{"incr", "add to a key's integer value (a counter)", "KEY [--by N] [--node ID]", incrDetails, runIncr},
+		{"status", "show every node: role, term, indexes, lag (multi-leader: streams, conflicts, clocks)", "", statusDetails, runStatus},
+		{"conflicts", "show the conflict log of a multi-leader cluster", "[--node ID] [--after N] [--limit N]", conflictsDetails, runConflicts},
 		{"rollbacks", "show the writes each node discarded (rollback journal)", "[--node ID]", rollbacksDetails, runRollbacks},
 		{"transfer", "hand leadership to another node", "--to ID", transferDetails, runTransfer},
 		{"member", "list, add, promote or remove cluster members",
@@ -142,6 +144,12 @@ func flagSetFor(name string) *flag.FlagSet {
 		return fs
 	case "get":
 		fs, _ := getFlags()
+		return fs
+	case "incr":
+		fs, _ := incrFlags()
+		return fs
+	case "conflicts":
+		fs, _ := conflictsFlags()
 		return fs
 	case "status", "rollbacks", "transfer":
 		fs, _ := adminFlags(name)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/trireme-db/trireme/client"
@@ -166,4 +168,86 @@ func markLearners(sts []client.EndpointStatus, ms []client.Member) {
 			st.Role = client.RoleLearner
 		}
 	}
+}
+
+// formatStatus renders trireme status's table: cluster.FormatStatus's for
+// a single-leader cluster, formatMultiLeader's when a node that answered
+// runs in multi-leader mode.
+func formatStatus(sts []client.EndpointStatus, names map[string]string) string {
+	for _, s := range sts {
+		if s.Err == nil && s.Status.MultiLeader() {
+			return formatMultiLeader(sts, names)
+		}
+	}
+	return cluster.FormatStatus(sts, names)
+}
+
+// silentAfter is how long since a peer was last heard before a multi-leader
+// status row says that it is silent: its lag figures are as of then.
+const silentAfter = time.Second
+
+// formatMultiLeader renders a table of a multi-leader cluster's nodes: the
+// mode, the end of the node's own stream (LAST), how far it is behind each
+// peer's stream (STREAMS), its conflicts and clock clamps, and the largest
+// clock offset it has seen in a peer's timestamps. names maps endpoints to
+// node ids for nodes that do not answer.
+func formatMultiLeader(sts []client.EndpointStatus, names map[string]string) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tMODE\tLAST\tSTREAMS\tCONFLICTS\tCLAMPS\tCLOCK-OFFSET\tENDPOINT")
+	for _, s := range sts {
+		if s.Err != nil {
+			id := names[s.Endpoint]
+			if id == "" {
+				id = "?"
+			}
+			fmt.Fprintf(tw, "%s\tdown\t-\t-\t-\t-\t-\t%s\n", id, s.Endpoint)
+			continue
+		}
+		st := s.Status
+		mode := st.Mode
+		if mode == "" {
+			mode = client.ModeSingleLeader
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n", st.ID, mode, st.LastIndex, streamsOf(st.Streams),
+			st.Conflicts, st.ClockClamps, maxClockOffset(st.Streams), s.Endpoint)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// streamsOf renders a node's peer streams as "PEER:ENTRIES/MS ...": how
+// far the node is behind each peer's stream, in entries and time, with
+// "(silent 12s)" for a peer last heard over silentAfter ago and
+// "(unheard)" for one not heard since the node started.
+func streamsOf(streams []client.StreamInfo) string {
+	if len(streams) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(streams))
+	for i, p := range streams {
+		parts[i] = fmt.Sprintf("%s:%d/%dms", p.Peer, p.LagEntries, p.LagMillis)
+		switch {
+		case p.LastContactMs < 0:
+			parts[i] += "(unheard)"
+		case time.Duration(p.LastContactMs)*time.Millisecond > silentAfter:
+			parts[i] += fmt.Sprintf("(silent %s)", (time.Duration(p.LastContactMs) * time.Millisecond).Round(100*time.Millisecond))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// maxClockOffset is the offset of largest magnitude among a node's peer
+// streams, signed (positive: that peer's clock is ahead), or "-".
+func maxClockOffset(streams []client.StreamInfo) string {
+	if len(streams) == 0 {
+		return "-"
+	}
+	best := 0.0
+	for _, p := range streams {
+		if math.Abs(p.ClockOffsetMs) > math.Abs(best) {
+			best = p.ClockOffsetMs
+		}
+	}
+	return fmt.Sprintf("%+.1fms", best)
 }

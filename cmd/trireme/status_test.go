@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/api/apitest"
 	"github.com/trireme-db/trireme/internal/cluster"
 )
@@ -82,4 +85,42 @@ func equalRoles(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestStatusMultiLeader: on a multi-leader cluster, trireme status prints a
+// row per node with its mode, the end of its own stream, its lag behind
+// each peer's stream, its conflicts, clock clamps and largest clock
+// offset; a node that does not answer is down.
+func TestStatusMultiLeader(t *testing.T) {
+	dir, fakes, urls := mustMLCluster(t, []string{"n1", "n2", "n3"}, "n3")
+	fakes["n1"].setStreams(2,
+		api.StreamInfo{Peer: "n2", Applied: 7, Known: 7, LastContactMs: 20, ClockOffsetMs: 0.4},
+		api.StreamInfo{Peer: "n3", Applied: 3, Known: 7, LagEntries: 4, LagMillis: 120, LastContactMs: 12300, ClockOffsetMs: -250})
+	fakes["n2"].setStreams(0,
+		api.StreamInfo{Peer: "n1", LastContactMs: 30},
+		api.StreamInfo{Peer: "n3", LastContactMs: -1})
+	for range 3 {
+		if _, err := fakes["n1"].Put(context.Background(), []byte("k"), []byte("v"), api.WriteOptions{Default: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fakes["n2"].AddConflict(api.ConflictRecord{Node: "n2", Key: []byte("k"), Reason: "lww: higher hybrid timestamp wins"})
+
+	code, out, errOut := runCLI("status", "--data", dir)
+	if code != 0 || errOut != "" {
+		t.Fatalf("status: %d\n%s%s", code, out, errOut)
+	}
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		rows = append(rows, strings.Join(strings.Fields(line), " "))
+	}
+	want := []string{
+		"NODE MODE LAST STREAMS CONFLICTS CLAMPS CLOCK-OFFSET ENDPOINT",
+		"n1 multi-leader 3 n2:0/0ms n3:4/120ms(silent 12.3s) 0 2 -250.0ms " + urls["n1"],
+		"n2 multi-leader 0 n1:0/0ms n3:0/0ms(unheard) 1 0 +0.0ms " + urls["n2"],
+		"n3 down - - - - - http://" + testNode("n3", 17221, "").HTTP,
+	}
+	if !slices.Equal(rows, want) {
+		t.Fatalf("status:\n%s\nwant (blanks squeezed):\n%s", out, strings.Join(want, "\n"))
+	}
 }
