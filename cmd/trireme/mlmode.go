@@ -11,7 +11,6 @@ import (
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/multileader/mlnode"
 	"github.com/trireme-db/trireme/internal/node"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/transport"
 )
 
@@ -93,7 +92,7 @@ func mlConfig(cfg node.Config, o *nodeOpts) (mlnode.Config, error) {
 	c.PeerTLS, c.PeerListener = cfg.PeerTLS, cfg.PeerListener
 	c.PeerClients = map[string]transport.PeerInfo{}
 	for id, a := range cfg.PeerClients {
-		c.PeerClients[id] = transport.PeerInfo{ID: repl.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
+		c.PeerClients[id] = transport.PeerInfo{ID: transport.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
 	}
 	c.HTTPAddr, c.RESPAddr = cfg.HTTPAddr, cfg.RESPAddr
 	c.WriteTimeout, c.MaxValueBytes = cfg.WriteTimeout, cfg.MaxValueBytes

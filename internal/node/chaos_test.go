@@ -13,6 +13,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // TestChaosAcknowledgedWritesSurvive runs writers through random nodes with
@@ -115,10 +116,10 @@ func chaos(t *testing.T, mem bool) {
 		id := repl.NodeID(c.cfgs[victim].ID)
 		if mem && rng.Intn(3) > 0 {
 			if rng.Intn(2) == 0 {
-				c.net.Isolate(id)
+				c.net.Isolate(transport.NodeID(id))
 			} else {
 				other := repl.NodeID(c.cfgs[(victim+1+rng.Intn(len(c.cfgs)-1))%len(c.cfgs)].ID)
-				c.net.Cut(id, other)
+				c.net.Cut(transport.NodeID(id), transport.NodeID(other))
 			}
 			time.Sleep(time.Duration(100+rng.Intn(600)) * time.Millisecond)
 			c.net.Heal()

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/api"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/store"
 	"github.com/trireme-db/trireme/internal/transport"
 	"github.com/trireme-db/trireme/internal/wal"
@@ -109,7 +108,7 @@ func (c *testCluster) start(i int) {
 	c.t.Helper()
 	cfg := c.cfgs[i]
 	if c.net != nil {
-		cfg.Transport = c.net.Endpoint(transport.PeerInfo{ID: repl.NodeID(cfg.ID), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}, 4096)
+		cfg.Transport = c.net.Endpoint(transport.PeerInfo{ID: transport.NodeID(cfg.ID), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}, 4096)
 	} else if cfg.PeerListener == nil {
 		var err error
 		deadline := time.Now().Add(5 * time.Second)
@@ -443,7 +442,7 @@ func TestWriteTimeoutReportsWhatWasAchieved(t *testing.T) {
 	c := newTestCluster(t, 3, true)
 	li := c.leader()
 	fi := c.follower(li)
-	c.net.Isolate(repl.NodeID(c.cfgs[fi].ID))
+	c.net.Isolate(transport.NodeID(c.cfgs[fi].ID))
 	res, err := c.nodes[li].Put(ctxT(t), []byte("k"), []byte("v"),
 		api.WriteOptions{Ack: api.Ack{Mode: api.AckSync}, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, api.ErrWriteTimeout) {
@@ -540,7 +539,7 @@ func TestRollbackJournal(t *testing.T) {
 	li := c.leader()
 	old := c.nodes[li]
 	mustPut(t, old, "keep", "1", api.Ack{Mode: api.AckMajority})
-	c.net.Isolate(repl.NodeID(old.cfg.ID))
+	c.net.Isolate(transport.NodeID(old.cfg.ID))
 	lost := []string{"lost-1", "lost-2", "lost-3"}
 	for _, k := range lost {
 		res, err := old.Put(ctxT(t), []byte(k), []byte("gone"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
@@ -604,7 +603,7 @@ func TestCutOffFollower(t *testing.T) {
 	fi := c.follower(li)
 	mustPut(t, c.nodes[li], "k", "v", api.Ack{Mode: api.AckMajority})
 	c.waitStale(fi, "k", "v")
-	c.net.Isolate(repl.NodeID(c.cfgs[fi].ID))
+	c.net.Isolate(transport.NodeID(c.cfgs[fi].ID))
 	f := c.nodes[fi]
 	ctx := ctxT(t)
 	if res, err := f.Put(ctx, []byte("k2"), []byte("v"), api.WriteOptions{Default: true}); !errors.Is(err, api.ErrNoLeader) {

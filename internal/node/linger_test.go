@@ -14,6 +14,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // A lone writer never waits for the batch in flight, even in async mode
@@ -129,7 +130,7 @@ func TestLingerEndsWhenCommitStalls(t *testing.T) {
 	}
 	for i := range c.nodes {
 		if i != li {
-			c.net.Isolate(repl.NodeID(c.cfgs[i].ID))
+			c.net.Isolate(transport.NodeID(c.cfgs[i].ID))
 		}
 	}
 	close(cut)

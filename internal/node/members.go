@@ -370,7 +370,7 @@ func (n *Node) snapProgress(id repl.NodeID) (sent, total int64) {
 
 // forwardMembers runs a membership action at the leader.
 func (n *Node) forwardMembers(ctx context.Context, lead repl.NodeID, action string, arg []byte) ([]api.MemberStatus, error) {
-	resp, err := n.tr.Forward(ctx, lead, &transport.ForwardRequest{Op: transport.OpMembers, Key: []byte(action), Value: arg})
+	resp, err := n.tr.Forward(ctx, transport.NodeID(lead), &transport.ForwardRequest{Op: transport.OpMembers, Key: []byte(action), Value: arg})
 	if errors.Is(err, transport.ErrNotSent) || errors.Is(err, transport.ErrUnknownPeer) {
 		// Nothing was sent: nothing was done (503, retry).
 		return nil, fmt.Errorf("%w: cannot reach the leader %s to forward member %s: %v", api.ErrNoLeader, lead, action, err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // memberView is the active configuration as the node's other goroutines see
@@ -125,11 +126,11 @@ func (n *Node) isRemoved(st *repl.Status, v *memberView) bool {
 }
 
 // peerAddrs maps the members of cs other than self to their peer addresses.
-func peerAddrs(cs repl.ConfState, self repl.NodeID) map[repl.NodeID]string {
-	peers := make(map[repl.NodeID]string, len(cs.Members))
+func peerAddrs(cs repl.ConfState, self repl.NodeID) map[transport.NodeID]string {
+	peers := make(map[transport.NodeID]string, len(cs.Members))
 	for _, m := range cs.Members {
 		if m.ID != self && m.Peer != "" {
-			peers[m.ID] = m.Peer
+			peers[transport.NodeID(m.ID)] = m.Peer
 		}
 	}
 	return peers
@@ -137,7 +138,7 @@ func peerAddrs(cs repl.ConfState, self repl.NodeID) map[repl.NodeID]string {
 
 // peerUpdater is a transport whose peer addresses can change.
 type peerUpdater interface {
-	SetPeers(map[repl.NodeID]string)
+	SetPeers(map[transport.NodeID]string)
 }
 
 // joinFile records, in the data directory of a node that joined a running

@@ -90,20 +90,32 @@ func (m *metrics) unregister() {
 
 // peerCounters is what a transport counts of hostile or broken peers.
 type peerCounters interface {
-	Forged() uint64  // messages dropped: From not the authenticated peer, or To not us
+	Forged() uint64  // payload frames dropped: From not the authenticated peer, or To not us
 	Refused() uint64 // inbound connections refused at the TLS or the node handshake
 }
 
-// watchTransport exports pc's counters.
-func (m *metrics) watchTransport(pc peerCounters) error {
-	for _, col := range []prometheus.Collector{
+// watchPeers exports the counts of forged peer messages (the node's own,
+// forged(), for the single-leader messages the transport does not look
+// inside, plus pc's for payload frames) and pc's refused connections. pc
+// may be nil (a transport that counts nothing).
+func (m *metrics) watchPeers(forged func() uint64, pc peerCounters) error {
+	cols := []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "peer_messages_forged_total",
 			Help: "Peer messages dropped because their sender or addressee was not the authenticated peer and this node."},
-			func() float64 { return float64(pc.Forged()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "peer_connections_refused_total",
+			func() float64 {
+				n := forged()
+				if pc != nil {
+					n += pc.Forged()
+				}
+				return float64(n)
+			}),
+	}
+	if pc != nil {
+		cols = append(cols, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "trireme", Name: "peer_connections_refused_total",
 			Help: "Inbound peer connections refused at the TLS or the node handshake (no member certificate, wrong cluster, bad handshake)."},
-			func() float64 { return float64(pc.Refused()) }),
-	} {
+			func() float64 { return float64(pc.Refused()) }))
+	}
+	for _, col := range cols {
 		if err := m.reg.Register(col); err != nil {
 			return err
 		}
@@ -163,8 +175,8 @@ func newMetrics(reg prometheus.Registerer, nodeID string) (*metrics, error) {
 		readyEntries: c("ready_entries_total", "Entries appended to the WAL through Ready batches."),
 		lingers: c("lingers_total", "Times new writes waited (at most 2 ms) for the batch being replicated, "+
 			"to go out together as the next batch."),
-		refusedMsgs: c("peer_messages_refused_total", "Peer messages the protocol core refused as malformed "+
-			"(unknown sender, impossible term or indexes): a member with a bug, or a forged message."),
+		refusedMsgs: c("peer_messages_refused_total", "Peer messages refused as malformed (undecodable, or "+
+			"refused by the protocol core: unknown sender, impossible term or indexes): a member with a bug, or a forged message."),
 		fatal: g("fatal", "1 once the node stopped on a fatal error."),
 		diskFree: g("disk_free_bytes", "Bytes free for the node on the file system of its data directory "+
 			"(checked every second)."),

@@ -144,6 +144,11 @@ type Node struct {
 	hsSavedAt     time.Time
 	refusedLogAt  time.Time // when a refused peer message was last logged at Warn
 	refusedQuiet  int       // refused messages not logged since then
+
+	// forgedMsgs counts peer messages dropped because they named a sender
+	// other than the connection's member, or another recipient (the
+	// transport does not look inside single-leader messages).
+	forgedMsgs atomic.Uint64
 }
 
 // propReq is one write waiting for its Result.
@@ -329,20 +334,20 @@ func Start(cfg Config) (_ *Node, err error) {
 	if n.tr == nil {
 		tc := transport.DefaultTCPConfig()
 		tc.ClusterID = n.clusterID
-		tc.Self = transport.PeerInfo{ID: n.id, HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}
-		tc.Peers = make(map[repl.NodeID]string)
+		tc.Self = transport.PeerInfo{ID: transport.NodeID(n.id), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}
+		tc.Peers = make(map[transport.NodeID]string)
 		for _, m := range cfg.Cluster {
 			if m.ID == cfg.ID {
 				tc.ListenAddr = m.PeerAddr
 			} else {
-				tc.Peers[repl.NodeID(m.ID)] = m.PeerAddr
+				tc.Peers[transport.NodeID(m.ID)] = m.PeerAddr
 			}
 		}
 		tc.Listener = cfg.PeerListener
 		tc.TLS = cfg.PeerTLS
-		tc.Clients = make(map[repl.NodeID]transport.PeerInfo, len(cfg.PeerClients))
+		tc.Clients = make(map[transport.NodeID]transport.PeerInfo, len(cfg.PeerClients))
 		for id, a := range cfg.PeerClients {
-			tc.Clients[repl.NodeID(id)] = transport.PeerInfo{ID: repl.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
+			tc.Clients[transport.NodeID(id)] = transport.PeerInfo{ID: transport.NodeID(id), HTTPAddr: a.HTTP, RESPAddr: a.RESP}
 		}
 		tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 2*rcfg.MaxMsgBytes+4*(entry.HeaderSize+MaxKeyBytes+maxEntryValue(cfg.MaxValueBytes)))
 		tc.Logger = n.log.With("component", "transport")
@@ -355,10 +360,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if pu, ok := n.tr.(peerUpdater); ok {
 		pu.SetPeers(peerAddrs(cs, n.id))
 	}
-	if pc, ok := n.tr.(peerCounters); ok {
-		if err := n.m.watchTransport(pc); err != nil {
-			return nil, fmt.Errorf("node: metrics: %w", err)
-		}
+	pc, _ := n.tr.(peerCounters) // nil if it counts nothing
+	if err := n.m.watchPeers(n.forgedMsgs.Load, pc); err != nil {
+		return nil, fmt.Errorf("node: metrics: %w", err)
 	}
 	if err := n.m.watchIdempotency(n.store.IdempotencyRecords); err != nil {
 		return nil, fmt.Errorf("node: metrics: %w", err)
@@ -592,9 +596,32 @@ func (n *Node) setFatal(err error) {
 	})
 }
 
-// HandleMessage implements transport.Handler.
-func (n *Node) HandleMessage(m repl.Message) {
-	if m.To != n.id || !n.view.Load().isKnown(m.From) {
+// HandlePayload implements transport.Handler: a single-leader message
+// (repl.AppendMessage's encoding) from peer `from`, the connection's
+// authenticated member. It decodes the message here, on the transport's
+// goroutine, and pushes it into msgCh, blocking (TCP back-pressure). A
+// message that names another sender than from, or another recipient than
+// this node, is forged: dropped, counted (forgedMsgs) and logged; one that
+// does not decode is dropped, counted as refused and logged; one from a node
+// outside the configuration is dropped. Another engine's payload means a
+// peer runs another mode: dropped and logged.
+func (n *Node) HandlePayload(from transport.NodeID, e transport.Engine, body []byte) {
+	if e != transport.EngineSingleLeader {
+		n.refusePeer("dropped a payload for another replication engine", "peer", string(from), "engine", e.String())
+		return
+	}
+	m, err := repl.DecodeMessage(body)
+	switch {
+	case err != nil:
+		n.m.refusedMsgs.Inc()
+		n.refusePeer("refused an undecodable peer message", "peer", string(from), "err", err)
+		return
+	case m.From != repl.NodeID(from) || m.To != n.id:
+		n.forgedMsgs.Add(1)
+		n.refusePeer("dropped a peer message with a forged sender or another recipient", "peer", string(from),
+			"from", string(m.From), "to", string(m.To), "type", m.Type.String())
+		return
+	case !n.view.Load().isKnown(m.From):
 		return
 	}
 	select {
@@ -603,14 +630,12 @@ func (n *Node) HandleMessage(m repl.Message) {
 	}
 }
 
-// HandlePayload implements transport.Handler. This node's engine speaks in
-// message frames, so a payload means a peer runs another engine: it is
-// dropped, and logged on the run loop, which owns the rate limit of refusals.
-func (n *Node) HandlePayload(from repl.NodeID, e transport.Engine, _ []byte) {
+// refusePeer logs a refused peer message on the run loop, which owns the
+// rate limit of refusals (a warning at most once a second).
+func (n *Node) refusePeer(msg string, args ...any) {
 	logRefusal := func() {
 		if now := time.Now(); now.Sub(n.refusedLogAt) >= time.Second {
-			n.log.Warn("dropped a payload for another replication engine", "peer", string(from), "engine", e.String(),
-				"not_logged_since_last", n.refusedQuiet)
+			n.log.Warn(msg, append(args, "not_logged_since_last", n.refusedQuiet)...)
 			n.refusedLogAt, n.refusedQuiet = now, 0
 		} else {
 			n.refusedQuiet++
@@ -622,11 +647,28 @@ func (n *Node) HandlePayload(from repl.NodeID, e transport.Engine, _ []byte) {
 	}
 }
 
+// wireMsg is a single-leader message as a transport.Encoder: the transport
+// encodes it (repl.AppendMessage) on its writer goroutine, into its buffer,
+// rather than the run loop.
+type wireMsg repl.Message
+
+// AppendPayload implements transport.Encoder.
+func (m *wireMsg) AppendPayload(dst []byte) []byte {
+	return repl.AppendMessage(dst, (*repl.Message)(m))
+}
+
+// send hands m to the transport without copying or encoding it: m must not
+// change afterwards (it is an element of a Ready's Messages or of an
+// in-flight Ready's held messages, which nothing modifies).
+func (n *Node) send(m *repl.Message) {
+	n.tr.SendEncoder(transport.NodeID(m.To), transport.EngineSingleLeader, (*wireMsg)(m))
+}
+
 // HandlePeerDown implements transport.Handler: a refused connection to id
 // is a hint for the failure detector (repl.Core.PeerDown).
-func (n *Node) HandlePeerDown(id repl.NodeID) {
+func (n *Node) HandlePeerDown(id transport.NodeID) {
 	select {
-	case n.ctlCh <- func() { n.core.PeerDown(id) }:
+	case n.ctlCh <- func() { n.core.PeerDown(repl.NodeID(id)) }:
 	case <-n.doneCh:
 	}
 }
@@ -796,8 +838,8 @@ func (n *Node) completeInflight() {
 	k := 0
 	for ; k < len(n.inflight) && n.inflight[k].ticket <= n.durableTicket; k++ {
 		f := &n.inflight[k]
-		for _, m := range f.held {
-			n.tr.Send(m)
+		for i := range f.held {
+			n.send(&f.held[i])
 		}
 		n.core.Advance(f.rd)
 	}
@@ -1169,13 +1211,14 @@ func (n *Node) processReady() error {
 		waitFor := n.lastTicket
 		pending := waitFor > n.durableTicket || len(n.inflight) > 0
 		var held []repl.Message
-		for _, m := range rd.Messages {
+		for i := range rd.Messages {
+			m := &rd.Messages[i]
 			switch {
 			case m.To == n.id:
 			case !pending || m.Type == repl.MsgApp || m.Type == repl.MsgHeartbeat:
-				n.tr.Send(m)
+				n.send(m)
 			default:
-				held = append(held, m)
+				held = append(held, *m)
 			}
 		}
 		// 4-5. Apply committed entries, then serve reads and answer writers,
@@ -1371,6 +1414,15 @@ func (n *Node) status() (*snapshot, <-chan struct{}) {
 
 var _ api.Service = (*Node)(nil)
 var _ transport.Handler = (*Node)(nil)
+
+// The optional interfaces the node asserts on its transport: a change of
+// their signatures must not silently turn a feature off.
+var (
+	_ peerUpdater  = (*transport.TCP)(nil)
+	_ peerCounters = (*transport.TCP)(nil)
+	_ streamer     = (*transport.TCP)(nil)
+	_ streamer     = (*transport.Mem)(nil)
+)
 
 // stopped reports whether the loop has ended (Stop or a fatal error).
 func (n *Node) stopped() bool {

@@ -90,7 +90,7 @@ func (n *Node) clientAddrs(id repl.NodeID) (httpAddr, respAddr string) {
 			return m.HTTP, m.RESP
 		}
 	}
-	if pi, ok := n.tr.Peer(id); ok {
+	if pi, ok := n.tr.Peer(transport.NodeID(id)); ok {
 		return pi.HTTPAddr, pi.RESPAddr
 	}
 	return "", ""
@@ -398,7 +398,7 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, cm
 			value = command.Encode(nil, cmd) // unstamped: the leader stamps
 		}
 		ctx := slow()
-		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: op, Key: key, Value: value,
+		resp, err := n.tr.Forward(ctx, transport.NodeID(s.st.Lead), &transport.ForwardRequest{Op: op, Key: key, Value: value,
 			Ack: ack, TimeoutMs: uint64(timeout.Milliseconds()), Token: w.Session})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -595,7 +595,7 @@ func (n *Node) getLinearizable(ctx context.Context, key []byte, forwarded bool) 
 			}
 			continue
 		}
-		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpGet, Key: key, Consistency: api.Linearizable})
+		resp, err := n.tr.Forward(ctx, transport.NodeID(s.st.Lead), &transport.ForwardRequest{Op: transport.OpGet, Key: key, Consistency: api.Linearizable})
 		if err != nil {
 			if ctx.Err() != nil {
 				return api.ReadResult{}, ctx.Err()
@@ -689,7 +689,7 @@ func (n *Node) transfer(ctx context.Context, to repl.NodeID, forwarded bool) err
 	case forwarded:
 		return n.notLeader(s.st.Lead)
 	default:
-		resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpTransfer, Key: []byte(to)})
+		resp, err := n.tr.Forward(ctx, transport.NodeID(s.st.Lead), &transport.ForwardRequest{Op: transport.OpTransfer, Key: []byte(to)})
 		if err != nil {
 			return fmt.Errorf("node: forward leadership transfer to %s: %w", s.st.Lead, err)
 		}
@@ -740,7 +740,7 @@ func (n *Node) WaitReplicas(ctx context.Context, index uint64, want int) (int, e
 const maxForwardTimeoutMs = 3600 * 1000
 
 // HandleForward implements transport.Handler: a follower's client operation.
-func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transport.ForwardRequest) *transport.ForwardResponse {
+func (n *Node) HandleForward(ctx context.Context, from transport.NodeID, req *transport.ForwardRequest) *transport.ForwardResponse {
 	var resp transport.ForwardResponse
 	var err error
 	switch req.Op {
@@ -768,7 +768,7 @@ func (n *Node) HandleForward(ctx context.Context, from repl.NodeID, req *transpo
 		err = fmt.Errorf("unknown forwarded operation %d", req.Op)
 	}
 	s, _ := n.status()
-	resp.Leader = s.st.Lead
+	resp.Leader = transport.NodeID(s.st.Lead)
 	if err != nil {
 		resp.Code = errCode(err)
 		resp.Message = err.Error()

@@ -235,7 +235,7 @@ func (n *Node) forwardRead(ctx context.Context, req *transport.ForwardRequest) (
 			}
 			continue
 		}
-		resp, err := n.tr.Forward(ctx, s.st.Lead, req)
+		resp, err := n.tr.Forward(ctx, transport.NodeID(s.st.Lead), req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return api.ReadResult{}, ctx.Err()
@@ -361,7 +361,7 @@ func (n *Node) refreshReadPoint(done chan struct{}, asked time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
 	defer cancel()
-	resp, err := n.tr.Forward(ctx, s.st.Lead, &transport.ForwardRequest{Op: transport.OpReadIndex})
+	resp, err := n.tr.Forward(ctx, transport.NodeID(s.st.Lead), &transport.ForwardRequest{Op: transport.OpReadIndex})
 	if err != nil || resp.Code != api.CodeOK {
 		return
 	}

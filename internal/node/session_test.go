@@ -11,7 +11,7 @@ import (
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/entry"
-	"github.com/trireme-db/trireme/internal/repl"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 func incr(key string, by int64, idem string) *command.Command {
@@ -160,7 +160,7 @@ func TestSessionReadOfRolledBackWrite(t *testing.T) {
 	old := c.nodes[li]
 	ctx := ctxT(t)
 	mustPut(t, old, "k", "kept", api.Ack{Mode: api.AckMajority})
-	c.net.Isolate(repl.NodeID(old.cfg.ID))
+	c.net.Isolate(transport.NodeID(old.cfg.ID))
 	lost, err := old.Put(ctx, []byte("k"), []byte("lost"), api.WriteOptions{Ack: api.Ack{Mode: api.AckAsync}})
 	if err != nil || lost.Committed {
 		t.Fatalf("async put on the isolated leader: %+v %v", lost, err)
@@ -232,7 +232,7 @@ func TestBoundedReads(t *testing.T) {
 		}
 	}
 	// Cut off, it cannot prove any bound, and no leader answers.
-	c.net.Isolate(repl.NodeID(f.cfg.ID))
+	c.net.Isolate(transport.NodeID(f.cfg.ID))
 	time.Sleep(100 * time.Millisecond)
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/trireme-db/trireme/internal/repl"
 	snapxfer "github.com/trireme-db/trireme/internal/snapshot"
 	"github.com/trireme-db/trireme/internal/store"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // The follower's side of snapshots: receiving (HandleStream), installing on
@@ -47,7 +48,7 @@ type installMarker struct {
 // while the stream is still open, so that the leader learns whether the
 // install succeeded (format version 2) and counts the snapshot as delivered
 // only then.
-func (n *Node) HandleStream(from repl.NodeID, c net.Conn) {
+func (n *Node) HandleStream(from transport.NodeID, c net.Conn) {
 	defer c.Close()
 	if !n.snaps.receiving.CompareAndSwap(false, true) {
 		n.log.Info("refusing a snapshot stream: another one is being received or installed", "peer", string(from))

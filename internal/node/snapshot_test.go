@@ -392,7 +392,7 @@ func checkCaughtUp(t *testing.T, c *testCluster, lead, f, keys int) {
 func startGated(c *testCluster, i int, gate *streamGate) {
 	c.t.Helper()
 	cfg := c.cfgs[i]
-	ep := c.net.Endpoint(transport.PeerInfo{ID: repl.NodeID(cfg.ID), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}, 4096)
+	ep := c.net.Endpoint(transport.PeerInfo{ID: transport.NodeID(cfg.ID), HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr}, 4096)
 	cfg.Transport = gatedTransport{Transport: ep, gate: gate}
 	n, err := Start(cfg)
 	if err != nil {
@@ -486,7 +486,7 @@ type gatedTransport struct {
 	gate *streamGate
 }
 
-func (g gatedTransport) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
+func (g gatedTransport) OpenStream(ctx context.Context, to transport.NodeID) (net.Conn, error) {
 	c, err := g.Transport.OpenStream(ctx, to)
 	if err != nil {
 		return nil, err

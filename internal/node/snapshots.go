@@ -14,6 +14,7 @@ import (
 	"github.com/trireme-db/trireme/internal/repl"
 	snapxfer "github.com/trireme-db/trireme/internal/snapshot"
 	"github.com/trireme-db/trireme/internal/store"
+	"github.com/trireme-db/trireme/internal/transport"
 )
 
 // Snapshots: catch-up of a follower whose next entry the leader compacted
@@ -68,7 +69,7 @@ func snapshotBackoff(fails int) time.Duration {
 
 // streamer is a transport that opens byte streams to peers.
 type streamer interface {
-	OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error)
+	OpenStream(ctx context.Context, to transport.NodeID) (net.Conn, error)
 }
 
 // snapSend is one snapshot being sent to a follower.
@@ -267,7 +268,7 @@ func (n *Node) snapshotWait(id repl.NodeID) error {
 func (n *Node) sendCheckpoint(st streamer, id repl.NodeID, cp string, snapID snapxfer.Identity, cfg snapxfer.Config, ss *snapSend) (snapxfer.Stats, error) {
 	ctx, cancel := context.WithCancel(n.snaps.ctx)
 	defer cancel()
-	c, err := st.OpenStream(ctx, id)
+	c, err := st.OpenStream(ctx, transport.NodeID(id))
 	if err != nil {
 		return snapxfer.Stats{}, fmt.Errorf("node: open a stream to %s: %w", id, err)
 	}

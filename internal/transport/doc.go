@@ -3,22 +3,28 @@
 // queues, reconnect with backoff, mutual TLS 1.3 with member certificates from
 // internal/pki) and an in-memory transport for tests that can cut links.
 //
-// It promises: Send and SendPayload never block (a full queue drops, like a
-// lossy network; the protocol retries). With TLS (TCPConfig.TLS), a connection
-// is accepted only from a certificate that chains to the cluster CA and names
-// a current member id, and a dialed peer must show the certificate of the
-// member dialed; the connection then speaks for that member only: its
-// handshake must name it, every message's and payload's From must be it
-// (others are dropped and counted, Forged), and forwarded client operations
-// are attributed to it. Without TLS (plaintext, for tests) the handshake's
-// node id is taken on trust. Either way: frames read before the handshake
-// completes are at most MaxHandshakeBytes; a frame's buffer is allocated at
-// most 1 MiB ahead of the bytes that arrived, never to the size a length field
-// claims; a refusal sent to the peer names nothing of this node or cluster;
-// client endpoints come from configuration or from an authenticated handshake
-// (Peer); each member has at most one inbound connection (a new one replaces
-// the old); the decoder never panics on bad bytes and refuses frames over the
-// limit. See DESIGN.md.
+// It carries each replication engine's messages as payloads it does not
+// interpret (Engine, SendPayload, SendEncoder, Handler.HandlePayload): the
+// engines own their encodings (the single-leader engine's is
+// repl.AppendMessage). It promises: SendPayload and SendEncoder never block
+// (a full queue drops, like a lossy network; the protocol retries). With TLS
+// (TCPConfig.TLS), a connection is accepted only from a certificate that
+// chains to the cluster CA and names a current member id, and a dialed peer
+// must show the certificate of the member dialed; the connection then speaks
+// for that member only: its handshake must name it, every payload is handed
+// to the handler as that member's (the from of HandlePayload; a payload
+// frame whose From is another member or whose To is not this node is dropped
+// and counted, Forged; an engine checks what its own messages claim against
+// from), and forwarded client operations are attributed to it. Without TLS
+// (plaintext, for tests) the handshake's node id is taken on trust. Either
+// way: frames read before the handshake completes are at most
+// MaxHandshakeBytes; a frame's buffer is allocated at most 1 MiB ahead of the
+// bytes that arrived, never to the size a length field claims; a refusal sent
+// to the peer names nothing of this node or cluster; client endpoints come
+// from configuration or from an authenticated handshake (Peer); each member
+// has at most one inbound connection (a new one replaces the old); the
+// decoder never panics on bad bytes and refuses frames over the limit. See
+// DESIGN.md.
 //
 // # Frame format
 //
@@ -55,13 +61,12 @@
 // (one of "expected a handshake frame", "cluster mismatch", "not a member",
 // "identity mismatch"); at most MaxHandshakeBytes.
 //
-// Message (type 3), one repl.Message:
-//
-//	1   message type (repl.MsgType)
-//	8   term, 8 log term, 8 index, 8 commit, 8 hint term, 8 hint index, 8 context
-//	1   flags (bit 0: reject)
-//	str16 from, str16 to
-//	4   entry count N, then N times: 4 length E, E bytes of internal/entry encoding
+// Message (type 3), one single-leader payload (EngineSingleLeader): the body
+// is the payload, opaque to the transport. It is the encoding of one
+// repl.Message (repl.AppendMessage, documented there), byte for byte the body
+// of this frame in releases whose transport encoded messages itself: its
+// sender and recipient are inside it, and the single-leader engine checks
+// them against the connection's member.
 //
 // Forward request (type 4), follower to leader:
 //
@@ -86,16 +91,18 @@
 //	8   read version index, 8 lag entries, 8 lag ms (int64 bits)
 //	bytes32 read value
 //
-// Payload (type 7), one replication engine's opaque message (Payload),
-// on the same connection and queue as messages:
+// Payload (type 7), the opaque message (Payload) of an engine other than the
+// single-leader one, on the same connection and queue as message frames:
 //
 //	1   engine (Engine: 1 single-leader, 2 multi-leader, 3 leaderless; 0 is
 //	    malformed, other values decode and the handler refuses them)
 //	str16 from, str16 to
 //	bytes32 payload
 //
-// A node that predates payload frames refuses one as malformed and closes
-// the connection.
+// The transport sends single-leader payloads in message frames (type 3),
+// which the previous release understands; a payload frame naming engine 1
+// (which no release sends) is delivered like any other. A node that predates
+// payload frames refuses one as malformed and closes the connection.
 //
 // A decoded frame must use exactly L bytes. The constants and values above are
 // part of the wire format.
@@ -105,65 +112,74 @@ import (
 	"context"
 	"errors"
 	"net"
-
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
-// Handler receives what peers send. HandleMessage and HandlePayload must not
-// block for long; HandleForward runs on its own goroutine and may block until
-// ctx ends.
+// Handler receives what peers send. HandlePayload must not block for long
+// (it may wait for the engine: the connection's reads wait with it, which is
+// TCP back-pressure); HandleForward runs on its own goroutine and may block
+// until ctx ends.
 //
 // HandleStream gets a byte stream a peer opened (Transport.OpenStream), for
 // bulk transfers such as snapshots; from is the authenticated peer. It runs
 // on its own goroutine, and the transport closes c when it returns (or when
 // the transport closes).
 type Handler interface {
-	HandleMessage(m repl.Message)
-	// HandlePayload receives an engine's message from an authenticated
-	// peer. It must not block for long. payload is the handler's to keep.
-	// e may be an engine this node does not know (never 0): the handler
-	// decides.
-	HandlePayload(from repl.NodeID, e Engine, payload []byte)
-	HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse
-	HandleStream(from repl.NodeID, c net.Conn)
+	// HandlePayload receives engine e's message from peer `from`: with TLS
+	// the connection's authenticated member, whatever the payload claims
+	// (the engine must refuse a message that names another sender). It is
+	// called on the goroutine that reads from's connection, one payload at
+	// a time, in the order sent. payload is the handler's to keep. e may be
+	// an engine this node does not know (never 0): the handler decides.
+	HandlePayload(from NodeID, e Engine, payload []byte)
+	HandleForward(ctx context.Context, from NodeID, req *ForwardRequest) *ForwardResponse
+	HandleStream(from NodeID, c net.Conn)
 	// HandlePeerDown: connecting to the peer was refused (nothing listens
 	// at its address: its process is gone). A hint for failure detection,
 	// never proof: something in between may refuse for a live peer.
-	HandlePeerDown(id repl.NodeID)
+	HandlePeerDown(id NodeID)
 }
 
 // PeerInfo is what a node learned about a peer from its handshake.
 type PeerInfo struct {
-	ID       repl.NodeID
+	ID       NodeID
 	HTTPAddr string
 	RESPAddr string
 }
 
-// Transport carries protocol messages, engines' payloads and forwarded client
-// requests between nodes.
+// Transport carries engines' payloads and forwarded client requests between
+// nodes.
+//
+// A payload travels in a message frame (type 3) for EngineSingleLeader and in
+// a payload frame (type 7) for the other engines. Payloads to one peer keep
+// their order, whichever of SendPayload and SendEncoder sent them. A payload
+// whose frame would exceed the frame limit (TCPConfig.MaxFrameBytes), or of
+// engine 0, is dropped: the peer would close the connection on it.
 type Transport interface {
 	// Start begins accepting and delivering to h. Called once.
 	Start(h Handler) error
-	// Send queues m for m.To without blocking; it is dropped if the queue is
-	// full or the peer unknown.
-	Send(m repl.Message)
-	// SendPayload queues an engine's opaque message for node `to` without
-	// blocking, like Send: it is dropped if the queue is full, the peer
-	// unknown or the payload over the frame limit (and if e is 0). The
-	// transport owns payload after the call.
-	SendPayload(to repl.NodeID, e Engine, payload []byte)
+	// SendPayload queues engine e's already encoded message for node `to`
+	// without blocking: it is dropped if the queue is full or the peer
+	// unknown. The transport owns payload after the call.
+	SendPayload(to NodeID, e Engine, payload []byte)
+	// SendEncoder is SendPayload for a message the transport encodes
+	// itself, when it writes the frame: enc.AppendPayload runs at most once
+	// (never if the message is dropped), on a goroutine of the transport,
+	// possibly after SendEncoder returns; enc and what it refers to must
+	// not change until then. This keeps encoding off the sender's
+	// goroutine (the node's run loop).
+	SendEncoder(to NodeID, e Engine, enc Encoder)
 	// Forward sends req to node `to` and waits for its response or ctx.
-	Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error)
+	Forward(ctx context.Context, to NodeID, req *ForwardRequest) (*ForwardResponse, error)
 	// OpenStream opens a byte stream to node `to`, authenticated like the
 	// message connections (the same TLS and handshake) but separate from
 	// them: bulk bytes never wait behind, or hold up, protocol messages.
 	// The peer's Handler.HandleStream gets the other end. ctx bounds the
 	// connection and the handshake only. The caller closes the stream;
 	// Close of the transport closes it too.
-	OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error)
+	OpenStream(ctx context.Context, to NodeID) (net.Conn, error)
 	// Peer returns the client endpoints learned from to's handshake.
-	Peer(id repl.NodeID) (PeerInfo, bool)
-	// Close stops everything; Send then drops and Forward fails.
+	Peer(id NodeID) (PeerInfo, bool)
+	// Close stops everything; sends then drop and Forward fails.
 	Close() error
 }
 

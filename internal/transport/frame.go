@@ -8,8 +8,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
-	"github.com/trireme-db/trireme/internal/entry"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // FrameType says what a frame carries. Part of the wire format.
@@ -19,11 +17,11 @@ type FrameType uint8
 const (
 	FrameHandshake       FrameType = 1 // first frame in each direction of a connection
 	FrameHandshakeReject FrameType = 2 // the acceptor refuses the handshake; body = reason
-	FrameMessage         FrameType = 3 // one repl.Message
+	FrameMessage         FrameType = 3 // a single-leader message: an EngineSingleLeader payload
 	FrameForwardRequest  FrameType = 4 // a client operation forwarded to the leader
 	FrameForwardResponse FrameType = 5 // the answer to a FrameForwardRequest
 	FrameStreamHandshake FrameType = 6 // a handshake that opens a stream (Transport.OpenStream)
-	FramePayload         FrameType = 7 // a replication engine's opaque message (Payload)
+	FramePayload         FrameType = 7 // another replication engine's opaque message (Payload)
 )
 
 func (t FrameType) String() string {
@@ -45,6 +43,11 @@ func (t FrameType) String() string {
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
+
+// NodeID names a member: the peer a connection speaks for, a payload's
+// sender and recipient. The node's engines have ids of their own (such as
+// repl.NodeID) with the same strings.
+type NodeID string
 
 // Engine names the replication engine that owns a payload. Part of the wire format.
 type Engine uint8
@@ -88,8 +91,8 @@ const (
 // frameChunk is the most ReadFrame allocates ahead of the bytes that
 // arrived: a larger frame's buffer grows (doubling) as its body is read, so a
 // length field alone never costs the memory it claims. 1 MiB holds a full
-// MsgApp batch (repl.Config.MaxMsgBytes) in one allocation; frames before a
-// handshake are limited to MaxHandshakeBytes anyway.
+// single-leader MsgApp batch (repl.Config.MaxMsgBytes) in one allocation;
+// frames before a handshake are limited to MaxHandshakeBytes anyway.
 const frameChunk = 1 << 20
 
 // Errors returned (wrapped) by the codec.
@@ -104,7 +107,7 @@ var (
 // cluster and the node, and advertises the node's client endpoints.
 type Handshake struct {
 	ClusterID string
-	NodeID    repl.NodeID
+	NodeID    NodeID
 	HTTPAddr  string
 	RESPAddr  string
 }
@@ -153,9 +156,9 @@ type ForwardRequest struct {
 // ForwardResponse is the leader's answer to a ForwardRequest.
 type ForwardResponse struct {
 	ID      uint64
-	Code    api.Code    // api.CodeOK, or the error's identity (api.CodeOf)
-	Message string      // error text when Code != api.CodeOK
-	Leader  repl.NodeID // the responder's known leader (hint for api.CodeNotLeader)
+	Code    api.Code // api.CodeOK, or the error's identity (api.CodeOf)
+	Message string   // error text when Code != api.CodeOK
+	Leader  NodeID   // the responder's known leader (hint for api.CodeNotLeader)
 	Write   api.WriteResult
 	Read    api.ReadResult
 	// CmdSet: Write.Cmd holds a command's result (OpCommand). With a
@@ -165,18 +168,29 @@ type ForwardResponse struct {
 
 // Payload is one replication engine's message, opaque to the transport.
 type Payload struct {
-	Engine   Engine // never 0 on the wire; values this node does not know decode
-	From, To repl.NodeID
+	Engine Engine // never 0 on the wire; values this node does not know decode
+	// From and To: the sender and the recipient, in a payload frame. A
+	// message frame (EngineSingleLeader) does not carry them: the
+	// single-leader message names them itself, and decodes with both empty.
+	From, To NodeID
 	Data     []byte
 }
 
+// Encoder is an engine's message that the transport encodes when it writes
+// it (Transport.SendEncoder), on its own goroutine rather than the sender's.
+type Encoder interface {
+	// AppendPayload appends the message's encoding (the payload) to dst
+	// and returns the extended slice. It must not block.
+	AppendPayload(dst []byte) []byte
+}
+
 // Frame is one decoded frame; exactly one of the pointer fields matching Type
-// is set (Handshake for both handshake types).
+// is set (Handshake for both handshake types, Payload for message and
+// payload frames).
 type Frame struct {
 	Type      FrameType
 	Handshake *Handshake
 	Reject    string
-	Message   *repl.Message
 	Request   *ForwardRequest
 	Response  *ForwardResponse
 	Payload   *Payload
@@ -211,48 +225,60 @@ func AppendHandshakeReject(dst []byte, reason string) []byte {
 	return endFrame(dst, start)
 }
 
-// AppendMessage appends a message frame to dst.
-func AppendMessage(dst []byte, m *repl.Message) []byte {
-	start, dst := beginFrame(dst, FrameMessage)
-	dst = append(dst, byte(m.Type))
-	dst = binary.LittleEndian.AppendUint64(dst, m.Term)
-	dst = binary.LittleEndian.AppendUint64(dst, m.LogTerm)
-	dst = binary.LittleEndian.AppendUint64(dst, m.Index)
-	dst = binary.LittleEndian.AppendUint64(dst, m.Commit)
-	dst = binary.LittleEndian.AppendUint64(dst, m.HintTerm)
-	dst = binary.LittleEndian.AppendUint64(dst, m.HintIndex)
-	dst = binary.LittleEndian.AppendUint64(dst, m.Context)
-	var flags byte
-	if m.Reject {
-		flags |= 1
-	}
-	dst = append(dst, flags)
-	dst = appendStr16(dst, string(m.From))
-	dst = appendStr16(dst, string(m.To))
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Entries)))
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Size()))
-		dst = entry.AppendEncode(dst, e)
-	}
-	return endFrame(dst, start)
-}
-
-// AppendPayload appends a payload frame to dst. It encodes engine 0 too,
-// which every decoder refuses: senders drop such payloads instead.
+// AppendPayload appends the frame that carries p on the wire: a message
+// frame (type 3) for EngineSingleLeader, whose body is p.Data (p.From and
+// p.To are not on the wire: the single-leader message names them), for
+// compatibility with nodes that predate payload frames; a payload frame
+// (type 7) for the other engines. It encodes engine 0 too, which every
+// decoder refuses: senders drop such payloads instead.
 func AppendPayload(dst []byte, p *Payload) []byte {
-	start, dst := beginFrame(dst, FramePayload)
-	dst = append(dst, byte(p.Engine))
-	dst = appendStr16(dst, string(p.From))
-	dst = appendStr16(dst, string(p.To))
-	dst = appendBytes32(dst, p.Data)
+	return appendEngineFrame(dst, frameTypeOf(p.Engine), p.Engine, p.From, p.To, nil, p.Data)
+}
+
+// frameTypeOf is the frame type that carries engine e's payloads.
+func frameTypeOf(e Engine) FrameType {
+	if e == EngineSingleLeader {
+		return FrameMessage
+	}
+	return FramePayload
+}
+
+// appendEngineFrame appends a frame of type typ (FrameMessage or
+// FramePayload) carrying engine e's payload from `from` to `to`: enc's
+// encoding if enc is not nil, else data. A message frame's body is the
+// payload alone.
+func appendEngineFrame(dst []byte, typ FrameType, e Engine, from, to NodeID, enc Encoder, data []byte) []byte {
+	start, dst := beginFrame(dst, typ)
+	if typ == FrameMessage {
+		if enc != nil {
+			dst = enc.AppendPayload(dst)
+		} else {
+			dst = append(dst, data...)
+		}
+		return endFrame(dst, start)
+	}
+	dst = append(dst, byte(e))
+	dst = appendStr16(dst, string(from))
+	dst = appendStr16(dst, string(to))
+	if enc == nil {
+		dst = appendBytes32(dst, data)
+		return endFrame(dst, start)
+	}
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = enc.AppendPayload(dst)
+	binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 	return endFrame(dst, start)
 }
 
-// payloadFits reports whether a payload frame from `from` to `to` carrying n
-// bytes has a length field of at most maxBytes (and of a uint32).
-func payloadFits(from, to repl.NodeID, n, maxBytes int) bool {
-	l := uint64(1+1+2+2+4) + uint64(len(from)) + uint64(len(to)) + uint64(n)
+// frameFits reports whether a frame of engine e from `from` to `to`
+// carrying an n-byte payload has a length field of at most maxBytes (and of
+// a uint32).
+func frameFits(e Engine, from, to NodeID, n, maxBytes int) bool {
+	l := 1 + uint64(n) // the type byte, the payload
+	if frameTypeOf(e) == FramePayload {
+		l += 1 + 2 + 2 + 4 + uint64(len(from)) + uint64(len(to))
+	}
 	return l <= uint64(maxBytes) && l <= 0xffffffff
 }
 
@@ -382,14 +408,16 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 			return Frame{}, fmt.Errorf("%w: unsupported protocol version %d", ErrMalformedFrame, v)
 		}
 		h.ClusterID = d.str16()
-		h.NodeID = repl.NodeID(d.str16())
+		h.NodeID = NodeID(d.str16())
 		h.HTTPAddr = d.str16()
 		h.RESPAddr = d.str16()
 		f.Handshake = h
 	case FrameHandshakeReject:
 		f.Reject = d.str16()
 	case FrameMessage:
-		f.Message = d.message()
+		// The single-leader engine's message, opaque: its sender and
+		// recipient are inside, for the engine to check.
+		f.Payload = &Payload{Engine: EngineSingleLeader, Data: d.rest()}
 	case FrameForwardRequest:
 		r := &ForwardRequest{}
 		r.ID = d.u64()
@@ -417,7 +445,7 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 		r.ID = d.u64()
 		r.Code = api.Code(d.u8())
 		r.Message = d.str16()
-		r.Leader = repl.NodeID(d.str16())
+		r.Leader = NodeID(d.str16())
 		r.Write.Index = d.u64()
 		r.Write.Term = d.u64()
 		r.Write.Durability = d.str16()
@@ -453,8 +481,8 @@ func DecodeFrame(b []byte, maxBytes int) (Frame, error) {
 	case FramePayload:
 		p := &Payload{}
 		p.Engine = Engine(d.u8())
-		p.From = repl.NodeID(d.str16())
-		p.To = repl.NodeID(d.str16())
+		p.From = NodeID(d.str16())
+		p.To = NodeID(d.str16())
 		p.Data = d.bytes32()
 		if d.err == nil && p.Engine == 0 {
 			d.fail("engine 0")
@@ -575,47 +603,11 @@ func (d *decoder) bytes32() []byte {
 	return v
 }
 
-func (d *decoder) message() *repl.Message {
-	m := &repl.Message{}
-	m.Type = repl.MsgType(d.u8())
-	m.Term = d.u64()
-	m.LogTerm = d.u64()
-	m.Index = d.u64()
-	m.Commit = d.u64()
-	m.HintTerm = d.u64()
-	m.HintIndex = d.u64()
-	m.Context = d.u64()
-	m.Reject = d.u8()&1 != 0
-	m.From = repl.NodeID(d.str16())
-	m.To = repl.NodeID(d.str16())
-	count := d.u32()
-	if d.err != nil {
+// rest takes every byte left (nil if none).
+func (d *decoder) rest() []byte {
+	v := d.take(uint64(len(d.b)))
+	if len(v) == 0 {
 		return nil
 	}
-	if m.Type < repl.MsgPreVote || m.Type > repl.MsgSnapshotNeeded {
-		d.fail("unknown message type %d", m.Type)
-		return nil
-	}
-	// Each entry needs at least 4+HeaderSize bytes: bound the count before allocating.
-	if uint64(count) > uint64(len(d.b))/(4+entry.HeaderSize) {
-		d.fail("%d entries cannot fit in %d bytes", count, len(d.b))
-		return nil
-	}
-	if count > 0 {
-		m.Entries = make([]entry.Entry, 0, count)
-	}
-	for i := uint32(0); i < count; i++ {
-		n := d.u32()
-		b := d.take(uint64(n))
-		if d.err != nil {
-			return nil
-		}
-		e, err := entry.Decode(b)
-		if err != nil {
-			d.err = fmt.Errorf("%w: entry %d: %w", ErrMalformedFrame, i, err)
-			return nil
-		}
-		m.Entries = append(m.Entries, e)
-	}
-	return m
+	return v
 }

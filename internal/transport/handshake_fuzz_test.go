@@ -34,7 +34,7 @@ func (c *scriptConn) SetWriteDeadline(time.Time) error {
 // cluster naming a member, and answers a refusal with a reason from a fixed
 // set (nothing about this node or cluster).
 func FuzzAcceptHandshake(f *testing.F) {
-	hs := func(cluster string, id repl.NodeID) []byte {
+	hs := func(cluster string, id NodeID) []byte {
 		return AppendHandshake(nil, &Handshake{ClusterID: cluster, NodeID: id, HTTPAddr: "127.0.0.1:1"})
 	}
 	claim := func(n uint32, t FrameType) []byte {
@@ -42,20 +42,20 @@ func FuzzAcceptHandshake(f *testing.F) {
 		return append(b, byte(t))
 	}
 	f.Add(hs("c", "a"))
-	f.Add(append(hs("c", "a"), AppendMessage(nil, &repl.Message{Type: repl.MsgApp, From: "a", To: "b", Term: 1})...))
+	f.Add(append(hs("c", "a"), msgFrame(&repl.Message{Type: repl.MsgApp, From: "a", To: "b", Term: 1})...))
 	f.Add(hs("other", "a"))
 	f.Add(hs("c", "b"))
 	f.Add(hs("c", "zz"))
 	f.Add(claim(16<<20, FrameHandshake)) // the 16 MiB claim
 	f.Add(claim(MaxHandshakeBytes, FrameHandshake))
-	f.Add(AppendMessage(nil, &repl.Message{Type: repl.MsgTimeoutNow, From: "a", To: "b", Term: 1}))
+	f.Add(msgFrame(&repl.Message{Type: repl.MsgTimeoutNow, From: "a", To: "b", Term: 1}))
 	f.Add(AppendForwardRequest(nil, &ForwardRequest{Op: OpPut, Key: []byte("k")}))
 	f.Add(AppendPayload(nil, &Payload{Engine: EngineMultiLeader, From: "a", To: "b", Data: []byte("p")}))
 	f.Add(append(hs("c", "a"), AppendPayload(nil, &Payload{Engine: EngineLeaderless, From: "a", To: "b"})...))
 	f.Add([]byte{})
 	f.Add(AppendStreamHandshake(nil, &Handshake{ClusterID: "c", NodeID: "a"}))
 
-	tr := mustTCP(f, "c", "b", mustListen(f), map[repl.NodeID]string{"a": "127.0.0.1:1"})
+	tr := mustTCP(f, "c", "b", mustListen(f), map[NodeID]string{"a": "127.0.0.1:1"})
 	reasons := []string{"expected a handshake frame", "cluster mismatch", "not a member", "identity mismatch"}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &scriptConn{in: bytes.NewReader(in)}

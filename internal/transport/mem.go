@@ -5,20 +5,18 @@ import (
 	"fmt"
 	"net"
 	"sync"
-
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // Network is an in-memory network of Mem transports for tests. Links can be
-// cut one way or both ways and healed. Every message and payload goes through
-// the frame codec, so nothing is shared between sender and receiver.
+// cut one way or both ways and healed. Every payload goes through the frame
+// codec, so nothing is shared between sender and receiver.
 type Network struct {
 	mu  sync.Mutex
-	eps map[repl.NodeID]*Mem        // guarded by mu
-	cut map[[2]repl.NodeID]struct{} // directional cuts {from, to}, guarded by mu
+	eps map[NodeID]*Mem        // guarded by mu
+	cut map[[2]NodeID]struct{} // directional cuts {from, to}, guarded by mu
 	// streams open between endpoints, by {opener, acceptor}; a cut of the
 	// link either way closes them. Guarded by mu.
-	streams map[*memStream][2]repl.NodeID
+	streams map[*memStream][2]NodeID
 }
 
 // memStream is the pair of ends of one stream (net.Pipe).
@@ -31,17 +29,17 @@ func (s *memStream) close() {
 
 // NewNetwork returns an empty, fully connected network.
 func NewNetwork() *Network {
-	return &Network{eps: make(map[repl.NodeID]*Mem), cut: make(map[[2]repl.NodeID]struct{}),
-		streams: make(map[*memStream][2]repl.NodeID)}
+	return &Network{eps: make(map[NodeID]*Mem), cut: make(map[[2]NodeID]struct{}),
+		streams: make(map[*memStream][2]NodeID)}
 }
 
 // Endpoint creates (or replaces, for a restarted node) the transport of info.ID.
-// queueLen bounds its inbox; beyond it messages and payloads are dropped.
+// queueLen bounds its inbox; beyond it payloads are dropped.
 func (n *Network) Endpoint(info PeerInfo, queueLen int) *Mem {
 	if queueLen <= 0 {
 		queueLen = 1024
 	}
-	m := &Mem{net: n, info: info, inbox: make(chan []byte, queueLen), closed: make(chan struct{})}
+	m := &Mem{net: n, info: info, inbox: make(chan memFrame, queueLen), closed: make(chan struct{})}
 	n.mu.Lock()
 	n.eps[info.ID] = m
 	n.mu.Unlock()
@@ -50,12 +48,12 @@ func (n *Network) Endpoint(info PeerInfo, queueLen int) *Mem {
 
 // Cut drops everything sent from `from` to `to` (one way), and closes the
 // streams open between them (a stream needs both ways).
-func (n *Network) Cut(from, to repl.NodeID) {
+func (n *Network) Cut(from, to NodeID) {
 	n.mu.Lock()
-	n.cut[[2]repl.NodeID{from, to}] = struct{}{}
+	n.cut[[2]NodeID{from, to}] = struct{}{}
 	var doomed []*memStream
 	for s, ends := range n.streams {
-		if ends == [2]repl.NodeID{from, to} || ends == [2]repl.NodeID{to, from} {
+		if ends == [2]NodeID{from, to} || ends == [2]NodeID{to, from} {
 			doomed = append(doomed, s)
 			delete(n.streams, s)
 		}
@@ -67,7 +65,7 @@ func (n *Network) Cut(from, to repl.NodeID) {
 }
 
 // closeStreams closes every stream id opened or accepted.
-func (n *Network) closeStreams(id repl.NodeID) {
+func (n *Network) closeStreams(id NodeID) {
 	n.mu.Lock()
 	var doomed []*memStream
 	for s, ends := range n.streams {
@@ -83,15 +81,15 @@ func (n *Network) closeStreams(id repl.NodeID) {
 }
 
 // Partition cuts the link between a and b both ways.
-func (n *Network) Partition(a, b repl.NodeID) {
+func (n *Network) Partition(a, b NodeID) {
 	n.Cut(a, b)
 	n.Cut(b, a)
 }
 
 // Isolate cuts id from every other endpoint, both ways.
-func (n *Network) Isolate(id repl.NodeID) {
+func (n *Network) Isolate(id NodeID) {
 	n.mu.Lock()
-	ids := make([]repl.NodeID, 0, len(n.eps))
+	ids := make([]NodeID, 0, len(n.eps))
 	for o := range n.eps {
 		ids = append(ids, o)
 	}
@@ -111,20 +109,26 @@ func (n *Network) Heal() {
 }
 
 // route returns the live endpoint for to if the from->to link is up.
-func (n *Network) route(from, to repl.NodeID) *Mem {
+func (n *Network) route(from, to NodeID) *Mem {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, cut := n.cut[[2]repl.NodeID{from, to}]; cut {
+	if _, cut := n.cut[[2]NodeID{from, to}]; cut {
 		return nil
 	}
 	return n.eps[to]
+}
+
+// memFrame is a frame in an inbox, with its sender (as if authenticated).
+type memFrame struct {
+	from NodeID
+	b    []byte
 }
 
 // Mem is one node's endpoint on a Network.
 type Mem struct {
 	net    *Network
 	info   PeerInfo
-	inbox  chan []byte
+	inbox  chan memFrame
 	closed chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
@@ -145,14 +149,10 @@ func (m *Mem) Start(h Handler) error {
 			select {
 			case <-m.closed:
 				return
-			case b := <-m.inbox:
-				f, err := DecodeFrame(b, 0)
-				switch {
-				case err != nil:
-				case f.Type == FrameMessage:
-					h.HandleMessage(*f.Message)
-				case f.Type == FramePayload:
-					h.HandlePayload(f.Payload.From, f.Payload.Engine, f.Payload.Data)
+			case in := <-m.inbox:
+				f, err := DecodeFrame(in.b, 0)
+				if err == nil && (f.Type == FrameMessage || f.Type == FramePayload) {
+					h.HandlePayload(in.from, f.Payload.Engine, f.Payload.Data)
 				}
 			}
 		}
@@ -169,41 +169,42 @@ func (m *Mem) live() bool {
 	}
 }
 
-// Send implements Transport.
-func (m *Mem) Send(msg repl.Message) {
-	if !m.live() {
+// SendPayload implements Transport: every payload to a node shares its
+// inbox. A payload whose frame would exceed DefaultMaxFrameBytes (the TCP
+// transport's default limit), or of engine 0, is dropped.
+func (m *Mem) SendPayload(to NodeID, e Engine, payload []byte) {
+	if !frameFits(e, m.info.ID, to, len(payload), DefaultMaxFrameBytes) {
 		return
 	}
-	dst := m.net.route(m.info.ID, msg.To)
-	if dst == nil || !dst.live() {
-		return
-	}
-	select {
-	case dst.inbox <- AppendMessage(nil, &msg):
-	default:
-	}
+	m.send(to, e, nil, payload)
 }
 
-// SendPayload implements Transport, like Send: the payload shares the
-// receiver's inbox with messages. A payload whose frame would exceed
-// DefaultMaxFrameBytes (the TCP transport's default limit), or of engine 0,
-// is dropped.
-func (m *Mem) SendPayload(to repl.NodeID, e Engine, payload []byte) {
-	if !m.live() || e == 0 || !payloadFits(m.info.ID, to, len(payload), DefaultMaxFrameBytes) {
+// SendEncoder implements Transport, like SendPayload. It encodes at once,
+// on the caller's goroutine.
+func (m *Mem) SendEncoder(to NodeID, e Engine, enc Encoder) {
+	m.send(to, e, enc, nil)
+}
+
+func (m *Mem) send(to NodeID, e Engine, enc Encoder, data []byte) {
+	if !m.live() || e == 0 {
 		return
 	}
 	dst := m.net.route(m.info.ID, to)
 	if dst == nil || !dst.live() {
 		return
 	}
+	b := appendEngineFrame(nil, frameTypeOf(e), e, m.info.ID, to, enc, data)
+	if len(b)-4 > DefaultMaxFrameBytes {
+		return
+	}
 	select {
-	case dst.inbox <- AppendPayload(nil, &Payload{Engine: e, From: m.info.ID, To: to, Data: payload}):
+	case dst.inbox <- memFrame{from: m.info.ID, b: b}:
 	default:
 	}
 }
 
 // Forward implements Transport. The request and response both need the link up.
-func (m *Mem) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error) {
+func (m *Mem) Forward(ctx context.Context, to NodeID, req *ForwardRequest) (*ForwardResponse, error) {
 	if !m.live() {
 		return nil, ErrClosed
 	}
@@ -235,7 +236,7 @@ func (m *Mem) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) 
 // OpenStream implements Transport with net.Pipe: the peer's HandleStream
 // gets the other end on a goroutine of its own. Both ways of the link must be
 // up; a later cut either way, or Close of either endpoint, closes the stream.
-func (m *Mem) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
+func (m *Mem) OpenStream(ctx context.Context, to NodeID) (net.Conn, error) {
 	if !m.live() {
 		return nil, ErrClosed
 	}
@@ -255,7 +256,7 @@ func (m *Mem) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) 
 	a, b := net.Pipe()
 	s := &memStream{a: a, b: b}
 	m.net.mu.Lock()
-	m.net.streams[s] = [2]repl.NodeID{m.info.ID, to}
+	m.net.streams[s] = [2]NodeID{m.info.ID, to}
 	m.net.mu.Unlock()
 	from := m.info.ID
 	dst.wg.Add(1)
@@ -273,7 +274,7 @@ func (m *Mem) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) 
 }
 
 // Peer implements Transport.
-func (m *Mem) Peer(id repl.NodeID) (PeerInfo, bool) {
+func (m *Mem) Peer(id NodeID) (PeerInfo, bool) {
 	m.net.mu.Lock()
 	defer m.net.mu.Unlock()
 	if ep := m.net.eps[id]; ep != nil {

@@ -3,8 +3,11 @@ package transport
 import (
 	"bytes"
 	"crypto/tls"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trireme-db/trireme/internal/entry"
 
 	"github.com/trireme-db/trireme/internal/repl"
 )
@@ -21,7 +24,7 @@ func waitPay(t testing.TB, h *recHandler, d time.Duration) (Payload, bool) {
 
 // sendPayloadUntil resends a payload until h receives something (the first
 // sends may be dropped while the connection comes up).
-func sendPayloadUntil(t testing.TB, tr Transport, h *recHandler, to repl.NodeID, e Engine, data []byte) Payload {
+func sendPayloadUntil(t testing.TB, tr Transport, h *recHandler, to NodeID, e Engine, data []byte) Payload {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -42,8 +45,8 @@ func TestTCPPayloads(t *testing.T) {
 	const limit = 64 << 10
 	small := func(c *TCPConfig) { c.MaxFrameBytes = limit }
 	la, lb := mustListen(t), mustListen(t)
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()}, small)
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()}, small)
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": lb.Addr().String()}, small)
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()}, small)
 	ha, hb := newRec("a"), newRec("b")
 	a.Start(ha)
 	b.Start(hb)
@@ -61,7 +64,7 @@ func TestTCPPayloads(t *testing.T) {
 	engines := []Engine{EngineSingleLeader, EngineMultiLeader, EngineLeaderless, 9}
 	for i := range 100 {
 		a.SendPayload("b", engines[i%len(engines)], []byte{byte(i)})
-		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: uint64(i)})
+		sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: uint64(i)})
 	}
 	for i := range 100 {
 		p, ok := waitPay(t, hb, 5*time.Second)
@@ -179,5 +182,93 @@ func TestMemPayloads(t *testing.T) {
 	}
 	if p, ok := waitPay(t, hc, quiet); ok {
 		t.Fatalf("delivered beyond the inbox: %+v", p)
+	}
+}
+
+// heldEncoder encodes data once release is closed, counting its calls.
+type heldEncoder struct {
+	data    []byte
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (e *heldEncoder) AppendPayload(dst []byte) []byte {
+	<-e.release
+	e.calls.Add(1)
+	return append(dst, e.data...)
+}
+
+// TestTCPSendEncoder: an encoder's payload is encoded by the transport's
+// writer, not by the sender: SendEncoder returns while the encoder cannot
+// run yet. It is encoded once, in order with SendPayload's payloads, in a
+// message frame for the single-leader engine (which decodes as the message)
+// and a payload frame for the others. An encoded payload over the frame
+// limit is dropped and counted, and the link stays up.
+func TestTCPSendEncoder(t *testing.T) {
+	const limit = 64 << 10
+	small := func(c *TCPConfig) { c.MaxFrameBytes = limit }
+	la, lb := mustListen(t), mustListen(t)
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": lb.Addr().String()}, small)
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()}, small)
+	hb := newRec("b")
+	a.Start(newRec("a"))
+	b.Start(hb)
+	sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b"})
+
+	m := repl.Message{Type: repl.MsgApp, From: "a", To: "b", Term: 3, Entries: []entry.Entry{{Term: 3, Index: 1, Kind: entry.KindPut, Key: []byte("k")}}}
+	held := &heldEncoder{data: repl.AppendMessage(nil, &m), release: make(chan struct{})}
+	ml := &heldEncoder{data: []byte("multi-leader"), release: make(chan struct{})}
+	returned := make(chan struct{})
+	go func() {
+		a.SendEncoder("b", EngineSingleLeader, held)
+		a.SendPayload("b", EngineLeaderless, []byte("after"))
+		a.SendEncoder("b", EngineMultiLeader, ml)
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SendEncoder waited for the encoder: it encoded on the caller's goroutine")
+	}
+	if got, ok := waitMsg(t, hb, 50*time.Millisecond); ok {
+		t.Fatalf("delivered before it could be encoded: %+v", got)
+	}
+	close(held.release)
+	close(ml.release)
+	if got, ok := waitMsg(t, hb, 5*time.Second); !ok || got.from != "a" || got.Term != 3 || string(got.Entries[0].Key) != "k" {
+		t.Fatalf("encoded message: %+v ok=%v", got, ok)
+	}
+	if p, ok := waitPay(t, hb, 5*time.Second); !ok || p.Engine != EngineLeaderless || string(p.Data) != "after" {
+		t.Fatalf("payload after it: %+v ok=%v", p, ok)
+	}
+	if p, ok := waitPay(t, hb, 5*time.Second); !ok || p.Engine != EngineMultiLeader || p.From != "a" || string(p.Data) != "multi-leader" {
+		t.Fatalf("encoded payload: %+v ok=%v", p, ok)
+	}
+	if held.calls.Load() != 1 || ml.calls.Load() != 1 {
+		t.Fatalf("encoded %d and %d times, want once each", held.calls.Load(), ml.calls.Load())
+	}
+
+	// Over the limit, once encoded: dropped on the writer, counted, and the
+	// connection stays up for what follows.
+	dropped := a.Dropped()
+	open := make(chan struct{})
+	close(open)
+	fits := limit - (1 + 1 + 2 + 1 + 2 + 1 + 4)
+	a.SendEncoder("b", EngineMultiLeader, &heldEncoder{data: make([]byte, fits+1), release: open})
+	a.SendEncoder("b", EngineSingleLeader, &heldEncoder{data: make([]byte, limit), release: open})
+	a.SendEncoder("b", EngineMultiLeader, &heldEncoder{data: make([]byte, fits), release: open})
+	sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 9})
+	if p, ok := waitPay(t, hb, 5*time.Second); !ok || len(p.Data) != fits {
+		t.Fatalf("a payload of exactly the limit: %d bytes ok=%v", len(p.Data), ok)
+	}
+	if got, ok := waitMsg(t, hb, 5*time.Second); !ok || got.Term != 9 {
+		t.Fatalf("after the dropped payloads: %+v ok=%v", got, ok)
+	}
+	if d := a.Dropped() - dropped; d != 2 {
+		t.Fatalf("dropped %d, want 2", d)
+	}
+	a.SendEncoder("b", 0, &heldEncoder{release: open})
+	if d := a.Dropped() - dropped; d != 3 {
+		t.Fatalf("engine 0: dropped %d, want 3", d)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // MaxInboundStreams is how many streams one member may hold open to a node
@@ -17,7 +15,7 @@ const MaxInboundStreams = 4
 // OpenStream implements Transport: a new connection to `to`, with the same
 // TLS and handshake checks as the message connection, opened with a stream
 // handshake.
-func (t *TCP) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) {
+func (t *TCP) OpenStream(ctx context.Context, to NodeID) (net.Conn, error) {
 	p := t.peer(to)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, to)
@@ -57,7 +55,7 @@ func (t *TCP) OpenStream(ctx context.Context, to repl.NodeID) (net.Conn, error) 
 
 // serveStream hands an accepted stream from peer `from` to the handler, on
 // the connection's goroutine; serveInbound closes it afterwards.
-func (t *TCP) serveStream(from repl.NodeID, c net.Conn) {
+func (t *TCP) serveStream(from NodeID, c net.Conn) {
 	t.mu.Lock()
 	n := t.streams[from]
 	if n < MaxInboundStreams {

@@ -15,7 +15,7 @@ import (
 
 // mustEcho writes msg to a stream served by recHandler and checks the echo
 // (the peer's id line, then msg).
-func mustEcho(t *testing.T, c net.Conn, wantFrom repl.NodeID, msg string) {
+func mustEcho(t *testing.T, c net.Conn, wantFrom NodeID, msg string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(c)
@@ -41,8 +41,8 @@ func TestTCPStream(t *testing.T) {
 				a, b, _, hb = tlsPair(t, mustPKI(t, "c1", "a", "b"))
 			} else {
 				la, lb := mustListen(t), mustListen(t)
-				a = mustTCP(t, "c1", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
-				b = mustTCP(t, "c1", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+				a = mustTCP(t, "c1", "a", la, map[NodeID]string{"b": lb.Addr().String()})
+				b = mustTCP(t, "c1", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 				hb = newRec("b")
 				a.Start(newRec("a"))
 				b.Start(hb)
@@ -56,7 +56,7 @@ func TestTCPStream(t *testing.T) {
 				t.Fatalf("OpenStream: %v", err)
 			}
 			mustEcho(t, c, "a", strings.Repeat("x", 1<<20)) // larger than any frame buffer
-			a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
+			sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
 			if m, ok := waitMsg(t, hb, 5*time.Second); !ok || m.Term != 2 {
 				t.Fatalf("message after a stream: %+v %v", m, ok)
 			}
@@ -82,8 +82,8 @@ func TestTCPStream(t *testing.T) {
 // TestTCPStreamLimit: a member holds at most MaxInboundStreams streams open.
 func TestTCPStreamLimit(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
-	a := mustTCP(t, "c1", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
-	b := mustTCP(t, "c1", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	a := mustTCP(t, "c1", "a", la, map[NodeID]string{"b": lb.Addr().String()})
+	b := mustTCP(t, "c1", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 	a.Start(newRec("a"))
 	b.Start(newRec("b"))
 	ctx := context.Background()
@@ -134,7 +134,7 @@ func TestTCPStreamLimit(t *testing.T) {
 // checks as a message handshake.
 func TestTCPStreamRefusedWithoutMembership(t *testing.T) {
 	lb := mustListen(t)
-	b := mustTCP(t, "c1", "b", lb, map[repl.NodeID]string{"a": "127.0.0.1:1"})
+	b := mustTCP(t, "c1", "b", lb, map[NodeID]string{"a": "127.0.0.1:1"})
 	b.Start(newRec("b"))
 	c, err := net.Dial("tcp", lb.Addr().String())
 	if err != nil {

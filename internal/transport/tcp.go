@@ -16,7 +16,6 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/pki"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // TCPConfig configures a TCP transport.
@@ -26,7 +25,7 @@ type TCPConfig struct {
 	// Self is this node: its id and advertised client endpoints.
 	Self PeerInfo
 	// Peers maps every other member's id to its peer address (host:port).
-	Peers map[repl.NodeID]string
+	Peers map[NodeID]string
 	// TLS, if set, runs every peer connection over mutual TLS 1.3 with this
 	// member's certificate: a connection is accepted only from a certificate
 	// that chains to TLS.Roots and names a member of Peers, and it then
@@ -39,16 +38,17 @@ type TCPConfig struct {
 	// here, Peer returns what the member's handshake advertised, but only
 	// over an authenticated (TLS) connection: an unauthenticated handshake
 	// could name anyone's addresses.
-	Clients map[repl.NodeID]PeerInfo
+	Clients map[NodeID]PeerInfo
 	// ListenAddr is this node's peer address; ignored when Listener is set.
 	ListenAddr string
 	// Listener, if set, is used instead of listening on ListenAddr.
 	Listener net.Listener
 	// QueueLen is the per-peer outbound queue length, in frames; beyond it
-	// Send and SendPayload drop.
+	// SendPayload and SendEncoder drop.
 	QueueLen int
 	// MaxFrameBytes refuses frames whose length field exceeds it;
-	// SendPayload drops a payload whose frame would.
+	// SendPayload drops a payload whose frame would, and the writer an
+	// encoded one (SendEncoder).
 	MaxFrameBytes int
 	// DialTimeout bounds one connection attempt including the handshake.
 	DialTimeout time.Duration
@@ -108,35 +108,37 @@ type TCP struct {
 	handler Handler
 	// peers: copy-on-write, replaced whole by SetPeers under mu; read
 	// without a lock.
-	peers     atomic.Pointer[map[repl.NodeID]*tcpPeer]
+	peers     atomic.Pointer[map[NodeID]*tcpPeer]
 	started   bool        // Start ran; guarded by mu
 	serverTLS *tls.Config // nil: plaintext
 	closed    chan struct{}
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
-	forged    atomic.Uint64 // messages and payloads refused: From is not the connection's peer, or To is not us
+	forged    atomic.Uint64 // payload frames refused: From is not the connection's peer, or To is not us
 	refused   atomic.Uint64 // inbound connections refused at the handshake
 
-	refusedWarn, forgedWarn warnLimiter
+	refusedWarn, forgedWarn, oversizeWarn warnLimiter
 
 	mu      sync.Mutex
-	info    map[repl.NodeID]PeerInfo // from authenticated handshakes; guarded by mu
-	conns   map[net.Conn]struct{}    // open connections, guarded by mu
-	inbound map[repl.NodeID]net.Conn // the one accepted connection per peer; guarded by mu
-	streams map[repl.NodeID]int      // accepted streams open per peer; guarded by mu
-	isClose bool                     // guarded by mu
+	info    map[NodeID]PeerInfo   // from authenticated handshakes; guarded by mu
+	conns   map[net.Conn]struct{} // open connections, guarded by mu
+	inbound map[NodeID]net.Conn   // the one accepted connection per peer; guarded by mu
+	streams map[NodeID]int        // accepted streams open per peer; guarded by mu
+	isClose bool                  // guarded by mu
 }
 
-// outItem is one queued frame: fwd if set, else pay if set, else msg.
+// outItem is one queued frame: fwd if set, else engine e's payload: enc's
+// encoding if enc is set, else data.
 type outItem struct {
-	msg repl.Message
-	fwd *ForwardRequest
-	pay *Payload
+	fwd  *ForwardRequest
+	enc  Encoder
+	data []byte
+	e    Engine
 }
 
 type tcpPeer struct {
 	t      *TCP
-	id     repl.NodeID
+	id     NodeID
 	addr   atomic.Pointer[string] // SetPeers may change it
 	tls    *tls.Config            // nil: plaintext
 	queue  chan outItem
@@ -161,17 +163,18 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		closed:  make(chan struct{}),
-		info:    make(map[repl.NodeID]PeerInfo),
+		info:    make(map[NodeID]PeerInfo),
 		conns:   make(map[net.Conn]struct{}),
-		inbound: make(map[repl.NodeID]net.Conn),
-		streams: make(map[repl.NodeID]int),
+		inbound: make(map[NodeID]net.Conn),
+		streams: make(map[NodeID]int),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.refusedWarn = warnLimiter{log: t.log, every: time.Second}
 	t.forgedWarn = warnLimiter{log: t.log, every: time.Second}
-	peers := make(map[repl.NodeID]*tcpPeer, len(cfg.Peers))
+	t.oversizeWarn = warnLimiter{log: t.log, every: time.Second}
+	peers := make(map[NodeID]*tcpPeer, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
 		peers[id] = t.newPeer(id, addr)
 	}
@@ -190,7 +193,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	return t, nil
 }
 
-func (t *TCP) newPeer(id repl.NodeID, addr string) *tcpPeer {
+func (t *TCP) newPeer(id NodeID, addr string) *tcpPeer {
 	p := &tcpPeer{t: t, id: id, queue: make(chan outItem, t.cfg.QueueLen),
 		wake: make(chan struct{}, 1), pending: make(map[uint64]chan *ForwardResponse)}
 	p.addr.Store(&addr)
@@ -201,7 +204,7 @@ func (t *TCP) newPeer(id repl.NodeID, addr string) *tcpPeer {
 }
 
 // peer returns the peer with that id, or nil.
-func (t *TCP) peer(id repl.NodeID) *tcpPeer { return (*t.peers.Load())[id] }
+func (t *TCP) peer(id NodeID) *tcpPeer { return (*t.peers.Load())[id] }
 
 // SetPeers adds the peers of a new configuration and updates the address of
 // known ones (the next connection uses it). A peer is never forgotten while
@@ -209,14 +212,14 @@ func (t *TCP) peer(id repl.NodeID) *tcpPeer { return (*t.peers.Load())[id] }
 // be back when it is truncated, and a removed member's link only idles (its
 // dials back off to BackoffMax, logged at debug level); a restart forgets
 // it. The node decides which messages to accept.
-func (t *TCP) SetPeers(peers map[repl.NodeID]string) {
+func (t *TCP) SetPeers(peers map[NodeID]string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.isClose {
 		return
 	}
 	cur := *t.peers.Load()
-	next := make(map[repl.NodeID]*tcpPeer, len(cur)+len(peers))
+	next := make(map[NodeID]*tcpPeer, len(cur)+len(peers))
 	for id, p := range cur {
 		next[id] = p
 	}
@@ -249,13 +252,15 @@ func (t *TCP) SetPeers(peers map[repl.NodeID]string) {
 // Addr is the address the transport listens on.
 func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 
-// Dropped is the number of messages and payloads dropped because a queue was
-// full or the peer was not connected, and of payloads dropped at SendPayload
-// (over MaxFrameBytes, or engine 0).
+// Dropped is the number of payloads dropped because a queue was full or the
+// peer was not connected, or because they were of engine 0 or their frame
+// over MaxFrameBytes.
 func (t *TCP) Dropped() uint64 { return t.dropped.Load() }
 
-// Forged is the number of messages and payloads refused because their From
-// was not the connection's (authenticated) peer or their To was not this node.
+// Forged is the number of payload frames (type 7) refused because their From
+// was not the connection's (authenticated) peer or their To was not this
+// node. The transport does not look inside message frames (single-leader
+// payloads): the single-leader engine counts its own.
 func (t *TCP) Forged() uint64 { return t.forged.Load() }
 
 // Refused is the number of inbound connections refused at the TLS or the
@@ -281,38 +286,39 @@ func (t *TCP) Start(h Handler) error {
 	return nil
 }
 
-// Send implements Transport.
-func (t *TCP) Send(m repl.Message) {
-	p := t.peer(m.To)
-	if p == nil || !p.up.Load() {
+// SendPayload implements Transport: on the peer's queue, in order with its
+// other payloads.
+func (t *TCP) SendPayload(to NodeID, e Engine, payload []byte) {
+	if !frameFits(e, t.cfg.Self.ID, to, len(payload), t.cfg.MaxFrameBytes) {
+		t.dropped.Add(1)
+		return
+	}
+	t.enqueue(to, outItem{data: payload, e: e})
+}
+
+// SendEncoder implements Transport: on the peer's queue, encoded by the
+// connection's writer into its buffer.
+func (t *TCP) SendEncoder(to NodeID, e Engine, enc Encoder) {
+	t.enqueue(to, outItem{enc: enc, e: e})
+}
+
+// enqueue queues a payload for `to` without blocking, or drops it.
+func (t *TCP) enqueue(to NodeID, it outItem) {
+	p := t.peer(to)
+	if p == nil || !p.up.Load() || it.e == 0 {
 		// Unknown peer, or no connection: the link is down, the message is lost.
 		t.dropped.Add(1)
 		return
 	}
 	select {
-	case p.queue <- outItem{msg: m}:
-	default:
-		t.dropped.Add(1)
-	}
-}
-
-// SendPayload implements Transport: on the peer's message queue, in order
-// with its messages.
-func (t *TCP) SendPayload(to repl.NodeID, e Engine, payload []byte) {
-	p := t.peer(to)
-	if p == nil || !p.up.Load() || e == 0 || !payloadFits(t.cfg.Self.ID, to, len(payload), t.cfg.MaxFrameBytes) {
-		t.dropped.Add(1)
-		return
-	}
-	select {
-	case p.queue <- outItem{pay: &Payload{Engine: e, From: t.cfg.Self.ID, To: to, Data: payload}}:
+	case p.queue <- it:
 	default:
 		t.dropped.Add(1)
 	}
 }
 
 // Forward implements Transport.
-func (t *TCP) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) (*ForwardResponse, error) {
+func (t *TCP) Forward(ctx context.Context, to NodeID, req *ForwardRequest) (*ForwardResponse, error) {
 	p := t.peer(to)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, to)
@@ -353,7 +359,7 @@ func (t *TCP) Forward(ctx context.Context, to repl.NodeID, req *ForwardRequest) 
 
 // Peer implements Transport: id's client endpoints from TCPConfig.Clients,
 // else from its handshake on an authenticated connection.
-func (t *TCP) Peer(id repl.NodeID) (PeerInfo, bool) {
+func (t *TCP) Peer(id NodeID) (PeerInfo, bool) {
 	if id == t.cfg.Self.ID {
 		return t.cfg.Self, true
 	}
@@ -414,7 +420,7 @@ func (t *TCP) untrack(c net.Conn) {
 // one) the one inbound connection of peer id, closing the one it replaces: a
 // peer dials anew only once its previous connection is gone from its side,
 // and a member cannot pile up connections (and frame buffers).
-func (t *TCP) setInbound(id repl.NodeID, c net.Conn) {
+func (t *TCP) setInbound(id NodeID, c net.Conn) {
 	t.mu.Lock()
 	old := t.inbound[id]
 	t.inbound[id] = c
@@ -424,7 +430,7 @@ func (t *TCP) setInbound(id repl.NodeID, c net.Conn) {
 	}
 }
 
-func (t *TCP) clearInbound(id repl.NodeID, c net.Conn) {
+func (t *TCP) clearInbound(id NodeID, c net.Conn) {
 	t.mu.Lock()
 	if t.inbound[id] == c {
 		delete(t.inbound, id)
@@ -443,7 +449,7 @@ func (t *TCP) selfHandshake(typ FrameType) []byte {
 // have: the one we dialed, or the one its certificate names ("" when
 // accepting without TLS). It returns the reason to send the peer, which names
 // nothing of this node or cluster, and an error for the local log.
-func (t *TCP) checkHandshake(h *Handshake, want repl.NodeID) (string, error) {
+func (t *TCP) checkHandshake(h *Handshake, want NodeID) (string, error) {
 	if h.ClusterID != t.cfg.ClusterID {
 		return "cluster mismatch", fmt.Errorf("%w: node %q names another cluster (check --cluster-id, --peer-tls-dir or --cluster on both)",
 			ErrHandshake, h.NodeID)
@@ -499,13 +505,13 @@ func (t *TCP) acceptLoop() {
 // It returns the connection to use, the peer it speaks for, and whether the
 // dialer opened a stream (a stream handshake) rather than a message
 // connection.
-func (t *TCP) accept(raw net.Conn) (c net.Conn, from repl.NodeID, stream bool, err error) {
+func (t *TCP) accept(raw net.Conn) (c net.Conn, from NodeID, stream bool, err error) {
 	c, from, typ, err := t.acceptHandshake(raw)
 	return c, from, typ == FrameStreamHandshake, err
 }
 
-func (t *TCP) acceptHandshake(raw net.Conn) (net.Conn, repl.NodeID, FrameType, error) {
-	c, want := raw, repl.NodeID("")
+func (t *TCP) acceptHandshake(raw net.Conn) (net.Conn, NodeID, FrameType, error) {
+	c, want := raw, NodeID("")
 	if t.serverTLS != nil {
 		tc := tls.Server(raw, t.serverTLS)
 		if err := tc.Handshake(); err != nil {
@@ -582,13 +588,9 @@ func (t *TCP) serveInbound(raw net.Conn) {
 		}
 		switch f.Type {
 		case FrameMessage:
-			if f.Message.From != from || f.Message.To != t.cfg.Self.ID {
-				t.forged.Add(1)
-				t.forgedWarn.warn("dropped message with a forged sender or another recipient", "peer", string(from),
-					"from", string(f.Message.From), "to", string(f.Message.To))
-				continue
-			}
-			t.handler.HandleMessage(*f.Message)
+			// A single-leader payload: the sender and recipient it names
+			// are inside, and the engine checks them against from.
+			t.handler.HandlePayload(from, EngineSingleLeader, f.Payload.Data)
 		case FramePayload:
 			if f.Payload.From != from || f.Payload.To != t.cfg.Self.ID {
 				t.forged.Add(1)
@@ -776,13 +778,19 @@ func (p *tcpPeer) serve(c, raw net.Conn) {
 	var buf []byte
 	write := func(it outItem) error {
 		buf = buf[:0]
-		switch {
-		case it.fwd != nil:
+		if it.fwd != nil {
 			buf = AppendForwardRequest(buf, it.fwd)
-		case it.pay != nil:
-			buf = AppendPayload(buf, it.pay)
-		default:
-			buf = AppendMessage(buf, &it.msg)
+		} else {
+			buf = appendEngineFrame(buf, frameTypeOf(it.e), it.e, t.cfg.Self.ID, p.id, it.enc, it.data)
+			if n := uint64(len(buf) - 4); n > uint64(t.cfg.MaxFrameBytes) || n > 0xffffffff {
+				// Only an encoder's payload can be too large here
+				// (SendPayload checks the others): the peer would close
+				// the connection on it.
+				t.dropped.Add(1)
+				t.oversizeWarn.warn("dropped a payload over the frame limit", "peer", string(p.id),
+					"engine", it.e.String(), "bytes", n, "limit", t.cfg.MaxFrameBytes)
+				return nil
+			}
 		}
 		_, err := bw.Write(buf)
 		return err

@@ -14,41 +14,74 @@ import (
 	"github.com/trireme-db/trireme/internal/repl"
 )
 
+// The transport carries the single-leader engine's messages as opaque
+// payloads: its tests encode and decode them as the node does
+// (repl.AppendMessage, repl.DecodeMessage).
+
+// wireMsg is a repl.Message as an Encoder.
+type wireMsg repl.Message
+
+func (m *wireMsg) AppendPayload(dst []byte) []byte {
+	return repl.AppendMessage(dst, (*repl.Message)(m))
+}
+
+// sendMsg sends m to m.To as the node does: a single-leader payload that
+// the transport encodes.
+func sendMsg(tr Transport, m repl.Message) {
+	tr.SendEncoder(NodeID(m.To), EngineSingleLeader, (*wireMsg)(&m))
+}
+
+// msgFrame is the message frame carrying m.
+func msgFrame(m *repl.Message) []byte {
+	return AppendPayload(nil, &Payload{Engine: EngineSingleLeader, Data: repl.AppendMessage(nil, m)})
+}
+
+// rmsg is a message a recHandler received, with the peer the transport
+// said it came from.
+type rmsg struct {
+	from NodeID
+	repl.Message
+}
+
 type recHandler struct {
-	id    repl.NodeID
-	msgs  chan repl.Message
-	pays  chan Payload // To is left empty: the handler is not told
-	downs chan repl.NodeID
+	id    NodeID
+	msgs  chan rmsg    // single-leader payloads that decode as messages
+	pays  chan Payload // the other payloads; To is left empty: the handler is not told
+	downs chan NodeID
 }
 
-func newRec(id repl.NodeID) *recHandler {
-	return &recHandler{id: id, msgs: make(chan repl.Message, 1024), pays: make(chan Payload, 1024),
-		downs: make(chan repl.NodeID, 64)}
+func newRec(id NodeID) *recHandler {
+	return &recHandler{id: id, msgs: make(chan rmsg, 1024), pays: make(chan Payload, 1024),
+		downs: make(chan NodeID, 64)}
 }
 
-func (h *recHandler) HandlePeerDown(id repl.NodeID) {
+func (h *recHandler) HandlePeerDown(id NodeID) {
 	select {
 	case h.downs <- id:
 	default:
 	}
 }
 
-func (h *recHandler) HandleMessage(m repl.Message) { h.msgs <- m }
-
-func (h *recHandler) HandlePayload(from repl.NodeID, e Engine, payload []byte) {
+func (h *recHandler) HandlePayload(from NodeID, e Engine, payload []byte) {
+	if e == EngineSingleLeader {
+		if m, err := repl.DecodeMessage(payload); err == nil {
+			h.msgs <- rmsg{from: from, Message: m}
+			return
+		}
+	}
 	h.pays <- Payload{Engine: e, From: from, Data: payload}
 }
 
 // HandleStream echoes the stream back, prefixed with the peer's id and a
 // newline, until the stream ends.
-func (h *recHandler) HandleStream(from repl.NodeID, c net.Conn) {
+func (h *recHandler) HandleStream(from NodeID, c net.Conn) {
 	if _, err := c.Write([]byte(string(from) + "\n")); err != nil {
 		return
 	}
 	io.Copy(c, c)
 }
 
-func (h *recHandler) HandleForward(ctx context.Context, from repl.NodeID, req *ForwardRequest) *ForwardResponse {
+func (h *recHandler) HandleForward(ctx context.Context, from NodeID, req *ForwardRequest) *ForwardResponse {
 	if string(req.Key) == "block" {
 		<-ctx.Done()
 		return &ForwardResponse{Code: api.CodeStopped}
@@ -65,7 +98,7 @@ func mustListen(t testing.TB) net.Listener {
 	return ln
 }
 
-func mustTCP(t testing.TB, cluster string, id repl.NodeID, ln net.Listener, peers map[repl.NodeID]string, opts ...func(*TCPConfig)) *TCP {
+func mustTCP(t testing.TB, cluster string, id NodeID, ln net.Listener, peers map[NodeID]string, opts ...func(*TCPConfig)) *TCP {
 	t.Helper()
 	cfg := DefaultTCPConfig()
 	cfg.ClusterID = cluster
@@ -83,35 +116,35 @@ func mustTCP(t testing.TB, cluster string, id repl.NodeID, ln net.Listener, peer
 	return tr
 }
 
-func waitMsg(t testing.TB, h *recHandler, d time.Duration) (repl.Message, bool) {
+func waitMsg(t testing.TB, h *recHandler, d time.Duration) (rmsg, bool) {
 	t.Helper()
 	select {
 	case m := <-h.msgs:
 		return m, true
 	case <-time.After(d):
-		return repl.Message{}, false
+		return rmsg{}, false
 	}
 }
 
 // sendUntil resends m until h receives something (the first sends may be
 // dropped while the connection comes up: the transport is lossy by design).
-func sendUntil(t testing.TB, tr Transport, h *recHandler, m repl.Message) repl.Message {
+func sendUntil(t testing.TB, tr Transport, h *recHandler, m repl.Message) rmsg {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		tr.Send(m)
+		sendMsg(tr, m)
 		if got, ok := waitMsg(t, h, 20*time.Millisecond); ok {
 			return got
 		}
 	}
 	t.Fatalf("message %v never delivered", m.Type)
-	return repl.Message{}
+	return rmsg{}
 }
 
 func TestTCPMessagesAndForward(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": lb.Addr().String()})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 	ha, hb := newRec("a"), newRec("b")
 	a.Start(ha)
 	b.Start(hb)
@@ -119,12 +152,12 @@ func TestTCPMessagesAndForward(t *testing.T) {
 	m := repl.Message{Type: repl.MsgApp, From: "a", To: "b", Term: 2, Index: 1, LogTerm: 1,
 		Entries: []entry.Entry{{Term: 2, Index: 2, Kind: entry.KindPut, Key: []byte("k"), Value: []byte("v")}}}
 	got := sendUntil(t, a, hb, m)
-	if got.Type != repl.MsgApp || got.From != "a" || len(got.Entries) != 1 || string(got.Entries[0].Value) != "v" {
+	if got.Type != repl.MsgApp || got.from != "a" || got.From != "a" || len(got.Entries) != 1 || string(got.Entries[0].Value) != "v" {
 		t.Fatalf("got %+v", got)
 	}
 	// In-order delivery over one connection.
 	for i := uint64(1); i <= 100; i++ {
-		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: i})
+		sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: i})
 	}
 	for i := uint64(1); i <= 100; i++ {
 		got, ok := waitMsg(t, hb, 5*time.Second)
@@ -164,10 +197,10 @@ func TestTCPMessagesAndForward(t *testing.T) {
 func TestTCPPeerFromConfiguration(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
 	clients := func(c *TCPConfig) {
-		c.Clients = map[repl.NodeID]PeerInfo{"a": {HTTPAddr: "conf-http-a"}, "b": {HTTPAddr: "conf-http-b", RESPAddr: "conf-resp-b"}}
+		c.Clients = map[NodeID]PeerInfo{"a": {HTTPAddr: "conf-http-a"}, "b": {HTTPAddr: "conf-http-b", RESPAddr: "conf-resp-b"}}
 	}
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()}, clients)
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()}, clients)
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": lb.Addr().String()}, clients)
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()}, clients)
 	hb := newRec("b")
 	a.Start(newRec("a"))
 	b.Start(hb)
@@ -191,7 +224,7 @@ func TestTCPRefusesHandshake(t *testing.T) {
 		{"own id", Handshake{ClusterID: "c", NodeID: "b"}, "not a member"},
 	}
 	lb := mustListen(t)
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": "127.0.0.1:1"})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": "127.0.0.1:1"})
 	hb := newRec("b")
 	b.Start(hb)
 	for _, tc := range tests {
@@ -203,7 +236,7 @@ func TestTCPRefusesHandshake(t *testing.T) {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			c.Write(AppendHandshake(nil, &tc.hs))
-			c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: tc.hs.NodeID, To: "b"}))
+			c.Write(msgFrame(&repl.Message{Type: repl.MsgHeartbeat, From: repl.NodeID(tc.hs.NodeID), To: "b"}))
 			f, err := ReadFrame(c, 1<<20)
 			if err != nil {
 				t.Fatal(err)
@@ -219,10 +252,10 @@ func TestTCPRefusesHandshake(t *testing.T) {
 
 	// A whole transport of another cluster never gets a message through.
 	la := mustListen(t)
-	a := mustTCP(t, "other", "a", la, map[repl.NodeID]string{"b": lb.Addr().String()})
+	a := mustTCP(t, "other", "a", la, map[NodeID]string{"b": lb.Addr().String()})
 	a.Start(newRec("a"))
 	for range 20 {
-		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b"})
+		sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b"})
 		time.Sleep(10 * time.Millisecond)
 	}
 	if m, ok := waitMsg(t, hb, 100*time.Millisecond); ok {
@@ -230,9 +263,14 @@ func TestTCPRefusesHandshake(t *testing.T) {
 	}
 }
 
-func TestTCPForgedSenderDropped(t *testing.T) {
+// TestTCPMessagesAreTheConnectionsMember: the transport does not read the
+// sender a single-leader message names: it hands every message frame to the
+// handler as the payload of the connection's member (which the node checks
+// the message against, internal/node TestForgedPeerMessagesDropped). A
+// payload frame naming another sender is dropped and counted.
+func TestTCPMessagesAreTheConnectionsMember(t *testing.T) {
 	lb := mustListen(t)
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": "127.0.0.1:1", "x": "127.0.0.1:1"})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": "127.0.0.1:1", "x": "127.0.0.1:1"})
 	hb := newRec("b")
 	b.Start(hb)
 	c, err := net.Dial("tcp", lb.Addr().String())
@@ -244,11 +282,21 @@ func TestTCPForgedSenderDropped(t *testing.T) {
 	if f, err := ReadFrame(c, 1<<20); err != nil || f.Type != FrameHandshake || f.Handshake.NodeID != "b" {
 		t.Fatalf("handshake reply: %v %+v", err, f)
 	}
-	c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: "x", To: "b", Term: 1}))
-	c.Write(AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2}))
-	m, ok := waitMsg(t, hb, 5*time.Second)
-	if !ok || m.From != "a" || m.Term != 2 {
-		t.Fatalf("got %+v ok=%v, want only the message from a", m, ok)
+	c.Write(msgFrame(&repl.Message{Type: repl.MsgHeartbeat, From: "x", To: "b", Term: 1}))
+	c.Write(msgFrame(&repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2}))
+	c.Write(AppendPayload(nil, &Payload{Engine: EngineMultiLeader, From: "x", To: "b", Data: []byte("forged")}))
+	c.Write(AppendPayload(nil, &Payload{Engine: EngineMultiLeader, From: "a", To: "b", Data: []byte("a's")}))
+	for term := uint64(1); term <= 2; term++ {
+		m, ok := waitMsg(t, hb, 5*time.Second)
+		if !ok || m.from != "a" || m.Term != term {
+			t.Fatalf("got %+v ok=%v, want the message of term %d as a's", m, ok, term)
+		}
+	}
+	if p, ok := waitPay(t, hb, 5*time.Second); !ok || p.From != "a" || string(p.Data) != "a's" {
+		t.Fatalf("got %+v ok=%v, want only a's own payload", p, ok)
+	}
+	if got := b.Forged(); got != 1 {
+		t.Fatalf("forged count %d, want 1 (the payload frame)", got)
 	}
 	// Garbage after the handshake closes the connection without harm.
 	c.Write([]byte{1, 0, 0, 0, 99})
@@ -261,8 +309,8 @@ func TestTCPForgedSenderDropped(t *testing.T) {
 func TestTCPReconnects(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
 	addrB := lb.Addr().String()
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": addrB})
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": addrB})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 	hb := newRec("b")
 	a.Start(newRec("a"))
 	b.Start(hb)
@@ -273,7 +321,7 @@ func TestTCPReconnects(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen again on %s: %v", addrB, err)
 	}
-	b2 := mustTCP(t, "c", "b", ln, map[repl.NodeID]string{"a": la.Addr().String()})
+	b2 := mustTCP(t, "c", "b", ln, map[NodeID]string{"a": la.Addr().String()})
 	hb2 := newRec("b")
 	b2.Start(hb2)
 	got := sendUntil(t, a, hb2, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
@@ -293,16 +341,16 @@ func TestMemNetwork(t *testing.T) {
 	defer b.Close()
 	ctx := context.Background()
 
-	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
 	if m, ok := waitMsg(t, hb, 5*time.Second); !ok || m.Term != 1 {
 		t.Fatalf("connected: %+v %v", m, ok)
 	}
 	n.Cut("a", "b")
-	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
+	sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2})
 	if _, err := a.Forward(ctx, "b", &ForwardRequest{Op: OpGet}); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("forward over a cut link: %v", err)
 	}
-	b.Send(repl.Message{Type: repl.MsgHeartbeat, From: "b", To: "a", Term: 3})
+	sendMsg(b, repl.Message{Type: repl.MsgHeartbeat, From: "b", To: "a", Term: 3})
 	if m, ok := waitMsg(t, ha, 5*time.Second); !ok || m.Term != 3 {
 		t.Fatalf("reverse direction of a one-way cut: %+v %v", m, ok)
 	}
@@ -323,16 +371,16 @@ func TestMemNetwork(t *testing.T) {
 // for a known peer is used by the next connection.
 func TestTCPSetPeers(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{})
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 	ha, hb := newRec("a"), newRec("b")
 	a.Start(ha)
 	b.Start(hb)
-	a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+	sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
 	if _, ok := waitMsg(t, hb, 100*time.Millisecond); ok {
 		t.Fatal("a message reached a peer the sender does not know")
 	}
-	a.SetPeers(map[repl.NodeID]string{"b": lb.Addr().String(), "a": "ignored:1"})
+	a.SetPeers(map[NodeID]string{"b": lb.Addr().String(), "a": "ignored:1"})
 	if got := sendUntil(t, a, hb, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 2}); got.From != "a" {
 		t.Fatalf("got %+v", got)
 	}
@@ -340,11 +388,11 @@ func TestTCPSetPeers(t *testing.T) {
 	sendUntil(t, b, ha, repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 2})
 	// b moves: a new listener, and a learns the new address.
 	lb2 := mustListen(t)
-	b2 := mustTCP(t, "c", "b", lb2, map[repl.NodeID]string{"a": la.Addr().String()})
+	b2 := mustTCP(t, "c", "b", lb2, map[NodeID]string{"a": la.Addr().String()})
 	hb2 := newRec("b")
 	b.Close()
 	b2.Start(hb2)
-	a.SetPeers(map[repl.NodeID]string{"b": lb2.Addr().String()})
+	a.SetPeers(map[NodeID]string{"b": lb2.Addr().String()})
 	if got := sendUntil(t, a, hb2, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 3}); got.Term != 3 {
 		t.Fatalf("got %+v after the address change", got)
 	}
@@ -357,8 +405,8 @@ func TestTCPSetPeers(t *testing.T) {
 func TestPeerDownOnRefusal(t *testing.T) {
 	la, lb := mustListen(t), mustListen(t)
 	bAddr := lb.Addr().String()
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": bAddr})
-	b := mustTCP(t, "c", "b", lb, map[repl.NodeID]string{"a": la.Addr().String()})
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": bAddr})
+	b := mustTCP(t, "c", "b", lb, map[NodeID]string{"a": la.Addr().String()})
 	ha, hb := newRec("a"), newRec("b")
 	a.Start(ha)
 	b.Start(hb)
@@ -389,7 +437,7 @@ func TestRedialWokenByInbound(t *testing.T) {
 	bAddr := lb.Addr().String()
 	lb.Close() // b is down: a's dials are refused, then back off
 	slow := func(c *TCPConfig) { c.BackoffMin, c.BackoffMax = 20*time.Second, 20*time.Second }
-	a := mustTCP(t, "c", "a", la, map[repl.NodeID]string{"b": bAddr}, slow)
+	a := mustTCP(t, "c", "a", la, map[NodeID]string{"b": bAddr}, slow)
 	ha := newRec("a")
 	a.Start(ha)
 	select {
@@ -401,15 +449,15 @@ func TestRedialWokenByInbound(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", bAddr, err)
 	}
-	b := mustTCP(t, "c", "b", lb2, map[repl.NodeID]string{"a": la.Addr().String()})
+	b := mustTCP(t, "c", "b", lb2, map[NodeID]string{"a": la.Addr().String()})
 	hb := newRec("b")
 	b.Start(hb)
 	start := time.Now()
 	// b dials a when it starts (to send this); a's link to b must follow.
-	b.Send(repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 1})
+	sendMsg(b, repl.Message{Type: repl.MsgHeartbeatResp, From: "b", To: "a", Term: 1})
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		a.Send(repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
+		sendMsg(a, repl.Message{Type: repl.MsgHeartbeat, From: "a", To: "b", Term: 1})
 		if _, ok := waitMsg(t, hb, 20*time.Millisecond); ok {
 			t.Logf("a reached b %v after b started", time.Since(start).Round(time.Millisecond))
 			return

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/internal/pki"
-	"github.com/trireme-db/trireme/internal/repl"
 )
 
 // newServerTLS is the acceptor's TLS configuration: TLS 1.3 only, a client
@@ -35,7 +34,7 @@ func (t *TCP) newServerTLS() *tls.Config {
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrHandshake, err)
 			}
-			if t.peer(repl.NodeID(id)) == nil {
+			if t.peer(NodeID(id)) == nil {
 				return fmt.Errorf("%w: certificate of %q, not a member", ErrHandshake, id)
 			}
 			return nil
@@ -47,7 +46,7 @@ func (t *TCP) newServerTLS() *tls.Config {
 // certificate must chain to the cluster CA and name want. Host names are not
 // checked (a peer address may be a proxy or a NAT): the member id is the
 // identity.
-func (t *TCP) newClientTLS(want repl.NodeID) *tls.Config {
+func (t *TCP) newClientTLS(want NodeID) *tls.Config {
 	m := t.cfg.TLS
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -65,7 +64,7 @@ func (t *TCP) newClientTLS(want repl.NodeID) *tls.Config {
 			if err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrHandshake, want, err)
 			}
-			if repl.NodeID(id) != want {
+			if NodeID(id) != want {
 				return fmt.Errorf("%w: dialed %q but the certificate names %q (check --cluster addresses)", ErrHandshake, want, id)
 			}
 			return nil
@@ -74,13 +73,13 @@ func (t *TCP) newClientTLS(want repl.NodeID) *tls.Config {
 }
 
 // certPeer returns the member id of a verified TLS connection's peer.
-func certPeer(tc *tls.Conn) repl.NodeID {
+func certPeer(tc *tls.Conn) NodeID {
 	cs := tc.ConnectionState()
 	if len(cs.PeerCertificates) == 0 {
 		return ""
 	}
 	id, _ := pki.MemberID(cs.PeerCertificates[0]) // verified in VerifyConnection
-	return repl.NodeID(id)
+	return NodeID(id)
 }
 
 // remoteTLSRefusal wraps in ErrHandshake an error that says the peer refused

@@ -60,7 +60,7 @@ func openPeerSession(t *testing.T, addr string, mode outsiderMode, foreign *pki.
 		c = tc
 	}
 	if _, err := c.Write(transport.AppendHandshake(nil, &transport.Handshake{ClusterID: clusterID,
-		NodeID: repl.NodeID(as), HTTPAddr: httpAddr})); err != nil {
+		NodeID: transport.NodeID(as), HTTPAddr: httpAddr})); err != nil {
 		return nil, err
 	}
 	f, err := transport.ReadFrame(c, transport.MaxHandshakeBytes)
@@ -71,6 +71,11 @@ func openPeerSession(t *testing.T, addr string, mode outsiderMode, foreign *pki.
 		return nil, fmt.Errorf("refused: %s %q", f.Type, f.Reject)
 	}
 	return c, nil
+}
+
+// messageFrame is the peer frame (type 3) that carries m.
+func messageFrame(m *repl.Message) []byte {
+	return transport.AppendPayload(nil, &transport.Payload{Engine: transport.EngineSingleLeader, Data: repl.AppendMessage(nil, m)})
 }
 
 // attack is the reproducers: against follower f (claiming to be
@@ -91,10 +96,10 @@ func attack(t *testing.T, x *tc, mode outsiderMode, foreign *pki.Member, cluster
 		plant := repl.Message{Type: repl.MsgApp, From: lead, To: fol, Term: st.Term, LogTerm: st.Term,
 			Index: st.LastIndex, Commit: st.LastIndex + 1, Entries: []entry.Entry{{Term: st.Term, Index: st.LastIndex + 1,
 				Kind: entry.KindPut, Key: []byte("planted"), Value: []byte("evil"), RequestID: 1}}}
-		c.Write(transport.AppendMessage(nil, &plant))
+		c.Write(messageFrame(&plant))
 		if disrupt {
-			c.Write(transport.AppendMessage(nil, &repl.Message{Type: repl.MsgTimeoutNow, From: lead, To: fol, Term: st.Term}))
-			c.Write(transport.AppendMessage(nil, &repl.Message{Type: repl.MsgHeartbeat, From: lead, To: fol, Term: math.MaxUint64}))
+			c.Write(messageFrame(&repl.Message{Type: repl.MsgTimeoutNow, From: lead, To: fol, Term: st.Term}))
+			c.Write(messageFrame(&repl.Message{Type: repl.MsgHeartbeat, From: lead, To: fol, Term: math.MaxUint64}))
 		}
 	} else {
 		t.Logf("%s: session to %s as %s refused: %v", mode, f, l, err)

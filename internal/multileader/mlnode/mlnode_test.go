@@ -13,7 +13,6 @@ import (
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/command"
 	"github.com/trireme-db/trireme/internal/multileader"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/transport"
 )
 
@@ -53,7 +52,7 @@ func (tc *tcluster) start(id string) {
 	}
 	cfg.Tick = 2 * time.Millisecond
 	cfg.WriteTimeout = 2 * time.Second
-	cfg.Transport = tc.net.Endpoint(transport.PeerInfo{ID: repl.NodeID(id)}, 4096)
+	cfg.Transport = tc.net.Endpoint(transport.PeerInfo{ID: transport.NodeID(id)}, 4096)
 	if tc.cfg != nil {
 		tc.cfg(&cfg)
 	}

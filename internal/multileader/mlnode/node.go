@@ -32,7 +32,6 @@ import (
 	"github.com/trireme-db/trireme/internal/datadir"
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/multileader/mlstore"
-	"github.com/trireme-db/trireme/internal/repl"
 	"github.com/trireme-db/trireme/internal/transport"
 	"github.com/trireme-db/trireme/internal/vclock"
 )
@@ -176,19 +175,19 @@ func Start(cfg Config) (_ *Node, err error) {
 func (n *Node) newTCP() (transport.Transport, error) {
 	tc := transport.DefaultTCPConfig()
 	tc.ClusterID = n.cfg.ClusterID
-	tc.Self = transport.PeerInfo{ID: repl.NodeID(n.cfg.ID), HTTPAddr: n.cfg.HTTPAddr, RESPAddr: n.cfg.RESPAddr}
-	tc.Peers = map[repl.NodeID]string{}
+	tc.Self = transport.PeerInfo{ID: transport.NodeID(n.cfg.ID), HTTPAddr: n.cfg.HTTPAddr, RESPAddr: n.cfg.RESPAddr}
+	tc.Peers = map[transport.NodeID]string{}
 	for _, m := range n.cfg.Cluster {
 		if m.ID == n.cfg.ID {
 			tc.ListenAddr = m.PeerAddr
 		} else {
-			tc.Peers[repl.NodeID(m.ID)] = m.PeerAddr
+			tc.Peers[transport.NodeID(m.ID)] = m.PeerAddr
 		}
 	}
 	tc.Listener, tc.TLS = n.cfg.PeerListener, n.cfg.PeerTLS
-	tc.Clients = map[repl.NodeID]transport.PeerInfo{}
+	tc.Clients = map[transport.NodeID]transport.PeerInfo{}
 	for id, p := range n.cfg.PeerClients {
-		tc.Clients[repl.NodeID(id)] = p
+		tc.Clients[transport.NodeID(id)] = p
 	}
 	// A message holds at most MaxBatch entries of a key and a value each.
 	ccfg := multileader.DefaultConfig()
@@ -256,7 +255,11 @@ func (n *Node) closeStorage() error {
 // The transport's handler.
 
 // HandlePayload takes a multi-leader message from peer `from`.
-func (n *Node) HandlePayload(from repl.NodeID, e transport.Engine, payload []byte) {
+func (n *Node) HandlePayload(from transport.NodeID, e transport.Engine, payload []byte) {
+	if e == transport.EngineSingleLeader {
+		n.refuse("a single-leader message (is every node started with --mode multi-leader?)", "from", string(from))
+		return
+	}
 	if e != transport.EngineMultiLeader {
 		n.refuse("a message of another replication engine", "from", string(from), "engine", e.String())
 		return
@@ -277,24 +280,19 @@ func (n *Node) HandlePayload(from repl.NodeID, e transport.Engine, payload []byt
 	}
 }
 
-// HandleMessage drops single-leader messages: a peer runs the other mode.
-func (n *Node) HandleMessage(m repl.Message) {
-	n.refuse("a single-leader message (is every node started with --mode multi-leader?)", "from", string(m.From))
-}
-
 // HandleForward refuses: multi-leader nodes take writes themselves.
-func (n *Node) HandleForward(_ context.Context, from repl.NodeID, _ *transport.ForwardRequest) *transport.ForwardResponse {
+func (n *Node) HandleForward(_ context.Context, from transport.NodeID, _ *transport.ForwardRequest) *transport.ForwardResponse {
 	n.refuse("a forwarded request (is every node started with --mode multi-leader?)", "from", string(from))
 	return &transport.ForwardResponse{Code: api.CodeNotSupported, Message: api.ErrNotSupported.Error()}
 }
 
 // HandleStream closes streams: this engine does not use them yet.
-func (n *Node) HandleStream(from repl.NodeID, _ net.Conn) {
+func (n *Node) HandleStream(from transport.NodeID, _ net.Conn) {
 	n.refuse("a byte stream", "from", string(from))
 }
 
 // HandlePeerDown is a hint this engine does not need.
-func (n *Node) HandlePeerDown(repl.NodeID) {}
+func (n *Node) HandlePeerDown(transport.NodeID) {}
 
 // refuse counts a refused peer message and logs at most one warning a
 // second.
@@ -450,7 +448,7 @@ func (n *Node) processReady() error {
 		}
 		for i := range rd.Messages {
 			m := &rd.Messages[i]
-			n.tr.SendPayload(repl.NodeID(m.To), transport.EngineMultiLeader, multileader.AppendMessage(nil, m))
+			n.tr.SendPayload(transport.NodeID(m.To), transport.EngineMultiLeader, multileader.AppendMessage(nil, m))
 		}
 		for _, r := range rd.Results {
 			p := n.waiting[r.ID]
