@@ -606,9 +606,9 @@ func TestSnapshotInstallFailureReachesLeader(t *testing.T) {
 				fid, fi.MatchIndex, ld.wal.FirstIndex())
 		}
 	}
-	if got := counterValue(t, c.nodes[f].m.snapRecvFailures); got < 2 {
-		t.Fatalf("the follower counted %v failed receives or installs, want at least 2", got)
-	}
+	// The follower counts a refused install after it answers the leader,
+	// so its count may trail the leader's by a moment (CI saw 1 of 2).
+	waitCounterAbove(t, c.nodes[f].m.snapRecvFailures, 1, "the follower's failed receives or installs")
 
 	checkCaughtUp(t, c, lead, f, keys)
 	waitCounterAbove(t, ld.m.snapSent, sentBefore, "the leader's snapshots_sent_total")
