@@ -100,11 +100,43 @@ func CheckMLConverged(states map[string]map[string]MLRead) []Anomaly {
 }
 
 // MLInsertStats counts the unique-key inserts by outcome.
-type MLInsertStats struct {
+// MLOutcomes counts writes by what their answers say of them.
+type MLOutcomes struct {
 	Acked   int `json:"acked"`   // answered 200
 	Durable int `json:"durable"` // answered 504 with a stream position
 	Unknown int `json:"unknown"` // anything else that may have written
 	Failed  int `json:"failed"`  // certainly did nothing
+}
+
+// mlClass is what a write's answer says of it.
+type mlClass int
+
+const (
+	mlAcked mlClass = iota
+	mlDurableTimeout
+	mlFailed
+	mlUnknown
+)
+
+// count classifies op's answer, counts it and returns its class.
+func (c *MLOutcomes) count(op Op) mlClass {
+	switch {
+	case op.Outcome == OK:
+		c.Acked++
+		return mlAcked
+	case mlDurable(op):
+		c.Durable++
+		return mlDurableTimeout
+	case nothingDone(op.Outcome):
+		c.Failed++
+		return mlFailed
+	}
+	c.Unknown++
+	return mlUnknown
+}
+
+type MLInsertStats struct {
+	MLOutcomes
 	// UnknownPresent: unknown ones present at the end (on the first node).
 	UnknownPresent int `json:"unknown_present"`
 }
@@ -122,17 +154,8 @@ func CheckMLInserts(ops []Op, states map[string]map[string]MLRead) ([]Anomaly, M
 		if op.Kind != KindPut || !strings.HasPrefix(op.Key, "u-") {
 			continue
 		}
+		st.count(op)
 		durable := mlDurable(op)
-		switch {
-		case op.Outcome == OK:
-			st.Acked++
-		case durable:
-			st.Durable++
-		case nothingDone(op.Outcome):
-			st.Failed++
-		default:
-			st.Unknown++
-		}
 		var missing, shown, other []string
 		for i, id := range ids {
 			f, ok := states[id][op.Key]
@@ -180,11 +203,8 @@ func opOutcome(op Op) string {
 // MLContendedStats counts the writes to the contended keys (k-...) and
 // what became of the durable ones.
 type MLContendedStats struct {
-	Keys    int `json:"keys"`
-	Acked   int `json:"acked"`
-	Durable int `json:"durable"` // 504 with a stream position
-	Unknown int `json:"unknown"`
-	Failed  int `json:"failed"`
+	Keys int `json:"keys"`
+	MLOutcomes
 	// Of the acknowledged and durable ones: a final value or sibling on
 	// every node; else a loser in some node's conflict log; else
 	// causally overwritten (LWW only: see CheckMLContended).
@@ -283,17 +303,7 @@ func CheckMLContended(ops []Op, states map[string]map[string]MLRead, conflicts m
 		if op.Kind != KindPut || !strings.HasPrefix(op.Key, "k-") {
 			continue
 		}
-		durable := mlDurable(op)
-		switch {
-		case op.Outcome == OK:
-			st.Acked++
-		case durable:
-			st.Durable++
-		case nothingDone(op.Outcome):
-			st.Failed++
-			continue
-		default:
-			st.Unknown++
+		if class := st.count(op); class == mlFailed || class == mlUnknown {
 			continue
 		}
 		var notFinal []string

@@ -345,8 +345,8 @@ func TestReportSummaryMultiLeader(t *testing.T) {
 		ML: &MLStats{Policy: PolicySiblings, Convergence: 1500 * time.Millisecond, Converged: true, Keys: 40,
 			ConflictRecords: 12, ConflictKeys: 3,
 			MLCheckStats: MLCheckStats{
-				Inserts:   MLInsertStats{Acked: 20, Durable: 1, Unknown: 2, UnknownPresent: 1},
-				Contended: MLContendedStats{Keys: 8, Acked: 30, Final: 10, InConflictLog: 20, Values: 10},
+				Inserts:   MLInsertStats{MLOutcomes: MLOutcomes{Acked: 20, Durable: 1, Unknown: 2}, UnknownPresent: 1},
+				Contended: MLContendedStats{Keys: 8, MLOutcomes: MLOutcomes{Acked: 30}, Final: 10, InConflictLog: 20, Values: 10},
 				Counters:  MLCounterStats{Acked: 5, AckedSum: 15, UnknownSum: 2, IdemRefused: 1, Final: map[string]int64{"n-0": 16}},
 			}}}
 	s := r.Summary()
