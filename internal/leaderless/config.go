@@ -53,6 +53,8 @@ type Config struct {
 
 	GCTicks      int // look for collectable tombstones this often
 	GCGraceTicks int // a tombstone is at least this old (locally) before it is collected
+
+	Bugs Bugs // deliberate bugs, for the simulator's tests (llbugs builds only)
 }
 
 func (c *Config) fill() {

@@ -1,0 +1,222 @@
+package leaderless
+
+import (
+	"slices"
+
+	"github.com/trireme-db/trireme/internal/leaderless/merkle"
+	"github.com/trireme-db/trireme/internal/vclock"
+)
+
+// Anti-entropy: every AETicks the node sends the next reachable peer (in
+// turn) the leaves of its Merkle tree over the keys both replicate. The peer
+// compares them with its own tree for the sender and answers with its
+// copies of the shared keys in the buckets that differ (at most AEKeys),
+// asking for the sender's copies of the same buckets in return. Both sides
+// merge what they receive, so one exchange repairs both directions.
+
+// leaf returns key's bucket at MerkleDepth.
+func leaf(key []byte) int { return int(merkle.BucketHash(key) >> (64 - MerkleDepth)) }
+
+func (c *Core) aeDiff() map[string]int {
+	out := map[string]int{}
+	for _, p := range c.peers {
+		if n, ok := c.aeLast[p]; ok {
+			out[p] = n
+		} else {
+			out[p] = -1
+		}
+	}
+	return out
+}
+
+func (c *Core) startExchange() {
+	for range c.peers {
+		p := c.peers[c.aeNext%len(c.peers)]
+		c.aeNext++
+		if !c.Up(p) {
+			continue
+		}
+		c.stats.AEExchanges++
+		c.send(p, Message{Type: MsgTree, Depth: MerkleDepth, Hashes: c.trees[p].Level(MerkleDepth)})
+		return
+	}
+}
+
+func (c *Core) onTree(m Message) {
+	t := c.trees[m.From]
+	if t == nil || m.Depth != MerkleDepth || len(m.Hashes) != 1<<MerkleDepth {
+		return
+	}
+	mine := t.Level(MerkleDepth)
+	var diff []int
+	for b := range mine {
+		if mine[b] != m.Hashes[b] && !c.bugs().skipBucket(b) {
+			diff = append(diff, b)
+		}
+	}
+	c.stats.AEBucketsCompared += uint64(len(mine))
+	c.stats.AEBucketsDiffer += uint64(len(diff))
+	c.aeLast[m.From] = len(diff)
+	if len(diff) == 0 {
+		return
+	}
+	buckets, items := c.sharedItems(m.From, diff)
+	c.send(m.From, Message{Type: MsgBuckets, Reply: true, Buckets: buckets, Items: items})
+}
+
+func (c *Core) onBuckets(m Message) {
+	if c.trees[m.From] == nil {
+		return
+	}
+	for _, it := range m.Items {
+		if !c.isHome(c.cfg.ID, it.Key) || !c.isHome(m.From, it.Key) {
+			continue
+		}
+		if c.merge(it.Key, it.Set) {
+			c.stats.AERepairs++
+		}
+	}
+	if m.Reply && len(m.Buckets) > 0 {
+		buckets, items := c.sharedItems(m.From, m.Buckets)
+		c.send(m.From, Message{Type: MsgBuckets, Buckets: buckets, Items: items})
+	}
+}
+
+// sharedItems returns this node's copies of the keys it shares with peer in
+// buckets, whole buckets only and at most AEKeys items (but always the
+// first bucket), and the buckets they cover.
+func (c *Core) sharedItems(peer string, buckets []int) ([]int, []Item) {
+	var outB []int
+	var out []Item
+	for _, b := range buckets {
+		if c.err != nil {
+			return nil, nil
+		}
+		stored, err := c.store.Bucket(b)
+		if err != nil {
+			c.err = err
+			return nil, nil
+		}
+		var items []Item
+		seen := map[string]bool{}
+		for _, it := range stored {
+			if o, ok := c.overlay[string(it.Key)]; ok {
+				seen[string(it.Key)] = true
+				if !o.present {
+					continue
+				}
+				it.Set = o.set
+			}
+			items = append(items, it)
+		}
+		for k, o := range c.overlay {
+			if !seen[k] && o.present && leaf([]byte(k)) == b {
+				items = append(items, Item{Key: []byte(k), Set: o.set})
+			}
+		}
+		items = slices.DeleteFunc(items, func(it Item) bool {
+			return !c.isHome(c.cfg.ID, it.Key) || !c.isHome(peer, it.Key)
+		})
+		if len(outB) > 0 && len(out)+len(items) > c.cfg.AEKeys {
+			break
+		}
+		outB = append(outB, b)
+		out = append(out, items...)
+		if len(out) >= MaxItems {
+			out = out[:MaxItems]
+			break
+		}
+	}
+	return outB, out
+}
+
+// Tombstone collection: the first home replica of a key (its collector)
+// tracks the keys whose copy holds only tombstones. Once one is GCGraceTicks
+// old and every member is up, it asks every member whether its copy is the
+// same tombstone (a home replica) and whether it holds a hint for the key
+// (anyone). Only if all say yes does it drop its copy and tell the other
+// home replicas to drop theirs if still unchanged. A tombstone is never
+// dropped while some replica or hint lacks it, so a deleted value cannot come
+// back from a replica that missed the delete.
+func (c *Core) collect() {
+	const perRound = 64
+	if len(c.tombs) == 0 {
+		return
+	}
+	for _, p := range c.peers {
+		if !c.Up(p) {
+			return
+		}
+	}
+	probing := map[string]bool{}
+	for _, g := range c.gcs {
+		probing[g.key] = true
+	}
+	keys := make([]string, 0, len(c.tombs))
+	for k, since := range c.tombs {
+		if c.tick-since >= int64(c.cfg.GCGraceTicks) && !probing[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i == perRound {
+			break
+		}
+		cur, ok := c.get([]byte(k))
+		if !ok || !tombstone(cur) {
+			delete(c.tombs, k)
+			continue
+		}
+		if c.bugs().earlyGC() {
+			c.drop([]byte(k), cur)
+			continue
+		}
+		rid := c.reqID()
+		c.gcs[rid] = &gcOp{key: k, set: cur, votes: map[string]bool{}, deadline: c.tick + int64(c.cfg.RequestTicks)}
+		for _, p := range c.peers {
+			c.send(p, Message{Type: MsgGCProbe, ReqID: rid, Key: []byte(k), Set: cur})
+		}
+	}
+}
+
+func (c *Core) onGCProbe(m Message) {
+	_, hinted := c.hinted(m.Key)
+	ok := !hinted
+	if ok && c.isHome(c.cfg.ID, m.Key) {
+		cur, had := c.get(m.Key)
+		ok = had && cur.Equal(m.Set)
+	}
+	c.send(m.From, Message{Type: MsgGCVote, ReqID: m.ReqID, Key: m.Key, OK: ok})
+}
+
+func (c *Core) onGCVote(m Message) {
+	g := c.gcs[m.ReqID]
+	if g == nil || g.key != string(m.Key) {
+		return
+	}
+	if !m.OK {
+		delete(c.gcs, m.ReqID)
+		return
+	}
+	g.votes[m.From] = true
+	if len(g.votes) < len(c.peers) {
+		return
+	}
+	delete(c.gcs, m.ReqID)
+	if cur, ok := c.get(m.Key); ok && cur.Equal(g.set) {
+		c.drop(m.Key, cur)
+	}
+}
+
+// drop collects the tombstone key at this node and tells the other home
+// replicas to drop their copies if they still equal it.
+func (c *Core) drop(key []byte, cur vclock.Set) {
+	c.put(key, vclock.Set{}, false)
+	c.stats.TombstonesGC++
+	for _, h := range c.ring.Replicas(key, c.cfg.N) {
+		if h != c.cfg.ID {
+			c.send(h, Message{Type: MsgGCDrop, Key: key, Set: cur})
+		}
+	}
+}

@@ -1,0 +1,3 @@
+package leaderless
+
+const MaxItems = 4096 // TEMP until wire.go lands
