@@ -54,3 +54,36 @@ func TestParseAckMode(t *testing.T) {
 		t.Errorf("AckMode(9).String() = %q", s)
 	}
 }
+
+func TestQuorum(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want int
+		bad  bool
+	}{
+		{"", 3, 2, false}, {"quorum", 3, 2, false}, {"quorum", 5, 3, false}, {"quorum", 1, 1, false},
+		{"one", 3, 1, false}, {"all", 5, 5, false}, {"2", 3, 2, false}, {"3", 3, 3, false},
+		{"4", 3, 0, true}, {"0", 3, 0, true}, {"-1", 3, 0, true}, {"two", 3, 0, true}, {"1.5", 3, 0, true},
+	} {
+		q, err := ParseQuorum(tc.in)
+		var got int
+		if err == nil {
+			got, err = q.Resolve(tc.n)
+		}
+		if tc.bad {
+			if !errors.Is(err, ErrBadQuorum) {
+				t.Errorf("%q with N=%d: got %d, %v; want ErrBadQuorum", tc.in, tc.n, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q with N=%d: got %d, %v; want %d", tc.in, tc.n, got, err, tc.want)
+		}
+		if tc.in != "" {
+			if back, _ := ParseQuorum(q.String()); back != q {
+				t.Errorf("%q: String %q parses back to %v", tc.in, q.String(), back)
+			}
+		}
+	}
+}

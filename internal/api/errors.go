@@ -191,7 +191,9 @@ const (
 	CodeUnknownPeer         Code = 34
 	CodeBadContext          Code = 35
 	CodeNotSupported        Code = 36
-	CodeLast                     = CodeNotSupported // the highest code this release knows
+	CodeBadQuorum           Code = 37
+	CodeQuorumUnavailable   Code = 38
+	CodeLast                     = CodeQuorumUnavailable // the highest code this release knows
 )
 
 // errorTable is the one classification of the errors a Service returns:
@@ -216,6 +218,7 @@ var errorTable = []struct {
 	{ErrBusy, ClassRetry, CodeBusy},
 	{ErrReadTimeout, ClassRetry, CodeReadTimeout},
 	{ErrLeadershipLost, ClassRetry, CodeLeadershipLost},
+	{ErrQuorumUnavailable, ClassRetry, CodeQuorumUnavailable},
 
 	{ErrEmptyKey, ClassBadRequest, CodeEmptyKey},
 	{ErrBadConsistency, ClassBadRequest, CodeBadConsistency},
@@ -228,6 +231,7 @@ var errorTable = []struct {
 	{ErrUnknownPeer, ClassBadRequest, CodeUnknownPeer},
 	{ErrBadContext, ClassBadRequest, CodeBadContext},
 	{ErrNotSupported, ClassBadRequest, CodeNotSupported},
+	{ErrBadQuorum, ClassBadRequest, CodeBadQuorum},
 	{ErrValueTooLarge, ClassTooLarge, CodeValueTooLarge},
 	{ErrKeyTooLarge, ClassTooLarge, CodeKeyTooLarge},
 

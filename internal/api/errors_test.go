@@ -56,6 +56,8 @@ func TestErrorClassification(t *testing.T) {
 		{ErrUnknownPeer, ClassBadRequest, 400, "ERR", 34},
 		{ErrBadContext, ClassBadRequest, 400, "ERR", 35},
 		{ErrNotSupported, ClassBadRequest, 400, "ERR", 36},
+		{ErrBadQuorum, ClassBadRequest, 400, "ERR", 37},
+		{ErrQuorumUnavailable, ClassRetry, 503, "TRYAGAIN", 38},
 	}
 	seen := map[error]bool{}
 	codes := map[Code]error{}

@@ -91,6 +91,8 @@ type WriteOptions struct {
 	// write follows: the write supersedes the versions that read saw. ""
 	// is a blind write.
 	Context string
+	// W (leaderless): the replicas that must hold the write durably.
+	W Quorum
 }
 
 // WriteResult is the reply to a write. On ErrWriteTimeout and ErrOutcomeUnknown
@@ -174,6 +176,10 @@ type ReadOptions struct {
 	// and/or in entries (0 = no bound of that kind; at least one is set).
 	MaxLag        time.Duration
 	MaxLagEntries uint64
+	// Leaderless: R, the replicas that must answer; Repair, wait until the
+	// stale replicas among them are repaired before replying.
+	R      Quorum
+	Repair bool
 }
 
 // Token names a point in the cluster's history: the (term, index) of an
@@ -243,6 +249,10 @@ type ReadResult struct {
 	// supersedes what was read ("" for single-leader reads).
 	Siblings []Sibling
 	Context  string
+	// Replicas (leaderless): how many replicas answered; Repaired: how many
+	// a blocking read repair updated before the reply.
+	Replicas int
+	Repaired int
 }
 
 // FollowerInfo is the leader's view of one follower: a voter or a learner.
@@ -296,6 +306,8 @@ type NodeStatus struct {
 	Streams     []StreamInfo `json:"streams,omitempty"`
 	Conflicts   uint64       `json:"conflicts,omitempty"`
 	ClockClamps uint64       `json:"clock_clamps,omitempty"`
+	// Leaderless: the ring, hints and repairs.
+	Leaderless *LeaderlessInfo `json:"leaderless,omitempty"`
 }
 
 // StreamInfo is one peer of a multi-leader node: how far each applied the
