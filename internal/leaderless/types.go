@@ -211,7 +211,9 @@ type Envelope struct {
 }
 
 // Ready is what the core asks of the runtime, in this order: persist Keys,
-// Hints (puts), DoneHints (deletes) and MintFloor in one durable batch;
+// DoneHints (deletes, first: a hint handed over and then given a new copy
+// in the same Ready must survive), Hints (puts) and MintFloor in one
+// durable batch;
 // then send Messages; then deliver Results. Advance after all of it.
 type Ready struct {
 	Keys      []KeyWrite
