@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,23 +44,27 @@ var singleLeaderFlags = []string{"heartbeat", "election-timeout", "failure-detec
 
 var multiLeaderFlags = []string{"conflicts", "max-siblings", "max-clock-offset"}
 
-// checkModeFlags refuses flags of the other mode.
+// modeFlags lists, per mode, the flags only that mode takes.
+var modeFlags = map[string][]string{
+	modeSingleLeader: singleLeaderFlags,
+	modeMultiLeader:  multiLeaderFlags,
+	modeLeaderless:   leaderlessFlags,
+}
+
+// checkModeFlags refuses flags of another mode, and unknown modes.
 func checkModeFlags(mode string, set map[string]bool) error {
-	switch mode {
-	case modeSingleLeader:
-		for _, f := range multiLeaderFlags {
-			if set[f] {
-				return fmt.Errorf("--%s applies to --mode multi-leader only", f)
+	if _, ok := modeFlags[mode]; !ok {
+		return fmt.Errorf("--mode %q: want single-leader, multi-leader or leaderless", mode)
+	}
+	for _, other := range []string{modeSingleLeader, modeMultiLeader, modeLeaderless} {
+		if other == mode {
+			continue
+		}
+		for _, f := range modeFlags[other] {
+			if set[f] && !slices.Contains(modeFlags[mode], f) {
+				return fmt.Errorf("--%s applies to --mode %s only", f, other)
 			}
 		}
-	case modeMultiLeader:
-		for _, f := range singleLeaderFlags {
-			if set[f] {
-				return fmt.Errorf("--%s applies to --mode single-leader only", f)
-			}
-		}
-	default:
-		return fmt.Errorf("--mode %q: want single-leader or multi-leader", mode)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/trireme-db/trireme/internal/api/httpapi"
 	"github.com/trireme-db/trireme/internal/api/resp"
 	"github.com/trireme-db/trireme/internal/coordinator"
+	"github.com/trireme-db/trireme/internal/leaderless/llnode"
 	"github.com/trireme-db/trireme/internal/multileader/mlnode"
 	"github.com/trireme-db/trireme/internal/node"
 	"github.com/trireme-db/trireme/internal/repl"
@@ -90,6 +91,7 @@ type nodeOpts struct {
 	clientAuth                                       clientAuthOpts
 	mode                                             string // --mode: single-leader or multi-leader
 	ml                                               mlOpts
+	ll                                               llOpts
 	set                                              map[string]bool // flags given on the command line
 }
 
@@ -128,8 +130,9 @@ func nodeFlags() (*flag.FlagSet, *nodeOpts) {
 	fs.StringVar(&o.join, "join", "", "join a running cluster through this member's HTTP address (http://HOST:PORT): added as a learner, promoted to voter once caught up; give this node's peer address with --peer (or --cluster ID=HOST:PORT); uses $TRIREME_CACERT and $TRIREME_TOKEN if the API needs them; a restart on the same --data does not ask again")
 	fs.StringVar(&o.peer, "peer", "", "with --join: this node's peer address (host:port) that the other members dial; instead of --cluster ID=HOST:PORT")
 	fs.BoolVar(&o.learner, "learner", false, "with --join: stay a learner (a read replica that does not vote)")
-	fs.StringVar(&o.mode, "mode", modeSingleLeader, "replication mode: single-leader (one leader orders every write; the flags above) or multi-leader (every node accepts writes and streams them to the others; concurrent writes resolved by --conflicts; --ack local, all, majority or a number of other nodes, default local)")
+	fs.StringVar(&o.mode, "mode", modeSingleLeader, "replication mode: single-leader (one leader orders every write; the flags above) multi-leader (every node accepts writes and streams them to the others; concurrent writes resolved by --conflicts; --ack local, all, majority or a number of other nodes, default local) or leaderless (Dynamo-style: each key on --replication-factor nodes of a hash ring, the contacted node coordinates W-of-N writes and R-of-N reads; --w, --r, --sloppy-quorum, --anti-entropy-rate)")
 	o.ml.register(fs)
+	o.ll.register(fs)
 	o.peers.register(fs)
 	o.clientAuth.register(fs)
 	return fs, o
@@ -177,7 +180,7 @@ func nodeConfig(o *nodeOpts, stderr io.Writer) (node.Config, *slog.Logger, error
 			cfg.Priorities[id] = p
 		}
 	}
-	if o.mode != modeMultiLeader { // a multi-leader node reads --ack itself (mlConfig)
+	if o.mode == modeSingleLeader { // the other engines read --ack themselves (mlConfig, llConfig)
 		mode, err := api.ParseAckMode(o.ack)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("--ack: %w", err)
@@ -343,29 +346,32 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	var n engine
-	if o.mode == modeMultiLeader {
-		var mc mlnode.Config
-		if mc, err = mlConfig(cfg, o); err != nil {
-			if hln != nil {
-				hln.Close()
-			}
-			if rln != nil {
-				rln.Close()
-			}
-			return fail(err)
-		}
-		n, err = startEngine(mlnode.Start(mc))
-	} else {
-		n, err = startEngine(node.Start(cfg))
-	}
-	if err != nil {
+	closeListeners := func() {
 		if hln != nil {
 			hln.Close()
 		}
 		if rln != nil {
 			rln.Close()
 		}
+	}
+	var start func() (engine, error)
+	switch o.mode {
+	case modeMultiLeader:
+		mc, cerr := mlConfig(cfg, o)
+		start, err = func() (engine, error) { return startEngine(mlnode.Start(mc)) }, cerr
+	case modeLeaderless:
+		lc, cerr := llConfig(cfg, o)
+		start, err = func() (engine, error) { return startEngine(llnode.Start(lc)) }, cerr
+	default:
+		start = func() (engine, error) { return startEngine(node.Start(cfg)) }
+	}
+	if err != nil { // a flag of the engine's is wrong
+		closeListeners()
+		return fail(err)
+	}
+	n, err := start()
+	if err != nil {
+		closeListeners()
 		fmt.Fprintf(stderr, "trireme node: starting node %s: %v\n", o.id, err)
 		return 1
 	}

@@ -71,18 +71,19 @@ Examples:
 `
 
 type upOpts struct {
-	nodes, base      int
-	data, ack        string
-	heartbeat, elect time.Duration
-	detector         string
-	coordinator      string
-	logLevel         string
-	logRetain        string
-	quiet            bool
-	only             string
-	procs            int
-	replicas         int
-	mode, conflicts  string
+	nodes, base       int
+	data, ack         string
+	heartbeat, elect  time.Duration
+	detector          string
+	coordinator       string
+	logLevel          string
+	logRetain         string
+	quiet             bool
+	only              string
+	procs             int
+	replicas          int
+	mode, conflicts   string
+	replicationFactor int
 }
 
 func upFlags() (*flag.FlagSet, *upOpts) {
@@ -101,7 +102,8 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print status changes")
 	fs.StringVar(&o.only, "node", "", "start only this node of an existing cluster, in the foreground")
 	fs.IntVar(&o.replicas, "replicas", 0, "number of read replicas (learners: they do not vote) started besides --nodes; on a restart, more than cluster.json has adds the missing ones (default: cluster.json's)")
-	fs.StringVar(&o.mode, "mode", "", "replication mode of a new cluster: single-leader or multi-leader (every node accepts writes; see trireme node --help) (default: cluster.json's, else single-leader)")
+	fs.StringVar(&o.mode, "mode", "", "replication mode of a new cluster: single-leader, multi-leader (every node accepts writes) or leaderless (Dynamo-style quorums); see trireme node --help (default: cluster.json's, else single-leader)")
+	fs.IntVar(&o.replicationFactor, "replication-factor", 0, "with --mode leaderless: the nodes that hold each key, recorded in cluster.json (default: the node's, 3, or the cluster's size if smaller)")
 	fs.StringVar(&o.conflicts, "conflicts", "", "with --mode multi-leader: nodes' --conflicts, lww or siblings (default: the node's, lww)")
 	fs.IntVar(&o.procs, "node-procs", 0, "GOMAXPROCS of each node (default: Go's, every core); -1 shares this machine's cores among the nodes: less CPU per write, longer latency tails (docs/BENCHMARKS.md); a GOMAXPROCS in the environment wins")
 	return fs, o
@@ -165,8 +167,14 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if set["mode"] && fromFile && o.mode != modeOf(spec) {
 		return fail(fmt.Errorf("--mode %s: the cluster in %s is %s (use another --data for a new cluster)", o.mode, o.data, modeOf(spec)))
 	}
-	if !fromFile && o.mode == modeMultiLeader {
-		spec.Mode = modeMultiLeader
+	if !fromFile && o.mode != "" && o.mode != modeSingleLeader {
+		spec.Mode = o.mode
+	}
+	if !fromFile && spec.Mode == modeLeaderless {
+		spec.ReplicationFactor = o.replicationFactor
+		if spec.ReplicationFactor == 0 {
+			spec.ReplicationFactor = min(3, len(spec.Nodes))
+		}
 	}
 	if err := checkUpMode(spec, o, set); err != nil {
 		return fail(err)
@@ -237,7 +245,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 
 	printEndpoints(stdout, cl)
 
-	if spec.Mode == modeMultiLeader {
+	if spec.Mode == modeMultiLeader || spec.Mode == modeLeaderless {
 		return upMultiLeader(ctx, cl, o, sig, stdout, stderr)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -529,7 +537,7 @@ func printEndpoints(w io.Writer, cl *cluster.Cluster) {
 	for _, n := range spec.Nodes {
 		fmt.Fprintf(w, "%-4s  %-21s  %-21s  %-21s\n", n.ID, n.HTTP, n.RESP, n.Peer)
 	}
-	if modeOf(spec) == modeMultiLeader {
+	if modeOf(spec) != modeSingleLeader {
 		return // upMultiLeader says how to use it
 	}
 	first := spec.Nodes[0]

@@ -21,19 +21,28 @@ func modeOf(spec cluster.Spec) string {
 
 // checkUpMode refuses trireme up flags that the cluster's mode does not use.
 func checkUpMode(spec cluster.Spec, o *upOpts, set map[string]bool) error {
-	if modeOf(spec) == modeMultiLeader {
+	mode := modeOf(spec)
+	if mode != modeSingleLeader {
 		for _, f := range []string{"heartbeat", "election-timeout", "failure-detector", "coordinator", "log-retain"} {
 			if set[f] {
 				return fmt.Errorf("--%s applies to single-leader clusters only", f)
 			}
 		}
 		if o.replicas > 0 || len(spec.Replicas) > 0 {
-			return fmt.Errorf("--replicas: a multi-leader cluster has no read replicas (every node accepts writes and reads)")
+			return fmt.Errorf("--replicas: a %s cluster has no read replicas (every node takes writes and reads)", mode)
 		}
-		return nil
 	}
-	if set["conflicts"] {
+	if mode == modeLeaderless && set["ack"] {
+		return fmt.Errorf("--ack: a leaderless write is acknowledged by W replicas (w= per request)")
+	}
+	if set["conflicts"] && mode != modeMultiLeader {
 		return fmt.Errorf("--conflicts applies to --mode multi-leader only")
+	}
+	if set["replication-factor"] && mode != modeLeaderless {
+		return fmt.Errorf("--replication-factor applies to --mode leaderless only")
+	}
+	if mode == modeLeaderless && (spec.ReplicationFactor < 0 || spec.ReplicationFactor > len(spec.Nodes)) {
+		return fmt.Errorf("--replication-factor %d: want 1..%d (the nodes)", spec.ReplicationFactor, len(spec.Nodes))
 	}
 	return nil
 }
@@ -49,14 +58,25 @@ func upMultiLeader(ctx context.Context, cl *cluster.Cluster, o *upOpts, sig <-ch
 		}
 	}
 	nodes := cl.Spec().Nodes
-	fmt.Fprintf(stdout, `Multi-leader: every node accepts writes and reads its own copy; writes reach the others asynchronously.
+	a, b := nodes[0].HTTP, nodes[min(1, len(nodes)-1)].HTTP
+	if modeOf(cl.Spec()) == modeLeaderless {
+		fmt.Fprintf(stdout, `Leaderless: each key lives on %[3]d nodes of a hash ring; the node you ask coordinates W-of-N writes and R-of-N reads.
+  curl -X PUT --data-binary v1 'http://%[1]s/v1/kv/k?w=2'
+  curl 'http://%[2]s/v1/kv/k?r=2'                # the value, "replicas" that answered, "context" (and "siblings")
+  curl 'http://%[2]s/v1/kv/k?consistency=local'  # this node's own copy
+  curl 'http://%[1]s/v1/status'                  # ring ownership, hints, repairs
+Running until Ctrl-C.
+`, a, b, cl.Spec().ReplicationFactor)
+	} else {
+		fmt.Fprintf(stdout, `Multi-leader: every node accepts writes and reads its own copy; writes reach the others asynchronously.
   curl -X PUT --data-binary from-1 'http://%[1]s/v1/kv/k'
   curl -X PUT --data-binary from-2 'http://%[2]s/v1/kv/k'
   curl 'http://%[1]s/v1/kv/k'            # the value, its "context" (and "siblings" with --conflicts siblings)
   curl 'http://%[1]s/v1/conflicts'       # every conflict: versions, winner, why
   curl 'http://%[1]s/v1/status'          # per-peer stream positions, lag, clock offsets
 Running until Ctrl-C.
-`, nodes[0].HTTP, nodes[min(1, len(nodes)-1)].HTTP)
+`, a, b)
+	}
 	s := <-sig
 	return stopCluster(cl, s, sig, o.data, stdout, stderr)
 }

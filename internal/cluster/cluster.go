@@ -83,6 +83,9 @@ type Spec struct {
 	// Mode is the nodes' replication mode (trireme node --mode); "" is
 	// single-leader (and every cluster.json written before modes).
 	Mode string `json:"mode,omitempty"`
+	// ReplicationFactor is a leaderless cluster's N (trireme node
+	// --replication-factor); 0 is the node's default.
+	ReplicationFactor int `json:"replication_factor,omitempty"`
 }
 
 // MaxNodes bounds the voters and, separately, the read replicas of a spec
@@ -605,6 +608,9 @@ func (c *Cluster) Args(n NodeSpec) []string {
 		"--resp-peers", c.cfg.Spec.RESPPeersFlag()}
 	if c.cfg.Spec.Mode != "" {
 		args = append(args, "--mode", c.cfg.Spec.Mode)
+	}
+	if c.cfg.Spec.ReplicationFactor > 0 {
+		args = append(args, "--replication-factor", strconv.Itoa(c.cfg.Spec.ReplicationFactor))
 	}
 	return c.withCommonArgs(args)
 }

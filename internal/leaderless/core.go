@@ -190,9 +190,17 @@ func (c *Core) HintsPending() map[string]int {
 	return out
 }
 
-// Up reports whether node is considered reachable.
+// Up reports whether node is considered reachable: a message from it
+// arrived within PeerDownTicks. A peer not heard from since this core
+// started is down: right after a start the connections are still being
+// dialed, and a request sent to a peer that cannot receive it would wait
+// for its timeout instead of going to a stand-in or failing fast.
 func (c *Core) Up(node string) bool {
-	return node == c.cfg.ID || c.tick-c.lastHeard[node] <= int64(c.cfg.PeerDownTicks)
+	if node == c.cfg.ID {
+		return true
+	}
+	t, ok := c.lastHeard[node]
+	return ok && c.tick-t <= int64(c.cfg.PeerDownTicks)
 }
 
 // AEDiffering returns, per peer, the buckets found different in the last
@@ -351,8 +359,18 @@ func (c *Core) hinted(key []byte) (vclock.Set, bool) {
 // mint versions a write at this node (a home replica of its key): it draws
 // the next dot of this node's actor, above everything the node and the
 // client have seen of it, and applies the write to the node's copy.
+//
+// A write without a context (a blind write: SET from a Redis client, a PUT
+// with no X-Trireme-Context) supersedes what the minter holds, as if the
+// client had read it there: successive blind writes overwrite one another
+// instead of piling up as siblings. Siblings still arise from writes that
+// carry contexts which did not see each other, and from copies minted at
+// different home replicas while they were cut off from each other.
 func (c *Core) mint(key []byte, ctx vclock.Vector, m Message) vclock.Set {
 	cur, _ := c.get(key)
+	if len(ctx) == 0 {
+		ctx = cur.Context
+	}
 	n := max(cur.Context.Get(c.cfg.Actor), ctx.Get(c.cfg.Actor), c.floor) + 1
 	c.floor, c.floorDirt = n, true
 	sib := vclock.Sibling{Dot: vclock.Dot{Node: c.cfg.Actor, Counter: n}, Time: m.Time, Deleted: m.Delete}
