@@ -9,7 +9,8 @@
 // ErrOutcomeUnknown, ErrIdempotencyExpired, ErrBadRequest and
 // ErrUnavailable (for commands, ErrConditionFailed, ErrNotInteger and
 // ErrOverflow; for session reads, ErrRolledBack; for membership changes,
-// ErrUnknownMember, ErrChangeInProgress, ErrNotCaughtUp and ErrRemoved),
+// ErrUnknownMember, ErrChangeInProgress, ErrNotCaughtUp and ErrRemoved; on
+// a leaderless cluster, ErrBadQuorum and ErrQuorumUnavailable),
 // and use errors.As with *Error for the HTTP status and, for writes, what
 // was achieved (and, for ErrConditionFailed, the key's current index).
 //
@@ -70,6 +71,39 @@
 // write that missed its ack mode in time (ErrWriteTimeout) but is durable
 // on the node that took it is returned as it is, not retried: it still
 // replicates.
+//
+// # Leaderless clusters
+//
+// Against a leaderless cluster ("mode": "leaderless", Dynamo-style: every
+// key has N replicas on a consistent-hash ring and any node coordinates a
+// request to them) there is no leader either, and no node is preferred:
+// writes and reads go round-robin over the endpoints. A request a node
+// could not serve for want of replicas (ErrQuorumUnavailable: fewer of the
+// key's replicas reachable than its W or R; nothing was written) or that
+// could not reach its node goes to the next endpoint, and the client keeps
+// trying, as while there is no leader, up to Config.RetryFor. A named node
+// (ReadOptions.Endpoint) coordinates a read whatever its consistency.
+//
+// WriteOptions.W is how many of the key's replicas must hold a write
+// durably, ReadOptions.R how many must answer a read: a number from 1, or
+// "one", "quorum" (a majority of N) or "all"; "" is the node's default.
+// ReadOptions.Repair "blocking" makes a read wait until the stale replicas
+// among those that answered are repaired ("background", the default:
+// repaired after the reply). Results say how many replicas answered
+// (WriteResult.Replicas, ReadResult.Replicas) and a blocking read how many
+// it repaired (ReadResult.Repaired). A W or R the cluster cannot meet (0,
+// more than N, an unknown word) is ErrBadQuorum. Other clusters refuse W,
+// R and Repair (ErrNotSupported). A read with consistency "" or
+// "linearizable" is sent without one: the node's quorum read.
+//
+// Leaderless nodes keep no table of idempotency keys, so writes carry
+// none: a write whose connection broke after it was sent is sent again to
+// the next node (the same value), but not an increment (ErrOutcomeUnknown,
+// as on a multi-leader cluster); a write that met fewer than W replicas in
+// time (ErrWriteTimeout; Error.Result says how many hold it) is returned
+// as it is: it may still reach the others through hinted handoff, read
+// repair and anti-entropy. Status has the ring, hints and repairs
+// (Status.Leaderless).
 //
 // Over HTTPS (https:// endpoints, or Config.TLS set), the client checks the
 // nodes' certificates against Config.TLS's roots (TLSConfig loads a CA
@@ -152,6 +186,16 @@ var (
 	// Transfer, membership changes; on a single-leader one, Conflicts.
 	// It wraps ErrBadRequest.
 	ErrNotSupported = fmt.Errorf("%w: not supported in this replication mode", ErrBadRequest)
+	// ErrBadQuorum: a leaderless W or R (WriteOptions.W, ReadOptions.R)
+	// that is not a quorum word or number, or that the cluster cannot meet
+	// (0, more than the replicas of a key); nothing was done (HTTP 400).
+	// It wraps ErrBadRequest.
+	ErrBadQuorum = fmt.Errorf("%w: invalid quorum", ErrBadRequest)
+	// ErrQuorumUnavailable: fewer of the key's replicas were reachable
+	// than the request's W or R; a write was not written (HTTP 503). The
+	// client tries the other nodes and retries, up to Config.RetryFor,
+	// before it returns it. It wraps ErrUnavailable.
+	ErrQuorumUnavailable = fmt.Errorf("%w: not enough replicas of the key reachable for the quorum", ErrUnavailable)
 	// ErrBadContext: a multi-leader node refused a write's causal context
 	// (WriteOptions.Context): malformed, from another cluster or for
 	// another key, or naming writes the node does not have yet; nothing
@@ -382,6 +426,10 @@ type WriteOptions struct {
 	// under siblings it becomes one more sibling. A context the node does
 	// not accept is ErrBadContext. Single-leader nodes ignore it.
 	Context string
+	// W (leaderless) is how many of the key's replicas must hold the write
+	// durably: "1", "2", ..., "one", "quorum" (a majority) or "all"; "" is
+	// the node's default. Other clusters refuse it (ErrNotSupported).
+	W string
 }
 
 // WriteResult is what a write achieved.
@@ -400,12 +448,23 @@ type WriteResult struct {
 	// had already applied it; this is the first application's result.
 	Duplicate bool `json:"duplicate"`
 	// Endpoint is the node that answered (the leader; on a multi-leader
-	// cluster, the node that took the write). Not set in Error.Result.
+	// cluster, the node that took the write; on a leaderless one, the node
+	// that coordinated it). Not set in Error.Result.
 	Endpoint string `json:"-"`
+	// leaderless: the write was answered by a leaderless node (Replicas
+	// counts the replicas that hold it).
+	leaderless bool
 }
+
+// Leaderless reports whether a leaderless cluster answered the write:
+// Replicas is then how many of the key's replicas hold it durably.
+func (r WriteResult) Leaderless() bool { return r.leaderless }
 
 // Reached describes, for a person, what the write achieved.
 func (r WriteResult) Reached() string {
+	if r.leaderless {
+		return reachedLeaderless(r)
+	}
 	if r.Term == 0 && r.Index > 0 {
 		// A multi-leader write: Index is its place in the stream of the
 		// node that took it, Replicas the other nodes that applied it.
@@ -441,6 +500,13 @@ type ReadOptions struct {
 	// MaxLag and MaxLagEntries bound a bounded read (at least one, above 0).
 	MaxLag        time.Duration
 	MaxLagEntries uint64
+	// R (leaderless) is how many of the key's replicas must answer: "1",
+	// "2", ..., "one", "quorum" (a majority) or "all"; "" is the node's
+	// default. Repair is "blocking" (reply once the stale replicas among
+	// those that answered are repaired) or "background" ("", the default:
+	// repair after replying). Other clusters refuse both (ErrNotSupported).
+	R      string
+	Repair string
 }
 
 func (o ReadOptions) query() url.Values {
@@ -456,6 +522,12 @@ func (o ReadOptions) query() url.Values {
 	}
 	if o.MaxLagEntries != 0 {
 		q.Set("max_lag_entries", strconv.FormatUint(o.MaxLagEntries, 10))
+	}
+	if o.R != "" {
+		q.Set("r", o.R)
+	}
+	if o.Repair != "" {
+		q.Set("repair", o.Repair)
 	}
 	return q
 }
@@ -479,6 +551,11 @@ type ReadResult struct {
 	// concurrent values when it has more than one; Value is the first.
 	// nil for a key with one value.
 	Siblings []Sibling
+	// Replicas (leaderless) is how many of the key's replicas answered,
+	// found or not (also after ErrNotFound); Repaired, how many a blocking
+	// read repair updated before the reply. 0 from other clusters.
+	Replicas int
+	Repaired int
 }
 
 // FollowerInfo is the leader's view of one follower.
@@ -505,8 +582,8 @@ type Status struct {
 	AppliedIndex uint64         `json:"applied_index"`
 	LagMillis    int64          `json:"lag_ms"`
 	Followers    []FollowerInfo `json:"followers,omitempty"`
-	// Mode is the node's replication mode: "single-leader" or
-	// "multi-leader" ("" from a node that predates modes: single-leader).
+	// Mode is the node's replication mode: "single-leader", "multi-leader"
+	// or "leaderless" ("" from a node that predates modes: single-leader).
 	// A multi-leader node's Role is "multi-leader", its Leader is empty,
 	// and LastIndex is the end of its own stream of writes.
 	Mode string `json:"mode,omitempty"`
@@ -517,6 +594,9 @@ type Status struct {
 	Streams     []StreamInfo `json:"streams,omitempty"`
 	Conflicts   uint64       `json:"conflicts,omitempty"`
 	ClockClamps uint64       `json:"clock_clamps,omitempty"`
+	// Leaderless (Mode "leaderless"): the node's share of the ring, the
+	// hints it holds and its repairs.
+	Leaderless *LeaderlessInfo `json:"leaderless,omitempty"`
 }
 
 // MultiLeader reports whether the node runs in multi-leader mode.
@@ -547,16 +627,26 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 	if len(key) == 0 {
 		return ReadResult{}, fmt.Errorf("%w: empty key", ErrBadRequest)
 	}
+	if err := checkQuorum("ReadOptions.R", o.R); err != nil {
+		return ReadResult{}, err
+	}
+	if err := checkRepair(o.Repair); err != nil {
+		return ReadResult{}, err
+	}
 	var out ReadResult
 	read := func(ep string) error {
 		q := o.query()
-		if c.multiLeader() && localRead(o.Consistency) {
+		switch {
+		case c.multiLeader() && localRead(o.Consistency):
 			q.Set("consistency", "local") // what the other words mean there
+		case c.leaderless() && (o.Consistency == "" || o.Consistency == "linearizable"):
+			q.Del("consistency") // the node's quorum read
 		}
 		body, err := c.do(ctx, http.MethodGet, ep, kvPath(key)+"?"+q.Encode(), nil)
 		s.observe(body, err)
 		if errors.Is(err, ErrNotFound) {
 			out = ReadResult{Endpoint: ep, Session: sessionOf(body), Context: contextOf(body)}
+			out.Replicas, out.Repaired = replicasOf(body)
 		}
 		if err != nil {
 			return err
@@ -570,6 +660,8 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 			Session    string         `json:"session"`
 			Context    string         `json:"context"`
 			Siblings   []siblingReply `json:"siblings"`
+			Replicas   int            `json:"replicas"`
+			Repaired   int            `json:"repaired"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return fmt.Errorf("%s: bad reply: %w", ep, err)
@@ -583,7 +675,7 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 			return err
 		}
 		out = ReadResult{Value: v, Index: r.Index, LagMillis: r.LagMillis, LagEntries: r.LagEntries, Endpoint: ep, Session: r.Session,
-			Context: r.Context, Siblings: sibs}
+			Context: r.Context, Siblings: sibs, Replicas: r.Replicas, Repaired: r.Repaired}
 		return nil
 	}
 	at := func(endpoint string) error {
@@ -601,6 +693,9 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 		if c.multiLeader() && localRead(o.Consistency) {
 			return out, c.toLeader(ctx, read) // the preferred node
 		}
+		if c.leaderless() {
+			return out, c.coordinate(ctx, read, readMoveOn)
+		}
 		if o.Consistency == "stale" || o.Consistency == "local" {
 			return out, c.anyEndpoint(ctx, read)
 		}
@@ -608,16 +703,17 @@ func (c *Client) get(ctx context.Context, key []byte, o ReadOptions, s *Session)
 	}
 	if o.Endpoint != "" {
 		// A node named for a linearizable read matters only on a
-		// multi-leader cluster, where every read is local.
-		ml, err := c.isMultiLeader(ctx)
+		// multi-leader cluster, where every read is local, and on a
+		// leaderless one, where the node coordinates the read.
+		m, err := c.knownMode(ctx)
 		if err != nil {
 			return out, err
 		}
-		if ml {
+		if m == modeMulti || m == modeLeaderless {
 			return out, at(o.Endpoint)
 		}
 	}
-	return out, c.toLeader(ctx, read)
+	return out, c.coordinate(ctx, read, readMoveOn)
 }
 
 // Status returns the /v1/status of the node at endpoint.
@@ -700,8 +796,11 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 		ep, err = c.findLeader(ctx)
 		return err
 	})
-	if err == nil && c.multiLeader() {
+	switch {
+	case err == nil && c.multiLeader():
 		return "", fmt.Errorf("%w: a multi-leader cluster has no leader: every node accepts writes", ErrNotSupported)
+	case err == nil && c.leaderless():
+		return "", fmt.Errorf("%w: a leaderless cluster has no leader: any node coordinates a request", ErrNotSupported)
 	}
 	return ep, err
 }
@@ -814,7 +913,7 @@ func (c *Client) leaderOnce(ctx context.Context, f func(ep string) error) error 
 		return fmt.Errorf("%w: %s", ErrNoLeader, e.Message) // retried with a fresh leader
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoLeader), errors.Is(err, ErrRemoved):
 		c.setLeader("")
-		if c.multiLeader() {
+		if c.leaderFree() {
 			c.mu.Lock()
 			c.failed = ep // the next preferred node is one after it
 			c.mu.Unlock()
@@ -926,6 +1025,8 @@ func (c *Client) doWith(ctx context.Context, method, ep, path string, body []byt
 		e.kind = ErrNotSupported
 	case resp.StatusCode == http.StatusBadRequest && strings.Contains(eb.Error, api.ErrBadContext.Error()):
 		e.kind = ErrBadContext
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(eb.Error, api.ErrBadQuorum.Error()):
+		e.kind = ErrBadQuorum
 	case resp.StatusCode == http.StatusNotFound && kv:
 		e.kind = ErrNotFound
 	case resp.StatusCode == http.StatusPreconditionFailed && kv:
@@ -944,6 +1045,8 @@ func (c *Client) doWith(ctx context.Context, method, ep, path string, body []byt
 		e.kind = ErrWriteTimeout
 	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, "outcome unknown"):
 		e.kind = ErrOutcomeUnknown
+	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, api.ErrQuorumUnavailable.Error()):
+		e.kind = ErrQuorumUnavailable
 	case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(eb.Error, "no leader"):
 		e.kind = ErrNoLeader
 	case resp.StatusCode == http.StatusServiceUnavailable:

@@ -27,6 +27,7 @@ const (
 	modeUnknown int32 = iota
 	modeSingle
 	modeMulti
+	modeLeaderless
 )
 
 // Sibling is one of a key's concurrent values (multi-leader, --conflicts
@@ -103,16 +104,19 @@ type ConflictPage struct {
 	Endpoint string
 }
 
-// Mode returns the cluster's replication mode, ModeSingleLeader or
-// ModeMultiLeader, as the nodes' /v1/status says, asking them when the
-// client has not yet (retrying while none answers, up to Config.RetryFor).
+// Mode returns the cluster's replication mode, ModeSingleLeader,
+// ModeMultiLeader or ModeLeaderless, as the nodes' /v1/status says, asking
+// them when the client has not yet (retrying while none answers, up to
+// Config.RetryFor).
 func (c *Client) Mode(ctx context.Context) (string, error) {
-	ml, err := c.isMultiLeader(ctx)
-	if err != nil {
+	m, err := c.knownMode(ctx)
+	switch {
+	case err != nil:
 		return "", err
-	}
-	if ml {
+	case m == modeMulti:
 		return ModeMultiLeader, nil
+	case m == modeLeaderless:
+		return ModeLeaderless, nil
 	}
 	return ModeSingleLeader, nil
 }
@@ -121,11 +125,11 @@ func (c *Client) Mode(ctx context.Context) (string, error) {
 // cluster is multi-leader (false while the client has not asked).
 func (c *Client) multiLeader() bool { return c.mode.Load() == modeMulti }
 
-// isMultiLeader is multiLeader, asking the nodes first if the mode is not
-// known.
-func (c *Client) isMultiLeader(ctx context.Context) (bool, error) {
+// knownMode returns the cluster's mode (a Client.mode value), asking the
+// nodes first if it is not known.
+func (c *Client) knownMode(ctx context.Context) (int32, error) {
 	if m := c.mode.Load(); m != modeUnknown {
-		return m == modeMulti, nil
+		return m, nil
 	}
 	err := c.retry(ctx, func() error {
 		_, err := c.findLeader(ctx)
@@ -135,13 +139,13 @@ func (c *Client) isMultiLeader(ctx context.Context) (bool, error) {
 		return err
 	})
 	if err != nil {
-		return false, err
+		return modeUnknown, err
 	}
-	return c.multiLeader(), nil
+	return c.mode.Load(), nil
 }
 
 // setMode records the mode that the answering nodes report: multi-leader
-// if any says so.
+// or leaderless if any says so.
 func (c *Client) setMode(sts []EndpointStatus) {
 	m := modeUnknown
 	for _, s := range sts {
@@ -149,6 +153,8 @@ func (c *Client) setMode(sts []EndpointStatus) {
 		case s.Err != nil:
 		case s.Status.MultiLeader():
 			m = modeMulti
+		case s.Status.Mode == ModeLeaderless:
+			m = modeLeaderless
 		case m == modeUnknown:
 			m = modeSingle
 		}
@@ -162,7 +168,9 @@ func (c *Client) setMode(sts []EndpointStatus) {
 // to: of the endpoints of sts (in the client's order) that answered as
 // multi-leader nodes, the first one, or, after a preferred node failed a
 // request, the first one after it (wrapping around; itself only if no
-// other answered).
+// other answered). On a leaderless cluster, likewise, the node that the
+// requests that need one node go to (the member list, the conflict log);
+// reads and writes go to every node in turn (coordOnce).
 func (c *Client) preferred(sts []EndpointStatus) (string, bool) {
 	c.mu.Lock()
 	failed := c.failed
@@ -175,7 +183,7 @@ func (c *Client) preferred(sts []EndpointStatus) (string, bool) {
 		}
 	}
 	for i := range sts {
-		if s := sts[(start+i)%len(sts)]; s.Err == nil && s.Status.MultiLeader() {
+		if s := sts[(start+i)%len(sts)]; s.Err == nil && (s.Status.MultiLeader() || s.Status.Mode == ModeLeaderless) {
 			return s.Endpoint, true
 		}
 	}

@@ -152,10 +152,16 @@ func (c *Client) idempotent(w *writeCall) bool {
 //
 // On a multi-leader cluster an increment goes without its idempotency key
 // and is retried only when it was not sent (see Incr), and a write that
-// timed out but is durable on the node that took it is not retried.
+// timed out but is durable on the node that took it is not retried. On a
+// leaderless cluster no write carries a key: one that timed out is not
+// retried, and one refused for want of replicas, or that could not reach
+// its node, goes to the next node (writeOnce).
 func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply, error) {
 	if len(w.key) == 0 {
 		return writeReply{}, fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	if err := checkQuorum("WriteOptions.W", w.o.W); err != nil {
+		return writeReply{}, err
 	}
 	var hdr http.Header
 	if c.idempotent(&w) {
@@ -191,17 +197,22 @@ func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply
 			}
 			return rep, nil
 		}
-		ml := c.multiLeader()
+		ml, ll := c.multiLeader(), c.leaderless()
+		withKey := keyed && !ll // leaderless writes go without their key (writeOnce)
 		switch {
-		case ml && incr && rep.endpoint != "" && errors.Is(err, ErrUnavailable) && maybeSent(err):
+		case (ml || ll) && incr && rep.endpoint != "" && errors.Is(err, ErrUnavailable) && maybeSent(err) && !(ll && nodeReplied(err)):
 			// Sent without a key: a retry might count it twice.
-			return rep, fmt.Errorf("%w: the increment was sent to %s and the connection failed; it was not retried, since a multi-leader node cannot tell a retry from a new increment: %w",
-				ErrOutcomeUnknown, rep.endpoint, err)
+			return rep, fmt.Errorf("%w: the increment was sent to %s and the connection failed; it was not retried, since a %s node cannot tell a retry from a new increment: %w",
+				ErrOutcomeUnknown, rep.endpoint, modeName(ml), err)
 		case ml && errors.Is(err, ErrWriteTimeout) && durableThere(err):
 			// The node says where the write is: durable there, it will
 			// still replicate. A retry would write it again.
 			return rep, err
-		case keyed && !(ml && incr) && (errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)):
+		case ll && (errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)):
+			// Held by fewer replicas than W, or by none: without a key,
+			// a retry would write it again.
+			return rep, err
+		case withKey && !(ml && incr) && (errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)):
 			retries++
 			if c.writeRetries < 0 || retries > c.writeRetries {
 				return rep, err
@@ -223,22 +234,25 @@ func (c *Client) write(ctx context.Context, w writeCall, s *Session) (writeReply
 			return rep, fmt.Errorf("%w (while retrying: %w)", serr, err)
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
-		if keyed && unknown != nil && time.Since(first) >= c.idemWindow {
+		if withKey && unknown != nil && time.Since(first) >= c.idemWindow {
 			return rep, fmt.Errorf("%w: %v since its first attempt, window %v; last attempt: %w",
 				ErrIdempotencyExpired, time.Since(first).Round(time.Millisecond), c.idemWindow, err)
 		}
 	}
 }
 
-// writeOnce sends a write to the leader (the preferred node) once. An
-// increment (incr) to a multi-leader node goes without its idempotency key.
-// rep.endpoint is set once the write is sent.
+// writeOnce sends a write to the leader (the preferred node) once; on a
+// leaderless cluster, to the endpoints in turn until one takes it or
+// refuses it for good (writeMoveOn). An increment (incr) to a multi-leader
+// node, and every write to a leaderless one, goes without its idempotency
+// key. rep.endpoint is set once the write is sent.
 func (c *Client) writeOnce(ctx context.Context, method, path string, value []byte, hdr http.Header, incr bool, s *Session) (writeReply, error) {
 	var rep writeReply
-	err := c.leaderOnce(ctx, func(ep string) error {
+	err := c.coordOnce(ctx, func(ep string) error {
 		rep.endpoint = ep
 		h := hdr
-		if incr && c.multiLeader() && h.Get(idempotencyKeyHeader) != "" {
+		ll := c.leaderless()
+		if (ll || incr && c.multiLeader()) && h.Get(idempotencyKeyHeader) != "" {
 			h = h.Clone()
 			h.Del(idempotencyKeyHeader)
 		}
@@ -249,7 +263,8 @@ func (c *Client) writeOnce(ctx context.Context, method, path string, value []byt
 			if errors.As(err, &e) && len(body) > 0 && e.Result == nil &&
 				(errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrOutcomeUnknown)) {
 				var r WriteResult
-				if json.Unmarshal(body, &r) == nil && r.Index > 0 {
+				if json.Unmarshal(body, &r) == nil && (r.Index > 0 || ll) {
+					r.leaderless = ll
 					e.Result = &r
 				}
 			}
@@ -258,10 +273,19 @@ func (c *Client) writeOnce(ctx context.Context, method, path string, value []byt
 		if err := json.Unmarshal(body, &rep); err != nil {
 			return fmt.Errorf("%s: bad reply: %w", ep, err)
 		}
-		rep.Endpoint = ep
+		rep.Endpoint, rep.leaderless = ep, ll
 		return nil
-	})
+	}, writeMoveOn(incr))
 	return rep, err
+}
+
+// modeName names a cluster without a leader: multi-leader (ml) or
+// leaderless.
+func modeName(ml bool) string {
+	if ml {
+		return ModeMultiLeader
+	}
+	return ModeLeaderless
 }
 
 // Headers a write may carry.
@@ -325,6 +349,9 @@ func (o WriteOptions) query() url.Values {
 	}
 	if o.Timeout > 0 {
 		q.Set("timeout", o.Timeout.String())
+	}
+	if o.W != "" {
+		q.Set("w", o.W)
 	}
 	return q
 }

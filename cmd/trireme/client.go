@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trireme-db/trireme/client"
+	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/cluster"
 )
 
@@ -45,9 +46,21 @@ Examples:
   trireme put k v --node n2 --ack all               # multi-leader: on n2, applied by every node
   trireme put k merged --context ASA4...            # multi-leader: replace what trireme get -v read
 
-Each write (but an --ack async one) carries an idempotency key: if it times
-out or its outcome is unknown, it is retried with the same key, so it is
-applied at most once.
+On a leaderless cluster (trireme up --mode leaderless) any node coordinates
+the write to the key's replicas: the write goes to --node, else to the
+nodes in turn, the next one when a node cannot reach enough replicas. --w
+sets how many of the key's replicas must hold it durably: a number, one,
+quorum (a majority) or all (default: the node's). It prints the replicas
+that hold it and the node that coordinated it. A write that met fewer
+than --w replicas in time fails saying how many hold it; it may still
+reach the others (hinted handoff, read repair, anti-entropy).
+
+  trireme put k v --w all                           # leaderless: durable on every replica of k
+  trireme put k v --w one --node n3                 # leaderless: n3 coordinates, one replica suffices
+
+Each write (but an --ack async one, and those of a leaderless cluster)
+carries an idempotency key: if it times out or its outcome is unknown, it
+is retried with the same key, so it is applied at most once.
 --if-index makes it conditional: if the key is at another index, nothing is
 written and the command fails (exit 1) naming the key's current index.
 -v prints "session=TOKEN" on stderr: pass it to trireme get --session to
@@ -56,12 +69,13 @@ read this write from any node.
 
 const delDetails = `
 Deletes KEY, with the same ack flags as put (and, on a multi-leader
-cluster, --node and --context).
+cluster, --node and --context; on a leaderless one, --node and --w).
 
 Examples:
   trireme del greeting
   trireme del greeting --ack majority
   trireme del greeting --if-index 12                # only if greeting's index is still 12
+  trireme del greeting --w quorum                   # leaderless: a majority of the key's replicas
 ` + endpointHelp
 
 const getDetails = `
@@ -84,12 +98,23 @@ and, when concurrent writes left several values (--conflicts siblings),
 each one (sibling=DOT node=ID time=... value=...); the value printed is the
 first.
 
+On a leaderless cluster any node coordinates a read of the key's replicas:
+--node, else the nodes in turn (the next one when a node cannot reach
+enough replicas). --r sets how many replicas must answer (a number, one,
+quorum or all; default: the node's); --repair blocking waits until the
+stale replicas among them are repaired before printing (background, the
+default, repairs after). -v prints, on stderr, the node that coordinated
+it (node=ID), the replicas that answered (replicas=N) and those repaired
+(repaired=N), and the key's causal context and values as above when the
+read has them.
+
 Examples:
   trireme get greeting
   trireme get greeting --consistency stale --node n3
   trireme get greeting --session 1.4.1207 --node n2  # sees the write that returned 1.4.1207
   trireme get greeting --consistency bounded --max-lag 200ms
   trireme get greeting --node n2 -v                  # multi-leader: n2's copy, its context and siblings
+  trireme get greeting --r all --repair blocking -v  # leaderless: every replica answers, stale ones repaired
 ` + endpointHelp
 
 const incrDetails = `
@@ -147,6 +172,13 @@ node started), CONFLICTS (recorded on the node: trireme conflicts lists
 them), CLAMPS (peer timestamps too far ahead of its clock) and CLOCK-OFFSET
 (the largest offset seen in a peer's timestamps; positive: the peer's clock
 is ahead).
+
+On a leaderless cluster, one row per node: MODE, RING (the share of the
+key space the node replicates), HINTS (the hints it holds for unreachable
+replicas: the total, then per replica), READ-REPAIRS, AE-REPAIRS (keys it
+repaired by anti-entropy), MERKLE (anti-entropy exchanges/buckets
+compared/buckets found different) and DOWN (the peers it considers
+unreachable); then the replication factor and whether quorums are sloppy.
 
 Example:
   trireme status
@@ -330,15 +362,18 @@ func (e *endpointOpts) clientFor(node string) (*client.Client, map[string]string
 	return one, names, nil
 }
 
-// layoutMultiLeader reports whether the cluster comes from
-// DATA/cluster.json (no --endpoints, no $TRIREME_ENDPOINTS) and that
-// describes a multi-leader cluster.
-func (e *endpointOpts) layoutMultiLeader() bool {
+// layoutMode returns the mode of the cluster that DATA/cluster.json
+// describes, if that is where the cluster comes from (no --endpoints, no
+// $TRIREME_ENDPOINTS); "" otherwise.
+func (e *endpointOpts) layoutMode() string {
 	if !e.fromLayout() {
-		return false
+		return ""
 	}
 	spec, err := e.layout()
-	return err == nil && modeOf(spec) == modeMultiLeader
+	if err != nil {
+		return ""
+	}
+	return modeOf(spec)
 }
 
 // resolveNode returns the endpoint of node: the client endpoint that
@@ -356,19 +391,24 @@ func resolveNode(names map[string]string, node string) string {
 func explain(err error) string {
 	var ce *client.Error
 	switch {
+	case errors.Is(err, client.ErrWriteTimeout) && errors.As(err, &ce) && ce.Result != nil && ce.Result.Leaderless():
+		return fmt.Sprintf("the write did not reach --w replicas in time. It is %s and may still reach the others (hinted handoff, read repair, anti-entropy), or be superseded. (%s)",
+			ce.Result.Reached(), ce.Message)
 	case errors.Is(err, client.ErrWriteTimeout) && errors.As(err, &ce) && ce.Result != nil && ce.Result.Term == 0 && ce.Result.LeaderDurable:
 		// A multi-leader write: durable where it was taken.
 		return fmt.Sprintf("the write's ack mode was not met in time, but the write is done: it will still reach the other nodes. It reached: %s", ce.Result.Reached())
 	case errors.Is(err, client.ErrWriteTimeout) && errors.As(err, &ce) && ce.Result != nil:
 		return fmt.Sprintf("the write's ack mode was not met in time. Its outcome is not final (it may still survive or be lost). It reached: %s", ce.Result.Reached())
 	case errors.Is(err, client.ErrOutcomeUnknown) && errors.Is(err, client.ErrUnavailable):
-		return "the connection broke after the write was sent: it may or may not have been applied, and it was not retried (a multi-leader node cannot tell a retried increment from a new one); read the key to find out. (" + err.Error() + ")"
+		return "the connection broke after the write was sent: it may or may not have been applied, and it was not retried (a multi-leader or leaderless node cannot tell a retried increment from a new one); read the key to find out. (" + err.Error() + ")"
 	case errors.Is(err, client.ErrBadContext) && errors.As(err, &ce):
 		return fmt.Sprintf("the node refused the causal context (%s); nothing was written. Give --context the context that trireme get -v printed for this key, read from a node of this cluster that has the writes it names", ce.Message)
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return "the leader changed while the write was in flight: it may or may not have been applied; read the key to find out. (" + err.Error() + ")"
 	case errors.Is(err, client.ErrNoLeader):
 		return "the cluster has no leader right now (an election is running, or too few nodes are up); see trireme status"
+	case errors.Is(err, client.ErrQuorumUnavailable) && errors.As(err, &ce):
+		return fmt.Sprintf("no node could reach enough replicas of the key for the quorum (--w / --r); a write was not written. Retry, or ask for fewer replicas; trireme status shows the nodes each one considers down. (%s)", ce.Message)
 	case errors.Is(err, client.ErrUnavailable):
 		return "no node answered; is the cluster running? (`trireme up` starts one; `trireme status` shows the nodes). (" + err.Error() + ")"
 	case errors.Is(err, client.ErrNotFound):
@@ -402,6 +442,19 @@ type writeOpts struct {
 	verbose   bool
 	node      string
 	causalCtx string
+	w         string
+}
+
+// quorumFlag registers a leaderless quorum flag (--w, --r) that takes a
+// number, one, quorum or all.
+func quorumFlag(fs *flag.FlagSet, p *string, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		if _, err := api.ParseQuorum(v); err != nil || v == "" {
+			return errors.New("want a number from 1, one, quorum or all")
+		}
+		*p = v
+		return nil
+	})
 }
 
 func writeFlags(name string) (*flag.FlagSet, *writeOpts) {
@@ -421,6 +474,7 @@ func writeFlags(name string) (*flag.FlagSet, *writeOpts) {
 		return nil
 	})
 	fs.BoolVar(&o.verbose, "v", false, "also print the write's session token on stderr (session=TOKEN)")
+	quorumFlag(fs, &o.w, "w", "leaderless: how many of the key's replicas must hold the write durably: `Q`, a number, one, quorum or all (default: the node's)")
 	o.register(fs)
 	return fs, o
 }
@@ -463,10 +517,14 @@ func runWrite(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme %s: %s\n", name, explain(err))
 		return 1
 	}
-	if res.Term == 0 && res.Index > 0 {
+	switch {
+	case res.Leaderless():
+		// Any node coordinates: the replicas that hold it, and where.
+		fmt.Fprintf(stdout, "OK replicas=%d durability=%s node=%s\n", res.Replicas, res.Durability, nameOf(names, res.Endpoint))
+	case res.Term == 0 && res.Index > 0:
 		// A multi-leader write: no term; the node that took it matters.
 		fmt.Fprintf(stdout, "OK index=%d durability=%s replicas=%d node=%s\n", res.Index, res.Durability, res.Replicas, nameOf(names, res.Endpoint))
-	} else {
+	default:
 		fmt.Fprintf(stdout, "OK index=%d term=%d durability=%s replicas=%d\n", res.Index, res.Term, res.Durability, res.Replicas)
 	}
 	if o.verbose {
@@ -478,7 +536,7 @@ func runWrite(name string, args []string, stdout, stderr io.Writer) int {
 // write sends a put (KEY VALUE) or a delete (KEY), conditional with
 // --if-index.
 func (o *writeOpts) write(ctx context.Context, cl *client.Client, put bool, pos []string) (client.WriteResult, error) {
-	wo := client.WriteOptions{Ack: o.ack, Replicas: o.replicas, Timeout: o.timeout, Context: o.causalCtx}
+	wo := client.WriteOptions{Ack: o.ack, Replicas: o.replicas, Timeout: o.timeout, Context: o.causalCtx, W: o.w}
 	key := []byte(pos[0])
 	switch {
 	case put && o.ifIndex != nil:
@@ -506,6 +564,7 @@ type getOpts struct {
 	maxLag                     time.Duration
 	maxLagEntries              uint64
 	verbose                    bool
+	r, repair                  string
 }
 
 func getFlags() (*flag.FlagSet, *getOpts) {
@@ -513,21 +572,31 @@ func getFlags() (*flag.FlagSet, *getOpts) {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.StringVar(&o.consistency, "consistency", "linearizable",
 		"linearizable (through the leader), stale (any node), session (any node that has applied --session) or bounded (any node within --max-lag / --max-lag-entries); local: a stale read, and the only read of a multi-leader cluster, which takes linearizable and stale to mean it")
-	fs.StringVar(&o.node, "node", "", "for stale, local, session and bounded reads, and every read of a multi-leader cluster: the node to read from (id from cluster.json, or HTTP address)")
+	fs.StringVar(&o.node, "node", "", "for stale, local, session and bounded reads, and every read of a multi-leader or leaderless cluster: the node to read from, or that coordinates the read (id from cluster.json, or HTTP address)")
 	fs.StringVar(&o.session, "session", "", "session token of an earlier reply (printed by -v): read at least what it saw; implies --consistency session")
 	fs.DurationVar(&o.maxLag, "max-lag", 0, "for bounded reads: how far behind the leader, in time, the node may be (implies --consistency bounded)")
 	fs.Uint64Var(&o.maxLagEntries, "max-lag-entries", 0, "for bounded reads: how far behind the leader, in log entries, the node may be (implies --consistency bounded)")
-	fs.BoolVar(&o.verbose, "v", false, "also print the read's session token on stderr (session=TOKEN); multi-leader: the node read, the key's causal context (context=TOKEN) and its concurrent values")
+	fs.BoolVar(&o.verbose, "v", false, "also print the read's session token on stderr (session=TOKEN); multi-leader: the node read, the key's causal context (context=TOKEN) and its concurrent values; leaderless: the node, the replicas that answered and those repaired")
+	quorumFlag(fs, &o.r, "r", "leaderless: how many of the key's replicas must answer: `Q`, a number, one, quorum or all (default: the node's)")
+	fs.Func("repair", "leaderless: `blocking` (reply once the stale replicas that answered are repaired) or background (the default: repair after replying)", func(v string) error {
+		if v != client.RepairBlocking && v != client.RepairBackground {
+			return errors.New("want blocking or background")
+		}
+		o.repair = v
+		return nil
+	})
 	o.register(fs)
 	return fs, o
 }
 
 // check settles the consistency (--session and the bounds imply theirs,
 // given flags, the names of the flags given) and checks the flags against
-// it. multiLeader says that DATA/cluster.json, where the cluster comes
-// from, describes a multi-leader cluster: every read is local there. It
+// it. mode is the mode of the cluster that DATA/cluster.json describes,
+// if the cluster comes from there: every read of a multi-leader cluster
+// is local, and any node coordinates a read of a leaderless one. It
 // returns a message for a person, or "".
-func (o *getOpts) check(given map[string]bool, multiLeader bool) string {
+func (o *getOpts) check(given map[string]bool, mode string) string {
+	multiLeader := mode == modeMultiLeader
 	bounded := given["max-lag"] || given["max-lag-entries"]
 	if !given["consistency"] {
 		switch {
@@ -553,7 +622,7 @@ func (o *getOpts) check(given map[string]bool, multiLeader bool) string {
 		return "--max-lag and --max-lag-entries apply to --consistency bounded only"
 	case o.consistency == "bounded" && o.maxLag <= 0 && o.maxLagEntries == 0:
 		return "--consistency bounded needs --max-lag DURATION (above 0) and/or --max-lag-entries N (above 0)"
-	case o.node != "" && o.consistency == "linearizable" && !multiLeader:
+	case o.node != "" && o.consistency == "linearizable" && !multiLeader && mode != client.ModeLeaderless && !given["r"] && !given["repair"]:
 		return "--node applies to --consistency stale, local, session or bounded only (on a multi-leader cluster, every read is local: add --consistency local)"
 	}
 	return ""
@@ -571,7 +640,7 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if msg := o.check(given, o.layoutMultiLeader()); msg != "" {
+	if msg := o.check(given, o.layoutMode()); msg != "" {
 		fmt.Fprintf(stderr, "trireme get: %s\n", msg)
 		return 2
 	}
@@ -580,7 +649,8 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trireme get: %v\n", err)
 		return 1
 	}
-	ro := client.ReadOptions{Consistency: o.consistency, Session: o.session, MaxLag: o.maxLag, MaxLagEntries: o.maxLagEntries}
+	ro := client.ReadOptions{Consistency: o.consistency, Session: o.session, MaxLag: o.maxLag, MaxLagEntries: o.maxLagEntries,
+		R: o.r, Repair: o.repair}
 	if o.node != "" {
 		ro.Endpoint = o.node
 		for ep, id := range names {
@@ -592,14 +662,15 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	r, err := cl.Get(ctx, []byte(pos[0]), ro)
-	// Only a multi-leader node's reads carry a causal context, found or not.
-	ml := r.Context != ""
+	// Only a multi-leader or leaderless node's reads carry a causal
+	// context, found or not; only a leaderless node's count replicas.
+	ml, ll := r.Context != "", r.Replicas > 0
 	if err != nil {
 		fmt.Fprintf(stderr, "trireme get: %s\n", explain(err))
 		if errors.Is(err, client.ErrNotFound) && (o.verbose || o.consistency == "session") {
 			printSession(stderr, r.Session) // the session has read the key's absence
 		}
-		if errors.Is(err, client.ErrNotFound) && ml && o.verbose {
+		if errors.Is(err, client.ErrNotFound) && (ml || ll) && o.verbose {
 			printVersions(stderr, r, names) // a write with this context replaces the delete read
 		}
 		return 1
@@ -612,7 +683,7 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 		printSession(stderr, r.Session)
 	}
 	switch {
-	case ml && o.verbose:
+	case (ml || ll) && o.verbose:
 		printVersions(stderr, r, names)
 	case len(r.Siblings) > 1:
 		fmt.Fprintf(stderr, "(%d concurrent values, the first printed; -v lists them)\n", len(r.Siblings))
@@ -620,12 +691,19 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// printVersions prints, on stderr, what a multi-leader read found besides
-// the value: the node read, the key's causal context and its concurrent
-// values, one "key=value" line each (scripts cut at the first '=').
+// printVersions prints, on stderr, what a multi-leader or leaderless read
+// found besides the value: the node read (that coordinated the read), on
+// a leaderless cluster the replicas that answered and those repaired, the
+// key's causal context (if any) and its concurrent values, one
+// "key=value" line each (scripts cut at the first '=').
 func printVersions(stderr io.Writer, r client.ReadResult, names map[string]string) {
 	fmt.Fprintf(stderr, "node=%s\n", nameOf(names, r.Endpoint))
-	fmt.Fprintf(stderr, "context=%s\n", r.Context)
+	if r.Replicas > 0 {
+		fmt.Fprintf(stderr, "replicas=%d\nrepaired=%d\n", r.Replicas, r.Repaired)
+	}
+	if r.Context != "" || r.Replicas == 0 {
+		fmt.Fprintf(stderr, "context=%s\n", r.Context)
+	}
 	for _, s := range r.Siblings {
 		fmt.Fprintf(stderr, "sibling=%s node=%s time=%s value=%s\n", s.Dot, s.Node, hlcTime(s.Time), quoteValue(s.Value))
 	}

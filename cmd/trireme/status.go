@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -170,16 +172,99 @@ func markLearners(sts []client.EndpointStatus, ms []client.Member) {
 	}
 }
 
-// formatStatus renders trireme status's table: cluster.FormatStatus's for
-// a single-leader cluster, formatMultiLeader's when a node that answered
-// runs in multi-leader mode.
+// formatStatus renders trireme status's table in the mode of the first
+// node that answered (the endpoints asked come first, then the other
+// members): cluster.FormatStatus's for a single-leader cluster,
+// formatMultiLeader's in multi-leader mode, formatLeaderless's in
+// leaderless mode.
 func formatStatus(sts []client.EndpointStatus, names map[string]string) string {
 	for _, s := range sts {
-		if s.Err == nil && s.Status.MultiLeader() {
-			return formatMultiLeader(sts, names)
+		if s.Err != nil {
+			continue
 		}
+		switch {
+		case s.Status.MultiLeader():
+			return formatMultiLeader(sts, names)
+		case s.Status.Mode == client.ModeLeaderless:
+			return formatLeaderless(sts, names)
+		}
+		break // the first node that answered is single-leader
 	}
 	return cluster.FormatStatus(sts, names)
+}
+
+// formatLeaderless renders a table of a leaderless cluster's nodes: the
+// mode, the share of the key space each replicates (RING), the hints it
+// holds for unreachable replicas (HINTS: the total, then per replica), its
+// read repairs and anti-entropy repairs, its Merkle exchanges
+// (exchanges/buckets compared/buckets that differed) and the peers it
+// considers down; then a line with the replication factor and whether
+// quorums are sloppy, as the first node that answered says. names maps
+// endpoints to node ids for nodes that do not answer.
+func formatLeaderless(sts []client.EndpointStatus, names map[string]string) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tMODE\tRING\tHINTS\tREAD-REPAIRS\tAE-REPAIRS\tMERKLE\tDOWN\tENDPOINT")
+	var first *client.LeaderlessInfo
+	for _, s := range sts {
+		if s.Err != nil {
+			id := names[s.Endpoint]
+			if id == "" {
+				id = "?"
+			}
+			fmt.Fprintf(tw, "%s\tdown\t-\t-\t-\t-\t-\t-\t%s\n", id, s.Endpoint)
+			continue
+		}
+		st := s.Status
+		mode := st.Mode
+		if mode == "" {
+			mode = client.ModeSingleLeader
+		}
+		l := st.Leaderless
+		if l == nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", st.ID, mode, s.Endpoint)
+			continue
+		}
+		if first == nil {
+			first = l
+		}
+		ring := "-"
+		if share, ok := l.Ownership[st.ID]; ok {
+			ring = fmt.Sprintf("%.1f%%", 100*share)
+		}
+		down := "-"
+		if len(l.Down) > 0 {
+			down = strings.Join(l.Down, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d/%d/%d\t%s\t%s\n", st.ID, mode, ring, hintsOf(l.HintsPending),
+			l.ReadRepairs, l.AERepairs, l.AEExchanges, l.AEBucketsCompared, l.AEBucketsDiffer, down, s.Endpoint)
+	}
+	tw.Flush()
+	if first != nil {
+		sloppy := "strict quorums"
+		if first.SloppyQuorum {
+			sloppy = "sloppy quorums (hinted handoff)"
+		}
+		fmt.Fprintf(&b, "replication factor %d, %s\n", first.ReplicationFactor, sloppy)
+	}
+	return b.String()
+}
+
+// hintsOf renders the hints a node holds: the total, then per replica
+// they are for, "5 (n2:4 n3:1)"; "0" for none.
+func hintsOf(pending map[string]int) string {
+	total := 0
+	var parts []string
+	for _, id := range slices.Sorted(maps.Keys(pending)) {
+		if n := pending[id]; n > 0 {
+			total += n
+			parts = append(parts, fmt.Sprintf("%s:%d", id, n))
+		}
+	}
+	if total == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, " "))
 }
 
 // silentAfter is how long since a peer was last heard before a multi-leader

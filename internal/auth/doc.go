@@ -45,13 +45,13 @@
 // classify each request as an Action and ask Role.Allows:
 //
 //	ActionRead    HTTP GET/HEAD /v1/kv/..., /v1/status, /v1/rollbacks, /metrics;
-//	              RESP GET MGET EXISTS TTL STRLEN DBSIZE INFO ROLE CONFIG GET,
-//	              and the connection's own commands (ECHO CLIENT SELECT
-//	              COMMAND READONLY READWRITE TRIREME.CONSISTENCY
-//	              TRIREME.SESSION): any authenticated user
+//	              RESP GET MGET EXISTS TTL STRLEN DBSIZE INFO ROLE CONFIG GET
+//	              TRIREME.GETCTX, and the connection's own commands (ECHO
+//	              CLIENT SELECT COMMAND READONLY READWRITE TRIREME.CONSISTENCY
+//	              TRIREME.SESSION TRIREME.R): any authenticated user
 //	ActionWrite   HTTP PUT/POST/DELETE /v1/kv/...; RESP SET SETNX GETSET
 //	              GETDEL MSET INCR INCRBY DECR DECRBY APPEND DEL WAIT WAITAOF
-//	              TRIREME.ACK / CLIENT ACK
+//	              TRIREME.SETCTX TRIREME.ACK / CLIENT ACK TRIREME.W
 //	ActionAdmin   HTTP POST /v1/leader/transfer (and membership changes, later)
 //
 // When credentials are configured, a RESP client that has not

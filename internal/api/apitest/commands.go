@@ -27,12 +27,26 @@ func (f *Fake) Exec(ctx context.Context, cmd *command.Command, w api.WriteOption
 	if f.mem.removed {
 		return api.WriteResult{}, api.ErrRemoved
 	}
+	if f.ll.on {
+		// Leaderless: no leader; W as a plain write's; no term.
+		if err := f.quorum(w.W, "W"); err != nil {
+			return api.WriteResult{}, err
+		}
+		res, err := f.exec(cmd, w)
+		res.Term, res.Replicas = 0, f.ll.up
+		return res, err
+	}
 	if f.leader == "" {
 		return api.WriteResult{}, api.ErrNoLeader
 	}
 	if f.leader != f.id {
 		return api.WriteResult{}, api.ErrNotLeader
 	}
+	return f.exec(cmd, w)
+}
+
+// exec is Exec once the node takes the command. Called with f.mu held.
+func (f *Fake) exec(cmd *command.Command, w api.WriteOptions) (api.WriteResult, error) {
 	f.lastWrite = w
 	f.writes++
 	f.lastCmd = cmd
@@ -86,7 +100,20 @@ func (f *Fake) LastCommand() *command.Command {
 // the map (the Fake is never behind); a session read whose token is past
 // the Fake's last index waits for ctx and then fails, as a node that never
 // catches up would. Every reply carries the token of the Fake's last index.
+// A leaderless Fake serves every read alike (leaderless.go). LastRead
+// returns the options of the last one.
 func (f *Fake) Read(ctx context.Context, key []byte, o api.ReadOptions) (api.ReadResult, error) {
+	f.mu.Lock()
+	f.lastRead = o
+	f.reads++
+	if f.ll.on {
+		defer f.mu.Unlock()
+		if err := f.llCheck(ctx, key); err != nil {
+			return api.ReadResult{}, err
+		}
+		return f.llRead(key, o)
+	}
+	f.mu.Unlock()
 	switch o.Consistency {
 	case api.Session:
 		f.mu.Lock()

@@ -7,7 +7,8 @@
 // behave as on a real cluster: sync blocks (until its timeout) while any
 // follower is down, semi-sync K needs K followers up, majority needs a
 // majority of the cluster up. It promises nothing about concurrency beyond
-// being safe for concurrent use.
+// being safe for concurrent use. SetLeaderless makes it a leaderless node
+// instead (leaderless.go).
 package apitest
 
 import (
@@ -43,7 +44,10 @@ type Fake struct {
 	mem                    fakeMembership // members.go
 	idem                   map[string]command.Result
 	lastCmd                *command.Command
-	ver                    fakeVersions // versions.go
+	ver                    fakeVersions   // versions.go
+	ll                     fakeLeaderless // leaderless.go
+	lastRead               api.ReadOptions
+	reads                  int
 }
 
 type fakeValue struct {
@@ -193,6 +197,16 @@ func (f *Fake) met(ack api.Ack, up int) (string, bool) {
 
 func (f *Fake) write(ctx context.Context, key, value []byte, del bool, w api.WriteOptions) (api.WriteResult, error) {
 	f.mu.Lock()
+	if f.ll.on {
+		defer f.mu.Unlock()
+		if err := f.llCheck(ctx, key); err != nil {
+			return api.WriteResult{}, err
+		}
+		if len(value) > f.maxValue {
+			return api.WriteResult{}, fmt.Errorf("%w: %d bytes (limit %d)", api.ErrValueTooLarge, len(value), f.maxValue)
+		}
+		return f.llWrite(key, value, del, w)
+	}
 	if err := f.takeFail(); err != nil {
 		f.mu.Unlock()
 		return api.WriteResult{}, err
@@ -273,6 +287,12 @@ func (f *Fake) Delete(ctx context.Context, key []byte, w api.WriteOptions) (api.
 func (f *Fake) Get(ctx context.Context, key []byte, c api.Consistency) (api.ReadResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ll.on {
+		if err := f.llCheck(ctx, key); err != nil {
+			return api.ReadResult{}, err
+		}
+		return f.llRead(key, api.ReadOptions{Consistency: c})
+	}
 	if err := f.takeFail(); err != nil {
 		return api.ReadResult{}, err
 	}
@@ -311,6 +331,9 @@ const FakeClusterID = "fake-cluster"
 func (f *Fake) Status() api.NodeStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ll.on {
+		return f.llStatus()
+	}
 	s := api.NodeStatus{ID: f.id, ClusterID: FakeClusterID, Role: "follower", Term: f.term, Leader: f.leader,
 		LeaderHTTP: f.leaderHTTP, LeaderRESP: f.leaderRESP,
 		LastIndex: f.index, CommitIndex: f.index, AppliedIndex: f.index}

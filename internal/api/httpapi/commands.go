@@ -228,5 +228,6 @@ func (h *handler) writeCommandError(w http.ResponseWriter, r *http.Request, res 
 		w.Header().Set(IndexHeader, strconv.FormatUint(v, 10))
 	}
 	setSession(w, rep.Session)
+	h.setWriteReplicas(w, res)
 	h.writeJSON(w, class.HTTPStatus(), rep)
 }

@@ -173,6 +173,10 @@ func FuzzRequest(f *testing.F) {
 		{0, "/v1/kv/", "", ""},
 		{0, "/v1/kv/%zz", "", ""},
 		{0, "/metrics", "x=%zz", ""},
+		// Leaderless parameters (refused by the Fake, a single-leader node).
+		{2, "/v1/kv/k", "w=quorum&ack=majority", "v"},
+		{0, "/v1/kv/k", "r=2&repair=blocking", ""},
+		{0, "/v1/kv/k", "r=0&repair=maybe", ""},
 	} {
 		f.Add(s.method, s.path, s.query, "", []byte(s.body))
 	}

@@ -3,11 +3,12 @@
 //
 // Routes:
 //
-//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX   body = value
+//	PUT    /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX&w=Q   body = value
 //	POST   /v1/kv/{key}?op=incr&by=N | op=append (and PUT's parameters)
-//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX
+//	DELETE /v1/kv/{key}?ack=MODE&replicas=K&timeout=DUR&if_index=N&context=CTX&w=Q
 //	GET    /v1/kv/{key}?consistency=linearizable|stale|session|bounded&raw=1
 //	       &session=TOKEN (session) &max_lag=DUR&max_lag_entries=N (bounded)
+//	       &r=Q&repair=blocking|background (leaderless)
 //	GET    /v1/status
 //	GET    /v1/rollbacks
 //	GET    /v1/conflicts?after=SEQ&limit=N                (multi-leader; versions.go)
@@ -39,6 +40,13 @@
 // most 4096 bytes), so that it supersedes the values that read saw. On a
 // single-leader node none of this appears, and /v1/conflicts answers 400
 // (api.ErrNotSupported).
+//
+// Leaderless nodes (leaderless.go): a write takes w=Q and a read r=Q (a
+// number, one, quorum or all: the replicas that must hold the write or
+// answer the read) and repair=blocking|background; every reply to a read
+// or a write says how many replicas answered (X-Trireme-Replicas, JSON
+// "replicas", and "repaired" after a blocking read repair). Other nodes
+// refuse these parameters (400, api.ErrNotSupported) and reply as before.
 //
 // Every reply to a read or a write carries a session token (JSON
 // "session", header X-Trireme-Session); a read with consistency=session
@@ -80,6 +88,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -108,6 +117,10 @@ type handler struct {
 	cfg     Config
 	log     *slog.Logger
 	auth    Authenticator // nil: auth is off
+
+	// The node's mode, read once (leaderless.go).
+	modeOnce     sync.Once
+	isLeaderless bool
 }
 
 // New returns the HTTP handler for svc with DefaultConfig's key limit and
@@ -307,12 +320,20 @@ func ParseKey(escapedPath string) ([]byte, error) {
 	return []byte(k), nil
 }
 
-// ParseWriteOptions parses the ack, replicas and timeout query parameters of
-// a write, as returned by ParseQuery. No ack parameter means the node's
-// default mode; a number K is semi-sync with K replicas. (A write's causal
-// context, from context= or its header, is parseWriteRequest's.)
+// ParseWriteOptions parses the ack, replicas, timeout and w query
+// parameters of a write, as returned by ParseQuery. No ack parameter means
+// the node's default mode; a number K is semi-sync with K replicas. w is a
+// leaderless quorum (api.ParseQuorum; none: the node's default). (A
+// write's causal context, from context= or its header, is
+// parseWriteRequest's.)
 func ParseWriteOptions(q url.Values) (api.WriteOptions, error) {
 	var w api.WriteOptions
+	if v := q.Get("w"); v != "" {
+		var err error
+		if w.W, err = parseQuorum("w", v); err != nil {
+			return w, err
+		}
+	}
 	mode := q.Get("ack")
 	reps := q.Get("replicas")
 	switch {
@@ -383,7 +404,8 @@ func parseTimeout(s string) (time.Duration, error) {
 
 // ParseReadOptions parses the query parameters of a read, as returned by
 // ParseQuery, and the values of its X-Trireme-Session header: the
-// consistency, its session token or bounds, and raw.
+// consistency, its session token or bounds, the leaderless r (a quorum,
+// api.ParseQuorum) and repair (blocking or background), and raw.
 //
 // A token may come in session= or in the header (the same one if both).
 // session= with another consistency than session is refused; the header is
@@ -401,6 +423,12 @@ func ParseReadOptions(q url.Values, sessionHeader []string) (api.ReadOptions, bo
 		return o, false, err
 	}
 	if o.MaxLag, o.MaxLagEntries, err = parseBounds(c, q.Get("max_lag"), q.Get("max_lag_entries")); err != nil {
+		return o, false, err
+	}
+	if o.R, err = parseQuorum("r", q.Get("r")); err != nil {
+		return o, false, err
+	}
+	if o.Repair, err = parseRepair(q.Get("repair")); err != nil {
 		return o, false, err
 	}
 	raw := false
@@ -508,6 +536,11 @@ type CommandErrorReply struct {
 
 // ReadReply is the JSON reply to GET /v1/kv/{key}.
 type ReadReply struct {
+	// Replicas (leaderless) is how many replicas answered the read;
+	// Repaired, how many a blocking read repair updated before the reply.
+	Replicas *int `json:"replicas,omitempty"`
+	Repaired int  `json:"repaired,omitempty"`
+
 	Key         string  `json:"key"`
 	KeyEncoding string  `json:"key_encoding,omitempty"`
 	Value       string  `json:"value"`
@@ -556,6 +589,9 @@ func encodeBytes(b []byte) (string, string) {
 // op, it is a plain Service.Put; otherwise a command (commands.go).
 func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 	wr, err := parseWriteRequest(r)
+	if err == nil {
+		err = h.checkLeaderlessWrite(wr)
+	}
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
@@ -608,6 +644,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge error)
 
 func (h *handler) del(w http.ResponseWriter, r *http.Request, key []byte) {
 	wr, err := parseWriteRequest(r)
+	if err == nil {
+		err = h.checkLeaderlessWrite(wr)
+	}
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
@@ -637,6 +676,7 @@ func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.Wr
 	}
 	if err == nil {
 		setSession(w, rep.Session)
+		h.setWriteReplicas(w, res)
 		h.writeJSON(w, http.StatusOK, rep)
 		return
 	}
@@ -646,11 +686,13 @@ func (h *handler) writeResult(w http.ResponseWriter, r *http.Request, res api.Wr
 	switch class := api.ClassOf(err); {
 	case errors.Is(err, api.ErrWriteTimeout):
 		setSession(w, rep.Session)
-		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + res.Reached() + " (" + err.Error() + ")"
+		h.setWriteReplicas(w, res)
+		rep.Error = "ack mode not met in time; the outcome is not final; reached: " + h.reached(res) + " (" + err.Error() + ")"
 		h.writeJSON(w, class.HTTPStatus(), rep)
 	case class == api.ClassOutcomeUnknown:
 		setSession(w, rep.Session)
-		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + res.Reached()
+		h.setWriteReplicas(w, res)
+		rep.Error = "outcome unknown: " + err.Error() + "; reached: " + h.reached(res)
 		h.writeJSON(w, class.HTTPStatus(), rep)
 	default:
 		h.writeServiceError(w, r, err)
@@ -671,6 +713,9 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		return
 	}
 	o, raw, err := ParseReadOptions(q, r.Header.Values(SessionHeader))
+	if err == nil {
+		err = h.checkLeaderlessRead(q)
+	}
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err)
 		return
@@ -683,13 +728,20 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 	session := res.Token.String()
 	setSession(w, session)
 	setReadVersions(w, res, raw)
+	h.setReadReplicas(w, res)
 	if !res.Found {
-		rep := map[string]string{"error": "key not found"}
+		rep := map[string]any{"error": "key not found"}
 		if session != "" {
 			rep["session"] = session
 		}
 		if res.Context != "" {
 			rep["context"] = res.Context
+		}
+		if h.readReplicas(res) {
+			rep["replicas"] = res.Replicas
+			if res.Repaired > 0 {
+				rep["repaired"] = res.Repaired
+			}
 		}
 		h.writeJSON(w, http.StatusNotFound, rep)
 		return
@@ -706,6 +758,10 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
 		return
 	}
 	rep := ReadReply{Index: res.Index, Session: session, Context: res.Context, Siblings: siblingReplies(res.Siblings)}
+	if h.readReplicas(res) {
+		n := res.Replicas
+		rep.Replicas, rep.Repaired = &n, res.Repaired
+	}
 	rep.Key, rep.KeyEncoding = encodeBytes(key)
 	rep.Value, rep.Encoding = encodeBytes(res.Value)
 	if o.Consistency == api.Stale || o.Consistency == api.Bounded || o.Consistency == api.Local {

@@ -9,9 +9,9 @@ import (
 
 // The query parameters each endpoint takes (never modified).
 var (
-	writeParams     = []string{"ack", "replicas", "timeout", "if_index", "session", "context"}             // PUT, DELETE
-	postParams      = []string{"ack", "replicas", "timeout", "if_index", "session", "op", "by", "context"} // POST /v1/kv/{key}
-	readParams      = []string{"consistency", "raw", "session", "max_lag", "max_lag_entries"}
+	writeParams     = []string{"ack", "replicas", "timeout", "if_index", "session", "context", "w"}             // PUT, DELETE
+	postParams      = []string{"ack", "replicas", "timeout", "if_index", "session", "op", "by", "context", "w"} // POST /v1/kv/{key}
+	readParams      = []string{"consistency", "raw", "session", "max_lag", "max_lag_entries", "r", "repair"}
 	transferParams  = []string{"to", "timeout"}
 	memberParams    = []string{"timeout"} // the membership changes; GET /v1/members takes none
 	conflictsParams = []string{"after", "limit"}

@@ -421,7 +421,8 @@ func TestCommandTableRoles(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset",
-		"getdel", "mset", "trireme.session", "trireme.getctx", "trireme.setctx"} {
+		"getdel", "mset", "trireme.session", "trireme.getctx", "trireme.setctx",
+		"trireme.w", "trireme.r"} {
 		if _, ok := s.cmds[name]; !ok {
 			t.Errorf("%s is not in the command table", name)
 		}

@@ -80,7 +80,7 @@ var fuzzCommands = []string{"ping", "echo", "get", "mget", "exists", "ttl", "set
 	"role", "wait", "waitaof", "hello", "client", "command", "config", "select", "readonly", "readwrite",
 	"trireme.ack", "trireme.consistency", "quit", "nosuch", "auth", "trireme.transfer",
 	"incr", "incrby", "decr", "decrby", "append", "strlen", "setnx", "getset", "getdel", "mset", "trireme.session",
-	"trireme.getctx", "trireme.setctx"}
+	"trireme.getctx", "trireme.setctx", "trireme.w", "trireme.r"}
 
 // FuzzCommands runs arbitrary arguments through every command handler and
 // checks that each command gets exactly one well-formed reply and nothing
@@ -116,6 +116,10 @@ func FuzzCommands(f *testing.F) {
 	f.Add(byte(38), []byte("k\nctx\nv"))
 	f.Add(byte(38), []byte("\n\nv"))
 	f.Add(byte(38), []byte("k\nctx"))
+	f.Add(byte(39), []byte("quorum"))
+	f.Add(byte(39), []byte("0"))
+	f.Add(byte(40), []byte("2\nblocking"))
+	f.Add(byte(40), []byte("one\nsoon\nx"))
 	f.Fuzz(func(t *testing.T, which byte, rest []byte) {
 		fake := apitest.NewFake("n2", "n3")
 		fake.SetMaxValueBytes(64)

@@ -82,6 +82,8 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "trireme.transfer", arity: -2, flags: []string{"admin"}, action: admin, run: s.cmdTransfer},
 		{name: "trireme.getctx", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, action: read, run: s.cmdGetCtx},
 		{name: "trireme.setctx", arity: 4, flags: []string{"write", "denyoom"}, first: 1, last: 1, step: 1, action: write, run: s.cmdSetCtx},
+		{name: "trireme.w", arity: -1, flags: []string{"fast"}, action: write, run: s.cmdW},
+		{name: "trireme.r", arity: -1, flags: []string{"fast"}, action: read, run: s.cmdR},
 	}
 	for _, c := range list {
 		if c.action != 0 {
@@ -190,6 +192,8 @@ func (s *Server) replicationInfo(b *strings.Builder, st api.NodeStatus) {
 	b.WriteString("# Replication\r\n")
 	if multiLeader(st) {
 		multiLeaderInfo(b, st)
+	} else if leaderless(st) {
+		leaderlessInfo(b, st)
 	} else if st.Role == "leader" {
 		fs := connected(st.Followers)
 		fmt.Fprintf(b, "role:master\r\nconnected_slaves:%d\r\n", len(fs))
@@ -280,7 +284,8 @@ func (s *Server) cmdInfo(c *conn, st *connState, args [][]byte) {
 
 func (s *Server) cmdRole(c *conn, st *connState, args [][]byte) {
 	status := s.svc.Status()
-	if multiLeader(status) {
+	if multiLeader(status) || leaderless(status) {
+		// Every node takes writes: a master with no replicas.
 		c.WriteArray(3)
 		c.WriteBulkString("master")
 		c.WriteInt64(int64(status.LastIndex))

@@ -31,6 +31,8 @@
 //	TRIREME.TRANSFER node-id [timeout-ms]                    (role admin)
 //	TRIREME.GETCTX key                                       (multi-leader: [context, [value ...]]; versions.go)
 //	TRIREME.SETCTX key context value                         (multi-leader: SET carrying a read's context)
+//	TRIREME.W [Q|default]                                    (leaderless: each write's W; leaderless.go)
+//	TRIREME.R [Q|default] [blocking|background]              (leaderless: each read's R and read repair)
 //
 // The ack words local (= async) and all (= sync), and a number K alone
 // (= semi-sync K), are the multi-leader ones. On a multi-leader node GET and
@@ -38,6 +40,9 @@
 // unchanged clients keep working; TRIREME.GETCTX answers every value and
 // the causal context, which TRIREME.SETCTX sends back with a write that
 // supersedes them.
+//
+// On a leaderless node, Q is a number from 1, one, quorum or all: how many
+// of a key's replicas must hold each write (W) or answer each read (R).
 //
 // Read-modify-write commands (INCR, APPEND, SET NX/XX/GET, GETSET, GETDEL,
 // MSET, ...) are state-machine commands given to Service.Exec, so each is
@@ -400,6 +405,11 @@ type connState struct {
 	// who is the authenticated client (Role RoleNone: not yet); with auth
 	// off, everyone (role admin) from the start.
 	who auth.Principal
+
+	// Leaderless (TRIREME.W, TRIREME.R): the quorums of later writes and
+	// reads, and whether reads wait for their read repair.
+	w, r   api.Quorum
+	repair bool
 }
 
 // command is one entry of the command table.
@@ -541,11 +551,11 @@ func (s *Server) writeError(c *conn, st *connState, res api.WriteResult, err err
 	}
 	// The replies of a write's own errors say what it reached.
 	if errors.Is(err, api.ErrWriteTimeout) {
-		c.WriteError(api.ClassTimeout.RESPPrefix() + " ack mode not met in time; the outcome is not final; reached: " + res.Reached())
+		c.WriteError(api.ClassTimeout.RESPPrefix() + " ack mode not met in time; the outcome is not final; reached: " + s.reached(res))
 		return
 	}
 	if api.ClassOf(err) == api.ClassOutcomeUnknown {
-		c.WriteError(api.ClassOutcomeUnknown.RESPPrefix() + " outcome unknown (leadership lost while the write was in flight); reached: " + res.Reached())
+		c.WriteError(api.ClassOutcomeUnknown.RESPPrefix() + " outcome unknown (leadership lost while the write was in flight); reached: " + s.reached(res))
 		return
 	}
 	c.WriteError(s.serviceError(err))
@@ -672,7 +682,7 @@ func (s *Server) setPipeline(c *conn, st *connState, bp BatchPutter, first [][]b
 func (s *Server) cmdDel(c *conn, st *connState, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		res, err := s.svc.Read(st.ctx, k, api.ReadOptions{Consistency: api.Linearizable})
+		res, err := s.svc.Read(st.ctx, k, api.ReadOptions{Consistency: api.Linearizable, R: st.r, Repair: st.repair})
 		if err != nil {
 			c.WriteError(s.serviceError(err))
 			return
@@ -930,7 +940,7 @@ func (s *Server) cmdHello(c *conn, st *connState, args [][]byte) {
 		st.name = string(name[0])
 	}
 	role := "master"
-	if s.svc.Status().Role != "leader" {
+	if status := s.svc.Status(); status.Role != "leader" && !leaderless(status) {
 		role = "replica"
 	}
 	c.WriteArray(14)

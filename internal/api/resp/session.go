@@ -26,26 +26,31 @@ import (
 // read, or of the next write, is the session's from then on (either covers
 // every committed write). TRIREME.SESSION TOKEN also ends the re-anchoring.
 
-// readOptions is how the connection's reads are served now.
+// readOptions is how the connection's reads are served now: its read
+// level, and on a leaderless node its R and read repair.
 func (st *connState) readOptions() api.ReadOptions {
+	o := api.ReadOptions{Consistency: st.read, R: st.r, Repair: st.repair}
 	switch st.read {
 	case api.Session:
 		if st.reanchor {
-			return api.ReadOptions{Consistency: api.Linearizable}
+			o.Consistency = api.Linearizable
+		} else {
+			o.Token = st.token
 		}
-		return api.ReadOptions{Consistency: api.Session, Token: st.token}
 	case api.Bounded:
-		return api.ReadOptions{Consistency: api.Bounded, MaxLag: st.maxLag, MaxLagEntries: st.maxLagEntries}
+		o.MaxLag, o.MaxLagEntries = st.maxLag, st.maxLagEntries
 	}
-	return api.ReadOptions{Consistency: st.read}
+	return o
 }
 
-// writeOptions is how the connection's writes are acknowledged; in session
+// writeOptions is how the connection's writes are acknowledged (with the
+// leaderless W of TRIREME.W); in session
 // mode they carry the token, so that the leader refuses a write (writing
 // nothing) after a write of the session was discarded: the new write's token
 // would otherwise cover the lost one and hide it.
 func (st *connState) writeOptions() api.WriteOptions {
 	w := st.write
+	w.W = st.w
 	if st.read == api.Session && !st.reanchor {
 		w.Session = st.token
 	}
