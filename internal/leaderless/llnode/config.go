@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/fixedcluster"
 	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/transport"
 )
@@ -18,10 +19,7 @@ import (
 var ErrConfig = errors.New("llnode: bad configuration")
 
 // Member is one node of the cluster.
-type Member struct {
-	ID       string
-	PeerAddr string // host:port for node-to-node traffic
-}
+type Member = fixedcluster.Member
 
 // Config configures one leaderless node.
 type Config struct {

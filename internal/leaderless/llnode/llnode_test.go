@@ -333,7 +333,7 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		c := DefaultConfig()
 		c.ID, c.DataDir, c.ClusterID = "n1", t.TempDir(), "x"
-		c.Cluster = []Member{{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}
+		c.Cluster = []Member{{ID: "n1", PeerAddr: "a:1"}, {ID: "n2", PeerAddr: "a:2"}, {ID: "n3", PeerAddr: "a:3"}}
 		tc.tweak(&c)
 		err := c.Validate()
 		if err == nil || !errors.Is(err, ErrConfig) || !contains(err.Error(), tc.want) {

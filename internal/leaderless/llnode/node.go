@@ -33,6 +33,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/datadir"
+	"github.com/trireme-db/trireme/internal/fixedcluster"
 	"github.com/trireme-db/trireme/internal/hlc"
 	"github.com/trireme-db/trireme/internal/leaderless"
 	"github.com/trireme-db/trireme/internal/leaderless/llstore"
@@ -49,6 +50,8 @@ const (
 
 // Node is one running leaderless node. It implements api.Service.
 type Node struct {
+	fixedcluster.Cluster // the members; the membership calls of api.Service
+
 	cfg   Config
 	log   *slog.Logger
 	lock  *os.File
@@ -110,6 +113,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{
+		Cluster: fixedcluster.Cluster{
+			Mode: Mode, Self: cfg.ID, Nodes: cfg.Cluster, ClusterID: cfg.ClusterID,
+			HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr, PeerClients: cfg.PeerClients,
+			PeerTLS: cfg.PeerTLS, PeerListener: cfg.PeerListener,
+		},
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.ID, "mode", Mode),
 		clock:   hlc.NewClock(0),
@@ -226,22 +234,7 @@ type actorRecord struct {
 }
 
 func (n *Node) newTCP() (transport.Transport, error) {
-	tc := transport.DefaultTCPConfig()
-	tc.ClusterID = n.cfg.ClusterID
-	tc.Self = transport.PeerInfo{ID: transport.NodeID(n.cfg.ID), HTTPAddr: n.cfg.HTTPAddr, RESPAddr: n.cfg.RESPAddr}
-	tc.Peers = map[transport.NodeID]string{}
-	for _, m := range n.cfg.Cluster {
-		if m.ID == n.cfg.ID {
-			tc.ListenAddr = m.PeerAddr
-		} else {
-			tc.Peers[transport.NodeID(m.ID)] = m.PeerAddr
-		}
-	}
-	tc.Listener, tc.TLS = n.cfg.PeerListener, n.cfg.PeerTLS
-	tc.Clients = map[transport.NodeID]transport.PeerInfo{}
-	for id, p := range n.cfg.PeerClients {
-		tc.Clients[transport.NodeID(id)] = p
-	}
+	tc := n.Cluster.TCPConfig()
 	// An anti-entropy message holds up to MaxItems keys with their states.
 	tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 64<<20)
 	tc.Logger = n.log.With("component", "transport")

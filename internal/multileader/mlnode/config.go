@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trireme-db/trireme/internal/api"
+	"github.com/trireme-db/trireme/internal/fixedcluster"
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/pki"
 	"github.com/trireme-db/trireme/internal/transport"
@@ -19,10 +20,7 @@ import (
 var ErrConfig = errors.New("mlnode: bad configuration")
 
 // Member is one node of the cluster.
-type Member struct {
-	ID       string
-	PeerAddr string // host:port for node-to-node traffic
-}
+type Member = fixedcluster.Member
 
 // Config configures one multi-leader node.
 type Config struct {

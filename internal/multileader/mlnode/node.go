@@ -30,6 +30,7 @@ import (
 
 	"github.com/trireme-db/trireme/internal/api"
 	"github.com/trireme-db/trireme/internal/datadir"
+	"github.com/trireme-db/trireme/internal/fixedcluster"
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/multileader/mlstore"
 	"github.com/trireme-db/trireme/internal/transport"
@@ -44,6 +45,8 @@ const storeDir = "mlstore"
 
 // Node is one running multi-leader node. It implements api.Service.
 type Node struct {
+	fixedcluster.Cluster // the members; the membership calls of api.Service
+
 	cfg   Config
 	log   *slog.Logger
 	lock  *os.File
@@ -108,6 +111,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{
+		Cluster: fixedcluster.Cluster{
+			Mode: Mode, Self: cfg.ID, Nodes: cfg.Cluster, ClusterID: cfg.ClusterID,
+			HTTPAddr: cfg.HTTPAddr, RESPAddr: cfg.RESPAddr, PeerClients: cfg.PeerClients,
+			PeerTLS: cfg.PeerTLS, PeerListener: cfg.PeerListener,
+		},
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.ID, "mode", Mode),
 		propCh:  make(chan *proposal, 1024),
@@ -173,22 +181,7 @@ func Start(cfg Config) (_ *Node, err error) {
 }
 
 func (n *Node) newTCP() (transport.Transport, error) {
-	tc := transport.DefaultTCPConfig()
-	tc.ClusterID = n.cfg.ClusterID
-	tc.Self = transport.PeerInfo{ID: transport.NodeID(n.cfg.ID), HTTPAddr: n.cfg.HTTPAddr, RESPAddr: n.cfg.RESPAddr}
-	tc.Peers = map[transport.NodeID]string{}
-	for _, m := range n.cfg.Cluster {
-		if m.ID == n.cfg.ID {
-			tc.ListenAddr = m.PeerAddr
-		} else {
-			tc.Peers[transport.NodeID(m.ID)] = m.PeerAddr
-		}
-	}
-	tc.Listener, tc.TLS = n.cfg.PeerListener, n.cfg.PeerTLS
-	tc.Clients = map[transport.NodeID]transport.PeerInfo{}
-	for id, p := range n.cfg.PeerClients {
-		tc.Clients[transport.NodeID(id)] = p
-	}
+	tc := n.Cluster.TCPConfig()
 	// A message holds at most MaxBatch entries of a key and a value each.
 	ccfg := multileader.DefaultConfig()
 	tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, ccfg.MaxBatch*(multileader.MaxKeyLen+n.cfg.MaxValueBytes+4096)+4096)

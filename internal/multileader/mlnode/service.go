@@ -308,35 +308,3 @@ func (n *Node) WaitReplicas(ctx context.Context, index uint64, want int) (int, e
 		}
 	}
 }
-
-var errFixedMembers = fmt.Errorf("%w: a multi-leader cluster's members are fixed when it is created (--cluster)", api.ErrNotSupported)
-
-// Members implements api.Service: every node, all of them writers.
-func (n *Node) Members(context.Context) ([]api.MemberStatus, error) {
-	out := make([]api.MemberStatus, 0, len(n.cfg.Cluster))
-	for _, m := range n.cfg.Cluster {
-		ms := api.MemberStatus{MemberSpec: api.MemberSpec{ID: m.ID, Peer: m.PeerAddr, Role: api.RoleVoter}, State: api.MemberUnknown}
-		if m.ID == n.cfg.ID {
-			ms.HTTP, ms.RESP = n.cfg.HTTPAddr, n.cfg.RESPAddr
-		} else if p, ok := n.cfg.PeerClients[m.ID]; ok {
-			ms.HTTP, ms.RESP = p.HTTPAddr, p.RESPAddr
-		}
-		out = append(out, ms)
-	}
-	return out, nil
-}
-
-// AddMember implements api.Service: not offered.
-func (n *Node) AddMember(context.Context, api.MemberSpec) ([]api.MemberStatus, error) {
-	return nil, errFixedMembers
-}
-
-// PromoteMember implements api.Service: not offered.
-func (n *Node) PromoteMember(context.Context, string) ([]api.MemberStatus, error) {
-	return nil, errFixedMembers
-}
-
-// RemoveMember implements api.Service: not offered.
-func (n *Node) RemoveMember(context.Context, string) ([]api.MemberStatus, error) {
-	return nil, errFixedMembers
-}
