@@ -18,6 +18,7 @@ test: vet
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -timeout 15m -tags replbugs -run 'TestBugsAreCaught' ./internal/sim
 	$(GO) test -count=1 -timeout 10m -tags mlbugs -run 'TestMultiLeaderBugsAreCaught' ./internal/multileader/mlsim
+	$(GO) test -count=1 -timeout 10m -tags llbugs -run 'TestLeaderlessBugsAreCaught' ./internal/leaderless/llsim
 	cd bench && $(GO) test -count=1 -timeout 10m ./...
 
 # A fuzzing pass over every fuzz target in the repository (each decoder a client,

@@ -51,8 +51,14 @@ type Config struct {
 	// AEKeys bounds the keys one exchange sends each way (the throttle).
 	AEKeys int
 
-	GCTicks      int // look for collectable tombstones this often
-	GCGraceTicks int // a tombstone is at least this old (locally) before it is collected
+	GCTicks int // look for collectable tombstones this often
+	// GCGraceTicks: a tombstone is collected only after every member
+	// confirmed it twice, at least this long apart. It must exceed
+	// RequestTicks (plus the longest message delay), so that a copy older
+	// than the tombstone still in flight when the first confirmation came in
+	// has landed before the second. 0 takes max(DefaultGCGraceTicks,
+	// 2*RequestTicks).
+	GCGraceTicks int
 
 	Bugs Bugs // deliberate bugs, for the simulator's tests (llbugs builds only)
 }
@@ -74,7 +80,7 @@ func (c *Config) fill() {
 	def(&c.AETicks, DefaultAETicks)
 	def(&c.AEKeys, DefaultAEKeys)
 	def(&c.GCTicks, DefaultGCTicks)
-	def(&c.GCGraceTicks, DefaultGCGraceTicks)
+	def(&c.GCGraceTicks, max(DefaultGCGraceTicks, 2*c.RequestTicks))
 	if c.Actor == "" {
 		c.Actor = c.ID
 	}
@@ -95,6 +101,8 @@ func (c Config) Validate() error {
 	case c.RequestTicks < 1 || c.PeerDownTicks < 1 || c.HeartbeatTicks < 1 || c.HandoffTicks < 1 ||
 		c.MaxHints < 1 || c.MaxPending < 1 || c.AEKeys < 1 || c.GCTicks < 1 || c.GCGraceTicks < 0:
 		return fmt.Errorf("leaderless: negative timing or limit in %+v", c)
+	case c.GCGraceTicks <= c.RequestTicks:
+		return fmt.Errorf("leaderless: GCGraceTicks %d must exceed RequestTicks %d (an older copy in flight could land after its tombstone is collected)", c.GCGraceTicks, c.RequestTicks)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package leaderless
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/trireme-db/trireme/internal/leaderless/merkle"
@@ -22,9 +23,16 @@ type Core struct {
 
 	tick      int64
 	lastHeard map[string]int64
-	floor     uint64 // the highest dot counter this actor drew
+	// floor is the highest counter this actor drew, for a dot or as the end
+	// of a block of request ids; persisted as Ready.MintFloor.
+	floor     uint64
 	floorDirt bool
-	nextReq   uint64
+	// Request ids: reqTop (the actor's hash in the top 24 bits) | a counter
+	// from the block reqNext..reqEnd reserved under the floor, so that no id
+	// repeats across restarts (a stale ack must not answer a new request).
+	reqTop  uint64
+	reqNext uint64
+	reqEnd  uint64
 
 	// overlay holds the key states handed out in the current Ready: the
 	// store shows them only after Advance.
@@ -47,6 +55,9 @@ type Core struct {
 	// copy holds only tombstones, with the tick it was first seen so.
 	tombs map[string]int64
 	gcs   map[uint64]*gcOp
+	// gcOK: tombstones every member confirmed once (the first round), with
+	// the confirmed copy and the tick the last vote came in.
+	gcOK map[string]gcConfirm
 
 	rd    Ready
 	stats Stats
@@ -56,6 +67,7 @@ type Core struct {
 type overlayEntry struct {
 	set     vclock.Set
 	present bool
+	idx     int // its KeyWrite in rd.Keys
 }
 
 type hint struct {
@@ -91,16 +103,32 @@ type readOp struct {
 	answers  map[string]vclock.Set // by node
 	found    bool
 	replied  bool
-	waiting  map[string]bool // blocking repair: replicas not yet acked
-	repaired int
 	deadline int64
+
+	// Blocking repair: the merge of the first R answers (what the reply
+	// carries), the replicas it was sent to and not yet acked, the request
+	// ids of the repairs (forgotten with the read), and the replicas that
+	// merged it (repaired counts them).
+	waiting  map[string]bool
+	fixSet   vclock.Set
+	fixFound bool
+	fixN     int
+	fixIDs   []uint64
+	fixed    map[string]bool
+	repaired int
 }
 
 type gcOp struct {
 	key      string
 	set      vclock.Set
 	votes    map[string]bool
+	final    bool // the second round: all yes drops the tombstone
 	deadline int64
+}
+
+type gcConfirm struct {
+	set vclock.Set
+	at  int64
 }
 
 // Stats are the core's counters, for status and metrics.
@@ -150,7 +178,11 @@ func New(cfg Config, store Store, st State) (*Core, error) {
 		aeLast:    map[string]int{},
 		tombs:     map[string]int64{},
 		gcs:       map[uint64]*gcOp{},
+		gcOK:      map[string]gcConfirm{},
 	}
+	h := fnv.New32a()
+	h.Write([]byte(cfg.Actor))
+	c.reqTop = uint64(h.Sum32()&(1<<reqTopBits-1)) << (64 - reqTopBits)
 	for _, n := range cfg.Nodes {
 		if n == cfg.ID {
 			continue
@@ -235,9 +267,31 @@ func (c *Core) send(to string, m Message) {
 	c.rd.Messages = append(c.rd.Messages, Envelope{To: to, Msg: m})
 }
 
+// Request ids: the top reqTopBits bits are a hash of the actor (a wiped node
+// is a new actor whose floor starts again at 0), the rest a counter drawn
+// from blocks of reqBlock reserved by raising the persisted floor. A block
+// is in the Ready that sends its first id, and the runtime persists the floor
+// before it sends, so after a restart new ids come from above every id the
+// previous incarnation sent. Dots draw from the same floor; the holes the
+// blocks leave in a key's vector are harmless (dots of nothing).
+const (
+	reqTopBits = 24
+	reqBlock   = 1024
+	reqLowMask = 1<<(64-reqTopBits) - 1
+)
+
 func (c *Core) reqID() uint64 {
-	c.nextReq++
-	return c.nextReq
+	for {
+		if c.reqNext == 0 || c.reqNext > c.reqEnd {
+			c.reqNext, c.reqEnd = c.floor+1, c.floor+reqBlock
+			c.floor, c.floorDirt = c.reqEnd, true
+		}
+		id := c.reqTop | c.reqNext&reqLowMask
+		c.reqNext++
+		if id != 0 {
+			return id
+		}
+	}
 }
 
 // get returns this node's copy of key (overlay first).
@@ -259,8 +313,16 @@ func (c *Core) get(key []byte) (vclock.Set, bool) {
 // put records key's new state (or its drop) for the Ready and the trees.
 func (c *Core) put(key []byte, s vclock.Set, present bool) {
 	old, had := c.get(key)
-	c.overlay[string(key)] = overlayEntry{set: s, present: present}
-	c.rd.Keys = append(c.rd.Keys, KeyWrite{Key: key, Set: s, Drop: !present})
+	kw := KeyWrite{Key: key, Set: s, Drop: !present}
+	if o, ok := c.overlay[string(key)]; ok {
+		// One write per key in a Ready: the runtime need not apply
+		// them in order.
+		c.rd.Keys[o.idx] = kw
+		c.overlay[string(key)] = overlayEntry{set: s, present: present, idx: o.idx}
+	} else {
+		c.overlay[string(key)] = overlayEntry{set: s, present: present, idx: len(c.rd.Keys)}
+		c.rd.Keys = append(c.rd.Keys, kw)
+	}
 	c.track(key, old, had, s, present)
 }
 
@@ -292,6 +354,7 @@ func (c *Core) track(key []byte, old vclock.Set, had bool, s vclock.Set, present
 		}
 	} else {
 		delete(c.tombs, string(key))
+		delete(c.gcOK, string(key))
 	}
 }
 
@@ -338,8 +401,23 @@ func (c *Core) mergeHint(home string, key []byte, s vclock.Set) bool {
 	}
 	h.Set = next
 	h.ver++
-	c.rd.Hints = append(c.rd.Hints, h.Hint)
+	c.readyHint(h.Hint, false)
 	return true
+}
+
+// readyHint records a hint's new state (or, done, its deletion) in the
+// Ready, replacing what the Ready already says about the same hint: the
+// runtime applies puts before deletes, so a hint deleted (handed over) and
+// taken again in one Ready must not be listed as both.
+func (c *Core) readyHint(h Hint, done bool) {
+	same := func(x Hint) bool { return x.For == h.For && string(x.Key) == string(h.Key) }
+	c.rd.Hints = slices.DeleteFunc(c.rd.Hints, same)
+	c.rd.DoneHints = slices.DeleteFunc(c.rd.DoneHints, same)
+	if done {
+		c.rd.DoneHints = append(c.rd.DoneHints, Hint{For: h.For, Key: h.Key})
+	} else {
+		c.rd.Hints = append(c.rd.Hints, h)
+	}
 }
 
 // hinted returns the merge of every hint this node holds for key (one per
@@ -420,37 +498,45 @@ func (c *Core) Tick() {
 	}
 }
 
+// expire ends the requests whose deadline passed, in request id order (the
+// order they were made): results and repair messages must not follow map
+// order, or the same inputs would give different Readys.
 func (c *Core) expire() {
-	for id, op := range c.writes {
-		if c.tick >= op.deadline {
-			c.stats.Timeouts++
-			c.finishWrite(id, op, fmt.Errorf("%w: %d of %d replicas acknowledged, W=%d", ErrTimeout, len(op.acked), len(op.place), op.w))
-		}
+	for _, id := range expired(c.writes, func(op *writeOp) int64 { return op.deadline }, c.tick) {
+		op := c.writes[id]
+		c.stats.Timeouts++
+		c.finishWrite(id, op, fmt.Errorf("%w: %d of %d replicas acknowledged, W=%d", ErrTimeout, len(op.acked), len(op.place), op.w))
 	}
-	for id, op := range c.reads {
-		if c.tick < op.deadline {
-			continue
-		}
+	for _, id := range expired(c.reads, func(op *readOp) int64 { return op.deadline }, c.tick) {
+		op := c.reads[id]
 		if !op.replied {
 			c.stats.Timeouts++
-			c.result(Result{ID: op.id, Replicas: len(op.answers), Err: fmt.Errorf("%w: %d of %d replicas answered, R=%d", ErrTimeout, len(op.answers), len(op.place), op.r)})
+			c.result(Result{ID: op.id, Replicas: len(op.answers), Repaired: op.repaired, Err: fmt.Errorf("%w: %d of %d replicas answered, R=%d", ErrTimeout, len(op.answers), len(op.place), op.r)})
 			op.replied = true
 		}
 		c.endRead(id, op)
 	}
-	for id, h := range c.handoffs {
-		if c.tick >= h.deadline {
-			if x := c.hints[h.key]; x != nil {
-				x.sending = false
-			}
-			delete(c.handoffs, id)
+	for _, id := range expired(c.handoffs, func(h handoff) int64 { return h.deadline }, c.tick) {
+		if x := c.hints[c.handoffs[id].key]; x != nil {
+			x.sending = false
+		}
+		delete(c.handoffs, id)
+	}
+	for _, id := range expired(c.gcs, func(g *gcOp) int64 { return g.deadline }, c.tick) {
+		delete(c.gcs, id)
+	}
+}
+
+// expired returns the ids in m whose deadline is at or before tick, sorted.
+func expired[V any](m map[uint64]V, deadline func(V) int64, tick int64) []uint64 {
+	var ids []uint64
+	for id, v := range m {
+		if tick >= deadline(v) {
+			ids = append(ids, id)
 		}
 	}
-	for id, g := range c.gcs {
-		if c.tick >= g.deadline {
-			delete(c.gcs, id)
-		}
-	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (c *Core) result(r Result) { c.rd.Results = append(c.rd.Results, r) }
@@ -469,12 +555,7 @@ func (c *Core) Propose(w Write) {
 		c.result(Result{ID: w.ID, Err: fmt.Errorf("%w: W=%d, but %d replicas of the key are reachable", ErrUnavailable, w.W, len(place))})
 		return
 	}
-	minter := ""
-	for _, p := range place {
-		if p.Node == p.For && (minter == "" || p.Node == c.cfg.ID) {
-			minter = p.Node
-		}
-	}
+	minter := c.minter(place)
 	if minter == "" {
 		c.result(Result{ID: w.ID, Err: fmt.Errorf("%w: no home replica of the key is reachable to version the write", ErrUnavailable)})
 		return
@@ -489,6 +570,23 @@ func (c *Core) Propose(w Write) {
 		return
 	}
 	c.send(minter, m)
+}
+
+// minter picks the home replica that versions a write: this node if it is
+// one, else the first home replica placed as itself that is up (under a
+// strict quorum the placements include replicas that are down).
+func (c *Core) minter(place []ring.Placement) string {
+	minter := ""
+	for _, p := range place {
+		switch {
+		case p.Node != p.For || !c.Up(p.Node):
+		case p.Node == c.cfg.ID:
+			return p.Node
+		case minter == "":
+			minter = p.Node
+		}
+	}
+	return minter
 }
 
 func (c *Core) checkRequest(key []byte, q int, what string) error {
@@ -542,6 +640,9 @@ func (c *Core) finishWrite(req uint64, op *writeOp, err error) {
 
 // storeLocal applies a MsgStore at this node and returns its refusal code.
 func (c *Core) storeLocal(m Message) uint8 {
+	if c.err != nil {
+		return RefuseStopped
+	}
 	if m.HintFor == "" {
 		if !c.isHome(c.cfg.ID, m.Key) {
 			return RefuseNotHome
@@ -599,37 +700,49 @@ func (c *Core) answer(req uint64, op *readOp, from string, s vclock.Set, found b
 	}
 	op.answers[from] = s
 	op.found = op.found || found
-	if op.replied {
-		if len(op.answers) == len(op.place) {
-			c.endRead(req, op)
-		}
-		return
-	}
-	if len(op.answers) < op.r {
-		return
-	}
-	if op.repair && op.waiting == nil {
-		merged := c.mergeAnswers(op)
-		op.waiting = map[string]bool{}
-		for _, n := range c.stale(op, merged) {
+	if op.repair && op.waiting == nil && len(op.answers) >= op.r {
+		// Blocking repair: the reply waits until every stale replica among
+		// the first R answers merged their merge. Every repair is marked
+		// waiting before any is sent: a repair of this node is acked at
+		// once, and must not find the list empty and reply early.
+		op.fixSet, op.fixFound, op.fixN = c.mergeAnswers(op), op.found, len(op.answers)
+		op.waiting, op.fixed = map[string]bool{}, map[string]bool{}
+		stale := c.stale(op, op.fixSet)
+		for _, n := range stale {
 			op.waiting[n] = true
+		}
+		for _, n := range stale {
 			rid := c.reqID()
 			c.repairs[rid] = req
-			c.sendRepair(n, rid, op.key, merged)
+			op.fixIDs = append(op.fixIDs, rid)
+			c.sendRepair(n, rid, op.key, op.fixSet)
 		}
 	}
-	if op.repair && len(op.waiting) > 0 {
-		return
-	}
-	c.replyRead(op)
-	if len(op.answers) == len(op.place) {
-		c.endRead(req, op)
-	}
+	c.progressRead(req, op)
 }
 
-func (c *Core) replyRead(op *readOp) {
-	c.result(Result{ID: op.id, Set: c.mergeAnswers(op), Found: op.found, Replicas: len(op.answers), Repaired: op.repaired})
-	op.replied = true
+// progressRead replies to a read once it can (R answers, and with a blocking
+// repair every repair acked), and ends it once every placement answered.
+// Safe to call more than once.
+func (c *Core) progressRead(req uint64, op *readOp) {
+	if c.reads[req] != op {
+		return
+	}
+	if !op.replied && len(op.answers) >= op.r {
+		switch {
+		case !op.repair:
+			c.result(Result{ID: op.id, Set: c.mergeAnswers(op), Found: op.found, Replicas: len(op.answers)})
+			op.replied = true
+		case op.waiting != nil && len(op.waiting) == 0:
+			// What was repaired, not the later answers: they are not on
+			// the replicas the reply promises hold it.
+			c.result(Result{ID: op.id, Set: op.fixSet, Found: op.fixFound, Replicas: op.fixN, Repaired: op.repaired})
+			op.replied = true
+		}
+	}
+	if op.replied && len(op.answers) == len(op.place) {
+		c.endRead(req, op)
+	}
 }
 
 func (c *Core) mergeAnswers(op *readOp) vclock.Set {
@@ -657,43 +770,56 @@ func (c *Core) sendRepair(node string, rid uint64, key []byte, s vclock.Set) {
 	c.stats.ReadRepairs++
 	m := Message{Type: MsgStore, ReqID: rid, Key: key, Set: s}
 	if node == c.cfg.ID {
-		c.storeLocal(m)
+		code := c.storeLocal(m)
 		if rid != 0 {
-			c.repairAcked(rid, node)
+			c.repairAcked(rid, node, code)
 		}
 		return
 	}
 	c.send(node, m)
 }
 
-// endRead finishes a read: background read repair of the stale replicas
-// that answered, then the read is forgotten.
+// endRead forgets a read and its blocking repairs, and repairs in the
+// background the stale replicas that answered (but not those a blocking
+// repair already gave the same merge).
 func (c *Core) endRead(req uint64, op *readOp) {
+	if c.reads[req] != op {
+		return
+	}
 	delete(c.reads, req)
-	if op.waiting != nil || len(op.answers) == 0 {
+	for _, rid := range op.fixIDs {
+		delete(c.repairs, rid)
+	}
+	if len(op.answers) == 0 {
 		return
 	}
 	merged := c.mergeAnswers(op)
+	same := op.fixed != nil && merged.Equal(op.fixSet)
 	for _, n := range c.stale(op, merged) {
-		c.sendRepair(n, 0, op.key, merged)
+		if !same || !op.fixed[n] {
+			c.sendRepair(n, 0, op.key, merged)
+		}
 	}
 }
 
-func (c *Core) repairAcked(rid uint64, from string) {
+// repairAcked counts a blocking repair's answer: a refusal ends the wait for
+// that replica without counting it as repaired.
+func (c *Core) repairAcked(rid uint64, from string, code uint8) {
 	req, ok := c.repairs[rid]
 	if !ok {
 		return
 	}
-	delete(c.repairs, rid)
 	op := c.reads[req]
 	if op == nil || !op.waiting[from] {
 		return
 	}
+	delete(c.repairs, rid)
 	delete(op.waiting, from)
-	op.repaired++
-	if len(op.waiting) == 0 && !op.replied {
-		c.replyRead(op)
+	if code == RefuseNone {
+		op.fixed[from] = true
+		op.repaired++
 	}
+	c.progressRead(req, op)
 }
 
 // Step handles one message from a peer. An error means the message was
@@ -701,6 +827,9 @@ func (c *Core) repairAcked(rid uint64, from string) {
 func (c *Core) Step(m Message) error {
 	if m.From == c.cfg.ID || !slices.Contains(c.peers, m.From) {
 		return fmt.Errorf("%w: %q", ErrUnknownPeer, m.From)
+	}
+	if m.Type < MsgMint || m.Type > MsgGCDrop {
+		return fmt.Errorf("%w: type %v", ErrMalformed, m.Type)
 	}
 	if m.To != c.cfg.ID {
 		return fmt.Errorf("%w: addressed to %q", ErrMalformed, m.To)
@@ -784,7 +913,7 @@ func (c *Core) storeAcked(m Message) {
 		return
 	}
 	if _, ok := c.repairs[m.ReqID]; ok {
-		c.repairAcked(m.ReqID, m.From)
+		c.repairAcked(m.ReqID, m.From, m.Err)
 		return
 	}
 	if h, ok := c.handoffs[m.ReqID]; ok {
@@ -796,7 +925,7 @@ func (c *Core) storeAcked(m Message) {
 		x.sending = false
 		if m.Err == RefuseNone && x.ver == h.ver && x.For == m.From {
 			delete(c.hints, h.key)
-			c.rd.DoneHints = append(c.rd.DoneHints, Hint{For: x.For, Key: x.Key})
+			c.readyHint(x.Hint, true)
 			c.stats.HintsDelivered++
 		}
 	}
@@ -811,6 +940,9 @@ func validate(m *Message) error {
 		}
 	}
 	if err := m.Set.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := m.Context.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	for _, it := range m.Items {
@@ -845,7 +977,7 @@ func (c *Core) handOff() {
 		sent++
 		if c.bugs().dropHint() {
 			delete(c.hints, k)
-			c.rd.DoneHints = append(c.rd.DoneHints, Hint{For: h.For, Key: h.Key})
+			c.readyHint(h.Hint, true)
 			continue
 		}
 		rid := c.reqID()

@@ -1,6 +1,7 @@
 package leaderless
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/trireme-db/trireme/internal/leaderless/merkle"
@@ -117,6 +118,9 @@ func (c *Core) sharedItems(peer string, buckets []int) ([]int, []Item) {
 		items = slices.DeleteFunc(items, func(it Item) bool {
 			return !c.isHome(c.cfg.ID, it.Key) || !c.isHome(peer, it.Key)
 		})
+		// Key order, not the store's or the overlay map's: the message (and
+		// which items the bound cuts) must not depend on iteration order.
+		slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
 		if len(outB) > 0 && len(out)+len(items) > c.cfg.AEKeys {
 			break
 		}
@@ -131,13 +135,23 @@ func (c *Core) sharedItems(peer string, buckets []int) ([]int, []Item) {
 }
 
 // Tombstone collection: the first home replica of a key (its collector)
-// tracks the keys whose copy holds only tombstones. Once one is GCGraceTicks
-// old and every member is up, it asks every member whether its copy is the
-// same tombstone (a home replica) and whether it holds a hint for the key
-// (anyone). Only if all say yes does it drop its copy and tell the other
-// home replicas to drop theirs if still unchanged. A tombstone is never
-// dropped while some replica or hint lacks it, so a deleted value cannot come
-// back from a replica that missed the delete.
+// tracks the keys whose copy holds only tombstones. When every member is up,
+// it asks every member whether its copy is the same tombstone (a home
+// replica) and whether it holds a hint for the key (anyone). If all say yes,
+// that is the first confirmation; at least GCGraceTicks after it came in, it
+// asks again, and only if all say yes again, and its own copy is still the
+// same, does it drop its copy and tell the other home replicas to drop
+// theirs if still unchanged. A no, a changed copy or a timeout starts over.
+//
+// One confirmation is not enough: a copy older than the tombstone may still
+// be on its way to some node (a write's store, a read's repair, a store to a
+// stand-in), read from a replica before that replica had the tombstone. The
+// first confirmation proves every replica had it by then; any such copy was
+// read before that and is sent within RequestTicks of it (a request's
+// lifetime; Validate requires GCGraceTicks > RequestTicks), so it has landed
+// by the second round (as a hint, which makes a stand-in answer no, or merged
+// into a tombstone that covers it). Dropped, the tombstone could no longer
+// cover it, and the old value would come back.
 func (c *Core) collect() {
 	const perRound = 64
 	if len(c.tombs) == 0 {
@@ -153,27 +167,39 @@ func (c *Core) collect() {
 		probing[g.key] = true
 	}
 	keys := make([]string, 0, len(c.tombs))
-	for k, since := range c.tombs {
-		if c.tick-since >= int64(c.cfg.GCGraceTicks) && !probing[k] {
+	for k := range c.tombs {
+		if !probing[k] {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
-	for i, k := range keys {
-		if i == perRound {
+	sent := 0
+	for _, k := range keys {
+		if sent == perRound {
 			break
 		}
 		cur, ok := c.get([]byte(k))
 		if !ok || !tombstone(cur) {
 			delete(c.tombs, k)
+			delete(c.gcOK, k)
 			continue
 		}
 		if c.bugs().earlyGC() {
 			c.drop([]byte(k), cur)
 			continue
 		}
+		final := false
+		if ok1, seen := c.gcOK[k]; seen && ok1.set.Equal(cur) {
+			if c.tick-ok1.at < int64(c.cfg.GCGraceTicks) {
+				continue
+			}
+			final = true
+		} else {
+			delete(c.gcOK, k)
+		}
+		sent++
 		rid := c.reqID()
-		c.gcs[rid] = &gcOp{key: k, set: cur, votes: map[string]bool{}, deadline: c.tick + int64(c.cfg.RequestTicks)}
+		c.gcs[rid] = &gcOp{key: k, set: cur, votes: map[string]bool{}, final: final, deadline: c.tick + int64(c.cfg.RequestTicks)}
 		for _, p := range c.peers {
 			c.send(p, Message{Type: MsgGCProbe, ReqID: rid, Key: []byte(k), Set: cur})
 		}
@@ -197,6 +223,7 @@ func (c *Core) onGCVote(m Message) {
 	}
 	if !m.OK {
 		delete(c.gcs, m.ReqID)
+		delete(c.gcOK, g.key)
 		return
 	}
 	g.votes[m.From] = true
@@ -204,9 +231,17 @@ func (c *Core) onGCVote(m Message) {
 		return
 	}
 	delete(c.gcs, m.ReqID)
-	if cur, ok := c.get(m.Key); ok && cur.Equal(g.set) {
-		c.drop(m.Key, cur)
+	cur, ok := c.get(m.Key)
+	if !ok || !cur.Equal(g.set) {
+		delete(c.gcOK, g.key)
+		return
 	}
+	if !g.final {
+		c.gcOK[g.key] = gcConfirm{set: g.set, at: c.tick}
+		return
+	}
+	delete(c.gcOK, g.key)
+	c.drop(m.Key, cur)
 }
 
 // drop collects the tombstone key at this node and tells the other home

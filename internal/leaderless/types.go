@@ -175,7 +175,9 @@ type Result struct {
 	// Replicas: how many replicas acknowledged the write durably, or
 	// answered the read, by the time of the result.
 	Replicas int
-	Repaired int // a read: replicas sent a repair so far
+	// Repaired: a read's stale replicas sent the merge so far (background
+	// repair), or, with Read.Repair, those that acknowledged it durably.
+	Repaired int
 	Err      error
 }
 
@@ -219,7 +221,9 @@ type Ready struct {
 	Keys      []KeyWrite
 	Hints     []Hint
 	DoneHints []Hint // Set unused: the (For, Key) to delete
-	MintFloor uint64 // if non-zero: the highest dot counter drawn, to persist
+	// MintFloor, if non-zero: the highest counter drawn, dots and request id
+	// blocks alike (DESIGN.md, "Request ids"), to persist.
+	MintFloor uint64
 	Messages  []Envelope
 	Results   []Result
 }
