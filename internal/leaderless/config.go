@@ -19,6 +19,7 @@ const (
 	DefaultMaxPending     = 100_000
 	DefaultAETicks        = 50 // one anti-entropy exchange every 500 ms
 	DefaultAEKeys         = 2000
+	DefaultAEBytes        = 4 << 20
 	DefaultGCTicks        = 100
 	DefaultGCGraceTicks   = 500
 	// MerkleDepth is the depth of the anti-entropy trees: 2^10 leaf
@@ -50,6 +51,9 @@ type Config struct {
 	AETicks int
 	// AEKeys bounds the keys one exchange sends each way (the throttle).
 	AEKeys int
+	// AEBytes bounds the bytes of one exchange's keys and values each way,
+	// so that a message stays within the transport's frame.
+	AEBytes int
 
 	GCTicks int // look for collectable tombstones this often
 	// GCGraceTicks: a tombstone is collected only after every member
@@ -79,6 +83,7 @@ func (c *Config) fill() {
 	def(&c.MaxPending, DefaultMaxPending)
 	def(&c.AETicks, DefaultAETicks)
 	def(&c.AEKeys, DefaultAEKeys)
+	def(&c.AEBytes, DefaultAEBytes)
 	def(&c.GCTicks, DefaultGCTicks)
 	def(&c.GCGraceTicks, max(DefaultGCGraceTicks, 2*c.RequestTicks))
 	if c.Actor == "" {
@@ -99,7 +104,7 @@ func (c Config) Validate() error {
 	case len(c.Actor) > vclock.MaxNodeIDLen:
 		return fmt.Errorf("leaderless: actor id %q longer than %d bytes", c.Actor, vclock.MaxNodeIDLen)
 	case c.RequestTicks < 1 || c.PeerDownTicks < 1 || c.HeartbeatTicks < 1 || c.HandoffTicks < 1 ||
-		c.MaxHints < 1 || c.MaxPending < 1 || c.AEKeys < 1 || c.GCTicks < 1 || c.GCGraceTicks < 0:
+		c.MaxHints < 1 || c.MaxPending < 1 || c.AEKeys < 1 || c.AEBytes < 1 || c.GCTicks < 1 || c.GCGraceTicks < 0:
 		return fmt.Errorf("leaderless: negative timing or limit in %+v", c)
 	case c.GCGraceTicks <= c.RequestTicks:
 		return fmt.Errorf("leaderless: GCGraceTicks %d must exceed RequestTicks %d (an older copy in flight could land after its tombstone is collected)", c.GCGraceTicks, c.RequestTicks)

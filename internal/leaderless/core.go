@@ -33,6 +33,9 @@ type Core struct {
 	reqTop  uint64
 	reqNext uint64
 	reqEnd  uint64
+	// aeRound counts the anti-entropy replies built; it turns where the
+	// next one starts (sharedItems).
+	aeRound uint64
 
 	// overlay holds the key states handed out in the current Ready: the
 	// store shows them only after Advance.

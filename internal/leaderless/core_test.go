@@ -1091,3 +1091,58 @@ func TestOneKeyWritePerKey(t *testing.T) {
 	}
 	tc.flush("c")
 }
+
+// TestAntiEntropyBucketOverBounds: a bucket holding more shared keys than
+// one exchange may carry (AEKeys, or AEBytes) is still repaired in full
+// over successive exchanges, and so are the buckets after it.
+func TestAntiEntropyBucketOverBounds(t *testing.T) {
+	for _, bound := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"keys", func(c *Config) { c.AETicks, c.AEKeys = 3, 4 }},
+		{"bytes", func(c *Config) { c.AETicks, c.AEBytes = 3, 700 }},
+	} {
+		t.Run(bound.name, func(t *testing.T) {
+			tc := newCluster(t, 3, bound.mod)
+			var keys []string
+			target := leaf([]byte("k0"))
+			for i := 0; len(keys) < 30; i++ {
+				if k := fmt.Sprintf("k%d", i); leaf([]byte(k)) == target {
+					keys = append(keys, k)
+				}
+			}
+			for i := range 10 {
+				keys = append(keys, fmt.Sprintf("other%d", i))
+			}
+			value := bytes.Repeat([]byte("v"), 100)
+			for i, k := range keys {
+				tc.write(tc.ids[i%3], Write{ID: uint64(i + 1), Key: []byte(k), Value: value, W: 3, Time: ts(int64(i + 1))})
+			}
+			tc.wipe("c", "c.2")
+			tc.sent = nil
+			tc.ticks(600)
+			for _, k := range keys {
+				if a, c := tc.node("a").keys[k], tc.node("c").keys[k]; !a.Equal(c) {
+					t.Fatalf("%s: a has %v, c has %v", k, a, c)
+				}
+			}
+			cfg := tc.node("a").core.cfg
+			exchanges := 0
+			for _, m := range tc.sent {
+				if m.Type != MsgBuckets || len(m.Items) == 0 {
+					continue
+				}
+				exchanges++
+				size := 0
+				for _, it := range m.Items {
+					size += itemBytes(it)
+				}
+				if len(m.Items) > 1 && (len(m.Items) > cfg.AEKeys || size > cfg.AEBytes) {
+					t.Fatalf("%s -> %s: %d items, %d bytes; bounds %d items, %d bytes", m.From, m.To, len(m.Items), size, cfg.AEKeys, cfg.AEBytes)
+				}
+			}
+			t.Logf("%d keys repaired in %d bucket messages", len(keys), exchanges)
+		})
+	}
+}

@@ -11,7 +11,7 @@ import (
 // Anti-entropy: every AETicks the node sends the next reachable peer (in
 // turn) the leaves of its Merkle tree over the keys both replicate. The peer
 // compares them with its own tree for the sender and answers with its
-// copies of the shared keys in the buckets that differ (at most AEKeys),
+// copies of the shared keys in the buckets that differ (at most AEKeys and AEBytes),
 // asking for the sender's copies of the same buckets in return. Both sides
 // merge what they receive, so one exchange repairs both directions.
 
@@ -84,54 +84,112 @@ func (c *Core) onBuckets(m Message) {
 }
 
 // sharedItems returns this node's copies of the keys it shares with peer in
-// buckets, whole buckets only and at most AEKeys items (but always the
-// first bucket), and the buckets they cover.
+// buckets, and the buckets they cover, within the exchange's bounds: at
+// most AEKeys items, AEBytes bytes (roughly, as itemBytes counts them) and
+// MaxItems. Whole buckets are sent while they fit. The first bucket is
+// always sent, cut to the bounds if it alone exceeds them.
+//
+// Each exchange starts at a different bucket of the list and, in a cut
+// bucket, at a different item (c.aeRound turns both), so a bucket larger
+// than the bounds does not hold back the buckets after it, nor its own keys
+// after the cut: successive exchanges cover all of them.
 func (c *Core) sharedItems(peer string, buckets []int) ([]int, []Item) {
+	c.aeRound++
+	keysLeft, bytesLeft := min(c.cfg.AEKeys, MaxItems), c.cfg.AEBytes
 	var outB []int
 	var out []Item
-	for _, b := range buckets {
-		if c.err != nil {
+	start := 0
+	if len(buckets) > 0 {
+		start = int(c.aeRound % uint64(len(buckets)))
+	}
+	for k := range buckets {
+		b := buckets[(start+k)%len(buckets)]
+		items, ok := c.bucketItems(peer, b)
+		if !ok {
 			return nil, nil
 		}
-		stored, err := c.store.Bucket(b)
-		if err != nil {
-			c.err = err
-			return nil, nil
+		size := 0
+		for _, it := range items {
+			size += itemBytes(it)
 		}
-		var items []Item
-		seen := map[string]bool{}
-		for _, it := range stored {
-			if o, ok := c.overlay[string(it.Key)]; ok {
-				seen[string(it.Key)] = true
-				if !o.present {
-					continue
-				}
-				it.Set = o.set
-			}
-			items = append(items, it)
+		if len(items) <= keysLeft && size <= bytesLeft {
+			outB = append(outB, b)
+			out = append(out, items...)
+			keysLeft -= len(items)
+			bytesLeft -= size
+			continue
 		}
-		for k, o := range c.overlay {
-			if !seen[k] && o.present && leaf([]byte(k)) == b {
-				items = append(items, Item{Key: []byte(k), Set: o.set})
-			}
-		}
-		items = slices.DeleteFunc(items, func(it Item) bool {
-			return !c.isHome(c.cfg.ID, it.Key) || !c.isHome(peer, it.Key)
-		})
-		// Key order, not the store's or the overlay map's: the message (and
-		// which items the bound cuts) must not depend on iteration order.
-		slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
-		if len(outB) > 0 && len(out)+len(items) > c.cfg.AEKeys {
+		if len(outB) > 0 {
 			break
 		}
+		// The first bucket alone is over the bounds: a window of it, from
+		// an offset that moves with every exchange.
 		outB = append(outB, b)
-		out = append(out, items...)
-		if len(out) >= MaxItems {
-			out = out[:MaxItems]
-			break
+		off := int(c.aeRound % uint64(len(items)))
+		for n := range items {
+			it := items[(off+n)%len(items)]
+			sz := itemBytes(it)
+			if n > 0 && (keysLeft == 0 || sz > bytesLeft) {
+				break
+			}
+			out = append(out, it)
+			keysLeft--
+			bytesLeft -= sz
+		}
+		break
+	}
+	slices.Sort(outB) // the wire wants buckets in increasing order
+	return outB, out
+}
+
+// bucketItems returns this node's copies (overlay first) of the keys in
+// bucket b that it shares with peer, in key order: the message, and what a
+// bound cuts, must not depend on the store's or the overlay map's order.
+// false: the store failed (c.err is set).
+func (c *Core) bucketItems(peer string, b int) ([]Item, bool) {
+	if c.err != nil {
+		return nil, false
+	}
+	stored, err := c.store.Bucket(b)
+	if err != nil {
+		c.err = err
+		return nil, false
+	}
+	var items []Item
+	seen := map[string]bool{}
+	for _, it := range stored {
+		if o, ok := c.overlay[string(it.Key)]; ok {
+			seen[string(it.Key)] = true
+			if !o.present {
+				continue
+			}
+			it.Set = o.set
+		}
+		items = append(items, it)
+	}
+	for k, o := range c.overlay {
+		if !seen[k] && o.present && leaf([]byte(k)) == b {
+			items = append(items, Item{Key: []byte(k), Set: o.set})
 		}
 	}
-	return outB, out
+	items = slices.DeleteFunc(items, func(it Item) bool {
+		return !c.isHome(c.cfg.ID, it.Key) || !c.isHome(peer, it.Key)
+	})
+	slices.SortFunc(items, func(a, b Item) int { return bytes.Compare(a.Key, b.Key) })
+	return items, true
+}
+
+// itemBytes is about what it takes on the wire: the key, each sibling's
+// value and node id, and fixed allowances for counters, times and lengths.
+func itemBytes(it Item) int {
+	n := len(it.Key) + 16
+	for _, e := range it.Set.Context {
+		n += len(e.Node) + 12
+	}
+	for _, s := range it.Set.Siblings {
+		n += len(s.Value) + len(s.Dot.Node) + 32
+	}
+	return n
 }
 
 // Tombstone collection: the first home replica of a key (its collector)

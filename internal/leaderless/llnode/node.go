@@ -235,7 +235,8 @@ type actorRecord struct {
 
 func (n *Node) newTCP() (transport.Transport, error) {
 	tc := n.Cluster.TCPConfig()
-	// An anti-entropy message holds up to MaxItems keys with their states.
+	// An anti-entropy message holds at most AEBytes (4 MiB) of keys and
+	// values but always one key, which may hold several values.
 	tc.MaxFrameBytes = max(transport.DefaultMaxFrameBytes, 64<<20)
 	tc.Logger = n.log.With("component", "transport")
 	tcp, err := transport.NewTCP(tc)
