@@ -40,4 +40,28 @@
 // possibly overwritten by a later write; every unique insert so
 // acknowledged must be present everywhere; and every counter must lie
 // between the sum of such increments and that sum plus the unknown ones.
+//
+// Leaderless runs (RunConfig.Mode = ModeLeaderless; leaderless.go and
+// llchecker.go) start every node with --mode leaderless,
+// --replication-factor N and --sloppy-quorum=true|false, inject the same
+// faults as multi-leader runs, and run HTTP workers that send every
+// operation to a random node: blind puts of unique values, read-modify-
+// writes and deletes that carry a read's causal context, blind deletes,
+// short lives of keys of their own (put, read, delete, then reads), and
+// reads, each with a random w= or r=. After healing, the harness waits for
+// quiescence (no hint pending, every anti-entropy exchange finding no
+// difference) and reads every key on its home replicas (consistency=local).
+// With strict quorums, a read with R + W > N that began after a write was
+// acknowledged must return it, a value of a write that may supersede it
+// (not certainly minted before it was called), or no value when a delete
+// may supersede it; its causal context must cover the write's version
+// when no tombstone can have been collected; and it must not return a value
+// such a write certainly superseded. In every run, every write certainly
+// minted (200, or 504 naming replicas that hold it) is, on each home
+// replica, present or possibly superseded there; the home replicas of a key
+// hold the same state (values, siblings, context); no value a certainly
+// minted write certainly superseded (the values its read's context covered,
+// or for a blind write through a home replica the values that replica had
+// minted) is alive anywhere: deleted values do not come back; and no value
+// of a write answered as failed (503: not enough replicas) is ever seen.
 package chaos

@@ -314,7 +314,7 @@ func TestRunConfigValidateMultiLeader(t *testing.T) {
 		edit func(*RunConfig)
 		want string
 	}{
-		{"bad mode", func(c *RunConfig) { c.Mode = "leaderless" }, "Mode"},
+		{"bad mode", func(c *RunConfig) { c.Mode = "chain-replication" }, "Mode"},
 		{"bad policy", func(c *RunConfig) { c.Conflicts = "first-writer" }, "Conflicts"},
 		{"one node", func(c *RunConfig) { c.Nodes = 1 }, "Nodes"},
 		{"single-leader ack", func(c *RunConfig) { c.Acks = []string{"semi-sync"} }, "Acks"},

@@ -31,11 +31,18 @@ type RunConfig struct {
 	// Binary is the trireme executable; Dir holds everything the run writes
 	// (data, logs, history, visualizations).
 	Binary, Dir string
-	// Mode is the replication mode: "" or ModeSingleLeader, or
+	// Mode is the replication mode: "" or ModeSingleLeader,
 	// ModeMultiLeader (multileader.go: its own workload and checks; see
-	// DefaultMultiLeaderRunConfig). Conflicts is a multi-leader cluster's
+	// DefaultMultiLeaderRunConfig) or ModeLeaderless (leaderless.go; see
+	// DefaultLeaderlessRunConfig). Conflicts is a multi-leader cluster's
 	// --conflicts, PolicyLWW (the default) or PolicySiblings.
 	Mode, Conflicts string
+	// ReplicationFactor, SloppyQuorum and TombstoneGrace are a leaderless
+	// cluster's --replication-factor (N), --sloppy-quorum and
+	// --tombstone-grace (0: the node's default).
+	ReplicationFactor int
+	SloppyQuorum      bool
+	TombstoneGrace    time.Duration
 	// Nodes in the cluster (3 or 5 typically).
 	Nodes int
 	// Duration of the workload under faults (recovery and checks come after).
@@ -46,10 +53,12 @@ type RunConfig struct {
 	Faults []string
 	// Acks are the ack modes written (a key is written with one mode only).
 	// Multi-leader: local, all, majority or a number K of other nodes,
-	// chosen per operation (MultiLeaderAckModes).
+	// chosen per operation (MultiLeaderAckModes). Leaderless: the w=
+	// words chosen per operation (LeaderlessWriteQuorums).
 	Acks []string
 	// Reads are the read levels used (single-leader; multi-leader reads
-	// are local).
+	// are local). Leaderless: the r= words chosen per read
+	// (LeaderlessReadQuorums).
 	Reads []string
 	// Protocols are the client protocols ("http", "resp"); workers alternate.
 	Protocols []string
@@ -85,7 +94,7 @@ type RunConfig struct {
 	// Counters keys, without idempotency keys.
 	CounterClients, Counters int
 	// ContendedKeys (multi-leader) are the keys every node writes, to make
-	// conflicts.
+	// conflicts; leaderless: the keys of the workload.
 	ContendedKeys int
 	// CASClients read and compare-and-set one register (cas.go; HTTP).
 	CASClients int
@@ -119,8 +128,10 @@ func (c *RunConfig) Validate() error {
 	case "", ModeSingleLeader:
 	case ModeMultiLeader:
 		return c.validateMultiLeader()
+	case ModeLeaderless:
+		return c.validateLeaderless()
 	default:
-		return fmt.Errorf("chaos: RunConfig.Mode %q: want %q or %q", c.Mode, ModeSingleLeader, ModeMultiLeader)
+		return fmt.Errorf("chaos: RunConfig.Mode %q: want %q, %q or %q", c.Mode, ModeSingleLeader, ModeMultiLeader, ModeLeaderless)
 	}
 	return c.validateSingleLeader()
 }
@@ -228,6 +239,9 @@ type Report struct {
 	// whose linearizability, set, failover and recovery figures it
 	// replaces; RecoveryTime is then its convergence time).
 	ML *MLStats `json:"multi_leader,omitempty"`
+	// LL holds a leaderless run's figures (nil otherwise; RecoveryTime is
+	// then its quiescence time).
+	LL *LLStats `json:"leaderless,omitempty"`
 }
 
 // FailoverPercentiles returns p50 and p99 of detection, election and first
@@ -247,10 +261,14 @@ func (r *Report) FailoverPercentiles() (detect, elect, write [2]time.Duration) {
 // Summary is a human-readable account of the run.
 func (r *Report) Summary() string {
 	var b strings.Builder
-	if r.ML != nil {
+	if r.ML != nil || r.LL != nil {
 		fmt.Fprintf(&b, "seed %d, %d nodes: %d ops (%v); %d reads checked for written values\n", r.Seed, r.Nodes, r.Ops, r.ByOutcome, r.ReadsChecked)
 		b.WriteString(r.faultSummary())
-		b.WriteString(r.ML.summary())
+		if r.ML != nil {
+			b.WriteString(r.ML.summary())
+		} else {
+			b.WriteString(r.LL.summary())
+		}
 		b.WriteString(r.anomalySummary())
 		return b.String()
 	}
@@ -361,6 +379,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	if cfg.multiLeader() {
 		return runMultiLeader(ctx, cfg, log)
+	}
+	if cfg.leaderless() {
+		return runLeaderless(ctx, cfg, log)
 	}
 	ccfg := ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes,
 		ClusterID: fmt.Sprintf("chaos-%d", cfg.Seed),

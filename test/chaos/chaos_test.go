@@ -29,6 +29,12 @@
 // and every counter lie between the acknowledged and the acknowledged plus
 // unknown increments. -chaos.mode=multi-leader runs the long profile so.
 //
+// TestChaosLeaderless (default suite, leaderless_test.go) runs 5-node
+// leaderless clusters (--mode leaderless, N=3), with strict and with
+// sloppy quorums: quorum reads after acknowledged writes, acknowledged
+// writes on every home replica after quiescence, no superseded value
+// alive. -chaos.mode=leaderless [-chaos.sloppy=true] runs the long profile.
+//
 // Targeted scenarios that random faults rarely produce have tests of their
 // own (TestIsolatedLeaderAsyncWritesJournaled, TestPausedLeaderServesNoStaleRead).
 // See internal/chaos/DESIGN.md.
@@ -78,9 +84,9 @@ var (
 	flagSessions  = flag.Int("chaos.sessions", 4, "long profile: session clients (session reads from random nodes, writes with every ack mode)")
 	flagCounters  = flag.Int("chaos.counters", 2, "long profile: counter clients (idempotent increments retried through failovers)")
 	flagCAS       = flag.Int("chaos.cas", 3, "long profile: compare-and-set clients of one register")
-	flagMode      = flag.String("chaos.mode", "single-leader", "long profile: replication mode, single-leader or multi-leader (then -chaos.faults and -chaos.ack default to the multi-leader ones)")
+	flagMode      = flag.String("chaos.mode", "single-leader", "long profile: replication mode, single-leader, multi-leader or leaderless (then -chaos.faults, -chaos.ack and -chaos.reads default to that mode's own)")
 	flagConflicts = flag.String("chaos.conflicts", "", "multi-leader: the nodes' --conflicts, lww or siblings (TestChaosMultiLeader: only that subtest; long profile: default lww)")
-	flagContended = flag.Int("chaos.contended", 8, "multi-leader long profile: keys every node writes (fewer = more conflicts)")
+	flagContended = flag.Int("chaos.contended", 8, "multi-leader and leaderless long profiles: keys every node writes (fewer = more conflicts)")
 )
 
 var binary string
@@ -276,9 +282,12 @@ func TestChaosLong(t *testing.T) {
 	case chaos.ModeMultiLeader:
 		longMultiLeader(t)
 		return
+	case chaos.ModeLeaderless:
+		longLeaderless(t) // leaderless_test.go
+		return
 	case chaos.ModeSingleLeader:
 	default:
-		t.Fatalf("-chaos.mode=%q: want %s or %s", *flagMode, chaos.ModeSingleLeader, chaos.ModeMultiLeader)
+		t.Fatalf("-chaos.mode=%q: want %s, %s or %s", *flagMode, chaos.ModeSingleLeader, chaos.ModeMultiLeader, chaos.ModeLeaderless)
 	}
 	cfg := chaos.DefaultRunConfig()
 	cfg.Seed = baseSeed()
