@@ -19,11 +19,16 @@
 // Sentinel and PostgreSQL with Patroni, by one probe client writing every
 // 10 ms through each system's own failover mechanism, which also counts the
 // acknowledged writes lost; falsefailover counts elections while the
-// leader is alive, under jittery peer links and leader stalls. A last part,
+// leader is alive, under jittery peer links and leader stalls. A part,
 // multileader, also run only when named, measures multi-leader mode: writes
 // acknowledged locally on every node against single-leader async writes,
 // conflicts under a contended workload, and how long the nodes take to
-// converge after a partition heals.
+// converge after a partition heals. Another, leaderless, also run only
+// when named, measures leaderless mode (issue 20) on 5 nodes with N=3:
+// throughput and latency per (W, R) against a single-leader cluster's
+// majority writes and stale reads, how long a wiped node takes to get its
+// keys back by anti-entropy against a single-leader follower's catch-up of
+// the same data, and the CPU anti-entropy costs an idle cluster in sync.
 //
 // It lives in its own module so that etcd's dependencies stay out of
 // Trireme's. It promises: every figure it reports was measured in the same

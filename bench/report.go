@@ -210,6 +210,7 @@ func Markdown(res *Results, charts []string) string {
 	writeIdempotency(&b, res)
 	writeRMW(&b, res)
 	writeMultiLeader(&b, res)
+	writeLeaderless(&b, res)
 	return b.String()
 }
 

@@ -63,6 +63,17 @@ type Profile struct {
 	MLWriteRate     int
 	MLPartition     time.Duration
 	MLPartitionReps int
+	// The leaderless part (issue 20): LLRounds is how many interleaved
+	// rounds its throughput comparison and its idle-CPU windows run.
+	// LLRepairKeys keys of LLRepairValue bytes are what a wiped
+	// leaderless node gets back by anti-entropy, and a single-leader
+	// follower that missed them by catch-up, LLRepairTrials times each.
+	// LLIdleWindow is each idle-CPU window.
+	LLRounds       int
+	LLRepairKeys   int
+	LLRepairValue  int
+	LLRepairTrials int
+	LLIdleWindow   time.Duration
 }
 
 // Profiles returns the named profiles: "tiny" (the CI smoke test),
@@ -74,19 +85,22 @@ func Profiles() map[string]Profile {
 			MemoryValues: 2000, DiskBytes: 16 << 20, Fsyncs: 50, TargetRounds: 1,
 			LearnerTrials: 1, ReplicaBytes: 4 << 20, SnapshotBytes: 4 << 20, CatchUpTrials: 1, PhaseWindow: 500 * time.Millisecond,
 			FalseFailoverDuration: 3 * time.Second, StallEvery: 2 * time.Second,
-			MLWriteRate: 500, MLPartition: 2 * time.Second, MLPartitionReps: 1},
+			MLWriteRate: 500, MLPartition: 2 * time.Second, MLPartitionReps: 1,
+			LLRounds: 1, LLRepairKeys: 2000, LLRepairValue: 100, LLRepairTrials: 1, LLIdleWindow: 2 * time.Second},
 		"short": {Name: "short", ValueSizes: []int{100}, Clients: []int{1, 64}, Warmup: 200 * time.Millisecond,
 			Duration: time.Second, Keys: 10000, FailoverTrials: 3, CatchUpBytes: 32 << 20, CatchUpValue: 16 << 10,
 			MemoryValues: 20000, DiskBytes: 64 << 20, Fsyncs: 200,
 			LearnerTrials: 3, ReplicaBytes: 256 << 20, SnapshotBytes: 256 << 20, CatchUpTrials: 3, PhaseWindow: 3 * time.Second,
 			FalseFailoverDuration: 20 * time.Second, StallEvery: 10 * time.Second,
-			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 3},
+			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 3,
+			LLRounds: 3, LLRepairKeys: 80000, LLRepairValue: 1024, LLRepairTrials: 3, LLIdleWindow: 10 * time.Second},
 		"full": {Name: "full", ValueSizes: []int{100, 1024}, Clients: []int{1, 16, 64, 256}, Warmup: 500 * time.Millisecond,
 			Duration: 3 * time.Second, Keys: 10000, FailoverTrials: 20, CatchUpBytes: 1 << 30, CatchUpValue: 16 << 10,
 			MemoryValues: 1000000, DiskBytes: 1 << 30, Fsyncs: 1000, TargetRounds: 5,
 			LearnerTrials: 5, ReplicaBytes: 2 << 30, SnapshotBytes: 1 << 30, CatchUpTrials: 3, PhaseWindow: 5 * time.Second,
 			FalseFailoverDuration: 5 * time.Minute, StallEvery: 30 * time.Second,
-			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 5},
+			MLWriteRate: 500, MLPartition: 10 * time.Second, MLPartitionReps: 5,
+			LLRounds: 5, LLRepairKeys: 200000, LLRepairValue: 1024, LLRepairTrials: 3, LLIdleWindow: 30 * time.Second},
 	}
 }
 
@@ -137,7 +151,7 @@ type Config struct {
 var AllSystems = []string{"trireme", "redis", "etcd", "patroni"}
 
 // AllParts lists the parts, in the order they run.
-var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw", "falsefailover", "multileader"}
+var AllParts = []string{"disk", "load", "failover", "catchup", "memory", "learners", "replica", "snapshot", "sessions", "idempotency", "rmw", "falsefailover", "multileader", "leaderless"}
 
 // DefaultParts are the parts run when none are named.
 var DefaultParts = []string{"disk", "load", "failover", "catchup", "memory"}
@@ -182,6 +196,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Config.Profile %q: FalseFailoverDuration %v and StallEvery %v must be > 0", p.Name, p.FalseFailoverDuration, p.StallEvery)
 	case p.MLWriteRate < 1 || p.MLPartition <= 0 || p.MLPartitionReps < 1:
 		return fmt.Errorf("bench: Config.Profile %q: MLWriteRate %d, MLPartition %v and MLPartitionReps %d must be > 0", p.Name, p.MLWriteRate, p.MLPartition, p.MLPartitionReps)
+	case slices.Contains(c.Parts, "leaderless") && (p.LLRounds < 1 || p.LLRepairKeys < 1 || p.LLRepairValue < 1 || p.LLRepairTrials < 1 || p.LLIdleWindow <= 0):
+		return fmt.Errorf("bench: Config.Profile %q: LLRounds %d, LLRepairKeys %d, LLRepairValue %d, LLRepairTrials %d and LLIdleWindow %v must be > 0",
+			p.Name, p.LLRounds, p.LLRepairKeys, p.LLRepairValue, p.LLRepairTrials, p.LLIdleWindow)
 	}
 	for _, s := range c.Systems {
 		if !slices.Contains(AllSystems, s) {
@@ -237,6 +254,11 @@ type Results struct {
 	// single-leader async ones, conflicts under contention, convergence
 	// after a partition heals.
 	MultiLeader *MultiLeaderResult `json:"multi_leader,omitempty"`
+	// Leaderless is the leaderless part (issue 20): W/R quorums against
+	// single-leader writes and stale reads, a wiped node's repair by
+	// anti-entropy against a follower's catch-up, and what
+	// anti-entropy costs an idle cluster.
+	Leaderless *LeaderlessResult `json:"leaderless,omitempty"`
 	// NodeProcs is the GOMAXPROCS each Trireme node and etcd member ran
 	// with (0: Go's default, every core).
 	NodeProcs int `json:"node_procs"`
@@ -447,6 +469,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		if cfg.has(cfg.Parts, "multileader") {
 			r.multiLeaderPart(ctx, step)
+		}
+		if cfg.has(cfg.Parts, "leaderless") {
+			r.leaderlessPart(ctx, step)
 		}
 	}
 	AddPeers(res.Load)

@@ -240,3 +240,98 @@ func TestSmokeMultiLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeLeaderless runs the leaderless part with the tiny profile and
+// checks that each of its three measurements produced figures and a
+// report section. It asserts no speed.
+func TestSmokeLeaderless(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke test starts real clusters; skipped with -short")
+	}
+	repo, err := FindRepo(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := Profiles()["tiny"]
+	var progress strings.Builder
+	cfg := Config{Profile: p, Systems: []string{"trireme"}, Parts: []string{"leaderless"}, Repo: repo, WorkDir: t.TempDir(),
+		Progress: &progress, Seed: 1}
+	res, err := Run(ctx, cfg)
+	t.Log("progress:\n" + progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	x := res.Leaderless
+	if x == nil {
+		t.Fatal("no leaderless result")
+	}
+	// 3 write sides + 2 read sides + 3 mixed, leaderless; 3 single-leader.
+	if len(x.Runs) != 11*p.LLRounds || len(x.Workloads) != 3 || len(x.Counters) != 8*p.LLRounds {
+		t.Errorf("comparison: %d runs, %d workloads, %d counters", len(x.Runs), len(x.Workloads), len(x.Counters))
+	}
+	for _, r := range x.Runs {
+		if r.Ops == 0 || r.Errors > 0 {
+			t.Errorf("%s %s round %d: %d ops, %d errors (first: %s)", sideName(r), r.Workload, r.Round, r.Ops, r.Errors, r.FirstError)
+		}
+	}
+	for _, w := range x.Workloads {
+		if len(w.VsSingleLeader) != len(w.Comparison.Sides)-1 || len(w.VsSingleLeader) == 0 {
+			t.Errorf("%s: %d sides, %d against the single-leader one", w.Workload, len(w.Comparison.Sides), len(w.VsSingleLeader))
+		}
+	}
+	if x.Settle == nil || !x.Settle.Settled {
+		t.Errorf("after the rounds: %+v", x.Settle)
+	}
+	rep := x.Repair
+	if rep == nil || len(rep.Trials) != p.LLRepairTrials || len(rep.SLTrials) != p.LLRepairTrials {
+		t.Fatalf("repair: %+v", rep)
+	}
+	for _, tr := range rep.Trials {
+		if !tr.Repaired || tr.Target == 0 || tr.Count < tr.Target || tr.Verified != tr.Sampled || tr.Sampled == 0 || tr.AERepairs == 0 {
+			t.Errorf("leaderless repair: %+v", tr)
+		}
+	}
+	for _, tr := range rep.SLTrials {
+		if !tr.CaughtUp || tr.Path == PathNone {
+			t.Errorf("single-leader catch-up: %+v", tr)
+		}
+	}
+	if rep.WipedFollower == "" || rep.MedianS <= 0 || rep.SLMedianS <= 0 {
+		t.Errorf("repair summary: wiped follower %q, medians %v and %v", rep.WipedFollower, rep.MedianS, rep.SLMedianS)
+	}
+	idle := x.Idle
+	if idle == nil || len(idle.Windows) != 3*p.LLRounds || len(idle.Sides) != 3 {
+		t.Fatalf("idle: %+v", idle)
+	}
+	for _, w := range idle.Windows {
+		if w.Cores <= 0 || len(w.ByNode) != 5 {
+			t.Errorf("idle window %+v", w)
+		}
+		switch w.Side {
+		case IdleAEOn:
+			if w.AEExchanges == 0 || w.AERepairs != 0 {
+				t.Errorf("anti-entropy on: %+v", w)
+			}
+		case IdleAEOff:
+			if w.AEExchanges != 0 {
+				t.Errorf("anti-entropy off: %+v", w)
+			}
+		}
+	}
+	out := t.TempDir()
+	if err := WriteReport(res, out); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"## Leaderless mode", "### Throughput and latency per quorum", "| (1, 1) |", "| (3, 1) |",
+		"### Repair of a wiped node", "### What anti-entropy costs an idle cluster in sync"} {
+		if !strings.Contains(string(md), s) {
+			t.Errorf("report.md lacks %q", s)
+		}
+	}
+}

@@ -98,9 +98,16 @@ type TriremeSetup struct {
 	// NodeArgs are extra flags for every node (e.g. --log-retain 64MiB).
 	NodeArgs []string
 	// Mode is the nodes' replication mode (trireme node --mode): "" or
-	// "single-leader", or MultiLeaderMode, whose nodes all accept writes;
-	// then there is no leader to wait for, and no read replicas.
+	// "single-leader", or MultiLeaderMode or LeaderlessMode, whose nodes
+	// all accept writes; then there is no leader to wait for, and no read
+	// replicas.
 	Mode string
+	// ReplicationFactor is a leaderless cluster's N (0: the node's
+	// default).
+	ReplicationFactor int
+	// Spec, if set, is the layout to start instead of a new one on free
+	// ports: to restart a cluster on its data with other flags.
+	Spec *cluster.Spec
 	Log  *slog.Logger
 }
 
@@ -108,18 +115,29 @@ type TriremeSetup struct {
 // writes (trireme node --mode multi-leader).
 const MultiLeaderMode = "multi-leader"
 
+// LeaderlessMode is the Dynamo-style replication mode (trireme node --mode
+// leaderless): each key on N nodes of a hash ring, any node coordinates.
+const LeaderlessMode = "leaderless"
+
 // StartTriremeSetup starts the voters of the cluster s lays out under dir
 // and waits for a leader (in multi-leader mode, for every node to answer).
 func StartTriremeSetup(ctx context.Context, binary, dir string, s TriremeSetup) (*Trireme, error) {
-	spec, err := cluster.FreeSpec(s.Voters)
-	if err != nil {
+	var spec cluster.Spec
+	var err error
+	if s.Spec != nil {
+		spec = *s.Spec
+	} else if spec, err = cluster.FreeSpec(s.Voters); err != nil {
 		return nil, err
 	}
-	if s.Mode == MultiLeaderMode && s.Replicas > 0 {
-		return nil, errors.New("bench: a multi-leader cluster has no read replicas")
+	noLeader := s.Mode == MultiLeaderMode || s.Mode == LeaderlessMode
+	if noLeader && s.Replicas > 0 {
+		return nil, fmt.Errorf("bench: a %s cluster has no read replicas", s.Mode)
 	}
 	if s.Mode != "" && s.Mode != "single-leader" {
 		spec.Mode = s.Mode
+	}
+	if s.ReplicationFactor > 0 {
+		spec.ReplicationFactor = s.ReplicationFactor
 	}
 	if s.Replicas > 0 {
 		if spec, err = spec.WithFreeReplicas(s.Replicas); err != nil {
@@ -150,7 +168,7 @@ func StartTriremeSetup(ctx context.Context, binary, dir string, s TriremeSetup) 
 			return nil, err
 		}
 	}
-	if s.Mode == MultiLeaderMode {
+	if noLeader {
 		return t, nil
 	}
 	if _, err := cl.WaitLeader(wctx, ""); err != nil {
