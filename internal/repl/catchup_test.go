@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -152,4 +153,46 @@ func TestSlowAppendIsNotResentOnAnEarlierHeartbeat(t *testing.T) {
 	if pr := l.prs[fid]; pr.match != l.log.lastIndex() {
 		t.Fatalf("follower %s match %d after the repair, leader last %d", fid, pr.match, l.log.lastIndex())
 	}
+}
+
+// TestWipedFollowerCaughtUp: a follower restarted with an empty log under
+// its old id (its data directory lost) rejects the leader's probe at an
+// index the leader had counted as matched. Such a rejection used to be
+// dropped as stale, and the follower stayed behind for good; the leader
+// now takes the follower's word for where its log ends and catches it up.
+func TestWipedFollowerCaughtUp(t *testing.T) {
+	nw := newNet(t, 3, 5)
+	l := nw.waitLeader(100)
+	for i := range 20 {
+		nw.mustPropose(l, fmt.Sprintf("k%d", i), majority())
+	}
+	nw.tick(5)
+	var f NodeID
+	for _, id := range nw.ids {
+		if id != l {
+			f = id
+			break
+		}
+	}
+	if got := nw.nodes[f].core.log.lastIndex(); got < 20 {
+		t.Fatalf("follower %s at %d before the wipe", f, got)
+	}
+	nw.crash(f)
+	nd := nw.nodes[f]
+	nd.st, nd.applied, nd.journal = NewMemoryStorage(), nil, nil
+	nw.restart(f)
+	nw.tick(5)
+	// The leader learns of the loss from the follower's answer to the next
+	// append (heartbeats carry no log position).
+	nw.mustPropose(l, "after", majority())
+	nw.tick(30)
+	if nw.leader() != l {
+		t.Fatalf("leader changed from %s to %s", l, nw.leader())
+	}
+	lc, fc := nw.nodes[l].core, nw.nodes[f].core
+	if fc.log.lastIndex() != lc.log.lastIndex() || len(nd.applied) == 0 || nd.appliedIndex() != lc.log.committed {
+		t.Fatalf("wiped follower at last %d applied %d; leader at last %d commit %d",
+			fc.log.lastIndex(), nd.appliedIndex(), lc.log.lastIndex(), lc.log.committed)
+	}
+	nw.checkConverged()
 }

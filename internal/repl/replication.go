@@ -297,7 +297,10 @@ func (c *Core) handleAppResp(pr *progress, m Message) error {
 	}
 	if m.Reject {
 		if m.Index <= pr.match {
-			return nil // stale
+			if m.HintIndex < pr.match && (pr.state == stateReplicate || m.Index == pr.next-1) {
+				c.lostEntries(pr, m)
+			}
+			return nil // stale, or handled as a lost log
 		}
 		if pr.state == stateProbe && m.Index != pr.next-1 {
 			return nil // answer to an older probe
@@ -341,6 +344,25 @@ func (c *Core) handleAppResp(pr *progress, m Message) error {
 	}
 	c.sendAppends(pr, false)
 	return nil
+}
+
+// lostEntries handles a rejection (of an append in flight, or of the
+// current probe) at an index the follower had acknowledged: its log now ends below its match (HintIndex).
+// A follower's log is durable, so either it lost its disk or data
+// directory and came back empty under its old id, or the rejection is an
+// old one, sent before the match, that arrived late. Either way the
+// follower's word for where its log ends is safe to take: the match goes
+// down to HintIndex and probing starts again from there (a snapshot if the
+// log no longer reaches it). A follower that did have the entries accepts
+// the next probe and its match comes back; one that lost them is caught up
+// instead of being left behind for good, as it was when every such
+// rejection was dropped as stale. The commit index never goes down.
+func (c *Core) lostEntries(pr *progress, m Message) {
+	c.logger.Warn("follower rejected an index it had acknowledged: it lost entries (data directory wiped or replaced?); catching it up again",
+		"peer", string(pr.id), "match", pr.match, "its_last", m.HintIndex)
+	pr.match = m.HintIndex
+	pr.becomeProbe(c.backtrack(pr, m))
+	c.sendAppends(pr, true)
 }
 
 // backtrack picks the next index to probe after a rejection (see DESIGN.md):

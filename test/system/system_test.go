@@ -286,6 +286,38 @@ func TestFollowerRestartCatchesUp(t *testing.T) {
 	}
 }
 
+// TestWipedFollowerCatchesUp: a follower restarted under its old id with
+// its data directory removed gets the whole log back (the leader used to
+// take its rejection for a stale one and leave it behind for good).
+func TestWipedFollowerCatchesUp(t *testing.T) {
+	x := mustStart(t)
+	leader := x.mustLeader("")
+	victim := x.followers(leader)[0]
+	want := map[string]string{}
+	for i := range 20 {
+		k := fmt.Sprintf("before-%d", i)
+		x.mustPut(k, k, client.WriteOptions{Ack: "sync"})
+		want[k] = k
+	}
+	x.waitStale(victim, want)
+	if err := x.c.Stop(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(x.c.NodeDir(x.node(victim))); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.c.Start(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.c.WaitReady(x.ctx(10*time.Second), victim); err != nil {
+		t.Fatal(err)
+	}
+	// The leader learns of the loss from the answer to its next append.
+	x.mustPut("after", "after", client.WriteOptions{Ack: "majority"})
+	want["after"] = "after"
+	x.waitStale(victim, want)
+}
+
 func TestLeaderKillFailover(t *testing.T) {
 	x := mustStart(t)
 	old := x.mustLeader("")
