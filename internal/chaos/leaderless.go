@@ -608,18 +608,7 @@ func runLeaderless(ctx context.Context, cfg RunConfig, log *slog.Logger) (*Repor
 	healed := time.Now()
 	log.Info("workload done; healed; waiting for quiescence", "ops", len(h.Ops()))
 
-	for _, id := range c.MemberIDs() {
-		if c.Procs.Paused(id) {
-			log.Warn("still paused after healing; resuming", "node", id)
-			if err := c.Procs.Resume(id); err != nil {
-				log.Warn("resume", "node", id, "err", err)
-			}
-		}
-	}
-	for id, err := range c.Procs.Exited() {
-		rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyCrash,
-			Detail: fmt.Sprintf("node %s is not running after healing (%v); log %s", id, err, c.Procs.LogPath(id))})
-	}
+	rep.Anomalies = append(rep.Anomalies, afterHeal(c, log)...)
 	qctx, qcancel := context.WithTimeout(ctx, 60*time.Second)
 	at, err := waitQuiet(qctx, c)
 	qcancel()

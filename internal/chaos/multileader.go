@@ -606,20 +606,7 @@ func runMultiLeader(ctx context.Context, cfg RunConfig, log *slog.Logger) (*Repo
 	healed := time.Now()
 	log.Info("workload done; healed; waiting for the streams", "ops", len(h.Ops()))
 
-	// nem.Run healed on return; make sure of the processes: a paused one is
-	// resumed here, and one that is not running is a crash.
-	for _, id := range c.MemberIDs() {
-		if c.Procs.Paused(id) {
-			log.Warn("still paused after healing; resuming", "node", id)
-			if err := c.Procs.Resume(id); err != nil {
-				log.Warn("resume", "node", id, "err", err)
-			}
-		}
-	}
-	for id, err := range c.Procs.Exited() {
-		rep.Anomalies = append(rep.Anomalies, Anomaly{Kind: AnomalyCrash,
-			Detail: fmt.Sprintf("node %s is not running after healing (%v); log %s", id, err, c.Procs.LogPath(id))})
-	}
+	rep.Anomalies = append(rep.Anomalies, afterHeal(c, log)...)
 	cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
 	at, err := waitStreams(cctx, c)
 	ccancel()
@@ -747,6 +734,26 @@ func ConflictLosers(records []MLConflict) map[string]map[string]bool {
 			}
 			out[r.Key][v.Value] = true
 		}
+	}
+	return out
+}
+
+// afterHeal makes sure of the processes once the nemesis has healed
+// (nem.Run heals on return): a paused one is resumed, and one that is not
+// running is a crash, returned as an anomaly.
+func afterHeal(c *Cluster, log *slog.Logger) []Anomaly {
+	var out []Anomaly
+	for _, id := range c.MemberIDs() {
+		if c.Procs.Paused(id) {
+			log.Warn("still paused after healing; resuming", "node", id)
+			if err := c.Procs.Resume(id); err != nil {
+				log.Warn("resume", "node", id, "err", err)
+			}
+		}
+	}
+	for id, err := range c.Procs.Exited() {
+		out = append(out, Anomaly{Kind: AnomalyCrash,
+			Detail: fmt.Sprintf("node %s is not running after healing (%v); log %s", id, err, c.Procs.LogPath(id))})
 	}
 	return out
 }
