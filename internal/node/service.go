@@ -215,6 +215,14 @@ func (n *Node) proposeBatch(ctx context.Context, keys, values [][]byte, w api.Wr
 	if err == nil {
 		s, _ := n.status()
 		err = n.checkSessionWrite(w.Session, s)
+		for i := 0; errors.Is(err, errSessionUnsettled) && i < 50 && ctx.Err() == nil; i++ {
+			// Wait for this leader's first commit (or news), as propose does.
+			s, _ = n.waitStatus(ctx, n.cfg.Heartbeat, func(s2 *snapshot) bool { return s2 != s })
+			if s == nil {
+				s, _ = n.status()
+			}
+			err = n.checkSessionWrite(w.Session, s)
+		}
 	}
 	if err != nil {
 		for i := range errs {
@@ -343,6 +351,11 @@ func (n *Node) write(ctx context.Context, kind entry.Kind, key, value []byte, cm
 				return api.WriteResult{}, err // nothing proposed
 			}
 			if err := n.checkSessionWrite(w.Session, s); err != nil {
+				if errors.Is(err, errSessionUnsettled) && attempt < 50 {
+					// Wait for this leader's first commit (or news).
+					n.waitStatus(slow(), n.cfg.Heartbeat, func(s2 *snapshot) bool { return s2 != s })
+					continue
+				}
 				return api.WriteResult{}, err // nothing proposed
 			}
 			pv := value

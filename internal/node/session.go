@@ -184,8 +184,33 @@ func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 	if err := n.settle(tok, s); err != nil {
 		return err
 	}
+	if session.WriteMustWait(tok, s.st.Term, n.committedInTerm(s)) {
+		// Whether the token's entry survived is not known until this
+		// leader commits an entry of its term; written now, the new
+		// write's token would cover the old one whether or not it was
+		// discarded, and hide its loss (chaos seed 562545032: an async
+		// write rolled back, the session's next write accepted by the new
+		// leader right after its election, the loss never reported).
+		return errSessionUnsettled
+	}
 	_, err := n.checkToken(tok)
 	return err
+}
+
+// errSessionUnsettled: a session write reached a new leader before it could
+// tell whether the session's previous write survived; the write waits
+// (propose) and is refused with it only if that takes too long. Nothing
+// is written.
+var errSessionUnsettled = fmt.Errorf("%w: the new leader has not yet committed an entry of its term, so whether the session's last write survived the failover is not known yet; retry", api.ErrNoLeader)
+
+// committedInTerm reports whether this leader has committed an entry of
+// its own term (its no-op, one round trip after its election). When the
+// entry at the commit index has left the log (compacted after it was
+// applied), it cannot tell and says yes: the write then goes ahead, as it
+// did before this check existed.
+func (n *Node) committedInTerm(s *snapshot) bool {
+	t, err := n.wal.Term(s.st.Commit)
+	return err != nil || t == s.st.Term
 }
 
 // settle is session.Settle on this leader's log; it decides only once the

@@ -68,6 +68,16 @@ func Settle(tok api.Token, leaderTerm, lastIndex uint64, committedInTerm bool, l
 	return nil
 }
 
+// WriteMustWait reports whether a session write carrying tok must wait on
+// the leader of term leaderTerm before it is proposed: tok names an entry
+// of an earlier term, and the leader has not yet committed an entry of its
+// own (committedInTerm), so Settle cannot yet tell whether that entry was
+// discarded. Proposed now, the write's token would cover tok whether or
+// not its entry survived, and hide the loss from the session's next read.
+func WriteMustWait(tok api.Token, leaderTerm uint64, committedInTerm bool) bool {
+	return tok.Term != 0 && tok.Term < leaderTerm && !committedInTerm
+}
+
 // RolledBack is the error for a session whose token's entry was discarded;
 // term is the term of the entry found at its index (0: none).
 func RolledBack(tok api.Token, term uint64) error {

@@ -107,3 +107,25 @@ func TestNewerTerm(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteMustWait: a session write whose token is of an earlier term
+// waits on a leader that has not committed in its own term (chaos seed
+// 562545032: accepted at once, it hid the session's rolled-back write).
+func TestWriteMustWait(t *testing.T) {
+	for _, c := range []struct {
+		tok       api.Token
+		term      uint64
+		committed bool
+		want      bool
+	}{
+		{api.Token{Term: 4, Index: 2403}, 5, false, true},
+		{api.Token{Term: 4, Index: 2403}, 5, true, false},
+		{api.Token{Term: 5, Index: 2409}, 5, false, false}, // its own term: in its log or refused by Settle
+		{api.Token{Index: 7}, 5, false, false},             // index only
+		{api.Token{}, 5, false, false},                     // no session
+	} {
+		if got := WriteMustWait(c.tok, c.term, c.committed); got != c.want {
+			t.Errorf("WriteMustWait(%v, term %d, committed %v) = %v, want %v", c.tok, c.term, c.committed, got, c.want)
+		}
+	}
+}
