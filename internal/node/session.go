@@ -181,10 +181,18 @@ func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 	if err := session.NewerTerm(tok, s.st.Term); err != nil {
 		return err
 	}
-	if err := n.settle(tok, s); err != nil {
+	// The commit index's term decides both checks below, and only for a
+	// token of an earlier term: one log lookup, none for the usual token.
+	committed, known := true, true
+	if tok.Term != 0 && tok.Term < s.st.Term {
+		committed, known = n.committedInTerm(s)
+	}
+	if err := n.settleWith(tok, s, committed); err != nil {
 		return err
 	}
-	if session.WriteMustWait(tok, s.st.Term, n.committedInTerm(s)) {
+	// Unknown (the commit index's entry left the log, compacted after it
+	// was applied): the write goes ahead, as it did before this check.
+	if session.WriteMustWait(tok, s.st.Term, committed || !known) {
 		// Whether the token's entry survived is not known until this
 		// leader commits an entry of its term; written now, the new
 		// write's token would cover the old one whether or not it was
@@ -204,13 +212,11 @@ func (n *Node) checkSessionWrite(tok api.Token, s *snapshot) error {
 var errSessionUnsettled = fmt.Errorf("%w: the new leader has not yet committed an entry of its term, so whether the session's last write survived the failover is not known yet; retry", api.ErrNoLeader)
 
 // committedInTerm reports whether this leader has committed an entry of
-// its own term (its no-op, one round trip after its election). When the
-// entry at the commit index has left the log (compacted after it was
-// applied), it cannot tell and says yes: the write then goes ahead, as it
-// did before this check existed.
-func (n *Node) committedInTerm(s *snapshot) bool {
+// its own term (its no-op, one round trip after its election); known is
+// false when the entry at the commit index has left the log.
+func (n *Node) committedInTerm(s *snapshot) (committed, known bool) {
 	t, err := n.wal.Term(s.st.Commit)
-	return err != nil || t == s.st.Term
+	return err == nil && t == s.st.Term, err == nil
 }
 
 // settle is session.Settle on this leader's log; it decides only once the
@@ -218,12 +224,17 @@ func (n *Node) committedInTerm(s *snapshot) bool {
 // leader that had not, told a session its write was lost, and a later leader
 // committed it).
 func (n *Node) settle(tok api.Token, s *snapshot) error {
+	committed, _ := n.committedInTerm(s)
+	return n.settleWith(tok, s, committed)
+}
+
+// settleWith is settle with committedInTerm already looked up.
+func (n *Node) settleWith(tok api.Token, s *snapshot, committedInTerm bool) error {
 	logTerm := func(i uint64) (uint64, bool) {
 		t, err := n.wal.Term(i)
 		return t, err == nil
 	}
-	t, ok := logTerm(s.st.Commit)
-	return session.Settle(tok, s.st.Term, s.st.LastIndex, ok && t == s.st.Term, logTerm)
+	return session.Settle(tok, s.st.Term, s.st.LastIndex, committedInTerm, logTerm)
 }
 
 // readApplied reads key from the applied state, with its token.
