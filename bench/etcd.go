@@ -118,15 +118,15 @@ func StartEtcd(ctx context.Context, dir string, n, procs int) (*Etcd, error) {
 	}
 	e.env = cluster.ProcsEnv(procs)
 	var ic []string
+	// Every port distinct: two members given the same port (freePort can
+	// hand one out twice) would leave one dead from the start, and the
+	// cluster would elect with two and lose its quorum at the first kill.
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
-		pp, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		cp, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+		pp, cp := ports[2*i], ports[2*i+1]
 		m := etcdMember{Name: fmt.Sprintf("e%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("e%d", i+1)),
 			PeerURL: fmt.Sprintf("http://127.0.0.1:%d", pp), ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp), State: "new"}
 		e.members = append(e.members, m)
@@ -147,7 +147,26 @@ func StartEtcd(ctx context.Context, dir string, n, procs int) (*Etcd, error) {
 		e.Stop()
 		return nil, err
 	}
+	// A leader needs only two of three: wait for every member, so that a
+	// member that failed to start is an error here, not a cluster that
+	// cannot survive the loss of another.
+	for i := range e.members {
+		if err := e.waitMember(ctx, i, 30*time.Second); err != nil {
+			e.Stop()
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// Running reports whether member i's process is running.
+func (e *Etcd) Running(i int) bool {
+	select {
+	case <-e.done[i]:
+		return false
+	default:
+		return true
+	}
 }
 
 // Start starts member i's process (again, with its existing data).

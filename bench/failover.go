@@ -180,6 +180,9 @@ func failoverTrial(ctx context.Context, tg failoverTarget, prefix string) (time.
 	}
 	ws := stop()
 	if err != nil {
+		if d, ok := tg.(interface{ diagnose(context.Context) string }); ok {
+			err = fmt.Errorf("%w; %s", err, d.diagnose(ctx))
+		}
 		return 0, 0, nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, failoverRestored)
@@ -401,6 +404,13 @@ func respGetAll(ctx context.Context, c redis.Cmdable, keys []string) (map[string
 type etcdTarget struct{ e *Etcd }
 
 func (et etcdTarget) primary(ctx context.Context) (string, error) {
+	// Every member up before a kill: with one already gone, killing the
+	// leader would leave no quorum, and the trial would measure that.
+	for i := range et.e.Clients {
+		if err := et.e.waitMember(ctx, i, 30*time.Second); err != nil {
+			return "", err
+		}
+	}
 	i, err := et.e.WaitLeader(ctx, -1, 30*time.Second)
 	return fmt.Sprint(i), err
 }
@@ -426,6 +436,33 @@ func (et etcdTarget) writer(ctx context.Context) (probeWriter, error) {
 		return nil, err
 	}
 	return etcdWriter{c}, nil
+}
+
+// diagnose says, after a trial saw no write acknowledged, which members
+// run and what each answers of the cluster's leader.
+func (et etcdTarget) diagnose(ctx context.Context) string {
+	var parts []string
+	for i := range et.e.Clients {
+		if !et.e.Running(i) {
+			parts = append(parts, fmt.Sprintf("member %d not running", i))
+			continue
+		}
+		c, err := et.e.Client(i)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("member %d: %v", i, err))
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := c.Status(sctx, et.e.Clients[i])
+		cancel()
+		c.Close()
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("member %d: %v", i, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("member %d: leader %x, raft term %d", i, st.Leader, st.RaftTerm))
+	}
+	return "etcd then: " + strings.Join(parts, "; ") + " (logs in " + et.e.dir + ")"
 }
 
 func (et etcdTarget) member(victim string) (int, error) {

@@ -414,3 +414,35 @@ func TestAdaptiveTarget(t *testing.T) {
 		t.Errorf("adaptive skipped: %q, want not measured", got)
 	}
 }
+
+// TestEtcdTrialNeedsEveryMember checks that the etcd failover trial does not
+// kill a leader while a member is already gone (which would leave no quorum
+// and measure that instead), and that the error names the dead member.
+func TestEtcdTrialNeedsEveryMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd members; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEtcd(ctx, t.TempDir(), 3, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	tg := etcdTarget{e}
+	if _, err := tg.primary(ctx); err != nil {
+		t.Fatalf("every member up: %v", err)
+	}
+	e.Kill(1)
+	start := time.Now()
+	_, err = tg.primary(ctx)
+	if err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("primary with member 1 dead: err %v, want one saying it exited", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a dead member found after %v; want at once", d)
+	}
+	if d := tg.diagnose(ctx); !strings.Contains(d, "member 1 not running") || !strings.Contains(d, "member 0: leader") {
+		t.Errorf("diagnose = %q", d)
+	}
+}

@@ -38,6 +38,9 @@ func waitTriremeCaughtUp(ctx context.Context, t *Trireme, id string, limit time.
 func (e *Etcd) waitMember(ctx context.Context, i int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
+		if !e.Running(i) {
+			return fmt.Errorf("etcd member %d exited (log: %s)", i, filepath.Join(e.dir, e.members[i].Name+".log"))
+		}
 		c, err := e.Client(i)
 		if err == nil {
 			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
