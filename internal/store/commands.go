@@ -141,7 +141,7 @@ func (x *bufSink) putUser(key []byte, index uint64, value []byte, del bool) {
 }
 
 func (x *bufSink) addRec(index uint64, key []byte, expiry int64, r *command.Result) {
-	x.t.size += x.t.idem.run.add(index, key, expiry, r)
+	x.t.idemSize += x.t.idem.run.add(index, key, expiry, r)
 }
 
 func (x *bufSink) findRec(rec idemRec) (chunkRec, bool) {
@@ -161,7 +161,7 @@ func (x *bufSink) setIdemW(w uint64) { x.t.idem.w, x.t.idem.wSet = w, true }
 
 func (x *bufSink) delLegacy(k []byte) {
 	x.t.idem.dels = append(x.t.idem.dels, k)
-	x.t.size += len(k) + slotOverhead
+	x.t.idemSize += len(k) + slotOverhead
 }
 
 func termKey(index uint64) []byte {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -359,5 +360,52 @@ func TestBlindIdempotentPutsInTheWriteBuffer(t *testing.T) {
 		if !f1 || !f2 {
 			t.Fatalf("id%d: record %v after the crash, %v without", i, f1, f2)
 		}
+	}
+}
+
+// TestIdempotencyRecordsHaveTheirOwnBudget checks that keyed blind puts
+// count their records against a write-buffer budget of their own: the
+// table drains when its values, or its records, reach the drain size, not
+// when the two together do (which drained keyed writes of a hot key set
+// twice as often as plain ones, each drain writing every key again).
+func TestIdempotencyRecordsHaveTheirOwnBudget(t *testing.T) {
+	s, err := Open(t.TempDir(), testBufConfig(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	val := bytes.Repeat([]byte("v"), 100)
+	apply := func(i uint64, idem string) {
+		c := command.Command{Op: command.OpSet, Key: []byte(fmt.Sprint("k", i%10)), Value: val}
+		if idem != "" {
+			c.IdemKey = []byte(idem)
+		}
+		applyCmds(t, s, cmdEntry(i, c))
+	}
+	// Keyed writes until the table's values alone are just below the
+	// drain size: together with the records they are well above it.
+	i := uint64(1)
+	first := s.active
+	for ; s.active == first && int64(s.active.size+len(val)) < s.drainAt; i++ {
+		apply(i, fmt.Sprintf("%032x", i))
+	}
+	if s.active != first || s.draining != nil || s.active.size == 0 || s.active.idemSize == 0 {
+		t.Fatalf("after %d keyed writes: table drained %v, values %d, records %d bytes (drain at %d)",
+			i-1, s.active != first || s.draining != nil, s.active.size, s.active.idemSize, s.drainAt)
+	}
+	if int64(s.active.size+s.active.idemSize) < s.drainAt {
+		t.Fatalf("values %d + records %d bytes do not reach the drain size %d: the test proves nothing",
+			s.active.size, s.active.idemSize, s.drainAt)
+	}
+	// Records alone drain the table once they reach the drain size:
+	// keyed writes of tiny values, one key.
+	before := s.active
+	for n := 0; s.active == before && n < 100_000; n++ {
+		c := command.Command{Op: command.OpSet, Key: []byte("k0"), Value: []byte("x"), IdemKey: []byte(fmt.Sprintf("%032x", i))}
+		applyCmds(t, s, cmdEntry(i, c))
+		i++
+	}
+	if s.active == before {
+		t.Fatalf("records of %d bytes never drained the table (drain at %d)", before.idemSize, s.drainAt)
 	}
 }

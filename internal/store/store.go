@@ -57,10 +57,11 @@ type Config struct {
 	MemTableBytes int64
 	// WriteBufferBytes bounds the write buffer, the hash table of recently
 	// applied writes in front of Pebble (see wbuf.go): keys, values and
-	// about 64 bytes per key. A key written again while buffered costs a
-	// hash-table update instead of a memtable insert. Two tables can be
-	// full at once (one being drained into Pebble), so a store holds up to
-	// twice this. A batch of at least a quarter of it skips the buffer
+	// about 64 bytes per key; the idempotency records of keyed writes
+	// count against a second budget of the same size. A key written again
+	// while buffered costs a hash-table update instead of a memtable
+	// insert. Two tables can be full at once (one being drained into
+	// Pebble), so a store holds up to twice this, four times with records. A batch of at least a quarter of it skips the buffer
 	// (catch-up, bulk loads). 0 turns the buffer off (every Apply goes to
 	// Pebble at once). Must be in [0, 1 GiB].
 	WriteBufferBytes int64
@@ -568,7 +569,7 @@ func (s *Store) ApplyReport(ents []entry.Entry, report CommandReport) error {
 	s.appliedTerm.Store(last.Term)
 	s.applied.Store(last.Index)
 	s.reportCommands(ents, results, report)
-	if int64(t.size) >= s.drainAt {
+	if int64(t.size) >= s.drainAt || int64(t.idemSize) >= s.drainAt {
 		return s.startDrainLocked()
 	}
 	return nil

@@ -19,7 +19,8 @@ import (
 //
 // Apply adds each batch to the active table. When the active table reaches
 // its drain size (pickDrainAt: a random size between three quarters of
-// Config.WriteBufferBytes and all of it), it becomes the draining table, and
+// Config.WriteBufferBytes and all of it) with its keys and values, or with
+// its idempotency records, it becomes the draining table, and
 // a goroutine writes its latest versions, with the applied index they bring
 // Pebble to, into Pebble (in batches, below); a new active table takes the
 // writes meanwhile. If the
@@ -52,9 +53,16 @@ type bufTable struct {
 	// replay would take the entry for a duplicate and skip it).
 	idem  idemChanges
 	arena []byte // the values, appended
-	size  int    // bytes counted against Config.WriteBufferBytes
-	last  uint64 // applied index (and its term) this table brings Pebble to
-	term  uint64
+	size  int    // bytes of keys and values counted against Config.WriteBufferBytes
+	// idemSize counts the idempotency records (and format-2 deletions)
+	// against a budget of their own, the same size: counted with the
+	// values, a keyed write's record (about as large as a 100-byte value)
+	// drained the table twice as often, and every drain writes each key's
+	// latest value to Pebble, so keyed writes of a hot key set cost twice
+	// the memtable inserts, flushes and compactions of plain ones.
+	idemSize int
+	last     uint64 // applied index (and its term) this table brings Pebble to
+	term     uint64
 }
 
 // bufSlot is the latest version of one key in a table.
@@ -88,7 +96,7 @@ func (t *bufTable) reset(keep int64) {
 	if int64(cap(t.idem.run.buf)) > keep {
 		t.idem.run = idemRun{}
 	}
-	t.size, t.last, t.term = 0, 0, 0
+	t.size, t.idemSize, t.last, t.term = 0, 0, 0, 0
 }
 
 // put records key's version index (del: a deletion). Under bufMu.
