@@ -37,6 +37,7 @@ import (
 	"github.com/trireme-db/trireme/internal/hlc"
 	"github.com/trireme-db/trireme/internal/leaderless"
 	"github.com/trireme-db/trireme/internal/leaderless/llstore"
+	"github.com/trireme-db/trireme/internal/runloop"
 	"github.com/trireme-db/trireme/internal/transport"
 )
 
@@ -76,10 +77,8 @@ type Node struct {
 	pub atomic.Pointer[statusSnap]
 
 	// Owned by the run goroutine.
-	waiting   map[uint64]*request
-	nextID    uint64
-	tickBase  time.Time
-	ticksDone int64
+	waiting map[uint64]*request
+	nextID  uint64
 
 	lastLog atomic.Int64 // unix ns of the last refused-message warning
 }
@@ -348,68 +347,22 @@ func (n *Node) refuse(what string, args ...any) {
 	}
 }
 
-// The run loop.
-
-// maxCatchUpTicks bounds the ticks given at once after a stall.
-const maxCatchUpTicks = 1000
-
-// tickUpTo gives the core one tick per Config.Tick of wall time since the
-// last (a time.Ticker drops ticks while the loop is busy).
-func (n *Node) tickUpTo(now time.Time) {
-	due := int64(now.Sub(n.tickBase) / n.cfg.Tick)
-	if due-n.ticksDone > maxCatchUpTicks {
-		n.ticksDone = due - maxCatchUpTicks
-	}
-	for ; n.ticksDone < due; n.ticksDone++ {
-		n.core.Tick()
-	}
-}
+// The run loop (internal/runloop): requests, peer messages and ticks in,
+// then the core's Ready handled (processReady).
 
 func (n *Node) run() {
 	defer close(n.doneCh)
 	defer n.failAll(api.ErrStopped)
-	n.tickBase = time.Now()
-	ticker := time.NewTicker(n.cfg.Tick)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-n.stopCh:
-			return
-		case r := <-n.propCh:
-			n.propose(r)
-		case m := <-n.msgCh:
-			n.step(m)
-		case now := <-ticker.C:
-			// Messages that arrived while the loop was busy (a slow
-			// fsync) were heard before these ticks: step them first, or
-			// a stall longer than PeerDown would mark every peer down.
-			n.drainInputs()
-			n.tickUpTo(now)
-			n.publish()
-		}
-		n.drainInputs()
-		if err := n.processReady(); err != nil {
-			n.setFatal(err)
-			n.failAll(fmt.Errorf("%w: %v", api.ErrOutcomeUnknown, err))
-			<-n.stopCh
-			return
-		}
+	loop := runloop.Loop[*request, leaderless.Message]{
+		Tick: n.cfg.Tick, Requests: n.propCh, Messages: n.msgCh, Stop: n.stopCh,
+		Propose: n.propose, Step: n.step,
+		TickCore: func(time.Time) { n.core.Tick() },
+		Publish:  n.publish, Ready: n.processReady,
 	}
-}
-
-// maxBatchInputs bounds the inputs taken into one Ready (one fsync).
-const maxBatchInputs = 4096
-
-func (n *Node) drainInputs() {
-	for range maxBatchInputs {
-		select {
-		case r := <-n.propCh:
-			n.propose(r)
-		case m := <-n.msgCh:
-			n.step(m)
-		default:
-			return
-		}
+	if err := loop.Run(); err != nil {
+		n.setFatal(err)
+		n.failAll(fmt.Errorf("%w: %v", api.ErrOutcomeUnknown, err))
+		<-n.stopCh
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/trireme-db/trireme/internal/fixedcluster"
 	"github.com/trireme-db/trireme/internal/multileader"
 	"github.com/trireme-db/trireme/internal/multileader/mlstore"
+	"github.com/trireme-db/trireme/internal/runloop"
 	"github.com/trireme-db/trireme/internal/transport"
 	"github.com/trireme-db/trireme/internal/vclock"
 )
@@ -71,10 +72,8 @@ type Node struct {
 	pub atomic.Pointer[statusSnap]
 
 	// Owned by the run goroutine.
-	waiting   map[uint64]*proposal
-	started   time.Time
-	tickBase  time.Time // wall-clock start of the core's tick count
-	ticksDone int64     // ticks given to the core since tickBase
+	waiting map[uint64]*proposal
+	started time.Time
 
 	dropped atomic.Uint64 // peer messages refused (undecodable, forged, foreign engine)
 	lastLog atomic.Int64  // unix ns of the last refused-message warning
@@ -298,74 +297,22 @@ func (n *Node) refuse(what string, args ...any) {
 	}
 }
 
-// The run loop.
-
-// tickUpTo gives the core one tick per Config.Tick of wall time since the
-// last: a time.Ticker drops the ticks that fall while the loop is busy
-// (a long fsync), and write timeouts and retransmissions count ticks.
-func (n *Node) tickUpTo(now time.Time) {
-	due := int64(now.Sub(n.tickBase) / n.cfg.Tick)
-	// At most maxCatchUpTicks at once: after a stall (a paused process)
-	// the protocol needs to move on, not to replay every tick it missed.
-	if due-n.ticksDone > maxCatchUpTicks {
-		n.ticksDone = due - maxCatchUpTicks
-	}
-	for ; n.ticksDone < due; n.ticksDone++ {
-		n.core.Tick(now.UnixNano())
-	}
-}
-
-// maxCatchUpTicks bounds the ticks given at once by tickUpTo.
-const maxCatchUpTicks = 1000
+// The run loop (internal/runloop): requests, peer messages and ticks in,
+// then the core's Ready handled (processReady).
 
 func (n *Node) run() {
 	defer close(n.doneCh)
 	defer n.failAll(api.ErrStopped)
-	n.tickBase = time.Now()
-	ticker := time.NewTicker(n.cfg.Tick)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-n.stopCh:
-			return
-		case p := <-n.propCh:
-			n.propose(p)
-		case m := <-n.msgCh:
-			n.step(m)
-		case now := <-ticker.C:
-			n.tickUpTo(now)
-			n.publish()
-		case f := <-n.ctlCh:
-			f()
-		}
-		n.drainInputs()
-		if err := n.processReady(); err != nil {
-			n.setFatal(err)
-			n.failAll(fmt.Errorf("%w: %v", api.ErrOutcomeUnknown, err))
-			<-n.stopCh
-			return
-		}
+	loop := runloop.Loop[*proposal, multileader.Message]{
+		Tick: n.cfg.Tick, Requests: n.propCh, Messages: n.msgCh, Control: n.ctlCh, Stop: n.stopCh,
+		Propose: n.propose, Step: n.step,
+		TickCore: func(now time.Time) { n.core.Tick(now.UnixNano()) },
+		Publish:  n.publish, Ready: n.processReady,
 	}
-}
-
-// maxBatchInputs bounds the proposals and messages taken into one Ready,
-// so that one fsync's batch stays bounded.
-const maxBatchInputs = 4096
-
-// drainInputs takes every proposal and peer message already queued, so
-// that they share the next Ready and its fsync: the writes that queued
-// while the last batch was being fsynced, and the entries peers streamed
-// meanwhile.
-func (n *Node) drainInputs() {
-	for range maxBatchInputs {
-		select {
-		case p := <-n.propCh:
-			n.propose(p)
-		case m := <-n.msgCh:
-			n.step(m)
-		default:
-			return
-		}
+	if err := loop.Run(); err != nil {
+		n.setFatal(err)
+		n.failAll(fmt.Errorf("%w: %v", api.ErrOutcomeUnknown, err))
+		<-n.stopCh
 	}
 }
 
