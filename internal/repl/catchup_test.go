@@ -183,7 +183,7 @@ func TestWipedFollowerCaughtUp(t *testing.T) {
 	nw.restart(f)
 	nw.tick(5)
 	// The leader learns of the loss from the follower's answer to the next
-	// append (heartbeats carry no log position).
+	// append (or to a heartbeat: TestWipedFollowerCaughtUpWhileIdle).
 	nw.mustPropose(l, "after", majority())
 	nw.tick(30)
 	if nw.leader() != l {
@@ -192,6 +192,42 @@ func TestWipedFollowerCaughtUp(t *testing.T) {
 	lc, fc := nw.nodes[l].core, nw.nodes[f].core
 	if fc.log.lastIndex() != lc.log.lastIndex() || len(nd.applied) == 0 || nd.appliedIndex() != lc.log.committed {
 		t.Fatalf("wiped follower at last %d applied %d; leader at last %d commit %d",
+			fc.log.lastIndex(), nd.appliedIndex(), lc.log.lastIndex(), lc.log.committed)
+	}
+	nw.checkConverged()
+}
+
+// TestWipedFollowerCaughtUpWhileIdle checks that a follower that came back
+// with an empty log under its old id is caught up by heartbeats alone: the
+// heartbeat carries the index it acknowledged, and it answers that its log
+// ends below it. Before, an idle leader learned of the loss only from the
+// answer to its next append, so the follower stayed empty while nothing
+// was written.
+func TestWipedFollowerCaughtUpWhileIdle(t *testing.T) {
+	nw := newNet(t, 3, 5)
+	l := nw.waitLeader(100)
+	for i := range 20 {
+		nw.mustPropose(l, fmt.Sprintf("k%d", i), majority())
+	}
+	nw.tick(5)
+	var f NodeID
+	for _, id := range nw.ids {
+		if id != l {
+			f = id
+			break
+		}
+	}
+	nw.crash(f)
+	nd := nw.nodes[f]
+	nd.st, nd.applied, nd.journal = NewMemoryStorage(), nil, nil
+	nw.restart(f)
+	nw.tick(30) // heartbeats only: nothing is written
+	if nw.leader() != l {
+		t.Fatalf("leader changed from %s to %s", l, nw.leader())
+	}
+	lc, fc := nw.nodes[l].core, nw.nodes[f].core
+	if fc.log.lastIndex() != lc.log.lastIndex() || nd.appliedIndex() != lc.log.committed {
+		t.Fatalf("wiped follower at last %d applied %d after heartbeats alone; leader at last %d commit %d",
 			fc.log.lastIndex(), nd.appliedIndex(), lc.log.lastIndex(), lc.log.committed)
 	}
 	nw.checkConverged()

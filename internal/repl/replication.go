@@ -264,8 +264,22 @@ func searchIndex(lo, hi uint64, f func(uint64) bool) uint64 {
 
 func (c *Core) handleHeartbeat(m Message) {
 	c.leaderCommit = m.Index
-	c.log.commitTo(min(m.Commit, c.log.lastIndex()))
+	last := c.log.lastIndex()
+	c.log.commitTo(min(m.Commit, last))
 	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Term: c.term, Context: m.Context})
+	if m.Commit > last {
+		// m.Commit is at most the index this node acknowledged to this
+		// leader as durable: a log that ends below it lost entries (the
+		// data directory was wiped or replaced). Say where it ends, as a
+		// rejected append would (the leader's lostEntries), so that an
+		// idle leader catches this node up now, not at its next write.
+		t, err := c.log.term(last)
+		if err != nil {
+			t = 0
+		}
+		c.send(Message{Type: MsgAppResp, To: m.From, Term: c.term, Index: m.Commit, Reject: true,
+			HintTerm: t, HintIndex: last})
+	}
 }
 
 func (c *Core) stepLeader(m Message) error {

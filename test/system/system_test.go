@@ -287,8 +287,9 @@ func TestFollowerRestartCatchesUp(t *testing.T) {
 }
 
 // TestWipedFollowerCatchesUp: a follower restarted under its old id with
-// its data directory removed gets the whole log back (the leader used to
-// take its rejection for a stale one and leave it behind for good).
+// its data directory removed gets the whole log back, before anything more
+// is written (the leader used to take its rejection for a stale one and
+// leave it behind for good, and then to learn of it only at its next write).
 func TestWipedFollowerCatchesUp(t *testing.T) {
 	x := mustStart(t)
 	leader := x.mustLeader("")
@@ -312,7 +313,9 @@ func TestWipedFollowerCatchesUp(t *testing.T) {
 	if err := x.c.WaitReady(x.ctx(10*time.Second), victim); err != nil {
 		t.Fatal(err)
 	}
-	// The leader learns of the loss from the answer to its next append.
+	// The leader learns of the loss from the follower's answer to a
+	// heartbeat: the data comes back with nothing written.
+	x.waitStale(victim, want)
 	x.mustPut("after", "after", client.WriteOptions{Ack: "majority"})
 	want["after"] = "after"
 	x.waitStale(victim, want)
