@@ -161,26 +161,8 @@ func TestSlowAppendIsNotResentOnAnEarlierHeartbeat(t *testing.T) {
 // dropped as stale, and the follower stayed behind for good; the leader
 // now takes the follower's word for where its log ends and catches it up.
 func TestWipedFollowerCaughtUp(t *testing.T) {
-	nw := newNet(t, 3, 5)
-	l := nw.waitLeader(100)
-	for i := range 20 {
-		nw.mustPropose(l, fmt.Sprintf("k%d", i), majority())
-	}
-	nw.tick(5)
-	var f NodeID
-	for _, id := range nw.ids {
-		if id != l {
-			f = id
-			break
-		}
-	}
-	if got := nw.nodes[f].core.log.lastIndex(); got < 20 {
-		t.Fatalf("follower %s at %d before the wipe", f, got)
-	}
-	nw.crash(f)
+	nw, l, f := wipeAFollower(t)
 	nd := nw.nodes[f]
-	nd.st, nd.applied, nd.journal = NewMemoryStorage(), nil, nil
-	nw.restart(f)
 	nw.tick(5)
 	// The leader learns of the loss from the follower's answer to the next
 	// append (or to a heartbeat: TestWipedFollowerCaughtUpWhileIdle).
@@ -204,7 +186,25 @@ func TestWipedFollowerCaughtUp(t *testing.T) {
 // answer to its next append, so the follower stayed empty while nothing
 // was written.
 func TestWipedFollowerCaughtUpWhileIdle(t *testing.T) {
-	nw := newNet(t, 3, 5)
+	nw, l, f := wipeAFollower(t)
+	nd := nw.nodes[f]
+	nw.tick(30) // heartbeats only: nothing is written
+	if nw.leader() != l {
+		t.Fatalf("leader changed from %s to %s", l, nw.leader())
+	}
+	lc, fc := nw.nodes[l].core, nw.nodes[f].core
+	if fc.log.lastIndex() != lc.log.lastIndex() || nd.appliedIndex() != lc.log.committed {
+		t.Fatalf("wiped follower at last %d applied %d after heartbeats alone; leader at last %d commit %d",
+			fc.log.lastIndex(), nd.appliedIndex(), lc.log.lastIndex(), lc.log.committed)
+	}
+	nw.checkConverged()
+}
+
+// wipeAFollower starts 3 nodes, commits 20 entries, and restarts a
+// follower with empty storage under its old id (a wiped data directory).
+func wipeAFollower(t *testing.T) (nw *tnet, leader, follower NodeID) {
+	t.Helper()
+	nw = newNet(t, 3, 5)
 	l := nw.waitLeader(100)
 	for i := range 20 {
 		nw.mustPropose(l, fmt.Sprintf("k%d", i), majority())
@@ -217,18 +217,12 @@ func TestWipedFollowerCaughtUpWhileIdle(t *testing.T) {
 			break
 		}
 	}
+	if got := nw.nodes[f].core.log.lastIndex(); got < 20 {
+		t.Fatalf("follower %s at %d before the wipe", f, got)
+	}
 	nw.crash(f)
 	nd := nw.nodes[f]
 	nd.st, nd.applied, nd.journal = NewMemoryStorage(), nil, nil
 	nw.restart(f)
-	nw.tick(30) // heartbeats only: nothing is written
-	if nw.leader() != l {
-		t.Fatalf("leader changed from %s to %s", l, nw.leader())
-	}
-	lc, fc := nw.nodes[l].core, nw.nodes[f].core
-	if fc.log.lastIndex() != lc.log.lastIndex() || nd.appliedIndex() != lc.log.committed {
-		t.Fatalf("wiped follower at last %d applied %d after heartbeats alone; leader at last %d commit %d",
-			fc.log.lastIndex(), nd.appliedIndex(), lc.log.lastIndex(), lc.log.committed)
-	}
-	nw.checkConverged()
+	return nw, l, f
 }
