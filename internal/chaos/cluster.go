@@ -394,22 +394,51 @@ func (c *Cluster) Status(ctx context.Context, id string) (Status, error) {
 
 // Statuses asks every member in parallel; unreachable nodes are missing.
 func (c *Cluster) Statuses(ctx context.Context) map[string]Status {
-	out := map[string]Status{}
+	return memberStatuses(ctx, c, func(Status) bool { return true })
+}
+
+// memberStatuses asks every member for its /v1/status as a T, in parallel
+// (timeout 500ms each); nodes that do not answer, or whose answer keep
+// refuses, are missing.
+func memberStatuses[T any](ctx context.Context, c *Cluster, keep func(T) bool) map[string]T {
+	out := map[string]T{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, id := range c.MemberIDs() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if st, err := c.Status(ctx, id); err == nil {
+		wg.Go(func() {
+			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			var st T
+			if err := c.getJSON(sctx, "http://"+c.Addrs[id].HTTP+"/v1/status", &st); err == nil && keep(st) {
 				mu.Lock()
 				out[id] = st
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return out
+}
+
+// waitAllStatuses polls fetch every 50ms until every member answers and
+// healthy holds for each answer; on ctx's end it returns an error saying
+// what it waited for, with the last statuses.
+func waitAllStatuses[T any](ctx context.Context, c *Cluster, fetch func(context.Context) map[string]T, healthy func(T) bool, what string) error {
+	for {
+		sts := fetch(ctx)
+		ok := len(sts) == len(c.MemberIDs())
+		for _, st := range sts {
+			ok = ok && healthy(st)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("chaos: cluster not healthy (%s): last statuses %+v", what, sts)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Leader returns the node that says it leads in the highest term, among the

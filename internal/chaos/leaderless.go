@@ -166,48 +166,16 @@ type LLInfo struct {
 // LLStatuses asks every member for its status, in parallel; nodes that do
 // not answer (or do not answer as leaderless nodes) are missing.
 func (c *Cluster) LLStatuses(ctx context.Context) map[string]LLStatus {
-	out := map[string]LLStatus{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, id := range c.MemberIDs() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			var st LLStatus
-			if err := c.getJSON(sctx, "http://"+c.Addrs[id].HTTP+"/v1/status", &st); err == nil && st.Leaderless != nil {
-				mu.Lock()
-				out[id] = st
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return out
+	return memberStatuses(ctx, c, func(st LLStatus) bool { return st.Leaderless != nil })
 }
 
 // HealthyLeaderless waits until every member answers /v1/status as a
 // leaderless node that counts no peer down (a node counts a peer down until
 // it has heard from it).
 func (c *Cluster) HealthyLeaderless(ctx context.Context) error {
-	for {
-		sts := c.LLStatuses(ctx)
-		ok := len(sts) == len(c.MemberIDs())
-		for _, st := range sts {
-			if st.Mode != ModeLeaderless || len(st.Leaderless.Down) > 0 {
-				ok = false
-			}
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("chaos: cluster not healthy (every node leaderless, no peer down): last statuses %+v", sts)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return waitAllStatuses(ctx, c, c.LLStatuses, func(st LLStatus) bool {
+		return st.Mode == ModeLeaderless && len(st.Leaderless.Down) == 0
+	}, "every node leaderless, no peer down")
 }
 
 // LLQuiet reports whether, in sts, every one of ids answered, counts no

@@ -155,47 +155,15 @@ type StreamStatus struct {
 // MLStatuses asks every member for its multi-leader status, in parallel;
 // nodes that do not answer are missing.
 func (c *Cluster) MLStatuses(ctx context.Context) map[string]MLStatus {
-	out := map[string]MLStatus{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, id := range c.MemberIDs() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			var st MLStatus
-			if err := c.getJSON(sctx, "http://"+c.Addrs[id].HTTP+"/v1/status", &st); err == nil {
-				mu.Lock()
-				out[id] = st
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return out
+	return memberStatuses(ctx, c, func(MLStatus) bool { return true })
 }
 
 // HealthyMultiLeader waits until every member answers /v1/status as a
 // multi-leader node (there is no leader to agree on).
 func (c *Cluster) HealthyMultiLeader(ctx context.Context) error {
-	for {
-		sts := c.MLStatuses(ctx)
-		ok := len(sts) == len(c.MemberIDs())
-		for _, st := range sts {
-			if st.Mode != ModeMultiLeader || st.Role != ModeMultiLeader {
-				ok = false
-			}
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("chaos: cluster not healthy (every node answering as multi-leader): last statuses %+v", sts)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return waitAllStatuses(ctx, c, c.MLStatuses, func(st MLStatus) bool {
+		return st.Mode == ModeMultiLeader && st.Role == ModeMultiLeader
+	}, "every node answering as multi-leader")
 }
 
 // StreamsCaughtUp reports whether, in sts, every one of ids answered and
